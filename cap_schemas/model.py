@@ -1,0 +1,298 @@
+"""The CAP 1.2 model: frozen dataclasses, one per CAP element that has structure.
+
+The model is what every part of borderlink passes around. It is built by
+:mod:`cap_schemas.parse` (which also reads CAP 1.0 and 1.1 into it) and written back by
+:mod:`cap_schemas.serialize`. Times are timezone-aware :class:`datetime.datetime` values;
+the document's original bytes travel with the alert in :attr:`Alert.raw` (signatures cover
+them) but take no part in equality.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+CAP12_NS = "urn:oasis:names:tc:emergency:cap:1.2"
+CAP11_NS = "urn:oasis:names:tc:emergency:cap:1.1"
+CAP10_NS = "http://www.incident.com/cap/1.0"
+XMLDSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
+
+
+class Status(enum.StrEnum):
+    ACTUAL = "Actual"
+    EXERCISE = "Exercise"
+    SYSTEM = "System"
+    TEST = "Test"
+    DRAFT = "Draft"
+
+
+class MsgType(enum.StrEnum):
+    ALERT = "Alert"
+    UPDATE = "Update"
+    CANCEL = "Cancel"
+    ACK = "Ack"
+    ERROR = "Error"
+
+
+class Scope(enum.StrEnum):
+    PUBLIC = "Public"
+    RESTRICTED = "Restricted"
+    PRIVATE = "Private"
+
+
+class Category(enum.StrEnum):
+    GEO = "Geo"
+    MET = "Met"
+    SAFETY = "Safety"
+    SECURITY = "Security"
+    RESCUE = "Rescue"
+    FIRE = "Fire"
+    HEALTH = "Health"
+    ENV = "Env"
+    TRANSPORT = "Transport"
+    INFRA = "Infra"
+    CBRNE = "CBRNE"
+    OTHER = "Other"
+
+
+class ResponseType(enum.StrEnum):
+    SHELTER = "Shelter"
+    EVACUATE = "Evacuate"
+    PREPARE = "Prepare"
+    EXECUTE = "Execute"
+    AVOID = "Avoid"
+    MONITOR = "Monitor"
+    ASSESS = "Assess"
+    ALL_CLEAR = "AllClear"
+    NONE = "None"
+
+
+class Urgency(enum.StrEnum):
+    IMMEDIATE = "Immediate"
+    EXPECTED = "Expected"
+    FUTURE = "Future"
+    PAST = "Past"
+    UNKNOWN = "Unknown"
+
+
+class Severity(enum.StrEnum):
+    EXTREME = "Extreme"
+    SEVERE = "Severe"
+    MODERATE = "Moderate"
+    MINOR = "Minor"
+    UNKNOWN = "Unknown"
+
+
+class Certainty(enum.StrEnum):
+    OBSERVED = "Observed"
+    LIKELY = "Likely"
+    POSSIBLE = "Possible"
+    UNLIKELY = "Unlikely"
+    UNKNOWN = "Unknown"
+
+
+# Rank used for delivery priority: lower is more urgent.
+URGENCY_RANK = {
+    Urgency.IMMEDIATE: 0,
+    Urgency.EXPECTED: 1,
+    Urgency.FUTURE: 2,
+    Urgency.UNKNOWN: 3,
+    Urgency.PAST: 4,
+}
+SEVERITY_RANK = {
+    Severity.EXTREME: 0,
+    Severity.SEVERE: 1,
+    Severity.MODERATE: 2,
+    Severity.UNKNOWN: 3,
+    Severity.MINOR: 4,
+}
+
+
+def format_cap_datetime(value: datetime) -> str:
+    """Write a time the way CAP 1.2 wants it: seconds, no fraction, explicit offset.
+
+    UTC is written ``-00:00`` as Canadian and most US producers do; the XSD pattern admits it
+    (only the *input* rule against ``-00:00`` with a meaning of "unknown zone" differs by
+    profile and is checked by the validators, not here).
+    """
+    if value.tzinfo is None:
+        msg = "CAP times must carry a timezone"
+        raise ValueError(msg)
+    offset = value.utcoffset() or timedelta(0)
+    base = value.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%S")
+    total = int(offset.total_seconds()) // 60
+    sign = "-" if total <= 0 else "+"
+    hours, minutes = divmod(abs(total), 60)
+    return f"{base}{sign}{hours:02d}:{minutes:02d}"
+
+
+@dataclass(frozen=True, slots=True)
+class ValuePair:
+    """A CAP ``valueName``/``value`` pair (eventCode, parameter, geocode)."""
+
+    name: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A WGS-84 point, latitude first as CAP writes it."""
+
+    lat: float
+    lon: float
+
+
+@dataclass(frozen=True, slots=True)
+class Polygon:
+    """A closed ring of at least four points (first == last)."""
+
+    points: tuple[Point, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Circle:
+    """A centre and a radius in kilometres."""
+
+    center: Point
+    radius_km: float
+
+
+@dataclass(frozen=True, slots=True)
+class Area:
+    area_desc: str
+    polygons: tuple[Polygon, ...] = ()
+    circles: tuple[Circle, ...] = ()
+    geocodes: tuple[ValuePair, ...] = ()
+    altitude: float | None = None
+    ceiling: float | None = None
+
+    def geocode_values(self, name: str) -> tuple[str, ...]:
+        """The values of every geocode with this ``valueName`` (case-sensitive, as CAP is)."""
+        return tuple(g.value for g in self.geocodes if g.name == name)
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    resource_desc: str
+    mime_type: str
+    size: int | None = None
+    uri: str | None = None
+    deref_uri: str | None = field(default=None, repr=False)
+    digest: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Info:
+    categories: tuple[Category, ...]
+    event: str
+    urgency: Urgency
+    severity: Severity
+    certainty: Certainty
+    language: str = "en-US"
+    response_types: tuple[ResponseType, ...] = ()
+    audience: str | None = None
+    event_codes: tuple[ValuePair, ...] = ()
+    effective: datetime | None = None
+    onset: datetime | None = None
+    expires: datetime | None = None
+    sender_name: str | None = None
+    headline: str | None = None
+    description: str | None = None
+    instruction: str | None = None
+    web: str | None = None
+    contact: str | None = None
+    parameters: tuple[ValuePair, ...] = ()
+    resources: tuple[Resource, ...] = ()
+    areas: tuple[Area, ...] = ()
+
+    def event_code(self, name: str) -> str | None:
+        """The first eventCode value with this ``valueName``, or None."""
+        return next((c.value for c in self.event_codes if c.name == name), None)
+
+    def parameter(self, name: str) -> str | None:
+        """The first parameter value with this ``valueName``, or None."""
+        return next((p.value for p in self.parameters if p.name == name), None)
+
+    def parameter_values(self, name: str) -> tuple[str, ...]:
+        return tuple(p.value for p in self.parameters if p.name == name)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AlertKey:
+    """The identity of a CAP message: ``(sender, identifier, sent)``.
+
+    ``sent`` is kept as the canonical CAP string so that a key read from a ``references``
+    triple compares equal to the key of the alert it names.
+    """
+
+    sender: str
+    identifier: str
+    sent: str
+
+    def __str__(self) -> str:
+        return f"{self.sender},{self.identifier},{self.sent}"
+
+    @classmethod
+    def from_reference(cls, triple: str) -> AlertKey:
+        """Read one ``sender,identifier,sent`` triple of a ``references`` element."""
+        parts = triple.split(",")
+        if len(parts) != 3 or not all(parts):
+            msg = f"reference {triple!r} is not a sender,identifier,sent triple"
+            raise ValueError(msg)
+        sender, identifier, sent = parts
+        return cls(sender, identifier, sent)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    identifier: str
+    sender: str
+    sent: datetime
+    status: Status
+    msg_type: MsgType
+    scope: Scope
+    source: str | None = None
+    restriction: str | None = None
+    addresses: str | None = None
+    codes: tuple[str, ...] = ()
+    note: str | None = None
+    references: tuple[AlertKey, ...] = ()
+    incidents: str | None = None
+    infos: tuple[Info, ...] = ()
+    # What came in: the original document bytes (signatures cover them), the CAP version it
+    # was written in, and how many enveloped signatures it carried. Not part of equality.
+    raw: bytes = field(default=b"", compare=False, repr=False)
+    version: str = field(default="1.2", compare=False)
+    signature_count: int = field(default=0, compare=False)
+
+    @property
+    def key(self) -> AlertKey:
+        return AlertKey(self.sender, self.identifier, format_cap_datetime(self.sent))
+
+    @property
+    def expires(self) -> datetime | None:
+        """The latest ``expires`` over all info blocks (None when no block has one)."""
+        times = [i.expires for i in self.infos if i.expires is not None]
+        return max(times) if times else None
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        expires = self.expires
+        if expires is None:
+            return False
+        return expires <= (now or datetime.now(UTC))
+
+    def languages(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for info in self.infos:
+            seen.setdefault(info.language, None)
+        return tuple(seen)
+
+    def info_for(self, language: str) -> Info | None:
+        """The first info block whose language matches (``fr`` matches ``fr-CA``)."""
+        wanted = language.lower()
+        for info in self.infos:
+            lang = info.language.lower()
+            if lang == wanted or lang.split("-")[0] == wanted:
+                return info
+        return None

@@ -1,0 +1,173 @@
+"""The adapter contract: what crosses the boundary between the gateway and an external system.
+
+A *source* adapter yields :class:`Received` items; a *sink* adapter takes :class:`Outbound`
+items. Both are async context managers; reconnection loops belong to the gateway's supervisor,
+not to the adapter. Adapters are found by name in :data:`REGISTRY` (``name -> "module:Class"``,
+imported lazily, extended by the ``borderlink.adapters`` entry-point group) so the gateway never
+imports an external system's transport library itself.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import entry_points
+from types import TracebackType
+from typing import Any, Protocol, Self, runtime_checkable
+
+from cap_schemas.model import AlertKey
+from gateway.errors import ConfigError
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One document as a source adapter received it, before any parsing.
+
+    ``ack`` (when set) is awaited by the gateway only after the admission decision for this
+    item is committed to the ledger; a source that can redeliver (MQTT QoS 1) acknowledges
+    there and nowhere else.
+    """
+
+    raw: bytes
+    source: str
+    received_at: datetime = field(default_factory=utcnow)
+    channel: str = ""
+    kind: str = "cap"
+    ack: Callable[[], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """One delivery handed to a sink: a payload already rendered for that sink.
+
+    ``payload`` is whatever the route's translation produced for this sink (CAP XML bytes,
+    a JSON summary, radio text parts, a SAME header ...); ``attributes`` carry what the sink
+    needs to address it (topic placeholders, talkgroup, pager id, expiry).
+    """
+
+    key: AlertKey | None
+    sink: str
+    payload: Any
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    expires: datetime | None = None
+
+
+class Clock(Protocol):
+    """Injectable time, so tests of timers run in seconds."""
+
+    def now(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        return utcnow()
+
+    def monotonic(self) -> float:
+        import time  # noqa: PLC0415 - keeps the module's import surface small
+
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        import asyncio  # noqa: PLC0415
+
+        await asyncio.sleep(seconds)
+
+
+async def _never_seen(_key: AlertKey) -> bool:
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterContext:
+    """What the gateway gives an adapter when it builds one."""
+
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    clock: Clock = field(default_factory=SystemClock)
+    # Asks the ledger whether an alert is already admitted (NAAD heartbeat backfill uses it).
+    seen: Callable[[AlertKey], Awaitable[bool]] = _never_seen
+    config_path: str = ""
+
+
+@runtime_checkable
+class SourceAdapter(Protocol):
+    name: str
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def messages(self) -> AsyncIterator[Received]: ...
+
+
+@runtime_checkable
+class SinkAdapter(Protocol):
+    name: str
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def send(self, item: Outbound) -> None:
+        """Deliver one item or raise :class:`gateway.errors.DeliveryError`."""
+        ...
+
+
+class AdapterFactory(Protocol):
+    def __call__(self, ctx: AdapterContext) -> SourceAdapter | SinkAdapter: ...
+
+
+# name -> "module:attribute"; the attribute is a class or function taking an AdapterContext.
+REGISTRY: dict[str, str] = {
+    "mqtt": "adapters.mqtt.adapter:from_context",
+    "naad": "adapters.naad.adapter:from_context",
+    "ipaws": "adapters.ipaws.adapter:from_context",
+    "nws": "adapters.nws.adapter:from_context",
+    "kiss": "adapters.kiss.adapter:from_context",
+    "tap": "adapters.pager.adapter:from_context",
+    "textmodem": "adapters.textmodem.adapter:from_context",
+    "endec": "adapters.eas.adapter:from_context",
+    "demo": "adapters.demo.adapter:from_context",
+}
+
+ENTRY_POINT_GROUP = "borderlink.adapters"
+
+
+def load_factory(kind: str) -> AdapterFactory:
+    """Import the factory registered under ``kind``; unknown kinds are a ConfigError."""
+    target = REGISTRY.get(kind)
+    if target is None:
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            if ep.name == kind:
+                target = ep.value
+                break
+    if target is None:
+        allowed = ", ".join(sorted(REGISTRY))
+        msg = f"unknown adapter type {kind!r}; allowed: {allowed}"
+        raise ConfigError(msg)
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    factory: AdapterFactory = getattr(module, attr)
+    return factory

@@ -1,0 +1,115 @@
+"""Helpers shared by the whole suite: external tools, free ports, a real Mosquitto broker."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SHARED_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require_tool(name: str) -> str:
+    """Return the path of an external tool; skip without it, but fail under CI=true."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/local/sbin")
+    if path is None:
+        message = f"external tool {name!r} is not installed (make test installs it)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def corpus_dir(*parts: str) -> Path:
+    """A folder of the shared corpus of published alerts; skip when it is not beside the repo."""
+    path = SHARED_CORPUS.joinpath(*parts)
+    if not path.is_dir():
+        pytest.skip(f"shared corpus not present at {path}")
+    return path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+            return
+        time.sleep(0.02)
+    msg = f"nothing listening on {host}:{port} after {timeout}s"
+    raise TimeoutError(msg)
+
+
+@dataclass
+class Broker:
+    """A real Mosquitto broker on a free loopback port."""
+
+    host: str
+    port: int
+    process: subprocess.Popen[bytes]
+    config: Path
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (persistence off: sessions are lost)."""
+        self.stop()
+        self.process = _spawn_mosquitto(self.config)
+        wait_for_port(self.host, self.port)
+
+
+def _spawn_mosquitto(config: Path) -> subprocess.Popen[bytes]:
+    binary = require_tool("mosquitto")
+    return subprocess.Popen(
+        [binary, "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@contextlib.contextmanager
+def run_mosquitto(port: int | None = None) -> Iterator[Broker]:
+    """Start Mosquitto on 127.0.0.1 on a free port (or ``port``) and stop it afterwards."""
+    port = port or free_port()
+    with tempfile.TemporaryDirectory(prefix="mosq-") as tmp:
+        config = Path(tmp) / "mosquitto.conf"
+        config.write_text(
+            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 100000\n",
+            encoding="utf-8",
+        )
+        broker = Broker("127.0.0.1", port, _spawn_mosquitto(config), config)
+        try:
+            wait_for_port(broker.host, port)
+            yield broker
+        finally:
+            broker.stop()
