@@ -46,14 +46,16 @@ class Received:
 class Outbound:
     """One delivery handed to a sink: a payload already rendered for that sink.
 
-    ``payload`` is whatever the route's translation produced for this sink (CAP XML bytes,
-    a JSON summary, radio text parts, a SAME header ...); ``attributes`` carry what the sink
-    needs to address it (topic placeholders, talkgroup, pager id, expiry).
+    ``parts`` is what the route's translation produced for this sink
+    (:class:`gateway.translate.registry.Rendered`): one part for a CAP document or a JSON
+    summary, several for radio text split to fit a link; ``attributes`` carry what the sink
+    needs to address it (topic placeholders, talkgroup, pager id, priority).
     """
 
     key: AlertKey | None
     sink: str
-    payload: Any
+    parts: tuple[bytes, ...]
+    content_type: str
     attributes: Mapping[str, str] = field(default_factory=dict)
     expires: datetime | None = None
 
@@ -99,6 +101,23 @@ class AdapterContext:
     # Asks the ledger whether an alert is already admitted (NAAD heartbeat backfill uses it).
     seen: Callable[[AlertKey], Awaitable[bool]] = _never_seen
     config_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceHealth:
+    """Liveness of one stream or feed of a source, for ``/healthz``."""
+
+    name: str
+    healthy: bool
+    last_message_at: datetime | None = None
+    detail: str = ""
+
+
+@runtime_checkable
+class HealthReporting(Protocol):
+    """Implemented by sources that know whether their streams are alive."""
+
+    def health(self) -> list[SourceHealth]: ...
 
 
 @runtime_checkable

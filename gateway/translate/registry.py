@@ -1,0 +1,50 @@
+"""Named translations a route can apply: ``name -> Renderer``.
+
+A renderer is a pure function ``(alert, options) -> Rendered``; routes name one in config
+(``translation = "ipaws"``) and the router calls it once per (alert, sink). The result is
+stored in the outbox as it is, so a restart delivers exactly what was planned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cap_schemas.model import Alert
+from gateway.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """What one sink receives for one alert.
+
+    ``parts`` holds one payload per transmission: a CAP document is one part; radio text
+    split to fit a 67-character APRS message is several, sent in order.
+    """
+
+    parts: tuple[bytes, ...]
+    content_type: str
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+Renderer = Callable[[Alert, Mapping[str, Any]], Rendered]
+
+
+def _identity(alert: Alert, _options: Mapping[str, Any]) -> Rendered:
+    """The alert's original bytes, untouched (signatures stay valid)."""
+    return Rendered((alert.raw,), "application/cap+xml")
+
+
+RENDERERS: dict[str, Renderer] = {
+    "identity": _identity,
+}
+
+
+def get_renderer(name: str) -> Renderer:
+    try:
+        return RENDERERS[name]
+    except KeyError:
+        allowed = ", ".join(sorted(RENDERERS))
+        msg = f"unknown translation {name!r}; allowed: {allowed}"
+        raise ConfigError(msg) from None
