@@ -20,10 +20,23 @@ class CapError(ValueError):
 class CapParseError(CapError):
     """The input is not a CAP document we accept; says what and where."""
 
-    def __init__(self, message: str, *, line: int | None = None, column: int | None = None) -> None:
+    #: Stable machine-readable cause, used as the ``reason`` label of rejection metrics:
+    #: "syntax", "encoding", "nul", "not_cap", "bad_value" (parse) and "doctype", "entity",
+    #: "xinclude", "too_large", "too_deep" (hostile).
+    reason: str
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+        reason: str = "syntax",
+    ) -> None:
         self.message = message
         self.line = line
         self.column = column
+        self.reason = reason
         where = ""
         if line is not None:
             where = f" (line {line}" + (f", column {column})" if column is not None else ")")

@@ -1,0 +1,670 @@
+"""Hardened parsing of CAP documents into the :mod:`cap_schemas.model`.
+
+Every byte that reaches borderlink from outside is hostile until proven otherwise, so the XML
+layer refuses, before anything is expanded or fetched:
+
+* a document type declaration of any kind (internal subset, external DTD, entity
+  declarations): ``reason="doctype"`` / ``"entity"``;
+* XInclude elements (never processed, refused outright): ``"xinclude"``;
+* input over :attr:`ParseLimits.max_bytes` (``"too_large"``) or nested deeper than
+  :attr:`ParseLimits.max_depth` (``"too_deep"``);
+* NUL bytes (``"nul"``), bytes that are not valid in the declared encoding (``"encoding"``),
+  and malformed XML (``"syntax"``), always with line and column.
+
+The parser never touches the file system or the network: entities are not resolved, no DTD
+is loaded, network access is switched off and processing instructions such as
+``xml-stylesheet`` (found in NWS alerts) are kept inert.
+
+CAP 1.1 and 1.0 documents are read into the CAP 1.2 model; every adjustment made on the way
+(deprecated certainty, dropped ``password``, ``Z`` time zones...) is reported as a warning by
+:func:`parse_alert_with_warnings`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from enum import StrEnum
+from typing import TypeVar
+
+from lxml import etree
+
+from cap_schemas.errors import CapHostileError, CapParseError
+from cap_schemas.model import (
+    CAP10_NS,
+    CAP11_NS,
+    CAP12_NS,
+    XMLDSIG_NS,
+    Alert,
+    AlertKey,
+    Area,
+    Category,
+    Certainty,
+    Circle,
+    Info,
+    MsgType,
+    Point,
+    Polygon,
+    Resource,
+    ResponseType,
+    Scope,
+    Severity,
+    Status,
+    Urgency,
+    ValuePair,
+)
+
+__all__ = [
+    "CAP_NAMESPACES",
+    "ParseLimits",
+    "parse_alert",
+    "parse_alert_element",
+    "parse_alert_with_warnings",
+    "parse_cap_time",
+    "parse_xml",
+]
+
+XINCLUDE_NAMESPACES = frozenset(
+    {"http://www.w3.org/2001/XInclude", "http://www.w3.org/2003/XInclude"},
+)
+
+#: CAP namespace -> version string.
+CAP_NAMESPACES = {CAP12_NS: "1.2", CAP11_NS: "1.1", CAP10_NS: "1.0"}
+
+# libxml2 refuses documents nested deeper than this unless XML_PARSE_HUGE is set (we never set
+# it); a configured max_depth above it is therefore capped by the library.
+LIBXML2_MAX_DEPTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ParseLimits:
+    """Resource caps applied before and during parsing.
+
+    The default size admits NAAD alerts with embedded audio (the NAAD System allows 5 MB).
+    """
+
+    max_bytes: int = 8 * 1024 * 1024
+    max_depth: int = 64
+
+
+DEFAULT_LIMITS = ParseLimits()
+
+
+def _parser() -> etree.XMLParser:
+    # A fresh parser per call: lxml parsers keep an error log and are not thread-safe.
+    return etree.XMLParser(
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_comments=False,
+        collect_ids=False,
+        remove_pis=False,
+    )
+
+
+def _line_col(data: bytes, offset: int) -> tuple[int, int]:
+    line = data.count(b"\n", 0, offset) + 1
+    column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+    return line, column
+
+
+_WS = b" \t\r\n"
+
+
+def _check_prolog(data: bytes) -> None:
+    """Walk the prolog (everything before the root element) and refuse any declaration.
+
+    Only the XML declaration, processing instructions, comments and white space may precede
+    the root element. Anything that begins with ``<!`` and is not a comment is a document type
+    declaration (possibly carrying entity declarations): it is refused here, before lxml sees a
+    single byte, so that nothing can ever be expanded.
+    """
+    pos = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    size = len(data)
+    while pos < size:
+        byte = data[pos : pos + 1]
+        if byte in (b" ", b"\t", b"\r", b"\n"):
+            pos += 1
+            continue
+        if data.startswith(b"<?", pos):
+            end = data.find(b"?>", pos + 2)
+            if end < 0:
+                return  # unterminated: lxml reports the syntax error with its position
+            pos = end + 2
+            continue
+        if data.startswith(b"<!--", pos):
+            end = data.find(b"-->", pos + 4)
+            if end < 0:
+                return
+            pos = end + 3
+            continue
+        if data.startswith(b"<!", pos):
+            line, column = _line_col(data, pos)
+            head = data[pos : pos + 9].upper()
+            if head.startswith(b"<!ENTITY"):
+                raise CapHostileError(
+                    "entity declarations are not accepted", line=line, column=column,
+                    reason="entity",
+                )
+            has_entities = b"<!ENTITY" in data[pos : pos + 65536]
+            raise CapHostileError(
+                "document type declarations are not accepted"
+                + (" (it declares entities)" if has_entities else ""),
+                line=line,
+                column=column,
+                reason="entity" if has_entities else "doctype",
+            )
+        return  # the root element (or garbage lxml will report)
+
+
+def _syntax_error(exc: etree.XMLSyntaxError) -> CapParseError:
+    line, column = exc.position if exc.position else (exc.lineno, None)
+    message = str(exc.msg).strip().split("\n")[0]
+    # Strip lxml's own ", line N, column M" suffix: CapParseError adds the position itself.
+    message = re.sub(r", line \d+, column \d+$", "", message)
+    code = exc.code
+    types = etree.ErrorTypes
+    if code == types.ERR_RESOURCE_LIMIT and "depth" in message.lower():
+        return CapHostileError(
+            f"document nested too deeply ({message})", line=line, column=column,
+            reason="too_deep",
+        )
+    if code == types.ERR_RESOURCE_LIMIT:
+        return CapHostileError(message, line=line, column=column, reason="too_large")
+    if code in (types.ERR_UNDECLARED_ENTITY, types.WAR_UNDECLARED_ENTITY,
+                types.ERR_ENTITY_IS_EXTERNAL, types.ERR_ENTITY_IS_PARAMETER,
+                types.ERR_UNPARSED_ENTITY, types.ERR_ENTITY_LOOP):
+        return CapHostileError(
+            f"entity reference refused ({message})", line=line, column=column, reason="entity",
+        )
+    if code in (types.ERR_INVALID_ENCODING, types.ERR_UNKNOWN_ENCODING,
+                types.ERR_UNSUPPORTED_ENCODING):
+        return CapParseError(
+            f"invalid character encoding ({message})", line=line, column=column,
+            reason="encoding",
+        )
+    if "encoding" in message.lower() or "utf-8" in message.lower():
+        return CapParseError(message, line=line, column=column, reason="encoding")
+    return CapParseError(f"malformed XML: {message}", line=line, column=column, reason="syntax")
+
+
+_depth_probe_cache: dict[int, etree.XPath] = {}
+
+
+def _too_deep(root: etree._Element, max_depth: int) -> etree._Element | None:
+    """The first element deeper than ``max_depth`` (root = depth 1), or None."""
+    if max_depth >= LIBXML2_MAX_DEPTH:
+        return None
+    probe = _depth_probe_cache.get(max_depth)
+    if probe is None:
+        probe = etree.XPath("/*" * (max_depth + 1) + "[1]")
+        _depth_probe_cache[max_depth] = probe
+    found = probe(root.getroottree())
+    if isinstance(found, list) and found and isinstance(found[0], etree._Element):
+        return found[0]
+    return None
+
+
+_XINCLUDE_PROBE = etree.XPath(
+    "//*[namespace-uri()='http://www.w3.org/2001/XInclude' "
+    "or namespace-uri()='http://www.w3.org/2003/XInclude'][1]",
+)
+
+
+def parse_xml(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> etree._Element:
+    """Parse untrusted XML bytes into an lxml element, refusing anything dangerous.
+
+    Raises :class:`CapHostileError` for attacks and resource bombs and
+    :class:`CapParseError` for input that is simply not well-formed; both carry a line and
+    column where known and a stable ``reason``.
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise CapParseError(
+            f"expected bytes, got {type(data).__name__}", reason="syntax",
+        )
+    data = bytes(data)
+    if len(data) > limits.max_bytes:
+        raise CapHostileError(
+            f"input of {len(data)} bytes exceeds the limit of {limits.max_bytes} bytes",
+            reason="too_large",
+        )
+    if not data.strip(_WS):
+        raise CapParseError("empty document", line=1, column=1, reason="syntax")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")):
+        raise CapParseError(
+            "UTF-16/UTF-32 documents are not accepted; CAP is exchanged in UTF-8",
+            line=1, column=1, reason="encoding",
+        )
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        line, column = _line_col(data, nul)
+        raise CapParseError("NUL byte in input", line=line, column=column, reason="nul")
+    _check_prolog(data)
+    try:
+        root = etree.fromstring(data, _parser())
+    except etree.XMLSyntaxError as exc:
+        raise _syntax_error(exc) from None
+    tree = root.getroottree()
+    docinfo = tree.docinfo
+    if docinfo.internalDTD is not None or docinfo.doctype or docinfo.system_url:
+        raise CapHostileError("document type declarations are not accepted", reason="doctype")
+    deep = _too_deep(root, limits.max_depth)
+    if deep is not None:
+        raise CapHostileError(
+            f"document nested deeper than {limits.max_depth} levels",
+            line=deep.sourceline, reason="too_deep",
+        )
+    found = _XINCLUDE_PROBE(tree)
+    if isinstance(found, list) and found and isinstance(found[0], etree._Element):
+        raise CapHostileError(
+            "XInclude elements are not accepted", line=found[0].sourceline, reason="xinclude",
+        )
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# CAP times
+
+_TIME_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?$",
+)
+
+
+def parse_cap_time(
+    text: str,
+    *,
+    lenient: bool = False,
+    warnings: list[str] | None = None,
+    where: str = "time",
+    line: int | None = None,
+) -> datetime:
+    """Read a CAP dateTime (``2024-05-01T12:00:00-04:00``) into an aware datetime.
+
+    The CAP 1.2 pattern requires an explicit offset and no fraction. With ``lenient`` (CAP 1.0
+    and 1.1 sources) a ``Z`` zone and fractional seconds are accepted with a warning. A time
+    without any zone is always an error: it cannot be placed on the timeline.
+    """
+    value = text.strip()
+    match = _TIME_RE.match(value)
+    if match is None:
+        raise CapParseError(
+            f"{where}: {value!r} is not a CAP date-time (e.g. 2024-05-01T12:00:00-04:00)",
+            line=line, reason="bad_value",
+        )
+    year, month, day, hour, minute, second, fraction, zone = match.groups()
+    if zone is None:
+        raise CapParseError(
+            f"{where}: {value!r} has no time zone offset", line=line, reason="bad_value",
+        )
+    if (zone == "Z" or fraction) and not lenient:
+        raise CapParseError(
+            f"{where}: {value!r} must be written with seconds and an explicit offset "
+            "(no 'Z', no fraction) in CAP 1.2",
+            line=line, reason="bad_value",
+        )
+    if (zone == "Z" or fraction) and warnings is not None:
+        warnings.append(f"{where}: {value!r} uses a form CAP 1.2 forbids; read as written")
+    if zone == "Z":
+        tz = UTC
+    else:
+        sign = -1 if zone[0] == "-" else 1
+        hours, minutes = int(zone[1:3]), int(zone[4:6])
+        if hours > 23 or minutes > 59:
+            raise CapParseError(
+                f"{where}: offset {zone!r} is out of range", line=line, reason="bad_value",
+            )
+        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+    micro = 0
+    if fraction:
+        micro = int((fraction[1:] + "000000")[:6])
+    try:
+        return datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), micro,
+            tzinfo=tz,
+        )
+    except ValueError as exc:
+        raise CapParseError(
+            f"{where}: {value!r} is not a real date-time ({exc})", line=line, reason="bad_value",
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Alert reading
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def _local(tag: object) -> tuple[str | None, str]:
+    if not isinstance(tag, str):
+        return None, ""
+    if tag.startswith("{"):
+        ns, _, name = tag[1:].partition("}")
+        return ns, name
+    return None, tag
+
+
+class _Reader:
+    """Reads one CAP document of a given namespace into the 1.2 model."""
+
+    def __init__(self, ns: str, version: str) -> None:
+        self.ns = ns
+        self.version = version
+        self.lenient = version != "1.2"
+        self.warnings: list[str] = []
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def children(self, el: etree._Element) -> Iterator[tuple[str, etree._Element]]:
+        """(local name, element) of the CAP children of ``el``; foreign elements are skipped."""
+        for child in el:
+            ns, name = _local(child.tag)
+            if ns == self.ns:
+                yield name, child
+
+    def fail(self, el: etree._Element, message: str) -> CapParseError:
+        return CapParseError(message, line=el.sourceline, reason="bad_value")
+
+    @staticmethod
+    def text(el: etree._Element) -> str:
+        return el.text or ""
+
+    def token(self, el: etree._Element) -> str:
+        return (el.text or "").strip()
+
+    def optional(self, el: etree._Element) -> str | None:
+        value = el.text
+        return value if value is not None and value.strip() else None
+
+    def enum(self, cls: Callable[[str], E], el: etree._Element, name: str) -> E:
+        value = self.token(el)
+        try:
+            return cls(value)
+        except ValueError:
+            raise self.fail(el, f"<{name}> value {value!r} is not allowed") from None
+
+    def time(self, el: etree._Element, name: str) -> datetime:
+        return parse_cap_time(
+            self.text(el), lenient=self.lenient, warnings=self.warnings, where=f"<{name}>",
+            line=el.sourceline,
+        )
+
+    def number(self, el: etree._Element, name: str) -> float:
+        value = self.token(el)
+        try:
+            return float(value)
+        except ValueError:
+            raise self.fail(el, f"<{name}> value {value!r} is not a number") from None
+
+    def pair(self, el: etree._Element, name: str) -> ValuePair:
+        kids = dict(self.children(el))
+        if "valueName" in kids or "value" in kids:
+            vn = kids.get("valueName")
+            v = kids.get("value")
+            return ValuePair(
+                self.token(vn) if vn is not None else "",
+                self.token(v) if v is not None else "",
+            )
+        # CAP 1.0 wrote these as a single string "valueName=value".
+        raw = self.token(el)
+        if self.version == "1.0" and "=" in raw:
+            key, _, value = raw.partition("=")
+            return ValuePair(key.strip(), value.strip())
+        raise self.fail(el, f"<{name}> needs <valueName> and <value>")
+
+    def point(self, el: etree._Element, text: str, name: str) -> Point:
+        lat_s, sep, lon_s = text.partition(",")
+        if not sep:
+            raise self.fail(el, f"<{name}>: point {text!r} is not lat,lon")
+        try:
+            return Point(float(lat_s), float(lon_s))
+        except ValueError:
+            raise self.fail(el, f"<{name}>: point {text!r} is not lat,lon") from None
+
+    def polygon(self, el: etree._Element) -> Polygon:
+        parts = self.token(el).split()
+        return Polygon(tuple(self.point(el, p, "polygon") for p in parts))
+
+    def circle(self, el: etree._Element) -> Circle:
+        parts = self.token(el).split()
+        if len(parts) != 2:
+            raise self.fail(el, f"<circle> {self.token(el)!r} is not 'lat,lon radius'")
+        try:
+            radius = float(parts[1])
+        except ValueError:
+            raise self.fail(el, f"<circle> radius {parts[1]!r} is not a number") from None
+        return Circle(self.point(el, parts[0], "circle"), radius)
+
+    def references(self, el: etree._Element) -> tuple[AlertKey, ...]:
+        keys: list[AlertKey] = []
+        for triple in self.token(el).split():
+            parts = triple.split(",")
+            if len(parts) == 3 and all(parts):
+                keys.append(AlertKey(parts[0], parts[1], parts[2]))
+            elif len(parts) == 2 and all(parts) and self.lenient:
+                self.warnings.append(
+                    f"<references>: {triple!r} has no sent time (CAP {self.version}); kept "
+                    "as sender,identifier",
+                )
+                keys.append(AlertKey(parts[0], parts[1], ""))
+            else:
+                raise self.fail(el, f"<references>: {triple!r} is not a sender,identifier,sent "
+                                "triple")
+        return tuple(keys)
+
+    # -- structure -----------------------------------------------------------------------
+
+    def alert(self, root: etree._Element, raw: bytes) -> Alert:
+        values: dict[str, object] = {}
+        codes: list[str] = []
+        infos: list[Info] = []
+        signatures = 0
+        for child in root:
+            ns, name = _local(child.tag)
+            if ns == XMLDSIG_NS and name == "Signature":
+                signatures += 1
+                continue
+            if ns != self.ns:
+                continue  # comments, PIs and foreign extension elements
+            if name in ("identifier", "sender"):
+                values[name] = self.token(child)
+            elif name == "sent":
+                values["sent"] = self.time(child, "sent")
+            elif name == "status":
+                values["status"] = self.enum(Status, child, name)
+            elif name == "msgType":
+                values["msg_type"] = self.enum(MsgType, child, name)
+            elif name == "scope":
+                values["scope"] = self.enum(Scope, child, name)
+            elif name in ("source", "restriction", "addresses", "note", "incidents"):
+                values[name] = self.optional(child)
+            elif name == "code":
+                if self.token(child):
+                    codes.append(self.token(child))
+            elif name == "references":
+                values["references"] = self.references(child)
+            elif name == "info":
+                infos.append(self.info(child))
+            elif name == "password":
+                self.warnings.append("<password> (CAP 1.0) dropped")
+            else:
+                self.warnings.append(f"unknown CAP element <{name}> ignored")
+        for required in ("identifier", "sender", "sent", "status", "msg_type", "scope"):
+            if required not in values:
+                xml_name = "msgType" if required == "msg_type" else required
+                if required == "scope" and self.version == "1.0":
+                    values["scope"] = Scope.PUBLIC
+                    self.warnings.append("<scope> missing (CAP 1.0); Public assumed")
+                    continue
+                raise self.fail(root, f"<alert> has no <{xml_name}>")
+        return Alert(
+            codes=tuple(codes),
+            infos=tuple(infos),
+            raw=raw,
+            version=self.version,
+            signature_count=signatures,
+            **values,  # type: ignore[arg-type]
+        )
+
+    def info(self, el: etree._Element) -> Info:
+        values: dict[str, object] = {}
+        categories: list[Category] = []
+        responses: list[ResponseType] = []
+        event_codes: list[ValuePair] = []
+        parameters: list[ValuePair] = []
+        resources: list[Resource] = []
+        areas: list[Area] = []
+        for name, child in self.children(el):
+            if name == "language":
+                lang = self.token(child)
+                if lang:
+                    values["language"] = lang
+            elif name == "category":
+                categories.append(self.enum(Category, child, name))
+            elif name == "event":
+                values["event"] = self.text(child).strip()
+            elif name == "responseType":
+                responses.append(self.enum(ResponseType, child, name))
+            elif name == "urgency":
+                values["urgency"] = self.enum(Urgency, child, name)
+            elif name == "severity":
+                values["severity"] = self.enum(Severity, child, name)
+            elif name == "certainty":
+                if self.lenient and self.token(child) == "Very Likely":
+                    self.warnings.append("<certainty> 'Very Likely' read as 'Likely'")
+                    values["certainty"] = Certainty.LIKELY
+                else:
+                    values["certainty"] = self.enum(Certainty, child, name)
+            elif name == "eventCode":
+                event_codes.append(self.pair(child, name))
+            elif name == "parameter":
+                parameters.append(self.pair(child, name))
+            elif name in ("effective", "onset", "expires"):
+                values[name] = self.time(child, name)
+            elif name == "senderName":
+                values["sender_name"] = self.optional(child)
+            elif name in ("audience", "headline", "description", "instruction", "contact"):
+                values[name] = self.optional(child)
+            elif name == "web":
+                values["web"] = self.optional(child) and self.token(child)
+            elif name == "resource":
+                resources.append(self.resource(child))
+            elif name == "area":
+                areas.append(self.area(child))
+            else:
+                self.warnings.append(f"unknown CAP element <info><{name}> ignored")
+        for required in ("event", "urgency", "severity", "certainty"):
+            if required not in values:
+                raise self.fail(el, f"<info> has no <{required}>")
+        if not categories:
+            raise self.fail(el, "<info> has no <category>")
+        return Info(
+            categories=tuple(categories),
+            response_types=tuple(responses),
+            event_codes=tuple(event_codes),
+            parameters=tuple(parameters),
+            resources=tuple(resources),
+            areas=tuple(areas),
+            **values,  # type: ignore[arg-type]
+        )
+
+    def resource(self, el: etree._Element) -> Resource:
+        values: dict[str, object] = {}
+        for name, child in self.children(el):
+            if name == "resourceDesc":
+                values["resource_desc"] = self.text(child).strip()
+            elif name == "mimeType":
+                values["mime_type"] = self.token(child)
+            elif name == "size":
+                token = self.token(child)
+                try:
+                    values["size"] = int(token)
+                except ValueError:
+                    raise self.fail(child, f"<size> {token!r} is not an integer") from None
+            elif name == "uri":
+                values["uri"] = self.optional(child) and self.token(child)
+            elif name == "derefUri":
+                # Kept as the document's string: no copy, no decode (validation decodes).
+                values["deref_uri"] = child.text
+            elif name == "digest":
+                values["digest"] = self.optional(child) and self.token(child)
+            else:
+                self.warnings.append(f"unknown CAP element <resource><{name}> ignored")
+        if "resource_desc" not in values:
+            raise self.fail(el, "<resource> has no <resourceDesc>")
+        if "mime_type" not in values:
+            if self.lenient:
+                self.warnings.append("<resource> has no <mimeType>; application/octet-stream")
+                values["mime_type"] = "application/octet-stream"
+            else:
+                raise self.fail(el, "<resource> has no <mimeType>")
+        return Resource(**values)  # type: ignore[arg-type]
+
+    def area(self, el: etree._Element) -> Area:
+        values: dict[str, object] = {}
+        polygons: list[Polygon] = []
+        circles: list[Circle] = []
+        geocodes: list[ValuePair] = []
+        for name, child in self.children(el):
+            if name == "areaDesc":
+                values["area_desc"] = self.text(child).strip()
+            elif name == "polygon":
+                polygons.append(self.polygon(child))
+            elif name == "circle":
+                circles.append(self.circle(child))
+            elif name == "geocode":
+                geocodes.append(self.pair(child, name))
+            elif name in ("altitude", "ceiling"):
+                values[name] = self.number(child, name)
+            else:
+                self.warnings.append(f"unknown CAP element <area><{name}> ignored")
+        if "area_desc" not in values:
+            raise self.fail(el, "<area> has no <areaDesc>")
+        return Area(
+            polygons=tuple(polygons),
+            circles=tuple(circles),
+            geocodes=tuple(geocodes),
+            **values,  # type: ignore[arg-type]
+        )
+
+
+def _read(root: etree._Element, raw: bytes | None) -> tuple[Alert, list[str]]:
+    ns, name = _local(root.tag)
+    if name != "alert" or ns not in CAP_NAMESPACES:
+        what = f"{{{ns}}}{name}" if ns else name
+        raise CapParseError(
+            f"root element {what or root.tag!r} is not a CAP alert "
+            f"(expected alert in {CAP12_NS}, {CAP11_NS} or {CAP10_NS})",
+            line=root.sourceline, reason="not_cap",
+        )
+    version = CAP_NAMESPACES[ns]
+    reader = _Reader(ns, version)
+    if version != "1.2":
+        reader.warnings.append(f"CAP {version} document read into the CAP 1.2 model")
+    if raw is None:
+        raw = etree.tostring(root)
+    return reader.alert(root, raw), reader.warnings
+
+
+def parse_alert_element(root: etree._Element, *, raw: bytes | None = None) -> Alert:
+    """Read an ``alert`` element that is already parsed (for instance out of EDXL-DE).
+
+    ``raw`` defaults to the element serialised on its own (in-scope namespaces declared).
+    """
+    return _read(root, raw)[0]
+
+
+def parse_alert_with_warnings(
+    data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS,
+) -> tuple[Alert, list[str]]:
+    """Parse CAP bytes and return the alert with the list of conversion warnings."""
+    root = parse_xml(data, limits=limits)
+    return _read(root, bytes(data))
+
+
+def parse_alert(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> Alert:
+    """Parse CAP 1.2 (or 1.1/1.0, converted) bytes into an :class:`Alert`."""
+    return parse_alert_with_warnings(data, limits=limits)[0]
