@@ -147,7 +147,9 @@ def _check_prolog(data: bytes) -> None:
             head = data[pos : pos + 9].upper()
             if head.startswith(b"<!ENTITY"):
                 raise CapHostileError(
-                    "entity declarations are not accepted", line=line, column=column,
+                    "entity declarations are not accepted",
+                    line=line,
+                    column=column,
                     reason="entity",
                 )
             has_entities = b"<!ENTITY" in data[pos : pos + 65536]
@@ -170,21 +172,36 @@ def _syntax_error(exc: etree.XMLSyntaxError) -> CapParseError:
     types = etree.ErrorTypes
     if code == types.ERR_RESOURCE_LIMIT and "depth" in message.lower():
         return CapHostileError(
-            f"document nested too deeply ({message})", line=line, column=column,
+            f"document nested too deeply ({message})",
+            line=line,
+            column=column,
             reason="too_deep",
         )
     if code == types.ERR_RESOURCE_LIMIT:
         return CapHostileError(message, line=line, column=column, reason="too_large")
-    if code in (types.ERR_UNDECLARED_ENTITY, types.WAR_UNDECLARED_ENTITY,
-                types.ERR_ENTITY_IS_EXTERNAL, types.ERR_ENTITY_IS_PARAMETER,
-                types.ERR_UNPARSED_ENTITY, types.ERR_ENTITY_LOOP):
+    if code in (
+        types.ERR_UNDECLARED_ENTITY,
+        types.WAR_UNDECLARED_ENTITY,
+        types.ERR_ENTITY_IS_EXTERNAL,
+        types.ERR_ENTITY_IS_PARAMETER,
+        types.ERR_UNPARSED_ENTITY,
+        types.ERR_ENTITY_LOOP,
+    ):
         return CapHostileError(
-            f"entity reference refused ({message})", line=line, column=column, reason="entity",
+            f"entity reference refused ({message})",
+            line=line,
+            column=column,
+            reason="entity",
         )
-    if code in (types.ERR_INVALID_ENCODING, types.ERR_UNKNOWN_ENCODING,
-                types.ERR_UNSUPPORTED_ENCODING):
+    if code in (
+        types.ERR_INVALID_ENCODING,
+        types.ERR_UNKNOWN_ENCODING,
+        types.ERR_UNSUPPORTED_ENCODING,
+    ):
         return CapParseError(
-            f"invalid character encoding ({message})", line=line, column=column,
+            f"invalid character encoding ({message})",
+            line=line,
+            column=column,
             reason="encoding",
         )
     if "encoding" in message.lower() or "utf-8" in message.lower():
@@ -224,7 +241,8 @@ def parse_xml(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> etree._El
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise CapParseError(
-            f"expected bytes, got {type(data).__name__}", reason="syntax",
+            f"expected bytes, got {type(data).__name__}",
+            reason="syntax",
         )
     data = bytes(data)
     if len(data) > limits.max_bytes:
@@ -237,7 +255,9 @@ def parse_xml(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> etree._El
     if data.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")):
         raise CapParseError(
             "UTF-16/UTF-32 documents are not accepted; CAP is exchanged in UTF-8",
-            line=1, column=1, reason="encoding",
+            line=1,
+            column=1,
+            reason="encoding",
         )
     nul = data.find(b"\x00")
     if nul >= 0:
@@ -256,12 +276,15 @@ def parse_xml(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> etree._El
     if deep is not None:
         raise CapHostileError(
             f"document nested deeper than {limits.max_depth} levels",
-            line=deep.sourceline, reason="too_deep",
+            line=deep.sourceline,
+            reason="too_deep",
         )
     found = _XINCLUDE_PROBE(tree)
     if isinstance(found, list) and found and isinstance(found[0], etree._Element):
         raise CapHostileError(
-            "XInclude elements are not accepted", line=found[0].sourceline, reason="xinclude",
+            "XInclude elements are not accepted",
+            line=found[0].sourceline,
+            reason="xinclude",
         )
     return root
 
@@ -293,18 +316,22 @@ def parse_cap_time(
     if match is None:
         raise CapParseError(
             f"{where}: {value!r} is not a CAP date-time (e.g. 2024-05-01T12:00:00-04:00)",
-            line=line, reason="bad_value",
+            line=line,
+            reason="bad_value",
         )
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     if zone is None:
         raise CapParseError(
-            f"{where}: {value!r} has no time zone offset", line=line, reason="bad_value",
+            f"{where}: {value!r} has no time zone offset",
+            line=line,
+            reason="bad_value",
         )
     if (zone == "Z" or fraction) and not lenient:
         raise CapParseError(
             f"{where}: {value!r} must be written with seconds and an explicit offset "
             "(no 'Z', no fraction) in CAP 1.2",
-            line=line, reason="bad_value",
+            line=line,
+            reason="bad_value",
         )
     if (zone == "Z" or fraction) and warnings is not None:
         warnings.append(f"{where}: {value!r} uses a form CAP 1.2 forbids; read as written")
@@ -315,7 +342,9 @@ def parse_cap_time(
         hours, minutes = int(zone[1:3]), int(zone[4:6])
         if hours > 23 or minutes > 59:
             raise CapParseError(
-                f"{where}: offset {zone!r} is out of range", line=line, reason="bad_value",
+                f"{where}: offset {zone!r} is out of range",
+                line=line,
+                reason="bad_value",
             )
         tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
     micro = 0
@@ -323,12 +352,20 @@ def parse_cap_time(
         micro = int((fraction[1:] + "000000")[:6])
     try:
         return datetime(
-            int(year), int(month), int(day), int(hour), int(minute), int(second), micro,
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            int(second),
+            micro,
             tzinfo=tz,
         )
     except ValueError as exc:
         raise CapParseError(
-            f"{where}: {value!r} is not a real date-time ({exc})", line=line, reason="bad_value",
+            f"{where}: {value!r} is not a real date-time ({exc})",
+            line=line,
+            reason="bad_value",
         ) from None
 
 
@@ -388,7 +425,10 @@ class _Reader:
 
     def time(self, el: etree._Element, name: str) -> datetime:
         return parse_cap_time(
-            self.text(el), lenient=self.lenient, warnings=self.warnings, where=f"<{name}>",
+            self.text(el),
+            lenient=self.lenient,
+            warnings=self.warnings,
+            where=f"<{name}>",
             line=el.sourceline,
         )
 
@@ -451,8 +491,9 @@ class _Reader:
                 )
                 keys.append(AlertKey(parts[0], parts[1], ""))
             else:
-                raise self.fail(el, f"<references>: {triple!r} is not a sender,identifier,sent "
-                                "triple")
+                raise self.fail(
+                    el, f"<references>: {triple!r} is not a sender,identifier,sent triple"
+                )
         return tuple(keys)
 
     # -- structure -----------------------------------------------------------------------
@@ -638,7 +679,8 @@ def _read(root: etree._Element, raw: bytes | None) -> tuple[Alert, list[str]]:
         raise CapParseError(
             f"root element {what or root.tag!r} is not a CAP alert "
             f"(expected alert in {CAP12_NS}, {CAP11_NS} or {CAP10_NS})",
-            line=root.sourceline, reason="not_cap",
+            line=root.sourceline,
+            reason="not_cap",
         )
     version = CAP_NAMESPACES[ns]
     reader = _Reader(ns, version)
@@ -658,7 +700,9 @@ def parse_alert_element(root: etree._Element, *, raw: bytes | None = None) -> Al
 
 
 def parse_alert_with_warnings(
-    data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS,
+    data: bytes,
+    *,
+    limits: ParseLimits = DEFAULT_LIMITS,
 ) -> tuple[Alert, list[str]]:
     """Parse CAP bytes and return the alert with the list of conversion warnings."""
     root = parse_xml(data, limits=limits)

@@ -165,5 +165,8 @@ def to_element(alert: Alert) -> etree._Element:
 def to_xml(alert: Alert, *, pretty: bool = False) -> bytes:
     """The alert as CAP 1.2 bytes (UTF-8, with an XML declaration)."""
     return etree.tostring(
-        to_element(alert), xml_declaration=True, encoding="UTF-8", pretty_print=pretty,
+        to_element(alert),
+        xml_declaration=True,
+        encoding="UTF-8",
+        pretty_print=pretty,
     )

