@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 import tracemalloc
@@ -148,13 +149,13 @@ class TestExternalReferences:
     def test_xxe_file_not_read_even_by_the_bare_parser(self, secret_file: Path) -> None:
         """Defence in depth: the lxml parser configuration alone does not resolve entities."""
         data = (f'<!DOCTYPE a [<!ENTITY x SYSTEM "{secret_file.as_uri()}">]><a>&x;</a>').encode()
+        seen = ""
         try:
             root = etree.fromstring(data, _parser())
+            seen = etree.tostring(root).decode() + "".join(root.itertext())
         except etree.XMLSyntaxError as exc:
-            assert "TOP-SECRET" not in str(exc)
-        else:
-            assert b"TOP-SECRET" not in etree.tostring(root)
-            assert "TOP-SECRET" not in "".join(root.itertext())
+            seen = str(exc)
+        assert "TOP-SECRET" not in seen
 
     def test_xxe_http(self, listener: socket.socket) -> None:
         port = listener.getsockname()[1]
@@ -177,10 +178,8 @@ class TestExternalReferences:
     def test_external_dtd_not_fetched_by_the_bare_parser(self, listener: socket.socket) -> None:
         port = listener.getsockname()[1]
         data = (f'<!DOCTYPE a SYSTEM "http://127.0.0.1:{port}/a.dtd"><a>&ent;</a>').encode()
-        try:
+        with contextlib.suppress(etree.XMLSyntaxError):
             etree.fromstring(data, _parser())
-        except etree.XMLSyntaxError:
-            pass
         assert not connection_arrived(listener)
 
     def test_xinclude(self, secret_file: Path) -> None:
@@ -288,10 +287,8 @@ class TestFuzz:
     @settings(max_examples=300, deadline=None)
     @given(st.binary(max_size=512))
     def test_random_bytes(self, data: bytes) -> None:
-        try:
+        with contextlib.suppress(CapParseError):
             parse_alert(data)
-        except CapParseError:
-            pass
 
     @settings(max_examples=200, deadline=None)
     @given(st.integers(min_value=0, max_value=2000), st.binary(min_size=1, max_size=8))
@@ -306,7 +303,5 @@ class TestFuzz:
         ).encode()
         cut = position % (len(base) + 1)
         data = base[:cut] + junk + base[cut:]
-        try:
+        with contextlib.suppress(CapParseError):
             parse_alert(data)
-        except CapParseError:
-            pass
