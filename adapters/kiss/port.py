@@ -1,0 +1,144 @@
+"""Opening a port given as a URL, and a transmit gate that lets alerts pre-empt chatter.
+
+Shared by the KISS, TAP and text-modem adapters and by ``borderlink loopback``:
+
+- ``socket://host:port`` or ``tcp://host:port`` — asyncio TCP streams (a TNC's KISS TCP
+  port such as direwolf's, a terminal server, a simulator);
+- anything else (``/dev/ttyUSB0``, ``/dev/serial/by-id/...``, a pty path, ``rfc2217://``) —
+  a serial port through pyserial-asyncio-fast at the configured line rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from urllib.parse import urlparse
+
+from gateway.errors import AdapterConnectionError, ConfigError
+
+
+def parse_tcp(url: str) -> tuple[str, int] | None:
+    """``(host, port)`` for a ``socket://``/``tcp://`` URL, ``None`` for a serial device."""
+    parsed = urlparse(url)
+    if parsed.scheme not in {"socket", "tcp"}:
+        return None
+    if not parsed.hostname or parsed.port is None:
+        raise ConfigError(f"port URL {url!r} needs a host and a port (socket://host:port)")
+    return parsed.hostname, parsed.port
+
+
+async def open_port(
+    url: str, *, baudrate: int = 9600, open_timeout: float = 10.0
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Open ``url`` as asyncio streams; failures become :class:`AdapterConnectionError`."""
+    if not url:
+        raise ConfigError("port URL is empty (e.g. /dev/ttyUSB0 or socket://127.0.0.1:8001)")
+    tcp = parse_tcp(url)
+    try:
+        if tcp is not None:
+            return await asyncio.wait_for(asyncio.open_connection(*tcp), open_timeout)
+        import serial_asyncio_fast  # noqa: PLC0415 - only serial ports need pyserial
+
+        reader, writer = await asyncio.wait_for(
+            serial_asyncio_fast.open_serial_connection(url=url, baudrate=baudrate), open_timeout
+        )
+    except (OSError, TimeoutError) as exc:
+        raise AdapterConnectionError(f"cannot open port {url}: {exc}") from exc
+    except Exception as exc:
+        # pyserial raises SerialException (an OSError subclass on POSIX) or ValueError.
+        raise AdapterConnectionError(f"cannot open port {url}: {exc}") from exc
+    return reader, writer
+
+
+async def close_writer(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError, ConnectionError, TimeoutError):
+        await asyncio.wait_for(writer.wait_closed(), 2.0)
+
+
+class TxGate:
+    """One transmitter, two classes of traffic: urgent (alerts) go before chatter.
+
+    ``async with gate.hold(urgent=True)`` waits for the transmitter; while any urgent sender is
+    waiting, chatter is not let in, so an alert never queues behind a backlog of relays.
+    """
+
+    def __init__(self) -> None:
+        self._cond = asyncio.Condition()
+        self._busy = False
+        self._urgent_waiting = 0
+
+    @property
+    def urgent_waiting(self) -> int:
+        return self._urgent_waiting
+
+    @contextlib.asynccontextmanager
+    async def hold(self, *, urgent: bool) -> AsyncIterator[None]:
+        async with self._cond:
+            if urgent:
+                self._urgent_waiting += 1
+                try:
+                    await self._cond.wait_for(lambda: not self._busy)
+                finally:
+                    self._urgent_waiting -= 1
+            else:
+                await self._cond.wait_for(lambda: not self._busy and not self._urgent_waiting)
+            self._busy = True
+        try:
+            yield
+        finally:
+            async with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+
+class _Closed:
+    """End-of-stream marker carrying the reason."""
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+class Fanout:
+    """Inbound items for any number of consumers (the daemon's router, a talkgroup link).
+
+    Each :meth:`subscribe` gets its own bounded queue; a consumer too slow to keep up loses
+    its oldest items (counted in :attr:`dropped`), never the adapter's reader.
+    """
+
+    def __init__(self, maxsize: int = 1000) -> None:
+        self._maxsize = maxsize
+        self._queues: list[asyncio.Queue[object]] = []
+        self._closed: _Closed | None = None
+        self.dropped = 0
+
+    def publish(self, item: object) -> None:
+        for queue in self._queues:
+            if queue.full():
+                queue.get_nowait()
+                self.dropped += 1
+            queue.put_nowait(item)
+
+    def close(self, error: BaseException | None = None) -> None:
+        self._closed = _Closed(error)
+        for queue in self._queues:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(self._closed)
+
+    async def subscribe(self) -> AsyncIterator[object]:
+        queue: asyncio.Queue[object] = asyncio.Queue(self._maxsize)
+        if self._closed is not None:
+            queue.put_nowait(self._closed)
+        self._queues.append(queue)
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, _Closed):
+                    if item.error is not None:
+                        raise AdapterConnectionError(str(item.error)) from item.error
+                    return
+                yield item
+        finally:
+            self._queues.remove(queue)
