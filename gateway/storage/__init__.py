@@ -1,0 +1,1 @@
+"""Storage backends of the ledger (see :mod:`gateway.ledger` for the interface)."""

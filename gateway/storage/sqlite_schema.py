@@ -1,0 +1,168 @@
+"""The SQLite schema of the ledger and its migrations.
+
+Each migration is a numbered list of statements applied in one transaction; the number of the
+last one applied is kept in ``schema_version``. A database written by a newer borderlink (a
+version this code does not know) is refused rather than guessed at.
+
+Times are INTEGER microseconds since 1970-01-01 UTC so that they compare and index as numbers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+_V1 = (
+    """
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        sender TEXT NOT NULL,
+        identifier TEXT NOT NULL,
+        sent TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        status TEXT NOT NULL
+            CHECK (status IN ('active', 'cancelled', 'superseded', 'expired')),
+        reason TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        expires INTEGER,
+        forget_after INTEGER NOT NULL,
+        priority INTEGER NOT NULL,
+        msg_type TEXT NOT NULL,
+        cap_status TEXT NOT NULL,
+        event TEXT NOT NULL DEFAULT '',
+        severity TEXT NOT NULL DEFAULT '',
+        urgency TEXT NOT NULL DEFAULT '',
+        headline TEXT NOT NULL DEFAULT '',
+        sender_name TEXT NOT NULL DEFAULT '',
+        areas TEXT NOT NULL DEFAULT '[]',
+        refs TEXT NOT NULL DEFAULT '[]',
+        superseded_by TEXT,
+        status_changed_at INTEGER,
+        deactivated_at INTEGER,
+        raw_sha256 TEXT NOT NULL,
+        raw_size INTEGER NOT NULL,
+        raw BLOB NOT NULL,
+        UNIQUE (sender, identifier, sent)
+    )
+    """,
+    "CREATE INDEX alerts_status_expires ON alerts (status, expires)",
+    "CREATE INDEX alerts_forget_after ON alerts (forget_after)",
+    "CREATE INDEX alerts_received_at ON alerts (received_at)",
+    "CREATE INDEX alerts_deactivated_at ON alerts (deactivated_at)",
+    """
+    CREATE TABLE alert_refs (
+        alert_id INTEGER NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        sender TEXT NOT NULL,
+        identifier TEXT NOT NULL,
+        sent TEXT NOT NULL,
+        PRIMARY KEY (alert_id, sender, identifier, sent)
+    )
+    """,
+    "CREATE INDEX alert_refs_target ON alert_refs (sender, identifier, sent)",
+    """
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        alert_id INTEGER NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        sink TEXT NOT NULL,
+        route TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        attributes TEXT NOT NULL,
+        parts BLOB NOT NULL,
+        priority INTEGER NOT NULL,
+        enqueued_at INTEGER NOT NULL,
+        expires INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        state TEXT NOT NULL
+            CHECK (state IN ('pending', 'held', 'delivered', 'superseded', 'expired', 'failed')),
+        reason TEXT NOT NULL DEFAULT '',
+        updated_at INTEGER NOT NULL,
+        UNIQUE (alert_id, sink)
+    )
+    """,
+    "CREATE INDEX outbox_due ON outbox (sink, state, priority, enqueued_at)",
+    "CREATE INDEX outbox_state_expires ON outbox (state, expires)",
+    """
+    CREATE TABLE journal (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        sender TEXT NOT NULL,
+        identifier TEXT NOT NULL,
+        sent TEXT NOT NULL,
+        event TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        entry_id INTEGER,
+        sink TEXT
+    )
+    """,
+    "CREATE INDEX journal_key ON journal (sender, identifier, sent, id)",
+    "CREATE INDEX journal_at ON journal (at)",
+    """
+    CREATE TABLE invalid (
+        digest TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        first_received_at INTEGER NOT NULL,
+        last_received_at INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        raw BLOB NOT NULL
+    )
+    """,
+    "CREATE INDEX invalid_last_received_at ON invalid (last_received_at)",
+)
+
+# version -> statements; append new versions, never edit a released one.
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1}
+LATEST = max(MIGRATIONS)
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was written by a newer schema than this code knows."""
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if row is None:
+        return 0
+    value = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+    return int(value or 0)
+
+
+def _known_version(conn: sqlite3.Connection) -> int:
+    found = current_version(conn)
+    if found > LATEST:
+        msg = f"ledger schema version {found} is newer than this software ({LATEST})"
+        raise SchemaTooNewError(msg)
+    return found
+
+
+def migrate(conn: sqlite3.Connection, *, now: datetime | None = None) -> int:
+    """Bring the schema to :data:`LATEST`; returns the version found before migrating.
+
+    The connection must be in autocommit mode (``isolation_level=None``): every step runs in
+    its own ``BEGIN IMMEDIATE`` transaction so that two processes opening the same file at
+    once do not both apply it.
+    """
+    stamp = int(((now or datetime.now(UTC)).timestamp()) * 1_000_000)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
+        )
+        found = _known_version(conn)
+        for version in sorted(v for v in MIGRATIONS if v > found):
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                (version, stamp),
+            )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return found
