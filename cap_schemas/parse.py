@@ -652,6 +652,9 @@ class _Reader:
         for name, child in self.children(el):
             if name == "areaDesc":
                 values["area_desc"] = self.text(child).strip()
+            elif name in ("polygon", "circle") and not self.token(child):
+                # alerts.weather.gov writes <polygon></polygon> when there is none.
+                self.warnings.append(f"empty <{name}> ignored (line {child.sourceline})")
             elif name == "polygon":
                 polygons.append(self.polygon(child))
             elif name == "circle":
