@@ -1,0 +1,172 @@
+"""``borderlink validate FILE...``: check CAP files against the XSD and a profile.
+
+Exit codes: 0 every file is valid, 1 at least one file has an error finding, 2 at least one
+file could not be read or was refused as hostile (that wins over 1). ``-`` reads stdin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from cap_schemas.errors import CapHostileError, CapParseError
+from cap_schemas.model import Alert
+from cap_schemas.parse import ParseLimits, parse_alert_with_warnings
+from cap_schemas.validate import PROFILES, Finding, detect_profile, is_valid, validate
+from gateway.commands import Subparsers
+from gateway.metrics import INPUT_REJECTED
+
+log = structlog.get_logger(__name__)
+
+EXIT_VALID = 0
+EXIT_INVALID = 1
+EXIT_UNREADABLE = 2
+
+
+class InputError(Exception):
+    """A file could not be read or parsed; ``exit_code`` says how the command should end."""
+
+    def __init__(self, message: str, *, hostile: bool = False, reason: str = "unreadable"):
+        super().__init__(message)
+        self.hostile = hostile
+        self.reason = reason
+
+
+def read_input(name: str, *, stdin: Any = None) -> bytes:
+    """The bytes of a file, or of stdin for ``-``."""
+    try:
+        if name == "-":
+            stream = stdin if stdin is not None else sys.stdin.buffer
+            data: bytes = stream.read()
+            return data
+        return Path(name).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the file: {exc.strerror or exc}") from None
+
+
+def load_alert(name: str, *, limits: ParseLimits | None = None) -> tuple[Alert, list[str]]:
+    """Read and parse one file; parse failures are counted and raised as :class:`InputError`."""
+    data = read_input(name)
+    try:
+        if limits is None:
+            return parse_alert_with_warnings(data)
+        return parse_alert_with_warnings(data, limits=limits)
+    except CapParseError as exc:
+        INPUT_REJECTED.inc(component="cli", reason=exc.reason)
+        log.warning("input_rejected", file=name, reason=exc.reason, error=str(exc))
+        kind = "refused as hostile" if isinstance(exc, CapHostileError) else "not readable CAP"
+        raise InputError(
+            f"{kind}: {exc}",
+            hostile=isinstance(exc, CapHostileError),
+            reason=exc.reason,
+        ) from None
+
+
+@dataclass
+class FileResult:
+    file: str
+    status: str  # "valid" | "invalid" | "unreadable" | "hostile"
+    profile: str | None = None
+    version: str | None = None
+    key: str | None = None
+    error: str | None = None
+    reason: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["findings"] = [asdict(f) for f in self.findings]
+        return data
+
+
+def check_file(name: str, profile: str, *, limits: ParseLimits | None = None) -> FileResult:
+    try:
+        alert, warnings = load_alert(name, limits=limits)
+    except InputError as exc:
+        return FileResult(
+            file=name,
+            status="hostile" if exc.hostile else "unreadable",
+            error=str(exc),
+            reason=exc.reason,
+        )
+    chosen = detect_profile(alert) if profile == "auto" else profile
+    findings = validate(alert, profile=chosen)
+    return FileResult(
+        file=name,
+        status="valid" if is_valid(findings) else "invalid",
+        profile=chosen,
+        version=alert.version,
+        key=str(alert.key),
+        warnings=warnings,
+        findings=findings,
+    )
+
+
+def _text(result: FileResult) -> str:
+    if result.status in ("unreadable", "hostile"):
+        return f"{result.file}: {result.status.upper()}: {result.error}\n"
+    counts = {s: sum(f.severity == s for f in result.findings) for s in ("error", "warning")}
+    head = (
+        f"{result.file}: {'valid' if result.status == 'valid' else 'INVALID'} "
+        f"(profile {result.profile}, CAP {result.version}; {counts['error']} error(s), "
+        f"{counts['warning']} warning(s))\n"
+    )
+    lines = [head]
+    lines.extend(f"  {f.severity}: {f.rule} at {f.xpath}: {f.message}\n" for f in result.findings)
+    lines.extend(f"  note: {w}\n" for w in result.warnings)
+    return "".join(lines)
+
+
+def exit_code(results: list[FileResult]) -> int:
+    if any(r.status in ("unreadable", "hostile") for r in results):
+        return EXIT_UNREADABLE
+    if any(r.status == "invalid" for r in results):
+        return EXIT_INVALID
+    return EXIT_VALID
+
+
+def run(args: argparse.Namespace) -> int:
+    limits = ParseLimits(max_bytes=args.max_bytes) if args.max_bytes else None
+    results = [check_file(name, args.profile, limits=limits) for name in args.files]
+    out = sys.stdout
+    if args.json:
+        out.write(json.dumps([r.to_json() for r in results], indent=2, ensure_ascii=False))
+        out.write("\n")
+    else:
+        for result in results:
+            out.write(_text(result))
+    out.flush()
+    return exit_code(results)
+
+
+def register(subparsers: Subparsers) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "validate",
+        help="check CAP files against the CAP 1.2 XSD and the CAP-CP or IPAWS profile",
+        description=(
+            "Check CAP files (CAP 1.2, or 1.1/1.0 read as 1.2). Exit 0 when all are valid, "
+            "1 when one has an error, 2 when one cannot be read or is refused as hostile."
+        ),
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="CAP file, or - for stdin")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="auto",
+        help="profile to check (auto: from the alert's <code>; default auto)",
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--max-bytes",
+        type=int,
+        default=0,
+        help="refuse files larger than this (default 8 MiB)",
+    )
+    parser.set_defaults(handler=run)
