@@ -1,0 +1,1 @@
+"""EAS: the SAME modem, the ENDEC serial codec and the ENDEC adapter."""
