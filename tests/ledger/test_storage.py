@@ -1,0 +1,220 @@
+"""The SQLite store: pragmas, schema versions, failures that must not half-admit, threads."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gateway.ledger import (
+    Decision,
+    EntryState,
+    EntryStateError,
+    Ledger,
+    LedgerError,
+    LedgerSchemaError,
+    SqliteLedger,
+)
+from gateway.storage import sqlite_schema
+from tests.ledger.conftest import T0, FakeClock, Planner, admit, make_alert
+
+
+class TestStorageSettings:
+    """The file is WAL, fsync'd on every commit, with foreign keys and a schema version."""
+
+    def test_pragmas(self, ledger: SqliteLedger) -> None:
+        conn = ledger._conn
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert ledger.schema_version == sqlite_schema.LATEST
+
+    def test_is_a_ledger(self, ledger: SqliteLedger) -> None:
+        assert isinstance(ledger, Ledger)
+
+    def test_reopen_does_not_migrate_again(self, db_path: Path) -> None:
+        SqliteLedger(db_path).close()
+        SqliteLedger(db_path).close()
+        conn = sqlite3.connect(db_path)
+        try:
+            rows = conn.execute("SELECT version FROM schema_version").fetchall()
+        finally:
+            conn.close()
+        assert rows == [(sqlite_schema.LATEST,)]
+
+    def test_newer_schema_is_refused(self, db_path: Path) -> None:
+        SqliteLedger(db_path).close()
+        conn = sqlite3.connect(db_path)
+        conn.execute("INSERT INTO schema_version VALUES (99, 0)")
+        conn.commit()
+        conn.close()
+        with pytest.raises(LedgerSchemaError, match="version 99 is newer"):
+            SqliteLedger(db_path)
+
+    def test_not_a_database(self, tmp_path: Path) -> None:
+        path = tmp_path / "junk.sqlite3"
+        path.write_bytes(b"this is not a database file" * 100)
+        with pytest.raises(LedgerError, match=r"junk\.sqlite3"):
+            SqliteLedger(path)
+
+    def test_unopenable_path(self, tmp_path: Path) -> None:
+        with pytest.raises(LedgerError, match="cannot open"):
+            SqliteLedger(tmp_path / "missing-dir" / "ledger.sqlite3")
+
+    def test_closed_ledger_refuses(self, db_path: Path) -> None:
+        led = SqliteLedger(db_path)
+        led.close()
+        led.close()  # idempotent
+        with pytest.raises(LedgerError, match="closed"):
+            led.seen(make_alert().key)
+        with pytest.raises(LedgerError, match="closed"):
+            admit(led, make_alert())
+
+    def test_negative_floor_refused(self, db_path: Path) -> None:
+        with pytest.raises(ValueError, match="dedup_floor"):
+            SqliteLedger(db_path, dedup_floor=timedelta(days=-1))
+
+
+class TestFailClosed:
+    """When the disk refuses a write, admit raises and nothing is half-admitted."""
+
+    def test_disk_full(self, ledger: SqliteLedger) -> None:
+        admit(ledger, make_alert())
+        conn = ledger._conn
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count={pages}")
+        big = make_alert(raw=b"x" * 200_000)
+        with pytest.raises(LedgerError, match="full"):
+            admit(ledger, big)
+        assert not ledger.seen(big.key)
+        conn.execute("PRAGMA max_page_count=1073741823")
+        assert admit(ledger, big).decision is Decision.NEW
+        assert len(ledger.deliveries(big.key)) == 1
+
+
+class TestConcurrency:
+    """Threads, asyncio.to_thread and a second instance on one file decide each key once."""
+
+    def test_threads_admitting_the_same_keys(self, ledger: SqliteLedger) -> None:
+        alerts = [make_alert() for _ in range(40)]
+        decisions: Counter[Decision] = Counter()
+        lock = threading.Lock()
+        barrier = threading.Barrier(6)
+
+        def worker(n: int) -> None:
+            barrier.wait()
+            for alert in alerts[n % 2 :] + alerts[: n % 2]:
+                result = admit(ledger, alert, source=f"stream-{n}")
+                with lock:
+                    decisions[result.decision] += 1
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert decisions == {Decision.NEW: 40, Decision.DUPLICATE: 200}
+        assert ledger.pending_count("mqtt") == 40
+
+    def test_two_instances_on_one_file(self, db_path: Path) -> None:
+        alerts = [make_alert() for _ in range(30)]
+        first = SqliteLedger(db_path)
+        second = SqliteLedger(db_path)
+        decisions: Counter[Decision] = Counter()
+        lock = threading.Lock()
+
+        def worker(led: SqliteLedger) -> None:
+            for alert in alerts:
+                result = admit(led, alert)
+                with lock:
+                    decisions[result.decision] += 1
+
+        try:
+            threads = [threading.Thread(target=worker, args=(led,)) for led in (first, second)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert decisions == {Decision.NEW: 30, Decision.DUPLICATE: 30}
+            assert sum(len(first.deliveries(a.key)) for a in alerts) == 30
+        finally:
+            first.close()
+            second.close()
+
+    def test_admit_and_deliver_concurrently(self, ledger: SqliteLedger) -> None:
+        sinks = ("mqtt", "radio", "endec")
+        alerts = [make_alert() for _ in range(60)]
+        done = threading.Event()
+        delivered: Counter[int] = Counter()
+        errors: list[BaseException] = []
+
+        def producer() -> None:
+            for alert in alerts:
+                admit(ledger, alert, Planner(sinks=sinks))
+            done.set()
+
+        def sink_worker(sink: str) -> None:
+            try:
+                while True:
+                    batch = ledger.due(sink, T0, limit=5)
+                    if not batch and done.is_set() and ledger.pending_count(sink) == 0:
+                        return
+                    for entry in batch:
+                        ledger.mark_delivered(entry.id, T0)
+                        delivered[entry.id] += 1
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=producer)] + [
+            threading.Thread(target=sink_worker, args=(s,)) for s in sinks
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert errors == []
+        assert len(delivered) == 180
+        assert set(delivered.values()) == {1}
+        counts = ledger.outbox_counts()
+        assert counts == {(s, EntryState.DELIVERED): 60 for s in sinks}
+
+    def test_racing_workers_cannot_deliver_twice(self, ledger: SqliteLedger) -> None:
+        admit(ledger, make_alert())
+        (entry,) = ledger.due("mqtt", T0)
+        outcomes: list[str] = []
+        barrier = threading.Barrier(4)
+
+        def worker() -> None:
+            barrier.wait()
+            try:
+                ledger.mark_delivered(entry.id, T0)
+                outcomes.append("delivered")
+            except EntryStateError:
+                outcomes.append("refused")
+
+        threads = [threading.Thread(target=worker) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes) == ["delivered", "refused", "refused", "refused"]
+
+    async def test_from_asyncio_to_thread(self, db_path: Path) -> None:
+        with SqliteLedger(db_path, clock=FakeClock()) as led:
+            alerts = [make_alert() for _ in range(20)]
+            results = await asyncio.gather(
+                *(
+                    asyncio.to_thread(led.admit, a, source="s", received_at=T0, plan=Planner())
+                    for a in alerts + alerts
+                )
+            )
+            assert Counter(r.decision for r in results) == {
+                Decision.NEW: 20,
+                Decision.DUPLICATE: 20,
+            }
+            assert await asyncio.to_thread(led.pending_count) == 20
