@@ -11,6 +11,7 @@ its address field is well formed.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from fractions import Fraction
 
@@ -123,7 +124,7 @@ class Afsk1200Demodulator:
         self.repaired = 0
 
     def feed(self, samples: npt.ArrayLike | bytes) -> list[HdlcFrame]:
-        bits = self._demod.feed(as_float_samples(samples) if isinstance(samples, bytes) else samples)
+        bits = self._demod.feed(as_float_samples(samples))
         values = bits.values.tolist()
         if not values:
             return []
@@ -183,7 +184,7 @@ class Afsk1200Demodulator:
 
 
 def _nrzi(levels: list[bool]) -> list[int]:
-    return [1 if a == b else 0 for a, b in zip(levels, levels[1:], strict=False)]
+    return [1 if a == b else 0 for a, b in itertools.pairwise(levels)]
 
 
 def _unstuff_octets(bits: list[int]) -> bytes | None:
