@@ -1,0 +1,137 @@
+"""Audio plumbing for the SAME modem: streaming WAV and raw PCM, resampling, text-to-speech.
+
+Everything works in chunks so that a long message (or an endless stream) is never held in
+memory whole. Raw PCM is signed 16-bit little-endian mono, the format multimon-ng reads.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import wave
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from adapters.afsk.fsk import FloatArray, to_pcm16
+
+CHUNK_FRAMES = 16384
+
+
+class AudioFormatError(ValueError):
+    """A file is not audio we can read (not a PCM WAV, or an unsupported sample format)."""
+
+
+def write_wav(target: str | Path | BinaryIO, chunks: Iterable[FloatArray], rate: int) -> int:
+    """Write float chunks as a 16-bit mono WAV; returns the number of samples written."""
+    count = 0
+    with wave.open(target if not isinstance(target, Path) else str(target), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        for chunk in chunks:
+            out.writeframes(to_pcm16(chunk))
+            count += chunk.size
+    return count
+
+
+def write_raw(target: BinaryIO, chunks: Iterable[FloatArray]) -> int:
+    """Write float chunks as raw signed 16-bit little-endian PCM."""
+    count = 0
+    for chunk in chunks:
+        target.write(to_pcm16(chunk))
+        count += chunk.size
+    return count
+
+
+def _frames_to_float(raw: bytes, width: int, channels: int) -> FloatArray:
+    if width == 2:
+        data = np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0
+    elif width == 1:
+        data = (np.frombuffer(raw, dtype=np.uint8).astype(np.float64) - 128.0) / 128.0
+    elif width == 4:
+        data = np.frombuffer(raw, dtype="<i4").astype(np.float64) / 2147483648.0
+    else:
+        msg = f"WAV sample width of {width} bytes is not supported (8, 16 or 32-bit PCM)"
+        raise AudioFormatError(msg)
+    if channels > 1:
+        usable = data.size - data.size % channels
+        mixed: FloatArray = data[:usable].reshape(-1, channels).mean(axis=1)
+        return mixed
+    return data
+
+
+def open_wav(source: str | Path | BinaryIO) -> tuple[int, Iterator[FloatArray]]:
+    """Open a PCM WAV; returns its sample rate and an iterator of mono float chunks."""
+    try:
+        # The reader is closed by the chunk iterator (or just below on a bad format).
+        reader = wave.open(  # noqa: SIM115
+            source if not isinstance(source, Path) else str(source), "rb"
+        )
+    except (wave.Error, EOFError) as exc:
+        msg = f"not a PCM WAV file: {exc}"
+        raise AudioFormatError(msg) from None
+    rate = reader.getframerate()
+    width = reader.getsampwidth()
+    channels = reader.getnchannels()
+    if width not in (1, 2, 4):
+        reader.close()
+        msg = f"WAV sample width of {width} bytes is not supported (8, 16 or 32-bit PCM)"
+        raise AudioFormatError(msg)
+
+    def chunks() -> Iterator[FloatArray]:
+        with reader:
+            while True:
+                raw = reader.readframes(CHUNK_FRAMES)
+                if not raw:
+                    return
+                yield _frames_to_float(raw, width, channels)
+
+    return rate, chunks()
+
+
+def iter_raw(source: BinaryIO, chunk_bytes: int = 2 * CHUNK_FRAMES) -> Iterator[bytes]:
+    """Read raw PCM in chunks (the decoder itself copes with odd byte splits)."""
+    while True:
+        raw = source.read(chunk_bytes)
+        if not raw:
+            return
+        yield raw
+
+
+def resample(samples: FloatArray, from_rate: int, to_rate: int) -> FloatArray:
+    """Linear-interpolation resampling (for speech and message audio, not for data)."""
+    if from_rate == to_rate or samples.size == 0:
+        return samples
+    count = round(samples.size * to_rate / from_rate)
+    positions = np.arange(count) * (from_rate / to_rate)
+    out: FloatArray = np.interp(positions, np.arange(samples.size), samples)
+    return out
+
+
+def load_message_audio(path: str | Path, rate: int) -> Iterator[FloatArray]:
+    """A message audio file as chunks at ``rate`` (each chunk resampled on its own)."""
+    source_rate, chunks = open_wav(path)
+    for chunk in chunks:
+        yield resample(chunk, source_rate, rate)
+
+
+def text_to_speech(text: str, rate: int, *, voice: str = "en-us", speed: int = 160) -> FloatArray:
+    """Speak ``text`` with espeak-ng; raises FileNotFoundError when espeak-ng is absent."""
+    binary = shutil.which("espeak-ng")
+    if binary is None:
+        msg = "espeak-ng is not installed; text-to-speech is unavailable"
+        raise FileNotFoundError(msg)
+    result = subprocess.run(  # noqa: S603 - fixed binary, text passed as one argument
+        [binary, "-v", voice, "-s", str(speed), "--stdout", "--", text],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    )
+    source_rate, chunks = open_wav(io.BytesIO(result.stdout))
+    pieces = list(chunks)
+    speech = np.concatenate(pieces) if pieces else np.zeros(0)
+    return resample(speech, source_rate, rate)

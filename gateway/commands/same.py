@@ -1,0 +1,151 @@
+"""``borderlink same encode|decode``: SAME/EAS header audio, compatible with multimon-ng output.
+
+``encode`` writes a header (three bursts, attention signal, optional message audio or
+speech, EOM) as a WAV file or raw 16-bit PCM; ``decode`` reads a WAV file, raw signed 16-bit
+mono PCM or standard input and prints ``EAS: ZCZC-...`` for each header and ``EAS: NNNN``
+for each end of message, as ``multimon-ng -a EAS`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
+
+from gateway.commands import Subparsers
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    Chunk: TypeAlias = "npt.NDArray[np.float64] | bytes"
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _err(line: str) -> None:
+    sys.stderr.write(line + "\n")
+
+
+def register(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser("same", help="encode or decode SAME/EAS header audio")
+    actions = parser.add_subparsers(dest="same_action", metavar="ACTION", required=True)
+
+    enc = actions.add_parser("encode", help="write the audio of a SAME header")
+    enc.add_argument("header", help="ZCZC-ORG-EEE-PSSCCC...+TTTT-JJJHHMM-LLLLLLLL-")
+    enc.add_argument("-o", "--output", required=True, help="output WAV file, or - for stdout")
+    enc.add_argument("--rate", type=int, default=22050, help="sample rate in Hz (8000-48000)")
+    enc.add_argument(
+        "--attention", type=float, default=8.0, help="attention signal in seconds (0 = none)"
+    )
+    enc.add_argument(
+        "--tone",
+        choices=("eas", "nwr"),
+        default="eas",
+        help="attention signal: eas = 853 + 960 Hz, nwr = 1050 Hz",
+    )
+    enc.add_argument("--no-eom", action="store_true", help="leave out the NNNN bursts")
+    enc.add_argument("--message-audio", type=Path, help="WAV file played after the attention")
+    enc.add_argument("--speak", metavar="TEXT", help="message spoken with espeak-ng")
+    enc.add_argument("--raw", action="store_true", help="raw signed 16-bit PCM instead of WAV")
+    enc.set_defaults(handler=_encode)
+
+    dec = actions.add_parser("decode", help="print the SAME headers found in audio")
+    dec.add_argument("input", help="WAV or raw PCM file, or - for raw PCM on stdin")
+    dec.add_argument("--rate", type=int, default=22050, help="sample rate of raw input in Hz")
+    dec.add_argument("--raw", action="store_true", help="input is raw PCM even if it looks WAV")
+    dec.set_defaults(handler=_decode)
+
+
+def _encode(args: argparse.Namespace) -> int:
+    from adapters.eas import audio, same_modem  # noqa: PLC0415 - gateway loads adapters lazily
+
+    try:
+        options = same_modem.EncoderOptions(
+            rate=args.rate,
+            attention=args.attention,
+            attention_tone=args.tone,
+            eom=not args.no_eom,
+        )
+        same_modem.validate_header(args.header)
+    except same_modem.SameEncodeError as exc:
+        _err(f"borderlink same encode: {exc}")
+        return 2
+    message: Iterable[np.ndarray[Any, np.dtype[np.float64]]] = ()
+    try:
+        if args.message_audio is not None:
+            message = list(audio.load_message_audio(args.message_audio, args.rate))
+        elif args.speak:
+            message = [audio.text_to_speech(args.speak, args.rate)]
+    except (OSError, audio.AudioFormatError) as exc:
+        _err(f"borderlink same encode: message audio: {exc}")
+        return 2
+    try:
+        chunks = same_modem.encode(args.header, options, message=message)
+        if args.output == "-":
+            sink = sys.stdout.buffer
+            if args.raw:
+                audio.write_raw(sink, chunks)
+            else:
+                audio.write_wav(sink, chunks, args.rate)
+            sink.flush()
+        elif args.raw:
+            with Path(args.output).open("wb") as out:
+                audio.write_raw(out, chunks)
+        else:
+            audio.write_wav(Path(args.output), chunks, args.rate)
+    except same_modem.SameEncodeError as exc:
+        _err(f"borderlink same encode: {exc}")
+        return 2
+    except OSError as exc:
+        _err(f"borderlink same encode: cannot write {args.output}: {exc}")
+        return 2
+    return 0
+
+
+def _chunks_of(stream: BinaryIO, *, raw: bool, rate: int) -> tuple[int, Iterator[Chunk]]:
+    from adapters.eas import audio  # noqa: PLC0415
+
+    if raw:
+        return rate, iter(audio.iter_raw(stream))
+    head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
+    if head == b"RIFF":
+        wav_rate, chunks = audio.open_wav(stream)
+        return wav_rate, iter(chunks)
+    return rate, iter(audio.iter_raw(stream))
+
+
+def _decode(args: argparse.Namespace) -> int:
+    from adapters.eas import audio, same_modem  # noqa: PLC0415 - gateway loads adapters lazily
+
+    try:
+        if args.input == "-":
+            stream: BinaryIO = sys.stdin.buffer
+            rate, chunks = _chunks_of(stream, raw=True, rate=args.rate)
+        else:
+            stream = Path(args.input).open("rb")  # noqa: SIM115 - closed in the finally below
+            rate, chunks = _chunks_of(stream, raw=args.raw, rate=args.rate)
+        decoder = same_modem.SameDecoder(rate)
+    except (OSError, ValueError) as exc:
+        _err(f"borderlink same decode: {args.input}: {exc}")
+        return 2
+    try:
+        for chunk in chunks:
+            for message in decoder.feed(chunk):
+                _out(message.line)
+        for message in decoder.flush():
+            _out(message.line)
+    except (OSError, ValueError, audio.AudioFormatError) as exc:
+        _err(f"borderlink same decode: {args.input}: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    return 0
