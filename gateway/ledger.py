@@ -420,6 +420,10 @@ class Ledger(Protocol):
 
     def due(self, sink: str, now: datetime, limit: int = 1) -> list[OutboxEntry]: ...
 
+    def claim(
+        self, sink: str, now: datetime, *, limit: int = 1, lease: timedelta = ...
+    ) -> list[OutboxEntry]: ...
+
     def pending_count(self, sink: str | None = None) -> int: ...
 
     def outbox_counts(self) -> dict[tuple[str, EntryState], int]: ...
@@ -597,6 +601,31 @@ def _row_to_journal(row: sqlite3.Row) -> JournalEntry:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Change:
+    state: EntryState
+    reason: str
+    event: str
+    attempt: bool = False
+    retry_at: datetime | None = None
+
+
+def _require(
+    current: EntryState,
+    row: sqlite3.Row,
+    states: Sequence[EntryState],
+    action: str,
+    *,
+    deny: bool = False,
+) -> None:
+    """Raise EntryStateError unless ``current`` is in ``states`` (not in, with ``deny``)."""
+    if (current in states) != deny:
+        return
+    key = AlertKey(row["sender"], row["identifier"], row["sent"])
+    msg = f"outbox entry {row['id']} ({key} -> {row['sink']}) is {current.value}; cannot {action}"
+    raise EntryStateError(msg)
+
+
 # ---------------------------------------------------------------------------------- SQLite
 
 
@@ -619,6 +648,7 @@ class SqliteLedger:
         journal_retention: timedelta = timedelta(days=90),
         clock: _Now | None = None,
         busy_timeout: timedelta = timedelta(seconds=10),
+        max_invalid_bytes: int = 8 * 1024 * 1024,
     ) -> None:
         if dedup_floor < timedelta(0):
             msg = "dedup_floor must not be negative"
@@ -626,6 +656,7 @@ class SqliteLedger:
         self.path = str(path)
         self.dedup_floor = dedup_floor
         self.journal_retention = journal_retention
+        self.max_invalid_bytes = max_invalid_bytes
         self._clock: _Now = clock or SystemClock()
         self._lock = threading.RLock()
         self._closed = False
@@ -908,6 +939,8 @@ class SqliteLedger:
             superseded, unknown, ref_priority = self._supersede(conn, alert, key, received_us)
             if unknown:
                 notes.append("unknown references: " + " ".join(str(k) for k in unknown))
+            if key in alert.references:
+                notes.append("references itself (ignored)")
 
         admission = Admission(key, decision, tuple(superseded), "; ".join(notes))
         entries = 0
@@ -957,6 +990,8 @@ class SqliteLedger:
         best: int | None = None
         by = _key_json([key])
         for ref in dict.fromkeys(alert.references):
+            if ref == key:
+                continue  # a message cannot withdraw itself; admit() notes it
             row = conn.execute(
                 "SELECT id, status, priority FROM alerts"
                 " WHERE sender = ? AND identifier = ? AND sent = ?",
@@ -1058,13 +1093,16 @@ class SqliteLedger:
         key = invalid_key(raw)
         digest = key.identifier.removeprefix("sha256:")
         at = _us(received_at)
+        kept = bytes(raw[: self.max_invalid_bytes])
+        if len(kept) < len(raw):
+            reason = f"{reason} (kept the first {len(kept)} of {len(raw)} bytes)"
         with self._write() as conn:
             conn.execute(
                 "INSERT INTO invalid (digest, source, first_received_at, last_received_at,"
                 " count, reason, raw) VALUES (?, ?, ?, ?, 1, ?, ?)"
                 " ON CONFLICT (digest) DO UPDATE SET count = count + 1,"
                 " last_received_at = excluded.last_received_at",
-                (digest, source, at, at, reason, bytes(raw)),
+                (digest, source, at, at, reason, kept),
             )
             self._journal(conn, key, "invalid", f"from {source}: {reason}")
         ADMISSIONS.inc(decision=Decision.INVALID.value)
@@ -1201,6 +1239,47 @@ class SqliteLedger:
             f"ORDER BY o.priority, o.enqueued_at, o.id LIMIT {int(limit)}",
         )
 
+    def claim(
+        self,
+        sink: str,
+        now: datetime,
+        *,
+        limit: int = 1,
+        lease: timedelta = timedelta(seconds=60),
+    ) -> list[OutboxEntry]:
+        """Take due entries for delivery: :meth:`due`, with a lease on each entry taken.
+
+        Each returned entry's next attempt moves to ``now + lease``, so a second worker (or
+        a second instance on the same store) does not take it too; a worker that dies before
+        :meth:`mark_delivered` / :meth:`mark_failed` leaves it to be retried when the lease
+        runs out. The start of each attempt is journalled (``attempt_started``).
+        """
+        if limit < 1:
+            return []
+        until = now + lease
+        with self._write() as conn:
+            rows = conn.execute(
+                f"SELECT {_ENTRY_COLUMNS} FROM outbox o JOIN alerts a ON a.id = o.alert_id"  # noqa: S608 - constant columns
+                " WHERE o.sink = ? AND o.state = 'pending' AND o.next_attempt_at <= ?"
+                " ORDER BY o.priority, o.enqueued_at, o.id LIMIT ?",
+                (sink, _us(now), int(limit)),
+            ).fetchall()
+            for row in rows:
+                conn.execute(
+                    "UPDATE outbox SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                    (_us(until), _us(now), row["id"]),
+                )
+                self._journal(
+                    conn,
+                    AlertKey(row["sender"], row["identifier"], row["sent"]),
+                    "attempt_started",
+                    f"attempt {row['attempts'] + 1}, lease until {until.isoformat()}",
+                    at=now,
+                    entry_id=row["id"],
+                    sink=sink,
+                )
+        return [replace(_row_to_entry(r), next_attempt_at=until) for r in rows]
+
     def pending_count(self, sink: str | None = None) -> int:
         with self._read() as conn:
             if sink is None:
@@ -1234,42 +1313,46 @@ class SqliteLedger:
         self,
         entry_id: int,
         *,
-        allowed: Sequence[EntryState],
-        state: EntryState,
-        reason: str,
         at: datetime,
-        event: str,
-        attempt: bool = False,
-        retry_at: datetime | None = None,
+        decide: Callable[[EntryState, sqlite3.Row], _Change],
     ) -> OutboxEntry:
+        """Change one entry in one transaction; ``decide`` sees its current state first."""
         with self._write() as conn:
             row = self._load_entry(conn, entry_id)
             current = EntryState(row["state"])
             key = AlertKey(row["sender"], row["identifier"], row["sent"])
-            if current not in allowed:
-                msg = (
-                    f"outbox entry {entry_id} ({key} -> {row['sink']}) is {current.value};"
-                    f" cannot {event}"
-                )
-                raise EntryStateError(msg)
-            next_attempt = _us(retry_at) if retry_at is not None else row["next_attempt_at"]
+            change = decide(current, row)
+            next_attempt = (
+                _us(change.retry_at) if change.retry_at is not None else row["next_attempt_at"]
+            )
             conn.execute(
                 "UPDATE outbox SET state = ?, reason = ?, attempts = attempts + ?,"
                 " next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                (state.value, reason, int(attempt), next_attempt, _us(at), entry_id),
+                (
+                    change.state.value,
+                    change.reason,
+                    int(change.attempt),
+                    next_attempt,
+                    _us(at),
+                    entry_id,
+                ),
             )
-            detail = reason if current is state else f"{current.value} -> {state.value}: {reason}"
-            self._journal(conn, key, event, detail, at=at, entry_id=entry_id, sink=row["sink"])
+            detail = change.reason
+            if current is not change.state:
+                detail = f"{current.value} -> {change.state.value}: {change.reason}"
+            self._journal(
+                conn, key, change.event, detail, at=at, entry_id=entry_id, sink=row["sink"]
+            )
             updated = self._load_entry(conn, entry_id)
-        OUTBOX_TRANSITIONS.inc(sink=row["sink"], state=state.value)
+        OUTBOX_TRANSITIONS.inc(sink=row["sink"], state=change.state.value)
         log.info(
             "outbox_entry_changed",
-            change=event,
+            change=change.event,
             alert=str(key),
             entry=entry_id,
             sink=row["sink"],
-            state=state.value,
-            reason=reason,
+            state=change.state.value,
+            reason=change.reason,
         )
         return _row_to_entry(updated)
 
@@ -1280,16 +1363,12 @@ class SqliteLedger:
         after its entry was superseded or expired did happen, and the audit trail says so.
         Marking an entry delivered twice is refused (it would hide a double transmission).
         """
-        allowed = [s for s in EntryState if s not in (EntryState.HELD, EntryState.DELIVERED)]
-        return self._transition(
-            entry_id,
-            allowed=allowed,
-            state=EntryState.DELIVERED,
-            reason="",
-            at=at,
-            event="delivered",
-            attempt=True,
-        )
+
+        def decide(current: EntryState, row: sqlite3.Row) -> _Change:
+            _require(current, row, (EntryState.HELD, EntryState.DELIVERED), "deliver", deny=True)
+            return _Change(EntryState.DELIVERED, "", "delivered", attempt=True)
+
+        return self._transition(entry_id, at=at, decide=decide)
 
     def mark_failed(self, entry_id: int, reason: str, *, retry_at: datetime | None) -> OutboxEntry:
         """Record a failed attempt: retry at ``retry_at``, or fail for good when None.
@@ -1297,42 +1376,19 @@ class SqliteLedger:
         An entry superseded or expired while its attempt was under way keeps that terminal
         state; the failed attempt is still counted and journalled.
         """
-        now = self._clock.now()
-        with self._lock:
-            current = self.entry(entry_id)
-            if current is None:
-                msg = f"no outbox entry {entry_id}"
-                raise EntryNotFoundError(msg)
-            if current.state in (EntryState.SUPERSEDED, EntryState.EXPIRED):
-                return self._transition(
-                    entry_id,
-                    allowed=[current.state],
-                    state=current.state,
-                    reason=f"{current.reason}; last attempt failed: {reason}",
-                    at=now,
-                    event="attempt_failed",
-                    attempt=True,
-                )
+
+        def decide(current: EntryState, row: sqlite3.Row) -> _Change:
+            if current in (EntryState.SUPERSEDED, EntryState.EXPIRED):
+                note = f"{row['reason']}; last attempt failed: {reason}"
+                return _Change(current, note, "attempt_failed", attempt=True)
+            _require(current, row, (EntryState.PENDING,), "record a failed attempt")
             if retry_at is not None:
-                return self._transition(
-                    entry_id,
-                    allowed=[EntryState.PENDING],
-                    state=EntryState.PENDING,
-                    reason=reason,
-                    at=now,
-                    event="retry_scheduled",
-                    attempt=True,
-                    retry_at=retry_at,
+                return _Change(
+                    EntryState.PENDING, reason, "retry_scheduled", attempt=True, retry_at=retry_at
                 )
-            return self._transition(
-                entry_id,
-                allowed=[EntryState.PENDING],
-                state=EntryState.FAILED,
-                reason=reason,
-                at=now,
-                event="failed",
-                attempt=True,
-            )
+            return _Change(EntryState.FAILED, reason, "failed", attempt=True)
+
+        return self._transition(entry_id, at=self._clock.now(), decide=decide)
 
     def expire_due(self, now: datetime) -> list[OutboxEntry]:
         """Mark pending and held entries whose ``expires`` passed; returns them."""
@@ -1373,25 +1429,21 @@ class SqliteLedger:
 
     def approve(self, entry_id: int) -> OutboxEntry:
         """Release a held entry: it becomes pending and is due at once."""
-        return self._transition(
-            entry_id,
-            allowed=[EntryState.HELD],
-            state=EntryState.PENDING,
-            reason="approved by operator",
-            at=self._clock.now(),
-            event="approved",
-        )
+
+        def decide(current: EntryState, row: sqlite3.Row) -> _Change:
+            _require(current, row, (EntryState.HELD,), "approve")
+            return _Change(EntryState.PENDING, "approved by operator", "approved")
+
+        return self._transition(entry_id, at=self._clock.now(), decide=decide)
 
     def reject(self, entry_id: int, reason: str) -> OutboxEntry:
         """Refuse a held entry: it fails with ``rejected by operator: <reason>``."""
-        return self._transition(
-            entry_id,
-            allowed=[EntryState.HELD],
-            state=EntryState.FAILED,
-            reason=f"rejected by operator: {reason}",
-            at=self._clock.now(),
-            event="rejected",
-        )
+
+        def decide(current: EntryState, row: sqlite3.Row) -> _Change:
+            _require(current, row, (EntryState.HELD,), "reject")
+            return _Change(EntryState.FAILED, f"rejected by operator: {reason}", "rejected")
+
+        return self._transition(entry_id, at=self._clock.now(), decide=decide)
 
     # ------------------------------------------------------------------ journal
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cap_schemas.model import MsgType, Severity, Status, Urgency
+from cap_schemas.model import AlertKey, MsgType, Severity, Status, Urgency, format_cap_datetime
 from gateway.ledger import (
     Admission,
     AlertStatus,
@@ -146,6 +146,23 @@ class TestUpdate:
         update = make_alert(msg_type=MsgType.UPDATE, references=(urgent.key,))
         admit(ledger, update, Planner(priority=12))
         assert ledger.deliveries(update.key)[0].priority == 0
+
+
+class TestSelfReference:
+    """A message naming itself in references does not withdraw itself."""
+
+    def test_update_referencing_itself(self, ledger: SqliteLedger) -> None:
+        own = AlertKey("cap-pac@canada.ca", "self-ref", format_cap_datetime(T0))
+        update = make_alert("self-ref", msg_type=MsgType.UPDATE, references=(own,))
+        assert update.key == own
+        result = admit(ledger, update)
+        assert result.decision is Decision.UPDATE
+        assert result.superseded == ()
+        assert "references itself" in result.reason
+        stored = ledger.get(own)
+        assert stored is not None
+        assert stored.status is AlertStatus.ACTIVE
+        assert ledger.deliveries(own)[0].state is EntryState.PENDING
 
 
 class TestCancel:
@@ -290,6 +307,15 @@ class TestInvalid:
         journal = ledger.journal(invalid_key(raw))
         assert [j.event for j in journal] == ["invalid", "invalid"]
         assert "unclosed tag" in journal[0].detail
+
+    def test_oversized_invalid_document_is_cut(self, db_path: Path) -> None:
+        with SqliteLedger(db_path, max_invalid_bytes=1000) as led:
+            raw = b"<" * 5000
+            led.record_invalid(raw, source="http", received_at=T0, reason="too deep")
+            (record,) = led.invalid_records()
+            assert record.raw == raw[:1000]
+            assert record.reason == "too deep (kept the first 1000 of 5000 bytes)"
+            assert record.key == invalid_key(raw)
 
 
 class TestAtomicity:

@@ -345,3 +345,35 @@ class TestBoundedBacklog:
             details = " | ".join(str(row["detail"]) for row in plan)
             assert "USING INDEX outbox_due" in details, details
             assert "TEMP B-TREE" not in details, details
+
+
+class TestClaim:
+    """claim() leases due entries so that no second worker takes them meanwhile."""
+
+    def test_claim_leases_and_journals(self, ledger: SqliteLedger) -> None:
+        alert = make_alert()
+        admit(ledger, alert)
+        (taken,) = ledger.claim("mqtt", T0, lease=timedelta(seconds=30))
+        assert taken.next_attempt_at == T0 + timedelta(seconds=30)
+        assert ledger.claim("mqtt", T0 + timedelta(seconds=29)) == []
+        assert ledger.due("mqtt", T0 + timedelta(seconds=29)) == []
+        ledger.mark_delivered(taken.id, T0 + timedelta(seconds=1))
+        assert ledger.claim("mqtt", T0 + timedelta(minutes=5)) == []
+        events = [j.event for j in ledger.journal(alert.key)]
+        assert events == ["enqueued", "admitted", "attempt_started", "delivered"]
+
+    def test_lease_runs_out_after_a_dead_worker(self, ledger: SqliteLedger) -> None:
+        admit(ledger, make_alert())
+        (taken,) = ledger.claim("mqtt", T0, lease=timedelta(seconds=30))
+        # the worker died without reporting: the entry comes back when the lease ends
+        (again,) = ledger.claim("mqtt", T0 + timedelta(seconds=30))
+        assert again.id == taken.id
+        assert ledger.claim("mqtt", T0, limit=0) == []
+
+    def test_claim_keeps_priority_order(self, ledger: SqliteLedger) -> None:
+        routine = make_alert()
+        admit(ledger, routine, Planner(priority=20))
+        urgent = make_alert()
+        admit(ledger, urgent, Planner(priority=0), received_at=T0 + timedelta(seconds=5))
+        taken = ledger.claim("mqtt", T0 + timedelta(seconds=5), limit=5)
+        assert [e.key for e in taken] == [urgent.key, routine.key]
