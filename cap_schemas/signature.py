@@ -454,8 +454,13 @@ def _certificates(signature: etree._Element, where: str) -> list[x509.Certificat
                     )
                 der = _b64(element.text, "X509Certificate", where)
                 try:
-                    certs.append(x509.load_der_x509_certificate(der))
-                except ValueError as exc:
+                    cert = x509.load_der_x509_certificate(der)
+                    # cryptography parses lazily: read every field used later now, so that a
+                    # corrupt certificate is "malformed" here rather than an error elsewhere.
+                    _ = (cert.subject, cert.issuer, cert.extensions, cert.public_key())
+                    _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
+                    certs.append(cert)
+                except (ValueError, cryptography.exceptions.UnsupportedAlgorithm) as exc:
                     raise _Fail(
                         Reason.MALFORMED, f"{where}: X509Certificate is unreadable: {exc}",
                     ) from None
@@ -655,6 +660,14 @@ def _verify_one(
     except _Fail as exc:
         return _Outcome(
             SignatureDetail(index, sig_id, exc.reason, exc.message, signer, False, algorithms),
+        )
+    except _CRYPTO_ERRORS as exc:
+        # Defence in depth: whatever a library raises on hostile input is a malformed signature.
+        return _Outcome(
+            SignatureDetail(
+                index, sig_id, Reason.MALFORMED, f"{where}: signature cannot be processed: {exc}",
+                signer, False, algorithms,
+            ),
         )
 
 

@@ -106,6 +106,26 @@ def _validity_problem(cert: x509.Certificate, now: datetime) -> tuple[str, str] 
     return None
 
 
+def _retry_times(
+    leaf: x509.Certificate, others: Sequence[x509.Certificate], now: datetime,
+) -> list[datetime]:
+    """Times closest to ``now`` at which the leaf and one other certificate are both valid
+    (at most a handful): where a chain that fails at ``now`` might hold."""
+    times: list[datetime] = []
+    for other in [None, *others[:MAX_CHAIN_DEPTH]]:
+        start = leaf.not_valid_before_utc
+        end = leaf.not_valid_after_utc
+        if other is not None:
+            start = max(start, other.not_valid_before_utc)
+            end = min(end, other.not_valid_after_utc)
+        if start > end:
+            continue
+        when = min(max(now, start), end)
+        if when != now and when not in times:
+            times.append(when)
+    return times
+
+
 def _check_signer_key_usage(
     _policy: object, _cert: x509.Certificate, key_usage: x509.KeyUsage | None,
 ) -> None:
@@ -277,9 +297,10 @@ class TrustStore:
         if isinstance(error, str):
             # Would the chain hold at a time when the signer certificate is valid? Then the
             # failure is one of time, and the operator should be told so.
-            inside = min(max(now, leaf.not_valid_before_utc), leaf.not_valid_after_utc)
-            retry = self._verify_chain(leaf, intermediates, inside, authorities)
-            if not isinstance(retry, str):
+            for when in _retry_times(leaf, [*intermediates, *authorities], now):
+                retry = self._verify_chain(leaf, intermediates, when, authorities)
+                if isinstance(retry, str):
+                    continue
                 for cert in retry:
                     problem = _validity_problem(cert, now)
                     if problem is not None:
@@ -313,6 +334,6 @@ class TrustStore:
         )
         try:
             verified = builder.build_client_verifier().verify(leaf, list(intermediates))
-        except VerificationError as exc:
+        except (VerificationError, ValueError) as exc:
             return str(exc) or "no valid chain"
         return list(verified.chain)
