@@ -23,6 +23,7 @@ CAP 1.1 and 1.0 documents are read into the CAP 1.2 model; every adjustment made
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -112,7 +113,7 @@ def _line_col(data: bytes, offset: int) -> tuple[int, int]:
     return line, column
 
 
-_WS = b" \t\r\n"
+_NON_BLANK = re.compile(rb"[^ \t\r\n]")
 
 
 def _check_prolog(data: bytes) -> None:
@@ -250,7 +251,7 @@ def parse_xml(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> etree._El
             f"input of {len(data)} bytes exceeds the limit of {limits.max_bytes} bytes",
             reason="too_large",
         )
-    if not data.strip(_WS):
+    if _NON_BLANK.search(data) is None:
         raise CapParseError("empty document", line=1, column=1, reason="syntax")
     if data.startswith((b"\xff\xfe", b"\xfe\xff", b"\x00\x00\xfe\xff", b"\xff\xfe\x00\x00")):
         raise CapParseError(
@@ -702,6 +703,18 @@ def parse_alert_element(root: etree._Element, *, raw: bytes | None = None) -> Al
     return _read(root, raw)[0]
 
 
+_recent = threading.local()
+
+
+def recently_parsed(data: bytes) -> etree._Element | None:
+    """The tree :func:`parse_alert` built from this very bytes object in this thread, if it
+    was the last one parsed here (lets validation skip a second parse of ``Alert.raw``)."""
+    last: tuple[bytes, etree._Element] | None = getattr(_recent, "last", None)
+    if last is not None and last[0] is data:
+        return last[1]
+    return None
+
+
 def parse_alert_with_warnings(
     data: bytes,
     *,
@@ -709,7 +722,10 @@ def parse_alert_with_warnings(
 ) -> tuple[Alert, list[str]]:
     """Parse CAP bytes and return the alert with the list of conversion warnings."""
     root = parse_xml(data, limits=limits)
-    return _read(root, bytes(data))
+    raw = bytes(data)
+    result = _read(root, raw)
+    _recent.last = (raw, root)
+    return result
 
 
 def parse_alert(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> Alert:

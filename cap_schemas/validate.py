@@ -19,7 +19,7 @@ from lxml import etree
 
 from cap_schemas.errors import CapParseError
 from cap_schemas.model import CAP12_NS, Alert
-from cap_schemas.parse import parse_xml
+from cap_schemas.parse import parse_xml, recently_parsed
 from cap_schemas.rules import ERROR, INFO, WARNING, Finding, capcp, core, ipaws
 from cap_schemas.serialize import to_xml
 
@@ -52,10 +52,12 @@ def _schema() -> etree.XMLSchema:
 
 def validate_xsd(data: bytes) -> list[Finding]:
     """Check CAP 1.2 bytes against the official OASIS CAP 1.2 schema."""
-    try:
-        root = parse_xml(data)
-    except CapParseError as exc:
-        return [Finding(ERROR, "xml", "/", str(exc))]
+    root = recently_parsed(data)
+    if root is None:
+        try:
+            root = parse_xml(data)
+        except CapParseError as exc:
+            return [Finding(ERROR, "xml", "/", str(exc))]
     if root.tag != f"{{{CAP12_NS}}}alert":
         return [
             Finding(

@@ -305,9 +305,23 @@ class TestResources:
         assert is_valid(findings)
         assert "cap.resource-digest" in rules(findings, "info")
 
-    def test_not_base64(self, make_alert: MakeAlert, make_info: MakeInfo) -> None:
-        alert = self._alert(make_alert, make_info, deref_uri="not*base64!")
+    @pytest.mark.parametrize("text", ["not*base64!", "AB=C", "A===", "ABC", "QUJD\u00e9"])
+    def test_not_base64(self, make_alert: MakeAlert, make_info: MakeInfo, text: str) -> None:
+        alert = self._alert(make_alert, make_info, deref_uri=text, size=None)
         assert "cap.resource-deref" in errors(alert, "cap")
+
+    @pytest.mark.parametrize(("text", "size"), [("QQ==", 1), ("QUI=", 2), ("QUJD", 3)])
+    def test_size_from_base64(
+        self,
+        make_alert: MakeAlert,
+        make_info: MakeInfo,
+        text: str,
+        size: int,
+    ) -> None:
+        alert = self._alert(make_alert, make_info, deref_uri=text, size=size, digest=None)
+        assert not {r for r in errors(alert, "cap") if r.startswith("cap.resource")}
+        wrong = self._alert(make_alert, make_info, deref_uri=text, size=size + 1, digest=None)
+        assert "cap.resource-size" in errors(wrong, "cap")
 
     def test_relative_uri_without_content(
         self,
