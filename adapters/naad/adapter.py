@@ -1,0 +1,672 @@
+"""NAAD System source: every configured stream at once, liveness per stream, archive backfill.
+
+Configuration (the ``options`` of a ``[[source]]`` with ``type = "naad"``)::
+
+    streams = ["tcp://streaming1.naad-adna.pelmorex.com:8080",
+               "tcp://streaming2.naad-adna.pelmorex.com:8080"]   # or tls://host:8443
+    liveness_timeout = 75          # s without a complete document -> drop and reconnect
+    archive_templates = [...]      # {date} {sent} {identifier} {sender}; tried in order
+
+Each stream runs its own connect/read loop; a stream that delivers no complete document
+(alert or heartbeat) for ``liveness_timeout`` seconds is dropped and reconnected with
+exponential backoff and jitter. Every document is yielded from every stream that carries it
+(the ledger admits it once). A heartbeat is never yielded: it refreshes the stream's liveness
+and every alert it lists that the ledger has not seen (``ctx.seen``) is fetched from the
+archive, trying each URL template in turn, and yielded with ``channel="archive"``.
+
+Signature policy is the daemon's: ``trust_anchors`` and ``require_signature`` are read by it
+from the same source table; this adapter passes documents on byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+
+from adapters.naad.codec import (
+    DEFAULT_ARCHIVE_TEMPLATES,
+    DEFAULT_MAX_DOCUMENT_BYTES,
+    CapStreamSplitter,
+    Discarded,
+    Document,
+    Heartbeat,
+    HeartbeatError,
+    HeartbeatReference,
+    archive_url,
+    check_archive_template,
+    peek_key,
+    read_heartbeat,
+)
+from cap_schemas.model import AlertKey
+from gateway import __version__
+from gateway.adapter import AdapterContext, Clock, Received, SourceHealth, SystemClock
+from gateway.errors import ConfigError
+from gateway.metrics import INPUT_REJECTED, REGISTRY
+
+log = structlog.get_logger(__name__)
+
+COMPONENT = "naad"
+DEFAULT_STREAMS = (
+    "tcp://streaming1.naad-adna.pelmorex.com:8080",
+    "tcp://streaming2.naad-adna.pelmorex.com:8080",
+)
+
+DOCUMENTS = REGISTRY.counter(
+    "borderlink_naad_documents_total",
+    "Complete documents read from NAAD streams, by source, stream and kind",
+    ("source", "stream", "kind"),
+)
+RECONNECTS = REGISTRY.counter(
+    "borderlink_naad_reconnects_total",
+    "NAAD stream connections ended, by source, stream and why",
+    ("source", "stream", "reason"),
+)
+BACKFILL = REGISTRY.counter(
+    "borderlink_naad_backfill_total",
+    "Heartbeat-referenced alerts fetched from the archive, by source and result",
+    ("source", "result"),
+)
+STREAM_UP = REGISTRY.gauge(
+    "borderlink_naad_stream_up",
+    "1 while a NAAD stream is connected and fresh",
+    ("source", "stream"),
+)
+
+# Options the daemon reads from the same table (signature policy, routing); accepted silently.
+_PASSTHROUGH = frozenset(
+    {"trust_anchors", "require_signature", "signature_policy", "required", "policy", "enabled"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """One stream endpoint: ``tcp://host:port`` or ``tls://host:port``."""
+
+    name: str
+    host: str
+    port: int
+    tls: bool = False
+
+    @classmethod
+    def parse(cls, value: object, *, where: str) -> StreamConfig:
+        name: str | None = None
+        url = value
+        if isinstance(value, Mapping):
+            url = value.get("url")
+            name = value.get("name")
+            if name is not None and not isinstance(name, str):
+                raise ConfigError(f"{where}.name must be a string")
+        if not isinstance(url, str) or not url:
+            raise ConfigError(f"{where}: expected 'tcp://host:port' or 'tls://host:port'")
+        text = url if "://" in url else f"tcp://{url}"
+        parts = urlsplit(text)
+        if parts.scheme not in ("tcp", "tls") or not parts.hostname:
+            raise ConfigError(f"{where}: {url!r} must be tcp://host:port or tls://host:port")
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if port is None:
+            raise ConfigError(f"{where}: {url!r} has no valid port")
+        label = name or f"{parts.hostname}:{port}"
+        return cls(label, parts.hostname, port, parts.scheme == "tls")
+
+
+def _number(options: Mapping[str, Any], key: str, default: float, *, minimum: float) -> float:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ConfigError(f"options.{key} must be a number >= {minimum}, got {value!r}")
+    return float(value)
+
+
+def _integer(options: Mapping[str, Any], key: str, default: int, *, minimum: int) -> int:
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"options.{key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class NaadOptions:
+    streams: tuple[StreamConfig, ...]
+    liveness_timeout: float = 75.0
+    connect_timeout: float = 10.0
+    reconnect_initial: float = 1.0
+    reconnect_max: float = 30.0
+    read_size: int = 64 * 1024
+    max_document_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
+    backfill: bool = True
+    archive_templates: tuple[str, ...] = DEFAULT_ARCHIVE_TEMPLATES
+    archive_timeout: float = 10.0
+    archive_attempts: int = 2
+    archive_retry_delay: float = 1.0
+    archive_max_bytes: int = DEFAULT_MAX_DOCUMENT_BYTES
+    archive_concurrency: int = 4
+    tls_ca_file: str | None = None
+    tls_server_name: str | None = None
+    user_agent: str = f"borderlink/{__version__}"
+
+    KEYS = frozenset(
+        {
+            "streams",
+            "liveness_timeout",
+            "connect_timeout",
+            "reconnect_initial",
+            "reconnect_max",
+            "read_size",
+            "max_document_bytes",
+            "backfill",
+            "archive_templates",
+            "archive_timeout",
+            "archive_attempts",
+            "archive_retry_delay",
+            "archive_max_bytes",
+            "archive_concurrency",
+            "tls_ca_file",
+            "tls_server_name",
+            "user_agent",
+        }
+    )
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any], *, source: str = "naad") -> NaadOptions:
+        unknown = set(options) - cls.KEYS - _PASSTHROUGH
+        if unknown:
+            allowed = ", ".join(sorted(cls.KEYS | _PASSTHROUGH))
+            raise ConfigError(
+                f"source {source!r}: unknown option(s) {', '.join(sorted(unknown))}; "
+                f"allowed: {allowed}"
+            )
+        raw_streams = options.get("streams", DEFAULT_STREAMS)
+        if not isinstance(raw_streams, list | tuple) or not raw_streams:
+            raise ConfigError(f"source {source!r}: options.streams must be a non-empty list")
+        streams = tuple(
+            StreamConfig.parse(s, where=f"options.streams[{i}]") for i, s in enumerate(raw_streams)
+        )
+        if len({s.name for s in streams}) != len(streams):
+            raise ConfigError(f"source {source!r}: options.streams has duplicate names")
+        templates = options.get("archive_templates", DEFAULT_ARCHIVE_TEMPLATES)
+        if not isinstance(templates, list | tuple) or not all(
+            isinstance(t, str) for t in templates
+        ):
+            raise ConfigError(f"source {source!r}: options.archive_templates must be strings")
+        for i, template in enumerate(templates):
+            check_archive_template(template, where=f"options.archive_templates[{i}]")
+        backfill = options.get("backfill", True)
+        if not isinstance(backfill, bool):
+            raise ConfigError(f"source {source!r}: options.backfill must be true or false")
+        for key in ("tls_ca_file", "tls_server_name", "user_agent"):
+            if key in options and not isinstance(options[key], str):
+                raise ConfigError(f"source {source!r}: options.{key} must be a string")
+        reconnect_initial = _number(options, "reconnect_initial", 1.0, minimum=0.01)
+        return cls(
+            streams=streams,
+            liveness_timeout=_number(options, "liveness_timeout", 75.0, minimum=0.05),
+            connect_timeout=_number(options, "connect_timeout", 10.0, minimum=0.05),
+            reconnect_initial=reconnect_initial,
+            reconnect_max=max(
+                reconnect_initial, _number(options, "reconnect_max", 30.0, minimum=0.01)
+            ),
+            read_size=_integer(options, "read_size", 64 * 1024, minimum=1),
+            max_document_bytes=_integer(
+                options, "max_document_bytes", DEFAULT_MAX_DOCUMENT_BYTES, minimum=1024
+            ),
+            backfill=backfill,
+            archive_templates=tuple(templates),
+            archive_timeout=_number(options, "archive_timeout", 10.0, minimum=0.05),
+            archive_attempts=_integer(options, "archive_attempts", 2, minimum=1),
+            archive_retry_delay=_number(options, "archive_retry_delay", 1.0, minimum=0.0),
+            archive_max_bytes=_integer(
+                options, "archive_max_bytes", DEFAULT_MAX_DOCUMENT_BYTES, minimum=1024
+            ),
+            archive_concurrency=_integer(options, "archive_concurrency", 4, minimum=1),
+            tls_ca_file=options.get("tls_ca_file"),
+            tls_server_name=options.get("tls_server_name"),
+            user_agent=options.get("user_agent", f"borderlink/{__version__}"),
+        )
+
+
+@dataclass
+class _StreamState:
+    config: StreamConfig
+    connected: bool = False
+    last_document_mono: float = 0.0
+    last_document_at: datetime | None = None
+    documents: int = 0
+    connections: int = 0
+    detail: str = "not connected yet"
+    stale: bool = False
+    busy: bool = False  # handing a document to a slow consumer: not the stream's fault
+    writer: asyncio.StreamWriter | None = field(default=None, repr=False)
+
+
+class NaadSource:
+    """The NAAD source adapter (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        options: NaadOptions,
+        *,
+        clock: Clock | None = None,
+        seen: Callable[[AlertKey], Awaitable[bool]] | None = None,
+    ) -> None:
+        self.name = name
+        self.options = options
+        self.clock: Clock = clock or SystemClock()
+        self._seen = seen
+        self._streams = [_StreamState(s) for s in options.streams]
+        self._queue: asyncio.Queue[Received] = asyncio.Queue(maxsize=64)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        self._inflight: set[AlertKey] = set()
+        # Keys this adapter yielded lately (from a stream or the archive): a heartbeat right
+        # behind its alert must not send us to the archive before the ledger has caught up.
+        self._recent: dict[AlertKey, float] = {}
+        self._recent_ttl = 900.0
+        self._fetch_slots = asyncio.Semaphore(options.archive_concurrency)
+        self._ssl: ssl.SSLContext | None = None
+        self._entered = False
+
+    # -- context manager ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._entered:
+            msg = "a NaadSource is not re-entrant"
+            raise RuntimeError(msg)
+        self._entered = True
+        if any(s.tls for s in self.options.streams):
+            self._ssl = ssl.create_default_context(cafile=self.options.tls_ca_file)
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.options.archive_timeout),
+            headers={"User-Agent": self.options.user_agent},
+        )
+        for state in self._streams:
+            self._spawn(self._run_stream(state), f"naad-{self.name}-{state.config.name}")
+        log.info(
+            "naad_source_started",
+            source=self.name,
+            streams=[s.name for s in self.options.streams],
+            liveness_timeout=self.options.liveness_timeout,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for state in self._streams:
+            state.connected = False
+            STREAM_UP.set(0, source=self.name, stream=state.config.name)
+        if self._session is not None:
+            await self._session.close()
+        log.info("naad_source_stopped", source=self.name)
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "naad_task_failed",
+                source=self.name,
+                task=task.get_name(),
+                error=repr(task.exception()),
+            )
+
+    async def messages(self) -> AsyncIterator[Received]:
+        """Alerts from every stream and from archive backfill, in arrival order."""
+        while True:
+            yield await self._queue.get()
+
+    def health(self) -> list[SourceHealth]:
+        """One entry per stream; the source is alive while any one of them is healthy."""
+        now = self.clock.monotonic()
+        out = []
+        for state in self._streams:
+            fresh = now - state.last_document_mono < self.options.liveness_timeout
+            healthy = state.connected and fresh
+            out.append(
+                SourceHealth(
+                    name=f"{self.name}/{state.config.name}",
+                    healthy=healthy,
+                    last_message_at=state.last_document_at,
+                    detail="receiving" if healthy else state.detail,
+                )
+            )
+        return out
+
+    def healthy(self) -> bool:
+        """Red only when every stream of the source is stale or down."""
+        return any(h.healthy for h in self.health())
+
+    # -- streams ------------------------------------------------------------------------------
+
+    def _backoff(self, delay: float) -> float:
+        return delay * random.uniform(0.5, 1.0)
+
+    async def _run_stream(self, state: _StreamState) -> None:
+        cfg = state.config
+        delay = self.options.reconnect_initial
+        while True:
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(
+                        cfg.host,
+                        cfg.port,
+                        ssl=self._ssl if cfg.tls else None,
+                        server_hostname=(self.options.tls_server_name or cfg.host)
+                        if cfg.tls
+                        else None,
+                        limit=self.options.read_size * 2,
+                    ),
+                    timeout=self.options.connect_timeout,
+                )
+            except (OSError, TimeoutError, ssl.SSLError) as exc:
+                state.detail = f"connect failed: {exc!r}"
+                log.warning(
+                    "naad_connect_failed",
+                    source=self.name,
+                    stream=cfg.name,
+                    error=repr(exc),
+                    retry_in=round(delay, 3),
+                )
+                await self.clock.sleep(self._backoff(delay))
+                delay = min(delay * 2, self.options.reconnect_max)
+                continue
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            state.connections += 1
+            log.info(
+                "naad_stream_connected",
+                source=self.name,
+                stream=cfg.name,
+                connection=state.connections,
+            )
+            before = state.documents
+            try:
+                reason = await self._read_connection(state, reader, writer)
+            finally:
+                state.connected = False
+                state.writer = None
+                STREAM_UP.set(0, source=self.name, stream=cfg.name)
+                writer.transport.abort()
+            RECONNECTS.inc(source=self.name, stream=cfg.name, reason=reason)
+            if state.documents > before:
+                delay = self.options.reconnect_initial
+            log.warning(
+                "naad_stream_dropped",
+                source=self.name,
+                stream=cfg.name,
+                reason=reason,
+                retry_in=round(delay, 3),
+            )
+            await self.clock.sleep(self._backoff(delay))
+            delay = min(delay * 2, self.options.reconnect_max)
+
+    async def _read_connection(
+        self, state: _StreamState, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> str:
+        splitter = CapStreamSplitter(max_document_bytes=self.options.max_document_bytes)
+        state.connected, state.stale, state.writer = True, False, writer
+        state.last_document_mono = self.clock.monotonic()  # a new connection gets a full window
+        state.detail = "connected, waiting for data"
+        STREAM_UP.set(1, source=self.name, stream=state.config.name)
+        watchdog = asyncio.ensure_future(self._watchdog(state, writer))
+        try:
+            while True:
+                try:
+                    data = await reader.read(self.options.read_size)
+                except (OSError, ssl.SSLError) as exc:
+                    state.detail = f"read failed: {exc!r}"
+                    return "stale" if state.stale else "error"
+                if not data:
+                    for event in splitter.close():
+                        await self._on_event(state, event)
+                    if state.stale:
+                        return "stale"
+                    state.detail = "closed by peer"
+                    return "eof"
+                for event in splitter.feed(data):
+                    await self._on_event(state, event)
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+
+    async def _watchdog(self, state: _StreamState, writer: asyncio.StreamWriter) -> None:
+        timeout = self.options.liveness_timeout
+        while True:
+            remaining = state.last_document_mono + timeout - self.clock.monotonic()
+            if remaining <= 0 and state.busy:
+                remaining = timeout
+            elif remaining <= 0:
+                break
+            await self.clock.sleep(remaining)
+        state.stale = True
+        state.detail = f"no document for {timeout:g} s"
+        log.warning(
+            "naad_stream_stale", source=self.name, stream=state.config.name, timeout=timeout
+        )
+        writer.transport.abort()
+
+    async def _on_event(self, state: _StreamState, event: Document | Discarded) -> None:
+        stream = state.config.name
+        if isinstance(event, Discarded):
+            INPUT_REJECTED.inc(component=COMPONENT, reason=event.reason)
+            log.warning(
+                "naad_input_discarded",
+                source=self.name,
+                stream=stream,
+                reason=event.reason,
+                size=event.size,
+                detail=event.message,
+            )
+            return
+        raw = event.raw
+        try:
+            heartbeat = read_heartbeat(raw)
+        except HeartbeatError as exc:
+            INPUT_REJECTED.inc(component=COMPONENT, reason="bad_heartbeat")
+            log.warning("naad_heartbeat_rejected", source=self.name, stream=stream, error=str(exc))
+            return
+        state.last_document_mono = self.clock.monotonic()
+        state.last_document_at = self.clock.now()
+        state.documents += 1
+        if heartbeat is not None:
+            DOCUMENTS.inc(source=self.name, stream=stream, kind="heartbeat")
+            log.debug(
+                "naad_heartbeat_received",
+                source=self.name,
+                stream=stream,
+                references=len(heartbeat.references),
+            )
+            self._on_heartbeat(heartbeat, stream)
+            return
+        DOCUMENTS.inc(source=self.name, stream=stream, kind="alert")
+        key = peek_key(raw)
+        if key is not None:
+            self._remember(key)
+        log.info(
+            "naad_alert_received",
+            source=self.name,
+            stream=stream,
+            alert=str(key) if key else None,
+            size=len(raw),
+        )
+        state.busy = True
+        try:
+            await self._queue.put(
+                Received(raw=raw, source=self.name, received_at=self.clock.now(), channel=stream)
+            )
+        finally:
+            state.busy = False
+            state.last_document_mono = max(state.last_document_mono, self.clock.monotonic())
+
+    # -- heartbeat backfill -------------------------------------------------------------------
+
+    def _remember(self, key: AlertKey) -> None:
+        now = self.clock.monotonic()
+        self._recent[key] = now
+        if len(self._recent) > 4096:
+            cutoff = now - self._recent_ttl
+            self._recent = {k: t for k, t in self._recent.items() if t > cutoff}
+
+    def _recently_yielded(self, key: AlertKey) -> bool:
+        at = self._recent.get(key)
+        return at is not None and self.clock.monotonic() - at < self._recent_ttl
+
+    def _on_heartbeat(self, heartbeat: Heartbeat, stream: str) -> None:
+        for bad in heartbeat.bad_references:
+            INPUT_REJECTED.inc(component=COMPONENT, reason="bad_reference")
+            log.warning(
+                "naad_heartbeat_reference_rejected",
+                source=self.name,
+                stream=stream,
+                reference=bad[:200],
+            )
+        if not self.options.backfill or not self.options.archive_templates:
+            return
+        for ref in heartbeat.references:
+            if ref.key in self._inflight or self._recently_yielded(ref.key):
+                continue
+            self._inflight.add(ref.key)
+            self._spawn(self._backfill(ref), f"naad-{self.name}-backfill")
+
+    async def _backfill(self, ref: HeartbeatReference) -> None:
+        try:
+            if self._seen is not None and await self._seen(ref.key):
+                return
+            async with self._fetch_slots:
+                raw = await self._fetch(ref)
+            if raw is None:
+                BACKFILL.inc(source=self.name, result="failed")
+                log.error("naad_backfill_failed", source=self.name, alert=str(ref.key))
+                return
+            self._remember(ref.key)
+            BACKFILL.inc(source=self.name, result="fetched")
+            log.info("naad_backfill_fetched", source=self.name, alert=str(ref.key), size=len(raw))
+            await self._queue.put(
+                Received(raw=raw, source=self.name, received_at=self.clock.now(), channel="archive")
+            )
+        finally:
+            self._inflight.discard(ref.key)
+
+    async def _fetch(self, ref: HeartbeatReference) -> bytes | None:
+        """Try each archive template in turn, retrying transient failures; None if none had it."""
+        assert self._session is not None
+        for template in self.options.archive_templates:
+            try:
+                url = archive_url(template, ref)
+            except ValueError as exc:
+                INPUT_REJECTED.inc(component=COMPONENT, reason="bad_reference")
+                log.warning("naad_archive_url_failed", source=self.name, error=str(exc))
+                return None
+            for attempt in range(1, self.options.archive_attempts + 1):
+                outcome, body = await self._get(url)
+                if body is not None:
+                    checked = self._check_archived(body, ref, url)
+                    if checked is not None:
+                        return checked
+                    break  # wrong or broken content: this mirror will not improve on retry
+                log.warning(
+                    "naad_archive_fetch_failed",
+                    source=self.name,
+                    url=url,
+                    attempt=attempt,
+                    outcome=outcome,
+                )
+                if outcome == "not_found":
+                    break
+                if attempt < self.options.archive_attempts:
+                    await self.clock.sleep(self.options.archive_retry_delay)
+        return None
+
+    async def _get(self, url: str) -> tuple[str, bytes | None]:
+        assert self._session is not None
+        cap = self.options.archive_max_bytes
+        try:
+            async with self._session.get(url, allow_redirects=False) as response:
+                if response.status == 404:
+                    return "not_found", None
+                if response.status != 200:
+                    INPUT_REJECTED.inc(component=COMPONENT, reason="archive_status")
+                    return f"status {response.status}", None
+                if response.content_length is not None and response.content_length > cap:
+                    INPUT_REJECTED.inc(component=COMPONENT, reason="archive_oversize")
+                    return "oversize", None
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > cap:
+                        INPUT_REJECTED.inc(component=COMPONENT, reason="archive_oversize")
+                        return "oversize", None
+                    chunks.append(chunk)
+                return "ok", b"".join(chunks)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return f"error {exc!r}", None
+
+    def _check_archived(self, body: bytes, ref: HeartbeatReference, url: str) -> bytes | None:
+        """The archive is untrusted input too: one document, and the one we asked for."""
+        splitter = CapStreamSplitter(max_document_bytes=self.options.archive_max_bytes)
+        events = [*splitter.feed(body), *splitter.close()]
+        documents = [e for e in events if isinstance(e, Document)]
+        if len(documents) != 1:
+            INPUT_REJECTED.inc(component=COMPONENT, reason="archive_malformed")
+            log.warning(
+                "naad_archive_rejected",
+                source=self.name,
+                url=url,
+                reason="malformed",
+                documents=len(documents),
+            )
+            return None
+        raw = documents[0].raw
+        key = peek_key(raw)
+        if key != ref.key:
+            INPUT_REJECTED.inc(component=COMPONENT, reason="archive_mismatch")
+            log.warning(
+                "naad_archive_rejected",
+                source=self.name,
+                url=url,
+                reason="mismatch",
+                expected=str(ref.key),
+                got=str(key) if key else None,
+            )
+            return None
+        return raw
+
+
+def from_context(ctx: AdapterContext) -> NaadSource:
+    """The registry factory: ``type = "naad"``."""
+    return NaadSource(
+        ctx.name,
+        NaadOptions.from_mapping(ctx.options, source=ctx.name),
+        clock=ctx.clock,
+        seen=ctx.seen,
+    )

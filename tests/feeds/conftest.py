@@ -1,0 +1,152 @@
+"""Fixtures for the feed tests: a fake clock, alert documents, collectors of adapter output."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from gateway.adapter import Received
+from gateway.metrics import INPUT_REJECTED
+
+ALERT_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
+<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
+<identifier>{identifier}</identifier>
+<sender>{sender}</sender>
+<sent>{sent}</sent>
+<status>Actual</status><msgType>Alert</msgType><scope>Public</scope>
+<info><language>en-CA</language><category>Met</category><event>{event}</event>
+<urgency>Immediate</urgency><severity>Severe</severity><certainty>Observed</certainty>
+<headline>{event} warning</headline>
+<area><areaDesc>Test area</areaDesc></area></info>
+</alert>"""
+
+
+def make_alert(
+    identifier: str,
+    *,
+    sender: str = "cap-pac@canada.ca",
+    sent: str = "2026-01-15T10:00:00-00:00",
+    event: str = "tornado",
+) -> bytes:
+    return ALERT_TEMPLATE.format(
+        identifier=identifier, sender=sender, sent=sent, event=event
+    ).encode()
+
+
+@pytest.fixture
+def alert_factory() -> Callable[..., bytes]:
+    return make_alert
+
+
+class FakeClock:
+    """Time that moves only when the test says so; ``sleep`` waits for :meth:`advance`."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._wall = start or datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+        self._mono = 1000.0
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+        self._changed = asyncio.Event()
+
+    def now(self) -> datetime:
+        return self._wall
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self._mono + seconds, future))
+        self._changed.set()
+        try:
+            await future
+        finally:
+            self._sleepers = [(t, f) for t, f in self._sleepers if f is not future]
+
+    @property
+    def sleepers(self) -> int:
+        return sum(1 for _, f in self._sleepers if not f.done())
+
+    async def wait_for_sleepers(self, count: int, limit: float = 5.0) -> None:
+        """Wait (in real time) until ``count`` tasks are asleep on this clock."""
+        async with asyncio.timeout(limit):
+            while self.sleepers < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def advance(self, seconds: float) -> None:
+        self._mono += seconds
+        self._wall += timedelta(seconds=seconds)
+        for deadline, future in list(self._sleepers):
+            if deadline <= self._mono and not future.done():
+                future.set_result(None)
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
+
+
+class Collector:
+    """Reads an adapter's ``messages()`` in the background; tests await what they expect."""
+
+    def __init__(self, adapter: Any) -> None:
+        self.items: list[Received] = []
+        self._adapter = adapter
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        async for item in self._adapter.messages():
+            self.items.append(item)
+            self._arrived.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def wait_until(
+        self, predicate: Callable[[list[Received]], bool], limit: float = 10.0
+    ) -> None:
+        async with asyncio.timeout(limit):
+            while not predicate(self.items):
+                self._arrived.clear()
+                await self._arrived.wait()
+
+    async def wait_count(self, count: int, limit: float = 10.0) -> None:
+        await self.wait_until(lambda items: len(items) >= count, limit)
+
+
+@asynccontextmanager
+async def collecting(adapter: Any) -> AsyncIterator[Collector]:
+    async with adapter:
+        collector = Collector(adapter)
+        collector.start()
+        try:
+            yield collector
+        finally:
+            await collector.stop()
+
+
+def rejected(component: str, reason: str) -> float:
+    return INPUT_REJECTED.value(component=component, reason=reason)
+
+
+async def wait_for(predicate: Callable[[], bool], limit: float = 10.0) -> None:
+    """Poll a condition on real time (for state that has no event to await)."""
+    async with asyncio.timeout(limit):
+        while not predicate():  # noqa: ASYNC110 - polls state that no event announces
+            await asyncio.sleep(0.01)
