@@ -11,6 +11,7 @@ Shared by the KISS, TAP and text-modem adapters and by ``borderlink loopback``:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator
 from urllib.parse import urlparse
@@ -104,16 +105,23 @@ class Fanout:
     """Inbound items for any number of consumers (the daemon's router, a talkgroup link).
 
     Each :meth:`subscribe` gets its own bounded queue; a consumer too slow to keep up loses
-    its oldest items (counted in :attr:`dropped`), never the adapter's reader.
+    its oldest items (counted in :attr:`dropped`), never the adapter's reader. Items published
+    while nobody is subscribed wait (bounded) for the first subscriber.
     """
 
     def __init__(self, maxsize: int = 1000) -> None:
         self._maxsize = maxsize
         self._queues: list[asyncio.Queue[object]] = []
+        self._backlog: collections.deque[object] = collections.deque(maxlen=maxsize)
         self._closed: _Closed | None = None
         self.dropped = 0
 
     def publish(self, item: object) -> None:
+        if not self._queues:
+            if len(self._backlog) == self._backlog.maxlen:
+                self.dropped += 1
+            self._backlog.append(item)
+            return
         for queue in self._queues:
             if queue.full():
                 queue.get_nowait()
@@ -129,6 +137,8 @@ class Fanout:
 
     async def subscribe(self) -> AsyncIterator[object]:
         queue: asyncio.Queue[object] = asyncio.Queue(self._maxsize)
+        while self._backlog:
+            queue.put_nowait(self._backlog.popleft())
         if self._closed is not None:
             queue.put_nowait(self._closed)
         self._queues.append(queue)

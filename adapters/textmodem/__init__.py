@@ -1,0 +1,1 @@
+"""Data radios and text modems that speak a line-oriented, AT-like dialect described in config."""

@@ -1,0 +1,266 @@
+"""The text-modem / data-radio adapter: alerts out to talkgroups or units, text messages in.
+
+Configuration (``[[sink]]``/``[[source]]`` with ``type = "textmodem"``)::
+
+    port = "socket://127.0.0.1:7301"    # or /dev/ttyUSB2, a pty path
+    baudrate = 9600
+    talkgroups = ["CA-EAST"]            # where alerts go (an Outbound's "talkgroup" overrides)
+    listen = ["CA-EAST"]                # received messages kept (empty = all)
+    reply_timeout = 5.0                 # seconds to wait for OK/ERROR
+    retries = 3                         # attempts per message
+    line_rate = 9600                    # radio bit rate (air-time figures)
+    [sink.options.dialect]              # the radio model, see adapters.textmodem.codec.Dialect
+    tx = "AT+SDS={dest},{text}"
+    ok = "^OK$"
+    error = "^\\+CME ERROR: (?P<reason>.*)$"
+    rx = "^\\+SDS: (?P<sender>\\d+),(?P<dest>\\d+),(?P<text>.*)$"
+    max_text = 140
+    init = ["ATE0"]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import structlog
+
+from adapters.kiss.aprs import split_text
+from adapters.kiss.port import Fanout, TxGate, close_writer, open_port
+from adapters.pager.tap import sanitize
+from adapters.textmodem.codec import Dialect, Event, LineDecoder
+from gateway.adapter import AdapterContext, Clock, Outbound, Received, SystemClock
+from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError, FrameError
+from gateway.links import RadioMessage
+from gateway.metrics import INPUT_REJECTED, REGISTRY
+
+log = structlog.get_logger(__name__)
+
+TEXT_SENT = REGISTRY.counter(
+    "borderlink_textmodem_messages_total",
+    "Text-modem transmissions by outcome",
+    ["adapter", "outcome"],
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TextModemOptions:
+    port: str
+    talkgroups: tuple[str, ...] = ()
+    listen: tuple[str, ...] = ()
+    baudrate: int = 9600
+    reply_timeout: float = 5.0
+    retries: int = 3
+    line_rate: int = 9600
+    dialect: Dialect = field(default_factory=Dialect)
+    log_wire: bool = False
+
+    @classmethod
+    def from_mapping(cls, name: str, options: Mapping[str, Any]) -> TextModemOptions:
+        where = f"sink/source {name!r}"
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown textmodem option(s) {unknown}; allowed: {sorted(known)}"
+            )
+        if not options.get("port"):
+            raise ConfigError(f"{where}: option 'port' is required")
+        values: dict[str, Any] = {k: options[k] for k in known & set(options)}
+        for key in ("talkgroups", "listen"):
+            raw = options.get(key, ())
+            values[key] = tuple(str(t) for t in ([raw] if isinstance(raw, str) else raw))
+        try:
+            values["dialect"] = Dialect.from_mapping(options.get("dialect", {}))
+            result = cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        except TypeError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if result.retries < 1:
+            raise ConfigError(f"{where}: option 'retries' must be at least 1")
+        return result
+
+
+class TextModemAdapter:
+    """A data radio speaking a configured AT-like dialect, as sink and source."""
+
+    def __init__(self, name: str, options: TextModemOptions, clock: Clock | None = None) -> None:
+        self.name = name
+        self.options = options
+        self.clock = clock or SystemClock()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._fanout = Fanout()
+        self._gate = TxGate()
+        self._replies: asyncio.Queue[Event] = asyncio.Queue()
+        self._decoder = LineDecoder()
+
+    async def __aenter__(self) -> Self:
+        self._reader, self._writer = await open_port(
+            self.options.port, baudrate=self.options.baudrate
+        )
+        self._fanout = Fanout()
+        self._task = asyncio.create_task(self._read_loop(), name=f"textmodem-{self.name}")
+        for command in self.options.dialect.init:
+            await self._command((command + self.options.dialect.line_end).encode("ascii"))
+        log.info("textmodem_port_opened", adapter=self.name, port=self.options.port)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._fanout.close()
+        if self._writer is not None:
+            await close_writer(self._writer)
+            self._writer = None
+
+    async def messages(self) -> AsyncIterator[Received]:
+        async for item in self.subscribe():
+            yield item
+
+    async def subscribe(self) -> AsyncIterator[Received]:
+        async for item in self._fanout.subscribe():
+            assert isinstance(item, Received)
+            yield item
+
+    async def _read_loop(self) -> None:
+        assert self._reader is not None
+        error: BaseException | None = None
+        try:
+            while True:
+                data = await self._reader.read(4096)
+                if not data:
+                    error = AdapterConnectionError(f"{self.options.port}: radio closed the port")
+                    break
+                if self.options.log_wire:
+                    log.debug("textmodem_bytes_received", adapter=self.name, wire=data.hex())
+                for line in self._decoder.feed(data):
+                    self._on_line(line)
+                for exc in self._decoder.take_errors():
+                    INPUT_REJECTED.inc(component=f"textmodem:{self.name}", reason="line")
+                    log.warning("textmodem_input_rejected", adapter=self.name, error=str(exc))
+        except (OSError, ConnectionError) as exc:
+            error = AdapterConnectionError(f"{self.options.port}: {exc}")
+        if error is not None:
+            log.warning("textmodem_port_lost", adapter=self.name, error=str(error))
+            self._replies.put_nowait(Event("lost", reason=str(error)))
+            self._fanout.close(error)
+
+    def _on_line(self, line: str) -> None:
+        event = self.options.dialect.classify(line)
+        if event.kind in {"ok", "error"}:
+            self._replies.put_nowait(event)
+        elif event.kind == "rx":
+            if self.options.listen and event.dest not in self.options.listen:
+                return
+            message = RadioMessage(event.text, event.sender, event.dest)
+            log.info(
+                "textmodem_message_received",
+                adapter=self.name,
+                sender=event.sender,
+                channel=event.dest,
+            )
+            self._fanout.publish(
+                Received(
+                    raw=message.to_json(),
+                    source=self.name,
+                    received_at=self.clock.now(),
+                    channel=event.dest,
+                    kind="incident",
+                )
+            )
+        else:
+            log.debug("textmodem_line_ignored", adapter=self.name, line=line[:80])
+
+    async def _command(self, wire: bytes) -> Event:
+        """Write one command and wait for its OK/ERROR (a timeout is an error event)."""
+        if self._writer is None:
+            raise DeliveryError(f"{self.name}: port {self.options.port} is not open")
+        while not self._replies.empty():
+            self._replies.get_nowait()  # a late reply to an earlier, timed-out command
+        try:
+            self._writer.write(wire)
+            await self._writer.drain()
+        except (OSError, ConnectionError) as exc:
+            raise DeliveryError(f"{self.name}: write failed: {exc}") from exc
+        if self.options.log_wire:
+            log.debug("textmodem_bytes_sent", adapter=self.name, wire=wire.hex())
+        try:
+            event = await asyncio.wait_for(self._replies.get(), self.options.reply_timeout)
+        except TimeoutError:
+            return Event("error", reason="no reply")
+        if event.kind == "lost":
+            raise DeliveryError(f"{self.name}: {event.reason}")
+        return event
+
+    async def send(self, item: Outbound) -> None:
+        if item.expires is not None and item.expires <= self.clock.now():
+            raise DeliveryError(f"{self.name}: delivery expired at {item.expires}", retryable=False)
+        attrs = item.attributes
+        dest_attr = attrs.get("talkgroup") or attrs.get("unit")
+        dests = (
+            tuple(d.strip() for d in dest_attr.split(",") if d.strip())
+            if dest_attr
+            else self.options.talkgroups
+        )
+        if not dests:
+            raise DeliveryError(f"{self.name}: no talkgroup or unit to send to", retryable=False)
+        texts: list[str] = []
+        for part in item.parts:
+            texts.extend(
+                split_text(sanitize(part.decode("utf-8", "replace")), self.options.dialect.max_text)
+            )
+        if not texts:
+            raise DeliveryError(f"{self.name}: nothing to send (empty text)", retryable=False)
+        urgent = attrs.get("priority", "alert") != "chatter"
+        async with self._gate.hold(urgent=urgent):
+            for dest in dests:
+                for text in texts:
+                    await self._transmit(dest, text)
+
+    async def _transmit(self, dest: str, text: str) -> None:
+        try:
+            wire = self.options.dialect.format_tx(dest, text)
+        except FrameError as exc:
+            raise DeliveryError(f"{self.name}: {exc}", retryable=False) from exc
+        reason = ""
+        for attempt in range(1, self.options.retries + 1):
+            event = await self._command(wire)
+            if event.kind == "ok":
+                TEXT_SENT.inc(adapter=self.name, outcome="ok")
+                log.info("textmodem_message_sent", adapter=self.name, dest=dest, attempt=attempt)
+                return
+            reason = event.reason
+            TEXT_SENT.inc(adapter=self.name, outcome="error")
+            log.warning(
+                "textmodem_send_failed",
+                adapter=self.name,
+                dest=dest,
+                reason=reason,
+                attempt=attempt,
+            )
+        raise DeliveryError(
+            f"{self.name}: radio refused a message to {dest} "
+            f"{self.options.retries} times (last: {reason or 'ERROR'})"
+        )
+
+
+def from_context(ctx: AdapterContext) -> TextModemAdapter:
+    """Factory named in ``gateway.adapter.REGISTRY`` as ``textmodem``."""
+    return TextModemAdapter(
+        ctx.name, TextModemOptions.from_mapping(ctx.name, ctx.options), ctx.clock
+    )
