@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
@@ -18,7 +18,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from cap_schemas.model import AlertKey, MsgType
+from cap_schemas.model import Alert, AlertKey, MsgType
 from gateway.ledger import (
     TERMINAL_STATES,
     Decision,
@@ -41,10 +41,10 @@ class LedgerMachine(RuleBasedStateMachine):
         self.tmp = Path(tempfile.mkdtemp(prefix="ledger-model-"))
         self.clock = FakeClock()
         self.ledger = SqliteLedger(self.tmp / "ledger.sqlite3", clock=self.clock)
-        self.alerts: dict[AlertKey, object] = {}
+        self.alerts: dict[AlertKey, Alert] = {}
         # model: key -> sink -> state; expiry time per key
         self.model: dict[AlertKey, dict[str, EntryState]] = {}
-        self.expires: dict[AlertKey, object] = {}
+        self.expires: dict[AlertKey, datetime] = {}
         self.delivered: set[tuple[AlertKey, str]] = set()
 
     def teardown(self) -> None:
@@ -52,7 +52,7 @@ class LedgerMachine(RuleBasedStateMachine):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _plan_and_admit(
-        self, alert: object, sinks: list[str], held: list[bool], expire_minutes: int
+        self, alert: Alert, sinks: list[str], held: list[bool], expire_minutes: int
     ) -> Decision:
         planner = Planner(
             sinks=tuple(sinks),
@@ -60,12 +60,12 @@ class LedgerMachine(RuleBasedStateMachine):
             expires=T0 + timedelta(minutes=expire_minutes),
         )
         result = self.ledger.admit(
-            alert,  # type: ignore[arg-type]
+            alert,
             source="model",
             received_at=self.clock.now(),
             plan=planner,
         )
-        key = alert.key  # type: ignore[attr-defined]
+        key = alert.key
         if result.decision is Decision.DUPLICATE:
             return result.decision
         for ref in result.superseded:
@@ -106,7 +106,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def admit_again(self, key: AlertKey) -> None:
         before = {s: e.state for s, e in ((e.sink, e) for e in self.ledger.deliveries(key))}
         result = self.ledger.admit(
-            self.alerts[key],  # type: ignore[arg-type]
+            self.alerts[key],
             source="second-stream",
             received_at=self.clock.now(),
             plan=Planner(),
@@ -171,7 +171,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert self.model[entry.key][entry.sink] in OPEN
             self.model[entry.key][entry.sink] = EntryState.EXPIRED
         for key, sinks in self.model.items():
-            if self.expires[key] <= now:  # type: ignore[operator]
+            if self.expires[key] <= now:
                 for sink, state in sinks.items():
                     assert state not in OPEN, (key, sink)
 
