@@ -116,6 +116,43 @@ def _line_col(data: bytes, offset: int) -> tuple[int, int]:
 _NON_BLANK = re.compile(rb"[^ \t\r\n]")
 
 
+_ENCODING_DECL = re.compile(
+    rb"""^(?:\xef\xbb\xbf)?<\?xml\s[^>]*?encoding\s*=\s*["']([^"']*)["']""",
+)
+# ASCII-compatible encodings only: the prolog scan below reads bytes as ASCII, so an encoding
+# such as UTF-7 or EBCDIC could hide a DOCTYPE from it.
+ACCEPTED_ENCODINGS = frozenset(
+    {
+        "utf-8",
+        "utf8",
+        "us-ascii",
+        "ascii",
+        "iso-8859-1",
+        "iso8859-1",
+        "latin1",
+        "latin-1",
+        "iso-8859-15",
+        "windows-1252",
+        "cp1252",
+    },
+)
+
+
+def _check_declared_encoding(data: bytes) -> None:
+    match = _ENCODING_DECL.match(data[:512])
+    if match is None:
+        return
+    name = match.group(1).decode("ascii", errors="replace")
+    if name.strip().lower() not in ACCEPTED_ENCODINGS:
+        line, column = _line_col(data, match.start(1))
+        raise CapParseError(
+            f"declared encoding {name!r} is not accepted (UTF-8 or ISO-8859-1 expected)",
+            line=line,
+            column=column,
+            reason="encoding",
+        )
+
+
 def _check_prolog(data: bytes) -> None:
     """Walk the prolog (everything before the root element) and refuse any declaration.
 
@@ -161,7 +198,16 @@ def _check_prolog(data: bytes) -> None:
                 column=column,
                 reason="entity" if has_entities else "doctype",
             )
-        return  # the root element (or garbage lxml will report)
+        if byte != b"<":
+            # Also what an EBCDIC or other non-ASCII-compatible document looks like here.
+            line, column = _line_col(data, pos)
+            raise CapParseError(
+                "malformed XML: content before the root element",
+                line=line,
+                column=column,
+                reason="syntax",
+            )
+        return  # the root element
 
 
 def _syntax_error(exc: etree.XMLSyntaxError) -> CapParseError:
@@ -260,6 +306,7 @@ def parse_xml(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> etree._El
             column=1,
             reason="encoding",
         )
+    _check_declared_encoding(data)
     nul = data.find(b"\x00")
     if nul >= 0:
         line, column = _line_col(data, nul)

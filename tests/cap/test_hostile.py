@@ -263,6 +263,30 @@ class TestEncodingAndBytes:
         assert exc.reason == "nul"
         assert (exc.line, exc.column) == (2, 10)
 
+    def test_utf7_cannot_hide_a_doctype(self) -> None:
+        data = (
+            b'<?xml version="1.0" encoding="UTF-7"?>+ADw-!DOCTYPE a +AFs-+ADw-!ENTITY x '
+            b"+ACI-hello+ACI-+AD4-+AF0-+AD4-+ADw-a+AD4-+ACY-x+ADs-+ADw-/a+AD4-"
+        )
+        exc = run_rejected(data)
+        assert exc.reason == "encoding"
+        assert "UTF-7" in str(exc)
+
+    def test_ebcdic_autodetection_cannot_hide_a_doctype(self) -> None:
+        text = '<?xml version="1.0" encoding="IBM037"?><!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>'
+        exc = run_rejected(text.encode("cp037"))
+        assert exc.reason == "syntax"
+        assert (exc.line, exc.column) == (1, 1)
+
+    @pytest.mark.parametrize("name", ["EBCDIC-US", "UTF-16", "ISO-2022-JP", "x"])
+    def test_only_ascii_compatible_encodings(self, name: str) -> None:
+        exc = run_rejected(f'<?xml version="1.0" encoding="{name}"?><a/>'.encode())
+        assert exc.reason == "encoding"
+
+    @pytest.mark.parametrize("name", ["utf-8", "UTF-8", "ISO-8859-1", "US-ASCII", "windows-1252"])
+    def test_accepted_encodings(self, name: str) -> None:
+        assert parse_xml(f"<?xml version='1.0' encoding='{name}'?><a>x</a>".encode()).text == "x"
+
     def test_utf16_refused(self) -> None:
         exc = run_rejected("<alert/>".encode("utf-16"))
         assert exc.reason in {"encoding", "nul"}
