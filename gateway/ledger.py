@@ -431,7 +431,12 @@ class Ledger(Protocol):
     def mark_delivered(self, entry_id: int, at: datetime) -> OutboxEntry: ...
 
     def mark_failed(
-        self, entry_id: int, reason: str, *, retry_at: datetime | None
+        self,
+        entry_id: int,
+        reason: str,
+        *,
+        retry_at: datetime | None,
+        at: datetime | None = None,
     ) -> OutboxEntry: ...
 
     def expire_due(self, now: datetime) -> list[OutboxEntry]: ...
@@ -720,12 +725,15 @@ class SqliteLedger:
             if self._closed:
                 msg = f"ledger {self.path} is closed"
                 raise LedgerError(msg)
+            nested = self._conn.in_transaction  # a read from plan() inside admit()
             try:
-                self._conn.execute("BEGIN")
+                if not nested:
+                    self._conn.execute("BEGIN")
                 try:
                     yield self._conn
                 finally:
-                    self._conn.execute("COMMIT")
+                    if not nested:
+                        self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 msg = f"ledger {self.path}: read failed: {exc}"
                 raise LedgerError(msg) from exc
@@ -738,6 +746,9 @@ class SqliteLedger:
                 msg = f"ledger {self.path} is closed"
                 raise LedgerError(msg)
             conn = self._conn
+            if conn.in_transaction:
+                msg = f"ledger {self.path}: no write may run inside plan() (admit is under way)"
+                raise LedgerError(msg)
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
@@ -1370,8 +1381,17 @@ class SqliteLedger:
 
         return self._transition(entry_id, at=at, decide=decide)
 
-    def mark_failed(self, entry_id: int, reason: str, *, retry_at: datetime | None) -> OutboxEntry:
+    def mark_failed(
+        self,
+        entry_id: int,
+        reason: str,
+        *,
+        retry_at: datetime | None,
+        at: datetime | None = None,
+    ) -> OutboxEntry:
         """Record a failed attempt: retry at ``retry_at``, or fail for good when None.
+
+        ``at`` is when the attempt failed (the ledger's clock when not given).
 
         An entry superseded or expired while its attempt was under way keeps that terminal
         state; the failed attempt is still counted and journalled.
@@ -1388,7 +1408,7 @@ class SqliteLedger:
                 )
             return _Change(EntryState.FAILED, reason, "failed", attempt=True)
 
-        return self._transition(entry_id, at=self._clock.now(), decide=decide)
+        return self._transition(entry_id, at=at or self._clock.now(), decide=decide)
 
     def expire_due(self, now: datetime) -> list[OutboxEntry]:
         """Mark pending and held entries whose ``expires`` passed; returns them."""

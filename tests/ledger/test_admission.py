@@ -13,6 +13,7 @@ from gateway.ledger import (
     AlertStatus,
     Decision,
     EntryState,
+    LedgerError,
     PlanError,
     SqliteLedger,
     invalid_key,
@@ -357,6 +358,38 @@ class TestAtomicity:
         with pytest.raises(PlanError, match="must be bytes"):
             admit(ledger, alert, lambda _a: [planned("mqtt", parts=("text",))])  # type: ignore[arg-type]
         assert not ledger.seen(alert.key)
+
+    def test_plan_may_read_the_ledger(self, ledger: SqliteLedger) -> None:
+        original = make_alert(headline="first version")
+        admit(ledger, original)
+        cancel = make_alert(msg_type=MsgType.CANCEL, references=(original.key,))
+        looked_up: list[str] = []
+
+        def plan(admission: Admission) -> list:  # type: ignore[type-arg]
+            # a router rendering a cancel looks at what it cancels
+            for ref in admission.superseded:
+                stored = ledger.get(ref)
+                assert stored is not None
+                looked_up.append(stored.headline)
+                assert ledger.deliveries(ref)[0].state is EntryState.SUPERSEDED
+            assert not ledger.seen(make_alert().key)
+            return [planned("mqtt")]
+
+        assert admit(ledger, cancel, plan).decision is Decision.CANCEL
+        assert looked_up == ["first version"]
+
+    def test_plan_may_not_write(self, ledger: SqliteLedger) -> None:
+        alert = make_alert()
+
+        def plan(_admission: Admission) -> list:  # type: ignore[type-arg]
+            ledger.record_invalid(b"x", source="s", received_at=T0, reason="r")
+            return []
+
+        with pytest.raises(LedgerError, match="inside plan"):
+            admit(ledger, alert, plan)
+        assert not ledger.seen(alert.key)
+        assert ledger.invalid_records() == []
+        assert admit(ledger, alert).decision is Decision.NEW
 
     def test_naive_received_at_is_refused(self, ledger: SqliteLedger) -> None:
         with pytest.raises(ValueError, match="no timezone"):

@@ -102,10 +102,14 @@ class TestRetries:
         assert events == ["enqueued", "admitted", "retry_scheduled", "delivered"]
 
     def test_final_failure(self, ledger: SqliteLedger) -> None:
-        admit(ledger, make_alert())
+        alert = make_alert()
+        admit(ledger, alert)
         (entry,) = ledger.due("mqtt", T0)
-        failed = ledger.mark_failed(entry.id, "sink refused: 413", retry_at=None)
+        at = T0 + timedelta(seconds=3)
+        failed = ledger.mark_failed(entry.id, "sink refused: 413", retry_at=None, at=at)
         assert (failed.state, failed.reason) == (EntryState.FAILED, "sink refused: 413")
+        assert failed.updated_at == at
+        assert ledger.journal(alert.key)[-1].at == at
         assert ledger.due("mqtt", T0 + timedelta(days=1)) == []
         with pytest.raises(EntryStateError, match="is failed"):
             ledger.mark_failed(entry.id, "again", retry_at=None)
