@@ -442,6 +442,47 @@ def _b64(text: str | None, what: str, where: str) -> bytes:
         raise _Fail(Reason.MALFORMED, f"{where}: {what} is not valid base64") from None
 
 
+def _der_item(data: bytes, pos: int) -> tuple[int, int, int]:
+    """``(tag, content start, content end)`` of the DER item at ``pos``."""
+    tag = data[pos]
+    first = data[pos + 1]
+    pos += 2
+    if first < 0x80:
+        length = first
+    else:
+        size = first & 0x7F
+        if not 1 <= size <= 4:
+            msg = "unsupported DER length"
+            raise ValueError(msg)
+        length = int.from_bytes(data[pos : pos + size], "big")
+        pos += size
+    if pos + length > len(data):
+        msg = "truncated DER item"
+        raise ValueError(msg)
+    return tag, pos, pos + length
+
+
+def _check_serial(der: bytes) -> None:
+    """Refuse a certificate whose serial number is not positive (RFC 5280 §4.1.2.2) before
+    cryptography parses it: it warns about such certificates and will soon refuse them."""
+    try:
+        tag, start, _ = _der_item(der, 0)  # Certificate
+        tag_tbs, start, _ = _der_item(der, start)  # TBSCertificate
+        if der[start] == 0xA0:  # [0] EXPLICIT version
+            _, _, start = _der_item(der, start)
+        tag_serial, start, end = _der_item(der, start)
+    except IndexError:
+        msg = "truncated certificate"
+        raise ValueError(msg) from None
+    if (tag, tag_tbs, tag_serial) != (0x30, 0x30, 0x02) or start == end:
+        msg = "not an X.509 certificate"
+        raise ValueError(msg)
+    serial = der[start:end]
+    if serial[0] & 0x80 or not any(serial):
+        msg = "serial number is not positive (RFC 5280)"
+        raise ValueError(msg)
+
+
 def _certificates(signature: etree._Element, where: str) -> list[x509.Certificate]:
     certs: list[x509.Certificate] = []
     for key_info in _ds(signature, "KeyInfo"):
@@ -454,6 +495,7 @@ def _certificates(signature: etree._Element, where: str) -> list[x509.Certificat
                     )
                 der = _b64(element.text, "X509Certificate", where)
                 try:
+                    _check_serial(der)
                     cert = x509.load_der_x509_certificate(der)
                     # cryptography parses lazily: read every field used later now, so that a
                     # corrupt certificate is "malformed" here rather than an error elsewhere.

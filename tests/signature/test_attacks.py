@@ -164,6 +164,23 @@ class TestMalformed:
         assert (report.state, report.reason) == ("invalid", "malformed")
         assert "X509Certificate is unreadable" in report.message
 
+    def test_certificate_with_negative_serial(
+        self, pki: Pki, signed: bytes, ca_trust: TrustStore,
+    ) -> None:
+        der = bytearray(pki.signer.public_bytes(serialization.Encoding.DER))
+        serial = pki.signer.serial_number.to_bytes(20, "big").lstrip(b"\x00")
+        at = bytes(der).index(bytes([0x02, len(serial)]) + serial) + 2
+        der[at] |= 0x80
+
+        def swap(root: etree._Element) -> None:
+            first(signatures(root)[0], ".//ds:X509Certificate").text = base64.b64encode(
+                bytes(der),
+            ).decode()
+
+        report = verify(_mutate(signed, swap), ca_trust, now=NOW)
+        assert (report.state, report.reason) == ("invalid", "malformed")
+        assert "serial number is not positive" in report.message
+
     def test_keyvalue_contradicting_certificate(
         self, pki: Pki, signed: bytes, ca_trust: TrustStore,
     ) -> None:
