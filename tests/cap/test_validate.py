@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, timedelta
 from typing import Any
@@ -528,3 +529,64 @@ class TestIpaws:
         )
         found = errors(make_alert(codes=("IPAWSv1.0",), infos=(en, es)))
         assert {"ipaws.categories-match", "ipaws.event-codes-match"} <= found
+
+
+class TestLargeAndConcurrent:
+    """A 5 MB NAAD-size alert parses and validates; validation is safe from many threads."""
+
+    def test_five_megabyte_embedded_audio(self, make_alert: MakeAlert, make_info: MakeInfo) -> None:
+        audio = bytes(range(256)) * (3_800_000 // 256)
+        encoded = base64.b64encode(audio).decode()
+        resource = Resource(
+            resource_desc="Broadcast Audio",
+            mime_type="audio/mpeg",
+            size=len(audio),
+            uri="NAADS_mp3_EN.mp3",
+            deref_uri=encoded,
+            digest=hashlib.sha1(encoded.encode()).hexdigest(),
+        )
+        data = to_xml(make_alert(infos=(make_info(resources=(resource,)),)))
+        assert 5_000_000 < len(data) < 8 * 1024 * 1024
+        alert = parse_alert(data)
+        assert alert.infos[0].resources[0].deref_uri == encoded
+        findings = validate(alert)
+        assert is_valid(findings), findings
+
+    def test_threads(self, make_alert: MakeAlert, corpus: Callable[..., bytes]) -> None:
+        good = to_xml(make_alert())
+        bad = to_xml(make_alert()).replace(b"<scope>Public</scope>", b"")
+        naad = corpus("cap-cp", "naad-Sample1_CAPCP_No_Attachment.xml")
+
+        def run(i: int) -> tuple[int, int]:
+            data = (good, bad, naad)[i % 3]
+            return i % 3, len(validate_xsd(data))
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(run, range(60)))
+        for kind, count in results:
+            assert (count > 0) == (kind == 1)
+
+
+class TestHeartbeat:
+    """A NAAD heartbeat (System, no info, references the last alerts) parses and is valid."""
+
+    def test_heartbeat(self) -> None:
+        data = (
+            b'<?xml version="1.0" encoding="UTF-8"?>'
+            b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">'
+            b"<identifier>urn:oid:2.49.0.1.124.1234567890.2024</identifier>"
+            b"<sender>NAADS-Heartbeat</sender><sent>2024-05-01T16:00:00-00:00</sent>"
+            b"<status>System</status><msgType>Alert</msgType><scope>Public</scope>"
+            b"<references>cap-pac@canada.ca,urn:oid:2.49.0.1.124.1111111111.2024,"
+            b"2024-05-01T15:58:00-00:00 cap-pac@canada.ca,urn:oid:2.49.0.1.124.2222222222.2024,"
+            b"2024-05-01T15:59:00-00:00</references></alert>"
+        )
+        alert = parse_alert(data)
+        assert alert.status is Status.SYSTEM
+        assert alert.infos == ()
+        assert [r.identifier for r in alert.references] == [
+            "urn:oid:2.49.0.1.124.1111111111.2024",
+            "urn:oid:2.49.0.1.124.2222222222.2024",
+        ]
+        assert detect_profile(alert) == "cap"
+        assert is_valid(validate(alert))
