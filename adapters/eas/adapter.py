@@ -266,4 +266,3 @@ class EndecAdapter:
 def from_context(ctx: AdapterContext) -> EndecAdapter:
     """Registry entry ``"endec"``."""
     return EndecAdapter(ctx.name, EndecOptions.from_mapping(ctx.name, ctx.options), ctx.clock)
-

@@ -133,8 +133,7 @@ class EndecCodec:
             if len(self._buffer) > self.framing.max_line:
                 self._reject(
                     EndecFrameError(
-                        f"line at byte {self._offset} is longer than "
-                        f"{self.framing.max_line} bytes",
+                        f"line at byte {self._offset} is longer than {self.framing.max_line} bytes",
                         reason="too_long",
                         offset=self._offset,
                     )

@@ -323,9 +323,7 @@ class PocsagDecoder:
             if value in (0x00, 0x04):
                 break
             alpha_chars.append(chr(value))
-        pages.append(
-            DecodedPage(address, function, numeric, "".join(alpha_chars), self._corrected)
-        )
+        pages.append(DecodedPage(address, function, numeric, "".join(alpha_chars), self._corrected))
         self._current = None
         self._chunks = []
         self._corrected = 0
