@@ -57,8 +57,12 @@ from gateway.metrics import REGISTRY
 from gateway.storage import sqlite_schema
 
 __all__ = [
+    "ADMISSIONS",
+    "ADMIT_SECONDS",
     "BROADCAST_IMMEDIATELY",
     "EAS_MUST_CARRY",
+    "OUTBOX_ENTRIES",
+    "OUTBOX_TRANSITIONS",
     "TERMINAL_STATES",
     "Admission",
     "AlertStatus",
@@ -90,6 +94,11 @@ ADMISSIONS = REGISTRY.counter(
 OUTBOX_TRANSITIONS = REGISTRY.counter(
     "borderlink_outbox_transitions_total",
     "Outbox entries entering a state, by sink and state",
+    ("sink", "state"),
+)
+OUTBOX_ENTRIES = REGISTRY.gauge(
+    "borderlink_outbox_entries",
+    "Outbox entries per sink and state, as of the last outbox_counts() call",
     ("sink", "state"),
 )
 ADMIT_SECONDS = REGISTRY.histogram(
@@ -665,6 +674,7 @@ class SqliteLedger:
         self._clock: _Now = clock or SystemClock()
         self._lock = threading.RLock()
         self._closed = False
+        self._gauged_sinks: set[str] = set()
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -1302,12 +1312,18 @@ class SqliteLedger:
             return int(row.fetchone()[0])
 
     def outbox_counts(self) -> dict[tuple[str, EntryState], int]:
-        """Entries per (sink, state), for metrics and the status page."""
+        """Entries per (sink, state), for the status page; also sets the gauge
+        ``borderlink_outbox_entries`` (call it when metrics are scraped)."""
         with self._read() as conn:
             rows = conn.execute(
                 "SELECT sink, state, COUNT(*) AS n FROM outbox GROUP BY sink, state"
             ).fetchall()
-        return {(r["sink"], EntryState(r["state"])): int(r["n"]) for r in rows}
+        counts = {(r["sink"], EntryState(r["state"])): int(r["n"]) for r in rows}
+        for sink in {s for s, _ in counts} | self._gauged_sinks:
+            for state in EntryState:
+                OUTBOX_ENTRIES.set(counts.get((sink, state), 0), sink=sink, state=state.value)
+        self._gauged_sinks |= {s for s, _ in counts}
+        return counts
 
     def _load_entry(self, conn: sqlite3.Connection, entry_id: int) -> sqlite3.Row:
         row: sqlite3.Row | None = conn.execute(

@@ -10,6 +10,7 @@ import pytest
 
 from cap_schemas.model import MsgType, Severity, Urgency
 from gateway.ledger import (
+    OUTBOX_ENTRIES,
     TERMINAL_STATES,
     EntryNotFoundError,
     EntryState,
@@ -275,6 +276,20 @@ class TestTerminalStates:
             ledger.approve(entry.id)
         with pytest.raises(EntryStateError):
             ledger.mark_failed(entry.id, "late", retry_at=later)
+
+
+class TestMetrics:
+    """outbox_counts() refreshes the per-sink, per-state gauge, zeroes included."""
+
+    def test_gauge_follows_the_outbox(self, ledger: SqliteLedger) -> None:
+        admit(ledger, make_alert(), Planner(sinks=("gauge-sink",)))
+        ledger.outbox_counts()
+        assert OUTBOX_ENTRIES.value(sink="gauge-sink", state="pending") == 1
+        (entry,) = ledger.due("gauge-sink", T0)
+        ledger.mark_delivered(entry.id, T0)
+        ledger.outbox_counts()
+        assert OUTBOX_ENTRIES.value(sink="gauge-sink", state="pending") == 0
+        assert OUTBOX_ENTRIES.value(sink="gauge-sink", state="delivered") == 1
 
 
 class TestUniqueness:
