@@ -55,6 +55,7 @@ from cap_schemas.model import (
     Status,
     Urgency,
     ValuePair,
+    format_cap_datetime,
 )
 
 __all__ = [
@@ -526,12 +527,27 @@ class _Reader:
             raise self.fail(el, f"<circle> radius {parts[1]!r} is not a number") from None
         return Circle(self.point(el, parts[0], "circle"), radius)
 
+    def reference_time(self, text: str) -> str:
+        """The sent time of a reference in the canonical form of :attr:`Alert.key`.
+
+        ``+00:00`` becomes ``-00:00`` (and, from CAP 1.0/1.1, ``Z`` and fractions are
+        dropped) so that the reference compares equal to the key of the alert it names. A time
+        that does not parse is kept as written; validation reports it.
+        """
+        try:
+            value = parse_cap_time(
+                text, lenient=self.lenient, warnings=self.warnings, where="<references>"
+            )
+        except CapParseError:
+            return text
+        return format_cap_datetime(value)
+
     def references(self, el: etree._Element) -> tuple[AlertKey, ...]:
         keys: list[AlertKey] = []
         for triple in self.token(el).split():
             parts = triple.split(",")
             if len(parts) == 3 and all(parts):
-                keys.append(AlertKey(parts[0], parts[1], parts[2]))
+                keys.append(AlertKey(parts[0], parts[1], self.reference_time(parts[2])))
             elif len(parts) == 2 and all(parts) and self.lenient:
                 self.warnings.append(
                     f"<references>: {triple!r} has no sent time (CAP {self.version}); kept "

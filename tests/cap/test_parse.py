@@ -224,6 +224,43 @@ class TestCapVersions:
             parse_alert(data)
 
 
+class TestReferences:
+    """Reference times are stored in the canonical key form so they match Alert.key."""
+
+    def _doc(self, ns: str, refs: str) -> bytes:
+        return (
+            f'<alert xmlns="{ns}"><identifier>id2</identifier><sender>s@example.org</sender>'
+            "<sent>2024-05-01T17:00:00-00:00</sent><status>Actual</status>"
+            "<msgType>Update</msgType><scope>Public</scope>"
+            f"<references>{refs}</references></alert>"
+        ).encode()
+
+    def test_plus_zero_matches_the_key_of_the_original(self) -> None:
+        original = parse_alert(
+            self._doc(CAP12_NS, "x,y,2024-01-01T00:00:00-00:00").replace(b"id2", b"id1"),
+        )
+        update = parse_alert(self._doc(CAP12_NS, "s@example.org,id1,2024-05-01T17:00:00+00:00"))
+        assert update.references == (original.key,)
+
+    def test_local_offsets_are_kept(self) -> None:
+        update = parse_alert(self._doc(CAP12_NS, "a,b,2024-05-01T09:35:16-04:00"))
+        assert update.references[0].sent == "2024-05-01T09:35:16-04:00"
+
+    def test_cap11_zulu_reference_is_canonicalised(self) -> None:
+        data = self._doc("urn:oasis:names:tc:emergency:cap:1.1", "a,b,2024-05-01T09:35:16Z")
+        alert, warnings = parse_alert_with_warnings(data)
+        assert alert.references[0].sent == "2024-05-01T09:35:16-00:00"
+        assert any("references" in w for w in warnings)
+
+    def test_unparsable_reference_time_kept_for_validation(self) -> None:
+        update = parse_alert(self._doc(CAP12_NS, "a,b,yesterday"))
+        assert update.references[0].sent == "yesterday"
+
+    def test_not_a_triple(self) -> None:
+        with pytest.raises(CapParseError, match="triple"):
+            parse_alert(self._doc(CAP12_NS, "a,b"))
+
+
 class TestRejectsNonCap:
     """Documents that are XML but not CAP are refused with reason not_cap or bad_value."""
 
