@@ -257,27 +257,39 @@ def _syntax_error(exc: etree.XMLSyntaxError) -> CapParseError:
     return CapParseError(f"malformed XML: {message}", line=line, column=column, reason="syntax")
 
 
-_depth_probe_cache: dict[int, etree.XPath] = {}
+# Compiled XPath objects are kept per thread: lxml does not promise they are thread-safe.
+_probes = threading.local()
+
+_XINCLUDE_QUERY = (
+    "//*[namespace-uri()='http://www.w3.org/2001/XInclude' "
+    "or namespace-uri()='http://www.w3.org/2003/XInclude'][1]"
+)
+
+
+def _probe(query: str) -> etree.XPath:
+    cache: dict[str, etree.XPath] | None = getattr(_probes, "cache", None)
+    if cache is None:
+        cache = {}
+        _probes.cache = cache
+    probe = cache.get(query)
+    if probe is None:
+        probe = etree.XPath(query)
+        cache[query] = probe
+    return probe
+
+
+def _first(tree: etree._ElementTree, query: str) -> etree._Element | None:
+    found = _probe(query)(tree)
+    if isinstance(found, list) and found and isinstance(found[0], etree._Element):
+        return found[0]
+    return None
 
 
 def _too_deep(root: etree._Element, max_depth: int) -> etree._Element | None:
     """The first element deeper than ``max_depth`` (root = depth 1), or None."""
     if max_depth >= LIBXML2_MAX_DEPTH:
         return None
-    probe = _depth_probe_cache.get(max_depth)
-    if probe is None:
-        probe = etree.XPath("/*" * (max_depth + 1) + "[1]")
-        _depth_probe_cache[max_depth] = probe
-    found = probe(root.getroottree())
-    if isinstance(found, list) and found and isinstance(found[0], etree._Element):
-        return found[0]
-    return None
-
-
-_XINCLUDE_PROBE = etree.XPath(
-    "//*[namespace-uri()='http://www.w3.org/2001/XInclude' "
-    "or namespace-uri()='http://www.w3.org/2003/XInclude'][1]",
-)
+    return _first(root.getroottree(), "/*" * (max_depth + 1) + "[1]")
 
 
 def parse_xml(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> etree._Element:
@@ -328,11 +340,11 @@ def parse_xml(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> etree._El
             line=deep.sourceline,
             reason="too_deep",
         )
-    found = _XINCLUDE_PROBE(tree)
-    if isinstance(found, list) and found and isinstance(found[0], etree._Element):
+    xinclude = _first(tree, _XINCLUDE_QUERY)
+    if xinclude is not None:
         raise CapHostileError(
             "XInclude elements are not accepted",
-            line=found[0].sourceline,
+            line=xinclude.sourceline,
             reason="xinclude",
         )
     return root
