@@ -783,9 +783,13 @@ _recent = threading.local()
 
 def recently_parsed(data: bytes) -> etree._Element | None:
     """The tree :func:`parse_alert` built from this very bytes object in this thread, if it
-    was the last one parsed here (lets validation skip a second parse of ``Alert.raw``)."""
+    was the last one parsed here (lets validation skip a second parse of ``Alert.raw``).
+
+    The tree is handed out once and forgotten, so a thread holds at most one document.
+    """
     last: tuple[bytes, etree._Element] | None = getattr(_recent, "last", None)
     if last is not None and last[0] is data:
+        _recent.last = None
         return last[1]
     return None
 
