@@ -651,7 +651,10 @@ class SqliteLedger:
     two processes on one file also decide each key once.
 
     ``dedup_floor`` is how long a key is remembered at least (even when the alert expires
-    sooner); ``journal_retention`` how long audit lines are kept.
+    sooner); ``journal_retention`` how long audit lines are kept; ``max_invalid_bytes`` how
+    much of an invalid document is kept. An Update or Cancel withdraws only alerts of its
+    own sender unless ``cross_sender_references`` (a message from one sender must not
+    silence another's alert).
     """
 
     def __init__(
@@ -663,6 +666,7 @@ class SqliteLedger:
         clock: _Now | None = None,
         busy_timeout: timedelta = timedelta(seconds=10),
         max_invalid_bytes: int = 8 * 1024 * 1024,
+        cross_sender_references: bool = False,
     ) -> None:
         if dedup_floor < timedelta(0):
             msg = "dedup_floor must not be negative"
@@ -671,6 +675,7 @@ class SqliteLedger:
         self.dedup_floor = dedup_floor
         self.journal_retention = journal_retention
         self.max_invalid_bytes = max_invalid_bytes
+        self.cross_sender_references = cross_sender_references
         self._clock: _Now = clock or SystemClock()
         self._lock = threading.RLock()
         self._closed = False
@@ -888,13 +893,17 @@ class SqliteLedger:
 
         # An update or cancel naming this alert may have been admitted before it (two feeds
         # racing, an archive backfill): then this alert is already out of force.
-        later = conn.execute(
-            "SELECT a.sender, a.identifier, a.sent, a.msg_type FROM alert_refs r"
-            " JOIN alerts a ON a.id = r.alert_id"
-            " WHERE r.sender = ? AND r.identifier = ? AND r.sent = ?"
-            "   AND a.msg_type IN (?, ?) ORDER BY a.id",
-            (key.sender, key.identifier, key.sent, MsgType.UPDATE.value, MsgType.CANCEL.value),
-        ).fetchall()
+        later = [
+            r
+            for r in conn.execute(
+                "SELECT a.sender, a.identifier, a.sent, a.msg_type FROM alert_refs r"
+                " JOIN alerts a ON a.id = r.alert_id"
+                " WHERE r.sender = ? AND r.identifier = ? AND r.sent = ?"
+                "   AND a.msg_type IN (?, ?) ORDER BY a.id",
+                (key.sender, key.identifier, key.sent, MsgType.UPDATE.value, MsgType.CANCEL.value),
+            ).fetchall()
+            if self.cross_sender_references or r["sender"] == key.sender
+        ]
         superseded_by: AlertKey | None = None
         if expired:
             status = AlertStatus.EXPIRED
@@ -957,9 +966,15 @@ class SqliteLedger:
         superseded: list[AlertKey] = []
         ref_priority: int | None = None
         if superseding:
-            superseded, unknown, ref_priority = self._supersede(conn, alert, key, received_us)
+            superseded, unknown, foreign, ref_priority = self._supersede(
+                conn, alert, key, received_us
+            )
             if unknown:
                 notes.append("unknown references: " + " ".join(str(k) for k in unknown))
+            if foreign:
+                notes.append(
+                    "references to another sender ignored: " + " ".join(str(k) for k in foreign)
+                )
             if key in alert.references:
                 notes.append("references itself (ignored)")
 
@@ -1000,19 +1015,26 @@ class SqliteLedger:
 
     def _supersede(
         self, conn: sqlite3.Connection, alert: Alert, key: AlertKey, received_us: int
-    ) -> tuple[list[AlertKey], list[AlertKey], int | None]:
-        """Withdraw every referenced alert; returns (found, unknown, best ref priority)."""
+    ) -> tuple[list[AlertKey], list[AlertKey], list[AlertKey], int | None]:
+        """Withdraw every referenced alert.
+
+        Returns (withdrawn, unknown, other senders' (left alone), best priority withdrawn).
+        """
         new_status = (
             AlertStatus.CANCELLED if alert.msg_type is MsgType.CANCEL else AlertStatus.SUPERSEDED
         )
         verb = "cancelled" if new_status is AlertStatus.CANCELLED else "superseded"
         found: list[AlertKey] = []
         unknown: list[AlertKey] = []
+        foreign: list[AlertKey] = []
         best: int | None = None
         by = _key_json([key])
         for ref in dict.fromkeys(alert.references):
             if ref == key:
                 continue  # a message cannot withdraw itself; admit() notes it
+            if ref.sender != key.sender and not self.cross_sender_references:
+                foreign.append(ref)
+                continue
             row = conn.execute(
                 "SELECT id, status, priority FROM alerts"
                 " WHERE sender = ? AND identifier = ? AND sent = ?",
@@ -1044,7 +1066,7 @@ class SqliteLedger:
                     conn, ref, "superseded", reason, entry_id=entry["id"], sink=entry["sink"]
                 )
                 OUTBOX_TRANSITIONS.inc(sink=entry["sink"], state=EntryState.SUPERSEDED.value)
-        return found, unknown, best
+        return found, unknown, foreign, best
 
     def _enqueue(
         self,

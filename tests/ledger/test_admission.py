@@ -203,6 +203,43 @@ class TestCancel:
         assert ledger.deliveries(original.key)[0].state is EntryState.DELIVERED
 
 
+class TestOtherSenders:
+    """An Update or Cancel withdraws only its own sender's alerts unless configured."""
+
+    def test_cancel_from_another_sender_is_ignored(self, ledger: SqliteLedger) -> None:
+        original = make_alert(sender="cap-pac@canada.ca")
+        admit(ledger, original)
+        forged = make_alert(
+            sender="intruder@example.org", msg_type=MsgType.CANCEL, references=(original.key,)
+        )
+        result = admit(ledger, forged)
+        assert result.decision is Decision.CANCEL
+        assert result.superseded == ()
+        assert "another sender ignored" in result.reason
+        assert ledger.deliveries(original.key)[0].state is EntryState.PENDING
+        assert [s.key for s in ledger.active(T0)] == [original.key]
+
+    def test_early_cancel_from_another_sender_does_not_make_stale(
+        self, ledger: SqliteLedger
+    ) -> None:
+        original = make_alert(sender="cap-pac@canada.ca")
+        forged = make_alert(
+            sender="intruder@example.org", msg_type=MsgType.CANCEL, references=(original.key,)
+        )
+        admit(ledger, forged)
+        assert admit(ledger, original).decision is Decision.NEW
+
+    def test_cross_sender_references_when_allowed(self, db_path: Path, clock: FakeClock) -> None:
+        with SqliteLedger(db_path, clock=clock, cross_sender_references=True) as led:
+            original = make_alert(sender="w-nws.webmaster@noaa.gov")
+            admit(led, original)
+            update = make_alert(
+                sender="nws-office@noaa.gov", msg_type=MsgType.UPDATE, references=(original.key,)
+            )
+            assert admit(led, update).superseded == (original.key,)
+            assert led.deliveries(original.key)[0].state is EntryState.SUPERSEDED
+
+
 class TestStale:
     """An alert arriving after the update or cancel that names it is stored, never routed."""
 
