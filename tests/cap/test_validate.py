@@ -27,7 +27,7 @@ from cap_schemas.model import (
     Status,
     ValuePair,
 )
-from cap_schemas.parse import parse_alert
+from cap_schemas.parse import parse_alert, recently_parsed
 from cap_schemas.rules.capcp import capcp_events
 from cap_schemas.serialize import to_xml
 from cap_schemas.validate import (
@@ -590,3 +590,16 @@ class TestHeartbeat:
         ]
         assert detect_profile(alert) == "cap"
         assert is_valid(validate(alert))
+
+
+class TestParsedTreeReuse:
+    """Validation reuses the tree parse_alert just built, once, and only for the same bytes."""
+
+    def test_handed_out_once(self, make_alert: MakeAlert) -> None:
+        data = to_xml(make_alert())
+        alert = parse_alert(data)
+        copy = bytes(bytearray(data))
+        assert recently_parsed(copy) is None
+        assert recently_parsed(alert.raw) is not None
+        assert recently_parsed(alert.raw) is None
+        assert validate_xsd(alert.raw) == []
