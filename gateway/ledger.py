@@ -14,6 +14,25 @@ priority order (:func:`priority_of`: Broadcast-Immediately first), then report
 ``expires`` passed), or ``failed`` with a reason. Every admission and every state change is
 appended to the journal, the audit trail of what was received and transmitted.
 
+How the daemon uses it (each call through ``asyncio.to_thread``)::
+
+    admission = ledger.admit(alert, source=item.source, received_at=item.received_at,
+                             plan=router.plan)          # durable when it returns
+    if item.ack is not None:
+        await item.ack()                                # only now acknowledge the source
+
+    for entry in ledger.claim(sink.name, clock.now()):  # per-sink worker
+        try:
+            await sink.send(entry.to_outbound())
+        except DeliveryError as exc:
+            retry = clock.now() + backoff(entry.attempts) if exc.retryable else None
+            ledger.mark_failed(entry.id, str(exc), retry_at=retry)
+        else:
+            ledger.mark_delivered(entry.id, clock.now())
+
+    # every few seconds: ledger.expire_due(now); for gone in ledger.expire_alerts(now) (or
+    # ledger.deactivated_since(cursor)): clear the retained summary; hourly: ledger.prune(now)
+
 Errors (all derive from :class:`gateway.errors.GatewayError`)::
 
     LedgerError                       storage failed; nothing was changed (fail closed)
