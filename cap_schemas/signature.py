@@ -44,6 +44,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,7 +55,7 @@ import cryptography.exceptions
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 from lxml import etree
 from signxml.algorithms import (
     CanonicalizationMethod,
@@ -571,6 +572,20 @@ _CRYPTO_ERRORS = (
 )
 
 
+_METHODS_WITH_SHA1 = frozenset(
+    m for m in SignatureMethod if not m.name.startswith(("HMAC_", "DSA_"))
+)
+_METHODS = frozenset(m for m in _METHODS_WITH_SHA1 if "SHA1" not in m.name)
+_DIGESTS_WITH_SHA1 = frozenset(DigestAlgorithm)
+_DIGESTS = frozenset(d for d in DigestAlgorithm if d is not DigestAlgorithm.SHA1)
+_ALERT_TAGS = tuple(f"{{{ns}}}alert" for ns in sorted(CAP_NAMESPACES))
+
+
+def _nested_alert(root: etree._Element) -> etree._Element | None:
+    """The first CAP alert element below ``root`` (not ``root`` itself), if any."""
+    return next((n for n in root.iter(*_ALERT_TAGS) if n is not root), None)
+
+
 def _run_signxml(
     document: etree._Element,
     index: int,
@@ -579,13 +594,8 @@ def _run_signxml(
     where: str,
 ) -> bytes:
     """Verify the ``index``-th signature of ``document`` cryptographically; the signed bytes."""
-    methods = frozenset(
-        m for m in SignatureMethod
-        if not m.name.startswith(("HMAC_", "DSA_")) and (opts.allow_sha1 or "SHA1" not in m.name)
-    )
-    digests = frozenset(
-        d for d in DigestAlgorithm if opts.allow_sha1 or d is not DigestAlgorithm.SHA1
-    )
+    methods = _METHODS_WITH_SHA1 if opts.allow_sha1 else _METHODS
+    digests = _DIGESTS_WITH_SHA1 if opts.allow_sha1 else _DIGESTS
     when = opts.now
     if cert is not None:
         # Time is judged by the trust step; here only the mathematics.
@@ -902,7 +912,7 @@ def verify(
     everywhere = list(root.iter(_SIGNATURE))
     count = len(everywhere)
     if not _is_alert(root):
-        nested = next((n for n in root.iter() if _is_alert(n)), None)
+        nested = _nested_alert(root)
         if nested is not None:
             return _invalid(
                 Reason.WRAPPING,
@@ -916,7 +926,7 @@ def verify(
         )
     if count == 0:
         return SignatureReport("unsigned", str(Reason.UNSIGNED), count=0, message="no Signature")
-    nested = next((n for n in root.iter() if n is not root and _is_alert(n)), None)
+    nested = _nested_alert(root)
     if nested is not None:
         return _invalid(
             Reason.WRAPPING, f"a second alert element is hidden at {_path(nested)}", count,
@@ -1076,6 +1086,15 @@ class SignaturePolicy:
 # signing
 
 
+@functools.lru_cache(maxsize=8)
+def _signing_material(
+    key_pem: bytes, cert_pem: bytes, password: bytes | None,
+) -> tuple[PrivateKeyTypes, tuple[x509.Certificate, ...]]:
+    # Loading an RSA private key validates it (tens of milliseconds): done once per key.
+    key = serialization.load_pem_private_key(key_pem, password=password)
+    return key, tuple(x509.load_pem_x509_certificates(cert_pem))
+
+
 def sign(
     xml: bytes,
     *,
@@ -1101,9 +1120,8 @@ def sign(
     if any(s.get("Id") == "placeholder" for s in root.iter(_SIGNATURE)):
         raise CapSignatureError("malformed", "the alert holds a signature placeholder")
     try:
-        key = serialization.load_pem_private_key(key_pem, password=password)
-        chain = x509.load_pem_x509_certificates(cert_pem)
-    except (ValueError, TypeError) as exc:
+        key, chain = _signing_material(bytes(key_pem), bytes(cert_pem), password)
+    except (ValueError, TypeError, cryptography.exceptions.UnsupportedAlgorithm) as exc:
         raise CapSignatureError(
             "malformed", f"signing key or certificate unreadable: {exc}",
         ) from exc
@@ -1132,7 +1150,7 @@ def sign(
     )
     signer._parser = _signxml_parser()  # type: ignore[assignment]  # signxml's None default
     try:
-        signed = signer.sign(root, key=key, cert=chain)
+        signed = signer.sign(root, key=key, cert=list(chain))
     except SignXMLException as exc:
         raise CapSignatureError("malformed", f"signing failed: {exc}") from exc
     out: bytes = etree.tostring(signed, xml_declaration=True, encoding="UTF-8")
