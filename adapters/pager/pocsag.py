@@ -10,7 +10,7 @@ Facts used (ITU-R Recommendation M.584-2, "Codes and formats for radio paging"):
 * An address codeword carries the top 18 bits of the 21-bit pager address (the low 3 bits
   choose the frame it is sent in) and 2 function bits. Message codewords follow it directly,
   crossing frame and batch boundaries; unused codewords carry the idle word 0x7A89C197.
-* Numeric messages use 4-bit characters (0-9, spare, U, space, hyphen, ')' and '(' as
+* Numeric messages use 4-bit characters (0-9, spare, U, space, hyphen, ']' and '[', as
   multimon-ng prints 0xA-0xF), alphanumeric messages 7-bit ASCII; both put each character's
   least significant bit first.
 * 512, 1200 and 2400 bit/s. On the baseband (the modulation input of an FSK transmitter, the
@@ -41,7 +41,9 @@ PREAMBLE_BITS = 576
 BAUD_RATES = (512, 1200, 2400)
 MAX_ADDRESS = (1 << 21) - 1
 _GENERATOR = 0b11101101001  # x^10 + x^9 + x^8 + x^6 + x^5 + x^3 + 1
-NUMERIC_CHARS = "0123456789*U -)("
+NUMERIC_CHARS = "0123456789*U -]["
+# Pagers show 0xE/0xF as brackets or parentheses; both are accepted when encoding.
+_NUMERIC_ALIASES = {"(": "[", ")": "]"}
 COMPONENT = "pocsag"
 
 
@@ -123,7 +125,7 @@ class Page:
         if self.function is not None and not 0 <= self.function <= 3:
             raise PocsagError(f"function bits {self.function} are outside 0-3")
         if self.kind == "numeric":
-            bad = [c for c in self.message if c not in NUMERIC_CHARS]
+            bad = [c for c in self.message if c not in NUMERIC_CHARS + "()"]
             if bad:
                 raise PocsagError(
                     f"numeric page has character {bad[0]!r}; allowed: {NUMERIC_CHARS!r}"
@@ -151,7 +153,7 @@ class Page:
         bits: list[int] = []
         if self.kind == "numeric":
             for c in self.message:
-                value = NUMERIC_CHARS.index(c)
+                value = NUMERIC_CHARS.index(_NUMERIC_ALIASES.get(c, c))
                 bits.extend((value >> i) & 1 for i in range(4))
             while len(bits) % 20:  # pad with spaces
                 value = NUMERIC_CHARS.index(" ")
