@@ -344,8 +344,8 @@ def _base64_size(encoded: bytes) -> int | None:
     """Decoded length of strict base64 (no decoding done), or None when it is not base64."""
     if len(encoded) % 4:
         return None
-    body = encoded.rstrip(b"=")
-    padding = len(encoded) - len(body)
-    if padding > 2 or body.translate(None, _B64_ALPHABET):
+    padding = 2 if encoded.endswith(b"==") else 1 if encoded.endswith(b"=") else 0
+    # Whatever is not in the alphabet must be exactly the trailing padding.
+    if encoded.translate(None, _B64_ALPHABET) != b"=" * padding:
         return None
     return len(encoded) // 4 * 3 - padding
