@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cryptography import x509
 from signxml.algorithms import DigestAlgorithm, SignatureMethod
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
@@ -54,7 +55,7 @@ def _rate(seconds: float | None) -> str:
 
 
 def _bare(
-    raw: bytes, cert: object, config: SignatureConfiguration,
+    raw: bytes, cert: x509.Certificate | None, config: SignatureConfiguration,
 ) -> Callable[[], object]:
     def run() -> object:
         return XMLVerifier().verify(
