@@ -238,9 +238,16 @@ class TestPtt:
     def test_inverted_dtr_released_on_error(self) -> None:
         ptt = SerialPtt("loop://", line="dtr", invert=True)
         assert ptt.port.dsr is True  # idle = high when inverted
-        with pytest.raises(RuntimeError), keyed(ptt):
-            assert ptt.port.dsr is False
-            raise RuntimeError("sound card failed")
+        seen: list[bool] = []
+
+        def transmit() -> None:
+            with keyed(ptt):
+                seen.append(ptt.port.dsr)
+                raise RuntimeError("sound card failed")
+
+        with pytest.raises(RuntimeError):
+            transmit()
+        assert seen == [False]
         assert ptt.port.dsr is True
         ptt.close()
 
