@@ -87,7 +87,13 @@ def detect_profile(alert: Alert) -> str:
 
 
 def validate(alert: Alert, *, profile: str = "auto", xsd: bool = True) -> list[Finding]:
-    """All findings for ``alert`` under ``profile`` (errors first, then warnings, then info)."""
+    """All findings for ``alert`` under ``profile`` (errors first, then warnings, then info).
+
+    The XSD step checks ``alert.raw`` when the alert was read from CAP 1.2 bytes, else the
+    CAP 1.2 serialisation of the model. An alert derived from another with
+    ``dataclasses.replace`` keeps the source's ``raw``: clear it (``raw=b""``) so that the
+    derived alert itself is checked. ``xsd=False`` skips the schema step.
+    """
     if profile not in PROFILES:
         msg = f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}"
         raise ValueError(msg)
