@@ -87,6 +87,7 @@ def check(alert: Alert, profile: str) -> Iterator[Finding]:
             )
         event_sets.append(codes)
         yield from _event_code(info.event_codes, base)
+        yield from _event_name(info.event, info.language, info.event_codes, base)
         if not info.areas:
             yield Finding(ERROR, "capcp.R10-area", base, "at least one <area> is required")
         for j, area in enumerate(info.areas):
@@ -183,6 +184,25 @@ def _event_code(codes: tuple[ValuePair, ...], base: str) -> Iterator[Finding]:
                 f"{base}/eventCode",
                 f"event code {value!r} is not in the CAP-CP event list we carry",
             )
+
+
+def _event_name(
+    event: str, language: str, codes: tuple[ValuePair, ...], base: str
+) -> Iterator[Finding]:
+    """Rule 7: use the established <event> name of the event code, in the block's language."""
+    known = capcp_events().get(next((c.value for c in codes if c.name == EVENT_NAME), ""))
+    if known is None:
+        return
+    lang = language.lower()
+    expected = known.name_fr if lang.startswith("fr") else known.name_en
+    if lang.startswith(("en", "fr")) and expected and event.strip().lower() != expected.lower():
+        yield Finding(
+            INFO,
+            "capcp.R7-event-name",
+            f"{base}/event",
+            f"<event> {event!r} differs from the established name {expected!r} of event code "
+            f"{known.code!r}",
+        )
 
 
 def _yes_no(params: tuple[ValuePair, ...], name: str, base: str) -> Iterator[Finding]:

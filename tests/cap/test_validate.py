@@ -382,6 +382,15 @@ class TestCapCp:
         findings = validate(make_alert(infos=(info,)), profile="cap-cp")
         assert "capcp.event-list" in rules(findings, "warning")
 
+    def test_established_event_name(self, make_alert: MakeAlert, make_info: MakeInfo) -> None:
+        fr = make_info(language="fr-CA", event="vent")
+        findings = validate(make_alert(infos=(make_info(), fr)), profile="cap-cp")
+        assert "capcp.R7-event-name" not in rules(findings)
+        odd = make_info(language="fr-CA", event="wind")
+        findings = validate(make_alert(infos=(make_info(), odd)), profile="cap-cp")
+        notes = [f for f in findings if f.rule == "capcp.R7-event-name"]
+        assert [(f.severity, f.xpath) for f in notes] == [("info", "/alert/info[2]/event")]
+
     def test_event_codes_must_match(self, make_alert: MakeAlert, make_info: MakeInfo) -> None:
         en = make_info()
         fr = make_info(
