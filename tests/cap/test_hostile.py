@@ -18,6 +18,8 @@ from cap_schemas.errors import CapHostileError, CapParseError
 from cap_schemas.model import CAP12_NS, Alert
 from cap_schemas.parse import ParseLimits, _parser, parse_alert, parse_xml
 from cap_schemas.serialize import to_xml
+from cap_schemas.validate import validate
+from tests.cap.conftest import corpus_bytes
 
 MIB = 1024 * 1024
 
@@ -329,3 +331,27 @@ class TestFuzz:
         data = base[:cut] + junk + base[cut:]
         with contextlib.suppress(CapParseError):
             parse_alert(data)
+
+
+class TestMutatedRealAlerts:
+    """Byte flips in a real alert either parse (and then validate without crashing) or raise
+    the library's own parse error."""
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.lists(
+            st.tuples(st.integers(min_value=0, max_value=10**6), st.integers(0, 255)),
+            min_size=1,
+            max_size=4,
+        ),
+    )
+    def test_flips(self, flips: list[tuple[int, int]]) -> None:
+        data = bytearray(corpus_bytes("cap-cp", "naad-Sample7_CAPCP_with_free_drawn_circle.xml"))
+        for position, value in flips:
+            data[position % len(data)] = value
+        try:
+            alert = parse_alert(bytes(data))
+        except CapParseError:
+            return
+        findings = validate(alert)
+        assert all(f.severity in {"error", "warning", "info"} for f in findings)

@@ -239,6 +239,22 @@ class TestCoreRules:
         paths = {f.xpath for f in findings if f.rule == "cap.circle"}
         assert paths == {"/alert/info[1]/area[1]/circle[2]", "/alert/info[1]/area[1]/circle[3]"}
 
+    @pytest.mark.parametrize(
+        "area",
+        [
+            "<polygon>nan,1 1,2 2,2 nan,1</polygon>",
+            "<polygon>1,inf 1,2 2,2 1,inf</polygon>",
+            "<circle>1,1 nan</circle>",
+            "<circle>-inf,1 5</circle>",
+        ],
+    )
+    def test_non_finite_coordinates(self, make_alert: MakeAlert, area: str) -> None:
+        data = to_xml(make_alert()).replace(
+            b"<areaDesc>Toronto</areaDesc>", f"<areaDesc>Toronto</areaDesc>{area}".encode()
+        )
+        found = errors(parse_alert(data), "cap")
+        assert found & {"cap.polygon", "cap.circle"}
+
     def test_restriction_only_with_restricted(self, make_alert: MakeAlert) -> None:
         assert "cap.restriction-scope" in errors(make_alert(restriction="EOC only"), "cap")
         restricted = make_alert(scope=Scope.RESTRICTED, restriction="EOC only")
