@@ -1,9 +1,11 @@
 """Admit numbered alerts into a ledger file until killed; used by the crash tests.
 
-Run as ``python -m tests.ledger.crash_worker DB [--kill-in-plan N] [--count N]``. Alert ``i``
-is the same document on every run (so a restarted worker re-admits what is already there);
-every fifth alert is an Update of the one before it. After each ``admit`` returns the worker
-prints ``admitted <i> <decision>``: a line on stdout means the admission was committed.
+Run as ``python -m tests.ledger.crash_worker DB [--kill-in-plan N] [--count N] [--drain]``.
+Alert ``i`` is the same document on every run (so a restarted worker re-admits what is
+already there); every fifth alert is an Update of the one before it. After each ``admit``
+returns the worker prints ``admitted <i> <decision>``: a line on stdout means the admission
+was committed. With ``--drain`` it also delivers, after each admission, one claimed entry
+per sink and prints ``delivered <entry id>`` once ``mark_delivered`` has returned.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("db")
     parser.add_argument("--kill-in-plan", type=int, default=-1)
     parser.add_argument("--count", type=int, default=1_000_000)
+    parser.add_argument("--drain", action="store_true")
     args = parser.parse_args(argv)
     # stdout carries only the "admitted" lines the test reads
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
@@ -99,6 +102,12 @@ def main(argv: Sequence[str]) -> int:
         result = ledger.admit(alert_of(i), source="crash", received_at=sent_of(i), plan=plan)
         sys.stdout.write(f"admitted {i} {result.decision.value}\n")
         sys.stdout.flush()
+        if args.drain:
+            for sink in SINKS:
+                for entry in ledger.claim(sink, T0 + timedelta(days=1)):
+                    ledger.mark_delivered(entry.id, T0 + timedelta(days=1))
+                    sys.stdout.write(f"delivered {entry.id}\n")
+                    sys.stdout.flush()
     ledger.close()
     return 0
 
