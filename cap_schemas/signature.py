@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import cryptography.exceptions
+import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -83,6 +84,8 @@ __all__ = [
     "sign",
     "verify",
 ]
+
+log = structlog.get_logger(__name__)
 
 CAP_NAMESPACES = frozenset({CAP12_NS, CAP11_NS, CAP10_NS})
 DS = XMLDSIG_NS
@@ -1068,6 +1071,12 @@ class SignaturePolicy:
             min_rsa_bits=self.min_rsa_bits,
             limits=self.limits,
         )
+        if report.state == "valid" and any("sha1" in a for a in report.algorithms):
+            log.warning(
+                "signature_sha1_accepted",
+                signers=list(report.signers),
+                algorithms=list(report.algorithms),
+            )
         if report.state == "unsigned" and self.require:
             return SignatureReport(
                 "invalid", report.reason, count=0,

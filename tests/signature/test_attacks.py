@@ -20,6 +20,7 @@ from tests.signature.pki import (
     NOW,
     NS,
     Pki,
+    Sha1Signer,
     alert_xml,
     b64_text,
     first,
@@ -35,27 +36,6 @@ def _mutate(signed: bytes, edit: object) -> bytes:
     root = tree(signed)
     edit(root)  # type: ignore[operator]
     return to_bytes(root)
-
-
-@pytest.fixture(scope="module")
-def double(pki: Pki, signed: bytes) -> bytes:
-    """The signed alert with a second signature (by the rogue signer) added over it."""
-    return sign(signed, key_pem=key_pem(pki.rogue_key), cert_pem=pem(pki.rogue))
-
-
-class _Sha1Signer(XMLSigner):
-    """signxml refuses to produce SHA-1 signatures; legacy producers still do."""
-
-    def check_deprecated_methods(self) -> None:
-        return None
-
-
-@pytest.fixture(scope="module")
-def sha1_signed(pki: Pki) -> bytes:
-    signer = _Sha1Signer(
-        signature_algorithm=SignatureMethod.RSA_SHA1, digest_algorithm=DigestAlgorithm.SHA1,
-    )
-    return to_bytes(signer.sign(tree(alert_xml()), key=pki.signer_key, cert=[pki.signer]))
 
 
 class TestValidBaseline:
@@ -501,7 +481,7 @@ class TestWeakAlgorithm:
         assert (report.state, report.algorithms) == ("valid", ("rsa-sha1", "sha1"))
 
     def test_sha1_digest_alone_is_weak(self, pki: Pki, ca_trust: TrustStore) -> None:
-        signer = _Sha1Signer(
+        signer = Sha1Signer(
             signature_algorithm=SignatureMethod.RSA_SHA256, digest_algorithm=DigestAlgorithm.SHA1,
         )
         raw = to_bytes(signer.sign(tree(alert_xml()), key=pki.signer_key, cert=[pki.signer]))

@@ -153,3 +153,21 @@ class TestFuzz:
     def test_truncation(self, cut: float, signed: bytes, ca_trust: TrustStore) -> None:
         report = verify(signed[: int(cut * len(signed))], ca_trust, now=NOW)
         assert report.state != "valid"
+
+    @settings(
+        max_examples=100,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(position=st.floats(min_value=0, max_value=1, exclude_max=True),
+           byte=st.integers(min_value=0, max_value=255))
+    def test_single_byte_edit_of_a_double_signature(
+        self, position: float, byte: int, double: bytes, ca_trust: TrustStore,
+    ) -> None:
+        baseline = verify(double, ca_trust, now=NOW, allow_multiple=True).signed_xml
+        assert baseline is not None
+        index = int(position * len(double))
+        mutated = double[:index] + bytes([byte]) + double[index + 1:]
+        report = verify(mutated, ca_trust, now=NOW, allow_multiple=True)
+        if report.state == "valid":
+            assert report.signed_xml == baseline

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from structlog.testing import capture_logs
 
 from cap_schemas.errors import CapSignatureError
 from cap_schemas.signature import SignaturePolicy, TrustStore, sign, verify
@@ -187,3 +188,33 @@ class TestPolicyFromOptions:
     def test_errors_name_the_key(self, options: dict[str, object], message: str) -> None:
         with pytest.raises(ValueError, match=message):
             SignaturePolicy.from_options(options)
+
+
+class TestPolicyLogging:
+    """Accepting a SHA-1 signature is logged with the signers and algorithms."""
+
+    def test_sha1_acceptance_is_logged(self, sha1_signed: bytes, ca_trust: TrustStore) -> None:
+        policy = SignaturePolicy(require=True, trust=ca_trust, allow_sha1=True)
+        with capture_logs() as logs:
+            report = policy.check(sha1_signed, NOW)
+        assert report.state == "valid"
+        assert logs == [{
+            "event": "signature_sha1_accepted",
+            "log_level": "warning",
+            "signers": ["alerts.example.ca"],
+            "algorithms": ["rsa-sha1", "sha1"],
+        }]
+
+    def test_sha256_is_not_logged(self, signed: bytes, ca_trust: TrustStore) -> None:
+        with capture_logs() as logs:
+            SignaturePolicy(require=True, trust=ca_trust).check(signed, NOW)
+        assert logs == []
+
+    def test_multiple_option(self, double: bytes, pki: Pki, tmp_path: Path) -> None:
+        (tmp_path / "ca.pem").write_bytes(pem(pki.ca))
+        single = SignaturePolicy.from_options({"trust_anchors": [str(tmp_path / "ca.pem")]})
+        assert single.check(double, NOW).reason == "multiple"
+        multi = SignaturePolicy.from_options(
+            {"trust_anchors": [str(tmp_path / "ca.pem")], "allow_multiple_signatures": True},
+        )
+        assert multi.check(double, NOW).state == "valid"
