@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 
-from cap_schemas.model import Alert, MsgType, Status, ValuePair
+from cap_schemas.model import Alert, Info, MsgType, Status, ValuePair
 from cap_schemas.rules import ERROR, INFO, WARNING, Finding, area_path, info_path
 
 PROFILE_CODE_PREFIX = "profile:CAP-CP:"
@@ -35,6 +35,10 @@ SOREM_BROADCAST_TEXT = "layer:SOREM:1.0:Broadcast_Text"
 SOREM_WIRELESS_IMMEDIATE = "layer:SOREM:2.0:WirelessImmediate"
 SOREM_WIRELESS_TEXT = "layer:SOREM:2.0:WirelessText"
 MINOR_CHANGE = "profile:CAP-CP:0.4:MinorChange"
+
+EC_CLC = "layer:EC-MSC-SMC:1.0:CLC"
+EC_BROADCAST_INTRUSIVE = "layer:EC-MSC-SMC:1.0:Broadcast_Intrusive"
+_CLC = re.compile(r"^\d{6}$")
 
 # Wireless Public Alerting text: the NAAD System guide limits the WPA text to 600 characters
 # (limit as quoted by last-mile implementations; a longer text is truncated by carriers).
@@ -115,6 +119,7 @@ def check(alert: Alert, profile: str) -> Iterator[Finding]:
                     ERROR, "capcp.area-desc", f"{apath}/areaDesc", "<areaDesc> must not be empty"
                 )
         yield from _sorem(info.parameters, base)
+        yield from _eccc_layer(info, i)
         yield from _recommendations(alert, i)
         if any(p.name == MINOR_CHANGE for p in info.parameters) and (
             alert.msg_type is not MsgType.UPDATE
@@ -250,6 +255,29 @@ def _sorem(params: tuple[ValuePair, ...], base: str) -> Iterator[Finding]:
             f"{SOREM_WIRELESS_IMMEDIATE}=Yes without {SOREM_WIRELESS_TEXT}: phones will show "
             "text derived from the headline",
         )
+
+
+def _eccc_layer(info: Info, i: int) -> Iterator[Finding]:
+    """Environment Canada layer (``layer:EC-MSC-SMC``): 6-digit CLC geocodes (what Canadian
+    SAME encoders use as location codes) and the yes/no Broadcast_Intrusive flag."""
+    base = info_path(i)
+    for value in info.parameter_values(EC_BROADCAST_INTRUSIVE):
+        if value.lower() not in ("yes", "no"):
+            yield Finding(
+                WARNING,
+                "capcp.eccc-layer",
+                f"{base}/parameter",
+                f"{EC_BROADCAST_INTRUSIVE} must be yes or no, not {value!r}",
+            )
+    for j, area in enumerate(info.areas):
+        for value in area.geocode_values(EC_CLC):
+            if not _CLC.match(value):
+                yield Finding(
+                    WARNING,
+                    "capcp.eccc-layer",
+                    f"{area_path(i, j)}/geocode",
+                    f"{EC_CLC} value {value!r} is not a 6-digit Canadian Location Code",
+                )
 
 
 def _recommendations(alert: Alert, i: int) -> Iterator[Finding]:

@@ -462,6 +462,29 @@ class TestCapCp:
         )
         assert "capcp.sorem" not in rules(validate(make_alert(infos=(info,)), profile="cap-cp"))
 
+    @pytest.mark.parametrize(
+        ("geocode", "param"),
+        [
+            (ValuePair("layer:EC-MSC-SMC:1.0:CLC", "41510"), None),
+            (None, ValuePair("layer:EC-MSC-SMC:1.0:Broadcast_Intrusive", "maybe")),
+        ],
+    )
+    def test_eccc_layer(
+        self,
+        make_alert: MakeAlert,
+        make_info: MakeInfo,
+        geocode: ValuePair | None,
+        param: ValuePair | None,
+    ) -> None:
+        area = Area(
+            "Toronto",
+            geocodes=(ValuePair("profile:CAP-CP:Location:0.3", "3520005"),)
+            + ((geocode,) if geocode else ()),
+        )
+        info = make_info(areas=(area,), parameters=(param,) if param else ())
+        findings = validate(make_alert(infos=(info,)), profile="cap-cp")
+        assert "capcp.eccc-layer" in rules(findings, "warning")
+
     def test_bilingual_recommended(self, make_alert: MakeAlert, make_info: MakeInfo) -> None:
         findings = validate(make_alert(), profile="cap-cp")
         assert "capcp.R6-languages" in rules(findings, "warning")
