@@ -715,6 +715,8 @@ class SqliteLedger:
             mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
+            # keep the WAL file from staying at its high-water mark after a burst
+            conn.execute("PRAGMA journal_size_limit=67108864")
             conn.execute(f"PRAGMA busy_timeout={int(busy_timeout.total_seconds() * 1000)}")
             found = sqlite_schema.migrate(conn, now=self._clock.now())
         except sqlite_schema.SchemaTooNewError as exc:
