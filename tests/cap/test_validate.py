@@ -439,7 +439,6 @@ class TestCapCp:
         [
             ValuePair("layer:SOREM:1.0:Broadcast_Immediately", "yes please"),
             ValuePair("layer:SOREM:2.0:WirelessImmediate", "TRUE"),
-            ValuePair("layer:SOREM:2.0:WirelessText", "x" * 601),
             ValuePair("layer:SOREM:2.0:WirelessText", " "),
         ],
     )
@@ -451,6 +450,15 @@ class TestCapCp:
     ) -> None:
         info = make_info(parameters=(param,))
         assert "capcp.sorem" in errors(make_alert(infos=(info,)), "cap-cp")
+
+    def test_wireless_text_length(self, make_alert: MakeAlert, make_info: MakeInfo) -> None:
+        long_text = make_info(parameters=(ValuePair("layer:SOREM:2.0:WirelessText", "x" * 601),))
+        findings = validate(make_alert(infos=(long_text,)), profile="cap-cp")
+        assert "capcp.sorem" in rules(findings, "warning")
+        assert is_valid(findings)
+        at_limit = make_info(parameters=(ValuePair("layer:SOREM:2.0:WirelessText", "x" * 600),))
+        findings = validate(make_alert(infos=(at_limit,)), profile="cap-cp")
+        assert "capcp.sorem" not in rules(findings)
 
     def test_sorem_good_values(self, make_alert: MakeAlert, make_info: MakeInfo) -> None:
         info = make_info(
