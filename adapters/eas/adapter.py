@@ -225,7 +225,7 @@ class EndecAdapter:
         for index, part in enumerate(item.parts):
             try:
                 text = part.decode("ascii").strip()
-                line = self._codec.decode_line(text.encode("ascii"))
+                line = self._codec.parse_text(text.encode("ascii"))
             except (UnicodeDecodeError, EndecFrameError) as exc:
                 raise DeliveryError(
                     f"endec {self.name}: part {index} is not a SAME header "

@@ -27,8 +27,12 @@ class AudioFormatError(ValueError):
 
 def write_wav(target: str | Path | BinaryIO, chunks: Iterable[FloatArray], rate: int) -> int:
     """Write float chunks as a 16-bit mono WAV; returns the number of samples written."""
+    if isinstance(target, str | Path):
+        # Open the file first: wave.open on a bad path leaves a half-built writer behind.
+        with Path(target).open("wb") as handle:
+            return write_wav(handle, chunks, rate)
     count = 0
-    with wave.open(target if not isinstance(target, Path) else str(target), "wb") as out:
+    with wave.open(target, "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(rate)

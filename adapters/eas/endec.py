@@ -83,7 +83,7 @@ class EndecCodec:
 
     def to_bytes(self, text: str) -> bytes:
         """Frame a header (or ``NNNN``) for the ENDEC; raises EndecFrameError if invalid."""
-        line = self.decode_line(text.encode("ascii", errors="replace"))
+        line = self.parse_text(text.encode("ascii", errors="replace"))
         return self.framing.prefix + line.text.encode("ascii") + self.framing.terminator
 
     def decode_line(self, raw: bytes, offset: int = 0) -> EndecLine:
@@ -98,8 +98,16 @@ class EndecCodec:
                     reason="no_prefix",
                     offset=offset,
                 )
+            offset += at + len(prefix)
             line = line[at + len(prefix) :]
-        line = line.rstrip(self.framing.terminator).strip(b" \t\x00")
+        return self.parse_text(line.rstrip(self.framing.terminator), offset)
+
+    def parse_text(self, raw: bytes, offset: int = 0) -> EndecLine:
+        """Header or EOM text (no framing) to an EndecLine, or EndecFrameError."""
+        line = raw.strip(b"\x00").lstrip(b" \t")
+        trimmed = line.rstrip(b" \t")
+        if trimmed.endswith(b"-") or trimmed == b"NNNN":
+            line = trimmed  # trailing blanks after the text; a station's own spaces stay
         for i, byte in enumerate(line):
             if not 0x20 <= byte <= 0x7E:
                 raise EndecFrameError(
@@ -110,7 +118,7 @@ class EndecCodec:
         text = line.decode("ascii")
         if text == EOM:
             return EndecLine("eom", EOM)
-        # Some ENDECs strip the trailing dash: accept it back.
+        # Some ENDECs leave out the trailing dash: accept it back.
         candidate = text if text.endswith("-") else text + "-"
         if HEADER_RE.fullmatch(candidate):
             return EndecLine("header", candidate)

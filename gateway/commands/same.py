@@ -121,26 +121,26 @@ def _chunks_of(stream: BinaryIO, *, raw: bool, rate: int) -> tuple[int, Iterator
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from adapters.eas import audio, same_modem  # noqa: PLC0415 - gateway loads adapters lazily
+    from adapters.eas import same_modem  # noqa: PLC0415 - gateway loads adapters lazily
 
     try:
-        if args.input == "-":
-            stream: BinaryIO = sys.stdin.buffer
-            rate, chunks = _chunks_of(stream, raw=True, rate=args.rate)
-        else:
-            stream = Path(args.input).open("rb")  # noqa: SIM115 - closed in the finally below
-            rate, chunks = _chunks_of(stream, raw=args.raw, rate=args.rate)
-        decoder = same_modem.SameDecoder(rate)
-    except (OSError, ValueError) as exc:
+        stream: BinaryIO = (
+            sys.stdin.buffer
+            if args.input == "-"
+            else Path(args.input).open("rb")  # noqa: SIM115 - closed in the finally below
+        )
+    except OSError as exc:
         _err(f"borderlink same decode: {args.input}: {exc}")
         return 2
     try:
+        rate, chunks = _chunks_of(stream, raw=args.raw or args.input == "-", rate=args.rate)
+        decoder = same_modem.SameDecoder(rate)
         for chunk in chunks:
             for message in decoder.feed(chunk):
                 _out(message.line)
         for message in decoder.flush():
             _out(message.line)
-    except (OSError, ValueError, audio.AudioFormatError) as exc:
+    except (OSError, ValueError) as exc:
         _err(f"borderlink same decode: {args.input}: {exc}")
         return 2
     except KeyboardInterrupt:
