@@ -695,7 +695,8 @@ def _verify_one(
         certs = _certificates(signature, where)
         candidates = _candidates(signature, certs, opts, where)
         failure: _Fail | None = None
-        for cert in candidates:
+        failed_with: x509.Certificate | None = None
+        for cert in candidates[:MAX_CERTIFICATES]:
             try:
                 signed = _verify_modes(
                     root, index=index, total=total, cert=cert, opts=opts, where=where,
@@ -705,13 +706,24 @@ def _verify_one(
                     failure.reason is Reason.BAD_SIGNATURE
                     and exc.reason is not Reason.BAD_SIGNATURE
                 ):
-                    failure = exc
+                    failure, failed_with = exc, cert
                 continue
             return _trust(
                 signature, index=index, sig_id=sig_id, certs=certs, cert=cert,
                 signed=signed, algorithms=algorithms, opts=opts, where=where,
             )
-        raise _final_failure(failure, signature, certs, where)
+        failure = _final_failure(failure, signature, certs, where)
+        if (
+            total == 1
+            and failure.reason in (Reason.ALTERED, Reason.BAD_SIGNATURE)
+            and _reformatted(root, failed_with, opts, where)
+        ):
+            failure = _Fail(
+                failure.reason,
+                failure.message + "; it would verify with the white space between elements "
+                "removed: the document was re-indented after signing",
+            )
+        raise failure
     except _Fail as exc:
         return _Outcome(
             SignatureDetail(index, sig_id, exc.reason, exc.message, signer, False, algorithms),
@@ -737,18 +749,7 @@ def _verify_modes(
 ) -> bytes:
     """Verify over the alert without the other signatures, then as the W3C transform reads it."""
     if total == 1:
-        try:
-            return _run_signxml(root, 0, cert, opts, where)
-        except _Fail as exc:
-            if exc.reason in (Reason.ALTERED, Reason.BAD_SIGNATURE) and _reformatted(
-                root, cert, opts, where,
-            ):
-                raise _Fail(
-                    exc.reason,
-                    exc.message + "; it would verify with the white space between elements "
-                    "removed: the document was re-indented after signing",
-                ) from exc
-            raise
+        return _run_signxml(root, 0, cert, opts, where)
     try:
         return _run_signxml(_without_other_signatures(root, index), 0, cert, opts, where)
     except _Fail as first:
