@@ -1,0 +1,1 @@
+"""National Weather Service active alerts from api.weather.gov, as CAP XML."""
