@@ -16,6 +16,7 @@ time (below 1 means the checks cost something, and how much).
 
 from __future__ import annotations
 
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -117,6 +118,43 @@ def main() -> None:
 
     signed_once = _per_op(lambda: sign(alert_xml(), key_pem=key, cert_pem=cert))
     print(f"\nsign() rsa-sha256, 2048-bit key: {1 / signed_once:,.0f} alerts/s")
+    _hostile_variants(cases)
+
+
+def _hostile_variants(
+    cases: list[tuple[str, bytes, TrustStore, datetime, bool]], count: int = 5000,
+) -> None:
+    """Random byte edits (replace, delete, insert; 1-3 per variant) of the signed documents:
+    a variant may only be accepted if exactly the original signed alert is handed on."""
+    rnd = random.Random(20260601)  # reproducible fuzzing, not security
+    accepted = false_accepts = 0
+    reasons: dict[str, int] = {}
+    started = time.perf_counter()
+    for _ in range(count):
+        _, raw, store, when, multiple = rnd.choice(cases)
+        baseline = verify(raw, store, now=when, allow_multiple=multiple,
+                          allow_sha1=multiple).signed_xml
+        data = bytearray(raw)
+        for _ in range(rnd.choice((1, 1, 2, 3))):
+            at = rnd.randrange(len(data))
+            roll = rnd.random()
+            if roll < 0.6:
+                data[at] = rnd.randrange(256)
+            elif roll < 0.8:
+                del data[at]
+            else:
+                data.insert(at, rnd.choice(b"<>/ =\"'&#x;abc\n"))
+        report = verify(bytes(data), store, now=when, allow_multiple=multiple,
+                        allow_sha1=multiple)
+        reasons[report.reason] = reasons.get(report.reason, 0) + 1
+        if report.state == "valid":
+            accepted += 1
+            false_accepts += report.signed_xml != baseline
+    elapsed = time.perf_counter() - started
+    print(f"\nhostile variants: {count:,} in {elapsed:.1f} s; accepted with identical signed "
+          f"content: {accepted:,}; false accepts: {false_accepts}")
+    print("  reasons: " + ", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items(),
+                                                                    key=lambda kv: -kv[1])))
 
 
 if __name__ == "__main__":
