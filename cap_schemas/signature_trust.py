@@ -176,7 +176,7 @@ class TrustStore:
             kind = match.group(1)
             label = kind.decode("ascii", "replace")
             block = match.group(0)
-            if kind in (b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE"):
+            if kind in (b"CERTIFICATE", b"X509 CERTIFICATE"):
                 block = block.replace(b" " + kind + b"-----", b" CERTIFICATE-----")
             elif kind != b"PUBLIC KEY":
                 msg = (

@@ -35,6 +35,10 @@ class TestTrustStoreLoading:
         assert store.signers == (pki.signer,)
         assert not store.is_empty
 
+    def test_legacy_x509_certificate_label(self, pki: Pki) -> None:
+        legacy = pem(pki.ca).replace(b" CERTIFICATE-----", b" X509 CERTIFICATE-----")
+        assert TrustStore.from_pem(legacy).certificates == (pki.ca,)
+
     def test_empty(self) -> None:
         assert TrustStore.empty().is_empty
 
