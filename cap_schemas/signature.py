@@ -202,9 +202,10 @@ def _detached(node: etree._Element, algorithm: CanonicalizationMethod) -> etree.
             for name, value in ancestor.attrib.items():
                 if not str(name).startswith(f"{{{XML_NS}}}") or name in copy.attrib:
                     continue
-                # C14N 1.1 inherits xml:lang and xml:space only (xml:base is fixed up, which
-                # no CAP producer relies on; a mismatch then fails safe as a bad signature).
-                if inherit_all or str(name).endswith(("}lang", "}space")):
+                # C14N 1.1 inherits xml:lang, xml:space and xml:base, not xml:id. (xml:base is
+                # "fixed up" against relative values in between, which no CAP producer uses;
+                # a mismatch would fail safe as a bad signature.)
+                if inherit_all or str(name).endswith(("}lang", "}space", "}base")):
                     copy.set(name, value)
     return copy
 
@@ -612,6 +613,16 @@ def _run_signxml(
         verification_time=when,
         default_reference_c14n_method=CanonicalizationMethod.CANONICAL_XML_1_0,
     )
+    inherited = {k: v for k, v in document.attrib.items() if str(k).startswith(f"{{{XML_NS}}}")}
+    if inherited:
+        # signxml canonicalises SignedInfo from a copy of the Signature alone, which loses the
+        # xml:* attributes inclusive C14N inherits from alert: put them on that Signature (it
+        # is removed by the enveloped transform, so the digest is unaffected).
+        document = etree.fromstring(etree.tostring(document), _signxml_parser())
+        target = [c for c in document if c.tag == _SIGNATURE][index]
+        for name, value in inherited.items():
+            if name not in target.attrib:
+                target.set(name, value)
     verifier = _Verifier(index)
     try:
         result = verifier.verify(

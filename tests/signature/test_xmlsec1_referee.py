@@ -55,9 +55,15 @@ def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def _xmlsec1_sign(
-    xmlsec1: str, files: Path, *, c14n: str, sig_id: str, who: str = "signer",
+    xmlsec1: str,
+    files: Path,
+    *,
+    c14n: str,
+    sig_id: str,
+    who: str = "signer",
+    alert: bytes | None = None,
 ) -> bytes:
-    template = alert_xml().replace(
+    template = (alert or alert_xml()).replace(
         b"</alert>", TEMPLATE.format(id=sig_id, c14n=c14n).encode() + b"</alert>",
     )
     (files / "template.xml").write_bytes(template)
@@ -98,6 +104,22 @@ class TestXmlsec1VerifiedByUs:
         report = verify(raw, ca_trust, now=NOW)
         assert (report.state, report.signers) == ("valid", ("alerts.example.ca",))
         assert report.signatures[0].id == "NAADS Signature"
+
+    @pytest.mark.parametrize("c14n", [C14N_10, C14N_11, EXC_C14N])
+    @pytest.mark.parametrize(
+        "attributes",
+        ['xml:lang="fr-CA"', 'xml:lang="fr-CA" xml:space="preserve"', 'xml:base="urn:x:y/"'],
+    )
+    def test_xml_attributes_on_alert_are_inherited(
+        self, c14n: str, attributes: str, xmlsec1: str, files: Path, ca_trust: TrustStore,
+    ) -> None:
+        # Inclusive C14N copies the xml:* attributes of alert onto SignedInfo's apex.
+        raw = _xmlsec1_sign(
+            xmlsec1, files, c14n=c14n, sig_id="S",
+            alert=alert_xml().replace(b"<alert xmlns=", f"<alert {attributes} xmlns=".encode()),
+        )
+        report = verify(raw, ca_trust, now=NOW)
+        assert (report.state, report.reason) == ("valid", "verified")
 
     def test_bare_signxml_fails_where_we_succeed(
         self, xmlsec1: str, files: Path, pki: Pki, ca_trust: TrustStore,
