@@ -222,3 +222,25 @@ class TestPolicyLogging:
             {"trust_anchors": [str(tmp_path / "ca.pem")], "allow_multiple_signatures": True},
         )
         assert multi.check(double, NOW).state == "valid"
+
+
+class TestPolicyForSource:
+    """for_source() applies the defaults of the source type (NAAD: several signatures)."""
+
+    def test_naad_allows_multiple(self, pki: Pki, tmp_path: Path, double: bytes) -> None:
+        (tmp_path / "ca.pem").write_bytes(pem(pki.ca))
+        options = {"trust_anchors": ["ca.pem"]}
+        naad = SignaturePolicy.for_source("naad", options, base_dir=tmp_path)
+        assert naad.allow_multiple
+        assert naad.check(double, NOW).state == "valid"
+        ipaws = SignaturePolicy.for_source("ipaws", options, base_dir=tmp_path)
+        assert not ipaws.allow_multiple
+        assert ipaws.check(double, NOW).reason == "multiple"
+
+    def test_naad_can_refuse_multiple(self, pki: Pki, tmp_path: Path) -> None:
+        (tmp_path / "ca.pem").write_bytes(pem(pki.ca))
+        policy = SignaturePolicy.for_source(
+            "naad", {"trust_anchors": ["ca.pem"], "allow_multiple_signatures": False},
+            base_dir=tmp_path,
+        )
+        assert not policy.allow_multiple
