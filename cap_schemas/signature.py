@@ -76,6 +76,7 @@ from cap_schemas.signature_trust import TrustDecision, TrustStore, common_name, 
 __all__ = [
     "MAX_SIGNATURES",
     "MULTI_SIGNATURE_SOURCES",
+    "TRUST_REASONS",
     "Reason",
     "SignatureDetail",
     "SignaturePolicy",
@@ -707,6 +708,7 @@ def _verify_one(
         _check_reference(root, signature, where)
         _b64(_one(signature, "SignatureValue", where).text, "SignatureValue", where)
         certs = _certificates(signature, where)
+        signer = common_name(_leaf_first(certs)[0]) if certs else None
         candidates = _candidates(signature, certs, opts, where)
         failure: _Fail | None = None
         failed_with: x509.Certificate | None = None

@@ -352,6 +352,7 @@ class TestAltered:
         assert (report.state, report.reason) == ("invalid", "altered")
         assert "changed after it was signed" in report.message
         assert report.signed_xml is None
+        assert [(d.signer, d.trusted) for d in report.signatures] == [("alerts.example.ca", False)]
 
 
 class TestBadSignature:
