@@ -5,7 +5,7 @@ Configuration (``[[source]] type = "ipaws"``)::
     base_url = "https://apps.fema.gov/IPAWSOPEN_EAS_SERVICE/rest"   # staging: tdl.apps.fema.gov
     feeds = ["public"]            # any of eas, nwem, PublicWEA, public, public_non_eas
     interval = 120                # s between polls; 120 is a floor that cannot be lowered
-    state_dir = "data"            # where ipaws-<source>.json keeps the last timestamp
+    state_dir = "var"             # where ipaws-<source>.json keeps the last timestamp
 
 Each poll asks every feed for ``recent/<since>``, where ``since`` is the start of the previous
 successful poll minus ``overlap`` seconds (so an alert posted while a poll was in flight is not
@@ -75,7 +75,7 @@ def _number(options: Mapping[str, Any], key: str, default: float, *, minimum: fl
 
 
 def default_state_dir() -> str:
-    return os.environ.get("BORDERLINK_DATA_DIR", "data")
+    return os.environ.get("BORDERLINK_DATA_DIR", "var")
 
 
 @dataclass(frozen=True, slots=True)
