@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from adapters.ipaws.adapter import MIN_INTERVAL, IpawsOptions, IpawsSource, from_context
 from adapters.ipaws.codec import (
@@ -19,12 +20,14 @@ from adapters.ipaws.codec import (
     save_state,
 )
 from cap_schemas.parse import parse_alert
+from cap_schemas.signature import TrustStore, sign, verify
 from gateway.adapter import AdapterContext
 from gateway.errors import ConfigError
 from hardware.feed_alerts import load_alerts
 from hardware.sim_feeds import IpawsSimulator, ipaws_envelope, utf8_body
 from tests.feeds.conftest import FakeClock, collecting, rejected
 from tests.helpers import corpus_dir
+from tests.signature.pki import NOW, key_pem, make_cert, pem
 
 
 def ipaws_source(
@@ -278,3 +281,30 @@ class TestDurableTimestamp:
 def test_factory_rejects_unknown_option() -> None:
     with pytest.raises(ConfigError, match="unknown option"):
         from_context(AdapterContext(name="x", options={"intervall": 120}))
+
+
+class TestSignaturesSurviveTheEnvelope:
+    """A signed alert taken out of the IPAWS envelope still verifies: its bytes are kept."""
+
+    def test_signed_alert_verifies_after_extraction(self) -> None:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = make_cert(
+            cn="IPAWS test CA", public_key=ca_key.public_key(), issuer_key=ca_key, ca=True
+        )
+        signer_key = ec.generate_private_key(ec.SECP256R1())
+        signer = make_cert(
+            cn="COG signer", public_key=signer_key.public_key(), issuer_key=ca_key, issuer=ca
+        )
+        originals = load_alerts("ipaws")
+        signed = sign(originals[1], key_pem=key_pem(signer_key), cert_pem=pem(signer))
+        trust = TrustStore.from_pem(pem(ca))
+        assert verify(signed, trust, now=NOW).state == "valid"
+        out = extract_alerts(
+            ipaws_envelope([originals[0], signed, originals[2]]), max_bytes=1 << 20
+        )
+        report = verify(out[1], trust, now=NOW)
+        assert report.state == "valid", report.reason
+        # Tampering inside the envelope is still caught after extraction.
+        tampered = ipaws_envelope([signed.replace(b"Alburgh", b"Swanton", 1)])
+        (bad,) = extract_alerts(tampered, max_bytes=1 << 20)
+        assert verify(bad, trust, now=NOW).state == "invalid"

@@ -13,7 +13,7 @@ from gateway.adapter import AdapterContext, SystemClock
 from gateway.errors import ConfigError
 from hardware.feed_alerts import load_alerts
 from hardware.sim_naad import NaadSimulator
-from tests.feeds.conftest import FakeClock, collecting, rejected, wait_for
+from tests.feeds.conftest import FakeClock, TlsFiles, collecting, rejected, wait_for
 
 
 def source_for(
@@ -348,3 +348,35 @@ class TestOptions:
             NaadOptions.from_mapping({"stream": ["tcp://x:1"]})
         # The daemon's signature policy keys travel in the same table and are accepted.
         NaadOptions.from_mapping({"trust_anchors": ["a.pem"], "require_signature": True})
+
+
+class TestTls:
+    """NAADS 2.0 style streams over TLS, verified against a pinned CA file."""
+
+    async def test_tls_stream_delivers(
+        self, tls_files: TlsFiles, alert_factory: Callable[..., bytes]
+    ) -> None:
+        async with NaadSimulator(
+            ports=[0], heartbeat_interval=None, live=False, tls=tls_files.server_context()
+        ) as sim:
+            assert sim.stream_urls()[0].startswith("tls://")
+            source = source_for(sim, tls_ca_file=str(tls_files.ca))
+            async with collecting(source) as got:
+                await wait_for(lambda: sim.connections() == 1)
+                raw = alert_factory("over-tls")
+                await sim.publish(raw)
+                await got.wait_count(1)
+                assert got.items[0].raw == raw
+
+    async def test_untrusted_certificate_is_refused(
+        self, tls_files: TlsFiles, alert_factory: Callable[..., bytes]
+    ) -> None:
+        async with NaadSimulator(
+            ports=[0], heartbeat_interval=None, live=False, tls=tls_files.server_context()
+        ) as sim:
+            source = source_for(sim)  # system CA store: the test CA is not in it
+            async with collecting(source) as got:
+                await wait_for(lambda: "connect failed" in source.health()[0].detail)
+                assert not source.healthy()
+                await sim.publish(alert_factory("never"))
+                assert got.items == []
