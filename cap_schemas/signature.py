@@ -45,6 +45,8 @@ import base64
 import binascii
 import enum
 import functools
+import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -442,6 +444,14 @@ def _check_reference(
                 f"{where}: transform {algorithm!r} is not accepted (only enveloped-signature "
                 "and canonicalisation)",
             ) from None
+    if len(transforms_parent) > 1 or len(algorithms) > 2:
+        # Each canonicalisation transform re-serialises the whole alert: a long list is a
+        # cheap way to burn CPU on a 5 MB alert. One enveloped + one C14N is all CAP needs.
+        raise _Fail(
+            Reason.MALFORMED,
+            f"{where}: {len(algorithms)} transforms; at most the enveloped-signature transform "
+            "and one canonicalisation are accepted",
+        )
 
 
 def _b64(text: str | None, what: str, where: str) -> bytes:
@@ -492,6 +502,24 @@ def _check_serial(der: bytes) -> None:
         raise ValueError(msg)
 
 
+_WARNINGS_LOCK = threading.Lock()
+
+
+def _load_certificate(der: bytes) -> x509.Certificate:
+    """Load a certificate and read every field used later, so that a corrupt one is refused
+    here (cryptography parses lazily). What cryptography only warns about (a country name
+    that is not two letters, a negative serial) is refused too: a signer certificate that
+    breaks RFC 5280 has no business on an alert."""
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cert = x509.load_der_x509_certificate(der)
+        _ = (cert.subject, cert.issuer, cert.extensions, cert.public_key())
+        _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
+    if caught:
+        raise ValueError(str(caught[0].message))
+    return cert
+
+
 def _certificates(signature: etree._Element, where: str) -> list[x509.Certificate]:
     certs: list[x509.Certificate] = []
     for key_info in _ds(signature, "KeyInfo"):
@@ -505,12 +533,7 @@ def _certificates(signature: etree._Element, where: str) -> list[x509.Certificat
                 der = _b64(element.text, "X509Certificate", where)
                 try:
                     _check_serial(der)
-                    cert = x509.load_der_x509_certificate(der)
-                    # cryptography parses lazily: read every field used later now, so that a
-                    # corrupt certificate is "malformed" here rather than an error elsewhere.
-                    _ = (cert.subject, cert.issuer, cert.extensions, cert.public_key())
-                    _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
-                    certs.append(cert)
+                    certs.append(_load_certificate(der))
                 except (ValueError, cryptography.exceptions.UnsupportedAlgorithm) as exc:
                     raise _Fail(
                         Reason.MALFORMED, f"{where}: X509Certificate is unreadable: {exc}",

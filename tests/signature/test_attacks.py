@@ -5,10 +5,13 @@ from __future__ import annotations
 import base64
 import copy
 import hashlib
+import warnings
 from datetime import datetime
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import NameOID
 from lxml import etree
 from signxml.algorithms import DigestAlgorithm, SignatureMethod
 from signxml.signer import XMLSigner
@@ -160,6 +163,25 @@ class TestMalformed:
         report = verify(_mutate(signed, swap), ca_trust, now=NOW)
         assert (report.state, report.reason) == ("invalid", "malformed")
         assert "serial number is not positive" in report.message
+
+    def test_certificate_breaking_rfc5280_names(self, pki: Pki, ca_trust: TrustStore) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            name = x509.Name([
+                x509.NameAttribute(NameOID.COUNTRY_NAME, "CAN", _validate=False),
+                x509.NameAttribute(NameOID.COMMON_NAME, "odd.example.ca"),
+            ])
+            odd = (
+                x509.CertificateBuilder().subject_name(name).issuer_name(pki.ca.subject)
+                .public_key(pki.signer_key.public_key()).serial_number(7)
+                .not_valid_before(pki.signer.not_valid_before_utc)
+                .not_valid_after(pki.signer.not_valid_after_utc)
+                .sign(pki.ca_key, hashes.SHA256())
+            )
+        raw = sign(alert_xml(), key_pem=key_pem(pki.signer_key), cert_pem=pem(odd))
+        report = verify(raw, ca_trust, now=NOW)
+        assert (report.state, report.reason) == ("invalid", "malformed")
+        assert "length must be" in report.message
 
     def test_keyvalue_contradicting_certificate(
         self, pki: Pki, signed: bytes, ca_trust: TrustStore,

@@ -3,6 +3,7 @@ accepts content other than what was signed."""
 
 from __future__ import annotations
 
+import base64
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -10,9 +11,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lxml import etree
 
 from cap_schemas.signature import TrustStore, verify
-from tests.signature.pki import NOW
+from tests.signature.pki import DS, NOW, Pki, alert_xml, to_bytes, tree
 
 _ARMED: list[list[str]] = []
 
@@ -105,6 +107,41 @@ class TestXmlAttacksOnSignedAlerts:
         raw = signed[:start] + b"QUFB" * 250_000 + signed[end:]
         report = verify(raw, ca_trust, now=NOW)
         assert (report.state, report.reason) == ("invalid", "bad_signature")
+
+    def test_many_canonicalisation_transforms(
+        self, signed: bytes, ca_trust: TrustStore,
+    ) -> None:
+        transform = b'<ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>'
+        raw = signed.replace(b"</ds:Transforms>", transform * 1000 + b"</ds:Transforms>", 1)
+        report = verify(raw, ca_trust, now=NOW)
+        assert (report.state, report.reason) == ("invalid", "malformed")
+        assert "1002 transforms" in report.message
+
+    def test_huge_key_value_modulus(self, pki: Pki, ca_trust: TrustStore) -> None:
+        unsigned = tree(alert_xml())
+        sig = etree.SubElement(unsigned, f"{{{DS}}}Signature")
+        signed_info = etree.SubElement(sig, f"{{{DS}}}SignedInfo")
+        etree.SubElement(signed_info, f"{{{DS}}}CanonicalizationMethod",
+                         Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#")
+        etree.SubElement(signed_info, f"{{{DS}}}SignatureMethod",
+                         Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256")
+        reference = etree.SubElement(signed_info, f"{{{DS}}}Reference", URI="")
+        transforms = etree.SubElement(reference, f"{{{DS}}}Transforms")
+        etree.SubElement(transforms, f"{{{DS}}}Transform",
+                         Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature")
+        etree.SubElement(reference, f"{{{DS}}}DigestMethod",
+                         Algorithm="http://www.w3.org/2001/04/xmlenc#sha256")
+        etree.SubElement(reference, f"{{{DS}}}DigestValue").text = "AAAA"
+        etree.SubElement(sig, f"{{{DS}}}SignatureValue").text = "AAAA"
+        value = etree.SubElement(etree.SubElement(etree.SubElement(
+            sig, f"{{{DS}}}KeyInfo"), f"{{{DS}}}KeyValue"), f"{{{DS}}}RSAKeyValue")
+        etree.SubElement(value, f"{{{DS}}}Modulus").text = base64.b64encode(
+            b"\xff" * 200_000,
+        ).decode()
+        etree.SubElement(value, f"{{{DS}}}Exponent").text = "AQAB"
+        report = verify(to_bytes(unsigned), ca_trust, now=NOW)
+        assert report.state == "invalid"
+        assert report.reason in ("malformed", "bad_signature")
 
     def test_too_many_certificates(self, signed: bytes, ca_trust: TrustStore) -> None:
         start = signed.index(b"<ds:X509Certificate>")
