@@ -503,6 +503,16 @@ def _check_serial(der: bytes) -> None:
 
 
 _WARNINGS_LOCK = threading.Lock()
+# What cryptography raises for certificates it cannot use (several are not ValueErrors).
+_CERTIFICATE_ERRORS = (
+    ValueError,
+    TypeError,
+    cryptography.exceptions.UnsupportedAlgorithm,
+    x509.DuplicateExtension,
+    x509.InvalidVersion,
+    x509.UnsupportedGeneralNameType,
+    x509.AttributeNotFound,
+)
 
 
 def _load_certificate(der: bytes) -> x509.Certificate:
@@ -534,7 +544,7 @@ def _certificates(signature: etree._Element, where: str) -> list[x509.Certificat
                 try:
                     _check_serial(der)
                     certs.append(_load_certificate(der))
-                except (ValueError, cryptography.exceptions.UnsupportedAlgorithm) as exc:
+                except _CERTIFICATE_ERRORS as exc:
                     raise _Fail(
                         Reason.MALFORMED, f"{where}: X509Certificate is unreadable: {exc}",
                     ) from None
@@ -590,6 +600,7 @@ def _remove_keeping_tail(node: etree._Element) -> None:
 
 
 _CRYPTO_ERRORS = (
+    *_CERTIFICATE_ERRORS,
     SignXMLException,
     cryptography.exceptions.InvalidSignature,
     cryptography.exceptions.UnsupportedAlgorithm,

@@ -164,6 +164,23 @@ class TestMalformed:
         assert (report.state, report.reason) == ("invalid", "malformed")
         assert "serial number is not positive" in report.message
 
+    def test_certificate_with_duplicate_extension(
+        self, pki: Pki, signed: bytes, ca_trust: TrustStore,
+    ) -> None:
+        # The SubjectKeyIdentifier OID (2.5.29.14) turned into a second KeyUsage (2.5.29.15).
+        der = pki.signer.public_bytes(serialization.Encoding.DER)
+        assert der.count(b"\x06\x03\x55\x1d\x0e") == 1
+        twisted = der.replace(b"\x06\x03\x55\x1d\x0e", b"\x06\x03\x55\x1d\x0f")
+
+        def swap(root: etree._Element) -> None:
+            first(signatures(root)[0], ".//ds:X509Certificate").text = base64.b64encode(
+                twisted,
+            ).decode()
+
+        report = verify(_mutate(signed, swap), ca_trust, now=NOW)
+        assert (report.state, report.reason) == ("invalid", "malformed")
+        assert "Duplicate" in report.message
+
     def test_certificate_breaking_rfc5280_names(self, pki: Pki, ca_trust: TrustStore) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
