@@ -1,0 +1,294 @@
+"""The MQTT adapter (aiomqtt): CAP input with acknowledgement after commit, QoS 1 output.
+
+As a **source** it subscribes (QoS 1) to its ``topics`` on a persistent session (clean start
+off, session expiry set, a stable client id) and turns off automatic acknowledgement: each
+``Received`` carries an ``ack`` the daemon awaits only after the ledger committed the
+admission, so a crash before the commit makes the broker deliver the message again.
+
+As a **sink** it publishes every part of a delivery with QoS 1 and returns once the broker's
+PUBACK arrived; an MQTT 5 message carries the message-expiry interval from the alert's expires
+and the user properties ``borderlink-delivery-id`` / ``borderlink-alert-key`` — a consumer
+that sees the same delivery id twice (possible after a crash between PUBACK and the outbox
+commit, or after a broker restart) drops the second copy.
+
+:class:`StatePublisher` keeps ``{prefix}/status`` (retained ``online``, last will ``offline``)
+and the retained JSON summaries under ``{prefix}/active/{key}``.
+
+Reconnection is the supervisor's: a lost connection raises
+:class:`~gateway.errors.AdapterConnectionError` out of ``messages()`` / ``send()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import aiomqtt
+import paho.mqtt.client as paho
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from adapters.mqtt.codec import STATUS_OFFLINE, STATUS_ONLINE, MqttOptions, message_expiry
+from adapters.mqtt.codec import user_properties as make_user_properties
+from gateway.adapter import AdapterContext, Clock, Outbound, Received, SystemClock
+from gateway.errors import AdapterConnectionError, AdapterTimeoutError, DeliveryError
+from gateway.metrics import REGISTRY
+
+log = structlog.get_logger(__name__)
+
+__all__ = ["MqttAdapter", "StatePublisher", "from_context", "state_publisher"]
+
+PUBLISHED = REGISTRY.counter(
+    "borderlink_mqtt_published_total", "MQTT messages published and acknowledged", ("adapter",)
+)
+RECEIVED = REGISTRY.counter(
+    "borderlink_mqtt_received_total", "MQTT messages received on input topics", ("adapter",)
+)
+
+
+def _tls_context(options: MqttOptions) -> ssl.SSLContext | None:
+    tls = options.tls
+    if tls is None:
+        return None
+    context = ssl.create_default_context(cafile=tls.ca_file)
+    if tls.cert_file and tls.key_file:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _client(options: MqttOptions, *, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
+    properties: Properties | None = None
+    kwargs: dict[str, Any] = {}
+    if options.v5:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = options.session_expiry
+        kwargs["clean_start"] = False
+        protocol = aiomqtt.ProtocolVersion.V5
+    else:
+        kwargs["clean_session"] = False
+        protocol = aiomqtt.ProtocolVersion.V311
+    client = aiomqtt.Client(
+        options.host,
+        options.port,
+        username=options.username,
+        password=options.password,
+        identifier=options.client_id,
+        protocol=protocol,
+        will=will,
+        keepalive=options.keepalive,
+        timeout=options.timeout,
+        tls_context=_tls_context(options),
+        properties=properties,
+        **kwargs,
+    )
+    # aiomqtt 2.x has no manual acknowledgement of its own; its paho client does (since
+    # paho-mqtt 2.0). The PUBACK of an input message is sent by ``Received.ack``.
+    client._client.manual_ack_set(True)
+    return client
+
+
+class MqttAdapter:
+    """One MQTT connection, used as a source (``messages``) or a sink (``send``)."""
+
+    #: The daemon may have several deliveries in flight at once (QoS 1 keeps their order).
+    concurrent_sends = True
+
+    def __init__(self, name: str, options: MqttOptions, *, clock: Clock | None = None) -> None:
+        self.name = name
+        self.options = options
+        self.clock: Clock = clock or SystemClock()
+        self._client: aiomqtt.Client | None = None
+        self._generation = 0
+
+    async def __aenter__(self) -> Self:
+        client = _client(self.options)
+        try:
+            await client.__aenter__()
+        except aiomqtt.MqttError as exc:
+            raise AdapterConnectionError(
+                f"mqtt {self.name}: cannot connect to {self.options.host}:{self.options.port}:"
+                f" {exc}"
+            ) from exc
+        self._client = client
+        self._generation += 1
+        log.info(
+            "mqtt_connected",
+            adapter=self.name,
+            host=self.options.host,
+            port=self.options.port,
+            client_id=self.options.client_id,
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(aiomqtt.MqttError, OSError, asyncio.TimeoutError):
+                await client.__aexit__(None, None, None)
+            log.info("mqtt_disconnected", adapter=self.name)
+
+    def _require(self) -> aiomqtt.Client:
+        if self._client is None:
+            raise AdapterConnectionError(f"mqtt {self.name}: not connected")
+        return self._client
+
+    # -- source -----------------------------------------------------------------------------
+
+    async def messages(self) -> AsyncIterator[Received]:
+        client = self._require()
+        generation = self._generation
+        try:
+            for topic in self.options.topics:
+                await client.subscribe(topic, qos=1)
+            log.info("mqtt_subscribed", adapter=self.name, topics=list(self.options.topics))
+            async for message in client.messages:
+                RECEIVED.inc(adapter=self.name)
+                payload = message.payload
+                raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
+                yield Received(
+                    raw=raw,
+                    source=self.name,
+                    received_at=self.clock.now(),
+                    channel=str(message.topic),
+                    ack=self._acker(message.mid, message.qos, generation),
+                )
+        except aiomqtt.MqttError as exc:
+            raise AdapterConnectionError(f"mqtt {self.name}: connection lost: {exc}") from exc
+
+    def _acker(self, mid: int, qos: int, generation: int) -> Any:
+        async def ack() -> None:
+            client = self._client
+            if qos == 0 or client is None or generation != self._generation:
+                return  # a new session: the broker sends the message again
+            client._client.ack(mid, qos)
+
+        return ack
+
+    # -- sink -------------------------------------------------------------------------------
+
+    async def send(self, item: Outbound) -> None:
+        client = self._require()
+        now = self.clock.now()
+        expiry = message_expiry(item.expires, now)
+        if expiry == 0:
+            raise DeliveryError(f"mqtt {self.name}: the alert expired before it was published",
+                                retryable=False)
+        values = {"prefix": self.options.prefix, "sink": self.name, **item.attributes}
+        topic = self.options.topic.render(values)
+        total = len(item.parts)
+        for index, part in enumerate(item.parts):
+            properties: Properties | None = None
+            if self.options.v5:
+                properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                if expiry is not None:
+                    properties.MessageExpiryInterval = expiry
+                properties.ContentType = item.content_type
+                properties.UserProperty = make_user_properties(item.attributes, index, total)
+            try:
+                await client.publish(
+                    topic, part, qos=1, retain=self.options.retain, properties=properties
+                )
+            except aiomqtt.MqttCodeError as exc:
+                if exc.rc in (paho.MQTT_ERR_NO_CONN, paho.MQTT_ERR_CONN_LOST):
+                    raise AdapterConnectionError(
+                        f"mqtt {self.name}: not connected ({exc})"
+                    ) from exc
+                raise DeliveryError(f"mqtt {self.name}: publish refused: {exc}") from exc
+            except aiomqtt.MqttError as exc:
+                raise AdapterTimeoutError(
+                    f"mqtt {self.name}: no PUBACK for {topic}: {exc}"
+                ) from exc
+            PUBLISHED.inc(adapter=self.name)
+            if self.options.log_wire:
+                log.debug("mqtt_published", adapter=self.name, topic=topic, size=len(part))
+
+
+class StatePublisher:
+    """Retained ``{prefix}/status`` and ``{prefix}/active/{key}`` on the gateway's connection.
+
+    ``online`` is published on connect; the broker publishes the last will ``offline`` if the
+    connection dies, and ``offline`` is published on a clean stop.
+    """
+
+    def __init__(self, name: str, options: MqttOptions) -> None:
+        self.name = name
+        self.options = options
+        self._client: aiomqtt.Client | None = None
+
+    async def __aenter__(self) -> Self:
+        will = aiomqtt.Will(self.options.status_topic, STATUS_OFFLINE, qos=1, retain=True)
+        client = _client(self.options, will=will)
+        try:
+            await client.__aenter__()
+            await client.publish(self.options.status_topic, STATUS_ONLINE, qos=1, retain=True)
+        except aiomqtt.MqttError as exc:
+            with contextlib.suppress(Exception):
+                await client.__aexit__(None, None, None)
+            raise AdapterConnectionError(f"mqtt {self.name}: cannot connect: {exc}") from exc
+        self._client = client
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        with contextlib.suppress(aiomqtt.MqttError, OSError, asyncio.TimeoutError):
+            await client.publish(self.options.status_topic, STATUS_OFFLINE, qos=1, retain=True)
+        with contextlib.suppress(aiomqtt.MqttError, OSError, asyncio.TimeoutError):
+            await client.__aexit__(None, None, None)
+
+    async def set_active(self, key_level: str, payload: bytes | None) -> None:
+        """Publish (retained) the summary of an active alert; ``None`` clears it."""
+        if self._client is None:
+            raise AdapterConnectionError(f"mqtt {self.name}: not connected")
+        try:
+            await self._client.publish(
+                self.options.active_topic(key_level), payload or b"", qos=1, retain=True
+            )
+        except aiomqtt.MqttError as exc:
+            raise AdapterConnectionError(f"mqtt {self.name}: {exc}") from exc
+
+    async def wait_closed(self) -> None:
+        """Return when the connection is lost (raises AdapterConnectionError)."""
+        client = self._client
+        if client is None:
+            raise AdapterConnectionError(f"mqtt {self.name}: not connected")
+        try:
+            await client._disconnected
+        except aiomqtt.MqttError as exc:
+            raise AdapterConnectionError(f"mqtt {self.name}: connection lost: {exc}") from exc
+        raise AdapterConnectionError(f"mqtt {self.name}: connection closed")
+
+
+def _base_dir(ctx: AdapterContext) -> Path | None:
+    return Path(ctx.config_path).parent if ctx.config_path else None
+
+
+def from_context(ctx: AdapterContext) -> MqttAdapter:
+    """The registry factory: ``type = "mqtt"`` (source or sink)."""
+    options = MqttOptions.from_mapping(ctx.options, name=ctx.name, base_dir=_base_dir(ctx))
+    return MqttAdapter(ctx.name, options, clock=ctx.clock)
+
+
+def state_publisher(name: str, options: Mapping[str, Any]) -> StatePublisher:
+    """The daemon's retained-state publisher, built from the ``[mqtt]`` connection options."""
+    return StatePublisher(name, MqttOptions.from_mapping(options, name=name))

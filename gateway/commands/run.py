@@ -1,0 +1,66 @@
+"""``borderlink run CONFIG``: the daemon.
+
+Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 2 when the configuration is refused.
+SIGHUP re-reads the routes of CONFIG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+import structlog
+
+from gateway.commands import Subparsers
+from gateway.config import load_config
+from gateway.errors import ConfigError
+
+log = structlog.get_logger(__name__)
+
+
+async def _main(path: str) -> int:
+    from gateway.daemon import Daemon  # noqa: PLC0415 - after the configuration is read
+
+    config = load_config(path)
+    daemon = Daemon(config)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, daemon.request_stop)
+    loop.add_signal_handler(signal.SIGINT, daemon.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, daemon.reload)
+    run = asyncio.ensure_future(daemon.run())
+    started = asyncio.ensure_future(daemon.started.wait())
+    await asyncio.wait({run, started}, return_when=asyncio.FIRST_COMPLETED)
+    if started.done() and config.http.enabled:
+        where = f"http://{config.http.host}:{daemon.http_port}"
+        if daemon.token_file is not None:
+            print(  # noqa: T201 - what a newcomer needs to see on the terminal
+                f"borderlink: API on {where}; writes need the bearer token in"
+                f" {daemon.token_file}",
+                file=sys.stderr,
+            )
+        else:
+            print(f"borderlink: API on {where}", file=sys.stderr)  # noqa: T201
+    started.cancel()
+    await run
+    return 0
+
+
+def handle(args: argparse.Namespace) -> int:
+    try:
+        return asyncio.run(_main(args.config))
+    except ConfigError as exc:
+        log.error("config_refused", error=str(exc))  # noqa: TRY400 - the message is the point
+        print(f"borderlink: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+
+
+def register(subparsers: Subparsers) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "run",
+        help="run the gateway daemon",
+        description="Run the gateway on a TOML configuration until SIGTERM/SIGINT.",
+    )
+    parser.add_argument("config", metavar="CONFIG", help="TOML configuration file")
+    parser.set_defaults(handler=handle)

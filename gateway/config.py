@@ -1,0 +1,950 @@
+"""The daemon's configuration: one TOML file read into frozen dataclasses.
+
+Sections (each documented in ``docs/configuration.md``)::
+
+    [gateway]      name, data_dir, drain_timeout
+    [mqtt]         broker ("embedded" or an mqtt:// / mqtts:// URL), prefix, protocol, TLS, auth
+    [http]         host, port, tokens (from files or the environment)
+    [ledger]       path, dedup_floor_days, journal_retention_days
+    [[source]]     name, type (an adapter registry key), the adapter's own options
+    [[sink]]       name, type, live, format, retry settings, the adapter's own options
+    [[route]]      sources, match filters, translation, sinks, action
+    [[simulator]]  type (a key of gateway.simulators.REGISTRY), its options
+    [[link]]       raw tables handed to gateway.links
+
+Every error is a :class:`~gateway.errors.ConfigError` naming the file, the key path
+(``route[2].match.severity``) and what is allowed. Unknown keys are refused everywhere the
+daemon owns the table; adapter options are kept as mappings and checked by each adapter.
+
+Environment overrides: ``BORDERLINK_<SECTION>__<KEY>=value`` sets a key of a plain section
+(``BORDERLINK_HTTP__PORT=8081``), ``BORDERLINK_<SOURCE|SINK>__<NAME>__<KEY>`` a key of the
+named source or sink (``-`` in a name is written ``_``). Values are read as TOML values when
+they parse (``8081``, ``true``, ``["a"]``) and as plain strings otherwise. Precedence:
+command line > environment > file.
+
+Secrets are never written inline: ``password_file``/``password_env``, ``token_file``/
+``token_env`` name where they are; :func:`resolve_secret` reads them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NoReturn, TypeVar
+
+from cap_schemas.model import Certainty, MsgType, Scope, Severity, Status, Urgency
+from gateway.errors import ConfigError
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "Filters",
+    "GatewayConfig",
+    "HttpConfig",
+    "LedgerConfig",
+    "MqttConfig",
+    "Region",
+    "RouteConfig",
+    "SimulatorConfig",
+    "SinkConfig",
+    "SourceConfig",
+    "TlsConfig",
+    "apply_env_overrides",
+    "load_config",
+    "parse_config",
+    "resolve_secret",
+]
+
+ENV_PREFIX = "BORDERLINK_"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+PROFILES = ("auto", "cap", "cap-cp", "ipaws")
+SIGNATURE_STATES = ("valid", "unsigned")
+VALIDATION_MODES = ("reject", "hold", "warn")
+ACTIONS = ("deliver", "hold")
+FORMATS = ("cap", "json")
+PROTOCOLS = ("5", "3.1.1")
+
+T = TypeVar("T")
+
+
+# ------------------------------------------------------------------------------ dataclasses
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    name: str = "borderlink"
+    data_dir: Path = Path("var")
+    drain_timeout: float = 10.0
+    housekeeping_interval: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MqttConfig:
+    """The gateway's own broker connection: input topic, retained status and active alerts."""
+
+    enabled: bool = True
+    broker: str = "embedded"
+    embedded_host: str = "127.0.0.1"
+    embedded_port: int = 1883
+    prefix: str = "borderlink"
+    client_id: str = "borderlink"
+    protocol: str = "5"
+    keepalive: int = 30
+    session_expiry: int = 7 * 24 * 3600
+    input: bool = True
+    publish_status: bool = True
+    publish_active: bool = True
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: TlsConfig | None = None
+    validation: str = "hold"
+    require_signature: bool = False
+    trust_anchors: tuple[str, ...] = ()
+
+    @property
+    def embedded(self) -> bool:
+        return self.broker == "embedded"
+
+    def connection_options(self) -> dict[str, Any]:
+        """The connection keys an MQTT adapter takes (see ``adapters.mqtt.codec``)."""
+        url = (
+            f"mqtt://{self.embedded_host}:{self.embedded_port}" if self.embedded else self.broker
+        )
+        out: dict[str, Any] = {
+            "url": url,
+            "client_id": self.client_id,
+            "protocol": "3.1.1" if self.embedded else self.protocol,
+            "keepalive": self.keepalive,
+            "session_expiry": self.session_expiry,
+            "prefix": self.prefix,
+        }
+        if self.username is not None:
+            out["username"] = self.username
+        if self.password is not None:
+            out["password"] = self.password
+        if self.tls is not None:
+            tls: dict[str, Any] = {"insecure": self.tls.insecure}
+            for key in ("ca_file", "cert_file", "key_file"):
+                value = getattr(self.tls, key)
+                if value is not None:
+                    tls[key] = str(value)
+            out["tls"] = tls
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tokens: tuple[str, ...] = field(default=(), repr=False)
+    # When no token is configured, generate one into this file (relative to data_dir).
+    generate_token_file: str | None = None
+    max_body_bytes: int = 8 * 1024 * 1024
+    validation: str = "reject"
+    require_signature: bool = False
+    trust_anchors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    path: Path = Path("var/ledger.sqlite3")
+    dedup_floor_days: float = 7.0
+    journal_retention_days: float = 90.0
+    prune_interval: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """One ``[[source]]``: the daemon's keys, and the adapter's own ``options``."""
+
+    name: str
+    type: str
+    options: Mapping[str, Any]
+    enabled: bool = True
+    required: bool = False
+    validation: str = "hold"
+    profile: str = "auto"
+    signature: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkConfig:
+    name: str
+    type: str
+    options: Mapping[str, Any]
+    live: bool = False
+    format: str = "cap"
+    enabled: bool = True
+    retry_initial: float = 1.0
+    retry_max: float = 60.0
+    max_attempts: int = 0  # 0: retry until the alert expires
+    batch: int = 16
+    send_timeout: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """An area of interest: a polygon (closed ring of (lat, lon)) or a circle."""
+
+    polygon: tuple[tuple[float, float], ...] = ()
+    circle: tuple[float, float, float] | None = None  # lat, lon, radius_km
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What an alert must be to take a route. An empty tuple means "any"."""
+
+    status: tuple[str, ...] = ()
+    msg_type: tuple[str, ...] = ()
+    scope: tuple[str, ...] = ()
+    event: tuple[str, ...] = ()  # info.event text, case-insensitive
+    event_codes: tuple[str, ...] = ()  # "valueName=value" or a bare value
+    severity: tuple[str, ...] = ()
+    urgency: tuple[str, ...] = ()
+    certainty: tuple[str, ...] = ()
+    language: tuple[str, ...] = ()
+    geocodes: tuple[str, ...] = ()  # "valueName=prefix" or a bare prefix
+    regions: tuple[Region, ...] = ()
+    signature: tuple[str, ...] = ()
+    profile: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteConfig:
+    name: str
+    sinks: tuple[str, ...]
+    sources: frozenset[str] | None = None  # None: every source
+    match: Filters = field(default_factory=Filters)
+    translation: str = "identity"
+    translation_options: Mapping[str, Any] = field(default_factory=dict)
+    action: str = "deliver"
+    allow_non_actual: bool = False
+    allow_unsigned_live: bool = False
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SimulatorConfig:
+    type: str
+    options: Mapping[str, Any]
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    sources: tuple[SourceConfig, ...] = ()
+    sinks: tuple[SinkConfig, ...] = ()
+    routes: tuple[RouteConfig, ...] = ()
+    simulators: tuple[SimulatorConfig, ...] = ()
+    links: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def sink(self, name: str) -> SinkConfig:
+        for sink in self.sinks:
+            if sink.name == name:
+                return sink
+        raise KeyError(name)
+
+
+# ------------------------------------------------------------------------------- reading
+
+
+class _Reader:
+    """Takes keys out of one table, naming the file and key path in every error."""
+
+    def __init__(self, file: str, path: str, table: object) -> None:
+        self.file = file
+        self.path = path
+        if not isinstance(table, Mapping):
+            self.fail(f"must be a table, got {_kind(table)}")
+        self.table: dict[str, Any] = dict(table)
+        self.used: set[str] = set()
+
+    def where(self, key: str | None = None) -> str:
+        if key is None:
+            return self.path or "(top level)"
+        return f"{self.path}.{key}" if self.path else key
+
+    def fail(self, message: str, key: str | None = None) -> NoReturn:
+        raise ConfigError(f"{self.file}: {self.where(key)}: {message}")
+
+    def has(self, key: str) -> bool:
+        return key in self.table
+
+    def raw(self, key: str) -> Any:
+        self.used.add(key)
+        return self.table.get(key)
+
+    def string(self, key: str, default: T, *, choices: Sequence[str] = ()) -> str | T:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            self.fail(f"must be a string, got {_kind(value)}", key)
+        if choices and value not in choices:
+            self.fail(f"{value!r} is not allowed; allowed: {', '.join(choices)}", key)
+        text: str = value
+        return text
+
+    def required_string(self, key: str, *, choices: Sequence[str] = ()) -> str:
+        value = self.string(key, None, choices=choices)
+        if value is None or value == "":
+            allowed = f"; allowed: {', '.join(choices)}" if choices else ""
+            self.fail(f"is required (a non-empty string){allowed}", key)
+        assert value is not None
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.fail(f"must be true or false, got {value!r}", key)
+        flag: bool = value
+        return flag
+
+    def number(
+        self,
+        key: str,
+        default: float,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> float:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+            self.fail(f"must be a number, got {value!r}", key)
+        if minimum is not None and value < minimum:
+            self.fail(f"must be at least {minimum}, got {value}", key)
+        if maximum is not None and value > maximum:
+            self.fail(f"must be at most {maximum}, got {value}", key)
+        return float(value)
+
+    def integer(
+        self, key: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(f"must be an integer, got {value!r}", key)
+        if minimum is not None and value < minimum:
+            self.fail(f"must be at least {minimum}, got {value}", key)
+        if maximum is not None and value > maximum:
+            self.fail(f"must be at most {maximum}, got {value}", key)
+        return int(value)
+
+    def strings(
+        self, key: str, *, choices: Sequence[str] = (), fold: bool = False
+    ) -> tuple[str, ...]:
+        """A list of strings (a single string is taken as a list of one)."""
+        value = self.raw(key)
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.fail(f"must be a list of strings, got {value!r}", key)
+        out: list[str] = []
+        for item in value:
+            if choices:
+                match = _choice(item, choices) if fold else (item if item in choices else None)
+                if match is None:
+                    self.fail(f"{item!r} is not allowed; allowed: {', '.join(choices)}", key)
+                assert match is not None
+                out.append(match)
+            else:
+                out.append(item)
+        return tuple(dict.fromkeys(out))
+
+    def table_of(self, key: str) -> dict[str, Any]:
+        value = self.raw(key)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            self.fail(f"must be a table, got {_kind(value)}", key)
+        return dict(value)
+
+    def secret(self, key: str, *, base: Path) -> str | None:
+        """``key_file`` or ``key_env``; an inline ``key`` is refused."""
+        if self.has(key):
+            self.used.add(key)
+            self.fail(
+                f"secrets are not written inline; use {key}_file (a file holding it) or"
+                f" {key}_env (an environment variable name)",
+                key,
+            )
+        return _read_secret(
+            self.string(f"{key}_file", None),
+            self.string(f"{key}_env", None),
+            where=lambda k: f"{self.file}: {self.where(k)}",
+            key=key,
+            base=base,
+        )
+
+    def finish(self, *, allowed_extra: Iterable[str] = ()) -> None:
+        unknown = set(self.table) - self.used - set(allowed_extra)
+        if unknown:
+            allowed = ", ".join(sorted(self.used | set(allowed_extra)))
+            self.fail(f"unknown key(s) {', '.join(sorted(unknown))}; allowed: {allowed}")
+
+    def rest(self) -> dict[str, Any]:
+        """Every key not taken yet (the adapter's own options)."""
+        return {k: v for k, v in self.table.items() if k not in self.used}
+
+
+def _choice(value: str, choices: Sequence[str]) -> str | None:
+    lowered = value.lower()
+    for choice in choices:
+        if choice.lower() == lowered:
+            return choice
+    return None
+
+
+def _kind(value: object) -> str:
+    return {
+        dict: "a table",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
+
+
+def _read_secret(
+    file: str | None,
+    env: str | None,
+    *,
+    where: Any,
+    key: str,
+    base: Path,
+) -> str | None:
+    if file is not None and env is not None:
+        raise ConfigError(f"{where(key + '_file')}: give {key}_file or {key}_env, not both")
+    if file is not None:
+        path = Path(file)
+        if not path.is_absolute():
+            path = base / path
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{where(key + '_file')}: cannot read {path}: {exc.strerror or exc}"
+            ) from None
+    if env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise ConfigError(f"{where(key + '_env')}: environment variable {env} is not set")
+        return value
+    return None
+
+
+def resolve_secret(
+    options: Mapping[str, Any], key: str, *, where: str, base: Path | None = None
+) -> str | None:
+    """Read the secret ``key`` of an adapter's options from ``<key>_file`` or ``<key>_env``.
+
+    An inline value is accepted only when the daemon put it there (``_resolved`` keys are
+    passed by the daemon from ``[mqtt]``); a value written by hand in the file is refused.
+    """
+    if key in options:
+        value = options[key]
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}.{key}: must be a string")
+        return value
+    file = options.get(f"{key}_file")
+    env = options.get(f"{key}_env")
+    for name, value in ((f"{key}_file", file), (f"{key}_env", env)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{where}.{name}: must be a string")
+    return _read_secret(
+        file, env, where=lambda k: f"{where}.{k}", key=key, base=base or Path.cwd()
+    )
+
+
+# ------------------------------------------------------------------------------ sections
+
+
+def _name(r: _Reader, key: str = "name") -> str:
+    value = r.required_string(key)
+    if not NAME_RE.match(value):
+        r.fail(f"{value!r} must be 1-64 letters, digits, '.', '_' or '-'", key)
+    return value
+
+
+def _gateway(r: _Reader) -> GatewayConfig:
+    out = GatewayConfig(
+        name=_name(r) if r.has("name") else "borderlink",
+        data_dir=Path(r.string("data_dir", "var")),
+        drain_timeout=r.number("drain_timeout", 10.0, minimum=0.0, maximum=600.0),
+        housekeeping_interval=r.number(
+            "housekeeping_interval", 5.0, minimum=0.05, maximum=3600.0
+        ),
+    )
+    r.finish()
+    return out
+
+
+def _tls(r: _Reader) -> TlsConfig | None:
+    table = r.raw("tls")
+    if table is None:
+        return None
+    t = _Reader(r.file, r.where("tls"), table)
+    out = TlsConfig(
+        ca_file=_opt_path(t.string("ca_file", None)),
+        cert_file=_opt_path(t.string("cert_file", None)),
+        key_file=_opt_path(t.string("key_file", None)),
+        insecure=t.boolean("insecure", False),
+    )
+    t.finish()
+    if (out.cert_file is None) != (out.key_file is None):
+        t.fail("cert_file and key_file go together (a client certificate and its key)")
+    return out
+
+
+def _opt_path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+_TOPIC_BAD = re.compile(r"[+#\x00]")
+
+
+def _mqtt(r: _Reader, base: Path) -> MqttConfig:
+    broker = r.string("broker", "embedded")
+    if broker != "embedded" and not re.match(r"^mqtts?://[^/]+", broker):
+        r.fail(f"{broker!r}: allowed: \"embedded\" or an mqtt:// or mqtts:// URL", "broker")
+    prefix = r.string("prefix", "borderlink")
+    if not prefix or _TOPIC_BAD.search(prefix) or prefix.startswith("/") or prefix.endswith("/"):
+        r.fail(f"{prefix!r} must be a topic prefix without +, #, or edge slashes", "prefix")
+    client_id = r.string("client_id", "borderlink")
+    if not client_id or len(client_id) > 64:
+        r.fail("must be 1-64 characters", "client_id")
+    out = MqttConfig(
+        enabled=r.boolean("enabled", True),
+        broker=broker,
+        embedded_host=r.string("embedded_host", "127.0.0.1"),
+        embedded_port=r.integer("embedded_port", 1883, minimum=1, maximum=65535),
+        prefix=prefix,
+        client_id=client_id,
+        protocol=r.string("protocol", "5", choices=PROTOCOLS),
+        keepalive=r.integer("keepalive", 30, minimum=5, maximum=65535),
+        session_expiry=r.integer("session_expiry", 7 * 24 * 3600, minimum=0),
+        input=r.boolean("input", True),
+        publish_status=r.boolean("publish_status", True),
+        publish_active=r.boolean("publish_active", True),
+        username=r.string("username", None),
+        password=r.secret("password", base=base),
+        tls=_tls(r),
+        validation=r.string("validation", "hold", choices=VALIDATION_MODES),
+        require_signature=r.boolean("require_signature", False),
+        trust_anchors=r.strings("trust_anchors"),
+    )
+    r.finish()
+    if out.embedded and out.tls is not None:
+        r.fail("the embedded broker listens on plain TCP on loopback; tls needs a broker URL")
+    return out
+
+
+def _http(r: _Reader, base: Path) -> HttpConfig:
+    tokens: list[str] = []
+    single = r.secret("token", base=base)
+    if single:
+        tokens.append(single)
+    tokens_file = r.string("tokens_file", None)
+    if tokens_file is not None:
+        path = Path(tokens_file)
+        path = path if path.is_absolute() else base / path
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            r.fail(f"cannot read {path}: {exc.strerror or exc}", "tokens_file")
+        tokens.extend(x.strip() for x in lines if x.strip() and not x.startswith("#"))
+    for token in tokens:
+        if len(token) < 16:
+            r.fail("every API token must be at least 16 characters", "token_file")
+    out = HttpConfig(
+        enabled=r.boolean("enabled", True),
+        host=r.string("host", "127.0.0.1"),
+        port=r.integer("port", 8080, minimum=0, maximum=65535),
+        tokens=tuple(tokens),
+        generate_token_file=r.string("generate_token_file", None),
+        max_body_bytes=r.integer("max_body_bytes", 8 * 1024 * 1024, minimum=1024),
+        validation=r.string("validation", "reject", choices=VALIDATION_MODES),
+        require_signature=r.boolean("require_signature", False),
+        trust_anchors=r.strings("trust_anchors"),
+    )
+    r.finish()
+    return out
+
+
+def _ledger(r: _Reader, data_dir: Path) -> LedgerConfig:
+    path = r.string("path", None)
+    out = LedgerConfig(
+        path=Path(path) if path is not None else data_dir / "ledger.sqlite3",
+        dedup_floor_days=r.number("dedup_floor_days", 7.0, minimum=0.0),
+        journal_retention_days=r.number("journal_retention_days", 90.0, minimum=1.0),
+        prune_interval=r.number("prune_interval", 3600.0, minimum=1.0),
+    )
+    r.finish()
+    return out
+
+
+# Keys of a [[source]] table the daemon reads; the rest is the adapter's.
+_SIGNATURE_KEYS = ("trust_anchors", "require_signature", "allow_sha1", "allow_multiple_signatures")
+
+
+def _source(r: _Reader) -> SourceConfig:
+    name = _name(r)
+    kind = r.required_string("type")
+    signature = {k: r.raw(k) for k in _SIGNATURE_KEYS if r.has(k)}
+    return SourceConfig(
+        name=name,
+        type=kind,
+        enabled=r.boolean("enabled", True),
+        required=r.boolean("required", False),
+        validation=r.string("validation", "hold", choices=VALIDATION_MODES),
+        profile=r.string("profile", "auto", choices=PROFILES),
+        signature=MappingProxyType(signature),
+        options=MappingProxyType(r.rest()),
+    )
+
+
+def _sink(r: _Reader) -> SinkConfig:
+    name = _name(r)
+    kind = r.required_string("type")
+    retry_initial = r.number("retry_initial", 1.0, minimum=0.01, maximum=3600.0)
+    return SinkConfig(
+        name=name,
+        type=kind,
+        live=r.boolean("live", False),
+        format=r.string("format", "cap", choices=FORMATS),
+        enabled=r.boolean("enabled", True),
+        retry_initial=retry_initial,
+        retry_max=r.number("retry_max", 60.0, minimum=retry_initial, maximum=86400.0),
+        max_attempts=r.integer("max_attempts", 0, minimum=0),
+        batch=r.integer("batch", 16, minimum=1, maximum=1000),
+        send_timeout=r.number("send_timeout", 30.0, minimum=0.1, maximum=3600.0),
+        options=MappingProxyType(r.rest()),
+    )
+
+
+def _region(r: _Reader) -> Region:
+    polygon = r.raw("polygon")
+    circle = r.raw("circle")
+    if (polygon is None) == (circle is None):
+        r.fail("give exactly one of polygon = [[lat, lon], ...] or circle = [lat, lon, radius_km]")
+    if polygon is not None:
+        if not isinstance(polygon, list) or len(polygon) < 3:
+            r.fail("must be a list of at least 3 [lat, lon] pairs", "polygon")
+        points: list[tuple[float, float]] = []
+        for i, pair in enumerate(polygon):
+            if (
+                not isinstance(pair, list)
+                or len(pair) != 2
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in pair)
+            ):
+                r.fail(f"point {i} must be [lat, lon] numbers, got {pair!r}", "polygon")
+            lat, lon = float(pair[0]), float(pair[1])
+            if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+                r.fail(f"point {i} ({lat}, {lon}) is outside -90..90, -180..180", "polygon")
+            points.append((lat, lon))
+        if points[0] != points[-1]:
+            points.append(points[0])
+        r.finish()
+        return Region(polygon=tuple(points))
+    if (
+        not isinstance(circle, list)
+        or len(circle) != 3
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in circle)
+    ):
+        r.fail(f"must be [lat, lon, radius_km], got {circle!r}", "circle")
+    lat, lon, radius = (float(v) for v in circle)
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180) or radius < 0:
+        r.fail("needs -90 <= lat <= 90, -180 <= lon <= 180 and radius_km >= 0", "circle")
+    r.finish()
+    return Region(circle=(lat, lon, radius))
+
+
+def _filters(r: _Reader) -> Filters:
+    regions_raw = r.raw("regions")
+    region_one = r.raw("region")
+    tables: list[object] = []
+    if region_one is not None:
+        tables.append(region_one)
+    if regions_raw is not None:
+        if not isinstance(regions_raw, list):
+            r.fail("must be a list of tables", "regions")
+        tables.extend(regions_raw)
+    regions = tuple(
+        _region(_Reader(r.file, r.where(f"regions[{i}]"), t)) for i, t in enumerate(tables)
+    )
+    out = Filters(
+        status=r.strings("status", choices=[s.value for s in Status], fold=True),
+        msg_type=r.strings("msg_type", choices=[s.value for s in MsgType], fold=True),
+        scope=r.strings("scope", choices=[s.value for s in Scope], fold=True),
+        event=tuple(e.lower() for e in r.strings("event")),
+        event_codes=r.strings("event_codes"),
+        severity=r.strings("severity", choices=[s.value for s in Severity], fold=True),
+        urgency=r.strings("urgency", choices=[s.value for s in Urgency], fold=True),
+        certainty=r.strings("certainty", choices=[s.value for s in Certainty], fold=True),
+        language=tuple(x.lower() for x in r.strings("language")),
+        geocodes=r.strings("geocodes"),
+        regions=regions,
+        signature=r.strings("signature", choices=SIGNATURE_STATES),
+        profile=r.strings("profile", choices=PROFILES[1:]),
+    )
+    r.finish()
+    return out
+
+
+def _route(r: _Reader, index: int) -> RouteConfig:
+    name = _name(r) if r.has("name") else f"route-{index + 1}"
+    sinks = r.strings("sinks")
+    if not sinks:
+        r.fail("is required: the names of the sinks this route delivers to", "sinks")
+    sources = r.strings("sources")
+    match = _filters(_Reader(r.file, r.where("match"), r.table_of("match")))
+    out = RouteConfig(
+        name=name,
+        sinks=sinks,
+        sources=frozenset(sources) if sources else None,
+        match=match,
+        translation=r.string("translation", "identity"),
+        translation_options=MappingProxyType(r.table_of("translation_options")),
+        action=r.string("action", "deliver", choices=ACTIONS),
+        allow_non_actual=r.boolean("allow_non_actual", False),
+        allow_unsigned_live=r.boolean("allow_unsigned_live", False),
+        enabled=r.boolean("enabled", True),
+    )
+    r.finish()
+    return out
+
+
+def _simulator(r: _Reader) -> SimulatorConfig:
+    kind = r.required_string("type")
+    name = r.string("name", kind)
+    return SimulatorConfig(type=kind, name=name, options=MappingProxyType(r.rest()))
+
+
+def _array(r: _Reader, key: str) -> list[tuple[_Reader, int]]:
+    value = r.raw(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        r.fail(f"must be an array of tables ([[{key}]]), got {_kind(value)}", key)
+    return [(_Reader(r.file, f"{key}[{i}]", t), i) for i, t in enumerate(value)]
+
+
+_TOP_LEVEL = ("gateway", "mqtt", "http", "ledger", "source", "sink", "route", "simulator", "link")
+
+
+def parse_config(data: Mapping[str, Any], *, path: Path, check_types: bool = True) -> Config:
+    """Build a :class:`Config` from an already-read TOML mapping."""
+    file = str(path)
+    base = path.parent
+    top = _Reader(file, "", data)
+    for key in data:
+        if key not in _TOP_LEVEL:
+            top.fail(f"unknown section {key!r}; allowed: {', '.join(_TOP_LEVEL)}")
+    gateway = _gateway(_Reader(file, "gateway", top.table_of("gateway")))
+    mqtt = _mqtt(_Reader(file, "mqtt", top.table_of("mqtt")), base)
+    http = _http(_Reader(file, "http", top.table_of("http")), base)
+    ledger = _ledger(_Reader(file, "ledger", top.table_of("ledger")), gateway.data_dir)
+    sources = tuple(_source(sr) for sr, _ in _array(top, "source"))
+    sinks = tuple(_sink(sr) for sr, _ in _array(top, "sink"))
+    routes = tuple(_route(rr, i) for rr, i in _array(top, "route"))
+    simulators = tuple(_simulator(sr) for sr, _ in _array(top, "simulator"))
+    links: list[Mapping[str, Any]] = []
+    for lr, _ in _array(top, "link"):
+        links.append(MappingProxyType(lr.table))
+
+    _unique(file, "source", [s.name for s in sources], reserved=("mqtt", "http"))
+    _unique(file, "sink", [s.name for s in sinks])
+    _unique(file, "route", [r.name for r in routes])
+    sink_names = {s.name for s in sinks}
+    source_names = {s.name for s in sources} | {"http", "mqtt"}
+    for i, route in enumerate(routes):
+        for sink in route.sinks:
+            if sink not in sink_names:
+                allowed = ", ".join(sorted(sink_names)) or "(no [[sink]] defined)"
+                raise ConfigError(
+                    f"{file}: route[{i}].sinks: no sink named {sink!r}; defined: {allowed}"
+                )
+        for source in sorted(route.sources or ()):
+            if source not in source_names:
+                raise ConfigError(
+                    f"{file}: route[{i}].sources: no source named {source!r}; defined: "
+                    + ", ".join(sorted(source_names))
+                )
+    config = Config(
+        path=path,
+        gateway=gateway,
+        mqtt=mqtt,
+        http=http,
+        ledger=ledger,
+        sources=sources,
+        sinks=sinks,
+        routes=routes,
+        simulators=simulators,
+        links=tuple(links),
+    )
+    if check_types:
+        check_names(config)
+    return config
+
+
+def _unique(file: str, what: str, names: list[str], reserved: Sequence[str] = ()) -> None:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            raise ConfigError(f"{file}: {what}[{i}].name: {name!r} is used twice")
+        if name in reserved:
+            raise ConfigError(
+                f"{file}: {what}[{i}].name: {name!r} is reserved for the built-in input"
+            )
+        seen.add(name)
+
+
+def check_names(config: Config) -> None:
+    """Check the registry names (adapter types, translations, simulators) exist."""
+    from gateway import simulators  # noqa: PLC0415 - avoids an import cycle at load time
+    from gateway.adapter import REGISTRY  # noqa: PLC0415
+    from gateway.translate.registry import RENDERERS  # noqa: PLC0415
+
+    file = str(config.path)
+    from importlib.metadata import entry_points  # noqa: PLC0415
+
+    known = set(REGISTRY) | {ep.name for ep in entry_points(group="borderlink.adapters")}
+    adapters: list[tuple[str, Sequence[SourceConfig | SinkConfig]]] = [
+        ("source", config.sources),
+        ("sink", config.sinks),
+    ]
+    for what, items in adapters:
+        for i, item in enumerate(items):
+            if item.type not in known:
+                raise ConfigError(
+                    f"{file}: {what}[{i}].type: unknown adapter type {item.type!r};"
+                    f" allowed: {', '.join(sorted(known))}"
+                )
+    _load_translations()
+    for i, route in enumerate(config.routes):
+        if route.translation not in RENDERERS:
+            raise ConfigError(
+                f"{file}: route[{i}].translation: unknown translation {route.translation!r};"
+                f" allowed: {', '.join(sorted(RENDERERS))}"
+            )
+    for i, sim in enumerate(config.simulators):
+        if sim.type not in simulators.REGISTRY:
+            raise ConfigError(
+                f"{file}: simulator[{i}].type: unknown simulator {sim.type!r};"
+                f" allowed: {', '.join(sorted(simulators.REGISTRY))}"
+            )
+
+
+def _load_translations() -> None:
+    """Import the translation package so renderers registered by its modules are known."""
+    import importlib  # noqa: PLC0415
+    import pkgutil  # noqa: PLC0415
+
+    import gateway.translate as package  # noqa: PLC0415
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{info.name}")
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def _env_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_env_overrides(
+    data: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Return a copy of ``data`` with every ``BORDERLINK_*`` override applied."""
+    env = os.environ if environ is None else environ
+    out: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
+    for name, text in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = name[len(ENV_PREFIX) :].split("__")
+        section = parts[0].lower()
+        if section in ("gateway", "mqtt", "http", "ledger") and len(parts) == 2:
+            table = out.setdefault(section, {})
+            if not isinstance(table, dict):
+                raise ConfigError(f"environment {name}: [{section}] is not a table")
+            table[parts[1].lower()] = _env_value(text)
+        elif section in ("source", "sink") and len(parts) == 3:
+            wanted = parts[1].lower().replace("-", "_")
+            entries = out.get(section) or []
+            matches = [
+                e
+                for e in entries
+                if isinstance(e, dict)
+                and str(e.get("name", "")).lower().replace("-", "_") == wanted
+            ]
+            if not matches:
+                raise ConfigError(f"environment {name}: no [[{section}]] named {parts[1]!r}")
+            copy = dict(matches[0])
+            copy[parts[2].lower()] = _env_value(text)
+            out[section] = [copy if e is matches[0] else e for e in entries]
+        elif section in ("log", "config"):
+            continue  # BORDERLINK_LOG_LEVEL and friends belong to the command line
+        else:
+            raise ConfigError(
+                f"environment {name}: expected BORDERLINK_<gateway|mqtt|http|ledger>__<KEY>"
+                " or BORDERLINK_<SOURCE|SINK>__<NAME>__<KEY>"
+            )
+    return out
+
+
+def load_config(
+    path: str | Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+    check_types: bool = True,
+) -> Config:
+    """Read, override from the environment, and check one configuration file."""
+    file = Path(path)
+    try:
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    return parse_config(apply_env_overrides(data, environ), path=file, check_types=check_types)

@@ -1,0 +1,791 @@
+"""The daemon: receive → parse → verify → validate → admit (and plan) → ack → deliver → observe.
+
+One :class:`Daemon` runs every part of borderlink inside one :class:`asyncio.TaskGroup`:
+
+* the in-process simulators of ``[[simulator]]`` blocks (opened first, closed last);
+* the embedded MQTT broker when ``[mqtt] broker = "embedded"``;
+* one supervised task per source: each :class:`~gateway.adapter.Received` is parsed,
+  its signature checked against the source's policy, validated, and admitted by the ledger in
+  one durable transaction that also stores the router's planned deliveries; only then is the
+  source acknowledged (an MQTT PUBACK);
+* one supervised worker per sink, taking due outbox entries in priority order (Broadcast-
+  Immediately first) and marking each delivered or failed (retry with backoff, or a final
+  failure with a reason) — an entry stays pending until its sink confirmed it;
+* the retained-state publisher (``{prefix}/status``, ``{prefix}/active/{key}``);
+* housekeeping (expiry of entries and alerts, pruning) and the HTTP API.
+
+A document that cannot be admitted — not XML, hostile, not CAP, a broken or untrusted
+signature where one is required, errors under a ``reject`` validation mode — is counted in
+``borderlink_input_rejected_total``, logged with its reason, recorded by
+:meth:`~gateway.ledger.Ledger.record_invalid`, acknowledged, and changes nothing else.
+
+Stopping (SIGTERM/SIGINT): sources stop taking input, sinks finish what is in flight for at
+most ``[gateway] drain_timeout`` seconds, then everything closes; what was not delivered stays
+pending in the outbox for the next start. SIGHUP re-reads the routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import structlog
+
+from cap_schemas.errors import CapParseError
+from cap_schemas.model import Alert, AlertKey, MsgType
+from cap_schemas.parse import parse_alert
+from cap_schemas.signature import SignaturePolicy
+from cap_schemas.validate import Finding, detect_profile, validate
+from gateway.adapter import (
+    AdapterContext,
+    Clock,
+    HealthReporting,
+    Received,
+    SinkAdapter,
+    SourceAdapter,
+    SourceHealth,
+    SystemClock,
+    load_factory,
+)
+from gateway.config import Config, SinkConfig, SourceConfig, load_config
+from gateway.errors import AdapterError, ConfigError, DeliveryError
+from gateway.ledger import (
+    Admission,
+    Decision,
+    Ledger,
+    OutboxEntry,
+    SqliteLedger,
+    StoredAlert,
+)
+from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.router import PlanContext, Router
+from gateway.simulators import load_simulator
+from gateway.summary import summary, topic_key
+from gateway.supervisor import Backoff, Supervisor
+
+log = structlog.get_logger(__name__)
+
+__all__ = ["Daemon", "Outcome", "SourcePolicy"]
+
+RECEIVED = REGISTRY.counter(
+    "borderlink_received_total", "Documents received, by source", ("source",)
+)
+REJECTED = REGISTRY.counter(
+    "borderlink_rejected_total",
+    "Documents refused before admission, by source and reason",
+    ("source", "reason"),
+)
+ADMITTED = REGISTRY.counter(
+    "borderlink_admitted_total", "Alerts admitted by the ledger, by decision", ("decision",)
+)
+DELIVERIES = REGISTRY.counter(
+    "borderlink_deliveries_total",
+    "Delivery attempts, by sink and outcome (delivered, retry, failed)",
+    ("sink", "outcome"),
+)
+DELIVERY_LATENCY = REGISTRY.histogram(
+    "borderlink_delivery_latency_seconds",
+    "Time from receipt of an alert to its confirmed delivery, by sink",
+    ("sink",),
+)
+QUEUE_DEPTH = REGISTRY.gauge(
+    "borderlink_queue_depth", "Pending outbox entries, by sink", ("sink",)
+)
+LAST_MESSAGE = REGISTRY.gauge(
+    "borderlink_source_last_message_timestamp_seconds",
+    "Unix time of the last document received, by source",
+    ("source",),
+)
+COMPONENT = "daemon"
+
+HTTP_SOURCE = "http"
+MQTT_SOURCE = "mqtt"
+MQTT_STATE = "mqtt-state"
+_SUPERSEDING = frozenset({MsgType.UPDATE, MsgType.CANCEL})
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePolicy:
+    """What the daemon demands of one source's documents."""
+
+    name: str
+    signature: SignaturePolicy = field(default_factory=lambda: SignaturePolicy(require=False))
+    validation: str = "hold"  # reject | hold | warn
+    profile: str = "auto"
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one received document."""
+
+    source: str
+    admission: Admission | None = None
+    alert: Alert | None = None
+    findings: tuple[Finding, ...] = ()
+    signature: str = ""
+    rejected: str = ""  # the reason code when refused before admission
+    message: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.admission is not None
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str, message: str, findings: Sequence[Finding] = ()) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.findings = tuple(findings)
+
+
+def _import(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+# The MQTT pieces live in adapters/; the gateway reaches them by name only.
+MQTT_STATE_FACTORY = "adapters.mqtt.adapter:state_publisher"
+MQTT_BROKER_FACTORY = "adapters.mqtt.broker:embedded_broker"
+
+
+class Daemon:
+    """The running gateway. Build it from a :class:`Config`; ``await run()``."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        ledger: Ledger | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self.supervisor = Supervisor(clock=self.clock, backoff=backoff)
+        self.router = Router(config)
+        self._ledger = ledger
+        self.policies: dict[str, SourcePolicy] = {}
+        self.sources: dict[str, SourceAdapter] = {}
+        self.sinks: dict[str, SinkAdapter] = {}
+        self._wake: dict[str, asyncio.Event] = {}
+        self._stopping = asyncio.Event()
+        self._sources_stopped = asyncio.Event()
+        self._state_queue: asyncio.Queue[tuple[str, bytes | None]] = asyncio.Queue(10_000)
+        self._state_resync = False
+        self.started = asyncio.Event()
+        self.tokens: tuple[str, ...] = config.http.tokens
+        self.token_file: Path | None = None
+        self.http_port: int | None = None
+        self.components: list[object] = []
+        self._build()
+
+    # ------------------------------------------------------------------ building
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            msg = "the ledger is opened by run()"
+            raise RuntimeError(msg)
+        return self._ledger
+
+    def _policy(self, name: str, kind: str, sig: Mapping[str, Any], **kw: Any) -> SourcePolicy:
+        try:
+            signature = SignaturePolicy.for_source(kind, sig, base_dir=self.config.base_dir)
+        except (ValueError, OSError) as exc:
+            msg = f"{self.config.path}: source {name!r}: {exc}"
+            raise ConfigError(msg) from exc
+        return SourcePolicy(name=name, signature=signature, **kw)
+
+    def _context(self, name: str, options: Mapping[str, Any]) -> AdapterContext:
+        return AdapterContext(
+            name=name,
+            options=options,
+            clock=self.clock,
+            seen=self._seen,
+            config_path=str(self.config.path),
+        )
+
+    def _mqtt_defaults(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """An MQTT adapter's options, with the ``[mqtt]`` connection as defaults."""
+        merged = dict(self.config.mqtt.connection_options())
+        if any(k in options for k in ("url", "username", "password_file", "password_env")):
+            for key in ("username", "password", "tls"):
+                merged.pop(key, None)
+        merged.update(options)
+        return merged
+
+    def _build(self) -> None:
+        cfg = self.config
+        mqtt = cfg.mqtt
+        self.policies[HTTP_SOURCE] = self._policy(
+            HTTP_SOURCE,
+            "http",
+            {"trust_anchors": list(cfg.http.trust_anchors),
+             "require_signature": cfg.http.require_signature},
+            validation=cfg.http.validation,
+        )
+        if mqtt.enabled and mqtt.input:
+            options = self._mqtt_defaults({"topics": [f"{mqtt.prefix}/in/cap"]})
+            self.policies[MQTT_SOURCE] = self._policy(
+                MQTT_SOURCE,
+                "mqtt",
+                {"trust_anchors": list(mqtt.trust_anchors),
+                 "require_signature": mqtt.require_signature},
+                validation=mqtt.validation,
+            )
+            self.sources[MQTT_SOURCE] = cast(
+                "SourceAdapter", load_factory("mqtt")(self._context(MQTT_SOURCE, options))
+            )
+        for src in cfg.sources:
+            if not src.enabled:
+                continue
+            self.policies[src.name] = self._policy(
+                src.name,
+                src.type,
+                src.signature,
+                validation=src.validation,
+                profile=src.profile,
+                required=src.required,
+            )
+            self.sources[src.name] = cast("SourceAdapter", self._adapter(src))
+        for sink in cfg.sinks:
+            if not sink.enabled:
+                continue
+            self.sinks[sink.name] = cast("SinkAdapter", self._adapter(sink))
+            self._wake[sink.name] = asyncio.Event()
+
+    def _adapter(self, item: SourceConfig | SinkConfig) -> object:
+        options: Mapping[str, Any] = item.options
+        if item.type == "mqtt":
+            options = self._mqtt_defaults(options)
+        try:
+            return load_factory(item.type)(self._context(item.name, options))
+        except ConfigError as exc:
+            kind = "source" if isinstance(item, SourceConfig) else "sink"
+            msg = f"{self.config.path}: {kind} {item.name!r}: {exc}"
+            raise ConfigError(msg) from exc
+
+    async def _seen(self, key: AlertKey) -> bool:
+        return await asyncio.to_thread(self.ledger.seen, key)
+
+    # ------------------------------------------------------------------ control
+
+    def request_stop(self) -> None:
+        """Begin a clean stop (SIGTERM/SIGINT)."""
+        if not self._stopping.is_set():
+            log.info("daemon_stopping", drain_timeout=self.config.gateway.drain_timeout)
+            self._stopping.set()
+            for event in self._wake.values():
+                event.set()
+
+    def wake(self, sink: str) -> None:
+        """Tell a sink worker that an entry became due (an approved hold)."""
+        event = self._wake.get(sink)
+        if event is not None:
+            event.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def reload(self) -> bool:
+        """Re-read the routes from the configuration file (SIGHUP); keep the old on error."""
+        try:
+            fresh = load_config(self.config.path)
+            router = Router(fresh)
+        except (ConfigError, ValueError) as exc:
+            log.error("routes_reload_failed", path=str(self.config.path), error=str(exc))  # noqa: TRY400 - the message is the point
+            return False
+        unknown = set(router.sinks) - set(self.sinks)
+        if unknown:
+            log.error(
+                "routes_reload_failed",
+                path=str(self.config.path),
+                error=f"new sinks need a restart: {', '.join(sorted(unknown))}",
+            )
+            return False
+        self.router = router
+        log.info("routes_reloaded", routes=[r.name for r in router.routes])
+        return True
+
+    # ------------------------------------------------------------------ ingest
+
+    def _reject(self, raw: bytes, source: str, received_at: datetime, exc: _Rejected) -> Outcome:
+        INPUT_REJECTED.inc(component=COMPONENT, reason=exc.reason)
+        REJECTED.inc(source=source, reason=exc.reason)
+        log.warning(
+            "alert_rejected", source=source, reason=exc.reason, detail=exc.message, size=len(raw)
+        )
+        self.ledger.record_invalid(
+            raw, source=source, received_at=received_at, reason=f"{exc.reason}: {exc.message}"
+        )
+        return Outcome(source, rejected=exc.reason, message=exc.message, findings=exc.findings)
+
+    def _screen(
+        self, raw: bytes, source: str, policy: SourcePolicy
+    ) -> tuple[Alert, str, list[Finding], str]:
+        """Parse, verify and validate; raise :class:`_Rejected` for what is refused."""
+        try:
+            alert = parse_alert(raw)
+        except CapParseError as exc:
+            raise _Rejected(f"parse_{exc.reason}", str(exc)) from None
+        signature = "unsigned"
+        if alert.signature_count or policy.signature.require:
+            report = policy.signature.check(raw, now=self.clock.now())
+            if report.state == "invalid":
+                raise _Rejected(f"signature_{report.reason}", report.message or report.reason)
+            signature = report.state
+        findings = validate(alert, profile=policy.profile)
+        errors = [f for f in findings if f.severity == "error"]
+        hold_reason = ""
+        if errors:
+            first = errors[0]
+            text = f"{first.rule} at {first.xpath}: {first.message}"
+            if policy.validation == "reject":
+                raise _Rejected("invalid", text, findings)
+            if policy.validation == "hold":
+                hold_reason = f"{len(errors)} validation error(s), first {text}"
+            log.warning(
+                "alert_has_errors",
+                alert=str(alert.key),
+                source=source,
+                errors=len(errors),
+                first=text,
+                mode=policy.validation,
+            )
+        return alert, signature, findings, hold_reason
+
+    def process(self, raw: bytes, source: str, received_at: datetime) -> Outcome:
+        """The synchronous part of the pipeline (run in a worker thread)."""
+        RECEIVED.inc(source=source)
+        LAST_MESSAGE.set(time.time(), source=source)
+        policy = self.policies.get(source) or SourcePolicy(source)
+        try:
+            alert, signature, findings, hold_reason = self._screen(raw, source, policy)
+        except _Rejected as exc:
+            return self._reject(raw, source, received_at, exc)
+        ctx = PlanContext(
+            alert=alert,
+            source=source,
+            signature=signature,
+            profile=detect_profile(alert),
+            hold_reason=hold_reason,
+        )
+        router = self.router
+        admission = self.ledger.admit(
+            alert,
+            source=source,
+            received_at=received_at,
+            plan=router.planner(ctx, deliveries=self.ledger.deliveries),
+        )
+        ADMITTED.inc(decision=admission.decision.value)
+        return Outcome(
+            source,
+            admission=admission,
+            alert=alert,
+            findings=tuple(findings),
+            signature=signature,
+        )
+
+    async def ingest(self, item: Received) -> Outcome:
+        """Process one received document; acknowledge it once its outcome is durable."""
+        outcome = await asyncio.to_thread(self.process, item.raw, item.source, item.received_at)
+        if item.ack is not None:
+            await item.ack()
+        self._after(outcome)
+        return outcome
+
+    def _after(self, outcome: Outcome) -> None:
+        admission, alert = outcome.admission, outcome.alert
+        if admission is None or alert is None:
+            return
+        if admission.routed:
+            for event in self._wake.values():
+                event.set()
+        if admission.decision in (Decision.NEW, Decision.UPDATE, Decision.HELD) and (
+            alert.msg_type is not MsgType.CANCEL
+        ):
+            body = summary(alert, source=outcome.source, decision=admission.decision.value)
+            self._state(topic_key(admission.key), _json(body))
+        for key in admission.superseded:
+            self._state(topic_key(key), None)
+
+    def _state(self, key_level: str, payload: bytes | None) -> None:
+        if MQTT_STATE not in self.components_running:
+            return
+        try:
+            self._state_queue.put_nowait((key_level, payload))
+        except asyncio.QueueFull:
+            self._state_resync = True
+
+    @property
+    def components_running(self) -> set[str]:
+        return {name for name, up in self.supervisor.running.items() if up}
+
+    # ------------------------------------------------------------------ sources
+
+    async def _run_source(self, name: str, adapter: SourceAdapter) -> None:
+        async with adapter:
+            async for item in adapter.messages():
+                if self._stopping.is_set():
+                    return  # not acknowledged: the source sends it again after the restart
+                if item.kind != "cap":
+                    await self._dispatch_other(item)
+                    continue
+                await self.ingest(item)
+
+    async def _dispatch_other(self, item: Received) -> None:
+        for component in self.components:
+            handler = getattr(component, "handle_received", None)
+            if handler is not None:
+                await handler(item)
+                break
+        else:
+            INPUT_REJECTED.inc(component=COMPONENT, reason="unhandled_kind")
+            log.warning("input_unhandled", source=item.source, kind=item.kind)
+        if item.ack is not None:
+            await item.ack()
+
+    # ------------------------------------------------------------------ sinks
+
+    def _retry_at(self, sink: SinkConfig, attempts: int) -> datetime:
+        delay = min(sink.retry_max, sink.retry_initial * 2 ** max(0, attempts - 1))
+        delay *= 1.0 - 0.25 * self.supervisor.backoff.rng.random()
+        return self.clock.now() + timedelta(seconds=delay)
+
+    async def _deliver(self, cfg: SinkConfig, adapter: SinkAdapter, entry: OutboxEntry) -> None:
+        ledger = self.ledger
+        try:
+            await asyncio.wait_for(adapter.send(entry.to_outbound()), timeout=cfg.send_timeout)
+        except TimeoutError as exc:
+            await asyncio.to_thread(
+                ledger.mark_failed, entry.id, "send timed out", retry_at=self.clock.now()
+            )
+            DELIVERIES.inc(sink=cfg.name, outcome="retry")
+            msg = f"sink {cfg.name}: send timed out after {cfg.send_timeout} s"
+            raise AdapterError(msg) from exc
+        except AdapterError as exc:
+            # The link is down: retry as soon as it is back, in priority order.
+            await asyncio.to_thread(
+                ledger.mark_failed, entry.id, str(exc), retry_at=self.clock.now()
+            )
+            DELIVERIES.inc(sink=cfg.name, outcome="retry")
+            raise
+        except DeliveryError as exc:
+            attempts = entry.attempts + 1
+            final = not exc.retryable or (cfg.max_attempts and attempts >= cfg.max_attempts)
+            retry_at = None if final else self._retry_at(cfg, attempts)
+            await asyncio.to_thread(ledger.mark_failed, entry.id, str(exc), retry_at=retry_at)
+            DELIVERIES.inc(sink=cfg.name, outcome="failed" if final else "retry")
+            log.warning(
+                "delivery_failed",
+                alert=str(entry.key),
+                sink=cfg.name,
+                entry=entry.id,
+                error=str(exc),
+                retry_at=None if retry_at is None else retry_at.isoformat(),
+            )
+            return
+        now = self.clock.now()
+        await asyncio.to_thread(ledger.mark_delivered, entry.id, now)
+        DELIVERIES.inc(sink=cfg.name, outcome="delivered")
+        DELIVERY_LATENCY.observe(
+            max(0.0, (now - entry.enqueued_at).total_seconds()), sink=cfg.name
+        )
+        log.info(
+            "alert_delivered",
+            alert=str(entry.key),
+            sink=cfg.name,
+            entry=entry.id,
+            route=entry.route,
+            priority=entry.priority,
+        )
+
+    async def _run_sink(self, cfg: SinkConfig, adapter: SinkAdapter) -> None:
+        wake = self._wake[cfg.name]
+        concurrent = bool(getattr(adapter, "concurrent_sends", False))
+        limit = cfg.batch if concurrent else 1
+        async with adapter:
+            while True:
+                wake.clear()
+                entries = await asyncio.to_thread(
+                    self.ledger.due, cfg.name, self.clock.now(), limit
+                )
+                if not entries:
+                    if self._stopping.is_set():
+                        return
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), timeout=self._poll)
+                    continue
+                results = await asyncio.gather(
+                    *(self._deliver(cfg, adapter, e) for e in entries), return_exceptions=True
+                )
+                for result in results:
+                    if isinstance(result, BaseException):
+                        raise result
+
+    _poll = 0.5
+
+    # ------------------------------------------------------------------ state publisher
+
+    async def _run_state(self, options: Mapping[str, Any]) -> None:
+        publisher = _import(MQTT_STATE_FACTORY)(MQTT_STATE, options)
+        async with publisher:
+            if self.config.mqtt.publish_active:
+                await self._resync_state(publisher)
+            closed = asyncio.ensure_future(publisher.wait_closed())
+            try:
+                while True:
+                    if self._state_resync:
+                        await self._resync_state(publisher)
+                    getter = asyncio.ensure_future(self._state_queue.get())
+                    done, _ = await asyncio.wait(
+                        {getter, closed}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if closed in done:
+                        getter.cancel()
+                        closed.result()
+                    key_level, payload = getter.result()
+                    if self.config.mqtt.publish_active:
+                        await publisher.set_active(key_level, payload)
+            finally:
+                closed.cancel()
+
+    async def _resync_state(self, publisher: Any) -> None:
+        self._state_resync = False
+        while not self._state_queue.empty():
+            self._state_queue.get_nowait()
+        now = self.clock.now()
+        floor = timedelta(days=self.config.ledger.dedup_floor_days)
+        cursor = now - floor
+        while True:
+            gone = await asyncio.to_thread(self.ledger.deactivated_since, cursor, limit=500)
+            for stored in gone:
+                await publisher.set_active(topic_key(stored.key), None)
+            if len(gone) < 500:
+                break
+            cursor = gone[-1].status_changed_at or now
+        active = await asyncio.to_thread(self.ledger.active, now, with_raw=True)
+        for stored in active:
+            await publisher.set_active(topic_key(stored.key), _stored_summary(stored))
+        log.info("mqtt_state_synced", active=len(active))
+
+    # ------------------------------------------------------------------ housekeeping
+
+    async def _housekeeping(self) -> None:
+        ledger = self.ledger
+        last_prune = 0.0
+        interval = self.config.gateway.housekeeping_interval
+        while not self._stopping.is_set():
+            now = self.clock.now()
+            expired = await asyncio.to_thread(ledger.expire_due, now)
+            if expired:
+                log.info("deliveries_expired", count=len(expired))
+            gone = await asyncio.to_thread(ledger.expire_alerts, now)
+            for stored in gone:
+                self._state(topic_key(stored.key), None)
+            mono = self.clock.monotonic()
+            if mono - last_prune >= self.config.ledger.prune_interval:
+                last_prune = mono
+                await asyncio.to_thread(ledger.prune, now)
+            for name in self.sinks:
+                QUEUE_DEPTH.set(await asyncio.to_thread(ledger.pending_count, name), sink=name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
+
+    # ------------------------------------------------------------------ health
+
+    def health(self) -> tuple[bool, list[dict[str, Any]]]:
+        """Whether every required source is alive, with a line per source and stream."""
+        ok = True
+        lines: list[dict[str, Any]] = []
+        for name, adapter in self.sources.items():
+            policy = self.policies.get(name)
+            required = bool(policy and policy.required)
+            running = self.supervisor.running.get(name, False)
+            streams: list[SourceHealth] = []
+            if isinstance(adapter, HealthReporting) and running:
+                streams = adapter.health()
+            alive = running and (not streams or any(s.healthy for s in streams))
+            if required and not alive:
+                ok = False
+            lines.append(
+                {
+                    "source": name,
+                    "required": required,
+                    "running": running,
+                    "healthy": alive,
+                    "error": self.supervisor.last_error.get(name),
+                    "streams": [
+                        {
+                            "name": s.name,
+                            "healthy": s.healthy,
+                            "last_message_at": None
+                            if s.last_message_at is None
+                            else s.last_message_at.isoformat(),
+                            "detail": s.detail,
+                        }
+                        for s in streams
+                    ],
+                }
+            )
+        return ok, lines
+
+    # ------------------------------------------------------------------ running
+
+    def _open_ledger(self) -> Ledger:
+        path = self.config.ledger.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteLedger(
+            path,
+            dedup_floor=timedelta(days=self.config.ledger.dedup_floor_days),
+            journal_retention=timedelta(days=self.config.ledger.journal_retention_days),
+            clock=self.clock,
+        )
+
+    def _prepare_tokens(self) -> None:
+        http = self.config.http
+        if self.tokens or not http.generate_token_file:
+            return
+        path = Path(http.generate_token_file)
+        if not path.is_absolute():
+            path = self.config.gateway.data_dir / path
+        if path.exists():
+            token = path.read_text(encoding="utf-8").strip()
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            token = secrets.token_urlsafe(32)
+            path.touch(mode=0o600)
+            path.write_text(token + "\n", encoding="utf-8")
+        self.tokens = (token,)
+        self.token_file = path
+
+    async def _components(self, stack: contextlib.AsyncExitStack) -> None:
+        """Link managers and other components that plug in through ``gateway.links``."""
+        if not self.config.links:
+            return
+        links = importlib.import_module("gateway.links")
+        build = getattr(links, "from_config", None)
+        if build is None:
+            msg = f"{self.config.path}: [[link]] needs gateway.links.from_config"
+            raise ConfigError(msg)
+        component = build(self.config.links, self)
+        if hasattr(component, "__aenter__"):
+            component = await stack.enter_async_context(component)
+        self.components.append(component)
+
+    async def run(self) -> None:
+        """Run until :meth:`request_stop`; returns after a clean stop."""
+        cfg = self.config
+        if self._ledger is None:
+            self._ledger = self._open_ledger()
+        self._prepare_tokens()
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(self.ledger.close)
+            for sim in cfg.simulators:
+                factory = load_simulator(sim.type)
+                await stack.enter_async_context(factory(sim.options))
+                log.info("simulator_started", simulator=sim.name, type=sim.type)
+            if cfg.mqtt.enabled and cfg.mqtt.embedded:
+                broker = _import(MQTT_BROKER_FACTORY)
+                await stack.enter_async_context(
+                    broker(cfg.mqtt.embedded_host, cfg.mqtt.embedded_port)
+                )
+            await self._components(stack)
+            runner = None
+            if cfg.http.enabled:
+                from gateway.http import start_http  # noqa: PLC0415 - aiohttp only when served
+
+                runner = await start_http(self)
+                stack.push_async_callback(runner.cleanup)
+            await self._run_tasks()
+
+    async def _run_tasks(self) -> None:
+        cfg = self.config
+        sup = self.supervisor
+        source_tasks: list[asyncio.Task[None]] = []
+        sink_tasks: list[asyncio.Task[None]] = []
+        other: list[asyncio.Task[None]] = []
+        async with asyncio.TaskGroup() as group:
+            for name, adapter in self.sources.items():
+                source_tasks.append(
+                    group.create_task(
+                        sup.supervise(name, _bind(self._run_source, name, adapter)),
+                        name=f"source:{name}",
+                    )
+                )
+            sink_tasks.extend(
+                group.create_task(
+                    sup.supervise(
+                        sink_cfg.name,
+                        _bind(self._run_sink, sink_cfg, self.sinks[sink_cfg.name]),
+                    ),
+                    name=f"sink:{sink_cfg.name}",
+                )
+                for sink_cfg in cfg.sinks
+                if sink_cfg.name in self.sinks
+            )
+            if cfg.mqtt.enabled and (cfg.mqtt.publish_status or cfg.mqtt.publish_active):
+                options = self._mqtt_defaults({})
+                other.append(
+                    group.create_task(
+                        sup.supervise(MQTT_STATE, _bind(self._run_state, options)),
+                        name=MQTT_STATE,
+                    )
+                )
+            other.append(group.create_task(self._housekeeping(), name="housekeeping"))
+            self.started.set()
+            log.info(
+                "daemon_started",
+                sources=sorted(self.sources),
+                sinks=sorted(self.sinks),
+                routes=[r.name for r in self.router.routes],
+                http=None if self.http_port is None else f"{cfg.http.host}:{self.http_port}",
+            )
+            await self._stopping.wait()
+            for task in source_tasks:
+                task.cancel()
+            # Drain: sinks deliver what is due, for at most drain_timeout seconds.
+            if sink_tasks:
+                _, pending = await asyncio.wait(sink_tasks, timeout=cfg.gateway.drain_timeout)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    log.warning("drain_timed_out", unfinished=len(pending))
+            for task in other:
+                task.cancel()
+        log.info("daemon_stopped")
+
+
+def _bind(
+    func: Callable[..., Awaitable[None]], *args: Any
+) -> Callable[[], Awaitable[None]]:
+    def call() -> Awaitable[None]:
+        return func(*args)
+
+    return call
+
+
+def _json(body: Mapping[str, Any]) -> bytes:
+    import json  # noqa: PLC0415
+
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _stored_summary(stored: StoredAlert) -> bytes:
+    try:
+        alert = parse_alert(stored.raw)
+    except CapParseError:
+        return _json(stored.summary())
+    return _json(summary(alert, source=stored.source, decision=stored.decision.value))
+

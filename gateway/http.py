@@ -1,0 +1,490 @@
+"""The daemon's HTTP face (aiohttp): the alert API, holds, health, metrics, OpenAPI.
+
+Reads are open to whoever can reach the listener (``127.0.0.1`` by default); everything that
+writes (posting an alert, approving or rejecting a hold, the routes components add) needs
+``Authorization: Bearer <token>`` with one of the configured tokens, else 401.
+
+Components of the daemon that provide ``http_routes() -> list[aiohttp.web.RouteDef]`` (the
+radio link manager) get their routes added; wrap their writing handlers in :func:`require_token`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import structlog
+from aiohttp import web
+
+from cap_schemas.model import AlertKey
+from gateway import __version__
+from gateway.adapter import Received
+from gateway.ledger import EntryNotFoundError, EntryStateError, OutboxEntry
+from gateway.metrics import INPUT_REJECTED, REGISTRY
+
+if TYPE_CHECKING:
+    from gateway.daemon import Daemon
+
+log = structlog.get_logger(__name__)
+
+__all__ = ["DAEMON_KEY", "OPENAPI", "create_app", "require_token", "start_http"]
+
+DAEMON_KEY: web.AppKey[Daemon] = web.AppKey("daemon")
+COMPONENT = "http"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False))
+
+
+def _error(status: int, error: str, message: str, **extra: Any) -> web.Response:
+    return _json({"error": error, "message": message, **extra}, status=status)
+
+
+def require_token(handler: Handler) -> Handler:
+    """Refuse the request with 401 unless it carries a configured bearer token."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        daemon = request.app[DAEMON_KEY]
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        ok = scheme.lower() == "bearer" and any(
+            hmac.compare_digest(token.strip().encode(), t.encode()) for t in daemon.tokens
+        )
+        if not ok:
+            INPUT_REJECTED.inc(component=COMPONENT, reason="unauthorized")
+            log.warning("http_unauthorized", path=request.path, remote=request.remote)
+            return web.json_response(
+                {"error": "unauthorized", "message": "a valid bearer token is required"},
+                status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="borderlink"'},
+            )
+        return await handler(request)
+
+    return wrapped
+
+
+def _entry(entry: OutboxEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "alert_key": str(entry.key),
+        "sink": entry.sink,
+        "route": entry.route,
+        "state": entry.state.value,
+        "reason": entry.reason,
+        "priority": entry.priority,
+        "attempts": entry.attempts,
+        "content_type": entry.content_type,
+        "parts": len(entry.parts),
+        "enqueued_at": entry.enqueued_at.isoformat(),
+        "next_attempt_at": entry.next_attempt_at.isoformat(),
+        "expires": None if entry.expires is None else entry.expires.isoformat(),
+        "updated_at": None if entry.updated_at is None else entry.updated_at.isoformat(),
+        "delivery_id": entry.attributes.get("delivery_id"),
+    }
+
+
+def _key(request: web.Request) -> AlertKey:
+    text = unquote(request.match_info["key"])
+    try:
+        return AlertKey.from_reference(text)
+    except ValueError:
+        INPUT_REJECTED.inc(component=COMPONENT, reason="bad_key")
+        raise web.HTTPBadRequest(
+            text=json.dumps(
+                {"error": "bad_key", "message": "the key is sender,identifier,sent (URL-encoded)"}
+            ),
+            content_type="application/json",
+        ) from None
+
+
+# ---------------------------------------------------------------------------------- handlers
+
+
+async def post_alert(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    limit = daemon.config.http.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        INPUT_REJECTED.inc(component=COMPONENT, reason="too_large")
+        return _error(413, "too_large", f"the body exceeds {limit} bytes")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        INPUT_REJECTED.inc(component=COMPONENT, reason="too_large")
+        return _error(413, "too_large", f"the body exceeds {limit} bytes")
+    if not raw:
+        INPUT_REJECTED.inc(component=COMPONENT, reason="empty")
+        return _error(400, "empty", "the body must be a CAP XML document")
+    outcome = await daemon.ingest(Received(raw=raw, source="http", channel=request.path))
+    findings = [
+        {"severity": f.severity, "rule": f.rule, "xpath": f.xpath, "message": f.message}
+        for f in outcome.findings
+    ]
+    if outcome.admission is None:
+        return _error(400, outcome.rejected, outcome.message, findings=findings)
+    admission = outcome.admission
+    deliveries = await _to_thread(daemon.ledger.deliveries, admission.key)
+    return _json(
+        {
+            "key": str(admission.key),
+            "decision": admission.decision.value,
+            "reason": admission.reason,
+            "superseded": [str(k) for k in admission.superseded],
+            "signature": outcome.signature,
+            "findings": findings,
+            "deliveries": [_entry(e) for e in deliveries],
+        },
+        status=202,
+    )
+
+
+async def _to_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    import asyncio  # noqa: PLC0415
+
+    return await asyncio.to_thread(func, *args, **kwargs)
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    active = request.query.get("active", "") in ("1", "true", "yes")
+    try:
+        limit = max(1, min(1000, int(request.query.get("limit", "100"))))
+    except ValueError:
+        return _error(400, "bad_limit", "limit must be an integer")
+    if active:
+        alerts = await _to_thread(daemon.ledger.active, daemon.clock.now())
+        alerts = alerts[:limit]
+    else:
+        alerts = await _to_thread(daemon.ledger.alerts, limit=limit)
+    return _json({"alerts": [a.summary() for a in alerts], "count": len(alerts)})
+
+
+async def get_alert(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    key = _key(request)
+    stored = await _to_thread(daemon.ledger.get, key)
+    if stored is None:
+        return _error(404, "not_found", f"no alert {key}")
+    deliveries = await _to_thread(daemon.ledger.deliveries, key)
+    journal = await _to_thread(daemon.ledger.journal, key, limit=200)
+    body = stored.summary()
+    body["raw_size"] = stored.raw_size
+    body["raw_sha256"] = stored.raw_sha256
+    body["deliveries"] = [_entry(e) for e in deliveries]
+    body["journal"] = [
+        {"at": j.at.isoformat(), "event": j.event, "detail": j.detail, "sink": j.sink}
+        for j in journal
+    ]
+    return _json(body)
+
+
+async def get_raw(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    key = _key(request)
+    stored = await _to_thread(daemon.ledger.get, key)
+    if stored is None:
+        return _error(404, "not_found", f"no alert {key}")
+    return web.Response(body=stored.raw, content_type="application/cap+xml")
+
+
+async def list_holds(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    holds = await _to_thread(daemon.ledger.holds)
+    return _json({"holds": [_entry(e) for e in holds], "count": len(holds)})
+
+
+def _entry_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        INPUT_REJECTED.inc(component=COMPONENT, reason="bad_id")
+        raise web.HTTPBadRequest(
+            text='{"error":"bad_id","message":"hold ids are integers"}',
+            content_type="application/json",
+        ) from None
+
+
+async def approve_hold(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    entry_id = _entry_id(request)
+    try:
+        entry = await _to_thread(daemon.ledger.approve, entry_id)
+    except EntryNotFoundError as exc:
+        return _error(404, "not_found", str(exc))
+    except EntryStateError as exc:
+        return _error(409, "conflict", str(exc))
+    log.info("hold_approved", entry=entry_id, alert=str(entry.key), sink=entry.sink)
+    daemon.wake(entry.sink)
+    return _json(_entry(entry))
+
+
+async def reject_hold(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    entry_id = _entry_id(request)
+    reason = "no reason given"
+    if request.can_read_body:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            INPUT_REJECTED.inc(component=COMPONENT, reason="bad_json")
+            return _error(400, "bad_json", 'the body must be JSON: {"reason": "..."}')
+        if isinstance(body, dict) and isinstance(body.get("reason"), str):
+            reason = body["reason"][:500]
+    try:
+        entry = await _to_thread(daemon.ledger.reject, entry_id, reason)
+    except EntryNotFoundError as exc:
+        return _error(404, "not_found", str(exc))
+    except EntryStateError as exc:
+        return _error(409, "conflict", str(exc))
+    log.info("hold_rejected", entry=entry_id, alert=str(entry.key), reason=reason)
+    return _json(_entry(entry))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    ok, sources = daemon.health()
+    return _json(
+        {"status": "ok" if ok else "degraded", "version": __version__, "sources": sources},
+        status=200 if ok else 503,
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    daemon = request.app[DAEMON_KEY]
+    await _to_thread(daemon.ledger.outbox_counts)
+    return web.Response(
+        text=REGISTRY.render(), content_type="text/plain", charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
+async def openapi(_request: web.Request) -> web.Response:
+    return _json(OPENAPI)
+
+
+# ----------------------------------------------------------------------------------- OpenAPI
+
+_KEY_PARAM = {
+    "name": "key",
+    "in": "path",
+    "required": True,
+    "description": "sender,identifier,sent of the alert, URL-encoded",
+    "schema": {"type": "string"},
+}
+_ID_PARAM = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+_ERROR = {
+    "type": "object",
+    "properties": {
+        "error": {"type": "string"},
+        "message": {"type": "string"},
+        "findings": {"type": "array", "items": {"$ref": "#/components/schemas/Finding"}},
+    },
+}
+_JSON_ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "borderlink gateway API",
+        "version": __version__,
+        "description": "Submit CAP alerts, follow their deliveries, release held alerts.",
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": _ERROR,
+            "Finding": {
+                "type": "object",
+                "properties": {
+                    "severity": {"enum": ["error", "warning", "info"]},
+                    "rule": {"type": "string"},
+                    "xpath": {"type": "string"},
+                    "message": {"type": "string"},
+                },
+            },
+            "Delivery": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "alert_key": {"type": "string"},
+                    "sink": {"type": "string"},
+                    "route": {"type": "string"},
+                    "state": {
+                        "enum": ["pending", "held", "delivered", "superseded", "expired", "failed"]
+                    },
+                    "reason": {"type": "string"},
+                    "priority": {"type": "integer"},
+                    "attempts": {"type": "integer"},
+                    "delivery_id": {"type": "string"},
+                },
+            },
+            "Admission": {
+                "type": "object",
+                "properties": {
+                    "key": {"type": "string"},
+                    "decision": {
+                        "enum": [
+                            "new", "duplicate", "update", "cancel", "expired", "held", "stale",
+                        ]
+                    },
+                    "reason": {"type": "string"},
+                    "superseded": {"type": "array", "items": {"type": "string"}},
+                    "signature": {"enum": ["valid", "unsigned"]},
+                    "findings": {
+                        "type": "array", "items": {"$ref": "#/components/schemas/Finding"}
+                    },
+                    "deliveries": {
+                        "type": "array", "items": {"$ref": "#/components/schemas/Delivery"}
+                    },
+                },
+            },
+            "AlertSummary": {"type": "object", "additionalProperties": True},
+        },
+    },
+    "paths": {
+        "/api/v1/alerts": {
+            "post": {
+                "summary": "Submit one CAP alert",
+                "security": [{"bearer": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/cap+xml": {}, "application/xml": {}},
+                },
+                "responses": {
+                    "202": {
+                        "description": "Admitted (the decision says whether it is routed)",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/Admission"}
+                            }
+                        },
+                    },
+                    "400": {"description": "Refused: not CAP, hostile, invalid", **_JSON_ERROR},
+                    "401": {"description": "No or wrong bearer token", **_JSON_ERROR},
+                    "413": {"description": "Body too large", **_JSON_ERROR},
+                },
+            },
+            "get": {
+                "summary": "Recent alerts, or the active ones",
+                "parameters": [
+                    {"name": "active", "in": "query", "schema": {"enum": ["0", "1"]}},
+                    {"name": "limit", "in": "query", "schema": {"type": "integer"}},
+                ],
+                "responses": {"200": {"description": "Alert summaries"}},
+            },
+        },
+        "/api/v1/alerts/{key}": {
+            "get": {
+                "summary": "One alert with its deliveries and audit trail",
+                "parameters": [_KEY_PARAM],
+                "responses": {"200": {"description": "The alert"}, "404": _JSON_ERROR},
+            }
+        },
+        "/api/v1/alerts/{key}/raw": {
+            "get": {
+                "summary": "The alert's original bytes",
+                "parameters": [_KEY_PARAM],
+                "responses": {
+                    "200": {"description": "CAP XML", "content": {"application/cap+xml": {}}},
+                    "404": _JSON_ERROR,
+                },
+            }
+        },
+        "/api/v1/holds": {
+            "get": {"summary": "Deliveries waiting for an operator", "responses": {"200": {}}}
+        },
+        "/api/v1/holds/{id}/approve": {
+            "post": {
+                "summary": "Release a held delivery",
+                "security": [{"bearer": []}],
+                "parameters": [_ID_PARAM],
+                "responses": {"200": {}, "401": _JSON_ERROR, "404": _JSON_ERROR,
+                              "409": _JSON_ERROR},
+            }
+        },
+        "/api/v1/holds/{id}/reject": {
+            "post": {
+                "summary": "Refuse a held delivery (it fails with the reason)",
+                "security": [{"bearer": []}],
+                "parameters": [_ID_PARAM],
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {"properties": {"reason": {"type": "string"}}}
+                        }
+                    }
+                },
+                "responses": {"200": {}, "401": _JSON_ERROR, "404": _JSON_ERROR,
+                              "409": _JSON_ERROR},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "200 when every required source is alive, 503 otherwise",
+                "responses": {"200": {}, "503": {}},
+            }
+        },
+        "/metrics": {"get": {"summary": "Prometheus text exposition", "responses": {"200": {}}}},
+        "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {}}}},
+    },
+}
+
+
+# -------------------------------------------------------------------------------------- app
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status == 413:
+            INPUT_REJECTED.inc(component=COMPONENT, reason="too_large")
+        raise
+
+
+def create_app(daemon: Daemon) -> web.Application:
+    """The aiohttp application of ``daemon`` (with every component's extra routes)."""
+    app = web.Application(
+        client_max_size=daemon.config.http.max_body_bytes, middlewares=[_errors]
+    )
+    app[DAEMON_KEY] = daemon
+    app.add_routes(
+        [
+            web.post("/api/v1/alerts", require_token(post_alert)),
+            web.get("/api/v1/alerts", list_alerts),
+            web.get("/api/v1/alerts/{key}/raw", get_raw),
+            web.get("/api/v1/alerts/{key}", get_alert),
+            web.get("/api/v1/holds", list_holds),
+            web.post("/api/v1/holds/{id}/approve", require_token(approve_hold)),
+            web.post("/api/v1/holds/{id}/reject", require_token(reject_hold)),
+            web.get("/healthz", healthz),
+            web.get("/metrics", metrics),
+            web.get("/api/v1/openapi.json", openapi),
+        ]
+    )
+    for component in daemon.components:
+        routes = getattr(component, "http_routes", None)
+        if routes is not None:
+            app.add_routes(routes())
+    return app
+
+
+async def start_http(daemon: Daemon) -> web.AppRunner:
+    """Serve the API on ``[http] host:port``; sets ``daemon.http_port`` (useful with port 0)."""
+    cfg = daemon.config.http
+    runner = web.AppRunner(create_app(daemon), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.host, cfg.port)
+    await site.start()
+    # aiohttp exposes the bound port (needed with port = 0) only on the site's server.
+    sockets = getattr(site._server, "sockets", None)
+    port = int(sockets[0].getsockname()[1]) if sockets else cfg.port
+    daemon.http_port = port
+    log.info("http_listening", host=cfg.host, port=port)
+    return runner

@@ -1,0 +1,419 @@
+"""Routes: which alert goes to which sink, in which form, and whether it waits for an operator.
+
+A route names a set of sources, filters (``[route.match]``), a translation and sinks. The
+router is consulted by the ledger while it admits an alert (``plan``): for each matching route
+and each of its sinks it renders the alert once and returns a :class:`PlannedDelivery`. One
+sink receives one delivery per alert, from the first route (in file order) that names it.
+
+Safety rules applied here, whatever the routes say:
+
+* an alert whose ``status`` is not ``Actual`` never reaches a sink with ``live = true``
+  unless the route sets ``allow_non_actual = true``;
+* an alert that is not signed by a trusted signer is *held* for an operator before a live sink
+  unless the route sets ``allow_unsigned_live = true``;
+* ``action = "hold"`` holds every delivery of the route; a source whose validation mode is
+  ``hold`` holds the deliveries of an alert with error findings;
+* an update or cancel also goes to every sink that received the alert it replaces, so a sink
+  never keeps an alert in force that was withdrawn, even when the filters no longer match.
+
+Area filters: a geocode prefix (``"SAME=036"``, ``"profile:CAP-CP:Location:0.3=35"``, or a
+bare prefix matching any geocode), or a region (polygon or circle) that must intersect an
+alert polygon or circle. Geometry is planar on a local equirectangular projection (good to a
+fraction of a percent at the size of a county or a province; regions must not span the
+antimeridian); circle to circle distance is haversine.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from cap_schemas.model import Alert, Area, Info, Status
+from gateway.config import Config, Filters, Region, RouteConfig, SinkConfig
+from gateway.errors import TranslationError
+from gateway.ledger import Admission, EntryState, OutboxEntry, PlannedDelivery, priority_of
+from gateway.metrics import REGISTRY
+from gateway.summary import alert_country, alert_event_code, delivery_id, summary_json, topic_key
+from gateway.translate.registry import RENDERERS, Rendered
+
+__all__ = [
+    "EARTH_RADIUS_KM",
+    "PlanContext",
+    "Router",
+    "area_intersects_region",
+    "circle_intersects_polygon",
+    "haversine_km",
+    "point_in_polygon",
+    "polygons_intersect",
+]
+
+log = structlog.get_logger(__name__)
+
+ROUTE_MATCHES = REGISTRY.counter(
+    "borderlink_route_matches_total", "Alerts that matched a route, by route", ("route",)
+)
+ROUTE_SKIPPED = REGISTRY.counter(
+    "borderlink_route_skipped_total",
+    "Deliveries a matching route did not plan, by route, sink and reason",
+    ("route", "sink", "reason"),
+)
+
+EARTH_RADIUS_KM = 6371.0088
+
+LatLon = tuple[float, float]
+
+
+# ------------------------------------------------------------------------------- geometry
+
+
+def haversine_km(a: LatLon, b: LatLon) -> float:
+    """Great-circle distance in km between two (lat, lon) points."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (a[0], a[1], b[0], b[1]))
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+
+
+def _project(points: Iterable[LatLon], lat0: float) -> list[tuple[float, float]]:
+    k = math.cos(math.radians(lat0))
+    return [
+        (math.radians(lon) * EARTH_RADIUS_KM * k, math.radians(lat) * EARTH_RADIUS_KM)
+        for lat, lon in points
+    ]
+
+
+def _inside(x: float, y: float, ring: Sequence[tuple[float, float]]) -> bool:
+    inside = False
+    n = len(ring)
+    j = n - 1
+    for i in range(n):
+        xi, yi = ring[i]
+        xj, yj = ring[j]
+        if (yi > y) != (yj > y) and x < (xj - xi) * (y - yi) / (yj - yi) + xi:
+            inside = not inside
+        j = i
+    return inside
+
+
+def point_in_polygon(point: LatLon, polygon: Sequence[LatLon]) -> bool:
+    """Ray casting on (lat, lon) as planar coordinates (the ring may be open or closed)."""
+    return _inside(point[1], point[0], [(lon, lat) for lat, lon in polygon])
+
+
+def _orient(a: tuple[float, float], b: tuple[float, float], c: tuple[float, float]) -> float:
+    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+
+def _on_segment(a: tuple[float, float], b: tuple[float, float], p: tuple[float, float]) -> bool:
+    return min(a[0], b[0]) <= p[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= p[1] <= max(
+        a[1], b[1]
+    )
+
+
+Vec = tuple[float, float]
+
+
+def _segments_cross(p1: Vec, p2: Vec, q1: Vec, q2: Vec) -> bool:
+    d1, d2 = _orient(q1, q2, p1), _orient(q1, q2, p2)
+    d3, d4 = _orient(p1, p2, q1), _orient(p1, p2, q2)
+    if ((d1 > 0) != (d2 > 0)) and ((d3 > 0) != (d4 > 0)) and d1 and d2 and d3 and d4:
+        return True
+    return (
+        (d1 == 0 and _on_segment(q1, q2, p1))
+        or (d2 == 0 and _on_segment(q1, q2, p2))
+        or (d3 == 0 and _on_segment(p1, p2, q1))
+        or (d4 == 0 and _on_segment(p1, p2, q2))
+    )
+
+
+def _edges(ring: Sequence[tuple[float, float]]) -> list[tuple[tuple[float, float], ...]]:
+    return [(ring[i], ring[(i + 1) % len(ring)]) for i in range(len(ring))]
+
+
+def polygons_intersect(a: Sequence[LatLon], b: Sequence[LatLon]) -> bool:
+    """Whether two polygons share any point (one inside the other counts)."""
+    if not a or not b:
+        return False
+    lat0 = (sum(p[0] for p in a) / len(a) + sum(p[0] for p in b) / len(b)) / 2
+    pa, pb = _project(a, lat0), _project(b, lat0)
+    if any(_inside(x, y, pb) for x, y in pa) or any(_inside(x, y, pa) for x, y in pb):
+        return True
+    return any(
+        _segments_cross(e1[0], e1[1], e2[0], e2[1]) for e1 in _edges(pa) for e2 in _edges(pb)
+    )
+
+
+def _segment_distance(
+    p: tuple[float, float], a: tuple[float, float], b: tuple[float, float]
+) -> float:
+    dx, dy = b[0] - a[0], b[1] - a[1]
+    if dx == 0 and dy == 0:
+        return math.hypot(p[0] - a[0], p[1] - a[1])
+    t = max(0.0, min(1.0, ((p[0] - a[0]) * dx + (p[1] - a[1]) * dy) / (dx * dx + dy * dy)))
+    return math.hypot(p[0] - (a[0] + t * dx), p[1] - (a[1] + t * dy))
+
+
+def circle_intersects_polygon(center: LatLon, radius_km: float, polygon: Sequence[LatLon]) -> bool:
+    """Whether a circle (centre, radius in km) and a polygon share any point."""
+    if not polygon:
+        return False
+    ring = _project(polygon, center[0])
+    (c,) = _project([center], center[0])
+    if _inside(c[0], c[1], ring):
+        return True
+    return any(_segment_distance(c, a, b) <= radius_km for a, b in _edges(ring))
+
+
+def area_intersects_region(area: Area, region: Region) -> bool:
+    """Whether any polygon or circle of a CAP area intersects a configured region."""
+    polygons = [[(p.lat, p.lon) for p in poly.points] for poly in area.polygons]
+    circles = [((c.center.lat, c.center.lon), c.radius_km) for c in area.circles]
+    if region.polygon:
+        return any(polygons_intersect(poly, region.polygon) for poly in polygons) or any(
+            circle_intersects_polygon(center, r, region.polygon) for center, r in circles
+        )
+    assert region.circle is not None
+    lat, lon, radius = region.circle
+    return any(circle_intersects_polygon((lat, lon), radius, poly) for poly in polygons) or any(
+        haversine_km((lat, lon), center) <= radius + r for center, r in circles
+    )
+
+
+# -------------------------------------------------------------------------------- matching
+
+
+def _prefix_match(spec: str, area: Area) -> bool:
+    name, sep, prefix = spec.partition("=")
+    if not sep:
+        return any(g.value.startswith(spec) for g in area.geocodes)
+    return any(g.name == name and g.value.startswith(prefix) for g in area.geocodes)
+
+
+def _area_ok(f: Filters, info: Info) -> bool:
+    if not f.geocodes and not f.regions:
+        return True
+    for area in info.areas:
+        if any(_prefix_match(spec, area) for spec in f.geocodes):
+            return True
+        if any(area_intersects_region(area, region) for region in f.regions):
+            return True
+    return False
+
+
+def _event_code_ok(f: Filters, info: Info) -> bool:
+    if not f.event_codes:
+        return True
+    for spec in f.event_codes:
+        name, sep, value = spec.partition("=")
+        for pair in info.event_codes:
+            if sep:
+                if pair.name == name and pair.value.lower() == value.lower():
+                    return True
+            elif pair.value.lower() == spec.lower():
+                return True
+    return False
+
+
+def _language_ok(f: Filters, info: Info) -> bool:
+    if not f.language:
+        return True
+    lang = info.language.lower()
+    return any(lang == want or lang.split("-")[0] == want for want in f.language)
+
+
+def _info_ok(f: Filters, info: Info) -> bool:
+    return (
+        (not f.severity or info.severity.value in f.severity)
+        and (not f.urgency or info.urgency.value in f.urgency)
+        and (not f.certainty or info.certainty.value in f.certainty)
+        and (not f.event or info.event.lower() in f.event)
+        and _language_ok(f, info)
+        and _event_code_ok(f, info)
+        and _area_ok(f, info)
+    )
+
+
+_INFO_FILTERS = ("severity", "urgency", "certainty", "event", "language", "event_codes")
+
+
+def filters_match(f: Filters, alert: Alert, *, signature: str, profile: str) -> bool:
+    """Whether an alert passes every filter (one info block must pass all info filters)."""
+    if f.status and alert.status.value not in f.status:
+        return False
+    if f.msg_type and alert.msg_type.value not in f.msg_type:
+        return False
+    if f.scope and alert.scope.value not in f.scope:
+        return False
+    if f.signature and signature not in f.signature:
+        return False
+    if f.profile and profile not in f.profile:
+        return False
+    info_filtered = any(getattr(f, name) for name in _INFO_FILTERS) or f.geocodes or f.regions
+    if not info_filtered:
+        return True
+    return any(_info_ok(f, info) for info in alert.infos)
+
+
+# --------------------------------------------------------------------------------- planning
+
+
+@dataclass(frozen=True, slots=True)
+class PlanContext:
+    """What the daemon learned about an alert before admitting it."""
+
+    alert: Alert
+    source: str
+    signature: str = "unsigned"  # "valid" | "unsigned"
+    profile: str = "cap"
+    hold_reason: str = ""  # set when the source's validation mode holds this alert
+
+
+DeliveriesOf = Callable[[Any], list[OutboxEntry]]
+
+
+class Router:
+    """Plans deliveries from a configuration's routes and sinks; replaced whole on reload."""
+
+    def __init__(self, config: Config) -> None:
+        self.routes: tuple[RouteConfig, ...] = tuple(r for r in config.routes if r.enabled)
+        self.sinks: dict[str, SinkConfig] = {s.name: s for s in config.sinks if s.enabled}
+        for route in self.routes:
+            if route.translation not in RENDERERS:
+                msg = f"route {route.name!r}: unknown translation {route.translation!r}"
+                raise TranslationError(msg)
+
+    def matching(self, ctx: PlanContext) -> list[RouteConfig]:
+        return [
+            route
+            for route in self.routes
+            if (route.sources is None or ctx.source in route.sources)
+            and filters_match(
+                route.match, ctx.alert, signature=ctx.signature, profile=ctx.profile
+            )
+        ]
+
+    def planner(
+        self, ctx: PlanContext, *, deliveries: DeliveriesOf | None = None
+    ) -> Callable[[Admission], Sequence[PlannedDelivery]]:
+        """The ``plan`` callback the ledger calls inside ``admit``."""
+
+        def plan(admission: Admission) -> Sequence[PlannedDelivery]:
+            return self.plan(ctx, admission, deliveries=deliveries)
+
+        return plan
+
+    def plan(
+        self,
+        ctx: PlanContext,
+        admission: Admission,
+        *,
+        deliveries: DeliveriesOf | None = None,
+    ) -> list[PlannedDelivery]:
+        alert = ctx.alert
+        planned: dict[str, PlannedDelivery] = {}
+        rendered: dict[str, Rendered | None] = {}
+        routes = self.matching(ctx)
+        pairs: list[tuple[RouteConfig, str]] = [(r, s) for r in routes for s in r.sinks]
+        for route in routes:
+            ROUTE_MATCHES.inc(route=route.name)
+        # Sinks that carried what this update/cancel replaces get it too.
+        if admission.superseded and deliveries is not None:
+            by_name = {r.name: r for r in self.routes}
+            for ref in admission.superseded:
+                for entry in deliveries(ref):
+                    if entry.state is not EntryState.DELIVERED:
+                        continue
+                    known = by_name.get(entry.route)
+                    if known is None:
+                        known = RouteConfig(name=entry.route, sinks=(entry.sink,))
+                    pairs.append((known, entry.sink))
+        for route, sink_name in pairs:
+            if sink_name in planned:
+                continue
+            sink = self.sinks.get(sink_name)
+            if sink is None:
+                ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason="sink_disabled")
+                continue
+            if sink.live and alert.status is not Status.ACTUAL and not route.allow_non_actual:
+                ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason="not_actual_live")
+                log.info(
+                    "delivery_refused",
+                    alert=str(alert.key),
+                    route=route.name,
+                    sink=sink_name,
+                    reason=f"status {alert.status.value} never reaches a live sink",
+                )
+                continue
+            if route.translation not in rendered:
+                rendered[route.translation] = self._render(route, alert)
+            result = rendered[route.translation]
+            if result is None:
+                ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason="translation")
+                continue
+            held = route.action == "hold" or bool(ctx.hold_reason)
+            if sink.live and ctx.signature != "valid" and not route.allow_unsigned_live:
+                held = True
+            planned[sink_name] = self._delivery(ctx, route, sink, result, held=held)
+        return list(planned.values())
+
+    @staticmethod
+    def _render(route: RouteConfig, alert: Alert) -> Rendered | None:
+        try:
+            return RENDERERS[route.translation](alert, route.translation_options)
+        except TranslationError as exc:
+            log.warning(
+                "translation_failed",
+                alert=str(alert.key),
+                route=route.name,
+                translation=route.translation,
+                reason=str(exc),
+            )
+            return None
+
+    @staticmethod
+    def _delivery(
+        ctx: PlanContext, route: RouteConfig, sink: SinkConfig, result: Rendered, *, held: bool
+    ) -> PlannedDelivery:
+        alert = ctx.alert
+        key = alert.key
+        ident = delivery_id(key, sink.name)
+        attributes: dict[str, str] = {
+            "source": ctx.source,
+            "country": alert_country(alert),
+            "status": alert.status.value.lower(),
+            "event": alert_event_code(alert),
+            "key": topic_key(key),
+            "alert_key": str(key),
+            "msg_type": alert.msg_type.value.lower(),
+            "delivery_id": ident,
+            "signature": ctx.signature,
+        }
+        attributes.update({k: str(v) for k, v in _attributes(result).items()})
+        if sink.format == "json":
+            parts: tuple[bytes, ...] = (
+                summary_json(alert, source=ctx.source, delivery_id=ident, route=route.name),
+            )
+            content_type = "application/json"
+        else:
+            parts = result.parts
+            content_type = result.content_type
+        return PlannedDelivery(
+            sink=sink.name,
+            route=route.name,
+            parts=parts,
+            content_type=content_type,
+            attributes=attributes,
+            priority=priority_of(alert),
+            expires=alert.expires,
+            held=held,
+        )
+
+
+def _attributes(result: Rendered) -> Mapping[str, Any]:
+    return result.attributes
