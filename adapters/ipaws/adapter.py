@@ -210,6 +210,9 @@ class IpawsSource:
                 error=str(exc),
             )
             self._durable = {}
+        # Entered again after a stop: polls whose alerts were never acknowledged are polled
+        # again from the durable timestamp, so their bookkeeping starts afresh.
+        self._batches = {f: deque() for f in self.options.feeds}
         start = self.clock.now() - timedelta(seconds=self.options.initial_lookback)
         for feed in self.options.feeds:
             self._since[feed] = self._durable.get(feed, start)

@@ -284,9 +284,10 @@ class NaadSource:
 
     async def __aenter__(self) -> Self:
         if self._entered:
-            msg = "a NaadSource is not re-entrant"
+            msg = "a NaadSource is not re-entrant (it may be entered again once exited)"
             raise RuntimeError(msg)
         self._entered = True
+        self._inflight.clear()
         if any(s.tls for s in self.options.streams):
             self._ssl = ssl.create_default_context(cafile=self.options.tls_ca_file)
         self._session = aiohttp.ClientSession(
@@ -318,6 +319,8 @@ class NaadSource:
             STREAM_UP.set(0, source=self.name, stream=state.config.name)
         if self._session is not None:
             await self._session.close()
+            self._session = None
+        self._entered = False
         log.info("naad_source_stopped", source=self.name)
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
@@ -410,6 +413,10 @@ class NaadSource:
             before = state.documents
             try:
                 reason = await self._read_connection(state, reader, writer)
+            except Exception:  # noqa: BLE001 - one stream's fault must not end the others
+                log.exception("naad_stream_failed", source=self.name, stream=cfg.name)
+                state.detail = "internal error; reconnecting"
+                reason = "internal"
             finally:
                 state.connected = False
                 state.writer = None

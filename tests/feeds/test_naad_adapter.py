@@ -380,3 +380,21 @@ class TestTls:
                 assert not source.healthy()
                 await sim.publish(alert_factory("never"))
                 assert got.items == []
+
+
+class TestReuse:
+    """The supervisor may enter a source again after it exited (reusable, not re-entrant)."""
+
+    async def test_enter_again_after_exit(self, alert_factory: Callable[..., bytes]) -> None:
+        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
+            source = source_for(sim)
+            for n in range(2):
+                async with collecting(source) as got:
+                    await wait_for(lambda: sim.connections() == 1)
+                    with pytest.raises(RuntimeError, match="re-entrant"):
+                        await source.__aenter__()
+                    raw = alert_factory(f"round-{n}")
+                    await sim.publish(raw)
+                    await got.wait_count(1)
+                    assert got.items[0].raw == raw
+                await wait_for(lambda: sim.connections() == 0)
