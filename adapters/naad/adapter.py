@@ -413,7 +413,7 @@ class NaadSource:
             before = state.documents
             try:
                 reason = await self._read_connection(state, reader, writer)
-            except Exception:  # noqa: BLE001 - one stream's fault must not end the others
+            except Exception:  # one stream's fault must not end the others
                 log.exception("naad_stream_failed", source=self.name, stream=cfg.name)
                 state.detail = "internal error; reconnecting"
                 reason = "internal"
