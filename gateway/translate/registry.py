@@ -36,8 +36,29 @@ def _identity(alert: Alert, _options: Mapping[str, Any]) -> Rendered:
     return Rendered((alert.raw,), "application/cap+xml")
 
 
+def _lazy(name: str) -> Renderer:
+    """A renderer of :mod:`gateway.translate.renderers`, imported on first use (the
+    translations import this module for :class:`Rendered`)."""
+
+    def render(alert: Alert, options: Mapping[str, Any]) -> Rendered:
+        from gateway.translate import renderers  # noqa: PLC0415 -- import cycle
+
+        function: Renderer = getattr(renderers, name)
+        return function(alert, options)
+
+    render.__name__ = name
+    return render
+
+
 RENDERERS: dict[str, Renderer] = {
     "identity": _identity,
+    "ipaws": _lazy("render_ipaws"),
+    "cap-cp": _lazy("render_capcp"),
+    "same": _lazy("render_same"),
+    "text": _lazy("render_text"),
+    "edxl": _lazy("render_edxl"),
+    "incident": _lazy("render_incident"),
+    "incident-text": _lazy("render_incident_text"),
 }
 
 

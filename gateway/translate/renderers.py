@@ -1,0 +1,126 @@
+"""The renderers routes name (``translation = "..."``), with the options each takes.
+
+===============  ==========================================================================
+name             options (``[route.translation_options]``)
+===============  ==========================================================================
+``ipaws``        sender, identifier_prefix, timezone, blockchannel (list), default_hours,
+                 crosswalk (CSV path, "default" or "none")
+``cap-cp``       sender, identifier_prefix, crosswalk, fallback_sgc
+``same``         station (8 characters at most)
+``text``         radio (aprs, aprs-bulletin, pager, dmr, generic), lang (en, fr, both),
+                 budget, ascii_only, forbidden, max_parts
+``edxl``         version ("1.0" or "2.0"), sender_id
+``incident``     (none) the alert as incident JSON
+``incident-text`` (none) the alert as an incident radio line
+===============  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from cap_schemas.model import Alert, MsgType
+from cap_schemas.serialize import to_xml
+from gateway.errors import ConfigError
+from gateway.model import Incident, Location
+from gateway.translate.capcp_ipaws import IpawsOptions, capcp_to_ipaws
+from gateway.translate.common import option_str
+from gateway.translate.edxl import cap_to_edxl
+from gateway.translate.incident import incident_to_json, incident_to_text
+from gateway.translate.ipaws_capcp import CapCpOptions, ipaws_to_capcp
+from gateway.translate.registry import Rendered
+from gateway.translate.same import alert_to_same
+from gateway.translate.text import radio_options, render_radio_text
+
+CAP = "application/cap+xml"
+
+
+def render_ipaws(alert: Alert, options: Mapping[str, Any]) -> Rendered:
+    result = capcp_to_ipaws(alert, IpawsOptions.from_mapping(options))
+    return Rendered((to_xml(result),), CAP, {"profile": "ipaws", "derived_from": str(alert.key)})
+
+
+def render_capcp(alert: Alert, options: Mapping[str, Any]) -> Rendered:
+    result = ipaws_to_capcp(alert, CapCpOptions.from_mapping(options))
+    return Rendered((to_xml(result),), CAP, {"profile": "cap-cp", "derived_from": str(alert.key)})
+
+
+def render_same(alert: Alert, options: Mapping[str, Any]) -> Rendered:
+    station = option_str(options, "station", "BORDERLK")
+    now = options.get("now")
+    if now is not None and not isinstance(now, datetime):
+        msg = "translation option 'now' must be a datetime"
+        raise ConfigError(msg)
+    header = alert_to_same(alert, station=station, now=now or datetime.now(UTC))
+    return Rendered(
+        (header.to_text().encode("ascii"),),
+        "text/x-same-header",
+        {"event": header.event, "originator": header.originator, "eom": "NNNN"},
+    )
+
+
+def render_text(alert: Alert, options: Mapping[str, Any]) -> Rendered:
+    kwargs = radio_options(options)
+    text = render_radio_text(alert, **kwargs)
+    charset = "us-ascii" if kwargs["ascii_only"] else "utf-8"
+    return Rendered(
+        tuple(p.encode(charset) for p in text.parts),
+        f"text/plain; charset={charset}",
+        {
+            "language": text.language,
+            "priority": text.priority,
+            "radio": option_str(options, "radio", "generic"),
+        },
+    )
+
+
+def render_edxl(alert: Alert, options: Mapping[str, Any]) -> Rendered:
+    version = option_str(options, "version", "2.0")
+    sender = options.get("sender_id")
+    if sender is not None and not isinstance(sender, str):
+        msg = "translation option 'sender_id' must be a string"
+        raise ConfigError(msg)
+    data = cap_to_edxl(alert, version=version, sender_id=sender)
+    return Rendered((data,), "application/xml", {"edxl_version": version})
+
+
+def alert_to_incident(alert: Alert) -> Incident:
+    """An incident record summarising an alert (for incident topics and radio lines)."""
+    info = alert.infos[0] if alert.infos else None
+    location = None
+    if info is not None:
+        for area in info.areas:
+            if area.circles:
+                c = area.circles[0].center
+                location = Location(c.lat, c.lon, area.area_desc)
+                break
+            if area.polygons:
+                points = area.polygons[0].points[:-1] or area.polygons[0].points
+                lat = sum(p.lat for p in points) / len(points)
+                lon = sum(p.lon for p in points) / len(points)
+                location = Location(round(lat, 5), round(lon, 5), area.area_desc)
+                break
+    status = "cancelled" if alert.msg_type is MsgType.CANCEL else "active"
+    text = (info.headline or info.event) if info is not None else alert.note or ""
+    return Incident(
+        incident_id=alert.identifier.replace(" ", "_"),
+        incident_type=info.event if info is not None else "alert",
+        status=status,
+        location=location,
+        units=(),
+        text=text,
+        agency=(info.sender_name if info is not None and info.sender_name else alert.sender),
+        created=alert.sent,
+        updated=alert.sent,
+    )
+
+
+def render_incident(alert: Alert, _options: Mapping[str, Any]) -> Rendered:
+    return Rendered((incident_to_json(alert_to_incident(alert)),), "application/json")
+
+
+def render_incident_text(alert: Alert, _options: Mapping[str, Any]) -> Rendered:
+    line = incident_to_text(alert_to_incident(alert))
+    return Rendered((line.encode("utf-8"),), "text/plain; charset=utf-8")

@@ -1,0 +1,183 @@
+"""CAP -> SAME header by the ECIG "CAP to EAS" rules, and SAME header -> CAP.
+
+CAP -> SAME (:func:`alert_to_same`), refusing with :class:`TranslationError` (the reason in the
+message) any alert that may not be aired: no ``<info>``, status other than ``Actual``, scope
+other than ``Public``, msgType Cancel/Ack/Error, no or past ``expires``, no event, no location.
+
+* ORG: ``EAS-ORG``; ``WXR`` for Environment Canada senders; else ``CIV`` (ECIG 3.10).
+* EEE: the ``SAME`` eventCode; for a CAP-CP alert without one, the CAP-CP event through the
+  event map (the ECCC alert type refines watch/warning). An IPAWS/NWS alert without a SAME
+  eventCode SHALL NOT be aired (ECIG) and is refused.
+* PSSCCC: ``SAME`` (and CAP 1.1 ``FIPS6``) geocodes in the order met; for Canadian alerts the
+  ECCC ``CLC`` geocodes, else the SGC codes through ``sgc_clc.csv``. The first 31.
+* TTTT: ``expires - sent`` rounded up (15-minute steps to one hour, then 30-minute steps).
+* JJJHHMM: ``sent`` in UTC. LLLLLLLL: the station id from the route.
+
+SAME -> CAP (:func:`same_to_alert`): event and area names from the tables, ``sent`` from
+JJJHHMM (year inferred), ``expires`` = sent + TTTT, status ``Test`` for RWT/RMT/NPT/DMO, and a
+``note``/``source`` plus the parameter ``borderlink:authenticated=false`` marking it as
+derived from an unauthenticated broadcast. Its identifier is a digest of the header without
+the station field, so the same header heard from two stations is one alert (ECIG duplicate
+rule).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from cap_schemas.errors import CapParseError
+from cap_schemas.model import (
+    Alert,
+    Area,
+    Category,
+    Certainty,
+    Info,
+    MsgType,
+    Scope,
+    Severity,
+    Status,
+    Urgency,
+    ValuePair,
+)
+from cap_schemas.same import MAX_LOCATIONS, ORIGINATORS, SameHeader, round_duration
+from cap_schemas.tables import (
+    capcp_to_same,
+    same_events,
+    same_location_name,
+    sgc_to_clc,
+)
+from gateway.errors import TranslationError
+from gateway.translate.common import (
+    CAPCP_EVENT,
+    CAPCP_LOCATION,
+    ECCC_ALERT_TYPE,
+    ECCC_CLC,
+    ECCC_SENDERS,
+    first_info,
+)
+
+TEST_EVENTS = frozenset({"RWT", "RMT", "NPT", "DMO"})
+DERIVED_PARAMETER = "borderlink:authenticated"
+
+
+def _refuse(reason: str) -> TranslationError:
+    return TranslationError(f"no SAME header: {reason}")
+
+
+def same_locations(info: Info) -> tuple[str, ...]:
+    """The PSSCCC codes of an info block, in order, without repeats (not yet capped)."""
+    out: dict[str, None] = {}
+    for area in info.areas:
+        for g in area.geocodes:
+            if g.name in ("SAME", "FIPS6") and len(g.value) == 6 and g.value.isdigit():
+                out.setdefault(g.value, None)
+    if out:
+        return tuple(out)
+    for area in info.areas:
+        for value in area.geocode_values(ECCC_CLC):
+            if len(value) == 6 and value.isdigit():
+                out.setdefault(value, None)
+    if out:
+        return tuple(out)
+    for area in info.areas:
+        for value in area.geocode_values(CAPCP_LOCATION):
+            for clc in sgc_to_clc(value):
+                out.setdefault(clc, None)
+    return tuple(out)
+
+
+def alert_to_same(alert: Alert, *, station: str, now: datetime | None = None) -> SameHeader:
+    """The SAME header for ``alert`` (see the module docstring), or TranslationError."""
+    if not alert.infos:
+        raise _refuse("the alert has no <info> block")
+    if alert.status is not Status.ACTUAL:
+        raise _refuse(f"status {alert.status} (only Actual alerts are aired)")
+    if alert.scope is not Scope.PUBLIC:
+        raise _refuse(f"scope {alert.scope} (only Public alerts are aired)")
+    if alert.msg_type not in (MsgType.ALERT, MsgType.UPDATE):
+        raise _refuse(f"msgType {alert.msg_type} is never aired")
+    info = first_info(alert)
+    expires = info.expires or alert.expires
+    if expires is None:
+        raise _refuse("no <expires>: the valid time cannot be set")
+    if expires <= (now or datetime.now(UTC)):
+        raise _refuse(f"expired at {expires.isoformat()}")
+    event = info.event_code("SAME")
+    if not event:
+        capcp = info.event_code(CAPCP_EVENT)
+        mapping = capcp_to_same(capcp, info.parameter(ECCC_ALERT_TYPE)) if capcp else None
+        if mapping is None:
+            raise _refuse("no SAME eventCode and no CAP-CP event that maps to one")
+        event = mapping.same
+    if len(event) != 3 or not event.isalpha() or not event.isupper():
+        raise _refuse(f"SAME event {event!r} is not three upper-case letters")
+    org = info.parameter("EAS-ORG")
+    if org not in ORIGINATORS:
+        org = "WXR" if alert.sender.lower() in ECCC_SENDERS else "CIV"
+    locations = same_locations(info)[:MAX_LOCATIONS]
+    if not locations:
+        raise _refuse("no SAME, CLC or mapped SGC location code")
+    try:
+        duration = round_duration(expires - alert.sent)
+        issued = alert.sent.astimezone(UTC).replace(second=0, microsecond=0)
+        return SameHeader(org, event, locations, duration, issued, station)
+    except CapParseError as exc:
+        raise _refuse(str(exc)) from exc
+
+
+def same_to_alert(
+    header: SameHeader,
+    *,
+    sender: str = "same-receiver@borderlink.invalid",
+    country: str = "US",
+) -> Alert:
+    """A CAP alert describing a received SAME header (see the module docstring)."""
+    events = same_events()
+    entry = events.get(header.event)
+    event_name = entry.name_en if entry else f"SAME event {header.event}"
+    is_test = header.event in TEST_EVENTS
+    names = []
+    geocodes = []
+    for code in header.locations:
+        name = same_location_name(code, country=country)
+        if name is None and country == "US":
+            name = same_location_name(code, country="CA")
+        names.append(name or f"location {code}")
+        geocodes.append(ValuePair("SAME", code))
+    text = header.to_text()
+    key_text = text.rsplit("-", 2)[0]  # without LLLLLLLL, as ECIG compares duplicates
+    identifier = "SAME-" + hashlib.sha256(key_text.encode("ascii")).hexdigest()[:24]
+    category = Category.MET if header.originator == "WXR" else Category.SAFETY
+    if is_test:
+        category = Category.OTHER
+    info = Info(
+        categories=(category,),
+        event=event_name,
+        urgency=Urgency.UNKNOWN,
+        severity=Severity.UNKNOWN,
+        certainty=Certainty.UNKNOWN,
+        language="en-CA" if country == "CA" else "en-US",
+        event_codes=(ValuePair("SAME", header.event),),
+        expires=header.expires,
+        sender_name=f"SAME broadcast from {header.station.strip() or 'unknown station'}",
+        headline=f"{event_name} for {', '.join(names[:3])}"
+        + (f" and {len(names) - 3} more" if len(names) > 3 else ""),
+        description=f"Received SAME header: {text}",
+        parameters=(
+            ValuePair("EAS-ORG", header.originator),
+            ValuePair(DERIVED_PARAMETER, "false"),
+        ),
+        areas=(Area(area_desc="; ".join(names), geocodes=tuple(geocodes)),),
+    )
+    return Alert(
+        identifier=identifier,
+        sender=sender,
+        sent=header.issued,
+        status=Status.TEST if is_test else Status.ACTUAL,
+        msg_type=MsgType.ALERT,
+        scope=Scope.PUBLIC,
+        source="SAME broadcast (unauthenticated)",
+        note="Derived from an unauthenticated SAME broadcast header; verify before acting.",
+        infos=(info,),
+    )
