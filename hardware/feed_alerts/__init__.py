@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from cap_schemas.model import format_cap_datetime
 from cap_schemas.parse import parse_cap_time
 
 FEED_ALERTS = Path(__file__).resolve().parent
@@ -30,6 +29,7 @@ _FIELD = {
     name: re.compile(rb"(<" + _NAME + name + rb">)\s*([^<]+?)\s*(</)")
     for name in (b"identifier", b"sender", b"sent")
 }
+_ZONE = re.compile(r"(?:Z|[+-]\d{2}:\d{2})$")
 _REFERENCES = re.compile(rb"(<" + _NAME + rb"references>)([^<]*)(</)")
 
 
@@ -90,7 +90,10 @@ def make_live(
             when = parse_cap_time(text, lenient=True)
         except ValueError:
             return match.group(0)
-        moved = format_cap_datetime(when + delta)
+        # Keep the zone exactly as written (``+00:00``, ``-00:00``, ``Z``, ``-05:00``): the
+        # profiles read meaning into it.
+        zone = _ZONE.search(text)
+        moved = (when + delta).strftime("%Y-%m-%dT%H:%M:%S") + (zone.group(0) if zone else "")
         return match.group(1) + moved.encode() + match.group(4)
 
     out = _TIME_ELEMENT.sub(shift, raw)

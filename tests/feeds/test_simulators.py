@@ -230,3 +230,11 @@ class TestMakeLive:
             if update.references[0].identifier == parse_alert(i.raw).identifier
         )
         assert update.references == (base.key,)
+
+    def test_zone_written_as_in_the_original(self) -> None:
+        usgs = next(a for a in load_alerts("ipaws") if b"USGS" in a)
+        live = make_live(usgs, now=datetime(2026, 3, 1, 12, 0, tzinfo=UTC)).raw
+        assert b"<sent>2026-03-01T12:00:00+00:00</sent>" in live
+        nws = next(a for a in load_alerts("nws") if b"VTZ002" in a)
+        live = make_live(nws, now=datetime(2026, 3, 1, 12, 0, tzinfo=UTC)).raw
+        assert b"<sent>2026-03-01T07:00:00-05:00</sent>" in live
