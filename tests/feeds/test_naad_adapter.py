@@ -398,3 +398,50 @@ class TestReuse:
                     await got.wait_count(1)
                     assert got.items[0].raw == raw
                 await wait_for(lambda: sim.connections() == 0)
+
+
+class TestSlowAndRedirected:
+    """Bytes that never complete a document do not keep a stream alive; archive redirects are
+    not followed."""
+
+    async def test_trickling_unterminated_document_is_dropped(
+        self, fake_clock: FakeClock, alert_factory: Callable[..., bytes]
+    ) -> None:
+        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
+            source = source_for(sim, clock=fake_clock)
+            async with collecting(source) as got:
+                await wait_for(lambda: sim.connections() == 1)
+                await fake_clock.wait_for_sleepers(1)
+                sim.write(b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><note>')
+                for _ in range(7):  # a byte every 10 s: data, but never a document
+                    sim.write(b"x")
+                    await sim.flush()
+                    await fake_clock.advance(10)
+                assert source.healthy()
+                await fake_clock.advance(10)
+                await wait_for(lambda: sim.connections() == 0)
+                assert not source.healthy()
+                await fake_clock.wait_for_sleepers(1)
+                await fake_clock.advance(1.0)
+                await wait_for(lambda: sim.connections() == 1)
+                raw = alert_factory("after-trickle")
+                await sim.publish(raw)
+                await got.wait_count(1)
+                assert got.items[0].raw == raw
+
+    async def test_archive_redirect_is_not_followed(
+        self, alert_factory: Callable[..., bytes]
+    ) -> None:
+        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
+            sim.archive_faults["capcp1"] = 302
+            before = rejected("naad", "archive_status")
+            source = source_for(sim, archive_attempts=1)
+            async with collecting(source) as got:
+                await wait_for(lambda: sim.connections() == 1)
+                raw = alert_factory("redirected")
+                await sim.publish(raw, withhold=True)
+                sim.send_heartbeat()
+                await got.wait_count(1)
+                assert got.items[0].raw == raw  # from capcp2
+            assert rejected("naad", "archive_status") == before + 1
+            assert [p.split("/")[1] for p in sim.archive_requests] == ["capcp1", "capcp2"]
