@@ -112,7 +112,7 @@ class Afsk1200Demodulator:
 
     def __init__(self, rate: int = 44100, *, repair: int = 0) -> None:
         self.rate = rate
-        self._demod = FskDemodulator(rate, mark=MARK, space=SPACE, baud=BAUD)
+        self._demod = FskDemodulator(rate, mark=MARK, space=SPACE, baud=BAUD, band=(1000, 2400))
         self._hdlc = HdlcDecoder()
         self._prev = 1.0
         self._repair = repair

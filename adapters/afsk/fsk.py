@@ -152,6 +152,7 @@ class BitClock:
         self._d_base = -self._history  # sample index of _d_tail[0]
         self._next = samples_per_bit  # sample index (fractional) of the next bit decision
         self._prev = 0.0
+        self._wander = 0.0
         self.samples_in = 0
 
     @property
@@ -177,6 +178,8 @@ class BitClock:
         prev = self._prev
         kp, ki = self._kp, self._ki
         scale = nominal / 4.0
+        wander = self._wander
+        lock_scale = 8.0 / nominal
         values: list[float] = []
         positions: list[int] = []
         while True:
@@ -190,17 +193,58 @@ class BitClock:
             # so that one noisy bit cannot throw the clock.
             err = (y - prev) * mid * scale
             err = max(-half, min(half, err))
-            period = max(low, min(high, period - ki * err))
-            t += period - kp * err
+            # Gear shift: while the timing error is large (acquiring, or a clock far off) the
+            # loop runs up to three times faster; once locked it settles to the base gains.
+            wander += 0.05 * (abs(err) - wander)
+            gear = 1.0 + 2.0 * min(1.0, wander * lock_scale)
+            period = max(low, min(high, period - ki * gear * err))
+            t += period - kp * gear * err
             values.append(y)
             positions.append(at)
             prev = y
         self._next = t
         self._period = period
         self._prev = prev
+        self._wander = wander
         self._d_tail = buf[-self._history :]
         self._d_base = end - len(self._d_tail)
         return SoftBits(np.asarray(values, dtype=np.float64), np.asarray(positions, dtype=np.int64))
+
+
+def bandpass_taps(low: float, high: float, rate: int, *, transition: float = 800.0) -> FloatArray:
+    """A linear-phase FIR band-pass (windowed sinc, Blackman window): flat between ``low``
+    and ``high``, rolling off over about ``transition`` Hz outside them."""
+    count = math.ceil(5.5 * rate / transition) | 1  # Blackman: ~5.5/N transition width
+    n = np.arange(count) - (count - 1) / 2
+    lo, hi = (low - transition / 2) / rate, (high + transition / 2) / rate
+    taps = 2 * hi * np.sinc(2 * hi * n) - 2 * lo * np.sinc(2 * lo * n)
+    out: FloatArray = taps * np.blackman(count)
+    return out
+
+
+class StreamingFir:
+    """An FIR filter applied chunk by chunk (the last ``len(taps) - 1`` samples carried)."""
+
+    def __init__(self, taps: FloatArray) -> None:
+        self.taps = taps
+        self._tail = np.zeros(taps.size - 1)
+        self._spectra: dict[int, npt.NDArray[np.complex128]] = {}
+
+    def __call__(self, x: FloatArray) -> FloatArray:
+        buf = np.concatenate((self._tail, x))
+        taps = self.taps.size
+        self._tail = buf[buf.size - (taps - 1) :]
+        if x.size < 4 * taps:
+            direct: FloatArray = np.convolve(buf, self.taps, mode="valid")
+            return direct
+        size = 1 << (buf.size + taps - 2).bit_length()
+        kernel = self._spectra.get(size)
+        if kernel is None:
+            kernel = self._spectra[size] = np.fft.rfft(self.taps, size)
+        spectrum = np.fft.rfft(buf, size) * kernel
+        full = np.fft.irfft(spectrum, size)
+        out: FloatArray = full[taps - 1 : buf.size]
+        return out
 
 
 class FskDemodulator:
@@ -208,7 +252,9 @@ class FskDemodulator:
 
     ``feed(samples)`` takes any number of samples (float in [-1, 1], int16, or 16-bit PCM
     bytes) and returns the soft bits completed so far. Memory stays bounded: only about two
-    bit periods of history are kept between calls.
+    bit periods of history are kept between calls. ``band`` (low, high) in Hz puts a
+    linear-phase band-pass in front of the matched filters: their sinc-shaped response lets
+    through too much broadband noise on its own.
     """
 
     def __init__(
@@ -220,6 +266,7 @@ class FskDemodulator:
         baud: float,
         kp: float = _KP,
         ki: float = _KI,
+        band: tuple[float, float] | None = None,
     ) -> None:
         if rate <= 0:
             msg = f"sample rate must be positive, got {rate}"
@@ -228,12 +275,16 @@ class FskDemodulator:
             msg = f"sample rate {rate} Hz is too low for a {max(mark, space):.1f} Hz tone"
             raise ValueError(msg)
         self.rate = rate
+        self._filter = StreamingFir(bandpass_taps(*band, rate)) if band is not None else None
         self.spb = rate / baud
         self.window = max(2, round(self.spb))
         self._w_mark = 2.0 * math.pi * mark / rate
         self._w_space = 2.0 * math.pi * space / rate
         self._ph_mark = 0.0
         self._ph_space = 0.0
+        # exp(-j w k) for k = 0..n-1, computed once and rotated to each chunk's start phase.
+        self._base_mark = np.zeros(0, dtype=np.complex128)
+        self._base_space = np.zeros(0, dtype=np.complex128)
         self._tail_mark = np.zeros(self.window, dtype=np.complex128)
         self._tail_space = np.zeros(self.window, dtype=np.complex128)
         self.clock = BitClock(self.spb, kp=kp, ki=ki)
@@ -255,9 +306,14 @@ class FskDemodulator:
         n = x.size
         if n == 0:
             return np.zeros(0)
-        k = np.arange(n, dtype=np.float64)
-        osc_m = np.exp(-1j * (self._ph_mark + self._w_mark * k))
-        osc_s = np.exp(-1j * (self._ph_space + self._w_space * k))
+        if self._filter is not None:
+            x = self._filter(x)
+        if self._base_mark.size < n:
+            k = np.arange(n, dtype=np.float64)
+            self._base_mark = np.exp(-1j * self._w_mark * k)
+            self._base_space = np.exp(-1j * self._w_space * k)
+        osc_m = self._base_mark[:n] * complex(math.cos(self._ph_mark), -math.sin(self._ph_mark))
+        osc_s = self._base_space[:n] * complex(math.cos(self._ph_space), -math.sin(self._ph_space))
         self._ph_mark = (self._ph_mark + self._w_mark * n) % (2.0 * math.pi)
         self._ph_space = (self._ph_space + self._w_space * n) % (2.0 * math.pi)
         mag_m = self._window_magnitude(x * osc_m, mark=True)

@@ -252,7 +252,9 @@ class SameDecoder:
             msg = f"sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz"
             raise ValueError(msg)
         self.rate = rate
-        self._demod = FskDemodulator(rate, mark=float(MARK), space=float(SPACE), baud=float(BAUD))
+        self._demod = FskDemodulator(
+            rate, mark=float(MARK), space=float(SPACE), baud=float(BAUD), band=(1450, 2200)
+        )
         self._hold = round(hold * rate)
         self._preamble_errors = preamble_errors
         self._max_residual = max_residual

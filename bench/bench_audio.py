@@ -1,0 +1,318 @@
+"""Baseband audio decoders on a noise ladder, side by side with multimon-ng and direwolf.
+
+For each SNR step the same seeded audio goes to our decoder and to the referees; the table
+gives the share of messages decoded exactly. SNR is the power of the signal over the power of
+white Gaussian noise across the whole band at the sample rate (22050 Hz), so in-band SNR is
+higher. Two channel conditions: clean (noise only) and impaired (noise, a per-message
+sound-card clock error of up to +-1 % shifting tones and bit rate together, and a level change
+of up to -10 dB between the bursts or frames of one transmission). Speed is decoder CPU time
+on one core against the duration of the audio (the referees' is wall time of their process).
+
+Run: ``python -m bench audio`` (about two to three minutes).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import structlog
+
+from adapters.afsk import afsk1200
+from adapters.afsk.fsk import FskModulator, to_pcm16
+from adapters.eas import same_modem as sm
+from adapters.kiss.ax25 import Frame
+
+RATE = 22050
+SEED = 20261129
+SAME_STEPS = (-7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4)
+SAME_IMPAIRED_STEPS = (-3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10)
+AFSK_STEPS = (0, 1, 2, 3, 4, 5, 6, 8, 10)
+AFSK_IMPAIRED_STEPS = (2, 4, 6, 8, 10, 12, 14, 16, 18)
+SAME_TRIALS = 25
+AFSK_TRIALS = 50
+LEVEL_CHANGE_DB = 10.0
+
+
+@dataclass
+class Ladder:
+    name: str
+    steps: Sequence[int]
+    rates: dict[str, list[float]]
+    speeds: dict[str, list[float]]
+
+
+def _noise(x: np.ndarray, snr_db: float, power: float, rng: np.random.Generator) -> np.ndarray:
+    return x + rng.normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), size=x.size)
+
+
+def _scale(x: np.ndarray) -> np.ndarray:
+    peak = float(np.abs(x).max()) or 1.0
+    return x * (0.9 / peak)
+
+
+# ----------------------------------------------------------------------------- SAME
+
+
+def _same_header(rng: np.random.Generator, i: int) -> str:
+    count = int(rng.integers(1, 7))
+    places = "-".join(
+        f"{int(rng.integers(0, 10))}{int(rng.integers(1, 100000)):05d}" for _ in range(count)
+    )
+    event = ("TOR", "SVR", "FFW", "RWT", "CEM", "EVI")[i % 6]
+    return f"ZCZC-WXR-{event}-{places}+0045-{i % 366 + 1:03d}{i % 24:02d}{i % 60:02d}-KBOX/NWS-"
+
+
+def _same_audio(
+    headers: list[str], snr: float, rng: np.random.Generator, *, impaired: bool
+) -> np.ndarray:
+    pieces = []
+    for header in headers:
+        error = float(rng.uniform(-0.01, 0.01)) if impaired else 0.0
+        gen_rate = round(RATE * (1 + error))
+        modem = FskModulator(gen_rate, mark=sm.MARK, space=sm.SPACE, baud=sm.BAUD, amplitude=1.0)
+        bits = sm.burst_bits(header)
+        transmission = [np.zeros(RATE)]
+        for _ in range(3):
+            gain = 10 ** (float(rng.uniform(-LEVEL_CHANGE_DB, 0)) / 20) if impaired else 1.0
+            transmission += [gain * modem.modulate(bits), modem.silence(1.0)]
+        pieces.append(np.concatenate([*transmission, np.zeros(2 * RATE)]))
+    # Noise is set against the unit-amplitude tone (power 0.5): with level changes the weaker
+    # bursts sit that much lower in the noise.
+    x = np.concatenate(pieces)
+    return _noise(x, snr, 0.5, rng)
+
+
+def _run_ours_same(x: np.ndarray) -> tuple[set[str], float]:
+    decoder = sm.SameDecoder(RATE)
+    pcm = np.frombuffer(to_pcm16(x), dtype="<i2")
+    started = time.process_time()
+    found = []
+    for at in range(0, pcm.size, 32768):
+        found += decoder.feed(pcm[at : at + 32768])
+    found += decoder.flush()
+    return {m.text for m in found if m.kind == "header"}, time.process_time() - started
+
+
+def _run_multimon(path: Path, demod: str, pattern: str) -> tuple[list[str], float]:
+    started = time.perf_counter()
+    out = subprocess.run(
+        ["multimon-ng", "-q", "-c", "-a", demod, "-t", "raw", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    ).stdout
+    elapsed = time.perf_counter() - started
+    return [m.group(1) for m in re.finditer(pattern, out)], elapsed
+
+
+def same_ladder(tmp: Path, *, impaired: bool) -> Ladder:
+    rng = np.random.default_rng(SEED + impaired)
+    have_multimon = shutil.which("multimon-ng") is not None
+    rates: dict[str, list[float]] = {"borderlink": [], "multimon-ng": []}
+    speeds: dict[str, list[float]] = {"borderlink": [], "multimon-ng": []}
+    steps = SAME_IMPAIRED_STEPS if impaired else SAME_STEPS
+    for step, snr in enumerate(steps):
+        headers = [_same_header(rng, step * 1000 + i) for i in range(SAME_TRIALS)]
+        x = _scale(_same_audio(headers, snr, rng, impaired=impaired))
+        seconds = x.size / RATE
+        ours, cpu = _run_ours_same(x)
+        rates["borderlink"].append(len(ours & set(headers)) / len(headers))
+        speeds["borderlink"].append(seconds / cpu)
+        if set(ours) - set(headers):
+            rates.setdefault("borderlink false", []).append(len(ours - set(headers)))
+        if have_multimon:
+            path = tmp / "same.raw"
+            path.write_bytes(to_pcm16(x))
+            lines, wall = _run_multimon(path, "EAS", r"EAS: (ZCZC-\S*(?: +\S*)*)")
+            got = {line.rstrip() for line in lines}
+            rates["multimon-ng"].append(len(got & set(headers)) / len(headers))
+            speeds["multimon-ng"].append(seconds / wall)
+    if not have_multimon:
+        del rates["multimon-ng"], speeds["multimon-ng"]
+    name = "SAME, impaired channel" if impaired else "SAME, clean channel"
+    return Ladder(name, steps, rates, speeds)
+
+
+# ----------------------------------------------------------------------------- AFSK1200
+
+
+def _afsk_frames(rng: np.random.Generator, count: int, step: int) -> list[Frame]:
+    frames = []
+    for i in range(count):
+        text = f"VE3BLK-{i % 16}>APZBLK,WIDE1-1:>step {step} frame {i:03d} " + "".join(
+            chr(int(c)) for c in rng.integers(0x41, 0x5B, 30)
+        )
+        frames.append(Frame.parse_monitor(text))
+    return frames
+
+
+def _afsk_audio(
+    frames: list[Frame], snr: float, rng: np.random.Generator, *, impaired: bool
+) -> np.ndarray:
+    pieces = []
+    for frame in frames:
+        error = float(rng.uniform(-0.01, 0.01)) if impaired else 0.0
+        gain = 10 ** (float(rng.uniform(-LEVEL_CHANGE_DB, 0)) / 20) if impaired else 1.0
+        audio = afsk1200.modulate([frame.to_bytes()], round(RATE * (1 + error)), amplitude=1.0)
+        pieces += [np.zeros(RATE // 4), gain * audio]
+    return _noise(np.concatenate([*pieces, np.zeros(RATE // 4)]), snr, 0.5, rng)
+
+
+def _run_atest(path: Path) -> tuple[list[str], float]:
+    started = time.perf_counter()
+    out = subprocess.run(
+        ["atest", str(path)], capture_output=True, text=True, check=False, timeout=600
+    ).stdout
+    elapsed = time.perf_counter() - started
+    clean = re.sub(r"\x1b\[[0-9;]*m", "", out)
+    lines = re.findall(r"^\[\d+(?:\.\d+)?\] (.*)$", clean, flags=re.MULTILINE)
+    return [line.rstrip() for line in lines], elapsed
+
+
+def afsk_ladder(tmp: Path, *, impaired: bool) -> Ladder:
+    rng = np.random.default_rng(SEED + 10 + impaired)
+    names = ["borderlink", "borderlink -F1", "multimon-ng", "direwolf atest"]
+    tools = {"multimon-ng": shutil.which("multimon-ng"), "direwolf atest": shutil.which("atest")}
+    names = [n for n in names if tools.get(n, "x")]
+    rates: dict[str, list[float]] = {n: [] for n in names}
+    speeds: dict[str, list[float]] = {n: [] for n in names}
+    steps = AFSK_IMPAIRED_STEPS if impaired else AFSK_STEPS
+    for snr in steps:
+        frames = _afsk_frames(rng, AFSK_TRIALS, snr)
+        want = {str(f) for f in frames}
+        x = _scale(_afsk_audio(frames, snr, rng, impaired=impaired))
+        seconds = x.size / RATE
+        pcm = np.frombuffer(to_pcm16(x), dtype="<i2")
+        for label, repair in (("borderlink", 0), ("borderlink -F1", 12)):
+            demod = afsk1200.Afsk1200Demodulator(RATE, repair=repair)
+            started = time.process_time()
+            got = []
+            for at in range(0, pcm.size, 32768):
+                got += demod.feed(pcm[at : at + 32768])
+            cpu = time.process_time() - started
+            decoded = {str(Frame.from_bytes(f.data)) for f in got}
+            rates[label].append(len(decoded & want) / len(want))
+            speeds[label].append(seconds / cpu)
+        if "multimon-ng" in rates:
+            raw = tmp / "afsk.raw"
+            raw.write_bytes(to_pcm16(x))
+            started = time.perf_counter()
+            out = subprocess.run(
+                ["multimon-ng", "-q", "-c", "-A", "-a", "AFSK1200", "-t", "raw", str(raw)],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=600,
+            ).stdout
+            wall = time.perf_counter() - started
+            got_mm = {line.removeprefix("APRS: ") for line in out.splitlines() if "APRS: " in line}
+            rates["multimon-ng"].append(len(got_mm & want) / len(want))
+            speeds["multimon-ng"].append(seconds / wall)
+        if "direwolf atest" in rates:
+            wav = tmp / "afsk.wav"
+            import wave  # noqa: PLC0415
+
+            with wave.open(str(wav), "wb") as out_wav:
+                out_wav.setnchannels(1)
+                out_wav.setsampwidth(2)
+                out_wav.setframerate(RATE)
+                out_wav.writeframes(to_pcm16(x))
+            heard, wall = _run_atest(wav)
+            rates["direwolf atest"].append(len(set(heard) & want) / len(want))
+            speeds["direwolf atest"].append(seconds / wall)
+    name = "AFSK1200, impaired channel" if impaired else "AFSK1200, clean channel"
+    return Ladder(name, steps, rates, speeds)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def point(steps: Sequence[int], rates: list[float], target: float = 0.9) -> float | None:
+    """The SNR where the decode rate first reaches ``target`` (linear interpolation)."""
+    for i, rate in enumerate(rates):
+        if rate >= target:
+            if i == 0:
+                return float(steps[0])
+            r0, r1 = rates[i - 1], rate
+            s0, s1 = steps[i - 1], steps[i]
+            return s0 + (target - r0) * (s1 - s0) / (r1 - r0)
+    return None
+
+
+def print_ladder(ladder: Ladder) -> None:
+    names = [n for n in ladder.rates if not n.endswith(" false")]
+    print(f"\n{ladder.name}: decoded share per SNR step (dB)")
+    header = f"{'SNR dB':>8}" + "".join(f"{n:>16}" for n in names)
+    print(header)
+    print("-" * len(header))
+    for i, snr in enumerate(ladder.steps):
+        print(f"{snr:>8}" + "".join(f"{ladder.rates[n][i]:>16.0%}" for n in names))
+    print("-" * len(header))
+    points = {n: point(ladder.steps, ladder.rates[n]) for n in names}
+    print(
+        f"{'90% at':>8}"
+        + "".join(f"{'n/a' if p is None else f'{p:+.1f} dB':>16}" for p in points.values())
+    )
+    print(f"{'speed':>8}" + "".join(f"{float(np.median(ladder.speeds[n])):>15.0f}x" for n in names))
+    false = ladder.rates.get("borderlink false")
+    print(f"wrong headers emitted by borderlink: {int(sum(false)) if false else 0}")
+    ours = points.get("borderlink")
+    for other in names[1:]:
+        theirs = points.get(other)
+        if ours is not None and theirs is not None and not other.startswith("borderlink"):
+            print(f"borderlink 90% point vs {other}: {theirs - ours:+.1f} dB better")
+    at_least = all(
+        ladder.rates["borderlink"][i] >= ladder.rates[n][i]
+        for n in names
+        if not n.startswith("borderlink")
+        for i in range(len(ladder.steps))
+    )
+    print(f"borderlink at least the referees' rate at every step: {'yes' if at_least else 'no'}")
+
+
+def _single_core(fn: Callable[[], None]) -> None:
+    if hasattr(os, "sched_setaffinity"):
+        cpus = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {min(cpus)})
+        try:
+            fn()
+        finally:
+            os.sched_setaffinity(0, cpus)
+    else:
+        fn()
+
+
+def main() -> None:
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(40), cache_logger_on_first_use=False
+    )
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-audio-") as folder:
+        tmp = Path(folder)
+
+        def run() -> None:
+            print(
+                f"SAME: {SAME_TRIALS} headers per step; AFSK1200: {AFSK_TRIALS} frames per "
+                f"step; {RATE} Hz; seed {SEED}"
+            )
+            for impaired in (False, True):
+                print_ladder(same_ladder(tmp, impaired=impaired))
+            for impaired in (False, True):
+                print_ladder(afsk_ladder(tmp, impaired=impaired))
+
+        _single_core(run)
+    print(f"\nbench_audio took {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
