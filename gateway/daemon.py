@@ -285,6 +285,7 @@ class Daemon:
         if not self._stopping.is_set():
             log.info("daemon_stopping", drain_timeout=self.config.gateway.drain_timeout)
             self._stopping.set()
+            self.supervisor.stopping.set()
             for event in self._wake.values():
                 event.set()
 
@@ -743,7 +744,11 @@ class Daemon:
                         name=MQTT_STATE,
                     )
                 )
-            other.append(group.create_task(self._housekeeping(), name="housekeeping"))
+            other.append(
+                group.create_task(
+                    sup.supervise("housekeeping", self._housekeeping), name="housekeeping"
+                )
+            )
             self.started.set()
             log.info(
                 "daemon_started",

@@ -6,6 +6,7 @@ logged, counted, and started again after ``initial * factor**(failures-1)`` seco
 ``maximum``, times a random factor in ``[1 - jitter, 1]``) while every other component keeps
 running. A component that ran for ``healthy_after`` seconds before failing starts again from
 the initial delay. A :class:`~gateway.errors.ConfigError` is not retried: it ends the daemon.
+Once :attr:`Supervisor.stopping` is set, a component that fails is not started again.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class Supervisor:
         self.running: dict[str, bool] = {}
         self.failures: dict[str, int] = {}
         self.last_error: dict[str, str] = {}
+        #: Set when the daemon stops: a component that fails then is not started again.
+        self.stopping = asyncio.Event()
 
     async def supervise(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         """Run ``run()`` until it returns; restart it whenever it raises."""
@@ -102,4 +105,14 @@ class Supervisor:
             finally:
                 self.running[name] = False
                 COMPONENT_UP.set(0, component=name)
-            await self.clock.sleep(delay)
+            if self.stopping.is_set():
+                return
+            sleep = asyncio.ensure_future(self.clock.sleep(delay))
+            stop = asyncio.ensure_future(self.stopping.wait())
+            try:
+                await asyncio.wait({sleep, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleep.cancel()
+                stop.cancel()
+            if self.stopping.is_set():
+                return

@@ -108,6 +108,9 @@ class MqttAdapter:
         self.clock: Clock = clock or SystemClock()
         self._client: aiomqtt.Client | None = None
         self._generation = 0
+        #: Set while connected, and (for a source) once its topics are subscribed.
+        self.connected = asyncio.Event()
+        self.subscribed = asyncio.Event()
 
     async def __aenter__(self) -> Self:
         client = _client(self.options)
@@ -120,6 +123,7 @@ class MqttAdapter:
             ) from exc
         self._client = client
         self._generation += 1
+        self.connected.set()
         log.info(
             "mqtt_connected",
             adapter=self.name,
@@ -136,6 +140,8 @@ class MqttAdapter:
         tb: TracebackType | None,
     ) -> None:
         client, self._client = self._client, None
+        self.connected.clear()
+        self.subscribed.clear()
         if client is not None:
             with contextlib.suppress(aiomqtt.MqttError, OSError, asyncio.TimeoutError):
                 await client.__aexit__(None, None, None)
@@ -154,6 +160,7 @@ class MqttAdapter:
         try:
             for topic in self.options.topics:
                 await client.subscribe(topic, qos=1)
+            self.subscribed.set()
             log.info("mqtt_subscribed", adapter=self.name, topics=list(self.options.topics))
             async for message in client.messages:
                 RECEIVED.inc(adapter=self.name)
