@@ -245,10 +245,22 @@ class OutboxEntry:
     state: EntryState
     reason: str
     updated_at: datetime | None = None
+    started_at: datetime | None = None  # set while an attempt taken by claim() is under way
 
     @property
     def terminal(self) -> bool:
         return self.state in TERMINAL_STATES
+
+    @property
+    def attempted(self) -> bool:
+        """Whether the sink may have received this delivery (delivered, tried, or under way).
+
+        A router sends an update or cancel to every sink whose entry for the replaced alert
+        was attempted: a transmission under way when the cancel arrived still goes out.
+        """
+        return (
+            self.state is EntryState.DELIVERED or self.attempts > 0 or self.started_at is not None
+        )
 
     def to_outbound(self) -> Outbound:
         """The item a sink adapter's ``send`` takes."""
@@ -569,7 +581,7 @@ _ALERT_COLUMNS = (
 )
 _ENTRY_COLUMNS = (
     "o.id, o.sink, o.route, o.content_type, o.attributes, o.parts, o.priority, o.enqueued_at, "
-    "o.expires, o.attempts, o.next_attempt_at, o.state, o.reason, o.updated_at, "
+    "o.expires, o.attempts, o.next_attempt_at, o.state, o.reason, o.updated_at, o.started_at, "
     "a.sender, a.identifier, a.sent"
 )
 
@@ -619,6 +631,7 @@ def _row_to_entry(row: sqlite3.Row) -> OutboxEntry:
         state=EntryState(row["state"]),
         reason=row["reason"],
         updated_at=_opt_dt(row["updated_at"]),
+        started_at=_opt_dt(row["started_at"]),
     )
 
 
@@ -1073,12 +1086,14 @@ class SqliteLedger:
                     (new_status.value, by, received_us, received_us, row["id"]),
                 )
                 self._journal(conn, ref, verb, f"by {key}")
-            reason = f"{verb} by {key}"
             open_entries = conn.execute(
-                "SELECT id, sink FROM outbox WHERE alert_id = ? AND state IN (?, ?)",
+                "SELECT id, sink, started_at FROM outbox WHERE alert_id = ? AND state IN (?, ?)",
                 (row["id"], *_OPEN_STATES),
             ).fetchall()
             for entry in open_entries:
+                reason = f"{verb} by {key}"
+                if entry["started_at"] is not None:
+                    reason += " while being sent"
                 conn.execute(
                     "UPDATE outbox SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
                     (EntryState.SUPERSEDED.value, reason, received_us, entry["id"]),
@@ -1260,13 +1275,19 @@ class SqliteLedger:
         Ordered by the time they stopped (``status_changed_at``); the daemon keeps the last
         one's time as its cursor and clears their retained MQTT summaries. An alert that was
         never active (a Cancel message itself, one expired on receipt) is not listed.
+
+        A page holds about ``limit`` alerts but never splits alerts that went out of force at
+        the same instant (one ``expire_alerts`` call), so the cursor loses none of them.
         """
+        since_us = _us(since)
         return self._select_alerts(
-            "deactivated_at IS NOT NULL AND deactivated_at > ?",
-            (_us(since),),
+            "deactivated_at IS NOT NULL AND deactivated_at > ? AND deactivated_at <= COALESCE("
+            " (SELECT deactivated_at FROM alerts WHERE deactivated_at > ?"
+            "  ORDER BY deactivated_at LIMIT 1 OFFSET ?), 9223372036854775807)",
+            (since_us, since_us, max(0, int(limit) - 1)),
             with_raw=False,
             order="deactivated_at, id",
-            limit=limit,
+            limit=None,
         )
 
     # ------------------------------------------------------------------ outbox
@@ -1330,8 +1351,9 @@ class SqliteLedger:
             ).fetchall()
             for row in rows:
                 conn.execute(
-                    "UPDATE outbox SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                    (_us(until), _us(now), row["id"]),
+                    "UPDATE outbox SET next_attempt_at = ?, updated_at = ?, started_at = ?"
+                    " WHERE id = ?",
+                    (_us(until), _us(now), _us(now), row["id"]),
                 )
                 self._journal(
                     conn,
@@ -1342,7 +1364,7 @@ class SqliteLedger:
                     entry_id=row["id"],
                     sink=sink,
                 )
-        return [replace(_row_to_entry(r), next_attempt_at=until) for r in rows]
+        return [replace(_row_to_entry(r), next_attempt_at=until, started_at=now) for r in rows]
 
     def pending_count(self, sink: str | None = None) -> int:
         with self._read() as conn:
@@ -1397,7 +1419,7 @@ class SqliteLedger:
             )
             conn.execute(
                 "UPDATE outbox SET state = ?, reason = ?, attempts = attempts + ?,"
-                " next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                " next_attempt_at = ?, updated_at = ?, started_at = NULL WHERE id = ?",
                 (
                     change.state.value,
                     change.reason,

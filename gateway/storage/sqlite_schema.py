@@ -112,8 +112,12 @@ _V1 = (
     "CREATE INDEX invalid_last_received_at ON invalid (last_received_at)",
 )
 
+# 2: when the current attempt of an entry started (set by claim, cleared by its outcome), so
+# an update or cancel can tell a delivery under way from one never begun.
+_V2 = ("ALTER TABLE outbox ADD COLUMN started_at INTEGER",)
+
 # version -> statements; append new versions, never edit a released one.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2}
 LATEST = max(MIGRATIONS)
 
 

@@ -93,6 +93,28 @@ class TestDeactivation:
         # a Cancel message is never itself in force, so it is never "deactivated"
         assert cancel.key not in {s.key for s in first}
 
+    def test_pages_never_split_one_instant(self, ledger: SqliteLedger) -> None:
+        early = make_alert(expires=T0 + timedelta(minutes=1))
+        admit(ledger, early)
+        batch = [make_alert(expires=T0 + timedelta(minutes=5)) for _ in range(5)]
+        for alert in batch:
+            admit(ledger, alert)
+        late = make_alert(expires=T0 + timedelta(minutes=9))
+        admit(ledger, late)
+        ledger.expire_alerts(T0 + timedelta(minutes=1))
+        ledger.expire_alerts(T0 + timedelta(minutes=5))
+        ledger.expire_alerts(T0 + timedelta(minutes=9))
+        seen: list[object] = []
+        cursor = T0
+        while page := ledger.deactivated_since(cursor, limit=2):
+            seen.extend(s.key for s in page)
+            last = page[-1].status_changed_at
+            assert last is not None
+            cursor = last
+        assert seen == [early.key, *(a.key for a in batch), late.key]
+        # the second page held the whole instant, more than the limit
+        assert len(ledger.deactivated_since(T0 + timedelta(minutes=1), limit=2)) == 5
+
 
 class TestJournal:
     """Every admission and delivery change is in the journal, oldest first."""

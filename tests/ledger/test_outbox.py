@@ -389,6 +389,26 @@ class TestClaim:
         assert again.id == taken.id
         assert ledger.claim("mqtt", T0, limit=0) == []
 
+    def test_cancel_while_being_sent(self, ledger: SqliteLedger) -> None:
+        """An entry under way when its alert is cancelled still counts as attempted."""
+        sent = make_alert()
+        untouched = make_alert()
+        admit(ledger, sent, Planner(sinks=("radio",)))
+        admit(ledger, untouched, Planner(sinks=("radio",)))
+        (taken,) = ledger.claim("radio", T0)
+        assert taken.key == sent.key
+        assert taken.attempted
+        for alert in (sent, untouched):
+            admit(ledger, make_alert(msg_type=MsgType.CANCEL, references=(alert.key,)))
+        (under_way,) = ledger.deliveries(sent.key)
+        assert under_way.state is EntryState.SUPERSEDED
+        assert under_way.reason.endswith("while being sent")
+        assert under_way.attempted
+        (never,) = ledger.deliveries(untouched.key)
+        assert not never.attempted
+        done = ledger.mark_delivered(taken.id, T0)
+        assert (done.state, done.started_at, done.attempted) == (EntryState.DELIVERED, None, True)
+
     def test_claim_keeps_priority_order(self, ledger: SqliteLedger) -> None:
         routine = make_alert()
         admit(ledger, routine, Planner(priority=20))

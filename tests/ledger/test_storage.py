@@ -45,7 +45,38 @@ class TestStorageSettings:
             rows = conn.execute("SELECT version FROM schema_version").fetchall()
         finally:
             conn.close()
-        assert rows == [(sqlite_schema.LATEST,)]
+        assert rows == [(v,) for v in sorted(sqlite_schema.MIGRATIONS)]
+
+    def test_migrates_a_version_1_file(self, db_path: Path, clock: FakeClock) -> None:
+        """A ledger written by schema 1 opens with its alerts and deliveries intact."""
+        conn = sqlite3.connect(db_path, isolation_level=None)
+        conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at)")
+        for statement in sqlite_schema.MIGRATIONS[1]:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES (1, 0)")
+        conn.close()
+        # write with version-1 columns only, as the old software did
+        alert = make_alert()
+        conn = sqlite3.connect(db_path, isolation_level=None)
+        conn.execute(
+            "INSERT INTO alerts (id, sender, identifier, sent, decision, status, source,"
+            " received_at, forget_after, priority, msg_type, cap_status, raw_sha256, raw_size,"
+            " raw) VALUES (1, ?, ?, ?, 'new', 'active', 'old', 0, 0, 5, 'Alert', 'Actual',"
+            " '', 3, x'616263')",
+            (alert.key.sender, alert.key.identifier, alert.key.sent),
+        )
+        conn.execute(
+            "INSERT INTO outbox (alert_id, sink, route, content_type, attributes, parts,"
+            " priority, enqueued_at, next_attempt_at, state, updated_at)"
+            " VALUES (1, 'mqtt', 'r', 'text/plain', '{}', x'', 5, 0, 0, 'pending', 0)"
+        )
+        conn.close()
+        with SqliteLedger(db_path, clock=clock) as led:
+            assert led.schema_version == sqlite_schema.LATEST
+            assert admit(led, alert).decision is Decision.DUPLICATE
+            (entry,) = led.claim("mqtt", T0)
+            assert entry.started_at == T0
+            assert led.mark_delivered(entry.id, T0).started_at is None
 
     def test_newer_schema_is_refused(self, db_path: Path) -> None:
         SqliteLedger(db_path).close()
