@@ -290,6 +290,10 @@ class NaadSimulator:
             self.write(raw, stream=stream)
         return triple
 
+    def archived(self, triple: Triple) -> bytes:
+        """The document the archive holds for an alert (KeyError when it holds none)."""
+        return self._archive[archive_path(triple)]
+
     def send_heartbeat(self, *, stream: int | None = None) -> bytes:
         doc = heartbeat_document(datetime.now(UTC), list(self._recent))
         self.write(doc, stream=stream)

@@ -242,7 +242,10 @@ class NaadOptions:
 class _StreamState:
     config: StreamConfig
     connected: bool = False
-    last_document_mono: float = 0.0
+    last_document_mono: float = 0.0  # the watchdog's reference: last document or connect
+    # Health's reference: the last document (or the source's start, a grace period of one
+    # timeout for the first connection). A reconnected stream is green only once it delivers.
+    last_data_mono: float = 0.0
     last_document_at: datetime | None = None
     documents: int = 0
     connections: int = 0
@@ -294,7 +297,9 @@ class NaadSource:
             timeout=aiohttp.ClientTimeout(total=self.options.archive_timeout),
             headers={"User-Agent": self.options.user_agent},
         )
+        started = self.clock.monotonic()
         for state in self._streams:
+            state.last_data_mono = started
             self._spawn(self._run_stream(state), f"naad-{self.name}-{state.config.name}")
         log.info(
             "naad_source_started",
@@ -349,7 +354,7 @@ class NaadSource:
         now = self.clock.monotonic()
         out = []
         for state in self._streams:
-            fresh = now - state.last_document_mono < self.options.liveness_timeout
+            fresh = now - state.last_data_mono < self.options.liveness_timeout
             healthy = state.connected and fresh
             out.append(
                 SourceHealth(
@@ -501,7 +506,7 @@ class NaadSource:
             INPUT_REJECTED.inc(component=COMPONENT, reason="bad_heartbeat")
             log.warning("naad_heartbeat_rejected", source=self.name, stream=stream, error=str(exc))
             return
-        state.last_document_mono = self.clock.monotonic()
+        state.last_document_mono = state.last_data_mono = self.clock.monotonic()
         state.last_document_at = self.clock.now()
         state.documents += 1
         if heartbeat is not None:

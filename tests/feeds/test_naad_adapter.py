@@ -226,6 +226,10 @@ class TestLiveness:
                 await wait_for(
                     lambda: sim.total_connections(0) == 2 and sim.total_connections(1) == 2
                 )
+                # Connected again, but green only once data flows again.
+                assert not source.healthy()
+                assert "waiting for data" in source.health()[0].detail
+                sim.send_heartbeat()
                 await wait_for(source.healthy)
                 raw = alert_factory("after-reconnect")
                 await sim.publish(raw)
