@@ -194,9 +194,9 @@ class BitClock:
             err = (y - prev) * mid * scale
             err = max(-half, min(half, err))
             # Gear shift: while the timing error is large (acquiring, or a clock far off) the
-            # loop runs up to three times faster; once locked it settles to the base gains.
+            # loop runs up to twice as fast; once locked it settles to the base gains.
             wander += 0.05 * (abs(err) - wander)
-            gear = 1.0 + 2.0 * min(1.0, wander * lock_scale)
+            gear = 1.0 + 1.0 * min(1.0, wander * lock_scale)
             period = max(low, min(high, period - ki * gear * err))
             t += period - kp * gear * err
             values.append(y)
