@@ -102,7 +102,7 @@ class RFChannel:
 
     async def transmit(self, sender: Station, tx: Transmission, *, txdelay: float = 0.0) -> None:
         """Occupy the channel for the air time, then deliver to every receiver."""
-        seconds = air_seconds(len(tx.payload), self.line_rate, txdelay=txdelay)
+        seconds = sender.air_bits(len(tx.payload)) / self.line_rate + txdelay
         async with self._air:
             await asyncio.sleep(seconds)
         self.stats.transmitted += 1
@@ -276,6 +276,10 @@ class Station:
     @property
     def url(self) -> str:
         return self.host.url if self.host is not None else ""
+
+    def air_bits(self, payload_bytes: int) -> float:
+        """Bits on air for a payload: HDLC-style flags and FCS, ~1/32 bit stuffing."""
+        return (payload_bytes + 4) * 8 * (1 + 1 / 32)
 
     async def start(self) -> None:
         if self.host is not None:
@@ -493,6 +497,9 @@ class TapTerminalStation(Station):
 
     async def from_host(self, data: bytes) -> None:
         for request in self.decoder.feed(data):
+            if request.block is not None and self.channel is not None:
+                # The serial line to the terminal (8N1) carries the block at its line rate.
+                await asyncio.sleep(len(request.block.to_bytes()) * 10 / self.channel.line_rate)
             self._handle(request)
 
     def _reply(self, *codes: bytes) -> None:
@@ -572,6 +579,10 @@ class RawLoopbackStation(Station):
         kw["loopback"] = True
         super().__init__(name, **kw)
         self._partial = bytearray()
+
+    def air_bits(self, payload_bytes: int) -> float:
+        """A serial line, 8N1: ten bits per byte, the line end included."""
+        return (payload_bytes + 1) * 10
 
     async def from_host(self, data: bytes) -> None:
         self._partial += data

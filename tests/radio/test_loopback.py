@@ -1,0 +1,241 @@
+"""``borderlink loopback`` against every simulator: counts match what the channel did."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from gateway.cli import build_parser
+from gateway.commands.loopback import LoopbackReport, Progress, frame_text, measure, parse_frame
+from hardware.rf_channel import RFSimulation, TapTerminalStation
+from tests.helpers import free_port
+from tests.radio.conftest import SimFactory
+
+RATE = 38400
+
+
+def args(*argv: str) -> Any:
+    return build_parser().parse_args(["loopback", *argv])
+
+
+async def run(sim: RFSimulation, station: str, protocol: str, *extra: str) -> LoopbackReport:
+    ns = args(sim.url(station), "--protocol", protocol, "--rate", str(RATE), *extra)
+    return await measure(ns, progress=Progress(ns.count, enabled=False))
+
+
+def channel(**faults: Any) -> dict[str, Any]:
+    return {"name": "rf", "line_rate": RATE, "seed": 11, **faults}
+
+
+def single(kind: str, **faults: Any) -> dict[str, Any]:
+    station: dict[str, Any] = {"name": "dut", "kind": kind, "tcp": "127.0.0.1:0", "loopback": True}
+    if kind == "raw":
+        del station["loopback"]
+    if kind == "radio":
+        station["talkgroups"] = ["LOOP"]
+    return {"channels": [channel(**faults)], "stations": [station]}
+
+
+class TestCleanLinks:
+    """On a clean link every frame comes back, in order, within the line's capacity."""
+
+    @pytest.mark.parametrize(
+        ("kind", "protocol"), [("tnc", "kiss"), ("radio", "modem"), ("raw", "raw")]
+    )
+    async def test_windowed_protocols(self, rf: SimFactory, kind: str, protocol: str) -> None:
+        async with rf(single(kind)) as sim:
+            report = await run(sim, "dut", protocol, "--count", "40")
+        assert (report.sent, report.received, report.lost, report.corrupted) == (40, 40, 0, 0)
+        assert report.out_of_order == 0
+        assert report.passed
+        assert report.latency_p50_ms is not None
+        assert report.latency_p99_ms is not None
+        assert report.latency_p50_ms <= report.latency_p99_ms
+        # Measured throughput can never beat the line.
+        assert 0 < report.throughput_ratio <= 1.0
+
+    async def test_tap(self, rf: SimFactory) -> None:
+        options = {
+            "channels": [channel()],
+            "stations": [{"name": "dut", "kind": "tap", "tcp": "127.0.0.1:0", "password": "PW"}],
+        }
+        async with rf(options) as sim:
+            report = await run(sim, "dut", "tap", "--count", "20", "--password", "PW")
+            terminal = sim.stations["dut"]
+            assert isinstance(terminal, TapTerminalStation)
+            assert len(terminal.pages) == 20
+        assert (report.sent, report.received, report.lost, report.corrupted) == (20, 20, 0, 0)
+        assert 0 < report.throughput_ratio <= 1.0
+
+
+class TestFaultyLinks:
+    """With seeded loss and corruption the report matches the channel's own counts exactly."""
+
+    @pytest.mark.parametrize(("kind", "protocol"), [("tnc", "kiss"), ("radio", "modem")])
+    async def test_radio_drops_damaged_frames(
+        self, rf: SimFactory, kind: str, protocol: str
+    ) -> None:
+        async with rf(single(kind, loss=0.1, corruption=0.05)) as sim:
+            report = await run(
+                sim, "dut", protocol, "--count", "120", "--timeout", "0.5", "--max-loss", "0.5"
+            )
+            stats = sim.channels["rf"].stats
+            station = sim.stations["dut"]
+        assert stats.dropped > 0
+        assert stats.corrupted > 0
+        # A radio's frame check drops damaged frames: they are lost, not delivered damaged.
+        assert report.lost == stats.dropped + station.fcs_dropped
+        assert report.corrupted == 0
+        assert report.received == 120 - report.lost
+        assert report.passed
+
+    async def test_raw_line_returns_damage(self, rf: SimFactory) -> None:
+        async with rf(single("raw", loss=0.1, corruption=0.1)) as sim:
+            report = await run(sim, "dut", "raw", "--count", "120", "--timeout", "0.5")
+            stats = sim.channels["rf"].stats
+        assert report.lost == stats.dropped > 0
+        assert report.corrupted == stats.corrupted > 0
+        assert report.received == 120 - stats.dropped - stats.corrupted
+        assert not report.passed
+        assert any("loss" in f for f in report.failures)
+
+    async def test_tap_naks_and_silence(self, rf: SimFactory) -> None:
+        options = {
+            "channels": [channel()],
+            "stations": [
+                {
+                    "name": "dut",
+                    "kind": "tap",
+                    "tcp": "127.0.0.1:0",
+                    "loss": 0.1,
+                    "corruption": 0.1,
+                    "seed": 5,
+                }
+            ],
+        }
+        async with rf(options) as sim:
+            report = await run(sim, "dut", "tap", "--count", "60", "--timeout", "0.3")
+            terminal = sim.stations["dut"]
+            assert isinstance(terminal, TapTerminalStation)
+        assert report.lost == terminal.line_plan.dropped > 0
+        assert report.corrupted == terminal.line_plan.corrupted == terminal.naks > 0
+        assert report.received == len(terminal.pages)
+
+
+class TestFrames:
+    """Test frames detect any single-bit error."""
+
+    def test_every_bit_flip_is_detected(self) -> None:
+        text = frame_text(42, 20)
+        assert parse_frame(text) == (42, True)
+        data = text.encode()
+        for i in range(len(data)):
+            for bit in range(7):
+                damaged = bytearray(data)
+                damaged[i] ^= 1 << bit
+                _, intact = parse_frame(damaged.decode("latin-1"))
+                assert not intact
+
+
+class TestCommandLine:
+    """The commands technicians run: sim in one shell, loopback in another; exit codes."""
+
+    def test_sim_tnc_and_loopback_json(self) -> None:
+        port = free_port()
+        sim = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "sim",
+                "tnc",
+                "--tcp",
+                f"127.0.0.1:{port}",
+                "--loopback",
+                "--line-rate",
+                str(RATE),
+                "--loss",
+                "0.2",
+                "--seed",
+                "3",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert sim.stdout is not None
+            ports = json.loads(sim.stdout.readline())
+            assert ports == {"tnc": f"socket://127.0.0.1:{port}"}
+            base = [
+                sys.executable,
+                "-m",
+                "gateway",
+                "loopback",
+                ports["tnc"],
+                "--protocol",
+                "kiss",
+                "--rate",
+                str(RATE),
+                "--count",
+                "30",
+                "--timeout",
+                "0.5",
+                "--json",
+            ]
+            ok = subprocess.run(  # noqa: PLW1510 - the exit status is asserted
+                [*base, "--max-loss", "60%"], capture_output=True, text=True, timeout=60
+            )
+            assert ok.returncode == 0, ok.stderr
+            report = json.loads(ok.stdout)
+            assert report["sent"] == 30
+            assert report["lost"] > 0
+            assert report["received"] + report["lost"] == 30
+            assert set(report) >= {
+                "sent",
+                "received",
+                "lost",
+                "corrupted",
+                "out_of_order",
+                "latency_p50_ms",
+                "latency_p99_ms",
+                "throughput_ratio",
+            }
+            strict = subprocess.run(  # noqa: PLW1510 - the exit status is asserted
+                base, capture_output=True, text=True, timeout=60
+            )
+            assert strict.returncode == 1
+        finally:
+            sim.terminate()
+            sim.wait(timeout=10)
+            if sim.stdout is not None:
+                sim.stdout.close()
+
+    def test_unreachable_port_exits_2(self) -> None:
+        port = free_port()
+        done = subprocess.run(  # noqa: PLW1510 - the exit status is asserted
+            [sys.executable, "-m", "gateway", "loopback", f"socket://127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2
+        assert "cannot open port" in done.stderr
+
+
+async def test_pty_station_is_reachable(rf: SimFactory) -> None:
+    """A station on a pty answers through the pty path like a serial device."""
+    options = {
+        "channels": [channel()],
+        "stations": [{"name": "dut", "kind": "tnc", "pty": True, "loopback": True}],
+    }
+    async with rf(options) as sim:
+        assert sim.url("dut").startswith("/dev/")
+        report = await run(sim, "dut", "kiss", "--count", "10")
+    assert report.received == 10
+    assert isinstance(asyncio.get_running_loop(), asyncio.AbstractEventLoop)
