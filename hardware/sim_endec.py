@@ -64,7 +64,7 @@ class SimEndec:
         self.aired: list[tuple[str, Path | None]] = []
         self.aired_queue: asyncio.Queue[tuple[str, Path | None]] = asyncio.Queue()
         self.reported: list[str] = []
-        self._connected = asyncio.Event()
+        self._client_change = asyncio.Condition()
 
     @property
     def url(self) -> str:
@@ -101,9 +101,10 @@ class SimEndec:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def wait_connected(self) -> None:
-        """Wait until a gateway is connected to the serial side."""
-        await self._connected.wait()
+    async def wait_connected(self, clients: int = 1) -> None:
+        """Wait until ``clients`` gateways are connected to the serial side."""
+        async with self._client_change:
+            await self._client_change.wait_for(lambda: len(self._clients) >= clients)
 
     # ------------------------------------------------------------- receive (off the air)
 
@@ -160,8 +161,9 @@ class SimEndec:
     async def _serve_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        self._clients.add(writer)
-        self._connected.set()
+        async with self._client_change:
+            self._clients.add(writer)
+            self._client_change.notify_all()
         codec = EndecCodec(self.framing)
         try:
             while data := await reader.read(4096):

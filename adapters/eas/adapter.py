@@ -1,10 +1,15 @@
 """The ENDEC adapter: an EAS encoder/decoder on a serial port, pty or ``socket://`` URL.
 
-As a **source** it yields every header the ENDEC decodes off the air as
-``Received(kind="same", channel="air", raw=b"ZCZC-...")``. Off-air SAME carries no
-authentication at all: the gateway must treat this source as unauthenticated (translate with
-SAME -> CAP, hold national-level codes for an operator, never relay it automatically to a
-live output). End-of-message lines are logged, not forwarded.
+As a **source** it yields every header the ENDEC decodes off the air as a CAP alert
+(``Received(kind="cap", channel="air")``) built by
+:func:`gateway.translate.same.same_to_alert`: unsigned, ``source`` "SAME broadcast
+(unauthenticated)", parameter ``borderlink:authenticated=false``, identifier derived from
+the header without the station, so one header heard from two stations is one alert. With
+``output = "same"`` it yields the header text itself (``kind="same"``). Off-air SAME carries
+no authentication at all: routes must treat this source as unauthenticated (hold
+national-level codes for an operator, never relay it automatically to a live output).
+End-of-message lines are logged, not forwarded; a header that cannot be read as SAME is
+rejected and counted.
 
 As a **sink** it takes deliveries rendered as SAME headers (the ``same`` translation: one
 header text per part) and sends each to the ENDEC in its line framing; with ``audio_dir`` set
@@ -23,6 +28,9 @@ Options (``[[source]]``/``[[sink]]`` tables, type ``"endec"``):
 ``attention``       attention signal seconds in WAV files (default 8)
 ``attention_tone``  ``"eas"`` (853 + 960 Hz) or ``"nwr"`` (1050 Hz)
 ``speak``           speak the delivery's ``speech`` attribute with espeak-ng (default false)
+``output``          ``"cap"`` (default) or ``"same"``: what the source yields
+``country``         ``"US"`` or ``"CA"``: whose location names to use in derived alerts
+``sender``          sender of derived alerts (default ``same-receiver@borderlink.invalid``)
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ from gateway.adapter import (
     SystemClock,
 )
 from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError
+from gateway.metrics import INPUT_REJECTED
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +74,9 @@ _ALLOWED = {
     "attention",
     "attention_tone",
     "speak",
+    "output",
+    "country",
+    "sender",
 }
 
 
@@ -77,6 +89,9 @@ class EndecOptions:
     audio_dir: Path | None = None
     encoder: same_modem.EncoderOptions = field(default_factory=same_modem.EncoderOptions)
     speak: bool = False
+    output: str = "cap"
+    country: str = "US"
+    sender: str = "same-receiver@borderlink.invalid"
 
     @classmethod
     def from_mapping(cls, name: str, options: Mapping[str, Any]) -> EndecOptions:
@@ -101,6 +116,12 @@ class EndecOptions:
         except (ValueError, TypeError, UnicodeError) as exc:
             raise ConfigError(f"{where}: {exc}") from exc
         audio_dir = options.get("audio_dir")
+        output = str(options.get("output", "cap"))
+        if output not in {"cap", "same"}:
+            raise ConfigError(f"{where}: output {output!r}; allowed: cap, same")
+        country = str(options.get("country", "US"))
+        if country not in {"US", "CA"}:
+            raise ConfigError(f"{where}: country {country!r}; allowed: US, CA")
         return cls(
             port=port,
             baudrate=baudrate,
@@ -109,6 +130,9 @@ class EndecOptions:
             audio_dir=Path(audio_dir) if audio_dir else None,
             encoder=encoder,
             speak=bool(options.get("speak", False)),
+            output=output,
+            country=country,
+            sender=str(options.get("sender", "same-receiver@borderlink.invalid")),
         )
 
 
@@ -210,15 +234,31 @@ class EndecAdapter:
                 if line.kind == "eom":
                     log.info("endec_eom_received", adapter=self.name)
                     continue
-                self._last_message_at = self._clock.now()
+                self._last_message_at = now = self._clock.now()
                 log.info("endec_header_received", adapter=self.name, header=line.text)
-                yield Received(
-                    raw=line.text.encode("ascii"),
-                    source=self.name,
-                    received_at=self._last_message_at,
-                    channel="air",
-                    kind="same",
-                )
+                if self.options.output == "same":
+                    raw, kind = line.text.encode("ascii"), "same"
+                else:
+                    converted = self._to_cap(line.text, now)
+                    if converted is None:
+                        continue
+                    raw, kind = converted, "cap"
+                yield Received(raw=raw, source=self.name, received_at=now, channel="air", kind=kind)
+
+    def _to_cap(self, text: str, now: datetime) -> bytes | None:
+        """SAME header -> CAP XML; None (counted) when the header cannot be read."""
+        from cap_schemas.same import SameHeader  # noqa: PLC0415 - loaded with the source side
+        from cap_schemas.serialize import to_xml  # noqa: PLC0415
+        from gateway.translate.same import same_to_alert  # noqa: PLC0415
+
+        try:
+            header = SameHeader.parse(text, now=now)
+            alert = same_to_alert(header, sender=self.options.sender, country=self.options.country)
+        except ValueError as exc:  # SameHeaderError is a CapError (ValueError)
+            INPUT_REJECTED.inc(component="endec", reason="same_header")
+            log.warning("endec_header_rejected", adapter=self.name, header=text, error=str(exc))
+            return None
+        return to_xml(alert)
 
     def _headers(self, item: Outbound) -> list[str]:
         headers = []

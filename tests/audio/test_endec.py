@@ -15,6 +15,7 @@ from adapters.eas import same_modem as sm
 from adapters.eas.adapter import EndecAdapter, EndecOptions, from_context, wav_name
 from adapters.eas.audio import write_wav
 from adapters.eas.endec import EndecCodec, EndecFrameError, EndecFraming, EndecLine
+from cap_schemas.parse import parse_alert
 from gateway.adapter import AdapterContext, Outbound, Received, load_factory
 from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED
@@ -109,6 +110,8 @@ class TestEndecOptions:
             EndecOptions.from_mapping("e1", {})
         with pytest.raises(ConfigError, match="unknown option 'bogus'"):
             EndecOptions.from_mapping("e1", {"port": "socket://127.0.0.1:1", "bogus": 1})
+        with pytest.raises(ConfigError, match="output 'xml'; allowed: cap, same"):
+            EndecOptions.from_mapping("e1", {"port": "socket://127.0.0.1:1", "output": "xml"})
         with pytest.raises(ConfigError, match="attention"):
             EndecOptions.from_mapping("e1", {"port": "socket://127.0.0.1:1", "attention": 40})
 
@@ -126,10 +129,8 @@ async def next_item(agen: AsyncIterator[Received]) -> Received:
 class TestEndecEndToEnd:
     """Adapter and simulated ENDEC over a loopback TCP serial line, both directions."""
 
-    async def test_header_heard_off_the_air_reaches_the_gateway(self) -> None:
-        audio = np.concatenate(
-            list(sm.encode(HEADER, sm.EncoderOptions(attention=0.5, rate=22050)))
-        )
+    async def test_header_heard_off_the_air_reaches_the_gateway_as_cap(self) -> None:
+        audio = np.concatenate(list(sm.encode(HEADER, sm.EncoderOptions(attention=0.5))))
         async with SimEndec(port=0) as sim:
             ctx = AdapterContext(name="endec-1", options={"port": sim.url})
             async with from_context(ctx) as adapter:
@@ -139,14 +140,50 @@ class TestEndecEndToEnd:
                 heard = await sim.hear(audio, 22050)
                 assert [m.text for m in heard] == [HEADER, "NNNN"]
                 item = await pending
-                assert item.kind == "same"
-                assert item.raw == HEADER.encode()
-                assert item.source == "endec-1"
-                assert item.channel == "air"
                 (health,) = adapter.health()
                 assert health.healthy
                 assert health.last_message_at is not None
                 await stream.aclose()
+        assert (item.kind, item.source, item.channel) == ("cap", "endec-1", "air")
+        alert = parse_alert(item.raw)
+        assert alert.signature_count == 0
+        assert alert.source == "SAME broadcast (unauthenticated)"
+        (info,) = alert.infos
+        assert [(p.name, p.value) for p in info.event_codes] == [("SAME", "SVR")]
+        assert ("borderlink:authenticated", "false") in [
+            (p.name, p.value) for p in info.parameters
+        ]
+        assert [g.value for g in info.areas[0].geocodes] == ["012079", "013019"]
+        assert HEADER in (info.description or "")
+
+    async def test_raw_header_output_and_unreadable_headers(self) -> None:
+        before = INPUT_REJECTED.value(component="endec", reason="same_header")
+        async with SimEndec(port=0) as sim:
+            raw_opts = {"port": sim.url, "output": "same"}
+            cap_opts = {"port": sim.url}
+            async with (
+                from_context(AdapterContext("raw", raw_opts)) as raw_adapter,
+                from_context(AdapterContext("cap", cap_opts)) as cap_adapter,
+            ):
+                raw_stream = raw_adapter.messages()
+                cap_stream = cap_adapter.messages()
+                raw_next = asyncio.ensure_future(next_item(raw_stream))
+                cap_next = asyncio.ensure_future(next_item(cap_stream))
+                await sim.wait_connected(clients=2)
+                # An originator SAME does not define: framed fine, but not a readable header.
+                await sim.report(HEADER.replace("WXR", "XYZ"))
+                await sim.report(OTHER)
+                raw_items = [await raw_next, await next_item(raw_stream)]
+                cap_item = await cap_next
+                await raw_stream.aclose()
+                await cap_stream.aclose()
+        assert [(i.kind, i.raw) for i in raw_items] == [
+            ("same", HEADER.replace("WXR", "XYZ").encode()),
+            ("same", OTHER.encode()),
+        ]
+        assert cap_item.kind == "cap"
+        assert "CEM" in cap_item.raw.decode()
+        assert INPUT_REJECTED.value(component="endec", reason="same_header") == before + 1
 
     async def test_alert_sent_to_the_endec_is_aired_and_written_as_wav(
         self, tmp_path: Path
@@ -200,7 +237,7 @@ class TestEndecEndToEnd:
         sim = simulator({"port": 0, "play": [str(wav)], "play_delay": 0})
         async with sim, EndecAdapter("e", EndecOptions(port=sim.url)) as adapter:
             item = await next_item(adapter.messages())
-        assert item.raw == OTHER.encode()
+        assert OTHER in item.raw.decode()
 
     async def test_device_closing_the_line_is_a_connection_error(self) -> None:
         sim = SimEndec(port=0)
