@@ -108,6 +108,7 @@ class NaadSimulator:
         replay_interval: float | None = None,
         repeat: bool = False,
         withhold_every: int = 0,
+        start_delay: float = 0.0,
         live: bool = True,
         tls: ssl.SSLContext | None = None,
         seed: int | None = None,
@@ -118,6 +119,7 @@ class NaadSimulator:
         self.replay_interval = replay_interval
         self.repeat = repeat
         self.withhold_every = withhold_every
+        self.start_delay = start_delay
         self.live = live
         self._tls = tls
         self._random = random.Random(seed)
@@ -356,6 +358,7 @@ class NaadSimulator:
 
     async def _replay_loop(self) -> None:
         assert self.replay_interval is not None
+        await asyncio.sleep(self.start_delay)  # let clients connect before the first alert
         cycle = 0
         count = 0
         while True:
@@ -464,7 +467,8 @@ def simulator(options: Mapping[str, Any]) -> NaadSimulator:
     Options: ``alerts`` (folder; default the bundled CAP-CP alerts), ``ports`` (list, default
     ``[18080, 18081]``), ``archive_port`` (default 18088), ``heartbeat`` (s, default 60),
     ``interval`` (s between alerts, default 20), ``repeat`` (default true), ``withhold_every``
-    (withhold every Nth alert from the streams, default 0), ``host``.
+    (withhold every Nth alert from the streams, default 0), ``start_delay`` (s before the first
+    alert, default 3: the daemon's sources connect after its simulators start), ``host``.
     """
     folder = options.get("alerts")
     alerts = load_alerts("naad", Path(folder) if folder else None)
@@ -477,6 +481,7 @@ def simulator(options: Mapping[str, Any]) -> NaadSimulator:
         replay_interval=float(options.get("interval", 20.0)),
         repeat=bool(options.get("repeat", True)),
         withhold_every=int(options.get("withhold_every", 0)),
+        start_delay=float(options.get("start_delay", 3.0)),
     )
 
 
