@@ -9,13 +9,14 @@ A header reads ``ZCZC-ORG-EEE-PSSCCC-PSSCCC+TTTT-JJJHHMM-LLLLLLLL-``::
     TTTT      valid time, hours and minutes: 15-minute steps up to one hour, 30-minute steps
               after (0015 0030 0045 0100 0130 ... 9930)
     JJJHHMM   day of the year and UTC time of the originator's initial release
-    LLLLLLLL  the transmitting station, eight characters (space padded; "/" for "-")
+    LLLLLLLL  the transmitting station, eight characters (space padded; "/" for "-"); kept
+              as received, since some stations send fewer (``WTSP/TV``)
 
 :class:`SameHeader` is the parsed form; ``SameHeader.parse(text)`` refuses anything else with
 a :class:`SameHeaderError` saying what and where; ``header.to_text()`` writes it back
-byte for byte. The header carries no year: :meth:`SameHeader.parse` takes the year that puts
-the issue time nearest to ``now`` (so a header issued on 31 December read on 1 January
-belongs to the previous year).
+byte for byte. The header carries no year: :meth:`SameHeader.parse` takes the latest year
+that does not put the issue time after ``now`` (allowing a day of clock skew), so a header
+issued on 31 December and read on 1 January belongs to the previous year.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ class SameHeader:
         jjj = issued.timetuple().tm_yday
         return (
             f"{PREFIX}-{self.originator}-{self.event}-{'-'.join(self.locations)}"
-            f"+{hours:02d}{mins:02d}-{jjj:03d}{issued:%H%M}-{self.station.ljust(8)}-"
+            f"+{hours:02d}{mins:02d}-{jjj:03d}{issued:%H%M}-{self.station}-"
         )
 
     @classmethod
@@ -160,6 +161,9 @@ class SameHeader:
             msg = f"originator {org!r} is not one of {', '.join(sorted(ORIGINATORS))}"
             raise SameHeaderError(msg, column=match.start("org") + 1, reason="originator")
         locations = tuple(match["locations"].split("-"))
+        if len(locations) > MAX_LOCATIONS:
+            msg = f"{len(locations)} location codes; at most {MAX_LOCATIONS} are allowed"
+            raise SameHeaderError(msg, column=match.start("locations") + 1, reason="locations")
         for i, code in enumerate(locations):
             if not _LOCATION.fullmatch(code):
                 msg = f"location {i + 1} {code!r} is not six digits (PSSCCC)"
@@ -178,15 +182,20 @@ class SameHeader:
             msg = f"issue time {match['jjj']!r} is out of range (day 001-366, 00:00-23:59)"
             raise SameHeaderError(msg, column=match.start("jjj") + 1, reason="issued")
         station = match["station"]
-        if len(station) != 8:
-            msg = f"station {station!r} is not 8 characters"
+        if not 1 <= len(station) <= 8:
+            msg = f"station {station!r} is not 1 to 8 characters"
             raise SameHeaderError(msg, column=match.start("station") + 1, reason="station")
         issued = _infer_year(day, hour, minute, now or datetime.now(UTC))
-        return cls(org, match["event"], locations, duration, issued, station.rstrip(" "))
+        return cls(org, match["event"], locations, duration, issued, station)
+
+
+#: How far ahead of our clock a header's issue time may be (the sender's clock may lead ours).
+CLOCK_SKEW = timedelta(days=1)
 
 
 def _infer_year(day: int, hour: int, minute: int, now: datetime) -> datetime:
-    """The issue time with the year that puts it nearest to ``now``."""
+    """The latest issue time with this day and time that is not after ``now`` (give or take
+    :data:`CLOCK_SKEW`): a header heard now was issued in the past."""
     now = now.astimezone(UTC)
     candidates = []
     for year in (now.year - 1, now.year, now.year + 1):
@@ -197,4 +206,5 @@ def _infer_year(day: int, hour: int, minute: int, now: datetime) -> datetime:
     if not candidates:
         msg = f"day {day:03d} exists in no year near {now.year}"
         raise SameHeaderError(msg, reason="issued")
-    return min(candidates, key=lambda c: abs(c - now))
+    past = [c for c in candidates if c <= now + CLOCK_SKEW]
+    return max(past) if past else min(candidates)

@@ -121,7 +121,7 @@ def alert_to_same(alert: Alert, *, station: str, now: datetime | None = None) ->
     try:
         duration = round_duration(expires - alert.sent)
         issued = alert.sent.astimezone(UTC).replace(second=0, microsecond=0)
-        return SameHeader(org, event, locations, duration, issued, station)
+        return SameHeader(org, event, locations, duration, issued, station.ljust(8)[:8])
     except CapParseError as exc:
         raise _refuse(str(exc)) from exc
 

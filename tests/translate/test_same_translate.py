@@ -1,0 +1,178 @@
+"""CAP -> SAME header by the ECIG rules, and SAME header -> CAP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cap_schemas.model import Alert, Area, MsgType, Scope, Status, ValuePair
+from cap_schemas.same import SameHeader
+from cap_schemas.validate import is_valid, validate
+from gateway.errors import TranslationError
+from gateway.translate.same import alert_to_same, same_to_alert
+from tests.translate.conftest import SENT
+
+NOW = SENT + timedelta(minutes=5)
+
+
+class TestCapToSame:
+    """ORG, EEE, locations, valid time, issue time and station per ECIG."""
+
+    def test_eccc_alert(self, eccc_alert: Callable[..., Alert]) -> None:
+        header = alert_to_same(eccc_alert(), station="BORDERLK", now=NOW)
+        assert header.to_text() == "ZCZC-WXR-SVR-041420+0600-1951800-BORDERLK-"
+
+    def test_keeps_the_alerts_own_same_code(self, eccc_alert: Callable[..., Alert]) -> None:
+        alert = eccc_alert(same="SVA", alert_type="warning")
+        assert alert_to_same(alert, station="X", now=NOW).event == "SVA"
+
+    def test_mapping_when_no_same_code(self, eccc_alert: Callable[..., Alert]) -> None:
+        watch = eccc_alert(same=None, alert_type="watch")
+        warning = eccc_alert(same=None, alert_type="warning")
+        assert alert_to_same(watch, station="X", now=NOW).event == "SVA"
+        assert alert_to_same(warning, station="X", now=NOW).event == "SVR"
+
+    def test_civil_originator(self, eccc_alert: Callable[..., Alert]) -> None:
+        alert = eccc_alert(sender="ops@emergency.example.ca")
+        assert alert_to_same(alert, station="X", now=NOW).originator == "CIV"
+
+    def test_eas_org_parameter_wins(self, us_alert: Callable[..., Alert]) -> None:
+        header = alert_to_same(us_alert(), station="KDTX/NWS", now=NOW)
+        assert header.to_text() == "ZCZC-WXR-TOR-026163+0045-1951800-KDTX/NWS-"
+
+    def test_sgc_through_clc_table(self, eccc_alert: Callable[..., Alert]) -> None:
+        alert = eccc_alert(clc=(), sgc=("3526", "3520"))
+        header = alert_to_same(alert, station="X", now=NOW)
+        assert header.locations == ("046700", "046710", "046720", "043100")
+
+    def test_31_locations_in_order(self, us_alert: Callable[..., Alert]) -> None:
+        codes = tuple(f"0{26000 + n:05d}" for n in range(1, 41))
+        header = alert_to_same(us_alert(same_codes=codes), station="X", now=NOW)
+        assert header.locations == codes[:31]
+
+    def test_duplicates_dropped(self, us_alert: Callable[..., Alert]) -> None:
+        header = alert_to_same(
+            us_alert(same_codes=("026163", "026163", "026147")), station="X", now=NOW
+        )
+        assert header.locations == ("026163", "026147")
+
+    @pytest.mark.parametrize(
+        ("minutes", "ttt"),
+        [(1, "0015"), (15, "0015"), (16, "0030"), (45, "0045"), (46, "0100"), (61, "0130")],
+    )
+    def test_duration_rounding(
+        self, eccc_alert: Callable[..., Alert], minutes: int, ttt: str
+    ) -> None:
+        alert = eccc_alert(expires=SENT + timedelta(minutes=minutes))
+        header = alert_to_same(alert, station="X", now=SENT)
+        assert f"+{ttt}-" in header.to_text()
+
+    def test_issue_time_across_new_year(self, eccc_alert: Callable[..., Alert]) -> None:
+        sent = datetime(2026, 12, 31, 23, 50, tzinfo=UTC)
+        alert = eccc_alert(sent=sent)
+        alert = replace(
+            alert,
+            infos=tuple(replace(i, expires=sent + timedelta(hours=1)) for i in alert.infos),
+        )
+        header = alert_to_same(alert, station="X", now=sent)
+        assert "-3652350-" in header.to_text()
+        back = SameHeader.parse(header.to_text(), now=datetime(2027, 1, 1, 0, 5, tzinfo=UTC))
+        assert back.issued == sent
+
+    def test_update_is_aired(self, eccc_alert: Callable[..., Alert]) -> None:
+        alert = eccc_alert(msg_type=MsgType.UPDATE)
+        assert alert_to_same(alert, station="X", now=NOW).event == "SVR"
+
+
+class TestCapToSameRefusals:
+    """An alert that may not be aired gets no header, and the reason says why."""
+
+    @pytest.mark.parametrize(
+        ("change", "reason"),
+        [
+            ({"status": Status.TEST}, "status Test"),
+            ({"status": Status.EXERCISE}, "status Exercise"),
+            ({"scope": Scope.RESTRICTED, "restriction": "x"}, "scope Restricted"),
+            ({"msg_type": MsgType.CANCEL}, "Cancel is never aired"),
+            ({"infos": ()}, "no <info>"),
+        ],
+    )
+    def test_refused(
+        self, eccc_alert: Callable[..., Alert], change: dict[str, object], reason: str
+    ) -> None:
+        with pytest.raises(TranslationError, match=reason):
+            alert_to_same(eccc_alert(**change), station="X", now=NOW)
+
+    def test_expired(self, eccc_alert: Callable[..., Alert]) -> None:
+        with pytest.raises(TranslationError, match="expired"):
+            alert_to_same(eccc_alert(), station="X", now=SENT + timedelta(hours=7))
+
+    def test_no_expires(self, eccc_alert: Callable[..., Alert]) -> None:
+        with pytest.raises(TranslationError, match="expires"):
+            alert_to_same(eccc_alert(expires=None), station="X", now=NOW)
+
+    def test_no_event(self, us_alert: Callable[..., Alert]) -> None:
+        alert = us_alert()
+        alert = replace(alert, infos=(replace(alert.infos[0], event_codes=()),))
+        with pytest.raises(TranslationError, match="eventCode"):
+            alert_to_same(alert, station="X", now=NOW)
+
+    def test_no_location(self, us_alert: Callable[..., Alert]) -> None:
+        alert = us_alert(areas=(Area("somewhere"),))
+        with pytest.raises(TranslationError, match="location"):
+            alert_to_same(alert, station="X", now=NOW)
+
+
+class TestSameToCap:
+    """A received header becomes a CAP alert marked as unauthenticated."""
+
+    def test_weekly_test(self) -> None:
+        header = SameHeader.parse(
+            "ZCZC-WXR-RWT-020103-029095+0030-3650000-KEAX/NWS-",
+            now=datetime(2027, 1, 2, tzinfo=UTC),
+        )
+        alert = same_to_alert(header)
+        assert alert.status is Status.TEST
+        assert alert.sent == datetime(2026, 12, 31, 0, 0, tzinfo=UTC)
+        assert alert.expires == datetime(2026, 12, 31, 0, 30, tzinfo=UTC)
+        info = alert.infos[0]
+        assert info.event == "Required Weekly Test"
+        assert info.areas[0].area_desc == "Leavenworth County, Kansas; Jackson County, Missouri"
+        assert info.parameter("borderlink:authenticated") == "false"
+        assert "unauthenticated" in (alert.note or "")
+        assert is_valid(validate(alert))
+
+    @pytest.mark.parametrize("event", ["RWT", "RMT", "NPT", "DMO"])
+    def test_tests(self, event: str) -> None:
+        header = SameHeader.parse(f"ZCZC-EAS-{event}-000000+0015-1001200-X-", now=NOW)
+        assert same_to_alert(header).status is Status.TEST
+
+    def test_warning_is_actual(self) -> None:
+        header = SameHeader.parse("ZCZC-WXR-TOR-026163+0045-1951800-KDTX/NWS-", now=NOW)
+        alert = same_to_alert(header)
+        assert alert.status is Status.ACTUAL
+        assert alert.infos[0].event_code("SAME") == "TOR"
+        assert alert.infos[0].areas[0].geocodes == (ValuePair("SAME", "026163"),)
+
+    def test_canadian_locations(self) -> None:
+        header = SameHeader.parse("ZCZC-WXR-SVR-043100+0100-1951800-EC/GC/CA-", now=NOW)
+        alert = same_to_alert(header, country="CA")
+        assert alert.infos[0].areas[0].area_desc == "Toronto"
+        assert alert.infos[0].language == "en-CA"
+
+    def test_same_header_from_two_stations_is_one_alert(self) -> None:
+        a = SameHeader.parse("ZCZC-WXR-TOR-026163+0045-1951800-KDTX/NWS-", now=NOW)
+        b = SameHeader.parse("ZCZC-WXR-TOR-026163+0045-1951800-WWJ/AM  -", now=NOW)
+        assert same_to_alert(a).identifier == same_to_alert(b).identifier
+
+    def test_unknown_event_named(self) -> None:
+        header = SameHeader.parse("ZCZC-CIV-XYZ-026163+0045-1951800-X-", now=NOW)
+        assert same_to_alert(header).infos[0].event == "SAME event XYZ"
+
+    def test_round_trip(self, us_alert: Callable[..., Alert]) -> None:
+        header = alert_to_same(us_alert(), station="KDTX/NWS", now=NOW)
+        again = alert_to_same(same_to_alert(header), station="KDTX/NWS", now=NOW)
+        assert again == header
