@@ -190,6 +190,7 @@ class TestRegistry:
                 "interval": 0.05,
                 "heartbeat": 0.2,
                 "repeat": False,
+                "start_delay": 0,
             }
         )
         async with sim:
