@@ -177,6 +177,31 @@ class TestConcurrency:
             first.close()
             second.close()
 
+    def test_two_instances_never_claim_the_same_entry(self, db_path: Path) -> None:
+        first = SqliteLedger(db_path)
+        second = SqliteLedger(db_path)
+        try:
+            for _ in range(40):
+                admit(first, make_alert(), Planner(sinks=("radio",)))
+            taken: Counter[int] = Counter()
+            lock = threading.Lock()
+
+            def worker(led: SqliteLedger) -> None:
+                while batch := led.claim("radio", T0, limit=3, lease=timedelta(hours=1)):
+                    with lock:
+                        taken.update(e.id for e in batch)
+
+            threads = [threading.Thread(target=worker, args=(led,)) for led in (first, second)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert len(taken) == 40
+            assert set(taken.values()) == {1}
+        finally:
+            first.close()
+            second.close()
+
     def test_admit_and_deliver_concurrently(self, ledger: SqliteLedger) -> None:
         sinks = ("mqtt", "radio", "endec")
         alerts = [make_alert() for _ in range(60)]
