@@ -4,6 +4,8 @@ accepts content other than what was signed."""
 from __future__ import annotations
 
 import base64
+import copy
+import random
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -208,3 +210,63 @@ class TestFuzz:
         report = verify(mutated, ca_trust, now=NOW, allow_multiple=True)
         if report.state == "valid":
             assert report.signed_xml == baseline
+
+
+_ATTRIBUTE_VALUES = (
+    "", "#x", "#", "http://127.0.0.1:9/a",
+    "http://www.w3.org/2000/09/xmldsig#enveloped-signature",
+    "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+    "http://www.w3.org/2001/04/xmldsig-more#hmac-sha256",
+    "http://www.w3.org/2001/10/xml-exc-c14n#",
+    "http://www.w3.org/TR/1999/REC-xslt-19991116",
+)
+_TAGS = (
+    f"{{{DS}}}Signature", f"{{{DS}}}Object", f"{{{DS}}}Reference",
+    "{urn:oasis:names:tc:emergency:cap:1.2}alert",
+)
+
+
+def _tree_edit(root: etree._Element, rnd: random.Random) -> None:
+    """One random structural edit: remove, duplicate, move, re-attribute, re-text, re-tag."""
+    nodes = [e for e in root.iter() if isinstance(e.tag, str)]
+    a, b = rnd.choice(nodes), rnd.choice(nodes)
+    op = rnd.randrange(6)
+    parent = a.getparent()
+    if op == 0 and parent is not None:
+        parent.remove(a)
+    elif op == 1 and b is not root and b is not a and a not in b.iterancestors():
+        a.append(copy.deepcopy(b))
+    elif (op == 2 and a is not root and b is not root and a is not b
+          and b not in a.iterancestors() and a not in b.iterancestors()):
+        b.addnext(a)
+    elif op == 3:
+        a.set(rnd.choice(("URI", "Algorithm", "Id")), rnd.choice(_ATTRIBUTE_VALUES))
+    elif op == 4:
+        a.text = rnd.choice(("", "AAAA", "x"))
+    elif op == 5 and a is not root:
+        a.tag = rnd.choice(_TAGS)
+
+
+class TestStructuralFuzz:
+    """Random tree edits of signed alerts (seeded): a report always, a false accept never."""
+
+    @pytest.mark.parametrize("seed", range(4))
+    def test_tree_edits(
+        self, seed: int, signed: bytes, double: bytes, ca_trust: TrustStore,
+    ) -> None:
+        rnd = random.Random(seed)
+        baselines = {
+            raw: verify(raw, ca_trust, now=NOW, allow_multiple=True).signed_xml
+            for raw in (signed, double)
+        }
+        outcomes: set[str] = set()
+        for _ in range(60):
+            raw = rnd.choice((signed, double))
+            root = tree(raw)
+            for _ in range(rnd.choice((1, 1, 2, 3))):
+                _tree_edit(root, rnd)
+            report = verify(to_bytes(root), ca_trust, now=NOW, allow_multiple=True)
+            outcomes.add(report.reason)
+            if report.state == "valid":
+                assert report.signed_xml == baselines[raw]
+        assert len(outcomes) > 3  # the edits reach several distinct checks
