@@ -59,7 +59,12 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("--crosswalk", help="crosswalk CSV (us_same,sgc), 'default' or 'none'")
     parser.add_argument("--fallback-sgc", help="SGC code for US areas the crosswalk misses")
     parser.add_argument("--edxl-version", choices=("1.0", "2.0"), default="2.0")
-    parser.add_argument("--country", choices=("US", "CA"), default="US", help="SAME codes of")
+    parser.add_argument(
+        "--country",
+        choices=("auto", "US", "CA"),
+        default="auto",
+        help="where a SAME header is aired (location codes of that country)",
+    )
     parser.add_argument(
         "--now", help="the time to judge expiry by (ISO 8601), e.g. to replay an old alert"
     )
@@ -67,7 +72,12 @@ def register(subparsers: Subparsers) -> None:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    options: dict[str, Any] = {"lang": args.lang, "radio": args.radio, "station": args.station}
+    options: dict[str, Any] = {
+        "lang": args.lang,
+        "radio": args.radio,
+        "station": args.station,
+        "country": args.country,
+    }
     for key in ("sender", "identifier_prefix", "timezone", "crosswalk", "fallback_sgc", "budget"):
         value = getattr(args, key)
         if value is not None:
@@ -118,7 +128,15 @@ def run(args: argparse.Namespace) -> int:
                 INPUT_REJECTED.inc(component="cli", reason="same")
                 sys.stderr.write(f"{args.file}: not a SAME header: {exc}\n")
                 return EXIT_UNREADABLE
-            _write((to_xml(same_to_alert(header, country=args.country), pretty=True),), "cap")
+            _write(
+                (
+                    to_xml(
+                        same_to_alert(header, country="CA" if args.country == "CA" else "US"),
+                        pretty=True,
+                    ),
+                ),
+                "cap",
+            )
             return EXIT_OK
         alerts = _alerts(data)
     except InputError as exc:

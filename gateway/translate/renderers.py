@@ -6,7 +6,7 @@ name             options (``[route.translation_options]``)
 ``ipaws``        sender, identifier_prefix, timezone, blockchannel (list), default_hours,
                  crosswalk (CSV path, "default" or "none")
 ``cap-cp``       sender, identifier_prefix, crosswalk, fallback_sgc
-``same``         station (8 characters at most)
+``same``         station (8 characters at most), country (auto, US, CA), crosswalk
 ``text``         radio (aprs, aprs-bulletin, pager, dmr, generic), lang (en, fr, both),
                  budget, ascii_only, forbidden, max_parts
 ``edxl``         version ("1.0" or "2.0"), sender_id
@@ -26,7 +26,7 @@ from cap_schemas.serialize import to_xml
 from gateway.errors import ConfigError
 from gateway.model import Incident, Location
 from gateway.translate.capcp_ipaws import IpawsOptions, capcp_to_ipaws
-from gateway.translate.common import option_str
+from gateway.translate.common import crosswalk_option, option_str
 from gateway.translate.edxl import cap_to_edxl
 from gateway.translate.incident import incident_to_json, incident_to_text
 from gateway.translate.ipaws_capcp import CapCpOptions, ipaws_to_capcp
@@ -53,7 +53,13 @@ def render_same(alert: Alert, options: Mapping[str, Any]) -> Rendered:
     if now is not None and not isinstance(now, datetime):
         msg = "translation option 'now' must be a datetime"
         raise ConfigError(msg)
-    header = alert_to_same(alert, station=station, now=now or datetime.now(UTC))
+    header = alert_to_same(
+        alert,
+        station=station,
+        now=now or datetime.now(UTC),
+        country=option_str(options, "country", "auto"),
+        crosswalk=crosswalk_option(options),
+    )
     return Rendered(
         (header.to_text().encode("ascii"),),
         "text/x-same-header",

@@ -9,7 +9,9 @@ other than ``Public``, msgType Cancel/Ack/Error, no or past ``expires``, no even
   event map (the ECCC alert type refines watch/warning). An IPAWS/NWS alert without a SAME
   eventCode SHALL NOT be aired (ECIG) and is refused.
 * PSSCCC: ``SAME`` (and CAP 1.1 ``FIPS6``) geocodes in the order met; for Canadian alerts the
-  ECCC ``CLC`` geocodes, else the SGC codes through ``sgc_clc.csv``. The first 31.
+  ECCC ``CLC`` geocodes, else the SGC codes through ``sgc_clc.csv``. The first 31. A station
+  in the other country (``country="US"``/``"CA"``) gets its own country's codes through the
+  cross-border crosswalk.
 * TTTT: ``expires - sent`` rounded up (15-minute steps to one hour, then 30-minute steps).
 * JJJHHMM: ``sent`` in UTC. LLLLLLLL: the station id from the route.
 
@@ -42,12 +44,13 @@ from cap_schemas.model import (
 )
 from cap_schemas.same import MAX_LOCATIONS, ORIGINATORS, SameHeader, round_duration
 from cap_schemas.tables import (
+    Crosswalk,
     capcp_to_same,
     same_events,
     same_location_name,
     sgc_to_clc,
 )
-from gateway.errors import TranslationError
+from gateway.errors import ConfigError, TranslationError
 from gateway.translate.common import (
     CAPCP_EVENT,
     CAPCP_LOCATION,
@@ -63,6 +66,53 @@ DERIVED_PARAMETER = "borderlink:authenticated"
 
 def _refuse(reason: str) -> TranslationError:
     return TranslationError(f"no SAME header: {reason}")
+
+
+def _us_codes(info: Info) -> dict[str, None]:
+    out: dict[str, None] = {}
+    for area in info.areas:
+        for g in area.geocodes:
+            if g.name in ("SAME", "FIPS6") and len(g.value) == 6 and g.value.isdigit():
+                out.setdefault(g.value, None)
+    return out
+
+
+def _sgc_codes(info: Info) -> list[str]:
+    return [v for area in info.areas for v in area.geocode_values(CAPCP_LOCATION)]
+
+
+def _clc_codes(info: Info) -> dict[str, None]:
+    out: dict[str, None] = {}
+    for area in info.areas:
+        for value in area.geocode_values(ECCC_CLC):
+            if len(value) == 6 and value.isdigit():
+                out.setdefault(value, None)
+    for value in _sgc_codes(info) if not out else ():
+        for clc in sgc_to_clc(value):
+            out.setdefault(clc, None)
+    return out
+
+
+def locations_for(info: Info, country: str, crosswalk: Crosswalk) -> tuple[str, ...]:
+    """The PSSCCC codes for a station in ``country``: ``US`` (FIPS; Canadian areas through
+    the crosswalk), ``CA`` (CLC; US areas through the crosswalk and SGC -> CLC), or ``auto``
+    (the alert's own: SAME/FIPS6, else CLC, else SGC -> CLC)."""
+    if country == "US":
+        out = _us_codes(info)
+        if not out:
+            for sgc in _sgc_codes(info):
+                for us in crosswalk.us_for_sgc(sgc):
+                    out.setdefault(us, None)
+        return tuple(out)
+    if country == "CA":
+        out = _clc_codes(info)
+        if not out:
+            for us in _us_codes(info):
+                for sgc in crosswalk.sgc_for_us(us):
+                    for clc in sgc_to_clc(sgc):
+                        out.setdefault(clc, None)
+        return tuple(out)
+    return same_locations(info)
 
 
 def same_locations(info: Info) -> tuple[str, ...]:
@@ -87,8 +137,23 @@ def same_locations(info: Info) -> tuple[str, ...]:
     return tuple(out)
 
 
-def alert_to_same(alert: Alert, *, station: str, now: datetime | None = None) -> SameHeader:
-    """The SAME header for ``alert`` (see the module docstring), or TranslationError."""
+def alert_to_same(
+    alert: Alert,
+    *,
+    station: str,
+    now: datetime | None = None,
+    country: str = "auto",
+    crosswalk: Crosswalk | None = None,
+) -> SameHeader:
+    """The SAME header for ``alert`` (see the module docstring), or TranslationError.
+
+    ``country`` is where the header is aired: ``US`` takes FIPS codes (a Canadian alert's
+    SGC codes through the crosswalk) and only event codes US EAS may emit; ``CA`` takes CLC
+    codes (a US alert's counties through the crosswalk); ``auto`` uses the alert's own codes.
+    """
+    if country not in ("auto", "US", "CA"):
+        msg = f"country {country!r} is not auto, US or CA"
+        raise ConfigError(msg)
     if not alert.infos:
         raise _refuse("the alert has no <info> block")
     if alert.status is not Status.ACTUAL:
@@ -104,6 +169,8 @@ def alert_to_same(alert: Alert, *, station: str, now: datetime | None = None) ->
     if expires <= (now or datetime.now(UTC)):
         raise _refuse(f"expired at {expires.isoformat()}")
     event = info.event_code("SAME")
+    if event and country == "US" and event in same_events() and not same_events()[event].us_eas:
+        event = None  # a Canada-only code: map the CAP-CP event instead
     if not event:
         capcp = info.event_code(CAPCP_EVENT)
         mapping = capcp_to_same(capcp, info.parameter(ECCC_ALERT_TYPE)) if capcp else None
@@ -115,7 +182,8 @@ def alert_to_same(alert: Alert, *, station: str, now: datetime | None = None) ->
     org = info.parameter("EAS-ORG")
     if org not in ORIGINATORS:
         org = "WXR" if alert.sender.lower() in ECCC_SENDERS else "CIV"
-    locations = same_locations(info)[:MAX_LOCATIONS]
+    walk = crosswalk if crosswalk is not None else Crosswalk.default()
+    locations = locations_for(info, country, walk)[:MAX_LOCATIONS]
     if not locations:
         raise _refuse("no SAME, CLC or mapped SGC location code")
     try:

@@ -11,7 +11,7 @@ import pytest
 from cap_schemas.model import Alert, Area, MsgType, Scope, Status, ValuePair
 from cap_schemas.same import SameHeader
 from cap_schemas.validate import is_valid, validate
-from gateway.errors import TranslationError
+from gateway.errors import ConfigError, TranslationError
 from gateway.translate.same import alert_to_same, same_to_alert
 from tests.translate.conftest import SENT
 
@@ -176,3 +176,28 @@ class TestSameToCap:
         header = alert_to_same(us_alert(), station="KDTX/NWS", now=NOW)
         again = alert_to_same(same_to_alert(header), station="KDTX/NWS", now=NOW)
         assert again == header
+
+
+class TestCountry:
+    """A header aired in the other country takes that country's codes via the crosswalk."""
+
+    def test_canadian_alert_on_us_station(self, eccc_alert: Callable[..., Alert]) -> None:
+        header = alert_to_same(eccc_alert(), station="WWJ/AM", now=NOW, country="US")
+        assert header.locations == ("026163",)
+
+    def test_canada_only_event_mapped_for_us(self, eccc_alert: Callable[..., Alert]) -> None:
+        alert = eccc_alert(capcp="flashFreeze", same="FSW")
+        assert alert_to_same(alert, station="X", now=NOW, country="US").event == "SPS"
+        assert alert_to_same(alert, station="X", now=NOW, country="CA").event == "FSW"
+
+    def test_us_alert_on_canadian_station(self, us_alert: Callable[..., Alert]) -> None:
+        header = alert_to_same(us_alert(), station="CKLW/AM", now=NOW, country="CA")
+        assert header.locations == ("041420",)
+
+    def test_nothing_across_the_border(self, us_alert: Callable[..., Alert]) -> None:
+        with pytest.raises(TranslationError, match="location"):
+            alert_to_same(us_alert(same_codes=("022071",)), station="X", now=NOW, country="CA")
+
+    def test_bad_country(self, us_alert: Callable[..., Alert]) -> None:
+        with pytest.raises(ConfigError, match="country"):
+            alert_to_same(us_alert(), station="X", now=NOW, country="MX")
