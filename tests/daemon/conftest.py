@@ -365,6 +365,8 @@ def persistent_mosquitto() -> Iterator[Broker]:
     binary = require_tool("mosquitto")
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="mosq-p-") as tmp:
+        # Mosquitto started as root drops to the "mosquitto" user: let it write its store.
+        Path(tmp).chmod(0o777)
         config = Path(tmp) / "mosquitto.conf"
         config.write_text(
             f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
@@ -392,14 +394,14 @@ def persistent_mosquitto() -> Iterator[Broker]:
 def spawn_daemon(config: Path, log: Path) -> subprocess.Popen[bytes]:
     """``python -m gateway run CONFIG`` as a child process (JSON logs to ``log``)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    handle = log.open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway", "--log-json", "run", str(config)],
-        stdout=handle,
-        stderr=handle,
-        cwd=str(ROOT),
-        env=env,
-    )
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--log-json", "run", str(config)],
+            stdout=handle,
+            stderr=handle,
+            cwd=str(ROOT),
+            env=env,
+        )
 
 
 def summary_of(message: Received) -> dict[str, Any]:
