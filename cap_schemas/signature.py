@@ -741,6 +741,7 @@ def _verify_one(
         _check_algorithms(signature, where, opts)
         _check_reference(root, signature, where)
         _b64(_one(signature, "SignatureValue", where).text, "SignatureValue", where)
+        _check_key_value_sizes(signature, where)
         certs = _certificates(signature, where)
         signer = common_name(_leaf_first(certs)[0]) if certs else None
         candidates = _candidates(signature, certs, opts, where)
@@ -820,6 +821,28 @@ def _reformatted(
     except _Fail:
         return False
     return True
+
+
+# signxml turns KeyValue numbers into integers four bytes at a time (quadratic): a 200 KB
+# modulus costs seconds. RSA moduli beyond 16384 bits are refused by OpenSSL anyway.
+_KEY_VALUE_LIMITS = {"Modulus": 16384 // 8, "Exponent": 8, "PublicKey": 1 + 2 * 66}
+
+
+def _check_key_value_sizes(signature: etree._Element, where: str) -> None:
+    for key_info in _ds(signature, "KeyInfo"):
+        for node in key_info.iter():
+            if not isinstance(node.tag, str):
+                continue
+            limit = _KEY_VALUE_LIMITS.get(etree.QName(node).localname)
+            if limit is None:
+                continue
+            text = "".join((node.text or "").split())
+            if len(text) * 3 // 4 > limit + 2:
+                raise _Fail(
+                    Reason.MALFORMED,
+                    f"{where}: KeyValue {etree.QName(node).localname} of about "
+                    f"{len(text) * 3 // 4} bytes exceeds {limit} bytes",
+                )
 
 
 def _has_key_value(signature: etree._Element) -> bool:
