@@ -25,21 +25,25 @@ endpoint's) has a token-bucket budget of air seconds computed from the frame len
 for it. Relays are sent with ``priority = "chatter"``, so an adapter lets alerts pre-empt them.
 Every relay and every drop is logged and counted. Operators pause a link over HTTP.
 
-The daemon builds :class:`LinkManager` with :meth:`LinkManager.from_config` and runs
-:meth:`LinkManager.run` in its task group; :meth:`LinkManager.http_routes` adds the API.
+The daemon builds the manager with the module's :func:`from_config` (``tables, daemon``), opens
+it as an async context manager (it runs in the background while open), hands it every non-CAP
+item through :meth:`LinkManager.handle_received`, and serves :meth:`LinkManager.http_routes`.
+Elsewhere, :meth:`LinkManager.from_config` plus :meth:`LinkManager.run` in a task group does it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import hashlib
 import json
 import unicodedata
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import structlog
 from aiohttp import web
@@ -112,6 +116,7 @@ LINK_QUEUE = REGISTRY.gauge(
 )
 
 _DIRECTIONS = ("both", "one-way")
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _FORMATS = ("text", "json")
 
 
@@ -297,11 +302,19 @@ class LinkManager:
     """Relays text between the endpoints of every ``[[link]]``; see the module docstring."""
 
     def __init__(
-        self, links: Sequence[LinkConfig], adapters: Mapping[str, Any], clock: Clock | None = None
+        self,
+        links: Sequence[LinkConfig],
+        adapters: Mapping[str, Any],
+        clock: Clock | None = None,
+        *,
+        listen: Sequence[str] | None = None,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.links = {cfg.name: _LinkState(cfg) for cfg in links}
         self.adapters = dict(adapters)
+        self._listen_to = None if listen is None else set(listen)
+        self.require_token = False
+        self._task: asyncio.Task[None] | None = None
         self._targets: dict[str, _Target] = {}
         self._sent: collections.deque[tuple[float, str]] = collections.deque(maxlen=1000)
         self._seen: dict[tuple[str, str], float] = {}
@@ -346,19 +359,27 @@ class LinkManager:
         *,
         adapters: Mapping[str, Any],
         clock: Clock | None = None,
+        listen: Sequence[str] | None = None,
     ) -> LinkManager:
-        """Build from the raw ``[[link]]`` tables and the daemon's opened adapters by name."""
+        """Build from the raw ``[[link]]`` tables and the adapters by name.
+
+        ``listen`` names the adapters whose inbound stream the manager reads itself (default:
+        every adapter of a source endpoint); items of the others are handed in with
+        :meth:`handle_received` / :meth:`offer` by whoever reads them.
+        """
         configs = [LinkConfig.from_table(t, i) for i, t in enumerate(tables)]
         names = [c.name for c in configs]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ConfigError(f"[[link]] names must be unique; repeated: {duplicates}")
-        return cls(configs, adapters, clock)
+        return cls(configs, adapters, clock, listen=listen)
 
     # -- running ---------------------------------------------------------------------------
     async def run(self) -> None:
-        """Listen on every source endpoint and drive every target queue until cancelled."""
+        """Listen on the source endpoints and drive every target queue until cancelled."""
         inbound = sorted({ep.adapter for st in self.links.values() for ep in st.config.sources})
+        if self._listen_to is not None:
+            inbound = [name for name in inbound if name in self._listen_to]
         async with asyncio.TaskGroup() as tg:
             for name in inbound:
                 tg.create_task(self._listen(name), name=f"link-listen-{name}")
@@ -380,6 +401,27 @@ class LinkManager:
                 log.warning("link_source_lost", adapter=adapter_name, error=str(exc))
             await self.clock.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+    async def __aenter__(self) -> Self:
+        """Run in the background while open (how the daemon hosts the manager)."""
+        self._task = asyncio.create_task(self.run(), name="link-manager")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def handle_received(self, received: Received) -> None:
+        """The daemon's hook for inbound items that are not CAP (radio incident messages)."""
+        self.offer(received)
 
     def offer(self, received: Received) -> int:
         """Consider one inbound item for relaying; returns how many relays were queued.
@@ -607,8 +649,36 @@ class LinkManager:
 
         return [
             web.get("/api/v1/links", list_links),
-            web.post("/api/v1/links/{name}/{action}", control),
+            web.post("/api/v1/links/{name}/{action}", self._guard(control)),
         ]
+
+    def _guard(self, handler: _Handler) -> _Handler:
+        """Pausing a link is a write: behind the daemon's bearer token when served by it."""
+        if not self.require_token:
+            return handler
+        from gateway.http import require_token  # noqa: PLC0415 - only when the daemon serves
+
+        return require_token(handler)
+
+
+def from_config(tables: Sequence[Mapping[str, Any]], daemon: Any) -> LinkManager:
+    """The daemon's entry point: links over its opened sources and sinks.
+
+    Items from the daemon's sources reach the manager through :meth:`LinkManager.handle_received`
+    (the daemon hands over every non-CAP item); an adapter that is only a sink (a radio the
+    daemon opens to send alerts) is listened to by the manager itself.
+    """
+    sources: Mapping[str, Any] = getattr(daemon, "sources", {})
+    sinks: Mapping[str, Any] = getattr(daemon, "sinks", {})
+    adapters = {**sinks, **sources}
+    manager = LinkManager.from_config(
+        tables,
+        adapters=adapters,
+        clock=getattr(daemon, "clock", None),
+        listen=[name for name in adapters if name not in sources],
+    )
+    manager.require_token = True
+    return manager
 
 
 def _normal(text: str) -> str:

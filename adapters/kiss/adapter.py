@@ -200,7 +200,7 @@ class KissAdapter:
         self._reader, self._writer = await open_port(
             self.options.port, baudrate=self.options.baudrate
         )
-        self._fanout = Fanout()
+        self._fanout.reopen()
         await self._send_parameters()
         self._task = asyncio.create_task(self._read_loop(), name=f"kiss-reader-{self.name}")
         log.info("kiss_port_opened", adapter=self.name, port=self.options.port)

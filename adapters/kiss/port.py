@@ -128,6 +128,11 @@ class Fanout:
                 self.dropped += 1
             queue.put_nowait(item)
 
+    def reopen(self) -> None:
+        """Accept items again after :meth:`close` (the port was opened again); subscribers that
+        were waiting before the port opened keep their subscription."""
+        self._closed = None
+
     def close(self, error: BaseException | None = None) -> None:
         self._closed = _Closed(error)
         for queue in self._queues:

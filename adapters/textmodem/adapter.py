@@ -105,7 +105,7 @@ class TextModemAdapter:
         self._reader, self._writer = await open_port(
             self.options.port, baudrate=self.options.baudrate
         )
-        self._fanout = Fanout()
+        self._fanout.reopen()
         self._task = asyncio.create_task(self._read_loop(), name=f"textmodem-{self.name}")
         for command in self.options.dialect.init:
             await self._command((command + self.options.dialect.line_end).encode("ascii"))

@@ -11,8 +11,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+import gateway.links as links_module
 from gateway.adapter import Outbound, Received
 from gateway.errors import ConfigError, DeliveryError, FrameError
+from gateway.http import DAEMON_KEY
 from gateway.links import LINK_DROPPED, AirtimeBudget, LinkManager, RadioMessage, air_time
 
 
@@ -287,3 +289,53 @@ class TestConfig:
             RadioMessage.from_json(b"[1,2]")
         with pytest.raises(FrameError):
             RadioMessage.from_json(b"\xff")
+
+
+class FakeDaemon:
+    def __init__(self, sources: dict[str, Any], sinks: dict[str, Any]) -> None:
+        self.sources = sources
+        self.sinks = sinks
+        self.clock = FakeClock()
+        self.tokens = ("s3cret",)
+
+
+class TestDaemonHosting:
+    """How the daemon hosts links: from_config(tables, daemon), a context manager, its hook."""
+
+    async def test_daemon_sources_are_handed_in_and_sink_only_radios_are_listened_to(
+        self,
+    ) -> None:
+        ca, us = FakeRadio("ca"), FakeRadio("us")
+        daemon = FakeDaemon(sources={"ca": ca}, sinks={"us": us})
+        mgr = links_module.from_config([{"name": "x", "endpoints": ["ca#CA", "us#US"]}], daemon)
+        async with mgr:
+            # "ca" is a daemon source: the daemon hands its items over.
+            await mgr.handle_received(
+                Received(RadioMessage("from canada", "1").to_json(), "ca", channel="CA")
+            )
+            await us.wait_sent(1)
+            # "us" is only a sink: the manager reads it itself.
+            us.hear("from the us", "US", "7")
+            await ca.wait_sent(1)
+            # Items injected on the source's own stream are not read twice.
+            ca.hear("not read by the manager", "CA", "1")
+            for _ in range(50):
+                await asyncio.sleep(0)
+        assert us.texts() == ["1: from canada"]
+        assert ca.texts() == ["7: from the us"]
+
+    async def test_pause_needs_the_daemon_token(self) -> None:
+        ca, us = FakeRadio("ca"), FakeRadio("us")
+        daemon = FakeDaemon(sources={}, sinks={"ca": ca, "us": us})
+        mgr = links_module.from_config([{"name": "x", "endpoints": ["ca#CA", "us#US"]}], daemon)
+        app = web.Application()
+        app[DAEMON_KEY] = daemon  # type: ignore[assignment]
+        app.add_routes(mgr.http_routes())
+        async with TestClient(TestServer(app)) as client:
+            assert (await client.post("/api/v1/links/x/pause")).status == 401
+            assert (await client.get("/api/v1/links")).status == 200
+            ok = await client.post(
+                "/api/v1/links/x/pause", headers={"Authorization": "Bearer s3cret"}
+            )
+            assert ok.status == 200
+        assert mgr.links["x"].paused
