@@ -7,6 +7,7 @@ memory whole. Raw PCM is signed 16-bit little-endian mono, the format multimon-n
 from __future__ import annotations
 
 import io
+import mimetypes
 import shutil
 import subprocess
 import wave
@@ -116,11 +117,78 @@ def resample(samples: FloatArray, from_rate: int, to_rate: int) -> FloatArray:
     return out
 
 
+# CAP resource MIME types (as NAAD and IPAWS use them) -> sox file types.
+SOX_TYPES = {
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/x-ipaws-audio-mp3": "mp3",
+    "audio/ogg": "ogg",
+    "audio/vorbis": "ogg",
+    "audio/flac": "flac",
+    "audio/x-flac": "flac",
+}
+
+
+def decode_audio_bytes(data: bytes, rate: int, mime: str = "") -> FloatArray:
+    """An alert's audio resource (WAV, or MP3/Ogg/FLAC through sox) as samples at ``rate``.
+
+    Raises :class:`AudioFormatError` for a format that cannot be read here.
+    """
+    if data[:4] == b"RIFF":
+        source_rate, chunks = open_wav(io.BytesIO(data))
+        pieces = list(chunks)
+        return resample(np.concatenate(pieces) if pieces else np.zeros(0), source_rate, rate)
+    kind = SOX_TYPES.get(mime.split(";", maxsplit=1)[0].strip().lower())
+    if kind is None and data[:4] == b"OggS":
+        kind = "ogg"
+    if kind is None and (data[:3] == b"ID3" or data[:2] in (b"\xff\xfb", b"\xff\xf3")):
+        kind = "mp3"
+    sox = shutil.which("sox")
+    if kind is None or sox is None:
+        msg = f"cannot read message audio of type {mime or 'unknown'!r} (WAV, or sox for others)"
+        raise AudioFormatError(msg)
+    result = subprocess.run(  # noqa: S603 - fixed binary and arguments; data on stdin
+        [
+            sox,
+            "-V1",
+            "-t",
+            kind,
+            "-",
+            "-t",
+            "raw",
+            "-e",
+            "signed",
+            "-b",
+            "16",
+            "-c",
+            "1",
+            "-r",
+            str(rate),
+            "-",
+        ],
+        input=data,
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        msg = f"sox could not decode the {kind} audio: {result.stderr.decode(errors='replace')}"
+        raise AudioFormatError(msg.strip())
+    return np.frombuffer(result.stdout, dtype="<i2").astype(np.float64) / 32768.0
+
+
 def load_message_audio(path: str | Path, rate: int) -> Iterator[FloatArray]:
-    """A message audio file as chunks at ``rate`` (each chunk resampled on its own)."""
-    source_rate, chunks = open_wav(path)
-    for chunk in chunks:
-        yield resample(chunk, source_rate, rate)
+    """A message audio file as chunks at ``rate``: WAV streamed, other formats through sox."""
+    with Path(path).open("rb") as handle:
+        head = handle.read(4)
+    if head == b"RIFF":
+        source_rate, chunks = open_wav(path)
+        for chunk in chunks:
+            yield resample(chunk, source_rate, rate)
+        return
+    yield decode_audio_bytes(
+        Path(path).read_bytes(), rate, mimetypes.guess_type(str(path))[0] or ""
+    )
 
 
 def text_to_speech(text: str, rate: int, *, voice: str = "en-us", speed: int = 160) -> FloatArray:

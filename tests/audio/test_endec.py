@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from adapters.eas.audio import write_wav
 from adapters.eas.endec import EndecCodec, EndecFrameError, EndecFraming, EndecLine
 from cap_schemas.parse import parse_alert
 from gateway.adapter import AdapterContext, Outbound, Received, load_factory
+from gateway.cli import build_parser
 from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED
 from hardware.sim_endec import SimEndec, simulator
@@ -150,9 +152,7 @@ class TestEndecEndToEnd:
         assert alert.source == "SAME broadcast (unauthenticated)"
         (info,) = alert.infos
         assert [(p.name, p.value) for p in info.event_codes] == [("SAME", "SVR")]
-        assert ("borderlink:authenticated", "false") in [
-            (p.name, p.value) for p in info.parameters
-        ]
+        assert ("borderlink:authenticated", "false") in [(p.name, p.value) for p in info.parameters]
         assert [g.value for g in info.areas[0].geocodes] == ["012079", "013019"]
         assert HEADER in (info.description or "")
 
@@ -248,3 +248,40 @@ class TestEndecEndToEnd:
             with pytest.raises(AdapterConnectionError, match="closed"):
                 await next_item(adapter.messages())
             assert adapter.health()[0].healthy is False
+
+
+class TestEndecOnAPty:
+    """The adapter drives a real serial device (a pty) through pyserial, both directions."""
+
+    async def test_pty_round_trip(self) -> None:
+        master, slave = os.openpty()
+        try:
+            path = os.ttyname(slave)
+            adapter = EndecAdapter("pty", EndecOptions(port=path, output="same"))
+            async with adapter:
+                os.write(master, b"garbage\r\n" + HEADER.encode() + b"\r\n")
+                item = await next_item(adapter.messages())
+                assert item.raw == HEADER.encode()
+                await adapter.send(Outbound(None, "pty", (OTHER.encode(),), "text/x-same-header"))
+                loop = asyncio.get_running_loop()
+                received = b""
+                async with asyncio.timeout(10):
+                    while not received.endswith(b"\r\n"):
+                        received += await loop.run_in_executor(None, os.read, master, 1024)
+            assert received == OTHER.encode() + b"\r\n"
+        finally:
+            os.close(master)
+            os.close(slave)
+
+
+class TestSimCommand:
+    """``borderlink sim endec`` is registered with its options."""
+
+    def test_parser(self) -> None:
+        args = build_parser().parse_args(
+            ["sim", "endec", "--port", "0", "--air-dir", "x", "--prefix", "\\x02"]
+        )
+        assert args.sim_kind == "endec"
+        assert args.port == 0
+        assert args.prefix == "\\x02"
+        assert callable(args.handler)
