@@ -63,6 +63,8 @@ def parse_active_counted(body: bytes) -> tuple[list[IndexEntry], int]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise FeedError(f"active-alerts index is not JSON: {exc}", reason="syntax") from None
+    except RecursionError:
+        raise FeedError("active-alerts index is nested too deeply", reason="too_deep") from None
     if not isinstance(data, dict) or not isinstance(data.get("features"), list):
         raise FeedError("active-alerts index has no 'features' list", reason="not_feed")
     entries: list[IndexEntry] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.ipaws.adapter import MIN_INTERVAL, IpawsOptions, IpawsSource, from_context
 from adapters.ipaws.codec import (
@@ -308,3 +311,40 @@ class TestSignaturesSurviveTheEnvelope:
         tampered = ipaws_envelope([signed.replace(b"Alburgh", b"Swanton", 1)])
         (bad,) = extract_alerts(tampered, max_bytes=1 << 20)
         assert verify(bad, trust, now=NOW).state == "invalid"
+
+
+class TestHostileEnvelope:
+    """Random bytes and random token soups: alerts out, or the feed's own error."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=300))
+    def test_random_bytes(self, body: bytes) -> None:
+        with contextlib.suppress(FeedError):
+            extract_alerts(body, max_bytes=4096)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(
+            st.sampled_from(
+                [
+                    b'<ns1:alerts xmlns:ns1="http://gov.fema.ipaws.services/feed">',
+                    b"</ns1:alerts>",
+                    b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">',
+                    b"<alert>",
+                    b"</alert>",
+                    b"<identifier>x</identifier>",
+                    b"<![CDATA[</alert>]]>",
+                    b"<!-- -->",
+                    b"text",
+                ]
+            ),
+            max_size=12,
+        )
+    )
+    def test_token_soup(self, tokens: list[bytes]) -> None:
+        try:
+            out = extract_alerts(b"".join(tokens), max_bytes=4096)
+        except FeedError:
+            return
+        for raw in out:
+            assert b"alert" in raw

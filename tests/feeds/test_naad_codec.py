@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -395,3 +396,31 @@ class TestIdentityAndArchive:
             check_archive_template("file:///etc/{date}")
         with pytest.raises(ConfigError, match="allowed"):
             check_archive_template("http://h/{when}.xml")
+
+
+class TestHeartbeatProperties:
+    """Random documents are a heartbeat, not one, or the reader's own FrameError."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(
+            st.sampled_from(
+                [
+                    b"<alert>",
+                    b"</alert>",
+                    b"<sender>NAADS-Heartbeat</sender>",
+                    b"<status>System</status>",
+                    b"<identifier>i</identifier>",
+                    b"<sent>2025-01-01T00:00:00-00:00</sent>",
+                    b"<references>a,b,2025-01-01T00:00:00-00:00 x,y</references>",
+                    b"<!DOCTYPE a>",
+                    b"&amp;",
+                    b"\x00",
+                ]
+            ),
+            max_size=10,
+        )
+    )
+    def test_token_soup(self, tokens: list[bytes]) -> None:
+        with contextlib.suppress(HeartbeatError):
+            read_heartbeat(b"".join(tokens))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import aiohttp
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapters.nws.adapter import NwsOptions, NwsSource, from_context
 from adapters.nws.codec import FeedError, active_url, alert_url, parse_active
@@ -189,3 +192,41 @@ class TestCodec:
         opts = NwsOptions.from_mapping({"areas": ["vt"], "user_agent": "eoc-gateway/2 (ops@x)"})
         assert opts.areas == ("VT",)
         assert opts.user_agent == "eoc-gateway/2 (ops@x)"
+
+
+class TestHostileIndex:
+    """Whatever bytes come back as the index, the reader returns entries or its own error."""
+
+    def test_deep_nesting(self) -> None:
+        with pytest.raises(FeedError) as info:
+            parse_active(b"[" * 100_000)
+        assert info.value.reason == "too_deep"
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.binary(max_size=300))
+    def test_random_bytes(self, body: bytes) -> None:
+        with contextlib.suppress(FeedError):
+            parse_active(body)
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+            lambda children: (
+                st.lists(children, max_size=4)
+                | st.dictionaries(
+                    st.sampled_from(["features", "properties", "id", "sender", "sent", "x"]),
+                    children,
+                    max_size=4,
+                )
+            ),
+            max_leaves=30,
+        )
+    )
+    def test_random_json(self, value: object) -> None:
+        try:
+            entries = parse_active(json.dumps(value).encode())
+        except FeedError:
+            return
+        for entry in entries:
+            assert entry.key.identifier
