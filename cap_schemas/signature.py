@@ -73,7 +73,13 @@ from signxml.verifier import SignatureConfiguration, VerifyResult, XMLVerifier
 from cap_schemas.errors import CapParseError, CapSignatureError
 from cap_schemas.model import CAP10_NS, CAP11_NS, CAP12_NS, XMLDSIG_NS
 from cap_schemas.parse import ParseLimits, parse_xml
-from cap_schemas.signature_trust import TrustDecision, TrustStore, common_name, key_fingerprint
+from cap_schemas.signature_trust import (
+    TrustDecision,
+    TrustStore,
+    common_name,
+    is_ca,
+    key_fingerprint,
+)
 
 __all__ = [
     "MAX_SIGNATURES",
@@ -705,7 +711,10 @@ def _candidates(
     """Keys to try: the carried certificates (leaf first); without any, the KeyValue (None)
     and the pinned signers, the signature value deciding which key signed."""
     if certs:
-        return list(_leaf_first(certs))
+        # A CA certificate cannot be the signer: with a chain carried, only end entities are
+        # tried (each attempt costs a pass over the alert, which may be 5 MB).
+        ordered = _leaf_first(certs)
+        return list([c for c in ordered if not is_ca(c)] or ordered)
     candidates: list[x509.Certificate | None] = [None] if _has_key_value(signature) else []
     candidates.extend(opts.trust.signers)
     if not candidates:

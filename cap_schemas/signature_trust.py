@@ -44,6 +44,7 @@ __all__ = [
     "TrustDecision",
     "TrustStore",
     "common_name",
+    "is_ca",
     "key_fingerprint",
 ]
 
@@ -81,7 +82,8 @@ def _spki(key: PublicKeyTypes) -> bytes:
     )
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
+def is_ca(cert: x509.Certificate) -> bool:
+    """Whether the certificate says it is a CA (BasicConstraints cA=true)."""
     try:
         constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
@@ -237,12 +239,12 @@ class TrustStore:
     @property
     def signers(self) -> tuple[x509.Certificate, ...]:
         """Pinned end-entity certificates (exact signer pins)."""
-        return tuple(c for c in self.certificates if not _is_ca(c))
+        return tuple(c for c in self.certificates if not is_ca(c))
 
     @property
     def authorities(self) -> tuple[x509.Certificate, ...]:
         """Pinned CA certificates (chain anchors)."""
-        return tuple(c for c in self.certificates if _is_ca(c))
+        return tuple(c for c in self.certificates if is_ca(c))
 
     def expiring(
         self, now: datetime, *, within: timedelta = timedelta(days=30),
