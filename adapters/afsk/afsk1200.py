@@ -36,6 +36,8 @@ log = structlog.get_logger(__name__)
 BAUD = 1200
 MARK = 1200
 SPACE = 2200
+# Longest stretch of line bits kept for repair: the longest frame with worst-case stuffing.
+_MAX_CANDIDATE_BITS = 8 * (MAX_FRAME + 2) * 6 // 5 + 16
 
 
 class Afsk1200Modulator:
@@ -149,6 +151,8 @@ class Afsk1200Demodulator:
         """Keep the raw soft values of the bits since the last flag; on a flag, if the frame in
         between fails its FCS, try flipping its least certain line bits one at a time."""
         self._soft.append(v)
+        if len(self._soft) > _MAX_CANDIDATE_BITS:
+            del self._soft[: len(self._soft) - _MAX_CANDIDATE_BITS]  # no flag for too long
         if bit:
             self._ones += 1
             return

@@ -45,6 +45,8 @@ NUMERIC_CHARS = "0123456789*U -]["
 # Pagers show 0xE/0xF as brackets or parentheses; both are accepted when encoding.
 _NUMERIC_ALIASES = {"(": "[", ")": "]"}
 COMPONENT = "pocsag"
+# Longest message the decoder assembles (about 570 alphanumeric characters).
+MAX_MESSAGE_CODEWORDS = 200
 
 
 class PocsagError(FrameError):
@@ -307,6 +309,8 @@ class PocsagDecoder:
         if self._current is not None:
             self._chunks.append((word >> 11) & 0xFFFFF)
             self._corrected += changed
+            if len(self._chunks) >= MAX_MESSAGE_CODEWORDS:
+                self._end_message(pages)  # a runaway message: deliver what we have
 
     def _end_message(self, pages: list[DecodedPage]) -> None:
         if self._current is None:

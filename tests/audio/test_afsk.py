@@ -267,3 +267,16 @@ class TestPtt:
             SerialPtt("loop://", line="cts")  # type: ignore[arg-type]
         with pytest.raises(AdapterConnectionError):
             SerialPtt("/nonexistent/ttyUSB9")
+
+
+class TestAfskBounds:
+    """Hours of noise keep the receiver's memory bounded."""
+
+    def test_noise_without_flags(self) -> None:
+        demod = afsk1200.Afsk1200Demodulator(22050, repair=4)
+        rng = np.random.default_rng(4)
+        for _ in range(20):
+            # A steady mark tone: no transitions, so no flag ever appears.
+            demod.feed(0.5 * np.sin(2 * np.pi * 1200 * np.arange(22050) / 22050))
+            demod.feed(rng.normal(0, 0.01, 100))
+        assert len(demod._soft) <= afsk1200._MAX_CANDIDATE_BITS

@@ -130,3 +130,21 @@ class TestMultimonDecodesOurPages:
         assert out[1].startswith(f"{prefix}      8  Function: 0  Numeric: 5551234-911")
         assert out[2].strip() == f"{prefix}2000001  Function: 1"
         assert out[3].startswith(f"{prefix}     77  Function: 0  Numeric: U 12-34 [5]")
+
+
+class TestDecoderBounds:
+    """A stream of message codewords that never ends cannot grow the decoder without bound."""
+
+    def test_runaway_message_is_cut(self) -> None:
+        decoder = pocsag.PocsagDecoder()
+        address = pocsag.codeword((5 << 2) | 3)
+        body = [pocsag.codeword((1 << 20) | 0x12345)] * 15
+        words = [pocsag.SYNC, address, *body]
+        for _ in range(40):
+            words += [pocsag.SYNC, *([pocsag.codeword((1 << 20) | 0x12345)] * 16)]
+        pages = decoder.feed(_bits(words))
+        # The page is delivered at the cap; the orphan codewords after it are ignored.
+        assert [p.address for p in pages] == [40]
+        assert len(pages[0].alpha) <= pocsag.MAX_MESSAGE_CODEWORDS * 20 // 7
+        assert decoder._chunks == []
+        assert decoder.flush() == []
