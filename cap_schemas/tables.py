@@ -178,6 +178,7 @@ def sgc_to_clc(sgc: str) -> tuple[str, ...]:
     return entry.clcs if entry else ()
 
 
+@functools.cache
 def sgc_names() -> Mapping[str, str]:
     """SGC code -> name (empty string when the table has none)."""
     return {k: v.name for k, v in _sgc_table().items()}
