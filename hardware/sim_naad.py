@@ -133,6 +133,8 @@ class NaadSimulator:
         self.archive_port: int | None = None
         #: mirror name ("capcp1", "capcp2" or "" for the bare layout) -> HTTP status to answer.
         self.archive_faults: dict[str, int] = {}
+        #: mirror -> a body served (status 200) instead of the alert: an HTML page, a cut file.
+        self.archive_bodies: dict[str, bytes] = {}
         self.archive_delay = 0.0
         self.archive_requests: list[str] = []
         self.published: list[Triple] = []
@@ -387,6 +389,8 @@ class NaadSimulator:
             return web.Response(status=fault, text="simulated failure")
         if mirror and mirror not in MIRRORS:
             raise web.HTTPNotFound
+        if mirror in self.archive_bodies:
+            return web.Response(body=self.archive_bodies[mirror], content_type="application/xml")
         body = self._archive.get(f"{request.match_info['date']}/{request.match_info['name']}")
         if body is None:
             raise web.HTTPNotFound
@@ -441,6 +445,13 @@ class NaadSimulator:
             await self.stop_stream(stream or 0)
         elif action == "start":
             await self.start_stream(stream or 0)
+        elif action == "archive-body":
+            mirror = query.get("mirror", "capcp1")
+            body = await request.read()
+            if body:
+                self.archive_bodies[mirror] = body
+            else:
+                self.archive_bodies.pop(mirror, None)
         elif action == "archive-fault":
             mirror = query.get("mirror", "capcp1")
             status = int(query.get("status", "0"))
@@ -534,7 +545,8 @@ def register(kinds: Subparsers) -> None:
             "Fault controls: POST http://HOST:ARCHIVE_PORT/control/ACTION with ACTION one of "
             "drop, stall, fragment?size=N, garbage (body = bytes to inject, or ?on=1 for "
             "garbage before every document), publish (body = CAP; ?withhold=1), heartbeat, "
-            "stop?stream=I, start?stream=I, archive-fault?mirror=capcp1&status=503; "
+            "stop?stream=I, start?stream=I, archive-fault?mirror=capcp1&status=503, "
+            "archive-body?mirror=capcp1 (body served instead of the alert); "
             "GET /control/status."
         ),
     )

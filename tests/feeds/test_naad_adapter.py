@@ -449,3 +449,30 @@ class TestSlowAndRedirected:
                 assert got.items[0].raw == raw  # from capcp2
             assert rejected("naad", "archive_status") == before + 1
             assert [p.split("/")[1] for p in sim.archive_requests] == ["capcp1", "capcp2"]
+
+
+class TestArchiveContent:
+    """The archive is untrusted: an HTML page or a truncated body is refused and the next
+    mirror is asked."""
+
+    @pytest.mark.parametrize("kind", ["html", "truncated"])
+    async def test_bad_body_then_other_mirror(
+        self, kind: str, alert_factory: Callable[..., bytes]
+    ) -> None:
+        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
+            source = source_for(sim)
+            before = rejected("naad", "archive_malformed")
+            async with collecting(source) as got:
+                await wait_for(lambda: sim.connections() == 1)
+                raw = alert_factory(f"bad-body-{kind}")
+                await sim.publish(raw, withhold=True)
+                sim.archive_bodies["capcp1"] = (
+                    b"<html><body>Service Unavailable</body></html>"
+                    if kind == "html"
+                    else raw[: len(raw) // 2]
+                )
+                sim.send_heartbeat()
+                await got.wait_count(1)
+                assert got.items[0].raw == raw
+                assert [p.split("/")[1] for p in sim.archive_requests] == ["capcp1", "capcp2"]
+            assert rejected("naad", "archive_malformed") == before + 1
