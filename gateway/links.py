@@ -389,16 +389,20 @@ class LinkManager:
     async def _listen(self, adapter_name: str) -> None:
         adapter = self.adapters[adapter_name]
         delay = 1.0
+        heard = False
         while True:
             stream = adapter.subscribe() if hasattr(adapter, "subscribe") else adapter.messages()
             try:
                 async for received in stream:
                     delay = 1.0
+                    heard = True
                     self.offer(received)
                     if received.ack is not None:
                         await received.ack()
             except GatewayError as exc:
-                log.warning("link_source_lost", adapter=adapter_name, error=str(exc))
+                # Until the daemon has opened the adapter, waiting is normal.
+                event = "link_source_lost" if heard else "link_source_waiting"
+                (log.warning if heard else log.info)(event, adapter=adapter_name, error=str(exc))
             await self.clock.sleep(delay)
             delay = min(delay * 2, 30.0)
 
