@@ -78,6 +78,13 @@ BACKFILL = REGISTRY.counter(
     "Heartbeat-referenced alerts fetched from the archive, by source and result",
     ("source", "result"),
 )
+GAPS = REGISTRY.counter(
+    "borderlink_naad_gaps_total",
+    "Heartbeats none of whose listed alerts had reached this source: alerts may be lost",
+    ("source", "stream"),
+)
+#: A heartbeat lists the last ten alerts sent on the feed (standards note §2.6).
+GAP_WINDOW = 10
 STREAM_UP = REGISTRY.gauge(
     "borderlink_naad_stream_up",
     "1 while a NAAD stream is connected and fresh",
@@ -251,6 +258,7 @@ class _StreamState:
     connections: int = 0
     detail: str = "not connected yet"
     stale: bool = False
+    heartbeats: int = 0  # on the current connection
     busy: bool = False  # handing a document to a slow consumer: not the stream's fault
     writer: asyncio.StreamWriter | None = field(default=None, repr=False)
 
@@ -445,6 +453,7 @@ class NaadSource:
     ) -> str:
         splitter = CapStreamSplitter(max_document_bytes=self.options.max_document_bytes)
         state.connected, state.stale, state.writer = True, False, writer
+        state.heartbeats = 0
         state.last_document_mono = self.clock.monotonic()  # a new connection gets a full window
         state.detail = "connected, waiting for data"
         STREAM_UP.set(1, source=self.name, stream=state.config.name)
@@ -517,7 +526,7 @@ class NaadSource:
                 stream=stream,
                 references=len(heartbeat.references),
             )
-            self._on_heartbeat(heartbeat, stream)
+            self._on_heartbeat(heartbeat, state)
             return
         DOCUMENTS.inc(source=self.name, stream=stream, kind="alert")
         key = peek_key(raw)
@@ -552,7 +561,28 @@ class NaadSource:
         at = self._recent.get(key)
         return at is not None and self.clock.monotonic() - at < self._recent_ttl
 
-    def _on_heartbeat(self, heartbeat: Heartbeat, stream: str) -> None:
+    def _on_heartbeat(self, heartbeat: Heartbeat, state: _StreamState) -> None:
+        stream = state.config.name
+        state.heartbeats += 1
+        unknown = [
+            r
+            for r in heartbeat.references
+            if r.key not in self._inflight and not self._recently_yielded(r.key)
+        ]
+        if (
+            state.heartbeats > 1
+            and len(heartbeat.references) >= GAP_WINDOW
+            and len(unknown) == len(heartbeat.references)
+        ):
+            # Not one of the alerts sent since the previous heartbeat reached us: more may
+            # have been sent than a heartbeat lists, and those cannot be recovered from it.
+            GAPS.inc(source=self.name, stream=stream)
+            log.error(
+                "naad_gap_beyond_heartbeat",
+                source=self.name,
+                stream=stream,
+                references=len(heartbeat.references),
+            )
         for bad in heartbeat.bad_references:
             INPUT_REJECTED.inc(component=COMPONENT, reason="bad_reference")
             log.warning(
@@ -572,6 +602,7 @@ class NaadSource:
     async def _backfill(self, ref: HeartbeatReference) -> None:
         try:
             if self._seen is not None and await self._seen(ref.key):
+                self._remember(ref.key)  # the next heartbeat need not ask the ledger again
                 return
             async with self._fetch_slots:
                 raw = await self._fetch(ref)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from adapters.naad.adapter import NaadOptions, NaadSource, from_context
+from adapters.naad.adapter import GAPS, NaadOptions, NaadSource, from_context
 from cap_schemas.model import AlertKey
 from cap_schemas.parse import parse_alert
 from gateway.adapter import AdapterContext, SystemClock
@@ -476,3 +476,27 @@ class TestArchiveContent:
                 assert got.items[0].raw == raw
                 assert [p.split("/")[1] for p in sim.archive_requests] == ["capcp1", "capcp2"]
             assert rejected("naad", "archive_malformed") == before + 1
+
+
+class TestGapAlarm:
+    """When none of the ten alerts a heartbeat lists reached the source, it raises an alarm:
+    anything sent before them cannot be recovered from the heartbeat."""
+
+    async def test_gap_counted_after_ten_unseen_alerts(
+        self, alert_factory: Callable[..., bytes]
+    ) -> None:
+        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
+            source = source_for(sim, backfill=False)
+            before = GAPS.value(source="naad-test", stream=f"127.0.0.1:{sim.ports[0]}")
+            async with collecting(source) as got:
+                await wait_for(lambda: sim.connections() == 1)
+                await sim.publish(alert_factory("seen-0"))
+                await got.wait_count(1)
+                sim.send_heartbeat()  # lists seen-0: fine
+                for n in range(12):
+                    await sim.publish(alert_factory(f"lost-{n}"), withhold=True)
+                sim.send_heartbeat()  # lists ten unseen alerts: a gap
+                await sim.flush()
+                stream = f"127.0.0.1:{sim.ports[0]}"
+                await wait_for(lambda: GAPS.value(source="naad-test", stream=stream) == before + 1)
+                assert source._streams[0].heartbeats == 2
