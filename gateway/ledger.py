@@ -678,9 +678,11 @@ def _require(
 class SqliteLedger:
     """The embedded ledger: one SQLite file in WAL mode, ``synchronous=FULL``.
 
-    One connection shared by all threads behind a lock (``check_same_thread=False``), so the
-    daemon may call it from ``asyncio.to_thread``; writes take ``BEGIN IMMEDIATE`` so that
-    two processes on one file also decide each key once.
+    Two connections, each shared by all threads behind its own lock
+    (``check_same_thread=False``), so the daemon may call it from ``asyncio.to_thread``: one
+    writes, one reads, and in WAL mode a read (``seen``, the API) never waits for a commit's
+    fsync. Writes take ``BEGIN IMMEDIATE`` so that two processes on one file also decide
+    each key once.
 
     ``dedup_floor`` is how long a key is remembered at least (even when the alert expires
     sooner); ``journal_retention`` how long audit lines are kept; ``max_invalid_bytes`` how
@@ -710,6 +712,8 @@ class SqliteLedger:
         self.cross_sender_references = cross_sender_references
         self._clock: _Now = clock or SystemClock()
         self._lock = threading.RLock()
+        self._read_lock = threading.Lock()
+        self._writer: int | None = None  # thread inside a write transaction
         self._closed = False
         self._gauged_sinks: set[str] = set()
         try:
@@ -746,6 +750,22 @@ class SqliteLedger:
             conn.close()
             msg = f"ledger {self.path}: cannot switch to WAL (journal_mode={mode})"
             raise LedgerError(msg)
+        if self.path == ":memory:":
+            self._rconn = conn  # a private database: one connection is all there is
+        else:
+            try:
+                self._rconn = sqlite3.connect(
+                    self.path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=busy_timeout.total_seconds(),
+                )
+                self._rconn.row_factory = sqlite3.Row
+                self._rconn.execute("PRAGMA query_only=ON")
+            except sqlite3.Error as exc:
+                conn.close()
+                msg = f"cannot open ledger {self.path} for reading: {exc}"
+                raise LedgerError(msg) from exc
         if found != sqlite_schema.LATEST:
             log.info("ledger_migrated", path=self.path, from_version=found, to=sqlite_schema.LATEST)
 
@@ -758,9 +778,11 @@ class SqliteLedger:
         self.close()
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             if not self._closed:
                 self._closed = True
+                if self._rconn is not self._conn:
+                    self._rconn.close()
                 self._conn.close()
 
     @property
@@ -770,19 +792,27 @@ class SqliteLedger:
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        """A consistent snapshot; inside a write (plan() reading) the write's own view."""
+        if self._writer == threading.get_ident():
+            with self._lock:
+                try:
+                    yield self._conn
+                except sqlite3.Error as exc:
+                    msg = f"ledger {self.path}: read failed: {exc}"
+                    raise LedgerError(msg) from exc
+            return
+        lock = self._lock if self._rconn is self._conn else self._read_lock
+        with lock:
             if self._closed:
                 msg = f"ledger {self.path} is closed"
                 raise LedgerError(msg)
-            nested = self._conn.in_transaction  # a read from plan() inside admit()
+            conn = self._rconn
             try:
-                if not nested:
-                    self._conn.execute("BEGIN")
+                conn.execute("BEGIN")
                 try:
-                    yield self._conn
+                    yield conn
                 finally:
-                    if not nested:
-                        self._conn.execute("COMMIT")
+                    conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 msg = f"ledger {self.path}: read failed: {exc}"
                 raise LedgerError(msg) from exc
@@ -803,20 +833,24 @@ class SqliteLedger:
             except sqlite3.Error as exc:
                 msg = f"ledger {self.path}: cannot start a write: {exc}"
                 raise LedgerError(msg) from exc
+            self._writer = threading.get_ident()
             try:
-                yield conn
-            except BaseException as exc:
-                self._rollback()
-                if isinstance(exc, sqlite3.Error):
-                    msg = f"ledger {self.path}: write failed, rolled back: {exc}"
+                try:
+                    yield conn
+                except BaseException as exc:
+                    self._rollback()
+                    if isinstance(exc, sqlite3.Error):
+                        msg = f"ledger {self.path}: write failed, rolled back: {exc}"
+                        raise LedgerError(msg) from exc
+                    raise
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._rollback()
+                    msg = f"ledger {self.path}: commit failed, rolled back: {exc}"
                     raise LedgerError(msg) from exc
-                raise
-            try:
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                msg = f"ledger {self.path}: commit failed, rolled back: {exc}"
-                raise LedgerError(msg) from exc
+            finally:
+                self._writer = None
 
     def _rollback(self) -> None:
         if self._conn.in_transaction:

@@ -21,7 +21,7 @@ from gateway.ledger import (
     SqliteLedger,
 )
 from gateway.storage import sqlite_schema
-from tests.ledger.conftest import T0, FakeClock, Planner, admit, make_alert
+from tests.ledger.conftest import T0, FakeClock, Planner, admit, make_alert, planned
 
 
 class TestStorageSettings:
@@ -106,6 +106,13 @@ class TestStorageSettings:
         with pytest.raises(LedgerError, match="closed"):
             admit(led, make_alert())
 
+    def test_in_memory_ledger_for_unit_tests(self) -> None:
+        with SqliteLedger(":memory:", clock=FakeClock()) as led:
+            alert = make_alert()
+            assert admit(led, alert).decision is Decision.NEW
+            assert led.seen(alert.key)
+            assert admit(led, alert).decision is Decision.DUPLICATE
+
     def test_negative_floor_refused(self, db_path: Path) -> None:
         with pytest.raises(ValueError, match="dedup_floor"):
             SqliteLedger(db_path, dedup_floor=timedelta(days=-1))
@@ -176,6 +183,38 @@ class TestConcurrency:
         finally:
             first.close()
             second.close()
+
+    def test_reads_do_not_wait_for_a_write(self, ledger: SqliteLedger) -> None:
+        earlier = make_alert()
+        admit(ledger, earlier)
+        in_plan = threading.Event()
+        release = threading.Event()
+        errors: list[BaseException] = []
+
+        def plan(_admission: object) -> list[object]:
+            in_plan.set()
+            if not release.wait(10):
+                raise AssertionError("a read waited for the write to commit")
+            return [planned("mqtt")]
+
+        def admitting() -> None:
+            try:
+                admit(ledger, make_alert(), plan)  # type: ignore[arg-type]
+            except BaseException as exc:
+                errors.append(exc)
+
+        thread = threading.Thread(target=admitting)
+        thread.start()
+        try:
+            assert in_plan.wait(10)
+            # mid-admission: reads answer at once, from the last committed state
+            assert ledger.seen(earlier.key)
+            assert ledger.pending_count() == 1
+        finally:
+            release.set()
+            thread.join()
+        assert errors == []
+        assert ledger.pending_count() == 2
 
     def test_two_instances_never_claim_the_same_entry(self, db_path: Path) -> None:
         first = SqliteLedger(db_path)
