@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -63,3 +64,40 @@ class TestDemoAlerts:
         )
         assert rendered.parts[0].startswith(b"ZCZC-")
         assert b"-026163+" in rendered.parts[0]
+
+
+class TestRoutes:
+    """The route examples of docs/translation.md load and plan the right translations."""
+
+    def test_router_plans_translations(self, tmp_path: Path) -> None:
+        from gateway.config import load_config  # noqa: PLC0415
+        from gateway.ledger import Admission, Decision  # noqa: PLC0415
+        from gateway.router import PlanContext, Router  # noqa: PLC0415
+
+        doc = (Path(__file__).resolve().parents[2] / "docs" / "translation.md").read_text()
+        block = doc.split("```toml\n", 1)[1].split("```", 1)[0]
+        config = tmp_path / "demo.toml"
+        config.write_text(
+            '[mqtt]\nbroker = "embedded"\nprefix = "borderlink"\n'
+            + '[[source]]\nname = "demo"\ntype = "demo"\n\n'
+            + block,
+            encoding="utf-8",
+        )
+        router = Router(load_config(config))
+        alerts = _replay()
+        plans = {}
+        for name, alert in alerts.items():
+            profile = "ipaws" if "IPAWSv1.0" in alert.codes else "cap-cp"
+            ctx = PlanContext(alert=alert, source="demo", profile=profile)
+            planned = router.plan(ctx, Admission(alert.key, Decision.NEW))
+            plans[name] = {p.sink: p for p in planned}
+        warning = plans["01-ca-tornado-warning"]
+        assert set(warning) >= {"mqtt-us-ipaws", "mqtt-radio-aprs", "mqtt-radio-pager"}
+        ipaws = parse_alert(warning["mqtt-us-ipaws"].parts[0])
+        assert ipaws.sender == "eoc@wayne.example.gov"
+        assert all(len(p) <= 67 for p in warning["mqtt-radio-aprs"].parts)
+        flood = plans["02-us-flash-flood-warning"]
+        assert "mqtt-ca-capcp" in flood
+        capcp = parse_alert(flood["mqtt-ca-capcp"].parts[0])
+        assert capcp.infos[-1].language == "fr-CA"
+        assert "mqtt-us-ipaws" not in flood
