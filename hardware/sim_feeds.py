@@ -277,7 +277,8 @@ def _in_feed(alert: Alert, feed: str) -> bool:
     if feed == "eas":
         return "EAS-ORG" in params and "EAS" not in blocked
     if feed == "nwem":
-        return "NWEM" not in blocked and alert.infos[0].categories[0].value != "Met"
+        categories = {c.value for info in alert.infos for c in info.categories}
+        return "NWEM" not in blocked and categories != {"Met"}
     if feed == "PublicWEA":
         return "CMAMtext" in params and "CMAS" not in blocked
     if feed == "public_non_eas":

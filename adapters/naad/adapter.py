@@ -643,8 +643,8 @@ class NaadSource:
                     attempt=attempt,
                     outcome=outcome,
                 )
-                if outcome == "not_found":
-                    break
+                if outcome in ("not_found", "oversize"):
+                    break  # retrying this mirror will not change the answer
                 if attempt < self.options.archive_attempts:
                     await self.clock.sleep(self.options.archive_retry_delay)
         return None
