@@ -898,7 +898,10 @@ def apply_env_overrides(
     for name, text in sorted(env.items()):
         if not name.startswith(ENV_PREFIX):
             continue
-        parts = name[len(ENV_PREFIX) :].split("__")
+        rest = name[len(ENV_PREFIX) :]
+        if "__" not in rest:
+            continue  # BORDERLINK_LOG_LEVEL, secrets named in *_env keys, ...
+        parts = rest.split("__")
         section = parts[0].lower()
         if section in ("gateway", "mqtt", "http", "ledger") and len(parts) == 2:
             table = out.setdefault(section, {})
@@ -919,8 +922,6 @@ def apply_env_overrides(
             copy = dict(matches[0])
             copy[parts[2].lower()] = _env_value(text)
             out[section] = [copy if e is matches[0] else e for e in entries]
-        elif section in ("log", "config"):
-            continue  # BORDERLINK_LOG_LEVEL and friends belong to the command line
         else:
             raise ConfigError(
                 f"environment {name}: expected BORDERLINK_<gateway|mqtt|http|ledger>__<KEY>"

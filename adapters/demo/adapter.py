@@ -75,8 +75,10 @@ class DemoSource:
 
     async def messages(self) -> AsyncIterator[Received]:
         await self.clock.sleep(self.start_delay)
+        cycle = 0
         while True:
-            serial = f"{int(time.time() * 1000):x}"
+            cycle += 1
+            serial = f"{int(time.time() * 1000):x}-{cycle}"
             earlier: dict[str, bytes] = {}
             for index, template in enumerate(self.templates):
                 if index:
