@@ -336,7 +336,14 @@ class NwsSource:
             log.warning("nws_alert_fetch_failed", source=self.name, url=url, status=result.status)
             return False
         key = peek_key(result.body)
-        if key != entry.key:
+        if key is not None and key != entry.key and key.identifier == entry.key.identifier:
+            # The index and the CAP document disagree on how sender or sent are written: the
+            # document is what the ledger keys on; note it and carry on.
+            log.warning(
+                "nws_index_differs", source=self.name, index=str(entry.key), document=str(key)
+            )
+            self._fetched[key] = self.clock.monotonic()
+        elif key != entry.key:
             INPUT_REJECTED.inc(component=COMPONENT, reason="mismatch")
             log.warning(
                 "nws_alert_rejected",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import replace
+from datetime import UTC
 from pathlib import Path
 
 import aiohttp
@@ -230,3 +232,37 @@ class TestHostileIndex:
             return
         for entry in entries:
             assert entry.key.identifier
+
+
+class TestDocumentCheck:
+    """The fetched CAP must be the alert the index named: another identifier is refused;
+    another spelling of ``sent`` in the index is tolerated (the document is what counts)."""
+
+    async def test_other_identifier_refused(self, fake_clock: FakeClock) -> None:
+        vermont = next(a for a in load_alerts("nws") if b"VTZ002" in a)
+        async with NwsSimulator([vermont], clock=fake_clock) as sim:
+            posted = sim.posted[0]
+            swapped = posted.raw.replace(b".001.1<", b".999.1<")
+            sim.posted[0] = replace(posted, raw=swapped)
+            before = rejected("nws", "mismatch")
+            source = nws_source(sim, fake_clock, areas=["VT"])
+            async with collecting(source) as got:
+                await fake_clock.wait_for_sleepers(1)
+                assert got.items == []
+                assert rejected("nws", "mismatch") == before + 1
+
+    async def test_index_in_utc_is_tolerated(self, fake_clock: FakeClock) -> None:
+        vermont = next(a for a in load_alerts("nws") if b"VTZ002" in a)
+        async with NwsSimulator([vermont], clock=fake_clock) as sim:
+            posted = sim.posted[0]
+            in_utc = replace(posted.alert, sent=posted.alert.sent.astimezone(UTC))
+            sim.posted[0] = replace(posted, alert=in_utc)
+            source = nws_source(sim, fake_clock, areas=["VT"])
+            async with collecting(source) as got:
+                await got.wait_count(1)
+                assert got.items[0].raw == posted.raw
+                await fake_clock.wait_for_sleepers(1)
+                # Known under both spellings: the next poll fetches nothing again.
+                await fake_clock.advance(60)
+                await fake_clock.wait_for_sleepers(1)
+                assert len(sim.requests_to("/alerts/urn")) == 1
