@@ -348,3 +348,20 @@ class TestHostileEnvelope:
             return
         for raw in out:
             assert b"alert" in raw
+
+
+class TestSlowFeed:
+    """A feed slower than the timeout is an error like any other: backoff, then recovery."""
+
+    async def test_timeout_then_recovery(self, fake_clock: FakeClock, tmp_path: Path) -> None:
+        sim = IpawsSimulator(load_alerts("ipaws"), clock=fake_clock)
+        async with sim:
+            sim.faults.delay = 1.0
+            source = ipaws_source(sim, fake_clock, tmp_path, timeout=0.2)
+            async with collecting(source) as got:
+                await fake_clock.wait_for_sleepers(1)
+                assert got.items == []
+                assert "no complete answer" in source.health()[0].detail
+                sim.faults.delay = 0.0
+                await fake_clock.advance(2 * MIN_INTERVAL)
+                await got.wait_count(3)
