@@ -362,38 +362,40 @@ class KissAdapter:
         texts = self._texts(item, bulletin=mode == "bulletin")
         if not texts:
             raise DeliveryError(f"{self.name}: nothing to send (empty text)", retryable=False)
-        async with self._gate.hold(urgent=urgent):
-            if mode == "bulletin":
-                group = attrs.get("group", self.options.group).upper()
-                try:
-                    bulletins = [
-                        aprs.Bulletin(str((self._bulletin_next + i) % 10), text, group)
-                        for i, text in enumerate(texts)
-                    ]
-                except FrameError as exc:
-                    raise DeliveryError(f"{self.name}: {exc}", retryable=False) from exc
+        if mode == "bulletin":
+            group = attrs.get("group", self.options.group).upper()
+            try:
+                bulletins = [
+                    aprs.Bulletin(str((self._bulletin_next + i) % 10), text, group)
+                    for i, text in enumerate(texts)
+                ]
+            except FrameError as exc:
+                raise DeliveryError(f"{self.name}: {exc}", retryable=False) from exc
+            async with self._gate.hold(urgent=urgent):
                 for bulletin in bulletins:
                     await self._transmit(bulletin.to_info(), kind="bulletin")
-                log.info(
-                    "aprs_bulletins_sent",
-                    adapter=self.name,
-                    group=group,
-                    count=len(bulletins),
-                    key=str(item.key),
-                )
-                return
-            addressees = (
-                tuple(a.upper() for a in _as_list(attrs["addressee"]))
-                if "addressee" in attrs
-                else self.options.addressees
+            log.info(
+                "aprs_bulletins_sent",
+                adapter=self.name,
+                group=group,
+                count=len(bulletins),
+                key=str(item.key),
             )
-            if not addressees:
-                raise DeliveryError(
-                    f"{self.name}: no addressee for a directed message", retryable=False
-                )
-            for addressee in addressees:
-                for text in texts:
-                    await self._send_directed(addressee, text)
+            return
+        addressees = (
+            tuple(a.upper() for a in _as_list(attrs["addressee"]))
+            if "addressee" in attrs
+            else self.options.addressees
+        )
+        if not addressees:
+            raise DeliveryError(
+                f"{self.name}: no addressee for a directed message", retryable=False
+            )
+        # Parts go in order; the transmitter is held per frame, never while waiting for an
+        # ack, so an alert is not kept off the air by a slow addressee.
+        for addressee in addressees:
+            for text in texts:
+                await self._send_directed(addressee, text, urgent=urgent)
 
     def _texts(self, item: Outbound, *, bulletin: bool) -> list[str]:
         texts: list[str] = []
@@ -402,7 +404,7 @@ class KissAdapter:
             texts.extend(aprs.split_text(clean))
         return texts
 
-    async def _send_directed(self, addressee: str, text: str) -> None:
+    async def _send_directed(self, addressee: str, text: str, *, urgent: bool) -> None:
         try:
             message = aprs.Message(addressee, text, self._numbers.next())
         except FrameError as exc:
@@ -423,7 +425,8 @@ class KissAdapter:
                         number=message.number,
                         attempt=attempt,
                     )
-                await self._transmit(message.to_info(), kind="message")
+                async with self._gate.hold(urgent=urgent):
+                    await self._transmit(message.to_info(), kind="message")
                 waiter = asyncio.ensure_future(self.clock.sleep(interval))
                 waiting: set[asyncio.Future[Any]] = {future, waiter}
                 try:

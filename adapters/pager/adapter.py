@@ -152,11 +152,11 @@ class TapAdapter:
                 if not await self._page(pager_id, text):
                     refused.append(pager_id)
             await self._logout()
-        except AdapterError as exc:
-            raise DeliveryError(f"{self.name}: {exc}") from exc
         except FrameError as exc:
             INPUT_REJECTED.inc(component=f"tap:{self.name}", reason="reply")
             raise DeliveryError(f"{self.name}: bad reply from the terminal: {exc}") from exc
+        except AdapterError as exc:
+            raise DeliveryError(f"{self.name}: {exc}") from exc
         finally:
             await self._close()
         if refused:
