@@ -62,6 +62,17 @@ RENDERERS: dict[str, Renderer] = {
 }
 
 
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+    """Refuse bad translation options when the configuration is loaded (ConfigError naming
+    the option), rather than at the first alert. Renderers without options accept any."""
+    get_renderer(name)
+    from gateway.translate.renderers import OPTION_CHECKS  # noqa: PLC0415 -- import cycle
+
+    check = OPTION_CHECKS.get(name)
+    if check is not None:
+        check(options)
+
+
 def get_renderer(name: str) -> Renderer:
     try:
         return RENDERERS[name]

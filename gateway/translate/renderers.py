@@ -17,13 +17,14 @@ name             options (``[route.translation_options]``)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import wraps
 from typing import Any
 
 from cap_schemas.model import Alert, MsgType
 from cap_schemas.serialize import to_xml
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, TranslationError
 from gateway.model import Incident, Location
 from gateway.translate.capcp_ipaws import IpawsOptions, capcp_to_ipaws
 from gateway.translate.common import crosswalk_option, option_str
@@ -36,17 +37,36 @@ from gateway.translate.text import radio_options, render_radio_text
 
 CAP = "application/cap+xml"
 
+RenderFunction = Callable[[Alert, Mapping[str, Any]], Rendered]
 
+
+def _guarded(function: RenderFunction) -> RenderFunction:
+    """Bad route options found while rendering fail that delivery, not the admission."""
+
+    @wraps(function)
+    def render(alert: Alert, options: Mapping[str, Any]) -> Rendered:
+        try:
+            return function(alert, options)
+        except ConfigError as exc:
+            msg = f"translation options: {exc}"
+            raise TranslationError(msg) from exc
+
+    return render
+
+
+@_guarded
 def render_ipaws(alert: Alert, options: Mapping[str, Any]) -> Rendered:
     result = capcp_to_ipaws(alert, IpawsOptions.from_mapping(options))
     return Rendered((to_xml(result),), CAP, {"profile": "ipaws", "derived_from": str(alert.key)})
 
 
+@_guarded
 def render_capcp(alert: Alert, options: Mapping[str, Any]) -> Rendered:
     result = ipaws_to_capcp(alert, CapCpOptions.from_mapping(options))
     return Rendered((to_xml(result),), CAP, {"profile": "cap-cp", "derived_from": str(alert.key)})
 
 
+@_guarded
 def render_same(alert: Alert, options: Mapping[str, Any]) -> Rendered:
     station = option_str(options, "station", "BORDERLK")
     now = options.get("now")
@@ -67,6 +87,7 @@ def render_same(alert: Alert, options: Mapping[str, Any]) -> Rendered:
     )
 
 
+@_guarded
 def render_text(alert: Alert, options: Mapping[str, Any]) -> Rendered:
     kwargs = radio_options(options)
     text = render_radio_text(alert, **kwargs)
@@ -82,6 +103,7 @@ def render_text(alert: Alert, options: Mapping[str, Any]) -> Rendered:
     )
 
 
+@_guarded
 def render_edxl(alert: Alert, options: Mapping[str, Any]) -> Rendered:
     version = option_str(options, "version", "2.0")
     sender = options.get("sender_id")
@@ -123,10 +145,48 @@ def alert_to_incident(alert: Alert) -> Incident:
     )
 
 
+@_guarded
 def render_incident(alert: Alert, _options: Mapping[str, Any]) -> Rendered:
     return Rendered((incident_to_json(alert_to_incident(alert)),), "application/json")
 
 
+@_guarded
 def render_incident_text(alert: Alert, _options: Mapping[str, Any]) -> Rendered:
     line = incident_to_text(alert_to_incident(alert))
     return Rendered((line.encode("utf-8"),), "text/plain; charset=utf-8")
+
+
+def _check_same(options: Mapping[str, Any]) -> None:
+    station = option_str(options, "station", "BORDERLK")
+    if not station or len(station) > 8 or "-" in station or "+" in station:
+        msg = f"station {station!r} must be 1 to 8 characters without '-' or '+'"
+        raise ConfigError(msg)
+    if option_str(options, "country", "auto") not in ("auto", "US", "CA"):
+        msg = "country must be auto, US or CA"
+        raise ConfigError(msg)
+    crosswalk_option(options)
+
+
+def _check_edxl(options: Mapping[str, Any]) -> None:
+    if option_str(options, "version", "2.0") not in ("1.0", "2.0"):
+        msg = 'version must be "1.0" or "2.0"'
+        raise ConfigError(msg)
+
+
+def _check_text(options: Mapping[str, Any]) -> None:
+    kwargs = radio_options(options)
+    if kwargs["lang"] not in ("en", "fr", "both"):
+        msg = f"lang {kwargs['lang']!r} is not en, fr or both"
+        raise ConfigError(msg)
+    if kwargs["budget"] < 16:
+        msg = f"budget {kwargs['budget']} is too small (at least 16 characters)"
+        raise ConfigError(msg)
+
+
+OPTION_CHECKS: Mapping[str, Callable[[Mapping[str, Any]], object]] = {
+    "ipaws": IpawsOptions.from_mapping,
+    "cap-cp": CapCpOptions.from_mapping,
+    "same": _check_same,
+    "text": _check_text,
+    "edxl": _check_edxl,
+}

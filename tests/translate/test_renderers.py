@@ -19,7 +19,7 @@ from cap_schemas.validate import is_valid, validate
 from gateway.cli import main
 from gateway.errors import ConfigError, TranslationError
 from gateway.translate.incident import text_to_incident
-from gateway.translate.registry import RENDERERS, get_renderer
+from gateway.translate.registry import RENDERERS, check_options, get_renderer
 from tests.translate.conftest import SENT
 
 
@@ -53,9 +53,50 @@ class TestRegistry:
         alert = parse_alert(rendered.parts[0])
         assert alert.infos[0].areas[0].geocode_values("profile:CAP-CP:Location:0.3") == ("2466",)
 
-    def test_bad_crosswalk_file(self, us_alert: Callable[..., Alert]) -> None:
-        with pytest.raises(ConfigError, match="crosswalk"):
+    def test_bad_options_fail_the_delivery_only(self, us_alert: Callable[..., Alert]) -> None:
+        with pytest.raises(TranslationError, match="crosswalk"):
             RENDERERS["cap-cp"](us_alert(), {"crosswalk": "/nonexistent.csv"})
+
+    @pytest.mark.parametrize(
+        ("name", "options", "what"),
+        [
+            ("ipaws", {"sender": "a b"}, "sender"),
+            ("ipaws", {"blockchannel": ["TV"]}, "blockchannel"),
+            ("ipaws", {"default_hours": "6"}, "default_hours"),
+            ("cap-cp", {"crosswalk": "/nonexistent.csv"}, "crosswalk"),
+            ("cap-cp", {"fallback_sgc": "x"}, "fallback_sgc"),
+            ("same", {"station": "TOO-LONG-ID"}, "station"),
+            ("same", {"country": "MX"}, "country"),
+            ("text", {"radio": "smoke"}, "radio"),
+            ("text", {"lang": "de"}, "lang"),
+            ("text", {"budget": 5}, "budget"),
+            ("edxl", {"version": "3.0"}, "version"),
+            ("nonexistent", {}, "unknown translation"),
+        ],
+    )
+    def test_options_checked_at_load(
+        self, name: str, options: dict[str, object], what: str
+    ) -> None:
+        with pytest.raises(ConfigError, match=what):
+            check_options(name, options)
+
+    @pytest.mark.parametrize(
+        ("name", "options"),
+        [
+            (
+                "ipaws",
+                {"sender": "eoc@x.gov", "blockchannel": ["CMAS"], "timezone": "America/Detroit"},
+            ),
+            ("cap-cp", {"fallback_sgc": "3537", "crosswalk": "none"}),
+            ("same", {"station": "WWJ/AM", "country": "US"}),
+            ("text", {"radio": "aprs", "lang": "both"}),
+            ("edxl", {"version": "1.0"}),
+            ("identity", {}),
+            ("incident", {}),
+        ],
+    )
+    def test_good_options(self, name: str, options: dict[str, object]) -> None:
+        check_options(name, options)
 
     def test_same(self, eccc_alert: Callable[..., Alert]) -> None:
         rendered = RENDERERS["same"](
