@@ -186,10 +186,13 @@ def broadcast_immediately(alert: Alert) -> bool:
     return False
 
 
-def _french_event(capcp: str, same: str | None) -> str:
+def _french_event(capcp: str, same: str | None, english: str) -> str:
+    """The French event name; with no equivalent, "autre" and the English name, marked."""
     entry = capcp_events().get(capcp)
     if same is not None and same in same_events():
         return same_events()[same].name_fr
+    if capcp == "other":
+        return f"autre (en anglais : {english})"
     if entry is not None and entry.name_fr:
         return entry.name_fr
     return entry.name_en if entry is not None else capcp
@@ -260,7 +263,7 @@ def ipaws_to_capcp(
             )
         )
 
-    event_fr = _french_event(capcp, same)
+    event_fr = _french_event(capcp, same, first.event)
     fr_areas = []
     names_fr: list[str] = []
     for area, sgcs, us in fr_source:

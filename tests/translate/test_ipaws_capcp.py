@@ -65,6 +65,7 @@ class TestEventAndIdentity:
         info = replace(alert.infos[0], event="Beach Hazards Statement", event_codes=())
         result = ipaws_to_capcp(replace(alert, infos=(info,)), OPTS)
         assert result.infos[0].event_code("profile:CAP-CP:Event:0.4") == "other"
+        assert result.infos[-1].event == "autre (en anglais : Beach Hazards Statement)"
 
     def test_update_and_cancel(self, us_alert: Callable[..., Alert], reference: AlertKey) -> None:
         for kind in (MsgType.UPDATE, MsgType.CANCEL):
