@@ -134,3 +134,14 @@ class TestHostileAndInvalid:
         ).replace(b"aGVsbG8=", b"@@@")
         with pytest.raises(EdxlError, match="base64"):
             unwrap(data)
+
+
+class TestCorpusAlerts:
+    """Every published alert wraps in both versions and comes back equal."""
+
+    @pytest.mark.parametrize("version", ["1.0", "2.0"])
+    def test_all(self, version: str, capcp_corpus: list[Alert], us_corpus: list[Alert]) -> None:
+        for alert in [*capcp_corpus, *us_corpus]:
+            data = cap_to_edxl(alert, version=version)
+            assert validate_edxl(data) == []
+            assert edxl_to_alerts(data) == [alert]

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cap_schemas.model import Alert, Area, MsgType, Scope, Status, ValuePair
-from cap_schemas.same import SameHeader
+from cap_schemas.same import SameHeader, SameHeaderError
 from cap_schemas.validate import is_valid, validate
 from gateway.errors import ConfigError, TranslationError
 from gateway.translate.same import alert_to_same, same_to_alert
+from tests.helpers import corpus_dir
 from tests.translate.conftest import SENT
 
 NOW = SENT + timedelta(minutes=5)
@@ -201,3 +202,58 @@ class TestCountry:
     def test_bad_country(self, us_alert: Callable[..., Alert]) -> None:
         with pytest.raises(ConfigError, match="country"):
             alert_to_same(us_alert(), station="X", now=NOW, country="MX")
+
+
+class TestCorpus:
+    """Published and logged headers read back; corpus alerts get a header or a reason."""
+
+    def test_logged_headers_to_cap(self) -> None:
+        folder = corpus_dir("same")
+        lines = [
+            line.strip()
+            for name in (
+                "quantumendec-SameHistory.txt",
+                "dsame-WXR-RWT.txt",
+                "sameold-two_and_two.22050.s16le.txt",
+                "sameold-npt.22050.s16le.txt",
+            )
+            for line in (folder / name).read_text().splitlines()
+            if line.startswith("ZCZC-")
+        ]
+        assert len(lines) >= 15
+        for line in lines:
+            header = SameHeader.parse(line, now=NOW)
+            assert header.to_text() == line
+            alert = same_to_alert(header, country="CA" if "QUANTUM" in line else "US")
+            assert is_valid(validate(alert)), line
+
+    def test_dummy_header_refused(self) -> None:
+        text = (corpus_dir("same") / "sameold-long_message.22050.s16le.txt").read_text()
+        line = next(ln for ln in text.splitlines() if ln.startswith("ZCZC-"))
+        with pytest.raises(SameHeaderError, match=r"out of range|valid time"):
+            SameHeader.parse(line, now=NOW)
+
+    def test_canadian_corpus_gets_headers(self, capcp_corpus: list[Alert]) -> None:
+        for alert in capcp_corpus:
+            header = alert_to_same(alert, station="BORDERLK", now=alert.sent)
+            info = alert.info_for("en") or alert.infos[0]
+            own = info.event_code("SAME")
+            if own:
+                assert header.event == own
+            assert header.originator == (
+                "WXR" if alert.sender.endswith(("canada.ca", "ec.gc.ca")) else "CIV"
+            )
+
+    def test_us_corpus_gets_header_or_reason(self, us_corpus: list[Alert]) -> None:
+        aired = 0
+        for alert in us_corpus:
+            info = alert.infos[0]
+            has_location = any(g.name in ("SAME", "FIPS6") for a in info.areas for g in a.geocodes)
+            if info.event_code("SAME") and has_location:
+                header = alert_to_same(alert, station="BORDERLK", now=alert.sent)
+                assert header.event == info.event_code("SAME")
+                aired += 1
+            else:
+                with pytest.raises(TranslationError, match=r"^no SAME header: "):
+                    alert_to_same(alert, station="BORDERLK", now=alert.sent)
+        assert aired >= 3

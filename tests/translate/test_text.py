@@ -179,3 +179,20 @@ class TestOptions:
             render_radio_text(eccc_alert(), budget=67, lang="de")
         with pytest.raises(ConfigError, match="budget"):
             render_radio_text(eccc_alert(), budget=8)
+
+
+class TestCorpus:
+    """Every published alert renders for every radio in every language."""
+
+    def test_all(self, capcp_corpus: list[Alert], us_corpus: list[Alert]) -> None:
+        for alert in [*capcp_corpus, *us_corpus]:
+            for radio in RADIO_PROFILES:
+                for lang in ("en", "fr", "both"):
+                    text = render_radio_text(alert, **radio_options({"radio": radio, "lang": lang}))
+                    assert text.parts
+                    assert all(len(p) <= RADIO_PROFILES[radio].budget for p in text.parts)
+
+    def test_french_from_the_french_block(self, capcp_corpus: list[Alert]) -> None:
+        eccc = next(a for a in capcp_corpus if "wind" in str(a.infos[0].event_codes))
+        text = render_radio_text(eccc, budget=300, lang="fr")
+        assert "vents" in text.parts[0]
