@@ -90,6 +90,8 @@ def _client(options: MqttOptions, *, will: aiomqtt.Will | None = None) -> aiomqt
         properties=properties,
         **kwargs,
     )
+    # Deliveries are pipelined on purpose (sink ``batch``); aiomqtt would warn past 10.
+    client.pending_calls_threshold = 10_000
     # aiomqtt 2.x has no manual acknowledgement of its own; its paho client does (since
     # paho-mqtt 2.0). The PUBACK of an input message is sent by ``Received.ack``.
     client._client.manual_ack_set(True)

@@ -1,0 +1,248 @@
+"""Daemon latency and throughput over a real Mosquitto, with a bare MQTT relay as baseline.
+
+What is measured, in one run:
+
+* **latency**: from the moment a test client publishes a CAP alert to ``borderlink/in/cap``
+  to the moment a subscriber receives the sink's copy (QoS 1 both ways; this includes both
+  broker hops, the parse, XSD and profile validation, the durable ledger commit, the outbox
+  commit after PUBACK);
+* at a steady **100 alerts/s** for ``STEADY_SECONDS``: p50 / p99 / max;
+* the **highest sustained rate** whose p99 stays under 50 ms and whose backlog drains, trying
+  rates in steps (the daemon pinned to one CPU core);
+* the daemon's **peak RSS** (``VmHWM`` of the process).
+
+The baseline is the least any store-and-forward MQTT relay does: a process (also pinned to
+one core) that subscribes with QoS 1 and republishes each payload with QoS 1, no parsing and
+no disk. The ratio shows what borderlink's checks and durability cost on top of MQTT itself.
+Alerts are ~1.3 KB unsigned CAP 1.2 documents with unique identifiers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomqtt
+
+from tests.daemon.conftest import CapFactory
+from tests.helpers import free_port, run_mosquitto, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[1]
+STEADY_RATE = 100
+STEADY_SECONDS = 8
+STEP_SECONDS = 4
+RATES = (100, 150, 200, 250, 300, 400, 500, 700, 900, 1200)
+P99_LIMIT = 0.050
+
+RELAY = """
+import asyncio, sys, aiomqtt
+async def main():
+    host, port = sys.argv[1], int(sys.argv[2])
+    async with aiomqtt.Client(host, port, identifier="relay-in", clean_session=False) as sub, \\
+               aiomqtt.Client(host, port, identifier="relay-out") as pub:
+        await sub.subscribe("borderlink/in/cap", qos=1)
+        print("ready", flush=True)
+        async for m in sub.messages:
+            body = m.payload
+            key = body.split(b"<identifier>", 1)[1].split(b"</identifier>", 1)[0].decode()
+            await pub.publish("out/" + key, body, qos=1)
+asyncio.run(main())
+"""
+
+
+@dataclass
+class Result:
+    rate: int
+    sent: int
+    received: int
+    p50: float
+    p99: float
+    max: float
+
+
+def _pin(pid: int) -> None:
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setaffinity(pid, {min(os.sched_getaffinity(0))})
+
+
+def _peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _config(tmp: Path, broker_port: int) -> Path:
+    path = tmp / "bench.toml"
+    path.write_text(
+        f'[gateway]\ndata_dir = "{tmp}"\n\n'
+        f'[mqtt]\nbroker = "mqtt://127.0.0.1:{broker_port}"\nclient_id = "bench"\n'
+        'validation = "warn"\npublish_active = false\n\n'
+        f'[http]\nport = {free_port()}\n\n'
+        f'[ledger]\npath = "{tmp / "ledger.sqlite3"}"\n\n'
+        '[[sink]]\nname = "out"\ntype = "mqtt"\ntopic = "out/{key}"\nbatch = 32\n\n'
+        '[[route]]\nname = "all"\nsinks = ["out"]\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+async def _run_rate(
+    port: int, rate: int, seconds: float, factory: CapFactory, *, key_of_topic: bool
+) -> Result:
+    """Publish ``rate`` alerts/s for ``seconds``; collect end-to-end latencies."""
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    done = asyncio.Event()
+    total = int(rate * seconds)
+
+    name = f"bench-sub-{uuid.uuid4().hex[:6]}"
+    async with aiomqtt.Client("127.0.0.1", port, identifier=name) as sub:
+        await sub.subscribe("out/#", qos=1)
+
+        async def collect() -> None:
+            async for message in sub.messages:
+                now = time.perf_counter()
+                topic = str(message.topic)
+                ident = topic.split("/", 1)[1] if key_of_topic else topic.split(",")[1]
+                started = sent_at.pop(ident, None)
+                if started is not None:
+                    latencies.append(now - started)
+                if len(latencies) >= total:
+                    done.set()
+
+        collector = asyncio.create_task(collect())
+        async with aiomqtt.Client(
+            "127.0.0.1", port, identifier=f"bench-pub-{uuid.uuid4().hex[:6]}",
+            max_inflight_messages=1000,
+        ) as pub:
+            payloads = []
+            for _ in range(total):
+                raw = factory(severity="Severe")
+                ident = raw.split(b"<identifier>", 1)[1].split(b"</identifier>", 1)[0].decode()
+                payloads.append((ident, raw))
+            start = time.perf_counter()
+            tasks = []
+            for i, (ident, raw) in enumerate(payloads):
+                due = start + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sent_at[ident] = time.perf_counter()
+                tasks.append(asyncio.create_task(pub.publish("borderlink/in/cap", raw, qos=1)))
+            await asyncio.gather(*tasks)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout=max(10.0, seconds))
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await collector
+    latencies.sort()
+    if not latencies:
+        return Result(rate, total, 0, float("inf"), float("inf"), float("inf"))
+    return Result(
+        rate,
+        total,
+        len(latencies),
+        statistics.median(latencies),
+        latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        latencies[-1],
+    )
+
+
+def _row(name: str, r: Result) -> str:
+    ok = "yes" if r.received == r.sent and r.p99 < P99_LIMIT else "no"
+    return (
+        f"{name:<12} {r.rate:>6} {r.sent:>6} {r.received:>6} {r.p50 * 1000:>8.1f}"
+        f" {r.p99 * 1000:>8.1f} {r.max * 1000:>8.1f} {ok:>6}"
+    )
+
+
+async def _measure(port: int, *, key_of_topic: bool, label: str) -> tuple[Result, Result | None]:
+    factory = CapFactory(sender="bench@borderlink.invalid")
+    await _run_rate(port, 50, 1, factory, key_of_topic=key_of_topic)  # warm-up
+    steady = await _run_rate(
+        port, STEADY_RATE, STEADY_SECONDS, factory, key_of_topic=key_of_topic
+    )
+    print(_row(label, steady), flush=True)
+    best: Result | None = None
+    for rate in RATES:
+        r = await _run_rate(port, rate, STEP_SECONDS, factory, key_of_topic=key_of_topic)
+        print(_row(label, r), flush=True)
+        if r.received < r.sent or r.p99 >= P99_LIMIT:
+            break
+        best = r
+    return steady, best
+
+
+def main() -> None:
+    logging.getLogger("mqtt").setLevel(logging.ERROR)  # aiomqtt's pending-calls notices
+    header = (
+        f"{'system':<12} {'rate/s':>6} {'sent':>6} {'recv':>6} {'p50 ms':>8} {'p99 ms':>8}"
+        f" {'max ms':>8} {'p99<50':>6}"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp, run_mosquitto() as broker:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        print("ingest -> MQTT publish, end to end through Mosquitto (QoS 1 both ways)")
+        print(header)
+        # Baseline: a bare QoS 1 relay.
+        relay = subprocess.Popen(
+            [sys.executable, "-c", RELAY, broker.host, str(broker.port)],
+            stdout=subprocess.PIPE, env=env,
+        )
+        assert relay.stdout is not None
+        relay.stdout.readline()
+        _pin(relay.pid)
+        try:
+            base_steady, base_best = asyncio.run(
+                _measure(broker.port, key_of_topic=True, label="bare relay")
+            )
+        finally:
+            relay.terminate()
+            relay.wait()
+        # borderlink.
+        config = _config(Path(tmp), broker.port)
+        log = Path(tmp) / "daemon.log"
+        with log.open("wb") as handle:
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "--log-level", "warning", "--log-json", "run",
+                 str(config)],
+                stdout=handle, stderr=handle, cwd=ROOT, env=env,
+            )
+        _pin(daemon.pid)
+        try:
+            text = config.read_text()
+            http_port = int(text.split("port = ")[1].split("\n")[0])
+            wait_for_port("127.0.0.1", http_port, timeout=20)
+            time.sleep(0.5)  # the MQTT input subscribes right after the HTTP listener starts
+            steady, best = asyncio.run(
+                _measure(broker.port, key_of_topic=False, label="borderlink")
+            )
+            rss = _peak_rss_mb(daemon.pid)
+        finally:
+            daemon.terminate()
+            daemon.wait(timeout=30)
+    print()
+    print(f"steady {STEADY_RATE}/s   borderlink p50 {steady.p50 * 1000:.1f} ms, p99"
+          f" {steady.p99 * 1000:.1f} ms; bare relay p50 {base_steady.p50 * 1000:.1f} ms, p99"
+          f" {base_steady.p99 * 1000:.1f} ms; p50 ratio {steady.p50 / base_steady.p50:.1f}x")
+    print(f"highest sustained rate with p99 < 50 ms on one core: borderlink"
+          f" {best.rate if best else '<' + str(RATES[0])}/s, bare relay"
+          f" {base_best.rate if base_best else '<' + str(RATES[0])}/s")
+    print(f"borderlink daemon peak RSS: {rss:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
