@@ -279,7 +279,9 @@ class NaadSource:
         self.clock: Clock = clock or SystemClock()
         self._seen = seen
         self._streams = [_StreamState(s) for s in options.streams]
-        self._queue: asyncio.Queue[Received] = asyncio.Queue(maxsize=64)
+        # Bounded: a slow gateway holds the streams back (TCP flow control) rather than
+        # letting 5 MB documents pile up in memory.
+        self._queue: asyncio.Queue[Received] = asyncio.Queue(maxsize=16)
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
         self._inflight: set[AlertKey] = set()
