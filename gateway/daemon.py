@@ -219,8 +219,11 @@ class Daemon:
         """An MQTT adapter's options, with the ``[mqtt]`` connection as defaults."""
         merged = dict(self.config.mqtt.connection_options())
         if any(k in options for k in ("url", "username", "password_file", "password_env")):
+            # Another broker: the gateway's credentials and TLS are not for it.
             for key in ("username", "password", "tls"):
                 merged.pop(key, None)
+            if "url" in options and self.config.mqtt.embedded:
+                merged.pop("protocol", None)  # 3.1.1 was for the embedded broker only
         merged.update(options)
         return merged
 

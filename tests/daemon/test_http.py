@@ -6,8 +6,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import aiohttp
+import pytest
 
+from gateway import simulators
+from gateway.errors import ConfigError
 from gateway.metrics import INPUT_REJECTED
+from tests.daemon import fake_simulator
 from tests.daemon.conftest import CapFactory, daemon_toml, load, running_daemon, subscriber
 from tests.helpers import Broker
 
@@ -177,3 +181,23 @@ class TestHttpApi:
         ):
             assert f"# TYPE {name}" in text
         assert 'borderlink_received_total{source="http"}' in text
+
+
+class TestSimulators:
+    """[[simulator]] blocks are opened before the adapters and closed after them."""
+
+    async def test_simulator_lifecycle(
+        self, mosquitto: Broker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setitem(simulators.REGISTRY, "fake", "tests.daemon.fake_simulator:simulator")
+        fake_simulator.EVENTS.clear()
+        extra = '[[simulator]]\ntype = "fake"\nlabel = "one"\n'
+        config = load(daemon_toml(tmp_path, mosquitto.url, extra=extra))
+        async with running_daemon(config):
+            assert fake_simulator.EVENTS == ["open one"]
+        assert fake_simulator.EVENTS == ["open one", "close one"]
+
+    def test_missing_module_is_named(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setitem(simulators.REGISTRY, "ghost", "hardware.no_such_module:simulator")
+        with pytest.raises(ConfigError, match=r"hardware\.no_such_module"):
+            simulators.load_simulator("ghost")
