@@ -40,6 +40,22 @@ LINE = (
 )
 
 
+REASONS = (
+    "syntax",
+    "not_incident",
+    "bad_time",
+    "bad_location",
+    "bad_status",
+    "bad_id",
+    "encoding",
+    "too_large",
+)
+
+
+def _rejections() -> float:
+    return sum(INPUT_REJECTED.value(component="incident", reason=r) for r in REASONS)
+
+
 class TestRadioLine:
     """The compact line is golden, printable ASCII without APRS-forbidden characters."""
 
@@ -83,21 +99,10 @@ class TestRadioLine:
         ],
     )
     def test_refused(self, line: str, what: str) -> None:
-        before = INPUT_REJECTED.value(component="incident", reason="syntax")
+        before = _rejections()
         with pytest.raises(IncidentFormatError, match=what):
             text_to_incident(line)
-        total = sum(
-            INPUT_REJECTED.value(component="incident", reason=r)
-            for r in (
-                "syntax",
-                "not_incident",
-                "bad_time",
-                "bad_location",
-                "bad_status",
-                "encoding",
-            )
-        )
-        assert total > before
+        assert _rejections() == before + 1
 
     def test_oversize(self) -> None:
         with pytest.raises(IncidentFormatError, match="characters"):
@@ -144,8 +149,10 @@ class TestJson:
         ],
     )
     def test_refused(self, data: bytes, what: str) -> None:
+        before = _rejections()
         with pytest.raises(IncidentFormatError, match=what):
             incident_from_json(data)
+        assert _rejections() == before + 1
 
 
 class TestEdxl:
