@@ -49,6 +49,7 @@ REASONS = (
     "bad_id",
     "encoding",
     "too_large",
+    "bad_value",
 )
 
 
