@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, tzinfo
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -121,9 +123,20 @@ def crosswalk_option(options: Mapping[str, Any]) -> Crosswalk:
         msg = "translation option 'crosswalk' must be a file path, 'default' or 'none'"
         raise ConfigError(msg)
     try:
-        return Crosswalk.from_file(value)
+        stamp = Path(value).stat().st_mtime_ns
+    except OSError as exc:
+        msg = f"crosswalk {value}: {exc.strerror or exc}"
+        raise ConfigError(msg) from exc
+    try:
+        return _crosswalk_file(value, stamp)
     except TableError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+@functools.lru_cache(maxsize=32)
+def _crosswalk_file(path: str, _stamp: int) -> Crosswalk:
+    """A crosswalk file, read once per version (its modification time is part of the key)."""
+    return Crosswalk.from_file(path)
 
 
 def first_info(alert: Alert, language: str = "en") -> Info:

@@ -216,3 +216,22 @@ class TestCommand:
         code, out, _ = self._run([str(path), "--to", "text", "--budget", "200"], capsys)
         assert code == 0
         assert out.startswith("URGENT Severe Thunderstorm Warning")
+
+
+class TestCrosswalkFile:
+    """A crosswalk file is read once and again only when it changes."""
+
+    def test_reloaded_when_changed(self, us_alert: Callable[..., Alert], tmp_path: Path) -> None:
+        import os  # noqa: PLC0415
+
+        path = tmp_path / "cw.csv"
+        path.write_text("us_same,sgc\n022071,2466\n", encoding="utf-8")
+        alert = us_alert(same_codes=("022071",))
+        first = parse_alert(RENDERERS["cap-cp"](alert, {"crosswalk": str(path)}).parts[0])
+        path.write_text("us_same,sgc\n022071,2465\n", encoding="utf-8")
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+        second = parse_alert(RENDERERS["cap-cp"](alert, {"crosswalk": str(path)}).parts[0])
+        code = "profile:CAP-CP:Location:0.3"
+        assert first.infos[0].areas[0].geocode_values(code) == ("2466",)
+        assert second.infos[0].areas[0].geocode_values(code) == ("2465",)
