@@ -182,11 +182,14 @@ class TcpHost(HostLink):
             self._server.close()
         if self._writer is not None:
             self._writer.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Closing the connection ends its serving task; cancel only what does not end.
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=1.0)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -253,7 +256,9 @@ class Station:
         self.channel: RFChannel | None = None
         self.received: list[Transmission] = []
         self.fcs_dropped = 0
-        self._queue: asyncio.Queue[tuple[Transmission, float]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Transmission, float, asyncio.Future[None] | None]] = (
+            asyncio.Queue()
+        )
         self._worker: asyncio.Task[None] | None = None
         self._changed = asyncio.Condition()
         self.transmitted = 0
@@ -287,12 +292,12 @@ class Station:
         self._worker = asyncio.create_task(self._transmitter(), name=f"station-{self.name}")
 
     async def stop(self) -> None:
+        if self.host is not None:
+            await self.host.close()
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
-        if self.host is not None:
-            await self.host.close()
 
     def to_host(self, data: bytes) -> None:
         if self.host is not None:
@@ -304,17 +309,33 @@ class Station:
     async def from_host(self, data: bytes) -> None:
         raise NotImplementedError
 
-    def send_on_air(self, kind: str, channel: str, payload: bytes, *, txdelay: float = 0.0) -> None:
+    def send_on_air(
+        self,
+        kind: str,
+        channel: str,
+        payload: bytes,
+        *,
+        txdelay: float = 0.0,
+        done: asyncio.Future[None] | None = None,
+    ) -> None:
         tx = Transmission(kind, channel, payload, self.name, zlib.crc32(payload))
-        self._queue.put_nowait((tx, txdelay))
+        self._queue.put_nowait((tx, txdelay, done))
+
+    async def send_and_wait(self, kind: str, channel: str, payload: bytes) -> None:
+        """Queue a transmission and return when it has been on air."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.send_on_air(kind, channel, payload, done=done)
+        await done
 
     async def _transmitter(self) -> None:
         while True:
-            tx, txdelay = await self._queue.get()
+            tx, txdelay, done = await self._queue.get()
             assert self.channel is not None
             try:
                 await self.channel.transmit(self, tx, txdelay=txdelay)
             finally:
+                if done is not None and not done.done():
+                    done.set_result(None)
                 self.transmitted += 1
                 self._queue.task_done()
                 self.notify()
@@ -414,8 +435,9 @@ class RadioStation(Station):
             if len(text) > self.dialect.max_text:
                 self.to_host(b"ERROR: text too long" + end)
                 continue
+            # OK once the message is on air: the host paces itself by the radio's air time.
+            await self.send_and_wait("text", dest, text.encode("ascii", "replace"))
             self.to_host(b"OK" + end)
-            self.send_on_air("text", dest, text.encode("ascii", "replace"))
         for _ in self.lines.take_errors():
             self.to_host(b"ERROR: line too long" + end)
 

@@ -30,6 +30,7 @@ MAX_PORT = 15
 # Longer than any AX.25 frame (256-byte info, 8 digipeaters) with room to spare; a stream
 # that never sends FEND cannot make the decoder grow without bound.
 DEFAULT_MAX_FRAME = 2048
+_FEND_BYTE = b"\xc0"
 
 
 class KissFrameError(FrameError):
@@ -69,27 +70,24 @@ def unescape(data: bytes) -> bytes:
     """Undo :func:`escape`; a FESC not followed by TFEND/TFESC is a :class:`KissFrameError`."""
     if FESC not in data:
         return data
-    out = bytearray()
-    i = 0
-    n = len(data)
-    while i < n:
-        b = data[i]
-        if b == FESC:
-            if i + 1 >= n:
-                raise KissFrameError(f"frame ends with FESC at offset {i}")
-            nxt = data[i + 1]
-            if nxt == TFEND:
-                out.append(FEND)
-            elif nxt == TFESC:
-                out.append(FESC)
-            else:
-                raise KissFrameError(
-                    f"FESC followed by 0x{nxt:02X} at offset {i} (expected TFEND or TFESC)"
-                )
-            i += 2
+    pieces = data.split(bytes([FESC]))
+    out = bytearray(pieces[0])
+    offset = len(pieces[0])
+    for piece in pieces[1:]:
+        if not piece:
+            what = "frame ends with FESC" if offset == len(data) - 1 else "FESC followed by 0xDB"
+            raise KissFrameError(f"{what} at offset {offset}")
+        code = piece[0]
+        if code == TFEND:
+            out.append(FEND)
+        elif code == TFESC:
+            out.append(FESC)
         else:
-            out.append(b)
-            i += 1
+            raise KissFrameError(
+                f"FESC followed by 0x{code:02X} at offset {offset} (expected TFEND or TFESC)"
+            )
+        out += piece[1:]
+        offset += 1 + len(piece)
     return bytes(out)
 
 
@@ -228,31 +226,43 @@ class KissDecoder:
 
     def feed(self, data: bytes) -> list[KissFrame]:
         frames: list[KissFrame] = []
-        for b in data:
-            if b == FEND:
-                if self._in_frame and self._overflow:
-                    self.errors.append(
-                        KissFrameError(
-                            f"frame at stream offset {self._frame_start} exceeds "
-                            f"{self.max_frame} bytes"
-                        )
-                    )
-                elif self._in_frame and self._buf:
-                    try:
-                        frames.append(KissFrame._from_body(bytes(self._buf)))
-                    except KissFrameError as exc:
-                        self.errors.append(
-                            KissFrameError(f"frame at stream offset {self._frame_start}: {exc}")
-                        )
-                self._buf.clear()
-                self._overflow = False
-                self._in_frame = True
-                self._frame_start = self._offset + 1
-            elif not self._in_frame:
-                self.discarded += 1
-            elif len(self._buf) >= self.max_frame:
-                self._overflow = True
-            else:
-                self._buf.append(b)
-            self._offset += 1
+        start = 0
+        n = len(data)
+        while start < n:
+            idx = data.find(_FEND_BYTE, start)
+            end = n if idx == -1 else idx
+            if end > start:
+                if not self._in_frame:
+                    self.discarded += end - start
+                elif not self._overflow:
+                    room = self.max_frame - len(self._buf)
+                    if end - start > room:
+                        self._overflow = True
+                    else:
+                        self._buf += data[start:end]
+            if idx == -1:
+                break
+            self._close_frame(frames)
+            self._frame_start = self._offset + idx + 1
+            start = idx + 1
+        self._offset += n
         return frames
+
+    def _close_frame(self, frames: list[KissFrame]) -> None:
+        """A FEND: finish the frame in progress (if any) and start a new one."""
+        if self._in_frame and self._overflow:
+            self.errors.append(
+                KissFrameError(
+                    f"frame at stream offset {self._frame_start} exceeds {self.max_frame} bytes"
+                )
+            )
+        elif self._in_frame and self._buf:
+            try:
+                frames.append(KissFrame._from_body(bytes(self._buf)))
+            except KissFrameError as exc:
+                self.errors.append(
+                    KissFrameError(f"frame at stream offset {self._frame_start}: {exc}")
+                )
+        self._buf.clear()
+        self._overflow = False
+        self._in_frame = True
