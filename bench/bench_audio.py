@@ -202,6 +202,8 @@ def afsk_ladder(tmp: Path, *, impaired: bool) -> Ladder:
             cpu = time.process_time() - started
             decoded = {str(Frame.from_bytes(f.data)) for f in got}
             rates[label].append(len(decoded & want) / len(want))
+            if decoded - want:
+                rates.setdefault("borderlink false", []).append(len(decoded - want))
             speeds[label].append(seconds / cpu)
         if "multimon-ng" in rates:
             raw = tmp / "afsk.raw"
@@ -265,7 +267,7 @@ def print_ladder(ladder: Ladder) -> None:
     )
     print(f"{'speed':>8}" + "".join(f"{float(np.median(ladder.speeds[n])):>15.0f}x" for n in names))
     false = ladder.rates.get("borderlink false")
-    print(f"wrong headers emitted by borderlink: {int(sum(false)) if false else 0}")
+    print(f"wrong messages emitted by borderlink: {int(sum(false)) if false else 0}")
     ours = points.get("borderlink")
     for other in names[1:]:
         theirs = points.get(other)
