@@ -208,9 +208,7 @@ class MqttAdapter:
                 properties.ContentType = item.content_type
                 properties.UserProperty = make_user_properties(item.attributes, index, total)
             try:
-                await client.publish(
-                    topic, part, qos=1, retain=self.options.retain, properties=properties
-                )
+                await self._publish(client, topic, part, properties)
             except aiomqtt.MqttCodeError as exc:
                 if exc.rc in (paho.MQTT_ERR_NO_CONN, paho.MQTT_ERR_CONN_LOST):
                     raise AdapterConnectionError(
@@ -224,6 +222,28 @@ class MqttAdapter:
             PUBLISHED.inc(adapter=self.name)
             if self.options.log_wire:
                 log.debug("mqtt_published", adapter=self.name, topic=topic, size=len(part))
+
+
+    async def _publish(
+        self, client: aiomqtt.Client, topic: str, part: bytes, properties: Properties | None
+    ) -> None:
+        """Publish and wait for the PUBACK, or fail at once when the connection drops.
+
+        aiomqtt leaves a publish waiting for its PUBACK until the timeout even when the
+        connection is gone; the daemon must learn of a lost link at once to reconnect.
+        """
+        publish = asyncio.ensure_future(
+            client.publish(topic, part, qos=1, retain=self.options.retain, properties=properties)
+        )
+        lost: asyncio.Future[None] = client._disconnected
+        done, _ = await asyncio.wait({publish, lost}, return_when=asyncio.FIRST_COMPLETED)
+        if publish in done:
+            publish.result()
+            return
+        publish.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await publish
+        raise AdapterConnectionError(f"mqtt {self.name}: connection lost before PUBACK")
 
 
 class StatePublisher:
