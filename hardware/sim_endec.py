@@ -172,6 +172,10 @@ class SimEndec:
                         await self._air(line.text)
         except (OSError, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            # The connection callback is the top of this task: ending it cancelled makes
+            # asyncio's stream server log a spurious error at shutdown.
+            pass
         finally:
             self._clients.discard(writer)
             writer.close()

@@ -21,6 +21,7 @@ from gateway.adapter import AdapterContext, Outbound, Received, load_factory
 from gateway.cli import build_parser
 from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED
+from hardware.faults import FaultPlan, FaultProxy
 from hardware.sim_endec import SimEndec, simulator
 from tests.audio.conftest import read_wav, write_raw
 from tests.helpers import require_tool
@@ -285,3 +286,24 @@ class TestSimCommand:
         assert args.port == 0
         assert args.prefix == "\\x02"
         assert callable(args.handler)
+
+
+class TestEndecOverAFaultyLine:
+    """Line noise and a line that delivers one byte at a time do not stop the adapter."""
+
+    async def test_garbage_then_byte_at_a_time(self) -> None:
+        before = INPUT_REJECTED.value(component="endec", reason="not_ascii")
+        async with SimEndec(port=0) as sim:
+            plan = FaultPlan(byte_at_a_time=True, garbage=b"\x00\xff\x7fnoise\r\n")
+            async with (
+                FaultProxy("127.0.0.1", sim.port, downstream=plan) as proxy,
+                EndecAdapter("faulty", EndecOptions(port=proxy.url, output="same")) as adapter,
+            ):
+                stream = adapter.messages()
+                await sim.wait_connected()
+                await sim.report(OTHER)
+                await sim.report(HEADER)
+                items = [await next_item(stream), await next_item(stream)]
+                await stream.aclose()
+        assert [i.raw for i in items] == [OTHER.encode(), HEADER.encode()]
+        assert INPUT_REJECTED.value(component="endec", reason="not_ascii") == before + 1
