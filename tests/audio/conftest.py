@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import wave
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import structlog
 
 from adapters.afsk.fsk import to_pcm16
 from tests.helpers import require_tool
@@ -58,3 +61,21 @@ def multimon(path: Path, *demods: str, extra: tuple[str, ...] = ()) -> list[str]
 @pytest.fixture
 def tmp_audio(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _uncached_logging() -> Iterator[None]:
+    """Log without caching loggers: ``gateway.logging.configure`` (run by CLI tests elsewhere
+    in the suite) caches each logger with the stderr of the moment, which pytest closes after
+    that test; a later log call from one of our modules would then fail."""
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        logger_factory=structlog.PrintLoggerFactory(),
+        cache_logger_on_first_use=False,
+    )
+    yield
+    structlog.reset_defaults()
