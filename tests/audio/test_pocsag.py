@@ -148,3 +148,27 @@ class TestDecoderBounds:
         assert len(pages[0].alpha) <= pocsag.MAX_MESSAGE_CODEWORDS * 20 // 7
         assert decoder._chunks == []
         assert decoder.flush() == []
+
+
+class TestPolarity:
+    """1 is the low level: multimon-ng reads it as is, and the inverted signal only with -i."""
+
+    def test_inverted_baseband_needs_multimon_invert_flag(self, tmp_path: Path) -> None:
+        binary = require_tool("multimon-ng")
+        bits = pocsag.encode_bits(PAGES[1:2])
+        x = pocsag.modulate(bits, baud=1200, invert=True)
+        path = write_raw(tmp_path / "inv.raw", np.concatenate([np.zeros(2205), x]))
+
+        def run(*flags: str) -> str:
+            return subprocess.run(
+                [binary, "-q", "-c", *flags, "-a", "POCSAG1200", "-t", "raw", str(path)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            ).stdout
+
+        assert "5551234-911" not in run()
+        assert "5551234-911" in run("-i")
+        rx = pocsag.PocsagReceiver(baud=1200, invert=True)
+        assert [p.numeric for p in rx.feed(x) + rx.flush()] == ["5551234-911"]
