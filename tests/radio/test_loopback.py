@@ -239,3 +239,22 @@ async def test_pty_station_is_reachable(rf: SimFactory) -> None:
         report = await run(sim, "dut", "kiss", "--count", "10")
     assert report.received == 10
     assert isinstance(asyncio.get_running_loop(), asyncio.AbstractEventLoop)
+
+
+async def test_unread_pty_is_drained_not_blocking(rf: SimFactory) -> None:
+    """A pty nobody reads never blocks its station: output beyond the buffer is dropped."""
+    options = {
+        "channels": [channel(line_rate=2_000_000)],
+        "stations": [
+            {"name": "quiet", "kind": "tnc", "pty": True},
+            {"name": "talker", "kind": "tnc", "tcp": "127.0.0.1:0"},
+        ],
+    }
+    async with rf(options) as sim:
+        quiet, talker = sim.stations["quiet"], sim.stations["talker"]
+        frame = bytes(200)
+        for _ in range(400):  # ~80 KB towards a pty with a few KB of buffer
+            talker.send_on_air("ax25", "", frame)
+        await quiet.wait_until(lambda: len(quiet.received) == 400, within=30)
+        assert quiet.host is not None
+        assert quiet.host.overflowed > 0  # type: ignore[attr-defined]
