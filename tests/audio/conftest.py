@@ -1,4 +1,4 @@
-"""Fixtures for the baseband audio tests: signal helpers and external referees."""
+"""Fixtures for the baseband audio tests: signal generation and external referees."""
 
 from __future__ import annotations
 
