@@ -118,14 +118,14 @@ def tap_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def serve(options: dict[str, Any]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     async with simulation(options) as sim:
         ports = {name: station.url for name, station in sim.stations.items() if station.url}
         sys.stdout.write(json.dumps(ports) + "\n")
         sys.stdout.flush()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
 
 

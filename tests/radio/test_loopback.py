@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -258,3 +259,52 @@ async def test_unread_pty_is_drained_not_blocking(rf: SimFactory) -> None:
         await quiet.wait_until(lambda: len(quiet.received) == 400, within=30)
         assert quiet.host is not None
         assert quiet.host.overflowed > 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("kind", "names"),
+    [
+        ("tnc", {"tnc", "peer"}),
+        ("radio", {"radio", "console"}),
+        ("modem", {"radio"}),
+        ("tap", {"terminal", "pager"}),
+        ("raw", {"line"}),
+    ],
+)
+def test_every_sim_command_serves_and_prints_its_ports(kind: str, names: set[str]) -> None:
+    """`borderlink sim KIND` prints its ports as JSON and serves them until stopped."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "sim", kind, "--tcp", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        ports = json.loads(proc.stdout.readline())
+        assert set(ports) == names
+        host, port = (
+            ports[sorted(names)[-1] if kind != "tap" else "terminal"]
+            .removeprefix("socket://")
+            .split(":")
+        )
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    finally:
+        proc.terminate()
+        code = proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert code == 0  # a clean stop on SIGTERM
+
+
+def test_progress_bar(capsys: pytest.CaptureFixture[str]) -> None:
+    progress = Progress(10, enabled=True)
+    report = LoopbackReport("kiss", "x", received=4, lost=1)
+    progress.update(5, report)
+    progress.close()
+    err = capsys.readouterr().err
+    assert "[###############...............] 5/10" in err
+    assert "received 4" in err
+    Progress(10, enabled=False).update(5, report)
+    assert capsys.readouterr().err == ""
