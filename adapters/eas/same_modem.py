@@ -15,12 +15,14 @@ returns :class:`SameMessage` events as soon as they are complete. It demodulates
 filters and a tracking bit clock (:mod:`adapters.afsk.fsk`), hunts for the 0xAB preamble,
 collects each burst as *soft* bits, and combines the bursts of one transmission bit by bit,
 each burst voting with the confidence of its own demodulator output. A header is only accepted
-from at least two bursts, every character covered by two or more of them, and when the result
-has the exact SAME header layout; anything else is rejected and counted.
+from at least two bursts, every character covered by two or more of them, when few bit errors
+can be left after voting (or two of three bursts agree bit for bit on their own), and when the
+result has the exact SAME header layout; anything else is rejected and counted.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Iterable, Iterator
@@ -401,6 +403,22 @@ class SameDecoder:
         log.warning("same_burst_rejected", reason=reason, **data)
 
     def _combine(self, bursts: list[_Burst]) -> SameMessage | None:
+        decided = self._decide(bursts)
+        if isinstance(decided, SameMessage):
+            return decided
+        reason, text = decided
+        if len(bursts) == 3 and reason in {"uncertain", "invalid_header", "incomplete_bursts"}:
+            # One burst may be wrecked (a static crash, a fade): two clean bursts that agree
+            # bit for bit are enough, as when only two are received.
+            for pair in itertools.combinations(bursts, 2):
+                fallback = self._decide(list(pair))
+                if isinstance(fallback, SameMessage) and fallback.kind == "header":
+                    return fallback
+        self._reject(reason, text=text, bursts=len(bursts))
+        return None
+
+    def _decide(self, bursts: list[_Burst]) -> SameMessage | tuple[str, str]:
+        """The message the bursts carry, or (reason, text) when they do not support one."""
         length = max(b.soft.shape[0] for b in bursts)
         total = np.zeros((length, 8))
         coverage = np.zeros(length, dtype=np.int64)
@@ -415,25 +433,19 @@ class SameDecoder:
         count = len(bursts)
         if _kind_of(text_bytes[:4]) == "eom":
             if text_bytes[:4] != b"NNNN":
-                self._reject("garbled_eom", text=text_bytes[:4].decode("latin-1"), bursts=count)
-                return None
+                return "garbled_eom", text_bytes[:4].decode("latin-1")
             return SameMessage("eom", EOM, count, corrected, start, end)
         plus = text_bytes.find(b"+")
         cut = plus + 23 if plus >= 0 else length
         text = text_bytes[:cut].decode("latin-1")
         if count < 2:
-            self._reject("single_burst", text=text)
-            return None
+            return "single_burst", text
         if cut > length or int(coverage[:cut].min()) < 2:
-            self._reject("incomplete_bursts", text=text, bursts=count)
-            return None
+            return "incomplete_bursts", text
         if not HEADER_RE.fullmatch(text):
-            self._reject("invalid_header", text=text, bursts=count)
-            return None
-        residual = self._residual_errors(bursts, total[:cut])
-        if residual is None:
-            self._reject("uncertain", text=text, bursts=count)
-            return None
+            return "invalid_header", text
+        if self._residual_errors(bursts, total[:cut]) is None:
+            return "uncertain", text
         return SameMessage("header", text, count, corrected, start, end)
 
     def _residual_errors(self, bursts: list[_Burst], total: FloatArray) -> float | None:

@@ -222,6 +222,24 @@ class TestBurstVoting:
         assert message.bursts == 3
         assert message.corrected == 3
 
+    def test_two_agreeing_bursts_outweigh_one_confident_wrong_burst(self) -> None:
+        # Soft votes straight into the combiner: bursts 1 and 2 agree everywhere but are
+        # unsure of one bit; burst 3 is sure of the opposite. The soft sum follows burst 3,
+        # which only one burst supports, so the decoder falls back to the agreeing pair.
+        bits = np.unpackbits(np.frombuffer(HEADER.encode(), np.uint8), bitorder="little")
+        signs = bits.reshape(-1, 8).astype(np.float64) * 2 - 1
+        weak = 0.7 * signs
+        weak[20, 3] = 0.3 * signs[20, 3]
+        loud = signs.copy()
+        loud[20, 3] = -signs[20, 3]
+        bursts_ = [sm._Burst(weak, 0, 1), sm._Burst(weak.copy(), 2, 3), sm._Burst(loud, 4, 5)]
+        decoder = sm.SameDecoder(RATE)
+        assert decoder._decide(bursts_) == ("uncertain", flip_char(HEADER, 20, bit=3))
+        message = decoder._combine(bursts_)
+        assert message is not None
+        assert (message.text, message.bursts) == (HEADER, 2)
+        assert decoder.rejected == 0
+
     def test_two_clean_bursts_are_enough_after_the_hold_time(self) -> None:
         x = bursts([HEADER] * 2)
         decoder = sm.SameDecoder(RATE, hold=3.5)
