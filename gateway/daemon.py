@@ -520,23 +520,47 @@ class Daemon:
         concurrent = bool(getattr(adapter, "concurrent_sends", False))
         limit = cfg.batch if concurrent else 1
         async with adapter:
-            while True:
-                wake.clear()
-                entries = await asyncio.to_thread(
-                    self.ledger.due, cfg.name, self.clock.now(), limit
-                )
-                if not entries:
-                    if self._stopping.is_set():
-                        return
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), timeout=self._poll)
-                    continue
-                results = await asyncio.gather(
-                    *(self._deliver(cfg, adapter, e) for e in entries), return_exceptions=True
-                )
-                for result in results:
-                    if isinstance(result, BaseException):
-                        raise result
+            # A sink that can tell when its link drops is restarted at once, not at its
+            # next delivery attempt.
+            watch = getattr(adapter, "wait_closed", None)
+            closed = asyncio.ensure_future(watch()) if watch is not None else None
+            try:
+                await self._sink_loop(cfg, adapter, wake, limit, closed)
+            finally:
+                if closed is not None:
+                    closed.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, AdapterError):
+                        await closed
+
+    async def _sink_loop(
+        self,
+        cfg: SinkConfig,
+        adapter: SinkAdapter,
+        wake: asyncio.Event,
+        limit: int,
+        closed: asyncio.Future[None] | None,
+    ) -> None:
+        while True:
+            wake.clear()
+            if closed is not None and closed.done():
+                closed.result()
+            entries = await asyncio.to_thread(self.ledger.due, cfg.name, self.clock.now(), limit)
+            if not entries:
+                if self._stopping.is_set():
+                    return
+                waiter = asyncio.ensure_future(wake.wait())
+                watched: set[asyncio.Future[Any]] = {waiter}
+                if closed is not None:
+                    watched.add(closed)
+                await asyncio.wait(watched, timeout=self._poll, return_when="FIRST_COMPLETED")
+                waiter.cancel()
+                continue
+            results = await asyncio.gather(
+                *(self._deliver(cfg, adapter, e) for e in entries), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
 
     _poll = 0.5
 

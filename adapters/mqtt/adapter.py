@@ -65,6 +65,21 @@ def _tls_context(options: MqttOptions) -> ssl.SSLContext | None:
     return context
 
 
+def _forget(client: aiomqtt.Client) -> None:
+    """Mark the client's disconnection error as seen (asyncio warns about unseen ones)."""
+    lost = client._disconnected
+    if lost.done() and not lost.cancelled():
+        lost.exception()
+
+
+async def _wait_lost(name: str, client: aiomqtt.Client) -> None:
+    try:
+        await asyncio.shield(client._disconnected)
+    except aiomqtt.MqttError as exc:
+        raise AdapterConnectionError(f"mqtt {name}: connection lost: {exc}") from exc
+    raise AdapterConnectionError(f"mqtt {name}: connection closed")
+
+
 def _client(options: MqttOptions, *, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
     properties: Properties | None = None
     kwargs: dict[str, Any] = {}
@@ -147,7 +162,12 @@ class MqttAdapter:
         if client is not None:
             with contextlib.suppress(aiomqtt.MqttError, OSError, asyncio.TimeoutError):
                 await client.__aexit__(None, None, None)
+            _forget(client)
             log.info("mqtt_disconnected", adapter=self.name)
+
+    async def wait_closed(self) -> None:
+        """Return (raising AdapterConnectionError) when the connection is lost."""
+        await _wait_lost(self.name, self._require())
 
     def _require(self) -> aiomqtt.Client:
         if self._client is None:
@@ -243,7 +263,10 @@ class MqttAdapter:
         publish.cancel()
         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
             await publish
-        raise AdapterConnectionError(f"mqtt {self.name}: connection lost before PUBACK")
+        reason = lost.exception() if not lost.cancelled() else None  # marks it retrieved
+        raise AdapterConnectionError(
+            f"mqtt {self.name}: connection lost before PUBACK ({reason})"
+        )
 
 
 class StatePublisher:
@@ -284,6 +307,7 @@ class StatePublisher:
             await client.publish(self.options.status_topic, STATUS_OFFLINE, qos=1, retain=True)
         with contextlib.suppress(aiomqtt.MqttError, OSError, asyncio.TimeoutError):
             await client.__aexit__(None, None, None)
+        _forget(client)
 
     async def set_active(self, key_level: str, payload: bytes | None) -> None:
         """Publish (retained) the summary of an active alert; ``None`` clears it."""
@@ -298,14 +322,9 @@ class StatePublisher:
 
     async def wait_closed(self) -> None:
         """Return when the connection is lost (raises AdapterConnectionError)."""
-        client = self._client
-        if client is None:
+        if self._client is None:
             raise AdapterConnectionError(f"mqtt {self.name}: not connected")
-        try:
-            await client._disconnected
-        except aiomqtt.MqttError as exc:
-            raise AdapterConnectionError(f"mqtt {self.name}: connection lost: {exc}") from exc
-        raise AdapterConnectionError(f"mqtt {self.name}: connection closed")
+        await _wait_lost(self.name, self._client)
 
 
 def _base_dir(ctx: AdapterContext) -> Path | None:
