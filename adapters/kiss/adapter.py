@@ -280,6 +280,8 @@ class KissAdapter:
     async def _on_kiss(self, frame: kiss.KissFrame) -> None:
         if frame.command is not kiss.Command.DATA:
             return  # a TNC echoing parameters; nothing for us
+        if frame.port != self.options.kiss_port:
+            return  # another radio port of a multi-port TNC
         try:
             ax = ax25.Frame.from_bytes(frame.data)
         except FrameError as exc:

@@ -402,8 +402,19 @@ def judge(report: LoopbackReport, args: argparse.Namespace) -> None:
     report.passed = not failures
 
 
+# Largest --size a test frame can carry: AX.25 info field 256, text-modem max_text 160 (with
+# the 16-character SEQ CRC header), TAP block 250 with the pager ID.
+MAX_SIZE = {"kiss": 200, "modem": 140, "raw": 1000, "tap": 220}
+
+
 async def measure(args: argparse.Namespace, *, progress: Progress) -> LoopbackReport:
+    if not 1 <= args.size <= MAX_SIZE[args.protocol]:
+        raise ConfigError(
+            f"--size {args.size} out of range 1-{MAX_SIZE[args.protocol]} for {args.protocol}"
+        )
     rate = args.rate or DEFAULT_RATES[args.protocol]
+    if rate <= 0:
+        raise ConfigError(f"--rate {rate} must be a positive bit rate")
     if args.protocol == "tap":
         report = await run_tap(
             args.port,

@@ -70,6 +70,13 @@ class TestHostileTnc:
             w.write(kiss.data_frame(bytes(non_ui)).to_bytes())  # SABM, not UI
             w.write(kiss.txdelay(300).to_bytes())  # a parameter echo: ignored
             w.write(ui(b":VE3BDR   :bad ~ char{1"))  # APRS format violation
+            other_port = ax25.Frame(
+                ax25.Address("APRS"),
+                ax25.Address("VA3FLD"),
+                (),
+                b":VE3BDR   :heard on radio port 3{2",
+            ).to_bytes()
+            w.write(kiss.data_frame(other_port, port=3).to_bytes())  # not our radio port
             w.write(bytes(rng.randrange(256) for _ in range(2000)))
             w.write(b"\xc0")
             w.write(ui(b":VE3BDR   :Water rising at the dam{77"))

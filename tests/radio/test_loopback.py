@@ -217,6 +217,17 @@ class TestCommandLine:
             if sim.stdout is not None:
                 sim.stdout.close()
 
+    @pytest.mark.parametrize("extra", [["--size", "500"], ["--rate", "-5"]])
+    def test_bad_arguments_exit_2(self, extra: list[str]) -> None:
+        done = subprocess.run(  # noqa: PLW1510 - the exit status is asserted
+            [sys.executable, "-m", "gateway", "loopback", "socket://127.0.0.1:9", *extra],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert done.returncode == 2
+        assert "out of range" in done.stderr or "positive" in done.stderr
+
     def test_unreachable_port_exits_2(self) -> None:
         port = free_port()
         done = subprocess.run(  # noqa: PLW1510 - the exit status is asserted
