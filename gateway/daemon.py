@@ -378,6 +378,10 @@ class Daemon:
             alert, signature, findings, hold_reason = self._screen(raw, source, policy)
         except _Rejected as exc:
             return self._reject(raw, source, received_at, exc)
+        except Exception as exc:  # a checker's bug must not block the input forever
+            log.exception("alert_check_crashed", source=source, size=len(raw))
+            problem = _Rejected("internal_error", f"{type(exc).__name__}: {exc}")
+            return self._reject(raw, source, received_at, problem)
         ctx = PlanContext(
             alert=alert,
             source=source,

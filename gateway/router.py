@@ -375,6 +375,14 @@ class Router:
                 reason=str(exc),
             )
             return None
+        except Exception:  # a renderer's bug must not block the input (the alert is kept)
+            log.exception(
+                "translation_crashed",
+                alert=str(alert.key),
+                route=route.name,
+                translation=route.translation,
+            )
+            return None
 
     @staticmethod
     def _delivery(

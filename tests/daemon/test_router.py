@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from cap_schemas.model import Alert
 from cap_schemas.parse import parse_alert
 from gateway.config import parse_config
+from gateway.errors import TranslationError
 from gateway.ledger import Admission, Decision, SqliteLedger
 from gateway.router import (
     PlanContext,
@@ -22,6 +23,7 @@ from gateway.router import (
     point_in_polygon,
     polygons_intersect,
 )
+from gateway.translate.registry import RENDERERS, Rendered
 from tests.daemon.conftest import CapFactory
 
 SQUARE = [(0.0, 0.0), (0.0, 1.0), (1.0, 1.0), (1.0, 0.0), (0.0, 0.0)]
@@ -241,3 +243,26 @@ def _admit(ledger: SqliteLedger, r: Router, alert: Alert, now: datetime) -> Admi
     return ledger.admit(
         alert, source="mqtt", received_at=now, plan=r.planner(ctx, deliveries=ledger.deliveries)
     )
+
+
+class TestTranslationFailures:
+    """A translation that cannot express an alert, or crashes, skips only its own route."""
+
+    def test_failing_translations_skip_their_route(
+        self, tmp_path: Path, cap: CapFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def refuse(_alert: Alert, _options: object) -> Rendered:
+            raise TranslationError("no SAME code for this event")
+
+        def crash(_alert: Alert, _options: object) -> Rendered:
+            raise RuntimeError("bug")
+
+        monkeypatch.setitem(RENDERERS, "refuse", refuse)
+        monkeypatch.setitem(RENDERERS, "crash", crash)
+        r = router(
+            tmp_path,
+            '[[route]]\nname = "x"\nsinks = ["a"]\ntranslation = "refuse"\n\n'
+            '[[route]]\nname = "y"\nsinks = ["b"]\ntranslation = "crash"\n\n'
+            '[[route]]\nname = "z"\nsinks = ["j"]\n',
+        )
+        assert set(plan(r, cap())) == {"j"}
