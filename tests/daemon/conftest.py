@@ -237,9 +237,14 @@ def _props(message: aiomqtt.Message) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def subscriber(
-    broker: Broker, topics: list[str], *, client_id: str | None = None, persistent: bool = False
+    broker: Broker,
+    topics: list[str],
+    *,
+    client_id: str | None = None,
+    persistent: bool = False,
+    v5: bool = True,
 ) -> AsyncIterator[Collector]:
-    """An MQTT 5 subscriber collecting every message on ``topics`` (QoS 1)."""
+    """An MQTT subscriber (5 unless ``v5=False``) collecting every message on ``topics``."""
     collector = Collector()
     kwargs: dict[str, Any] = {}
     if persistent:
@@ -255,7 +260,7 @@ async def subscriber(
                     broker.host,
                     broker.port,
                     identifier=client_id or f"sub-{uuid.uuid4().hex[:8]}",
-                    protocol=aiomqtt.ProtocolVersion.V5,
+                    protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
                     **kwargs,
                 ) as client:
                     for topic in topics:

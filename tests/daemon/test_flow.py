@@ -18,7 +18,7 @@ from tests.daemon.conftest import (
     subscriber,
     summary_of,
 )
-from tests.helpers import Broker
+from tests.helpers import Broker, free_port
 
 
 class TestExactlyOncePerSink:
@@ -229,3 +229,39 @@ class TestMqttAckAfterCommit:
         ):
             await out.wait_for(lambda: len(out.messages) == 1)
         assert out.messages[0].alert_key == CapFactory.key_of(alert)
+
+
+class TestProtocolsAndBrokers:
+    """MQTT 3.1.1 works end to end; the embedded broker serves the demo set-up."""
+
+    async def test_mqtt_311(self, mosquitto: Broker, tmp_path: Path, cap: CapFactory) -> None:
+        path = daemon_toml(tmp_path, mosquitto.url)
+        path.write_text(path.read_text().replace("[mqtt]\n", '[mqtt]\nprotocol = "3.1.1"\n'))
+        config = load(path)
+        alert = cap(severity="Extreme")
+        async with (
+            subscriber(mosquitto, ["out/#"]) as out,
+            running_daemon(config),
+        ):
+            await publish_all(mosquitto, [alert])
+            await out.wait_for(lambda: len(out.messages) == 2)
+        json_msg = out.on("out/json/")[0]
+        assert json_msg.delivery_id is None  # no user properties in 3.1.1 ...
+        assert summary_of(json_msg)["delivery_id"]  # ... the JSON payload carries the id
+        assert out.on("out/cap/")[0].payload == alert
+
+    async def test_embedded_broker(self, tmp_path: Path, cap: CapFactory) -> None:
+        port = free_port()
+        path = daemon_toml(tmp_path, "mqtt://unused:1")
+        text = path.read_text().replace(
+            'broker = "mqtt://unused:1"',
+            f'broker = "embedded"\nembedded_port = {port}',
+        )
+        path.write_text(text)
+        config = load(path)
+        embedded = Broker("127.0.0.1", port, None, path)  # type: ignore[arg-type]
+        alert = cap(severity="Severe")
+        async with running_daemon(config), subscriber(embedded, ["out/#"], v5=False) as out:
+            await publish_all(embedded, [alert])
+            await out.wait_for(lambda: len(out.messages) == 2)
+        assert {m.topic.split("/")[1] for m in out.messages} == {"cap", "json"}
