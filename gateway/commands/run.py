@@ -1,6 +1,7 @@
 """``borderlink run CONFIG``: the daemon.
 
-Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 2 when the configuration is refused.
+Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 when the daemon cannot start or run
+(a port taken, the ledger unreadable), 2 when the configuration is refused.
 SIGHUP re-reads the routes of CONFIG.
 """
 
@@ -15,7 +16,7 @@ import structlog
 
 from gateway.commands import Subparsers
 from gateway.config import load_config
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, GatewayError
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +55,10 @@ def handle(args: argparse.Namespace) -> int:
         log.error("config_refused", error=str(exc))  # noqa: TRY400 - the message is the point
         print(f"borderlink: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    except GatewayError as exc:  # the broker port is taken, the ledger cannot be opened...
+        log.error("daemon_failed", error=str(exc))  # noqa: TRY400 - the message is the point
+        print(f"borderlink: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
 
 
 def register(subparsers: Subparsers) -> None:

@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from tests.daemon.conftest import (
+    ROOT,
     CapFactory,
     daemon_toml,
     publish_all,
@@ -141,3 +144,32 @@ class TestSignals:
         assert code == 0
         assert [m.alert_key for m in out.on("out/json/")] == [CapFactory.key_of(second)]
         assert "daemon_stopped" in log.read_text()
+
+
+class TestStartFailures:
+    """A daemon that cannot start says why and exits 1 (2 for a refused configuration)."""
+
+    def test_port_taken_and_bad_config(self, tmp_path: Path) -> None:
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            config = daemon_toml(tmp_path, "mqtt://127.0.0.1:1")
+            config.write_text(
+                config.read_text().replace(
+                    'broker = "mqtt://127.0.0.1:1"', f'broker = "embedded"\nembedded_port = {port}'
+                )
+            )
+            result = subprocess.run(
+                [sys.executable, "-m", "gateway", "run", str(config)],
+                capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+            )
+        assert result.returncode == 1
+        assert f"127.0.0.1:{port}" in result.stderr
+        config.write_text(config.read_text() + "\n[nonsense]\n")
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway", "run", str(config)],
+            capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+        )
+        assert result.returncode == 2
+        assert "nonsense" in result.stderr
