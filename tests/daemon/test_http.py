@@ -201,3 +201,34 @@ class TestSimulators:
         monkeypatch.setitem(simulators.REGISTRY, "ghost", "hardware.no_such_module:simulator")
         with pytest.raises(ConfigError, match=r"hardware\.no_such_module"):
             simulators.load_simulator("ghost")
+
+
+class TestHttpHostile:
+    """Hostile bodies posted to the API are refused with 400, counted, and change nothing."""
+
+    async def test_hostile_bodies(self, mosquitto: Broker, tmp_path: Path, cap: CapFactory) -> None:
+        config = load(daemon_toml(tmp_path, mosquitto.url))
+        bodies = [
+            b"\xff\xfe\x00<",
+            b'<?xml version="1.0"?><!DOCTYPE lol [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;">]>'
+            b"<alert>&b;</alert>",
+            b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2" '
+            b'xmlns:xi="http://www.w3.org/2001/XInclude"><xi:include href="/etc/passwd"/></alert>',
+            b"<" * 5000,
+            cap().replace(b"<sent>", b"<sent>yesterday"),
+        ]
+        async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{daemon.http_port}"
+            before = sum(INPUT_REJECTED._values.values())
+            for body in bodies:
+                async with http.post(f"{base}/api/v1/alerts", data=body, headers=AUTH) as resp:
+                    assert resp.status == 400
+                    error = await resp.json()
+                    assert error["error"]
+                    assert error["message"]
+            after = sum(INPUT_REJECTED._values.values())
+            alerts = daemon.ledger.alerts()
+            invalid = daemon.ledger.invalid_records()
+        assert after - before == len(bodies)
+        assert alerts == []
+        assert len(invalid) == len(bodies)
