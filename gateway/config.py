@@ -104,6 +104,7 @@ class MqttConfig:
     client_id: str = "borderlink"
     protocol: str = "5"
     keepalive: int = 30
+    timeout: int = 10
     session_expiry: int = 7 * 24 * 3600
     input: bool = True
     publish_status: bool = True
@@ -129,6 +130,7 @@ class MqttConfig:
             "client_id": self.client_id,
             "protocol": "3.1.1" if self.embedded else self.protocol,
             "keepalive": self.keepalive,
+            "timeout": self.timeout,
             "session_expiry": self.session_expiry,
             "prefix": self.prefix,
         }
@@ -554,6 +556,7 @@ def _mqtt(r: _Reader, base: Path) -> MqttConfig:
         client_id=client_id,
         protocol=r.string("protocol", "5", choices=PROTOCOLS),
         keepalive=r.integer("keepalive", 30, minimum=5, maximum=65535),
+        timeout=r.integer("timeout", 10, minimum=1, maximum=600),
         session_expiry=r.integer("session_expiry", 7 * 24 * 3600, minimum=0),
         input=r.boolean("input", True),
         publish_status=r.boolean("publish_status", True),

@@ -167,13 +167,13 @@ def load(path: Path) -> Config:
 
 
 @contextlib.asynccontextmanager
-async def running_daemon(config: Config) -> AsyncIterator[Daemon]:
+async def running_daemon(config: Config, *, wait_input: bool = True) -> AsyncIterator[Daemon]:
     """Run a daemon in this event loop; wait until its MQTT input is subscribed."""
     daemon = Daemon(config, backoff=Backoff(initial=0.05, maximum=0.5))
     task = asyncio.create_task(daemon.run())
     await asyncio.wait_for(daemon.started.wait(), 10)
     source = daemon.sources.get("mqtt")
-    if source is not None:
+    if source is not None and wait_input:
         waiter = asyncio.ensure_future(source.subscribed.wait())  # type: ignore[attr-defined]
         done, _ = await asyncio.wait({waiter, task}, timeout=10, return_when="FIRST_COMPLETED")
         if task in done:
