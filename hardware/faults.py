@@ -124,11 +124,14 @@ class FaultProxy:
     ) -> None:
         if self._server is not None:
             self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, OSError):
-                await task
+        # Relays end when either side closes; cancel only those still running after a second.
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=1.0)
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await task
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -155,6 +158,9 @@ class FaultProxy:
                 pump.cancel()
             for w in (writer, up_writer):
                 w.close()
+            for w in (writer, up_writer):
+                with contextlib.suppress(OSError, ConnectionError, asyncio.CancelledError):
+                    await w.wait_closed()
             self._tasks.discard(task)
 
 
