@@ -1,0 +1,1 @@
+"""Daemon tests: configuration, routing, the pipeline over real Mosquitto, HTTP API."""
