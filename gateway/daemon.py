@@ -179,7 +179,6 @@ class Daemon:
         self.sinks: dict[str, SinkAdapter] = {}
         self._wake: dict[str, asyncio.Event] = {}
         self._stopping = asyncio.Event()
-        self._sources_stopped = asyncio.Event()
         self._state_queue: asyncio.Queue[tuple[str, bytes | None]] = asyncio.Queue(10_000)
         self._state_resync = False
         self.started = asyncio.Event()
