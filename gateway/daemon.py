@@ -470,53 +470,71 @@ class Daemon:
         delay *= 1.0 - 0.25 * self.supervisor.backoff.rng.random()
         return self.clock.now() + timedelta(seconds=delay)
 
-    async def _deliver(self, cfg: SinkConfig, adapter: SinkAdapter, entry: OutboxEntry) -> None:
-        ledger = self.ledger
+    async def _attempt(
+        self, cfg: SinkConfig, adapter: SinkAdapter, entry: OutboxEntry
+    ) -> BaseException | None:
+        """Send one entry; the error, or None once the sink confirmed it."""
         try:
             await asyncio.wait_for(adapter.send(entry.to_outbound()), timeout=cfg.send_timeout)
-        except TimeoutError as exc:
-            await asyncio.to_thread(
-                ledger.mark_failed, entry.id, "send timed out", retry_at=self.clock.now()
-            )
-            DELIVERIES.inc(sink=cfg.name, outcome="retry")
-            msg = f"sink {cfg.name}: send timed out after {cfg.send_timeout} s"
-            raise AdapterError(msg) from exc
-        except AdapterError as exc:
-            # The link is down: retry as soon as it is back, in priority order.
-            await asyncio.to_thread(
-                ledger.mark_failed, entry.id, str(exc), retry_at=self.clock.now()
-            )
-            DELIVERIES.inc(sink=cfg.name, outcome="retry")
-            raise
-        except DeliveryError as exc:
-            attempts = entry.attempts + 1
-            final = not exc.retryable or (cfg.max_attempts and attempts >= cfg.max_attempts)
-            retry_at = None if final else self._retry_at(cfg, attempts)
-            await asyncio.to_thread(ledger.mark_failed, entry.id, str(exc), retry_at=retry_at)
-            DELIVERIES.inc(sink=cfg.name, outcome="failed" if final else "retry")
-            log.warning(
-                "delivery_failed",
-                alert=str(entry.key),
-                sink=cfg.name,
-                entry=entry.id,
-                error=str(exc),
-                retry_at=None if retry_at is None else retry_at.isoformat(),
-            )
-            return
-        now = self.clock.now()
-        await asyncio.to_thread(ledger.mark_delivered, entry.id, now)
-        DELIVERIES.inc(sink=cfg.name, outcome="delivered")
-        DELIVERY_LATENCY.observe(
-            max(0.0, (now - entry.enqueued_at).total_seconds()), sink=cfg.name
-        )
-        log.info(
-            "alert_delivered",
-            alert=str(entry.key),
-            sink=cfg.name,
-            entry=entry.id,
-            route=entry.route,
-            priority=entry.priority,
-        )
+        except TimeoutError:
+            return AdapterError(f"sink {cfg.name}: send timed out after {cfg.send_timeout} s")
+        except (AdapterError, DeliveryError) as exc:
+            return exc
+        return None
+
+    def _record(
+        self, cfg: SinkConfig, results: Sequence[tuple[OutboxEntry, BaseException | None]]
+    ) -> None:
+        """Write the outcome of a batch of attempts to the ledger (one worker-thread hop)."""
+        ledger = self.ledger
+        for entry, error in results:
+            now = self.clock.now()
+            if error is None:
+                ledger.mark_delivered(entry.id, now)
+                DELIVERIES.inc(sink=cfg.name, outcome="delivered")
+                DELIVERY_LATENCY.observe(
+                    max(0.0, (now - entry.enqueued_at).total_seconds()), sink=cfg.name
+                )
+                log.info(
+                    "alert_delivered",
+                    alert=str(entry.key),
+                    sink=cfg.name,
+                    entry=entry.id,
+                    route=entry.route,
+                    priority=entry.priority,
+                )
+            elif isinstance(error, DeliveryError):
+                attempts = entry.attempts + 1
+                final = not error.retryable or (
+                    cfg.max_attempts and attempts >= cfg.max_attempts
+                )
+                retry_at = None if final else self._retry_at(cfg, attempts)
+                ledger.mark_failed(entry.id, str(error), retry_at=retry_at, at=now)
+                DELIVERIES.inc(sink=cfg.name, outcome="failed" if final else "retry")
+                log.warning(
+                    "delivery_failed",
+                    alert=str(entry.key),
+                    sink=cfg.name,
+                    entry=entry.id,
+                    error=str(error),
+                    retry_at=None if retry_at is None else retry_at.isoformat(),
+                )
+            else:
+                # The link is down: retry as soon as it is back, in priority order.
+                ledger.mark_failed(entry.id, str(error), retry_at=now, at=now)
+                DELIVERIES.inc(sink=cfg.name, outcome="retry")
+
+    async def _deliver(
+        self, cfg: SinkConfig, adapter: SinkAdapter, entries: Sequence[OutboxEntry]
+    ) -> None:
+        """Send a batch in priority order (in flight together when the sink allows it),
+        record every outcome, then raise the first link failure so the link restarts."""
+        errors = await asyncio.gather(*(self._attempt(cfg, adapter, e) for e in entries))
+        results = list(zip(entries, errors, strict=True))
+        await asyncio.to_thread(self._record, cfg, results)
+        for error in errors:
+            if error is not None and not isinstance(error, DeliveryError):
+                raise error
 
     async def _run_sink(self, cfg: SinkConfig, adapter: SinkAdapter) -> None:
         wake = self._wake[cfg.name]
@@ -558,12 +576,7 @@ class Daemon:
                 await asyncio.wait(watched, timeout=self._poll, return_when="FIRST_COMPLETED")
                 waiter.cancel()
                 continue
-            results = await asyncio.gather(
-                *(self._deliver(cfg, adapter, e) for e in entries), return_exceptions=True
-            )
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
+            await self._deliver(cfg, adapter, entries)
 
     _poll = 0.5
 
