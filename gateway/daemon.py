@@ -419,6 +419,8 @@ class Daemon:
         if admission.routed:
             for event in self._wake.values():
                 event.set()
+        if not self.config.mqtt.publish_active:
+            return
         if admission.decision in (Decision.NEW, Decision.UPDATE, Decision.HELD) and (
             alert.msg_type is not MsgType.CANCEL
         ):
