@@ -28,18 +28,25 @@ Secrets are never written inline: ``password_file``/``password_env``, ``token_fi
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
+import pkgutil
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn, TypeVar
 
+import gateway.translate as translate_package
 from cap_schemas.model import Certainty, MsgType, Scope, Severity, Status, Urgency
+from gateway import simulators
+from gateway.adapter import REGISTRY
 from gateway.errors import ConfigError
+from gateway.translate.registry import RENDERERS
 
 __all__ = [
     "Config",
@@ -836,12 +843,8 @@ def _unique(file: str, what: str, names: list[str], reserved: Sequence[str] = ()
 
 def check_names(config: Config) -> None:
     """Check the registry names (adapter types, translations, simulators) exist."""
-    from gateway import simulators  # noqa: PLC0415 - avoids an import cycle at load time
-    from gateway.adapter import REGISTRY  # noqa: PLC0415
-    from gateway.translate.registry import RENDERERS  # noqa: PLC0415
 
     file = str(config.path)
-    from importlib.metadata import entry_points  # noqa: PLC0415
 
     known = set(REGISTRY) | {ep.name for ep in entry_points(group="borderlink.adapters")}
     adapters: list[tuple[str, Sequence[SourceConfig | SinkConfig]]] = [
@@ -872,14 +875,11 @@ def check_names(config: Config) -> None:
 
 def _load_translations() -> None:
     """Import the translation package so renderers registered by its modules are known."""
-    import importlib  # noqa: PLC0415
-    import pkgutil  # noqa: PLC0415
 
-    import gateway.translate as package  # noqa: PLC0415
 
-    for info in pkgutil.iter_modules(package.__path__):
+    for info in pkgutil.iter_modules(translate_package.__path__):
         if not info.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{info.name}")
+            importlib.import_module(f"{translate_package.__name__}.{info.name}")
 
 
 # --------------------------------------------------------------------------- environment

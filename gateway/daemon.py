@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -827,8 +828,6 @@ def _bind(
 
 
 def _json(body: Mapping[str, Any]) -> bytes:
-    import json  # noqa: PLC0415
-
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 

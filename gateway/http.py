@@ -10,6 +10,7 @@ radio link manager) get their routes added; wrap their writing handlers in :func
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from collections.abc import Awaitable, Callable
@@ -144,8 +145,6 @@ async def post_alert(request: web.Request) -> web.Response:
 
 
 async def _to_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    import asyncio  # noqa: PLC0415
-
     return await asyncio.to_thread(func, *args, **kwargs)
 
 

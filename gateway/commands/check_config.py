@@ -17,7 +17,7 @@ from gateway.errors import ConfigError
 
 
 async def _build(config: Config) -> None:
-    from gateway.daemon import Daemon  # noqa: PLC0415
+    from gateway.daemon import Daemon  # noqa: PLC0415 - the daemon is built only on demand
 
     Daemon(config)
 
@@ -29,7 +29,7 @@ def handle(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"borderlink: {exc}", file=sys.stderr)  # noqa: T201 - the command's output
         return 2
-    print(  # noqa: T201
+    print(  # noqa: T201 - the command's report
         f"{args.config}: ok ({len(config.sources)} sources, {len(config.sinks)} sinks,"
         f" {len(config.routes)} routes, {len(config.simulators)} simulators)"
     )

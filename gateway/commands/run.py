@@ -42,7 +42,7 @@ async def _main(path: str) -> int:
                 file=sys.stderr,
             )
         else:
-            print(f"borderlink: API on {where}", file=sys.stderr)  # noqa: T201
+            print(f"borderlink: API on {where}", file=sys.stderr)  # noqa: T201 - for the operator
     started.cancel()
     await run
     return 0
@@ -53,11 +53,11 @@ def handle(args: argparse.Namespace) -> int:
         return asyncio.run(_main(args.config))
     except ConfigError as exc:
         log.error("config_refused", error=str(exc))  # noqa: TRY400 - the message is the point
-        print(f"borderlink: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"borderlink: {exc}", file=sys.stderr)  # noqa: T201 - for the operator
         return 2
     except GatewayError as exc:  # the broker port is taken, the ledger cannot be opened...
         log.error("daemon_failed", error=str(exc))  # noqa: TRY400 - the message is the point
-        print(f"borderlink: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"borderlink: {exc}", file=sys.stderr)  # noqa: T201 - for the operator
         return 1
 
 

@@ -265,3 +265,37 @@ class TestProtocolsAndBrokers:
             await publish_all(embedded, [alert])
             await out.wait_for(lambda: len(out.messages) == 2)
         assert {m.topic.split("/")[1] for m in out.messages} == {"cap", "json"}
+
+
+class TestValidationModes:
+    """Alerts with validation errors: refused, held for an operator, or passed, per source."""
+
+    async def test_reject_hold_and_warn(
+        self, mosquitto: Broker, tmp_path: Path, cap: CapFactory
+    ) -> None:
+        outcomes = {}
+        for mode in ("reject", "hold", "warn"):
+            workdir = tmp_path / mode
+            workdir.mkdir()
+            path = daemon_toml(workdir, mosquitto.url)
+            path.write_text(
+                path.read_text().replace('validation = "reject"', f'validation = "{mode}"')
+            )
+            broken = cap(identifier=f"has space {mode}", severity="Severe")
+            async with (
+                subscriber(mosquitto, ["out/#"]) as out,
+                running_daemon(load(path)) as daemon,
+            ):
+                await publish_all(mosquitto, [broken, cap(severity="Severe")])
+                expected = 2 if mode == "warn" else 1
+                await out.wait_for(lambda: len(out.on("out/json/")) >= expected)  # noqa: B023 - awaited in this iteration
+                alerts = await asyncio.to_thread(daemon.ledger.alerts)
+                holds = await asyncio.to_thread(daemon.ledger.holds)
+            outcomes[mode] = (
+                sorted(a.decision.value for a in alerts),
+                len(holds),
+                CapFactory.key_of(broken) in set(out.keys("out/")),
+            )
+        assert outcomes["reject"] == (["new"], 0, False)
+        assert outcomes["hold"] == (["held", "new"], 2, False)
+        assert outcomes["warn"] == (["new", "new"], 0, True)
