@@ -10,7 +10,7 @@ CONFIG ?= config/demo.toml
 # System tools the tests use as real peers and referees (command -> Debian package).
 SYSTEM_TOOLS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients multimon-ng:multimon-ng \
 	minimodem:minimodem direwolf:direwolf atest:direwolf gen_packets:direwolf socat:socat \
-	sox:sox espeak-ng:espeak-ng
+	sox:sox espeak-ng:espeak-ng xmlsec1:xmlsec1
 
 .PHONY: setup system-tools run test lint typecheck pytest bench clean
 
