@@ -17,7 +17,6 @@ time (below 1 means the checks cost something, and how much).
 from __future__ import annotations
 
 import random
-import statistics
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from cryptography import x509
 from signxml.algorithms import DigestAlgorithm, SignatureMethod
 from signxml.verifier import SignatureConfiguration, XMLVerifier
 
+from bench.timing import per_op
 from cap_schemas.signature import TrustStore, sign, verify
 from tests.signature.pki import NOW, alert_xml, build_pki, key_pem, pem
 
@@ -36,19 +36,7 @@ BATCH_SECONDS = 0.2
 
 
 def _per_op(fn: Callable[[], object]) -> float:
-    """Median seconds per call over REPEATS batches sized to about BATCH_SECONDS each."""
-    fn()
-    started = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - started, 1e-6)
-    batch = max(1, int(BATCH_SECONDS / once))
-    samples = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        for _ in range(batch):
-            fn()
-        samples.append((time.perf_counter() - started) / batch)
-    return statistics.median(samples)
+    return per_op(fn, repeats=REPEATS, batch_seconds=BATCH_SECONDS)
 
 
 def _rate(seconds: float | None) -> str:

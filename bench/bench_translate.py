@@ -10,12 +10,11 @@ admitting the alert did).
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from bench.timing import per_op
 from cap_schemas.parse import parse_alert
 from cap_schemas.same import SameHeader
 from cap_schemas.tables import Crosswalk
@@ -41,19 +40,7 @@ BATCH_SECONDS = 0.15
 
 
 def _per_op(fn: Callable[[], object]) -> float:
-    """Median seconds per call over REPEATS batches sized to about BATCH_SECONDS each."""
-    fn()
-    started = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - started, 1e-6)
-    batch = max(1, int(BATCH_SECONDS / once))
-    samples = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        for _ in range(batch):
-            fn()
-        samples.append((time.perf_counter() - started) / batch)
-    return statistics.median(samples)
+    return per_op(fn, repeats=REPEATS, batch_seconds=BATCH_SECONDS)
 
 
 def main() -> None:
