@@ -50,8 +50,18 @@ class TestLoading:
         config = load_config(ROOT / "config" / "demo.toml", environ={})
         assert config.mqtt.embedded
         assert config.http.port == 8080
-        assert [s.name for s in config.sinks] == ["mqtt-cap", "mqtt-json"]
-        assert config.sinks[1].format == "json"
+        sinks = {s.name: s for s in config.sinks}
+        assert sinks["mqtt-json"].format == "json"
+        # The demo shows both countries' feeds, both translations, radio and the ENDEC.
+        assert {"mqtt-cap", "mqtt-us-ipaws", "mqtt-ca-capcp", "aprs", "pager", "endec-sim"} <= set(
+            sinks
+        )
+        assert {s.type for s in config.sources} >= {"demo", "naad", "ipaws", "nws"}
+        simulators = {s.type for s in config.simulators}
+        assert simulators == {"naad", "ipaws", "nws", "rf-channel", "endec"}
+        translations = {r.translation for r in config.routes}
+        assert translations >= {"identity", "ipaws", "cap-cp", "text", "same"}
+        assert config.links
         with pytest.raises(dataclasses.FrozenInstanceError):
             config.http.port = 1  # type: ignore[misc]
 
