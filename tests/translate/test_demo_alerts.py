@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from adapters.demo import codec
 from cap_schemas.model import Alert, MsgType
 from cap_schemas.parse import parse_alert
 from cap_schemas.validate import is_valid, validate
 from gateway.translate.registry import RENDERERS
 
-codec = pytest.importorskip("adapters.demo.codec")
 NOW = datetime(2026, 7, 14, 18, 0, tzinfo=UTC)
 
 
