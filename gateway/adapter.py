@@ -101,6 +101,8 @@ class AdapterContext:
     # Asks the ledger whether an alert is already admitted (NAAD heartbeat backfill uses it).
     seen: Callable[[AlertKey], Awaitable[bool]] = _never_seen
     config_path: str = ""
+    # The deployment's data directory ([gateway] data_dir): where adapters keep durable state.
+    data_dir: str = ""
 
 
 @dataclass(frozen=True, slots=True)

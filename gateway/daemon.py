@@ -213,6 +213,7 @@ class Daemon:
             clock=self.clock,
             seen=self._seen,
             config_path=str(self.config.path),
+            data_dir=str(self.config.gateway.data_dir),
         )
 
     def _mqtt_defaults(self, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Configuration (``[[source]] type = "ipaws"``)::
     feeds = ["public"]            # any of eas, nwem, PublicWEA, public, public_non_eas
     interval = 120                # s between polls; 120 is a floor that cannot be lowered
     state_dir = "var"             # where ipaws-<source>.json keeps the last timestamp
+                                  # (default: the [gateway] data_dir)
 
 Each poll asks every feed for ``recent/<since>``, where ``since`` is the start of the previous
 successful poll minus ``overlap`` seconds (so an alert posted while a poll was in flight is not
@@ -400,7 +401,10 @@ def from_context(ctx: AdapterContext) -> IpawsSource:
     """The registry factory: ``type = "ipaws"``."""
     return IpawsSource(
         ctx.name,
-        IpawsOptions.from_mapping(ctx.options, source=ctx.name),
+        IpawsOptions.from_mapping(
+            {"state_dir": ctx.data_dir, **ctx.options} if ctx.data_dir else ctx.options,
+            source=ctx.name,
+        ),
         clock=ctx.clock,
         seen=ctx.seen,
     )

@@ -131,6 +131,18 @@ class TestStateFile:
         assert load_state(path) == {"eas": when, "public": when}
         assert [p.name for p in path.parent.iterdir()] == ["state.json"]
 
+    def test_state_file_lives_in_the_deployment_data_dir(self, tmp_path: Path) -> None:
+        options = {"base_url": "http://127.0.0.1:9/rest"}
+        source = from_context(
+            AdapterContext(name="east", options=options, data_dir=str(tmp_path / "data"))
+        )
+        assert source.state_path == tmp_path / "data" / "ipaws-east.json"
+        explicit = {**options, "state_dir": str(tmp_path / "own")}
+        source = from_context(
+            AdapterContext(name="east", options=explicit, data_dir=str(tmp_path / "data"))
+        )
+        assert source.state_path == tmp_path / "own" / "ipaws-east.json"
+
     def test_corrupt_state_is_an_error(self, tmp_path: Path) -> None:
         path = tmp_path / "state.json"
         path.write_text("[]")
