@@ -44,6 +44,7 @@ from adapters.ipaws.codec import (
 )
 from adapters.ipaws.http import FeedError, fetch
 from adapters.naad.codec import peek_key
+from adapters.polling import PollState, poll_health
 from cap_schemas.model import AlertKey
 from gateway import __version__
 from gateway.adapter import AdapterContext, Clock, Received, SourceHealth, SystemClock
@@ -168,9 +169,7 @@ class _Batch:
 
 
 @dataclass
-class _FeedState:
-    last_ok_at: datetime | None = None
-    last_error: str = ""
+class _FeedState(PollState):
     failures: int = 0
 
 
@@ -247,20 +246,9 @@ class IpawsSource:
             yield await self._queue.get()
 
     def health(self) -> list[SourceHealth]:
-        now = self.clock.now()
-        stale_after = timedelta(seconds=max(self.options.interval * 3, self.options.interval + 60))
-        out = []
-        for feed, state in self._feeds.items():
-            healthy = state.last_ok_at is not None and now - state.last_ok_at < stale_after
-            out.append(
-                SourceHealth(
-                    name=f"{self.name}/{feed}",
-                    healthy=healthy,
-                    last_message_at=state.last_ok_at,
-                    detail="polling" if healthy else (state.last_error or "no poll yet"),
-                )
-            )
-        return out
+        interval = self.options.interval
+        stale_after = timedelta(seconds=max(interval * 3, interval + 60))
+        return poll_health(self.name, self._feeds, now=self.clock.now(), stale_after=stale_after)
 
     # -- the poll loop ------------------------------------------------------------------------
 

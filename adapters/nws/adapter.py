@@ -19,7 +19,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -37,6 +37,7 @@ from adapters.nws.codec import (
     check_area,
     parse_active_counted,
 )
+from adapters.polling import PollState, poll_health
 from cap_schemas.model import AlertKey
 from gateway import __version__
 from gateway.adapter import AdapterContext, Clock, Received, SourceHealth, SystemClock
@@ -141,11 +142,9 @@ class NwsOptions:
 
 
 @dataclass
-class _AreaState:
+class _AreaState(PollState):
     etag: str | None = None
     last_modified: str | None = None
-    last_ok_at: datetime | None = None
-    last_error: str = ""
     not_modified: int = 0
 
 
@@ -214,20 +213,8 @@ class NwsSource:
             yield await self._queue.get()
 
     def health(self) -> list[SourceHealth]:
-        now = self.clock.now()
         stale_after = timedelta(seconds=self.options.interval * 3 + 60)
-        out = []
-        for area, state in self._areas.items():
-            healthy = state.last_ok_at is not None and now - state.last_ok_at < stale_after
-            out.append(
-                SourceHealth(
-                    name=f"{self.name}/{area}",
-                    healthy=healthy,
-                    last_message_at=state.last_ok_at,
-                    detail="polling" if healthy else (state.last_error or "no poll yet"),
-                )
-            )
-        return out
+        return poll_health(self.name, self._areas, now=self.clock.now(), stale_after=stale_after)
 
     async def _run(self) -> None:
         failures = 0
