@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from cap_schemas.model import AlertKey, format_cap_datetime
 from gateway.cli import build_parser
 from gateway.metrics import Registry
+from tests.conftest import _live_children
 
 
 class TestCapTimes:
@@ -70,3 +73,16 @@ class TestMetrics:
 def test_cli_lists_its_commands() -> None:
     parser = build_parser()
     assert parser.prog == "borderlink"
+
+
+class TestLeakCheck:
+    """The after-test leak check sees a running child process and stops seeing it once reaped."""
+
+    def test_running_child_is_seen(self) -> None:
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+        try:
+            assert child.pid in _live_children()
+        finally:
+            child.kill()
+            child.wait()
+        assert child.pid not in _live_children()
