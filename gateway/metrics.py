@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import math
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
@@ -30,7 +31,7 @@ def _fmt(value: float) -> str:
     return repr(value)
 
 
-class _Metric:
+class _Metric(ABC):
     kind = "untyped"
 
     def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
@@ -51,8 +52,9 @@ class _Metric:
             return ""
         return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in pairs) + "}"
 
+    @abstractmethod
     def render(self) -> list[str]:
-        raise NotImplementedError
+        """The metric's sample lines in Prometheus text format."""
 
 
 class Counter(_Metric):

@@ -32,6 +32,7 @@ import contextlib
 import os
 import tty
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,19 +126,22 @@ class RFChannel:
 
 
 # -- host side links: TCP first, or a drained pty ----------------------------------------------
-class HostLink:
+class HostLink(ABC):
     """Where the gateway plugs in; one host at a time, like a serial port."""
 
     url: str = ""
 
+    @abstractmethod
     async def start(self, station: Station) -> None:
-        raise NotImplementedError
+        """Start accepting the host for this station."""
 
+    @abstractmethod
     def write(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Send bytes to the connected host (dropped when none is connected)."""
 
+    @abstractmethod
     async def close(self) -> None:
-        raise NotImplementedError
+        """Stop accepting and disconnect the host."""
 
 
 class TcpHost(HostLink):
@@ -244,7 +248,7 @@ class PtyHost(HostLink):
 
 
 # -- stations ----------------------------------------------------------------------------------
-class Station:
+class Station(ABC):
     """A device on the channel; subclasses implement the host protocol."""
 
     kind = "station"
@@ -306,8 +310,9 @@ class Station:
     def host_connected(self) -> None:
         """A new host connection (a terminal restarts its dialogue)."""
 
+    @abstractmethod
     async def from_host(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Bytes the host wrote to this device."""
 
     def send_on_air(
         self,

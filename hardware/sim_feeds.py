@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -86,7 +87,7 @@ class _Posted:
     posted_at: datetime
 
 
-class _FeedServer:
+class _FeedServer(ABC):
     """What the two simulators share: the HTTP server, the clock, faults, control, replay."""
 
     kind = ""
@@ -116,8 +117,9 @@ class _FeedServer:
         self._task: asyncio.Task[None] | None = None
         self.changed_at = self.clock.now()
 
+    @abstractmethod
     def routes(self, app: web.Application) -> None:
-        raise NotImplementedError
+        """Add this feed's HTTP routes to the application."""
 
     async def __aenter__(self) -> Self:
         app = web.Application(middlewares=[self._faults_middleware])

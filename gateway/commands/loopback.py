@@ -24,6 +24,7 @@ import math
 import sys
 import time
 import zlib
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 
 from gateway.commands import Subparsers
@@ -80,18 +81,20 @@ def parse_frame(text: str) -> tuple[int | None, bool]:
     return seq, parts[1] == f"{crc:08x}"
 
 
-class Framing:
+class Framing(ABC):
     """How one protocol wraps test frames and finds them in what comes back."""
 
+    @abstractmethod
     def encode(self, text: str) -> bytes:
-        raise NotImplementedError
+        """One test frame as it goes on the wire."""
 
+    @abstractmethod
     def feed(self, data: bytes) -> list[str | None]:
         """Echoed frame texts (None for a frame that came back but cannot be read)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def line_bits(self, wire: bytes) -> float:
-        raise NotImplementedError
+        """Bits the line carries for these wire bytes (start/stop bits included)."""
 
 
 class KissFraming(Framing):
