@@ -307,7 +307,7 @@ class Station(ABC):
         if self.host is not None:
             self.host.write(data)
 
-    def host_connected(self) -> None:
+    def host_connected(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """A new host connection (a terminal restarts its dialogue)."""
 
     @abstractmethod
@@ -361,7 +361,7 @@ class Station(ABC):
     def accepts(self, tx: Transmission) -> bool:
         return False
 
-    def on_receive(self, tx: Transmission) -> None:
+    def on_receive(self, tx: Transmission) -> None:  # noqa: B027 - optional hook
         """Deliver a heard transmission to the host."""
 
 
