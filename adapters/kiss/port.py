@@ -13,10 +13,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlparse
 
-from gateway.errors import AdapterConnectionError, ConfigError
+import structlog
+
+from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError
+
+log = structlog.get_logger(__name__)
 
 
 def parse_tcp(url: str) -> tuple[str, int] | None:
@@ -157,3 +161,91 @@ class Fanout:
                 yield item
         finally:
             self._queues.remove(queue)
+
+
+class StreamLink:
+    """A port URL opened as streams, with a reader task: what a serial/TCP adapter runs on.
+
+    Every chunk read is handed to ``on_data`` (which feeds the adapter's sans-IO decoder);
+    when the port closes or fails, ``on_lost`` gets an :class:`AdapterConnectionError` and the
+    reader ends. :meth:`write` serialises writers and turns transport failures into
+    :class:`DeliveryError`. ``kind`` names the log events (``<kind>_bytes_received``, ...);
+    raw bytes are logged only with ``log_wire``.
+    """
+
+    def __init__(
+        self,
+        adapter: str,
+        url: str,
+        *,
+        kind: str,
+        on_data: Callable[[bytes], Awaitable[None]],
+        on_lost: Callable[[AdapterConnectionError], None],
+        baudrate: int = 9600,
+        log_wire: bool = False,
+        peer: str = "device",
+    ) -> None:
+        self.adapter = adapter
+        self.url = url
+        self.kind = kind
+        self.baudrate = baudrate
+        self.log_wire = log_wire
+        self.peer = peer
+        self._on_data = on_data
+        self._on_lost = on_lost
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def is_open(self) -> bool:
+        return self._writer is not None
+
+    async def open(self) -> None:
+        self._reader, self._writer = await open_port(self.url, baudrate=self.baudrate)
+        self._task = asyncio.create_task(self._read_loop(), name=f"{self.kind}-{self.adapter}")
+        log.info("port_opened", adapter=self.adapter, kind=self.kind, port=self.url)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._writer is not None:
+            await close_writer(self._writer)
+            self._writer = None
+            log.info("port_closed", adapter=self.adapter, kind=self.kind, port=self.url)
+
+    async def write(self, data: bytes) -> None:
+        if self._writer is None:
+            raise DeliveryError(f"{self.adapter}: port {self.url} is not open")
+        async with self._lock:
+            try:
+                self._writer.write(data)
+                await self._writer.drain()
+            except (OSError, ConnectionError) as exc:
+                raise DeliveryError(f"{self.adapter}: write to {self.url} failed: {exc}") from exc
+            if self.log_wire:
+                log.debug("port_bytes_sent", adapter=self.adapter, kind=self.kind, wire=data.hex())
+
+    async def _read_loop(self) -> None:
+        assert self._reader is not None
+        error: AdapterConnectionError | None = None
+        try:
+            while True:
+                data = await self._reader.read(4096)
+                if not data:
+                    error = AdapterConnectionError(f"{self.url}: {self.peer} closed the port")
+                    break
+                if self.log_wire:
+                    log.debug(
+                        "port_bytes_received", adapter=self.adapter, kind=self.kind, wire=data.hex()
+                    )
+                await self._on_data(data)
+        except (OSError, ConnectionError) as exc:
+            error = AdapterConnectionError(f"{self.url}: {exc}")
+        if error is not None:
+            log.warning("port_lost", adapter=self.adapter, kind=self.kind, error=str(error))
+            self._on_lost(error)

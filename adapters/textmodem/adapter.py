@@ -21,7 +21,6 @@ Configuration (``[[sink]]``/``[[source]]`` with ``type = "textmodem"``)::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -30,7 +29,7 @@ from typing import Any, Self
 import structlog
 
 from adapters.kiss.aprs import split_text
-from adapters.kiss.port import Fanout, TxGate, close_writer, open_port
+from adapters.kiss.port import Fanout, StreamLink, TxGate
 from adapters.pager.tap import sanitize
 from adapters.textmodem.codec import Dialect, Event, LineDecoder
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SystemClock
@@ -93,23 +92,31 @@ class TextModemAdapter:
         self.name = name
         self.options = options
         self.clock = clock or SystemClock()
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._task: asyncio.Task[None] | None = None
         self._fanout = Fanout()
         self._gate = TxGate()
         self._replies: asyncio.Queue[Event] = asyncio.Queue()
         self._decoder = LineDecoder()
+        self._link = StreamLink(
+            name,
+            options.port,
+            kind="textmodem",
+            baudrate=options.baudrate,
+            log_wire=options.log_wire,
+            on_data=self._on_data,
+            on_lost=self._on_lost,
+            peer="radio",
+        )
 
     async def __aenter__(self) -> Self:
-        self._reader, self._writer = await open_port(
-            self.options.port, baudrate=self.options.baudrate
-        )
+        self._decoder = LineDecoder()
+        await self._link.open()
         self._fanout.reopen()
-        self._task = asyncio.create_task(self._read_loop(), name=f"textmodem-{self.name}")
-        for command in self.options.dialect.init:
-            await self._command((command + self.options.dialect.line_end).encode("ascii"))
-        log.info("textmodem_port_opened", adapter=self.name, port=self.options.port)
+        try:
+            for command in self.options.dialect.init:
+                await self._command((command + self.options.dialect.line_end).encode("ascii"))
+        except BaseException:
+            await self._link.close()
+            raise
         return self
 
     async def __aexit__(
@@ -118,15 +125,8 @@ class TextModemAdapter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._link.close()
         self._fanout.close()
-        if self._writer is not None:
-            await close_writer(self._writer)
-            self._writer = None
 
     async def messages(self) -> AsyncIterator[Received]:
         async for item in self.subscribe():
@@ -137,28 +137,16 @@ class TextModemAdapter:
             assert isinstance(item, Received)
             yield item
 
-    async def _read_loop(self) -> None:
-        assert self._reader is not None
-        error: BaseException | None = None
-        try:
-            while True:
-                data = await self._reader.read(4096)
-                if not data:
-                    error = AdapterConnectionError(f"{self.options.port}: radio closed the port")
-                    break
-                if self.options.log_wire:
-                    log.debug("textmodem_bytes_received", adapter=self.name, wire=data.hex())
-                for line in self._decoder.feed(data):
-                    self._on_line(line)
-                for exc in self._decoder.take_errors():
-                    INPUT_REJECTED.inc(component=f"textmodem:{self.name}", reason="line")
-                    log.warning("textmodem_input_rejected", adapter=self.name, error=str(exc))
-        except (OSError, ConnectionError) as exc:
-            error = AdapterConnectionError(f"{self.options.port}: {exc}")
-        if error is not None:
-            log.warning("textmodem_port_lost", adapter=self.name, error=str(error))
-            self._replies.put_nowait(Event("lost", reason=str(error)))
-            self._fanout.close(error)
+    async def _on_data(self, data: bytes) -> None:
+        for line in self._decoder.feed(data):
+            self._on_line(line)
+        for exc in self._decoder.take_errors():
+            INPUT_REJECTED.inc(component=f"textmodem:{self.name}", reason="line")
+            log.warning("textmodem_input_rejected", adapter=self.name, error=str(exc))
+
+    def _on_lost(self, error: AdapterConnectionError) -> None:
+        self._replies.put_nowait(Event("lost", reason=str(error)))
+        self._fanout.close(error)
 
     def _on_line(self, line: str) -> None:
         event = self.options.dialect.classify(line)
@@ -188,17 +176,9 @@ class TextModemAdapter:
 
     async def _command(self, wire: bytes) -> Event:
         """Write one command and wait for its OK/ERROR (a timeout is an error event)."""
-        if self._writer is None:
-            raise DeliveryError(f"{self.name}: port {self.options.port} is not open")
         while not self._replies.empty():
             self._replies.get_nowait()  # a late reply to an earlier, timed-out command
-        try:
-            self._writer.write(wire)
-            await self._writer.drain()
-        except (OSError, ConnectionError) as exc:
-            raise DeliveryError(f"{self.name}: write failed: {exc}") from exc
-        if self.options.log_wire:
-            log.debug("textmodem_bytes_sent", adapter=self.name, wire=wire.hex())
+        await self._link.write(wire)
         try:
             event = await asyncio.wait_for(self._replies.get(), self.options.reply_timeout)
         except TimeoutError:

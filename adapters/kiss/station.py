@@ -1,0 +1,508 @@
+"""An APRS station over any AX.25 frame transport (a KISS TNC, a sound-card modem).
+
+The station is what both radio adapters share: it turns an :class:`~gateway.adapter.Outbound`
+into APRS bulletins or directed messages, and AX.25 frames heard on the air into incident
+messages. It knows nothing of the transport: the adapter hands it every AX.25 frame received
+(:meth:`AprsStation.on_frame`) and gives it a ``transmit(frames, kind)`` coroutine that puts
+frames on the air (one transmission; the adapter owns the port, the modem, the PTT).
+
+Station configuration keys (shared by ``type = "kiss"`` and ``type = "afsk"``)::
+
+    callsign = "VE3BDR-10"             # our station (required)
+    path = "WIDE1-1,WIDE2-1"           # digipeater path (up to 8; "" = direct)
+    destination = "APZBDL"             # AX.25 destination (tocall)
+    mode = "bulletin"                  # or "message": directed messages to `addressees`
+    addressees = ["VA3EOC"]            # for mode = "message"
+    bulletin_id = "0"                  # first bulletin identifier (0-9); parts count up
+    group = "WXCA"                     # group bulletin name (up to 5), "" = general bulletin
+    listen_groups = ["WXCA"]           # group bulletins heard here become incident messages
+    retries = 5                        # attempts of a directed message before it fails
+    retry_initial = 15.0               # seconds before the first retry; doubles each time
+    retry_max = 120.0                  # cap of the retry interval
+    dedup_seconds = 3600.0             # how long a (sender, number) is remembered
+    state_dir = "var"                  # where message numbers are kept (default: data_dir)
+
+Behaviour:
+
+- outbound, ``mode = "bulletin"``: each part is sanitised to APRS text, split to 67
+  characters and sent as bulletins ``BLNn[group]`` (one transmission for all parts);
+- outbound, ``mode = "message"``: one numbered message per part and addressee, re-sent with
+  doubling intervals until acknowledged (an ack settles it, a ``rej`` fails it at once, no ack
+  after ``retries`` attempts fails it retryably); numbers are reserved on disk
+  (:mod:`adapters.kiss.numbers`) so a restart never reuses a recent one;
+- an :class:`~gateway.adapter.Outbound` may override ``mode``, ``addressee`` (comma-separated),
+  ``group`` and ``priority`` (``"chatter"`` waits behind alerts: :class:`TxGate`);
+- inbound: a message addressed to our callsign is acknowledged (every copy, so a sender that
+  missed our ack stops retrying), deduplicated by sender and number, and published as a
+  ``Received`` of kind ``"incident"`` whose raw is a :class:`gateway.links.RadioMessage` JSON;
+  group bulletins of ``listen_groups`` likewise; acks and rejections settle our pending
+  directed messages; malformed frames and packets are counted in ``INPUT_REJECTED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from adapters.kiss import aprs, ax25
+from adapters.kiss.numbers import MessageNumberStore, state_path
+from adapters.kiss.port import Fanout, TxGate
+from gateway.adapter import Clock, Outbound, Received
+from gateway.errors import ConfigError, DeliveryError, FrameError
+from gateway.links import RadioMessage
+from gateway.metrics import INPUT_REJECTED, REGISTRY
+
+log = structlog.get_logger(__name__)
+
+MESSAGE_RETRIES = REGISTRY.counter(
+    "borderlink_aprs_message_retries_total", "APRS directed messages re-sent", ["adapter"]
+)
+ACKS_DROPPED = REGISTRY.counter(
+    "borderlink_aprs_acks_dropped_total",
+    "APRS acknowledgements not sent (queue full or transmit failed)",
+    ["adapter"],
+)
+
+DEFAULT_DESTINATION = "APZBDL"  # APZxxx: experimental software (APRS 1.0.1 ch. 4)
+ACK_QUEUE = 64
+
+# transmit(frames, kind): put AX.25 frames (bytes, no FCS) on the air as one transmission.
+Transmit = Callable[[Sequence[bytes], str], Awaitable[None]]
+
+
+def as_list(value: Any) -> list[Any]:
+    """A list option given as a TOML array or a comma-separated string."""
+    if isinstance(value, str):
+        return [v for v in (s.strip() for s in value.split(",")) if v]
+    if isinstance(value, Sequence):
+        return list(value)
+    raise ConfigError(f"expected a list or a comma-separated string, got {value!r}")
+
+
+def number_option(
+    where: str, options: Mapping[str, Any], key: str, default: float, minimum: float
+) -> float:
+    """A numeric option ``>= minimum``; the error names the key."""
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ConfigError(f"{where}: option {key!r} must be a number >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def int_option(
+    where: str, options: Mapping[str, Any], key: str, default: int, *, low: int, high: int
+) -> int:
+    """An integer option in ``low..high``; the error names the key."""
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{where}: option {key!r} must be an integer {low}-{high}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class StationOptions:
+    """The APRS station part of a radio adapter's options."""
+
+    callsign: ax25.Address
+    destination: ax25.Address = field(default_factory=lambda: ax25.Address(DEFAULT_DESTINATION))
+    path: tuple[ax25.Address, ...] = ()
+    mode: str = "bulletin"
+    addressees: tuple[str, ...] = ()
+    bulletin_id: str = "0"
+    group: str = ""
+    listen_groups: tuple[str, ...] = ()
+    retries: int = 5
+    retry_initial: float = 15.0
+    retry_max: float = 120.0
+    dedup_seconds: float = 3600.0
+    state_dir: str = ""
+
+    KEYS = frozenset(
+        {
+            "callsign",
+            "destination",
+            "path",
+            "mode",
+            "addressees",
+            "bulletin_id",
+            "group",
+            "listen_groups",
+            "retries",
+            "retry_initial",
+            "retry_max",
+            "dedup_seconds",
+            "state_dir",
+        }
+    )
+
+    @classmethod
+    def from_mapping(
+        cls, where: str, options: Mapping[str, Any], *, data_dir: str = ""
+    ) -> StationOptions:
+        """Parse the station keys of ``options`` (other keys are the caller's business)."""
+        try:
+            callsign = ax25.Address.parse(str(options["callsign"]))
+        except KeyError:
+            raise ConfigError(f"{where}: option 'callsign' is required (e.g. VE3BDR-10)") from None
+        except FrameError as exc:
+            raise ConfigError(f"{where}: option 'callsign': {exc}") from None
+        mode = str(options.get("mode", "bulletin"))
+        if mode not in {"bulletin", "message"}:
+            raise ConfigError(f"{where}: option 'mode' is {mode!r}; allowed: bulletin, message")
+        retries = int_option(where, options, "retries", 5, low=1, high=100)
+        retry_initial = number_option(where, options, "retry_initial", 15.0, 0.01)
+        retry_max = number_option(where, options, "retry_max", 120.0, retry_initial)
+        dedup_seconds = number_option(where, options, "dedup_seconds", 3600.0, 0.0)
+        state_dir = options.get("state_dir", data_dir)
+        if not isinstance(state_dir, str):
+            raise ConfigError(f"{where}: option 'state_dir' must be a folder path (a string)")
+        try:
+            path_opt = options.get("path", "")
+            path = ax25.parse_path(path_opt if isinstance(path_opt, str) else ",".join(path_opt))
+        except FrameError as exc:
+            raise ConfigError(f"{where}: option 'path': {exc}") from None
+        try:
+            dest = ax25.Address.parse(str(options.get("destination", DEFAULT_DESTINATION)))
+        except FrameError as exc:
+            raise ConfigError(f"{where}: option 'destination': {exc}") from None
+        lists: dict[str, tuple[str, ...]] = {}
+        for key in ("addressees", "listen_groups"):
+            try:
+                lists[key] = tuple(str(a).upper() for a in as_list(options.get(key, ())))
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: option {key!r}: {exc}") from None
+        result = cls(
+            callsign=callsign,
+            destination=dest,
+            path=path,
+            mode=mode,
+            addressees=lists["addressees"],
+            bulletin_id=str(options.get("bulletin_id", "0")),
+            group=str(options.get("group", "")).upper(),
+            listen_groups=lists["listen_groups"],
+            retries=retries,
+            retry_initial=retry_initial,
+            retry_max=retry_max,
+            dedup_seconds=dedup_seconds,
+            state_dir=state_dir,
+        )
+        # Validate the APRS pieces once, here, not at the first alert.
+        try:
+            aprs.Bulletin(result.bulletin_id, "", result.group)
+        except FrameError as exc:
+            raise ConfigError(f"{where}: option 'bulletin_id'/'group': {exc}") from None
+        for addressee in result.addressees:
+            try:
+                aprs.Message(addressee, "")
+            except FrameError as exc:
+                raise ConfigError(f"{where}: option 'addressees': {exc}") from None
+        if mode == "message" and not result.addressees:
+            raise ConfigError(f"{where}: mode 'message' needs 'addressees'")
+        return result
+
+
+class Dedup:
+    """Remembers keys for ``ttl`` seconds (bounded)."""
+
+    def __init__(self, ttl: float, clock: Clock, maxsize: int = 4096) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._maxsize = maxsize
+        self._seen: OrderedDict[tuple[str, ...], float] = OrderedDict()
+
+    def check_and_add(self, key: tuple[str, ...]) -> bool:
+        """True when ``key`` is new (and remember it)."""
+        now = self._clock.monotonic()
+        while self._seen:
+            oldest_key, t = next(iter(self._seen.items()))
+            if now - t <= self._ttl and len(self._seen) < self._maxsize:
+                break
+            del self._seen[oldest_key]
+        if key in self._seen:
+            return False
+        self._seen[key] = now
+        return True
+
+
+class AprsStation:
+    """APRS messaging over a frame transport: see the module docstring.
+
+    Lifecycle: :meth:`start` when the transport is up (loads the message numbers, starts the
+    ack sender), :meth:`lost` when the transport fails (pending messages fail, consumers see a
+    connection error), :meth:`stop` when the adapter closes.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        options: StationOptions,
+        *,
+        transmit: Transmit,
+        component: str,
+        clock: Clock,
+        numbers: MessageNumberStore | None = None,
+    ) -> None:
+        self.name = name
+        self.options = options
+        self.clock = clock
+        self.component = component
+        self._transmit = transmit
+        self.gate = TxGate()
+        self.fanout = Fanout()
+        self.numbers = numbers or MessageNumberStore(
+            state_path(options.state_dir, name) if options.state_dir else None,
+            component=component,
+        )
+        self._pending: dict[tuple[str, str], asyncio.Future[bool]] = {}
+        self._dedup = Dedup(options.dedup_seconds, clock)
+        self._bulletin_next = int(options.bulletin_id) if options.bulletin_id.isdigit() else 0
+        self._acks: asyncio.Queue[aprs.Ack] = asyncio.Queue(ACK_QUEUE)
+        self._ack_task: asyncio.Task[None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        await asyncio.to_thread(self.numbers.load)
+        self.fanout.reopen()
+        if self._ack_task is None:
+            self._ack_task = asyncio.create_task(self._ack_sender(), name=f"aprs-acks-{self.name}")
+
+    async def stop(self, reason: str = "adapter closed") -> None:
+        if self._ack_task is not None:
+            self._ack_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ack_task
+            self._ack_task = None
+        self._fail_pending(reason)
+        self.fanout.close()
+
+    def lost(self, error: BaseException) -> None:
+        """The transport failed: pending messages fail, subscribers get the error."""
+        self._fail_pending(str(error))
+        self.fanout.close(error)
+
+    # -- source side -----------------------------------------------------------------------
+    async def subscribe(self) -> AsyncIterator[Received]:
+        """An independent stream of inbound items (one per consumer)."""
+        async for item in self.fanout.subscribe():
+            assert isinstance(item, Received)
+            yield item
+
+    def reject(self, reason: str, exc: Exception) -> None:
+        INPUT_REJECTED.inc(component=self.component, reason=reason)
+        log.warning("aprs_input_rejected", adapter=self.name, reason=reason, error=str(exc))
+
+    def on_frame(self, raw: bytes) -> ax25.Frame | None:
+        """Handle one AX.25 frame heard on the air; return it decoded (``None`` if rejected)."""
+        try:
+            ax = ax25.Frame.from_bytes(raw)
+        except FrameError as exc:
+            self.reject("ax25", exc)
+            return None
+        if ax.source.base == self.options.callsign.base:
+            return ax  # our own frame, digipeated back
+        try:
+            packet = aprs.decode(ax.info)
+        except FrameError as exc:
+            self.reject("aprs", exc)
+            return ax
+        if packet is not None:
+            self._on_packet(ax.source.base, packet)
+        return ax
+
+    def _on_packet(self, sender: str, packet: aprs.Packet) -> None:
+        ours = self.options.callsign.base
+        if isinstance(packet, aprs.Ack | aprs.Rej):
+            if packet.addressee.upper() == ours:
+                future = self._pending.get((sender, packet.number))
+                if future is not None and not future.done():
+                    future.set_result(isinstance(packet, aprs.Ack))
+                log.info(
+                    "aprs_ack_received",
+                    adapter=self.name,
+                    sender=sender,
+                    number=packet.number,
+                    ack=isinstance(packet, aprs.Ack),
+                    expected=future is not None,
+                )
+            return
+        if isinstance(packet, aprs.Message):
+            if packet.addressee.upper() != ours:
+                return
+            if packet.number is not None:
+                self._queue_ack(aprs.Ack(sender, packet.number))
+                key: tuple[str, ...] = (sender, packet.number)
+            else:
+                key = (sender, "", packet.text)
+            if not self._dedup.check_and_add(key):
+                log.info(
+                    "aprs_duplicate_dropped", adapter=self.name, sender=sender, number=packet.number
+                )
+                return
+            self._publish(RadioMessage(packet.text, sender, ours, packet.number))
+            return
+        # Bulletins: only the groups we listen to carry traffic for us.
+        if packet.group and packet.group.upper() in self.options.listen_groups:
+            if not self._dedup.check_and_add((sender, packet.addressee, packet.text)):
+                return
+            self._publish(RadioMessage(packet.text, sender, packet.group.upper()))
+
+    def _queue_ack(self, ack: aprs.Ack) -> None:
+        try:
+            self._acks.put_nowait(ack)
+        except asyncio.QueueFull:
+            ACKS_DROPPED.inc(adapter=self.name)
+            log.warning("aprs_ack_dropped", adapter=self.name, reason="queue full")
+
+    async def _ack_sender(self) -> None:
+        while True:
+            ack = await self._acks.get()
+            try:
+                await self._transmit([self._frame(ack.to_info())], "ack")
+            except DeliveryError as exc:
+                ACKS_DROPPED.inc(adapter=self.name)
+                log.warning("aprs_ack_dropped", adapter=self.name, reason=str(exc))
+
+    def _publish(self, message: RadioMessage) -> None:
+        log.info(
+            "aprs_message_received",
+            adapter=self.name,
+            sender=message.sender,
+            channel=message.channel,
+            number=message.number,
+        )
+        self.fanout.publish(
+            Received(
+                raw=message.to_json(),
+                source=self.name,
+                received_at=self.clock.now(),
+                channel=message.channel,
+                kind="incident",
+            )
+        )
+
+    # -- sink side -------------------------------------------------------------------------
+    def _frame(self, info: bytes) -> bytes:
+        o = self.options
+        return ax25.Frame(o.destination, o.callsign, o.path, info).to_bytes()
+
+    async def send(self, item: Outbound) -> None:
+        if item.expires is not None and item.expires <= self.clock.now():
+            raise DeliveryError(f"{self.name}: delivery expired at {item.expires}", retryable=False)
+        attrs = item.attributes
+        mode = attrs.get("mode", self.options.mode)
+        urgent = attrs.get("priority", "alert") != "chatter"
+        texts = self._texts(item, bulletin=mode == "bulletin")
+        if not texts:
+            raise DeliveryError(f"{self.name}: nothing to send (empty text)", retryable=False)
+        if mode == "bulletin":
+            await self._send_bulletins(item, texts, urgent=urgent)
+            return
+        addressees = (
+            tuple(a.upper() for a in as_list(attrs["addressee"]))
+            if "addressee" in attrs
+            else self.options.addressees
+        )
+        if not addressees:
+            raise DeliveryError(
+                f"{self.name}: no addressee for a directed message", retryable=False
+            )
+        # Parts go in order; the transmitter is held per frame, never while waiting for an
+        # ack, so an alert is not kept off the air by a slow addressee.
+        for addressee in addressees:
+            for text in texts:
+                await self._send_directed(addressee, text, urgent=urgent)
+
+    async def _send_bulletins(self, item: Outbound, texts: list[str], *, urgent: bool) -> None:
+        group = item.attributes.get("group", self.options.group).upper()
+        try:
+            bulletins = [
+                aprs.Bulletin(str((self._bulletin_next + i) % 10), text, group)
+                for i, text in enumerate(texts)
+            ]
+        except FrameError as exc:
+            raise DeliveryError(f"{self.name}: {exc}", retryable=False) from exc
+        async with self.gate.hold(urgent=urgent):
+            await self._transmit([self._frame(b.to_info()) for b in bulletins], "bulletin")
+        log.info(
+            "aprs_bulletins_sent",
+            adapter=self.name,
+            group=group,
+            count=len(bulletins),
+            key=str(item.key),
+        )
+
+    def _texts(self, item: Outbound, *, bulletin: bool) -> list[str]:
+        texts: list[str] = []
+        for part in item.parts:
+            clean = aprs.sanitize(part.decode("utf-8", "replace"), bulletin=bulletin)
+            texts.extend(aprs.split_text(clean))
+        return texts
+
+    async def _send_directed(self, addressee: str, text: str, *, urgent: bool) -> None:
+        try:
+            aprs.Message(addressee, text)
+        except FrameError as exc:
+            raise DeliveryError(f"{self.name}: {exc}", retryable=False) from exc
+        message = aprs.Message(addressee, text, await self.numbers.next())
+        assert message.number is not None
+        key = (addressee, message.number)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        interval = self.options.retry_initial
+        try:
+            for attempt in range(1, self.options.retries + 1):
+                if attempt > 1:
+                    MESSAGE_RETRIES.inc(adapter=self.name)
+                    log.info(
+                        "aprs_message_retried",
+                        adapter=self.name,
+                        addressee=addressee,
+                        number=message.number,
+                        attempt=attempt,
+                    )
+                async with self.gate.hold(urgent=urgent):
+                    await self._transmit([self._frame(message.to_info())], "message")
+                outcome = await self._settled(future, interval)
+                if outcome is False:
+                    raise DeliveryError(
+                        f"{self.name}: {addressee} rejected message {message.number}",
+                        retryable=False,
+                    )
+                if outcome:
+                    log.info(
+                        "aprs_message_acknowledged",
+                        adapter=self.name,
+                        addressee=addressee,
+                        number=message.number,
+                        attempts=attempt,
+                    )
+                    return
+                interval = min(interval * 2, self.options.retry_max)
+        finally:
+            self._pending.pop(key, None)
+        raise DeliveryError(
+            f"{self.name}: no ack from {addressee} for message {message.number} "
+            f"after {self.options.retries} attempts"
+        )
+
+    async def _settled(self, future: asyncio.Future[bool], interval: float) -> bool | None:
+        """Wait up to ``interval`` for the answer: True acked, False rejected, None no answer
+        yet (the transport's failure raises)."""
+        waiter = asyncio.ensure_future(self.clock.sleep(interval))
+        try:
+            waiting: set[asyncio.Future[Any]] = {future, waiter}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        return future.result() if future in done else None
+
+    def _fail_pending(self, reason: str) -> None:
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(DeliveryError(f"{self.name}: {reason}"))
