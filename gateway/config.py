@@ -74,6 +74,8 @@ PROFILES = ("auto", "cap", "cap-cp", "ipaws")
 SIGNATURE_STATES = ("valid", "unsigned")
 VALIDATION_MODES = ("reject", "hold", "warn")
 ACTIONS = ("deliver", "hold")
+INPUTS = ("cap", "incident")
+DEFAULT_MESSAGE_TRANSLATION = "message"  # gateway.messages.MESSAGE_RENDERERS
 FORMATS = ("cap", "json")
 PROTOCOLS = ("5", "3.1.1")
 
@@ -245,6 +247,12 @@ class RouteConfig:
     allow_non_actual: bool = False
     allow_unsigned_live: bool = False
     enabled: bool = True
+    # "cap": alerts; "incident": inbound incident and radio messages (gateway.messages),
+    # filtered by ``sources``, ``channels`` and ``senders`` instead of ``match``.
+    input: str = "cap"
+    channels: tuple[str, ...] = ()  # where a message was heard (case-insensitive)
+    senders: tuple[str, ...] = ()  # who sent it (callsign, unit, agency; case-insensitive)
+    expire_after: float | None = None  # seconds an incident delivery may wait, None: forever
 
 
 @dataclass(frozen=True, slots=True)
@@ -739,18 +747,36 @@ def _route(r: _Reader, index: int) -> RouteConfig:
     if not sinks:
         r.fail("is required: the names of the sinks this route delivers to", "sinks")
     sources = r.strings("sources")
+    kind = r.string("input", "cap", choices=INPUTS)
     match = _filters(_Reader(r.file, r.where("match"), r.table_of("match")))
+    if kind == "incident" and match != Filters():
+        r.fail(
+            "filters CAP alerts; a route with input = \"incident\" filters by sources,"
+            " channels and senders",
+            "match",
+        )
+    if kind == "cap":
+        for key in ("channels", "senders", "expire_after"):
+            if r.has(key):
+                r.fail('applies to routes with input = "incident" only', key)
+    expire_after = r.number("expire_after", 0.0, minimum=1) if r.has("expire_after") else None
     out = RouteConfig(
         name=name,
         sinks=sinks,
         sources=frozenset(sources) if sources else None,
         match=match,
-        translation=r.string("translation", "identity"),
+        translation=r.string(
+            "translation", "identity" if kind == "cap" else DEFAULT_MESSAGE_TRANSLATION
+        ),
         translation_options=MappingProxyType(r.table_of("translation_options")),
         action=r.string("action", "deliver", choices=ACTIONS),
         allow_non_actual=r.boolean("allow_non_actual", False),
         allow_unsigned_live=r.boolean("allow_unsigned_live", False),
         enabled=r.boolean("enabled", True),
+        input=kind,
+        channels=tuple(c.casefold() for c in r.strings("channels")),
+        senders=tuple(c.casefold() for c in r.strings("senders")),
+        expire_after=None if expire_after is None else float(expire_after),
     )
     r.finish()
     return out
@@ -859,7 +885,17 @@ def check_names(config: Config) -> None:
                     f" allowed: {', '.join(sorted(known))}"
                 )
     _load_translations()
+    from gateway.messages import MESSAGE_RENDERERS  # noqa: PLC0415 - imports the ledger
+
     for i, route in enumerate(config.routes):
+        if route.input == "incident":
+            if route.translation not in MESSAGE_RENDERERS:
+                raise ConfigError(
+                    f"{file}: route[{i}].translation: unknown translation"
+                    f" {route.translation!r} for incident input;"
+                    f" allowed: {', '.join(sorted(MESSAGE_RENDERERS))}"
+                )
+            continue
         if route.translation not in RENDERERS:
             raise ConfigError(
                 f"{file}: route[{i}].translation: unknown translation {route.translation!r};"

@@ -57,7 +57,7 @@ from gateway.adapter import (
     load_factory,
 )
 from gateway.config import Config, SinkConfig, SourceConfig, load_config
-from gateway.errors import AdapterError, ConfigError, DeliveryError
+from gateway.errors import AdapterError, ConfigError, DeliveryError, FrameError
 from gateway.ledger import (
     Admission,
     Decision,
@@ -66,8 +66,9 @@ from gateway.ledger import (
     SqliteLedger,
     StoredAlert,
 )
+from gateway.messages import message_key, message_record, parse_inbound
 from gateway.metrics import INPUT_REJECTED, REGISTRY
-from gateway.router import PlanContext, Router
+from gateway.router import MessageContext, PlanContext, Router, plan_message
 from gateway.simulators import load_simulator
 from gateway.summary import summary, topic_key
 from gateway.supervisor import Backoff, Supervisor
@@ -111,6 +112,7 @@ HTTP_SOURCE = "http"
 MQTT_SOURCE = "mqtt"
 MQTT_STATE = "mqtt-state"
 _SUPERSEDING = frozenset({MsgType.UPDATE, MsgType.CANCEL})
+_REOPEN_POLL = 1.0  # seconds between looks at a closed radio sink's inbound stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +189,7 @@ class Daemon:
         self.token_file: Path | None = None
         self.http_port: int | None = None
         self.components: list[object] = []
+        self.inbound_sinks: dict[str, Any] = {}
         self._build()
 
     # ------------------------------------------------------------------ building
@@ -267,6 +270,12 @@ class Daemon:
                 continue
             self.sinks[sink.name] = cast("SinkAdapter", self._adapter(sink))
             self._wake[sink.name] = asyncio.Event()
+        # Radios are sinks that also hear traffic: the daemon reads what they hear.
+        self.inbound_sinks = {
+            name: adapter
+            for name, adapter in self.sinks.items()
+            if name not in self.sources and callable(getattr(adapter, "subscribe", None))
+        }
 
     def _adapter(self, item: SourceConfig | SinkConfig) -> object:
         options: Mapping[str, Any] = item.options
@@ -456,16 +465,72 @@ class Daemon:
                 await self.ingest(item)
 
     async def _dispatch_other(self, item: Received) -> None:
+        """Items that are not CAP: incident and radio messages are admitted and routed
+        (``input = "incident"`` routes), then offered to the talkgroup links; acknowledged
+        once that is durable."""
+        handled = False
+        if item.kind == "incident":
+            admission = await asyncio.to_thread(self.process_message, item)
+            if admission is not None and admission.routed:
+                for event in self._wake.values():
+                    event.set()
+            handled = True
         for component in self.components:
             handler = getattr(component, "handle_received", None)
             if handler is not None:
                 await handler(item)
+                handled = True
                 break
-        else:
+        if not handled:
             INPUT_REJECTED.inc(component=COMPONENT, reason="unhandled_kind")
             log.warning("input_unhandled", source=item.source, kind=item.kind)
         if item.ack is not None:
             await item.ack()
+
+    def process_message(self, item: Received) -> Admission | None:
+        """Admit one incident or radio message with its planned deliveries (worker thread);
+        None when it is refused (counted, logged, kept in the ledger's invalid records)."""
+        RECEIVED.inc(source=item.source)
+        LAST_MESSAGE.set(time.time(), source=item.source)
+        try:
+            inbound = parse_inbound(item.raw, channel=item.channel)
+        except FrameError as exc:
+            INPUT_REJECTED.inc(component=COMPONENT, reason="message")
+            REJECTED.inc(source=item.source, reason="message")
+            log.warning(
+                "message_rejected", source=item.source, error=str(exc), size=len(item.raw)
+            )
+            self.ledger.record_invalid(
+                item.raw,
+                source=item.source,
+                received_at=item.received_at,
+                reason=f"message: {exc}",
+            )
+            return None
+        key = message_key(inbound, source=item.source, received_at=item.received_at, raw=item.raw)
+        ctx = MessageContext(inbound, item.source, key, item.received_at)
+        router = self.router
+        admission = self.ledger.admit_message(
+            message_record(inbound, key, item.raw),
+            source=item.source,
+            received_at=item.received_at,
+            plan=lambda _admission: plan_message(router, ctx),
+        )
+        ADMITTED.inc(decision=admission.decision.value)
+        return admission
+
+    async def _run_inbound(self, name: str, adapter: Any) -> None:
+        """Read what a radio sink hears (its own stream). A lost link raises (the supervisor
+        restarts this with backoff); a closed one is waited for until its sink reopens it."""
+        while not self._stopping.is_set():
+            async for item in adapter.subscribe():
+                if self._stopping.is_set():
+                    return
+                if item.kind == "incident":
+                    await self._dispatch_other(item)
+                elif item.ack is not None:
+                    await item.ack()
+            await self.clock.sleep(_REOPEN_POLL)
 
     # ------------------------------------------------------------------ sinks
 
@@ -772,6 +837,13 @@ class Daemon:
                         name=f"source:{name}",
                     )
                 )
+            source_tasks.extend(
+                group.create_task(
+                    sup.supervise(f"inbound:{name}", _bind(self._run_inbound, name, adapter)),
+                    name=f"inbound:{name}",
+                )
+                for name, adapter in self.inbound_sinks.items()
+            )
             sink_tasks.extend(
                 group.create_task(
                     sup.supervise(

@@ -227,6 +227,24 @@ class PlannedDelivery:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """An inbound incident or radio message as the ledger keeps it (``kind = 'incident'``).
+
+    It is admitted, deduplicated by ``key`` and routed through the same outbox as an alert,
+    but it is never an alert: it is not listed by :meth:`Ledger.active` or
+    :meth:`Ledger.alerts`, and it is forgotten ``dedup_floor`` after receipt.
+    """
+
+    key: AlertKey
+    raw: bytes
+    msg_type: str  # "Incident" or "RadioMessage" (the stored row's msg_type)
+    headline: str = ""
+    sender_name: str = ""
+    event: str = ""
+    channel: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxEntry:
     """One (alert, sink) delivery in the outbox."""
 
@@ -374,6 +392,8 @@ BROADCAST_IMMEDIATELY = "layer:SOREM:1.0:Broadcast_Immediately"
 EAS_MUST_CARRY = "EAS-Must-Carry"
 _RANK_WIDTH = len(URGENCY_RANK)
 _LOWEST_PRIORITY = 1 + len(SEVERITY_RANK) * _RANK_WIDTH
+# Inbound incident and radio messages queue behind every alert.
+MESSAGE_PRIORITY = _LOWEST_PRIORITY + 1
 
 
 def _is_broadcast_immediately(alert: Alert) -> bool:
@@ -430,6 +450,15 @@ class Ledger(Protocol):
     def admit(
         self,
         alert: Alert,
+        *,
+        source: str,
+        received_at: datetime,
+        plan: Callable[[Admission], Sequence[PlannedDelivery]],
+    ) -> Admission: ...
+
+    def admit_message(
+        self,
+        record: MessageRecord,
         *,
         source: str,
         received_at: datetime,
@@ -1199,6 +1228,100 @@ class SqliteLedger:
             OUTBOX_TRANSITIONS.inc(sink=item.sink, state=state.value)
         return len(planned), held
 
+    def admit_message(
+        self,
+        record: MessageRecord,
+        *,
+        source: str,
+        received_at: datetime,
+        plan: Callable[[Admission], Sequence[PlannedDelivery]],
+    ) -> Admission:
+        """Store one inbound incident or radio message and its planned deliveries in one
+        durable transaction; a key seen before is a duplicate and plans nothing."""
+        received_us = _us(received_at)
+        key = record.key
+        with self._write() as conn:
+            existing = conn.execute(
+                "SELECT id, source, received_at, raw_sha256 FROM alerts"
+                " WHERE sender = ? AND identifier = ? AND sent = ?",
+                (key.sender, key.identifier, key.sent),
+            ).fetchone()
+            if existing is not None:
+                first = _dt(existing["received_at"]).isoformat()
+                reason = f"first received from {existing['source']} at {first}"
+                self._journal(conn, key, "duplicate", f"from {source}: {reason}")
+                admission = Admission(key, Decision.DUPLICATE, (), reason)
+            else:
+                raw = bytes(record.raw)
+                cursor = conn.execute(
+                    "INSERT INTO alerts (sender, identifier, sent, decision, status, source,"
+                    " received_at, forget_after, priority, msg_type, cap_status, event,"
+                    " headline, sender_name, areas, status_changed_at, raw_sha256, raw_size,"
+                    " raw, kind) VALUES (?, ?, ?, ?, 'expired', ?, ?, ?, ?, ?, '', ?, ?, ?, ?,"
+                    " ?, ?, ?, ?, 'incident')",
+                    (
+                        key.sender,
+                        key.identifier,
+                        key.sent,
+                        Decision.NEW.value,
+                        source,
+                        received_us,
+                        received_us + self.dedup_floor // _US,
+                        MESSAGE_PRIORITY,
+                        record.msg_type,
+                        record.event,
+                        record.headline[:500],
+                        record.sender_name,
+                        json.dumps([record.channel] if record.channel else []),
+                        received_us,
+                        hashlib.sha256(raw).hexdigest(),
+                        len(raw),
+                        raw,
+                    ),
+                )
+                admission = Admission(key, Decision.NEW)
+                planned = list(plan(admission))
+                entries, held = self._enqueue(
+                    conn,
+                    int(cursor.lastrowid or 0),
+                    key,
+                    planned=planned,
+                    received_us=received_us,
+                    ref_priority=None,
+                )
+                if entries and held == entries:
+                    admission = Admission(
+                        key, Decision.HELD, (), "every delivery waits for an operator"
+                    )
+                elif not entries:
+                    admission = Admission(key, Decision.NEW, (), "no delivery planned")
+                conn.execute(
+                    "UPDATE alerts SET decision = ?, reason = ? WHERE sender = ? AND"
+                    " identifier = ? AND sent = ?",
+                    (
+                        admission.decision.value,
+                        admission.reason,
+                        key.sender,
+                        key.identifier,
+                        key.sent,
+                    ),
+                )
+                detail = f"{record.msg_type} {admission.decision.value} from {source}"
+                if admission.reason:
+                    detail += f": {admission.reason}"
+                if entries:
+                    detail += f"; {entries} deliveries ({held} held)"
+                self._journal(conn, key, "admitted", detail)
+        ADMISSIONS.inc(decision=admission.decision.value)
+        log.info(
+            "message_admitted",
+            message=str(key),
+            kind=record.msg_type,
+            decision=admission.decision.value,
+            source=source,
+        )
+        return admission
+
     def record_invalid(
         self, raw: bytes, *, source: str, received_at: datetime, reason: str
     ) -> None:
@@ -1271,7 +1394,11 @@ class SqliteLedger:
         self, *, limit: int = 100, before: datetime | None = None, with_raw: bool = False
     ) -> list[StoredAlert]:
         """The most recently received alerts, newest first (``before``: page backwards)."""
-        where, params = ("1 = 1", ()) if before is None else ("received_at < ?", (_us(before),))
+        where, params = (
+            ("kind = 'cap'", ())
+            if before is None
+            else ("kind = 'cap' AND received_at < ?", (_us(before),))
+        )
         return self._select_alerts(
             where, params, with_raw=with_raw, order="received_at DESC, id DESC", limit=limit
         )

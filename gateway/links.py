@@ -668,18 +668,19 @@ class LinkManager:
 def from_config(tables: Sequence[Mapping[str, Any]], daemon: Any) -> LinkManager:
     """The daemon's entry point: links over its opened sources and sinks.
 
-    Items from the daemon's sources reach the manager through :meth:`LinkManager.handle_received`
-    (the daemon hands over every non-CAP item); an adapter that is only a sink (a radio the
-    daemon opens to send alerts) is listened to by the manager itself.
+    Items the daemon reads -- from its sources, and what its radio sinks hear -- reach the
+    manager through :meth:`LinkManager.handle_received` after the daemon admitted them; other
+    adapters of an endpoint (an MQTT sink, say) are listened to by the manager itself.
     """
     sources: Mapping[str, Any] = getattr(daemon, "sources", {})
     sinks: Mapping[str, Any] = getattr(daemon, "sinks", {})
+    read_by_daemon = set(sources) | set(getattr(daemon, "inbound_sinks", {}))
     adapters = {**sinks, **sources}
     manager = LinkManager.from_config(
         tables,
         adapters=adapters,
         clock=getattr(daemon, "clock", None),
-        listen=[name for name in adapters if name not in sources],
+        listen=[name for name in adapters if name not in read_by_daemon],
     )
     manager.require_token = True
     return manager

@@ -28,14 +28,23 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
-from cap_schemas.model import Alert, Area, Info, Status
+from cap_schemas.model import Alert, AlertKey, Area, Info, Status
 from gateway.config import Config, Filters, Region, RouteConfig, SinkConfig
-from gateway.errors import TranslationError
-from gateway.ledger import Admission, EntryState, OutboxEntry, PlannedDelivery, priority_of
+from gateway.errors import FrameError, TranslationError
+from gateway.ledger import (
+    MESSAGE_PRIORITY,
+    Admission,
+    EntryState,
+    OutboxEntry,
+    PlannedDelivery,
+    priority_of,
+)
+from gateway.messages import MESSAGE_RENDERERS, InboundMessage
 from gateway.metrics import REGISTRY
 from gateway.summary import alert_country, alert_event_code, delivery_id, summary_json, topic_key
 from gateway.translate.registry import RENDERERS, Rendered
@@ -274,6 +283,16 @@ class PlanContext:
     hold_reason: str = ""  # set when the source's validation mode holds this alert
 
 
+@dataclass(frozen=True, slots=True)
+class MessageContext:
+    """An inbound incident or radio message about to be admitted."""
+
+    inbound: InboundMessage
+    source: str
+    key: AlertKey
+    received_at: datetime
+
+
 DeliveriesOf = Callable[[Any], list[OutboxEntry]]
 
 
@@ -281,11 +300,19 @@ class Router:
     """Plans deliveries from a configuration's routes and sinks; replaced whole on reload."""
 
     def __init__(self, config: Config) -> None:
-        self.routes: tuple[RouteConfig, ...] = tuple(r for r in config.routes if r.enabled)
+        enabled = [r for r in config.routes if r.enabled]
+        self.routes: tuple[RouteConfig, ...] = tuple(r for r in enabled if r.input == "cap")
+        self.message_routes: tuple[RouteConfig, ...] = tuple(
+            r for r in enabled if r.input == "incident"
+        )
         self.sinks: dict[str, SinkConfig] = {s.name: s for s in config.sinks if s.enabled}
         for route in self.routes:
             if route.translation not in RENDERERS:
                 msg = f"route {route.name!r}: unknown translation {route.translation!r}"
+                raise TranslationError(msg)
+        for route in self.message_routes:
+            if route.translation not in MESSAGE_RENDERERS:
+                msg = f"route {route.name!r}: unknown incident translation {route.translation!r}"
                 raise TranslationError(msg)
 
     def matching(self, ctx: PlanContext) -> list[RouteConfig]:
@@ -421,6 +448,94 @@ class Router:
             expires=alert.expires,
             held=held,
         )
+
+
+def _message_matches(route: RouteConfig, ctx: MessageContext) -> bool:
+    message = ctx.inbound.message
+    if route.sources is not None and ctx.source not in route.sources:
+        return False
+    if route.channels and message.channel.casefold() not in route.channels:
+        return False
+    if route.senders:
+        senders = {message.sender.casefold()}
+        if ctx.inbound.incident is not None:
+            senders.add(ctx.inbound.incident.agency.casefold())
+        if not senders & set(route.senders):
+            return False
+    return True
+
+
+def plan_message(router: Router, ctx: MessageContext) -> list[PlannedDelivery]:
+    """Deliveries of an inbound message by the routes with ``input = "incident"``.
+
+    A message never goes back to the adapter it came from, and a copy a talkgroup link
+    relayed (it carries a relay id) is not routed again. Radio messages are never signed: a
+    live sink gets them held for an operator unless the route allows unsigned input.
+    """
+    inbound = ctx.inbound
+    if inbound.message.relay_id:
+        return []
+    planned: dict[str, PlannedDelivery] = {}
+    ident_attrs = {
+        "source": ctx.source,
+        "channel": inbound.message.channel,
+        "sender": inbound.message.sender,
+        "kind": inbound.kind,
+        "key": topic_key(ctx.key),
+        "alert_key": str(ctx.key),
+        "msg_type": inbound.kind.lower(),
+        "country": "",
+        "status": "actual",
+        "event": "" if inbound.incident is None else inbound.incident.incident_type,
+        "signature": "unsigned",
+        "priority": "chatter",
+    }
+    for route in router.message_routes:
+        if not _message_matches(route, ctx):
+            continue
+        ROUTE_MATCHES.inc(route=route.name)
+        for sink_name in route.sinks:
+            if sink_name in planned:
+                continue
+            if sink_name == ctx.source:
+                ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason="origin")
+                continue
+            sink = router.sinks.get(sink_name)
+            if sink is None:
+                ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason="sink_disabled")
+                continue
+            try:
+                result = MESSAGE_RENDERERS[route.translation](inbound, route.translation_options)
+            except (FrameError, TranslationError) as exc:
+                ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason="translation")
+                log.warning(
+                    "translation_failed",
+                    message=str(ctx.key),
+                    route=route.name,
+                    translation=route.translation,
+                    reason=str(exc),
+                )
+                continue
+            ident = delivery_id(ctx.key, sink.name)
+            attributes = {**ident_attrs, "delivery_id": ident}
+            attributes.update({k: str(v) for k, v in _attributes(result).items()})
+            expires = (
+                None
+                if route.expire_after is None
+                else ctx.received_at + timedelta(seconds=route.expire_after)
+            )
+            held = route.action == "hold" or (sink.live and not route.allow_unsigned_live)
+            planned[sink_name] = PlannedDelivery(
+                sink=sink.name,
+                route=route.name,
+                parts=result.parts,
+                content_type=result.content_type,
+                attributes=attributes,
+                priority=MESSAGE_PRIORITY,
+                expires=expires,
+                held=held,
+            )
+    return list(planned.values())
 
 
 def _attributes(result: Rendered) -> Mapping[str, Any]:

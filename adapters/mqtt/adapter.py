@@ -194,6 +194,7 @@ class MqttAdapter:
                     received_at=self.clock.now(),
                     channel=str(message.topic),
                     ack=self._acker(message.mid, message.qos, generation),
+                    kind=self.options.kind,
                 )
         except aiomqtt.MqttError as exc:
             raise AdapterConnectionError(f"mqtt {self.name}: connection lost: {exc}") from exc

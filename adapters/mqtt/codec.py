@@ -71,6 +71,7 @@ _KNOWN = frozenset(
         "timeout",
         "prefix",
         "topics",
+        "kind",
         "topic",
         "retain",
         "log_wire",
@@ -142,6 +143,7 @@ class MqttOptions:
     topic: TopicTemplate = field(default_factory=lambda: TopicTemplate(DEFAULT_SINK_TOPIC))
     retain: bool = False
     log_wire: bool = False
+    kind: str = "cap"  # what the subscribed topics carry: "cap" alerts or "incident" messages
 
     @property
     def v5(self) -> bool:
@@ -196,6 +198,9 @@ class MqttOptions:
             isinstance(t, str) and t for t in topics_raw
         ):
             raise ConfigError(f"{where}.topics: must be a list of topic filters")
+        kind = str(options.get("kind", "cap"))
+        if kind not in ("cap", "incident"):
+            raise ConfigError(f"{where}.kind: {kind!r}; allowed: cap, incident")
         topic_text = options.get("topic", DEFAULT_SINK_TOPIC)
         if not isinstance(topic_text, str):
             raise ConfigError(f"{where}.topic: must be a string template")
@@ -213,6 +218,7 @@ class MqttOptions:
             prefix=prefix,
             topics=tuple(topics_raw),
             topic=TopicTemplate.parse(topic_text, where=f"{where}.topic"),
+            kind=kind,
             retain=bool(options.get("retain", False)),
             log_wire=bool(options.get("log_wire", False)),
         )

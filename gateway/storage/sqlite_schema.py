@@ -116,8 +116,15 @@ _V1 = (
 # an update or cancel can tell a delivery under way from one never begun.
 _V2 = ("ALTER TABLE outbox ADD COLUMN started_at INTEGER",)
 
+# 3: what a row of ``alerts`` holds: a CAP alert, or an inbound incident / radio message that
+# is admitted, deduplicated and routed through the same outbox (never listed as an alert).
+_V3 = (
+    "ALTER TABLE alerts ADD COLUMN kind TEXT NOT NULL DEFAULT 'cap'",
+    "CREATE INDEX alerts_kind_received_at ON alerts (kind, received_at)",
+)
+
 # version -> statements; append new versions, never edit a released one.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3}
 LATEST = max(MIGRATIONS)
 
 
