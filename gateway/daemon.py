@@ -112,6 +112,7 @@ HTTP_SOURCE = "http"
 MQTT_SOURCE = "mqtt"
 MQTT_STATE = "mqtt-state"
 _SUPERSEDING = frozenset({MsgType.UPDATE, MsgType.CANCEL})
+_LEASE_MARGIN = 30.0  # seconds a claimed entry stays taken beyond its sink's send_timeout
 _REOPEN_POLL = 1.0  # seconds between looks at a closed radio sink's inbound stream
 
 
@@ -634,7 +635,13 @@ class Daemon:
             wake.clear()
             if closed is not None and closed.done():
                 closed.result()
-            entries = await asyncio.to_thread(self.ledger.due, cfg.name, self.clock.now(), limit)
+            entries = await asyncio.to_thread(
+                self.ledger.claim,
+                cfg.name,
+                self.clock.now(),
+                limit=limit,
+                lease=timedelta(seconds=cfg.send_timeout + _LEASE_MARGIN),
+            )
             if not entries:
                 if self._stopping.is_set():
                     return
@@ -802,6 +809,8 @@ class Daemon:
         cfg = self.config
         if self._ledger is None:
             self._ledger = self._open_ledger()
+        # Attempts under way when the last run stopped are retried now, not after their lease.
+        await asyncio.to_thread(self.ledger.release_claims, self.clock.now())
         self._prepare_tokens()
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self.ledger.close)

@@ -493,6 +493,8 @@ class Ledger(Protocol):
         self, sink: str, now: datetime, *, limit: int = 1, lease: timedelta = ...
     ) -> list[OutboxEntry]: ...
 
+    def release_claims(self, now: datetime) -> int: ...
+
     def pending_count(self, sink: str | None = None) -> int: ...
 
     def outbox_counts(self) -> dict[tuple[str, EntryState], int]: ...
@@ -1526,6 +1528,25 @@ class SqliteLedger:
                     sink=sink,
                 )
         return [replace(_row_to_entry(r), next_attempt_at=until, started_at=now) for r in rows]
+
+    def release_claims(self, now: datetime) -> int:
+        """Make every pending entry claimed by a process that is gone due at ``now``.
+
+        Called when the (single) process using this store starts: an attempt that was under
+        way at a crash is retried at once, not when its lease would have run out. The entry
+        keeps ``started_at``: the sink may have received it, so an update or a cancel of the
+        alert still goes to that sink.
+        """
+        now_us = _us(now)
+        with self._write() as conn:
+            count = conn.execute(
+                "UPDATE outbox SET next_attempt_at = ?, updated_at = ?"
+                " WHERE state = 'pending' AND started_at IS NOT NULL AND next_attempt_at > ?",
+                (now_us, now_us, now_us),
+            ).rowcount
+        if count:
+            log.info("outbox_claims_released", entries=count)
+        return int(count)
 
     def pending_count(self, sink: str | None = None) -> int:
         with self._read() as conn:

@@ -39,7 +39,6 @@ from gateway.errors import FrameError, TranslationError
 from gateway.ledger import (
     MESSAGE_PRIORITY,
     Admission,
-    EntryState,
     OutboxEntry,
     PlannedDelivery,
     priority_of,
@@ -349,12 +348,13 @@ class Router:
         pairs: list[tuple[RouteConfig, str]] = [(r, s) for r in routes for s in r.sinks]
         for route in routes:
             ROUTE_MATCHES.inc(route=route.name)
-        # Sinks that carried what this update/cancel replaces get it too.
+        # Sinks that carried what this update/cancel replaces get it too -- and so does a sink
+        # that may have: an attempt under way, or one that failed after the line took it.
         if admission.superseded and deliveries is not None:
             by_name = {r.name: r for r in self.routes}
             for ref in admission.superseded:
                 for entry in deliveries(ref):
-                    if entry.state is not EntryState.DELIVERED:
+                    if not entry.attempted:
                         continue
                     known = by_name.get(entry.route)
                     if known is None:

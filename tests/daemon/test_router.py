@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -236,6 +236,51 @@ class TestPlannedContent:
             admission = _admit(ledger, r, cancel, now)
             assert admission.decision is Decision.CANCEL
             assert [e.sink for e in ledger.deliveries(cancel.key)] == ["a"]
+
+    def test_cancel_reaches_sinks_that_may_have_the_original(
+        self, tmp_path: Path, cap: CapFactory
+    ) -> None:
+        """A send under way or a failed attempt may have reached the sink: the cancel goes
+        there too; a sink never tried gets nothing (its entry is simply superseded)."""
+        r = router(
+            tmp_path,
+            '[[route]]\nname = "severe"\nsinks = ["a", "b", "j"]\n'
+            '[route.match]\nseverity = ["Severe"]\n',
+        )
+        original = parse_alert(cap(severity="Severe"))
+        cancel = parse_alert(
+            cap(severity="Minor", msg_type="Cancel", references=[str(original.key)])
+        )
+        with SqliteLedger(tmp_path / "l.sqlite3") as ledger:
+            now = datetime.now(UTC)
+            _admit(ledger, r, original, now)
+            under_way = ledger.claim("a", now)[0]  # a transmission in progress
+            failed = ledger.due("b", now)[0]
+            ledger.mark_failed(failed.id, "timed out after the line took it", retry_at=now)
+            admission = _admit(ledger, r, cancel, now)
+            assert admission.decision is Decision.CANCEL
+            assert sorted(e.sink for e in ledger.deliveries(cancel.key)) == ["a", "b"]
+            states = {e.sink: e.state.value for e in ledger.deliveries(original.key)}
+            assert states == {"a": "superseded", "b": "superseded", "j": "superseded"}
+            assert under_way.started_at is not None
+
+    def test_restart_releases_claims_but_remembers_the_attempt(
+        self, tmp_path: Path, cap: CapFactory
+    ) -> None:
+        """An attempt under way at a crash is due again at once after the restart."""
+        r = router(tmp_path, '[[route]]\nname = "all"\nsinks = ["a"]\n')
+        alert = parse_alert(cap(severity="Severe"))
+        now = datetime.now(UTC)
+        with SqliteLedger(tmp_path / "l.sqlite3") as ledger:
+            _admit(ledger, r, alert, now)
+            assert len(ledger.claim("a", now, lease=timedelta(minutes=5))) == 1
+            assert ledger.due("a", now) == []  # leased: a second worker does not take it
+        with SqliteLedger(tmp_path / "l.sqlite3") as ledger:
+            assert ledger.release_claims(now) == 1
+            again = ledger.due("a", now)
+            assert len(again) == 1
+            assert again[0].attempted
+            assert ledger.release_claims(now) == 0
 
 
 def _admit(ledger: SqliteLedger, r: Router, alert: Alert, now: datetime) -> Admission:
