@@ -28,7 +28,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from adapters.ipaws.http import FeedError
+from adapters.feedbase import FeedError
 from adapters.naad.codec import CapStreamSplitter, Document
 from cap_schemas.errors import CapParseError
 from cap_schemas.model import CAP10_NS, CAP11_NS, CAP12_NS

@@ -25,16 +25,27 @@ import contextlib
 import random
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
 
 import aiohttp
 import structlog
 
+from adapters.feedbase import (
+    DEFAULT_USER_AGENT,
+    FeedError,
+    FeedSource,
+    RecentKeys,
+    SeenCheck,
+    check_option_names,
+    fetch,
+    integer_option,
+    number_option,
+    string_options,
+)
 from adapters.naad.codec import (
     DEFAULT_ARCHIVE_TEMPLATES,
     DEFAULT_MAX_DOCUMENT_BYTES,
@@ -50,9 +61,8 @@ from adapters.naad.codec import (
     read_heartbeat,
 )
 from cap_schemas.model import AlertKey
-from gateway import __version__
-from gateway.adapter import AdapterContext, Clock, Received, SourceHealth, SystemClock
-from gateway.errors import ConfigError
+from gateway.adapter import AdapterContext, Clock, SourceHealth
+from gateway.errors import AdapterError, ConfigError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 
 log = structlog.get_logger(__name__)
@@ -91,11 +101,6 @@ STREAM_UP = REGISTRY.gauge(
     ("source", "stream"),
 )
 
-# Options the daemon reads from the same table (signature policy, routing); accepted silently.
-_PASSTHROUGH = frozenset(
-    {"trust_anchors", "require_signature", "signature_policy", "required", "policy", "enabled"}
-)
-
 
 @dataclass(frozen=True, slots=True)
 class StreamConfig:
@@ -131,20 +136,6 @@ class StreamConfig:
         return cls(label, parts.hostname, port, parts.scheme == "tls")
 
 
-def _number(options: Mapping[str, Any], key: str, default: float, *, minimum: float) -> float:
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise ConfigError(f"options.{key} must be a number >= {minimum}, got {value!r}")
-    return float(value)
-
-
-def _integer(options: Mapping[str, Any], key: str, default: int, *, minimum: int) -> int:
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"options.{key} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 @dataclass(frozen=True, slots=True)
 class NaadOptions:
     streams: tuple[StreamConfig, ...]
@@ -163,7 +154,7 @@ class NaadOptions:
     archive_concurrency: int = 4
     tls_ca_file: str | None = None
     tls_server_name: str | None = None
-    user_agent: str = f"borderlink/{__version__}"
+    user_agent: str = DEFAULT_USER_AGENT
 
     KEYS = frozenset(
         {
@@ -189,13 +180,7 @@ class NaadOptions:
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any], *, source: str = "naad") -> NaadOptions:
-        unknown = set(options) - cls.KEYS - _PASSTHROUGH
-        if unknown:
-            allowed = ", ".join(sorted(cls.KEYS | _PASSTHROUGH))
-            raise ConfigError(
-                f"source {source!r}: unknown option(s) {', '.join(sorted(unknown))}; "
-                f"allowed: {allowed}"
-            )
+        check_option_names(options, cls.KEYS, source=source)
         raw_streams = options.get("streams", DEFAULT_STREAMS)
         if not isinstance(raw_streams, list | tuple) or not raw_streams:
             raise ConfigError(f"source {source!r}: options.streams must be a non-empty list")
@@ -214,34 +199,33 @@ class NaadOptions:
         backfill = options.get("backfill", True)
         if not isinstance(backfill, bool):
             raise ConfigError(f"source {source!r}: options.backfill must be true or false")
-        for key in ("tls_ca_file", "tls_server_name", "user_agent"):
-            if key in options and not isinstance(options[key], str):
-                raise ConfigError(f"source {source!r}: options.{key} must be a string")
-        reconnect_initial = _number(options, "reconnect_initial", 1.0, minimum=0.01)
+        string_options(options, ("tls_ca_file", "tls_server_name", "user_agent"), source=source)
+
+        def number(key: str, default: float, minimum: float) -> float:
+            return number_option(options, key, default, minimum=minimum, source=source)
+
+        def integer(key: str, default: int, minimum: int) -> int:
+            return integer_option(options, key, default, minimum=minimum, source=source)
+
+        reconnect_initial = number("reconnect_initial", 1.0, 0.01)
         return cls(
             streams=streams,
-            liveness_timeout=_number(options, "liveness_timeout", 75.0, minimum=0.05),
-            connect_timeout=_number(options, "connect_timeout", 10.0, minimum=0.05),
+            liveness_timeout=number("liveness_timeout", 75.0, 0.05),
+            connect_timeout=number("connect_timeout", 10.0, 0.05),
             reconnect_initial=reconnect_initial,
-            reconnect_max=max(
-                reconnect_initial, _number(options, "reconnect_max", 30.0, minimum=0.01)
-            ),
-            read_size=_integer(options, "read_size", 64 * 1024, minimum=1),
-            max_document_bytes=_integer(
-                options, "max_document_bytes", DEFAULT_MAX_DOCUMENT_BYTES, minimum=1024
-            ),
+            reconnect_max=max(reconnect_initial, number("reconnect_max", 30.0, 0.01)),
+            read_size=integer("read_size", 64 * 1024, 1),
+            max_document_bytes=integer("max_document_bytes", DEFAULT_MAX_DOCUMENT_BYTES, 1024),
             backfill=backfill,
             archive_templates=tuple(templates),
-            archive_timeout=_number(options, "archive_timeout", 10.0, minimum=0.05),
-            archive_attempts=_integer(options, "archive_attempts", 2, minimum=1),
-            archive_retry_delay=_number(options, "archive_retry_delay", 1.0, minimum=0.0),
-            archive_max_bytes=_integer(
-                options, "archive_max_bytes", DEFAULT_MAX_DOCUMENT_BYTES, minimum=1024
-            ),
-            archive_concurrency=_integer(options, "archive_concurrency", 4, minimum=1),
+            archive_timeout=number("archive_timeout", 10.0, 0.05),
+            archive_attempts=integer("archive_attempts", 2, 1),
+            archive_retry_delay=number("archive_retry_delay", 1.0, 0.0),
+            archive_max_bytes=integer("archive_max_bytes", DEFAULT_MAX_DOCUMENT_BYTES, 1024),
+            archive_concurrency=integer("archive_concurrency", 4, 1),
             tls_ca_file=options.get("tls_ca_file"),
             tls_server_name=options.get("tls_server_name"),
-            user_agent=options.get("user_agent", f"borderlink/{__version__}"),
+            user_agent=options.get("user_agent", DEFAULT_USER_AGENT),
         )
 
 
@@ -263,8 +247,10 @@ class _StreamState:
     writer: asyncio.StreamWriter | None = field(default=None, repr=False)
 
 
-class NaadSource:
+class NaadSource(FeedSource):
     """The NAAD source adapter (see the module docstring)."""
+
+    component = "naad"
 
     def __init__(
         self,
@@ -272,23 +258,17 @@ class NaadSource:
         options: NaadOptions,
         *,
         clock: Clock | None = None,
-        seen: Callable[[AlertKey], Awaitable[bool]] | None = None,
+        seen: SeenCheck | None = None,
     ) -> None:
-        self.name = name
-        self.options = options
-        self.clock: Clock = clock or SystemClock()
-        self._seen = seen
-        self._streams = [_StreamState(s) for s in options.streams]
-        # Bounded: a slow gateway holds the streams back (TCP flow control) rather than
+        # A small queue: a slow gateway holds the streams back (TCP flow control) rather than
         # letting 5 MB documents pile up in memory.
-        self._queue: asyncio.Queue[Received] = asyncio.Queue(maxsize=16)
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._session: aiohttp.ClientSession | None = None
+        super().__init__(name, clock=clock, seen=seen, queue_size=16)
+        self.options = options
+        self._streams = [_StreamState(s) for s in options.streams]
         self._inflight: set[AlertKey] = set()
         # Keys this adapter yielded lately (from a stream or the archive): a heartbeat right
         # behind its alert must not send us to the archive before the ledger has caught up.
-        self._recent: dict[AlertKey, float] = {}
-        self._recent_ttl = 900.0
+        self._recent = RecentKeys(self.clock, ttl=900.0, limit=4096)
         self._fetch_slots = asyncio.Semaphore(options.archive_concurrency)
         self._ssl: ssl.SSLContext | None = None
         self._entered = False
@@ -319,45 +299,13 @@ class NaadSource:
         )
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    async def _stop(self) -> None:
+        await super()._stop()
         for state in self._streams:
             state.connected = False
             STREAM_UP.set(0, source=self.name, stream=state.config.name)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
         self._entered = False
         log.info("naad_source_stopped", source=self.name)
-
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "naad_task_failed",
-                source=self.name,
-                task=task.get_name(),
-                error=repr(task.exception()),
-            )
-
-    async def messages(self) -> AsyncIterator[Received]:
-        """Alerts from every stream and from archive backfill, in arrival order."""
-        while True:
-            yield await self._queue.get()
 
     def health(self) -> list[SourceHealth]:
         """One entry per stream; the source is alive while any one of them is healthy."""
@@ -375,10 +323,6 @@ class NaadSource:
                 )
             )
         return out
-
-    def healthy(self) -> bool:
-        """Red only when every stream of the source is stale or down."""
-        return any(h.healthy for h in self.health())
 
     # -- streams ------------------------------------------------------------------------------
 
@@ -543,9 +487,7 @@ class NaadSource:
         )
         state.busy = True
         try:
-            await self._queue.put(
-                Received(raw=raw, source=self.name, received_at=self.clock.now(), channel=stream)
-            )
+            await self._emit(raw, stream)
         finally:
             state.busy = False
             state.last_document_mono = max(state.last_document_mono, self.clock.monotonic())
@@ -553,15 +495,11 @@ class NaadSource:
     # -- heartbeat backfill -------------------------------------------------------------------
 
     def _remember(self, key: AlertKey) -> None:
-        now = self.clock.monotonic()
-        self._recent[key] = now
-        if len(self._recent) > 4096:
-            cutoff = now - self._recent_ttl
-            self._recent = {k: t for k, t in self._recent.items() if t > cutoff}
+        self._recent.add(key)
+        self._recent.prune()
 
     def _recently_yielded(self, key: AlertKey) -> bool:
-        at = self._recent.get(key)
-        return at is not None and self.clock.monotonic() - at < self._recent_ttl
+        return self._recent.fresh(key)
 
     def _on_heartbeat(self, heartbeat: Heartbeat, state: _StreamState) -> None:
         stream = state.config.name
@@ -603,7 +541,7 @@ class NaadSource:
 
     async def _backfill(self, ref: HeartbeatReference) -> None:
         try:
-            if self._seen is not None and await self._seen(ref.key):
+            if await self._is_seen(ref.key):
                 self._remember(ref.key)  # the next heartbeat need not ask the ledger again
                 return
             async with self._fetch_slots:
@@ -615,9 +553,7 @@ class NaadSource:
             self._remember(ref.key)
             BACKFILL.inc(source=self.name, result="fetched")
             log.info("naad_backfill_fetched", source=self.name, alert=str(ref.key), size=len(raw))
-            await self._queue.put(
-                Received(raw=raw, source=self.name, received_at=self.clock.now(), channel="archive")
-            )
+            await self._emit(raw, "archive")
         finally:
             self._inflight.discard(ref.key)
 
@@ -653,28 +589,25 @@ class NaadSource:
 
     async def _get(self, url: str) -> tuple[str, bytes | None]:
         assert self._session is not None
-        cap = self.options.archive_max_bytes
         try:
-            async with self._session.get(url, allow_redirects=False) as response:
-                if response.status == 404:
-                    return "not_found", None
-                if response.status != 200:
-                    INPUT_REJECTED.inc(component=COMPONENT, reason="archive_status")
-                    return f"status {response.status}", None
-                if response.content_length is not None and response.content_length > cap:
-                    INPUT_REJECTED.inc(component=COMPONENT, reason="archive_oversize")
-                    return "oversize", None
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    size += len(chunk)
-                    if size > cap:
-                        INPUT_REJECTED.inc(component=COMPONENT, reason="archive_oversize")
-                        return "oversize", None
-                    chunks.append(chunk)
-                return "ok", b"".join(chunks)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            return f"error {exc!r}", None
+            result = await fetch(
+                self._session,
+                url,
+                max_bytes=self.options.archive_max_bytes,
+                time_limit=self.options.archive_timeout,
+                skip_error_body=True,
+            )
+        except FeedError:
+            INPUT_REJECTED.inc(component=COMPONENT, reason="archive_oversize")
+            return "oversize", None
+        except AdapterError as exc:
+            return f"error {exc}", None
+        if result.status == 404:
+            return "not_found", None
+        if result.status != 200:
+            INPUT_REJECTED.inc(component=COMPONENT, reason="archive_status")
+            return f"status {result.status}", None
+        return "ok", result.body
 
     def _check_archived(self, body: bytes, ref: HeartbeatReference, url: str) -> bytes | None:
         """The archive is untrusted input too: one document, and the one we asked for."""

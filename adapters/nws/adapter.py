@@ -15,19 +15,23 @@ the next poll by its ``Retry-After`` (or by exponential backoff), never below th
 
 from __future__ import annotations
 
-import asyncio
-import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from types import TracebackType
 from typing import Any, Self
 
-import aiohttp
 import structlog
 
-from adapters.ipaws.adapter import POLLS
-from adapters.ipaws.http import FeedError, fetch
+from adapters.feedbase import (
+    DEFAULT_USER_AGENT,
+    FeedError,
+    RecentKeys,
+    SeenCheck,
+    check_option_names,
+    http_url_option,
+    integer_option,
+    number_option,
+)
 from adapters.naad.codec import peek_key
 from adapters.nws.codec import (
     DEFAULT_BASE_URL,
@@ -37,21 +41,14 @@ from adapters.nws.codec import (
     check_area,
     parse_active_counted,
 )
-from adapters.polling import PollState, poll_health
-from cap_schemas.model import AlertKey
-from gateway import __version__
-from gateway.adapter import AdapterContext, Clock, Received, SourceHealth, SystemClock
-from gateway.errors import AdapterError, ConfigError
+from adapters.polling import PollFailed, PollingSource, PollState, interval_option
+from gateway.adapter import AdapterContext, Clock
+from gateway.errors import ConfigError
 from gateway.metrics import INPUT_REJECTED
 
 log = structlog.get_logger(__name__)
 
-COMPONENT = "nws"
 MIN_INTERVAL = 30.0
-
-_PASSTHROUGH = frozenset(
-    {"trust_anchors", "require_signature", "signature_policy", "required", "policy", "enabled"}
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +79,7 @@ class NwsOptions:
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any], *, source: str = "nws") -> NwsOptions:
         where = f"source {source!r}: options"
-        unknown = set(options) - cls.KEYS - _PASSTHROUGH
-        if unknown:
-            allowed = ", ".join(sorted(cls.KEYS | _PASSTHROUGH))
-            raise ConfigError(f"{where}: unknown {', '.join(sorted(unknown))}; allowed: {allowed}")
+        check_option_names(options, cls.KEYS, source=source)
         areas = options.get("areas")
         if isinstance(areas, str):
             areas = [areas]
@@ -103,41 +97,26 @@ class NwsOptions:
                     f"{where}: api.weather.gov requires a User-Agent naming the deployment; "
                     "set contact = 'email or URL' (or user_agent)"
                 )
-            agent = f"borderlink/{__version__} ({source}; {contact.strip()})"
+            agent = f"{DEFAULT_USER_AGENT} ({source}; {contact.strip()})"
         if not isinstance(agent, str) or not agent.strip():
             raise ConfigError(f"{where}.user_agent must be a non-empty string")
-        base_url = options.get("base_url", DEFAULT_BASE_URL)
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"{where}.base_url must be an http(s) URL")
-        interval = options.get("interval", 60.0)
-        if isinstance(interval, bool) or not isinstance(interval, int | float):
-            raise ConfigError(f"{where}.interval must be a number of seconds")
-        if interval < MIN_INTERVAL:
-            raise ConfigError(f"{where}.interval = {interval} is below the floor of 30 s")
-        numbers: dict[str, float] = {}
-        for key, default in (("backoff_max", 900.0), ("timeout", 30.0)):
-            value = options.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigError(f"{where}.{key} must be a positive number")
-            numbers[key] = float(value)
-        sizes: dict[str, int] = {}
-        for key, default_size in (
-            ("max_index_bytes", 16 * 1024 * 1024),
-            ("max_alert_bytes", 8 * 1024 * 1024),
-        ):
-            size = options.get(key, default_size)
-            if isinstance(size, bool) or not isinstance(size, int) or size < 1024:
-                raise ConfigError(f"{where}.{key} must be an integer >= 1024")
-            sizes[key] = size
+        base_url = http_url_option(options, "base_url", DEFAULT_BASE_URL, source=source)
+        interval = interval_option(options, 60.0, floor=MIN_INTERVAL, source=source)
         return cls(
             areas=checked,
             user_agent=agent.strip(),
             base_url=base_url,
-            interval=float(interval),
-            backoff_max=max(float(interval), numbers["backoff_max"]),
-            timeout=numbers["timeout"],
-            max_index_bytes=sizes["max_index_bytes"],
-            max_alert_bytes=sizes["max_alert_bytes"],
+            interval=interval,
+            backoff_max=max(
+                interval, number_option(options, "backoff_max", 900.0, minimum=0.01, source=source)
+            ),
+            timeout=number_option(options, "timeout", 30.0, minimum=0.01, source=source),
+            max_index_bytes=integer_option(
+                options, "max_index_bytes", 16 * 1024 * 1024, minimum=1024, source=source
+            ),
+            max_alert_bytes=integer_option(
+                options, "max_alert_bytes", 8 * 1024 * 1024, minimum=1024, source=source
+            ),
         )
 
 
@@ -146,12 +125,6 @@ class _AreaState(PollState):
     etag: str | None = None
     last_modified: str | None = None
     not_modified: int = 0
-
-
-class _RetryLater(AdapterError):
-    def __init__(self, message: str, retry_after: float | None) -> None:
-        self.retry_after = retry_after
-        super().__init__(message)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -163,8 +136,11 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-class NwsSource:
+class NwsSource(PollingSource[_AreaState]):
     """The api.weather.gov source adapter (see the module docstring)."""
+
+    component = "nws"
+    part_label = "area"
 
     def __init__(
         self,
@@ -172,22 +148,23 @@ class NwsSource:
         options: NwsOptions,
         *,
         clock: Clock | None = None,
-        seen: Callable[[AlertKey], Awaitable[bool]] | None = None,
+        seen: SeenCheck | None = None,
     ) -> None:
-        self.name = name
+        super().__init__(
+            name,
+            clock=clock,
+            seen=seen,
+            states={a: _AreaState() for a in options.areas},
+            interval=options.interval,
+            backoff_max=options.backoff_max,
+            stale_after=timedelta(seconds=options.interval * 3 + 60),
+        )
         self.options = options
-        self.clock: Clock = clock or SystemClock()
-        self._seen = seen
-        self._queue: asyncio.Queue[Received] = asyncio.Queue(maxsize=256)
-        self._task: asyncio.Task[None] | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._areas = {a: _AreaState() for a in options.areas}
-        self._fetched: dict[AlertKey, float] = {}
-        self.polls = 0
+        # Alerts fetched (or found in the ledger): remembered until trimmed, a week at least.
+        self._fetched = RecentKeys(self.clock, ttl=7 * 86400, limit=20000)
 
     async def __aenter__(self) -> Self:
-        self._session = aiohttp.ClientSession(headers={"User-Agent": self.options.user_agent})
-        self._task = asyncio.create_task(self._run(), name=f"nws-{self.name}")
+        self._start_polling({"User-Agent": self.options.user_agent})
         log.info(
             "nws_source_started",
             source=self.name,
@@ -196,53 +173,8 @@ class NwsSource:
         )
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-
-    async def messages(self) -> AsyncIterator[Received]:
-        while True:
-            yield await self._queue.get()
-
-    def health(self) -> list[SourceHealth]:
-        stale_after = timedelta(seconds=self.options.interval * 3 + 60)
-        return poll_health(self.name, self._areas, now=self.clock.now(), stale_after=stale_after)
-
-    async def _run(self) -> None:
-        failures = 0
-        last_start: float | None = None
-        wait = 0.0
-        while True:
-            if last_start is not None:
-                while (remaining := last_start + wait - self.clock.monotonic()) > 0:
-                    await self.clock.sleep(remaining)
-            last_start = self.clock.monotonic()
-            retry_after: float | None = None
-            ok = True
-            for area in self.options.areas:
-                try:
-                    await self._poll(area)
-                except _RetryLater as exc:
-                    ok = False
-                    if exc.retry_after is not None:
-                        retry_after = max(retry_after or 0.0, exc.retry_after)
-            failures = 0 if ok else failures + 1
-            wait = self.options.interval
-            if failures:
-                backoff = min(self.options.interval * 2**failures, self.options.backoff_max)
-                wait = max(wait, backoff * random.uniform(0.9, 1.0), retry_after or 0.0)
-
     async def _poll(self, area: str) -> None:
-        assert self._session is not None
-        state = self._areas[area]
+        state = self._states[area]
         headers = {"Accept": "application/geo+json"}
         if state.etag:
             headers["If-None-Match"] = state.etag
@@ -250,73 +182,53 @@ class NwsSource:
             headers["If-Modified-Since"] = state.last_modified
         url = active_url(self.options.base_url, area)
         started = self.clock.now()
-        self.polls += 1
-        try:
-            result = await fetch(
-                self._session,
-                url,
-                headers=headers,
-                max_bytes=self.options.max_index_bytes,
-                time_limit=self.options.timeout,
-            )
-        except FeedError as exc:
-            INPUT_REJECTED.inc(component=COMPONENT, reason=exc.reason)
-            raise self._failed(area, state, str(exc), "rejected", None) from None
-        except AdapterError as exc:
-            raise self._failed(area, state, str(exc), "error", None) from None
+        result = await self._get(
+            url,
+            headers=headers,
+            max_bytes=self.options.max_index_bytes,
+            time_limit=self.options.timeout,
+        )
         if result.status == 304:
             state.not_modified += 1
-            state.last_ok_at, state.last_error = started, ""
-            POLLS.inc(source=self.name, feed=area, result="not_modified")
+            self._succeeded(area, started, result="not_modified")
             return
         if result.status != 200:
             retry = _retry_after(result.headers.get("Retry-After"))
-            raise self._failed(area, state, f"{url}: HTTP {result.status}", "error", retry)
+            raise PollFailed(f"{url}: HTTP {result.status}", retry_after=retry)
         try:
             entries, skipped = parse_active_counted(result.body)
         except FeedError as exc:
-            INPUT_REJECTED.inc(component=COMPONENT, reason=exc.reason)
-            raise self._failed(area, state, str(exc), "rejected", None) from None
+            raise self._rejected(exc) from None
         if skipped:
-            INPUT_REJECTED.inc(float(skipped), component=COMPONENT, reason="bad_feature")
-        POLLS.inc(source=self.name, feed=area, result="ok")
-        state.last_ok_at, state.last_error = started, ""
+            INPUT_REJECTED.inc(float(skipped), component=self.component, reason="bad_feature")
+        self._succeeded(area, started)
         new = 0
         for entry in entries:
             if await self._fetch_alert(area, entry):
                 new += 1
         # Remember the validators only once every listed alert was handled: a failed fetch
         # must not be hidden behind a 304 on the next poll.
-        if all(self._known(e.key) for e in entries):
+        if all(e.key in self._fetched for e in entries):
             state.etag = result.headers.get("ETag")
             state.last_modified = result.headers.get("Last-Modified")
         log.info("nws_polled", source=self.name, area=area, alerts=len(entries), new=new)
-        self._prune()
-
-    def _known(self, key: AlertKey) -> bool:
-        return key in self._fetched
+        self._fetched.prune()
 
     async def _fetch_alert(self, area: str, entry: IndexEntry) -> bool:
-        assert self._session is not None
-        if self._known(entry.key):
+        if entry.key in self._fetched:
             return False
-        if self._seen is not None and await self._seen(entry.key):
-            self._fetched[entry.key] = self.clock.monotonic()
+        if await self._is_seen(entry.key):
+            self._fetched.add(entry.key)
             return False
         url = alert_url(self.options.base_url, entry.key.identifier)
         try:
-            result = await fetch(
-                self._session,
+            result = await self._get(
                 url,
                 headers={"Accept": "application/cap+xml"},
                 max_bytes=self.options.max_alert_bytes,
                 time_limit=self.options.timeout,
             )
-        except FeedError as exc:
-            INPUT_REJECTED.inc(component=COMPONENT, reason=exc.reason)
-            log.warning("nws_alert_fetch_failed", source=self.name, url=url, error=str(exc))
-            return False
-        except AdapterError as exc:
+        except PollFailed as exc:
             log.warning("nws_alert_fetch_failed", source=self.name, url=url, error=str(exc))
             return False
         if result.status != 200:
@@ -329,9 +241,9 @@ class NwsSource:
             log.warning(
                 "nws_index_differs", source=self.name, index=str(entry.key), document=str(key)
             )
-            self._fetched[key] = self.clock.monotonic()
+            self._fetched.add(key)
         elif key != entry.key:
-            INPUT_REJECTED.inc(component=COMPONENT, reason="mismatch")
+            INPUT_REJECTED.inc(component=self.component, reason="mismatch")
             log.warning(
                 "nws_alert_rejected",
                 source=self.name,
@@ -341,31 +253,9 @@ class NwsSource:
                 got=str(key) if key else None,
             )
             return False
-        self._fetched[entry.key] = self.clock.monotonic()
-        await self._queue.put(
-            Received(
-                raw=result.body,
-                source=self.name,
-                received_at=self.clock.now(),
-                channel=f"area:{area}",
-            )
-        )
+        self._fetched.add(entry.key)
+        await self._emit(result.body, f"area:{area}")
         return True
-
-    def _failed(
-        self, area: str, state: _AreaState, error: str, result: str, retry_after: float | None
-    ) -> _RetryLater:
-        POLLS.inc(source=self.name, feed=area, result=result)
-        state.last_error = error
-        log.warning(
-            "nws_poll_failed", source=self.name, area=area, error=error, retry_after=retry_after
-        )
-        return _RetryLater(error, retry_after)
-
-    def _prune(self) -> None:
-        if len(self._fetched) > 20000:
-            cutoff = self.clock.monotonic() - 7 * 86400
-            self._fetched = {k: t for k, t in self._fetched.items() if t > cutoff}
 
 
 def from_context(ctx: AdapterContext) -> NwsSource:

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
-from adapters.ipaws.http import FeedError
+from adapters.feedbase import FeedError
 from adapters.naad.codec import canonical_key
 from cap_schemas.model import AlertKey
 

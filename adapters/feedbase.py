@@ -1,0 +1,298 @@
+"""What the national feed sources (NAAD, IPAWS-OPEN, NWS) have in common.
+
+The three sources differ in how alerts reach them — NAAD pushes CAP over long-lived TCP
+streams, IPAWS-OPEN and NWS are polled over HTTP (see :mod:`adapters.polling`) — but they are
+built the same way, and this module holds that once:
+
+* **Options.** A ``[[source]]`` table carries the adapter's own keys plus the keys the daemon
+  reads from the same table (:data:`PASSTHROUGH_OPTIONS`); :func:`check_option_names`,
+  :func:`number_option`, :func:`integer_option`, :func:`string_options` and
+  :func:`http_url_option` refuse a bad value with a message naming the source and the key.
+* **HTTP.** :func:`fetch` is one GET with a size cap, for the pollers and for the NAAD archive.
+  Feeds are untrusted input: the body is read in chunks and refused (:class:`FeedError`,
+  ``reason="oversize"``) as soon as it passes the cap, a ``Content-Length`` over the cap is
+  refused before reading, and redirects are not followed (a feed that moves is a configuration
+  change, not something to follow blindly).
+* **The source itself.** :class:`FeedSource` is the async context manager the gateway runs: a
+  bounded queue that :meth:`FeedSource.messages` drains, background tasks that exit cancels,
+  one HTTP session, the ledger's ``seen`` question, and :class:`RecentKeys`, the bounded memory
+  of alert keys a source handled lately (so a repeat is not handed on, or fetched, twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar
+
+import aiohttp
+import structlog
+from multidict import CIMultiDict
+
+from cap_schemas.model import AlertKey
+from gateway import __version__
+from gateway.adapter import Clock, Received, SourceHealth, SystemClock
+from gateway.errors import (
+    AdapterConnectionError,
+    AdapterTimeoutError,
+    ConfigError,
+    FrameError,
+)
+
+log = structlog.get_logger(__name__)
+
+#: Options the daemon reads from a source's table (signature policy, routing): accepted by
+#: every feed source without being its own.
+PASSTHROUGH_OPTIONS = frozenset(
+    {"trust_anchors", "require_signature", "signature_policy", "required", "policy", "enabled"}
+)
+
+DEFAULT_USER_AGENT = f"borderlink/{__version__}"
+
+#: Asks the ledger whether an alert is already admitted.
+SeenCheck = Callable[[AlertKey], Awaitable[bool]]
+
+
+# -- options ----------------------------------------------------------------------------------
+
+
+def check_option_names(options: Mapping[str, Any], known: Collection[str], *, source: str) -> None:
+    """Refuse any key that is neither the adapter's own nor one the daemon reads."""
+    unknown = set(options) - set(known) - PASSTHROUGH_OPTIONS
+    if unknown:
+        allowed = ", ".join(sorted(set(known) | PASSTHROUGH_OPTIONS))
+        raise ConfigError(
+            f"source {source!r}: unknown option(s) {', '.join(sorted(unknown))}; allowed: {allowed}"
+        )
+
+
+def number_option(
+    options: Mapping[str, Any], key: str, default: float, *, minimum: float, source: str
+) -> float:
+    """``options[key]`` (or ``default``): a number, booleans refused, at least ``minimum``."""
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ConfigError(
+            f"source {source!r}: options.{key} must be a number >= {minimum:g}, got {value!r}"
+        )
+    return float(value)
+
+
+def integer_option(
+    options: Mapping[str, Any], key: str, default: int, *, minimum: int, source: str
+) -> int:
+    """``options[key]`` (or ``default``): an integer, booleans refused, at least ``minimum``."""
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(
+            f"source {source!r}: options.{key} must be an integer >= {minimum}, got {value!r}"
+        )
+    return value
+
+
+def string_options(options: Mapping[str, Any], keys: Collection[str], *, source: str) -> None:
+    """Each of ``keys`` that is set must be a string."""
+    for key in keys:
+        if key in options and not isinstance(options[key], str):
+            raise ConfigError(f"source {source!r}: options.{key} must be a string")
+
+
+def http_url_option(options: Mapping[str, Any], key: str, default: str, *, source: str) -> str:
+    """``options[key]`` (or ``default``): an ``http://`` or ``https://`` URL."""
+    value = options.get(key, default)
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ConfigError(f"source {source!r}: options.{key} must be an http(s) URL")
+    return value
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+
+
+class FeedError(FrameError):
+    """A feed response could not be used; ``reason`` labels the rejection metric."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True)
+class HttpResult:
+    """Status, headers (case-insensitive) and the whole body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+async def fetch(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    max_bytes: int,
+    time_limit: float,
+    skip_error_body: bool = False,
+) -> HttpResult:
+    """GET ``url``; raise :class:`FeedError` (oversize) or an adapter connection/timeout error.
+
+    With ``skip_error_body`` an answer other than 200 comes back at once with an empty body:
+    nothing of it is read, so no cap applies to it.
+    """
+    try:
+        async with session.get(
+            url,
+            headers=dict(headers or {}),
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=time_limit),
+        ) as response:
+            if skip_error_body and response.status != 200:
+                return HttpResult(response.status, CIMultiDict(response.headers), b"")
+            length = response.content_length
+            if length is not None and length > max_bytes:
+                msg = f"{url}: response of {length} bytes exceeds the cap of {max_bytes}"
+                raise FeedError(msg, reason="oversize")
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > max_bytes:
+                    msg = f"{url}: response exceeds the cap of {max_bytes} bytes"
+                    raise FeedError(msg, reason="oversize")
+                chunks.append(chunk)
+            return HttpResult(response.status, CIMultiDict(response.headers), b"".join(chunks))
+    except TimeoutError as exc:
+        msg = f"{url}: no complete answer within {time_limit:g} s"
+        raise AdapterTimeoutError(msg) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        msg = f"{url}: {exc!r}"
+        raise AdapterConnectionError(msg) from exc
+
+
+# -- the source -------------------------------------------------------------------------------
+
+
+class RecentKeys:
+    """Alert keys a source handled lately, each with the (monotonic) time it was noted.
+
+    Two questions: ``key in keys`` (noted and not yet forgotten) and :meth:`fresh` (noted less
+    than ``ttl`` seconds ago). Memory stays bounded: :meth:`prune`, once more than ``limit`` keys
+    are held, forgets those older than ``ttl``.
+    """
+
+    def __init__(self, clock: Clock, *, ttl: float, limit: int) -> None:
+        self._clock = clock
+        self.ttl = ttl
+        self.limit = limit
+        self._at: dict[AlertKey, float] = {}
+
+    def add(self, key: AlertKey) -> None:
+        self._at[key] = self._clock.monotonic()
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._at
+
+    def __len__(self) -> int:
+        return len(self._at)
+
+    def fresh(self, key: AlertKey) -> bool:
+        at = self._at.get(key)
+        return at is not None and self._clock.monotonic() - at < self.ttl
+
+    def prune(self) -> None:
+        if len(self._at) > self.limit:
+            cutoff = self._clock.monotonic() - self.ttl
+            self._at = {k: t for k, t in self._at.items() if t > cutoff}
+
+
+class FeedSource(ABC):
+    """The frame of a feed source adapter (NAAD, IPAWS-OPEN, NWS).
+
+    A subclass starts its work in ``__aenter__`` with :meth:`_spawn` (and may open
+    :attr:`_session`), hands documents on with :meth:`_emit`, and reports :meth:`health` per
+    stream or feed. Exit cancels every task and closes the session; a source may be entered
+    again once it has exited.
+    """
+
+    #: Names the source kind in log events, metric labels and task names.
+    component: ClassVar[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        clock: Clock | None = None,
+        seen: SeenCheck | None = None,
+        queue_size: int,
+    ) -> None:
+        self.name = name
+        self.clock: Clock = clock or SystemClock()
+        self._seen = seen
+        # Bounded: a slow gateway holds the source back rather than letting alerts pile up.
+        self._queue: asyncio.Queue[Received] = asyncio.Queue(maxsize=queue_size)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stop()
+
+    async def messages(self) -> AsyncIterator[Received]:
+        """The documents this source received, in the order it received them."""
+        while True:
+            yield await self._queue.get()
+
+    @abstractmethod
+    def health(self) -> list[SourceHealth]:
+        """One entry per stream or feed."""
+
+    def healthy(self) -> bool:
+        """Red only when every stream or feed of the source is."""
+        return any(h.healthy for h in self.health())
+
+    async def _is_seen(self, key: AlertKey) -> bool:
+        """Whether the ledger already admitted ``key`` (never, without a ledger)."""
+        return self._seen is not None and await self._seen(key)
+
+    async def _emit(
+        self, raw: bytes, channel: str, ack: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Hand one document on (waits while the queue is full)."""
+        await self._queue.put(
+            Received(
+                raw=raw, source=self.name, received_at=self.clock.now(), channel=channel, ack=ack
+            )
+        )
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                f"{self.component}_task_failed",  # noqa: G004 - a structlog event name: naad_task_failed...
+                source=self.name,
+                task=task.get_name(),
+                error=repr(task.exception()),
+            )
+
+    async def _stop(self) -> None:
+        """Cancel every task, wait for them, close the session."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
