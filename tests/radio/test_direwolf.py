@@ -40,13 +40,13 @@ class Direwolf:
             self.ended = True
             self._changed.notify_all()
 
-    async def wait_for_text(self, text: str, within: float = 20.0) -> None:
+    async def wait_for_text(self, text: str, within: float = 20.0, *, count: int = 1) -> None:
         try:
             async with asyncio.timeout(within), self._changed:
-                await self._changed.wait_for(lambda: text in self.output or self.ended)
+                await self._changed.wait_for(lambda: self.output.count(text) >= count or self.ended)
         except TimeoutError:
-            pytest.fail(f"direwolf never printed {text!r}; output:\n{self.output}")
-        if text not in self.output:
+            pytest.fail(f"direwolf never printed {text!r} {count} time(s); output:\n{self.output}")
+        if self.output.count(text) < count:
             pytest.fail(f"direwolf exited without printing {text!r}; output:\n{self.output}")
 
 
@@ -158,7 +158,9 @@ class TestDirewolfReferee:
                     await adapter.send(
                         outbound("Shelter open", mode="message", addressee="W2EOC-3")
                     )
-            assert dw.output.count("::W2EOC-3  :Shelter open{") >= 2
+                # direwolf prints a frame when it has keyed up and sent it, which may be after
+                # the adapter gave up waiting for the second ack.
+                await dw.wait_for_text("::W2EOC-3  :Shelter open{", count=2)
 
     async def test_gen_packets_audio_arrives_as_incident_messages(self, tmp_path: Path) -> None:
         gen_packets = require_tool("gen_packets")
