@@ -167,6 +167,7 @@ REGISTRY: dict[str, str] = {
     "ipaws": "adapters.ipaws.adapter:from_context",
     "nws": "adapters.nws.adapter:from_context",
     "kiss": "adapters.kiss.adapter:from_context",
+    "afsk": "adapters.afsk.adapter:from_context",
     "tap": "adapters.pager.adapter:from_context",
     "textmodem": "adapters.textmodem.adapter:from_context",
     "endec": "adapters.eas.adapter:from_context",

@@ -1,0 +1,476 @@
+"""The sound-card APRS station: an APRS station (:mod:`adapters.kiss.station`) over audio.
+
+What a hardware TNC does, done in software with a sound card and a radio: received audio
+runs through the streaming Bell 202 demodulator (:class:`Afsk1200Demodulator`); frames to send
+are modulated (:class:`Afsk1200Modulator`), the transmitter is keyed (RTS or DTR of a serial
+port, :mod:`adapters.afsk.ptt`), the audio is played, and the transmitter is released when the
+audio has been played. The APRS messaging (bulletins, numbered messages retried until acked,
+acks, deduplication, incident messages in) is the same station the KISS adapter runs.
+
+Configuration (``[[sink]]``/``[[source]]`` with ``type = "afsk"``): the station keys
+(``callsign``, ``path``, ``mode``, ``addressees``, ... see
+:class:`~adapters.kiss.station.StationOptions`) and::
+
+    audio_in = "exec:arecord -q -t raw -f S16_LE -r 48000 -c 1"   # or udp:PORT, a FIFO path
+    audio_out = "exec:aplay -q -t raw -f S16_LE -r 48000 -c 1"    # or udp:HOST:PORT, a path
+    rate = 48000                 # sample rate of both (8000-192000)
+    ptt = "/dev/ttyUSB0"         # serial port whose RTS/DTR keys the radio ("" = VOX)
+    ptt_line = "rts"             # or "dtr"
+    ptt_invert = false           # key by dropping the line instead of raising it
+    ptt_limit = 30.0             # refuse a transmission longer than this (seconds)
+    txdelay_ms = 300             # flags sent before the first frame (radio key-up time)
+    txtail_ms = 30               # flags after the last frame
+    amplitude = 0.5              # output level, 0-1 of full scale
+    persistence = 63             # p-persistence, 0-255 (KISS semantics: p = (P + 1) / 256)
+    slot_time_ms = 100           # how often a waiting transmitter looks at the channel
+    full_duplex = false          # true: transmit without listening first
+    busy_timeout = 60.0          # a channel busy longer than this fails the transmission
+    dcd_threshold = 0.5          # share of audio energy in 900-2500 Hz that means "carrier"
+    repair = 0                   # bits the receiver may flip to rescue a frame (0-2)
+    restart_initial = 1.0        # delay before an ended audio_in command is started again
+    restart_max = 60.0           # ... doubling up to this
+
+Channel access works like a KISS TNC's: the carrier detector listens to the received audio
+(AFSK tones, or any frame just decoded, make the channel busy); a frame waits until the channel
+is clear, then goes with probability (persistence + 1) / 256 per slot time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import numpy as np
+import structlog
+
+from adapters.afsk.afsk1200 import Afsk1200Demodulator, Afsk1200Modulator
+from adapters.afsk.audio_io import (
+    AudioDevice,
+    AudioInput,
+    AudioOutput,
+    UdpInput,
+    make_input,
+    make_output,
+)
+from adapters.afsk.fsk import FloatArray, as_float_samples, to_pcm16
+from adapters.afsk.hdlc import HdlcFrame
+from adapters.afsk.ptt import NoPtt, Ptt, SerialPtt
+from adapters.kiss.station import AprsStation, StationOptions, int_option, number_option
+from gateway.adapter import AdapterContext, Clock, Outbound, Received, SourceHealth, SystemClock
+from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError
+from gateway.metrics import INPUT_REJECTED, REGISTRY
+
+log = structlog.get_logger(__name__)
+
+FRAMES_SENT = REGISTRY.counter(
+    "borderlink_afsk_frames_sent_total",
+    "AX.25 frames sent by the sound-card modem",
+    ["adapter", "kind"],
+)
+FRAMES_RECEIVED = REGISTRY.counter(
+    "borderlink_afsk_frames_received_total",
+    "AX.25 frames decoded by the sound-card modem",
+    ["adapter"],
+)
+AIR_SECONDS = REGISTRY.counter(
+    "borderlink_afsk_transmit_seconds_total", "Seconds the transmitter was keyed", ["adapter"]
+)
+CHANNEL_BUSY = REGISTRY.counter(
+    "borderlink_afsk_channel_busy_total",
+    "Transmissions that found the channel busy and waited",
+    ["adapter"],
+)
+
+LINE_RATE = 1200
+_KEYS = frozenset(
+    {
+        "audio_in",
+        "audio_out",
+        "rate",
+        "ptt",
+        "ptt_line",
+        "ptt_invert",
+        "ptt_limit",
+        "txdelay_ms",
+        "txtail_ms",
+        "amplitude",
+        "persistence",
+        "slot_time_ms",
+        "full_duplex",
+        "busy_timeout",
+        "dcd_threshold",
+        "repair",
+        "restart_initial",
+        "restart_max",
+    }
+)
+
+
+def _bool_option(where: str, options: Mapping[str, Any], key: str) -> bool:
+    value = options.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: option {key!r} must be true or false, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class AfskOptions:
+    station: StationOptions
+    audio_out: AudioDevice
+    audio_in: AudioDevice | None = None
+    rate: int = 48000
+    ptt: str = ""
+    ptt_line: str = "rts"
+    ptt_invert: bool = False
+    ptt_limit: float = 30.0
+    txdelay_ms: int = 300
+    txtail_ms: int = 30
+    amplitude: float = 0.5
+    persistence: int = 63
+    slot_time_ms: int = 100
+    full_duplex: bool = False
+    busy_timeout: float = 60.0
+    dcd_threshold: float = 0.5
+    repair: int = 0
+    restart_initial: float = 1.0
+    restart_max: float = 60.0
+
+    @property
+    def line_rate(self) -> int:
+        """Radio bit rate, for the air-time budget of ``[[link]]`` targets."""
+        return LINE_RATE
+
+    @classmethod
+    def from_mapping(
+        cls, name: str, options: Mapping[str, Any], *, data_dir: str = ""
+    ) -> AfskOptions:
+        where = f"sink/source {name!r}"
+        known = _KEYS | StationOptions.KEYS
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown afsk option(s) {unknown}; allowed: {sorted(known)}"
+            )
+        station = StationOptions.from_mapping(where, options, data_dir=data_dir)
+        if "audio_out" not in options:
+            raise ConfigError(
+                f"{where}: option 'audio_out' is required (e.g. 'exec:aplay -q -t raw -f S16_LE "
+                "-r 48000 -c 1', 'udp:127.0.0.1:7356' or a FIFO path)"
+            )
+        audio_out = AudioDevice.parse(where, "audio_out", options["audio_out"])
+        audio_in = (
+            AudioDevice.parse(where, "audio_in", options["audio_in"])
+            if options.get("audio_in")
+            else None
+        )
+        if audio_in is None and station.mode == "message":
+            raise ConfigError(
+                f"{where}: mode 'message' needs 'audio_in' (acknowledgements are heard on it)"
+            )
+        ptt = options.get("ptt", "")
+        if not isinstance(ptt, str):
+            raise ConfigError(f"{where}: option 'ptt' must be a serial port path or URL")
+        ptt_line = options.get("ptt_line", "rts")
+        if ptt_line not in {"rts", "dtr"}:
+            raise ConfigError(f"{where}: option 'ptt_line' is {ptt_line!r}; allowed: rts, dtr")
+        amplitude = number_option(where, options, "amplitude", 0.5, 0.0)
+        if amplitude > 1.0:
+            raise ConfigError(f"{where}: option 'amplitude' must be 0-1, got {amplitude}")
+        dcd = number_option(where, options, "dcd_threshold", 0.5, 0.05)
+        if dcd >= 1.0:
+            raise ConfigError(f"{where}: option 'dcd_threshold' must be below 1, got {dcd}")
+        restart_initial = number_option(where, options, "restart_initial", 1.0, 0.01)
+        return cls(
+            station=station,
+            audio_out=audio_out,
+            audio_in=audio_in,
+            rate=int_option(where, options, "rate", 48000, low=8000, high=192000),
+            ptt=ptt,
+            ptt_line=ptt_line,
+            ptt_invert=_bool_option(where, options, "ptt_invert"),
+            ptt_limit=number_option(where, options, "ptt_limit", 30.0, 1.0),
+            txdelay_ms=int_option(where, options, "txdelay_ms", 300, low=0, high=2550),
+            txtail_ms=int_option(where, options, "txtail_ms", 30, low=0, high=2550),
+            amplitude=amplitude,
+            persistence=int_option(where, options, "persistence", 63, low=0, high=255),
+            slot_time_ms=int_option(where, options, "slot_time_ms", 100, low=1, high=2550),
+            full_duplex=_bool_option(where, options, "full_duplex"),
+            busy_timeout=number_option(where, options, "busy_timeout", 60.0, 0.1),
+            dcd_threshold=dcd,
+            repair=int_option(where, options, "repair", 0, low=0, high=2),
+            restart_initial=restart_initial,
+            restart_max=number_option(where, options, "restart_max", 60.0, restart_initial),
+        )
+
+
+class CarrierDetect:
+    """Data carrier detect from audio: a block (20 ms) counts as carrier when most of its
+    energy lies in the Bell 202 band (900-2500 Hz). White noise puts about 7 % of its energy
+    there at 48 kHz, AFSK over 95 % (still over 50 % at 0 dB SNR), so an open squelch does
+    not block the channel while a packet (or a voice on the band) does."""
+
+    BLOCK_SECONDS = 0.02
+    LOW = 900.0
+    HIGH = 2500.0
+
+    def __init__(self, rate: int, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+        self.block = max(32, round(rate * self.BLOCK_SECONDS))
+        freqs = np.fft.rfftfreq(self.block, 1.0 / rate)
+        self._band = (freqs >= self.LOW) & (freqs <= self.HIGH)
+        self._window = np.hanning(self.block)
+        self._pending = np.zeros(0)
+        self.last_fraction = 0.0
+
+    def update(self, samples: FloatArray) -> bool:
+        """Feed samples; True when any whole block among them carried a carrier."""
+        data = np.concatenate((self._pending, samples))
+        whole = data.size - data.size % self.block
+        self._pending = data[whole:]
+        if whole == 0:
+            return False
+        blocks = data[:whole].reshape(-1, self.block) * self._window
+        power = np.abs(np.fft.rfft(blocks, axis=1)) ** 2
+        total = power.sum(axis=1)
+        in_band = power[:, self._band].sum(axis=1)
+        fractions = np.where(total > 1e-9, in_band / np.maximum(total, 1e-30), 0.0)
+        self.last_fraction = float(fractions[-1])
+        return bool((fractions >= self.threshold).any())
+
+
+class AfskAdapter:
+    """A sound card and a radio as an APRS station: sink (alerts out) and source (messages in)."""
+
+    def __init__(self, name: str, options: AfskOptions, clock: Clock | None = None) -> None:
+        self.name = name
+        self.options = options
+        self.clock = clock or SystemClock()
+        self.component = f"afsk:{name}"
+        self.station = AprsStation(
+            name,
+            options.station,
+            transmit=self._transmit,
+            component=self.component,
+            clock=self.clock,
+        )
+        self.ptt: Ptt = NoPtt()
+        self.input: AudioInput | None = None
+        self.output: AudioOutput = make_output(
+            name, options.audio_out, rate=options.rate, clock=self.clock
+        )
+        self._modulator = Afsk1200Modulator(
+            options.rate,
+            amplitude=options.amplitude,
+            txdelay=options.txdelay_ms / 1000,
+            txtail=options.txtail_ms / 1000,
+        )
+        self._demod = Afsk1200Demodulator(options.rate, repair=options.repair)
+        self._dcd = CarrierDetect(options.rate, options.dcd_threshold)
+        self._busy_until = 0.0
+        self._hold = max(0.1, 3 * options.slot_time_ms / 1000)
+        self._tx_lock = asyncio.Lock()
+        self._rx_task: asyncio.Task[None] | None = None
+        self._random = random.Random()
+        self._last_frame_at: datetime | None = None
+        self._open = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        o = self.options
+        if o.ptt:
+            self.ptt = await asyncio.to_thread(self._open_ptt)
+        try:
+            await self.output.open()
+            if o.audio_in is not None:
+                self.input = make_input(
+                    self.name,
+                    o.audio_in,
+                    rate=o.rate,
+                    clock=self.clock,
+                    component=self.component,
+                    restart_initial=o.restart_initial,
+                    restart_max=o.restart_max,
+                )
+                if isinstance(self.input, UdpInput):
+                    await self.input.bind()
+            await self.station.start()
+        except BaseException:
+            await self._release()
+            raise
+        if self.input is not None:
+            self._rx_task = asyncio.create_task(self._receive(), name=f"afsk-rx-{self.name}")
+        self._open = True
+        log.info(
+            "afsk_station_started",
+            adapter=self.name,
+            audio_in=str(o.audio_in) if o.audio_in else None,
+            audio_out=str(o.audio_out),
+            rate=o.rate,
+            ptt=o.ptt or "vox",
+        )
+        return self
+
+    def _open_ptt(self) -> Ptt:
+        o = self.options
+        line: Literal["rts", "dtr"] = "dtr" if o.ptt_line == "dtr" else "rts"
+        try:
+            return SerialPtt(o.ptt, line=line, invert=o.ptt_invert, max_seconds=o.ptt_limit + 5)
+        except OSError as exc:
+            # A port without modem-control lines (a pty, some USB adapters) fails here.
+            msg = f"{self.name}: PTT port {o.ptt} cannot drive {line.upper()}: {exc}"
+            raise AdapterConnectionError(msg) from exc
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._open = False
+        if self._rx_task is not None:
+            self._rx_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rx_task
+            self._rx_task = None
+        await self.station.stop()
+        async with self._tx_lock:  # let a transmission in progress end (PTT released)
+            await self._release()
+        log.info("afsk_station_stopped", adapter=self.name)
+
+    async def _release(self) -> None:
+        if isinstance(self.input, UdpInput):
+            self.input.close()
+        await self.output.close()
+        with contextlib.suppress(OSError):
+            self.ptt.close()
+        self.ptt = NoPtt()
+
+    # -- source side -----------------------------------------------------------------------
+    async def messages(self) -> AsyncIterator[Received]:
+        async for item in self.station.subscribe():
+            yield item
+
+    def subscribe(self) -> AsyncIterator[Received]:
+        """An independent stream of inbound items (one per consumer)."""
+        return self.station.subscribe()
+
+    def health(self) -> list[SourceHealth]:
+        """The audio input is running (a frame need not have been heard: APRS can be quiet)."""
+        running = self.input is not None and self.input.running
+        detail = "" if running else "audio input not running"
+        return [SourceHealth(self.name, running, self._last_frame_at, detail)]
+
+    async def _receive(self) -> None:
+        assert self.input is not None
+        await self.input.run(self._on_audio, self._on_gap)
+
+    def _on_gap(self, reason: str) -> None:
+        # The stream was interrupted: what the demodulator holds belongs to another stream.
+        self._demod = Afsk1200Demodulator(self.options.rate, repair=self.options.repair)
+        log.info("afsk_receiver_reset", adapter=self.name, reason=reason)
+
+    async def _on_audio(self, pcm: bytes) -> None:
+        try:
+            frames, carrier = await asyncio.to_thread(self._demodulate, pcm)
+        except (ValueError, ArithmeticError) as exc:
+            INPUT_REJECTED.inc(component=self.component, reason="audio")
+            log.warning("afsk_audio_rejected", adapter=self.name, error=str(exc))
+            self._on_gap("demodulator error")
+            return
+        now = self.clock.monotonic()
+        if carrier or frames:
+            self._busy_until = now + self._hold
+        for frame in frames:
+            FRAMES_RECEIVED.inc(adapter=self.name)
+            self._last_frame_at = self.clock.now()
+            self.station.on_frame(frame.data)
+
+    def _demodulate(self, pcm: bytes) -> tuple[list[HdlcFrame], bool]:
+        """Worker-thread part of reception: demodulate and detect a carrier."""
+        samples = as_float_samples(pcm)
+        return self._demod.feed(samples), self._dcd.update(samples)
+
+    def channel_busy(self) -> bool:
+        return self.clock.monotonic() < self._busy_until
+
+    # -- sink side -------------------------------------------------------------------------
+    async def send(self, item: Outbound) -> None:
+        if not self._open:
+            raise DeliveryError(f"{self.name}: the sound-card station is not running")
+        await self.station.send(item)
+
+    async def _transmit(self, frames: Sequence[bytes], kind: str) -> None:
+        async with self._tx_lock:
+            if not self._open:
+                raise DeliveryError(f"{self.name}: the sound-card station is not running")
+            pcm = await asyncio.to_thread(self._modulate, list(frames))
+            seconds = len(pcm) / 2 / self.options.rate
+            if seconds > self.options.ptt_limit:
+                msg = (
+                    f"{self.name}: transmission of {seconds:.1f} s exceeds ptt_limit "
+                    f"{self.options.ptt_limit:g} s"
+                )
+                raise DeliveryError(msg, retryable=False)
+            await self._channel_access()
+            try:
+                self.ptt.key()
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    self.ptt.unkey()
+                raise DeliveryError(f"{self.name}: PTT {self.options.ptt}: {exc}") from exc
+            try:
+                await self.output.play(pcm)
+            finally:
+                try:
+                    self.ptt.unkey()
+                except OSError as exc:
+                    log.error("afsk_ptt_release_failed", adapter=self.name, error=str(exc))  # noqa: TRY400 - reason in the event
+            AIR_SECONDS.inc(seconds, adapter=self.name)
+            for _ in frames:
+                FRAMES_SENT.inc(adapter=self.name, kind=kind)
+            log.info(
+                "afsk_transmitted",
+                adapter=self.name,
+                kind=kind,
+                frames=len(frames),
+                seconds=seconds,
+            )
+
+    def _modulate(self, frames: list[bytes]) -> bytes:
+        audio = self._modulator.modulate(frames)
+        return to_pcm16(audio)
+
+    async def _channel_access(self) -> None:
+        """Wait for a clear channel, then p-persistence: go with probability (P + 1) / 256
+        each slot time (the KISS TNC rule)."""
+        o = self.options
+        if o.full_duplex:
+            return
+        slot = o.slot_time_ms / 1000
+        deadline = self.clock.monotonic() + o.busy_timeout
+        waited = False
+        while True:
+            if not self.channel_busy() and self._random.randint(0, 255) <= o.persistence:
+                return
+            if self.channel_busy() and not waited:
+                waited = True
+                CHANNEL_BUSY.inc(adapter=self.name)
+                log.info("afsk_channel_busy", adapter=self.name)
+            if self.clock.monotonic() >= deadline:
+                raise DeliveryError(
+                    f"{self.name}: channel busy for {o.busy_timeout:g} s; not transmitted"
+                )
+            await self.clock.sleep(slot)
+
+
+def from_context(ctx: AdapterContext) -> AfskAdapter:
+    """Factory named in ``gateway.adapter.REGISTRY`` as ``afsk``."""
+    return AfskAdapter(
+        ctx.name, AfskOptions.from_mapping(ctx.name, ctx.options, data_dir=ctx.data_dir), ctx.clock
+    )

@@ -1,0 +1,468 @@
+"""The sound-card APRS station (``type = "afsk"``) on real audio: direwolf's generator and
+decoder as referees, two stations joined by a lossy UDP audio link, PTT on a serial line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import wave
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pytest
+from structlog.testing import capture_logs
+
+from adapters.afsk.adapter import CHANNEL_BUSY, FRAMES_SENT, AfskAdapter, CarrierDetect
+from adapters.afsk.afsk1200 import Afsk1200Modulator
+from adapters.afsk.audio_io import AUDIO_RESTARTS
+from adapters.afsk.fsk import to_pcm16
+from adapters.kiss import aprs, ax25
+from adapters.kiss.station import MESSAGE_RETRIES
+from gateway.adapter import AdapterContext, Outbound, load_factory
+from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError
+from gateway.links import RadioMessage
+from gateway.metrics import INPUT_REJECTED
+from tests.helpers import require_tool
+
+RATE = 22050
+FAST: dict[str, Any] = {"txdelay_ms": 100, "txtail_ms": 20, "persistence": 255, "slot_time_ms": 20}
+
+
+def afsk(name: str, *, data_dir: Path | str = "", **options: Any) -> AfskAdapter:
+    """An afsk adapter built through the registry, as the daemon builds it."""
+    adapter = load_factory("afsk")(
+        AdapterContext(name=name, options={"rate": RATE, **options}, data_dir=str(data_dir))
+    )
+    assert isinstance(adapter, AfskAdapter)
+    return adapter
+
+
+def outbound(*parts: str, **attributes: str) -> Outbound:
+    return Outbound(None, "radio", tuple(p.encode() for p in parts), "text/plain", attributes)
+
+
+def free_udp_port() -> int:
+    import socket  # noqa: PLC0415 - only this helper needs it
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def frame_audio(*frames: ax25.Frame, rate: int = RATE, silence: float = 0.2) -> bytes:
+    """PCM of one transmission carrying ``frames``, with silence either side."""
+    audio = Afsk1200Modulator(rate, txdelay=0.1).modulate([f.to_bytes() for f in frames])
+    gap = np.zeros(round(silence * rate))
+    return to_pcm16(np.concatenate((gap, audio, gap)))
+
+
+def atest_frames(raw: Path, tmp: Path) -> str:
+    """Decode raw PCM with direwolf's atest; its output without colour codes."""
+    binary = require_tool("atest")
+    wav = tmp / (raw.name + ".wav")
+    with wave.open(str(wav), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes(raw.read_bytes())
+    result = subprocess.run(
+        [binary, str(wav)], capture_output=True, text=True, timeout=60, check=False
+    )
+    return re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
+
+
+async def wait_for(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    """Poll a metric or a state that has no event of its own."""
+    async with asyncio.timeout(within):
+        while not predicate():  # noqa: ASYNC110 - counters and adapter state have no event
+            await asyncio.sleep(0.02)
+
+
+class UdpRelay(asyncio.DatagramProtocol):
+    """A one-way audio link on loopback that can lose whole transmissions: a transmission is
+    a run of datagrams; a pause longer than ``gap`` starts the next one."""
+
+    def __init__(self, target: int, drop: set[int], gap: float = 0.15) -> None:
+        self.target = ("127.0.0.1", target)
+        self.drop = drop
+        self.gap = gap
+        self.index = -1
+        self.last = -1e9
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.DatagramTransport", transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self.last > self.gap:
+            self.index += 1
+        self.last = now
+        if self.index not in self.drop and self.transport is not None:
+            self.transport.sendto(data, self.target)
+
+
+@asynccontextmanager
+async def relay(target: int, drop: set[int]) -> AsyncIterator[tuple[int, UdpRelay]]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_datagram_endpoint(
+        lambda: UdpRelay(target, drop), local_addr=("127.0.0.1", 0)
+    )
+    try:
+        yield transport.get_extra_info("sockname")[1], protocol
+    finally:
+        transport.close()
+
+
+async def send_udp_audio(port: int, pcm: bytes, datagram: int = 1024) -> None:
+    """Send PCM to a UDP audio input at about real time."""
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        asyncio.DatagramProtocol, remote_addr=("127.0.0.1", port)
+    )
+    try:
+        for offset in range(0, len(pcm), datagram):
+            transport.sendto(pcm[offset : offset + datagram])
+            await asyncio.sleep(datagram / 2 / RATE / 4)
+    finally:
+        transport.close()
+
+
+class TestDirewolfReferees:
+    """direwolf's gen_packets audio is decoded into incident messages (and acked on air);
+    what the station transmits is decoded by direwolf's atest as the expected packets."""
+
+    async def test_gen_packets_audio_becomes_incidents_and_our_ack_decodes_in_atest(
+        self, tmp_path: Path
+    ) -> None:
+        gen = require_tool("gen_packets")
+        monitor = tmp_path / "packets.txt"
+        monitor.write_text(
+            "W2EOC>APRS,WIDE1-1::VE3BDR   :Bridge out on Hwy 2{7\n"
+            "K1ABC>APRS::BLN1BORDR:Smoke near the crossing\n"
+            "W1AW>APRS:>just a status, not for us\n"
+            "K1ABC>APRS::OTHER    :not addressed to us{3\n",
+            encoding="ascii",
+        )
+        wav = tmp_path / "gen.wav"
+        await asyncio.to_thread(
+            subprocess.run,
+            [gen, "-r", str(RATE), "-o", str(wav), str(monitor)],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        with wave.open(str(wav), "rb") as src:
+            raw_in = tmp_path / "gen.raw"
+            raw_in.write_bytes(src.readframes(src.getnframes()))
+        raw_out = tmp_path / "out.raw"
+        station = afsk(
+            "aprs",
+            data_dir=tmp_path,
+            callsign="VE3BDR",
+            listen_groups=["BORDR"],
+            audio_in=f"exec:cat {raw_in}",
+            audio_out=f"exec:sh -c 'cat >> {raw_out}'",
+            restart_initial=30.0,
+            **FAST,
+        )
+        acks = FRAMES_SENT.value(adapter="aprs", kind="ack")
+        async with station:
+            inbound = station.messages()
+            first = await asyncio.wait_for(anext(inbound), 10)
+            second = await asyncio.wait_for(anext(inbound), 10)
+            assert first.kind == second.kind == "incident"
+            assert RadioMessage.from_json(first.raw) == RadioMessage(
+                "Bridge out on Hwy 2", "W2EOC", "VE3BDR", "7"
+            )
+            assert RadioMessage.from_json(second.raw) == RadioMessage(
+                "Smoke near the crossing", "K1ABC", "BORDR"
+            )
+            await wait_for(lambda: FRAMES_SENT.value(adapter="aprs", kind="ack") > acks)
+        decoded = atest_frames(raw_out, tmp_path)
+        assert "VE3BDR>APZBDL::W2EOC    :ack7" in decoded
+        assert "1 packets decoded" in decoded
+
+    async def test_bulletins_we_transmit_are_decoded_by_atest(self, tmp_path: Path) -> None:
+        raw_out = tmp_path / "bulletins.raw"
+        station = afsk(
+            "aprs",
+            data_dir=tmp_path,
+            callsign="VE3BDR-10",
+            path="WIDE1-1",
+            group="WXCA",
+            bulletin_id="1",
+            audio_out=str(raw_out),
+            **FAST,
+        )
+        async with station:
+            await station.send(outbound("Flood watch Ottawa River", "Tornado warning Essex " * 4))
+        decoded = atest_frames(raw_out, tmp_path)
+        texts = aprs.split_text(aprs.sanitize("Tornado warning Essex " * 4, bulletin=True))
+        expected = [
+            ax25.Frame(
+                ax25.Address("APZBDL"),
+                ax25.Address("VE3BDR", 10),
+                (ax25.Address("WIDE1", 1),),
+                aprs.Bulletin(str(i + 1), text, "WXCA").to_info(),
+            )
+            for i, text in enumerate(["Flood watch Ottawa River", *texts])
+        ]
+        for frame in expected:
+            assert str(frame) in decoded
+        assert f"{len(expected)} packets decoded" in decoded
+
+
+class TestTwoStationsOverAudio:
+    """Two sound-card stations joined by UDP audio exchange a directed message: the lost first
+    copy is re-sent, the lost first ack makes the sender try again, and the receiver delivers
+    the message once and acknowledges every copy."""
+
+    async def test_directed_message_survives_lost_message_and_lost_ack(
+        self, tmp_path: Path
+    ) -> None:
+        port_a, port_b = free_udp_port(), free_udp_port()
+        # A -> B loses A's first transmission; B -> A loses B's first (the first ack).
+        async with relay(port_b, {0}) as (a_to_b, _), relay(port_a, {0}) as (b_to_a, _):
+            gw = afsk(
+                "gw",
+                data_dir=tmp_path,
+                callsign="VE3BDR",
+                mode="message",
+                addressees=["W2EOC"],
+                audio_in=f"udp:127.0.0.1:{port_a}",
+                audio_out=f"udp:127.0.0.1:{a_to_b}",
+                retry_initial=1.5,
+                **FAST,
+            )
+            field = afsk(
+                "field",
+                data_dir=tmp_path,
+                callsign="W2EOC",
+                audio_in=f"udp:127.0.0.1:{port_b}",
+                audio_out=f"udp:127.0.0.1:{b_to_a}",
+                **FAST,
+            )
+            async with gw, field:
+                inbound = field.messages()
+                before = MESSAGE_RETRIES.value(adapter="gw")
+                await asyncio.wait_for(gw.send(outbound("Shelter open at Lincoln HS")), 20)
+                assert MESSAGE_RETRIES.value(adapter="gw") == before + 2
+                received = await asyncio.wait_for(anext(inbound), 5)
+                msg = RadioMessage.from_json(received.raw)
+                assert (msg.text, msg.sender, msg.channel) == (
+                    "Shelter open at Lincoln HS",
+                    "VE3BDR",
+                    "W2EOC",
+                )
+                with pytest.raises(TimeoutError):  # the third copy was a duplicate
+                    await asyncio.wait_for(anext(inbound), 0.3)
+
+
+class TestPtt:
+    """The transmitter is keyed exactly while audio goes out, on the configured line."""
+
+    @pytest.mark.parametrize(("line", "observe"), [("rts", "cts"), ("dtr", "dsr")])
+    async def test_keyed_only_while_transmitting(self, line: str, observe: str) -> None:
+        listen = free_udp_port()
+        station = afsk(
+            "ptt",
+            callsign="VE3BDR",
+            audio_out=f"udp:127.0.0.1:{listen}",
+            ptt="loop://",  # pyserial's loop wires RTS to CTS and DTR to DSR
+            ptt_line=line,
+            **FAST,
+        )
+        keyed_at_datagram: list[bool] = []
+
+        class Listener(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+                keyed_at_datagram.append(bool(getattr(station.ptt.port, observe)))  # type: ignore[attr-defined]
+
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            Listener, local_addr=("127.0.0.1", listen)
+        )
+        try:
+            async with station:
+                assert getattr(station.ptt.port, observe) is False  # type: ignore[attr-defined]
+                await station.send(outbound("PTT test"))
+                assert getattr(station.ptt.port, observe) is False  # type: ignore[attr-defined]
+        finally:
+            transport.close()
+        assert keyed_at_datagram
+        assert all(keyed_at_datagram)
+
+    async def test_a_pty_without_modem_lines_is_refused_at_start(self) -> None:
+        master, slave = os.openpty()
+        try:
+            station = afsk(
+                "ptt", callsign="VE3BDR", audio_out="udp:127.0.0.1:9", ptt=os.ttyname(slave)
+            )
+            with pytest.raises(AdapterConnectionError, match="cannot drive RTS"):
+                await station.__aenter__()
+        finally:
+            os.close(master)
+            os.close(slave)
+
+    async def test_failed_output_releases_the_transmitter(self) -> None:
+        station = afsk(
+            "ptt", callsign="VE3BDR", audio_out="exec:sh -c 'exit 3'", ptt="loop://", **FAST
+        )
+        async with station:
+            with pytest.raises(DeliveryError, match="status 3") as info:
+                await station.send(outbound("goes nowhere"))
+            assert info.value.retryable
+            assert station.ptt.port.cts is False  # type: ignore[attr-defined]
+
+
+class TestHostileAudio:
+    """Garbage, odd-length pieces and dying commands are counted; the station keeps going."""
+
+    async def test_garbage_and_odd_chunks_on_a_fifo_then_a_packet(self, tmp_path: Path) -> None:
+        fifo = tmp_path / "rx.fifo"
+        os.mkfifo(fifo)
+        station = afsk(
+            "rx", callsign="VE3BDR", audio_in=str(fifo), audio_out=str(tmp_path / "tx.raw")
+        )
+        rng = np.random.default_rng(7)
+        frame = ax25.Frame(
+            ax25.Address("APRS"), ax25.Address("VA3FLD"), info=b":VE3BDR   :after garbage"
+        )
+        garbage = rng.integers(0, 256, 20001, dtype=np.uint8).tobytes()
+        audio = frame_audio(frame)
+        async with station:
+            await wait_for(lambda: station.input is not None and station.input.running)
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            os.set_blocking(fd, True)
+            try:
+                stream = garbage + b"\x00" + audio  # whole samples, written in odd pieces
+                for offset in range(0, len(stream), 777):  # odd-sized writes
+                    await asyncio.to_thread(os.write, fd, stream[offset : offset + 777])
+            finally:
+                os.close(fd)
+            item = await asyncio.wait_for(anext(station.messages()), 10)
+            assert RadioMessage.from_json(item.raw).text == "after garbage"
+            assert station.health()[0].healthy
+
+    async def test_odd_datagram_is_counted_and_the_next_packet_decodes(self) -> None:
+        port = free_udp_port()
+        station = afsk(
+            "udp", callsign="VE3BDR", audio_in=f"udp:127.0.0.1:{port}", audio_out="udp:127.0.0.1:9"
+        )
+        frame = ax25.Frame(ax25.Address("APRS"), ax25.Address("VA3FLD"), info=b":VE3BDR   :ok")
+        before = INPUT_REJECTED.value(component="afsk:udp", reason="odd_datagram")
+        async with station:
+            await send_udp_audio(port, b"\x01\x02\x03")
+            await send_udp_audio(port, frame_audio(frame))
+            item = await asyncio.wait_for(anext(station.messages()), 10)
+            assert RadioMessage.from_json(item.raw).text == "ok"
+        assert INPUT_REJECTED.value(component="afsk:udp", reason="odd_datagram") == before + 1
+
+    async def test_input_command_that_exits_is_restarted_and_logged(self, tmp_path: Path) -> None:
+        before = AUDIO_RESTARTS.value(adapter="dying")
+        station = afsk(
+            "dying",
+            callsign="VE3BDR",
+            audio_in="exec:sh -c 'echo no sound card >&2; head -c 1001 /dev/zero; exit 3'",
+            audio_out=str(tmp_path / "tx.raw"),
+            restart_initial=0.05,
+            restart_max=0.1,
+            **FAST,
+        )
+        with capture_logs() as logs:
+            async with station:
+                await wait_for(lambda: AUDIO_RESTARTS.value(adapter="dying") >= before + 3)
+                await station.send(outbound("still on the air"))  # the sink side still works
+        assert (tmp_path / "tx.raw").stat().st_size > 0
+        said = [e for e in logs if e["event"] == "afsk_audio_command_said"]
+        assert said
+        assert said[0]["line"] == "no sound card"
+        ended = [e for e in logs if e["event"] == "afsk_audio_input_ended"]
+        assert "status 3" in ended[0]["reason"]
+
+    async def test_missing_input_command_is_retried_not_fatal(self, tmp_path: Path) -> None:
+        before = AUDIO_RESTARTS.value(adapter="nocmd")
+        station = afsk(
+            "nocmd",
+            callsign="VE3BDR",
+            audio_in="exec:/nonexistent/arecord -q",
+            audio_out=str(tmp_path / "tx.raw"),
+            restart_initial=0.05,
+            restart_max=0.1,
+        )
+        async with station:
+            await wait_for(lambda: AUDIO_RESTARTS.value(adapter="nocmd") >= before + 2)
+            assert not station.health()[0].healthy
+
+
+class TestChannelAccess:
+    """A carrier on the channel holds our transmission back; a channel busy for too long
+    fails it (retryably); noise does not count as a carrier."""
+
+    def test_carrier_detect_tells_afsk_from_noise_and_silence(self) -> None:
+        rng = np.random.default_rng(3)
+        tones = Afsk1200Modulator(RATE).modulate([b"\x82" * 14 + b"\x03\xf0" + b"x" * 40])
+        dcd = CarrierDetect(RATE)
+        assert dcd.update(tones)
+        assert not CarrierDetect(RATE).update(rng.normal(0, 0.3, RATE))
+        assert not CarrierDetect(RATE).update(np.zeros(RATE))
+
+    async def test_busy_channel_times_out_then_clears(self, tmp_path: Path) -> None:
+        port = free_udp_port()
+        out = tmp_path / "tx.raw"
+        station = afsk(
+            "busy",
+            callsign="VE3BDR",
+            audio_in=f"udp:127.0.0.1:{port}",
+            audio_out=str(out),
+            busy_timeout=0.3,
+            **FAST,
+        )
+        frame = ax25.Frame(ax25.Address("APRS"), ax25.Address("VA3FLD"), info=b">busy " * 30)
+        carrier = frame_audio(frame, frame, frame, silence=0.0)  # about 2 s of AFSK
+        before = CHANNEL_BUSY.value(adapter="busy")
+        async with station:
+            talker = asyncio.create_task(send_udp_audio(port, carrier))
+            await wait_for(station.channel_busy)
+            with pytest.raises(DeliveryError, match="channel busy") as info:
+                await station.send(outbound("must wait"))
+            assert info.value.retryable
+            assert not out.exists()
+            await talker
+            await wait_for(lambda: not station.channel_busy())
+            await station.send(outbound("now clear"))
+        assert out.stat().st_size > 0
+        assert CHANNEL_BUSY.value(adapter="busy") >= before + 1
+
+
+class TestConfig:
+    """Option errors name the key and what is allowed."""
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            ({}, "'audio_out' is required"),
+            ({"audio_out": "udp:nope"}, "udp:PORT or udp:HOST:PORT"),
+            ({"audio_out": "exec:"}, "'exec:' needs a command"),
+            ({"audio_out": "x.raw", "ptt_line": "cts"}, "'ptt_line' is 'cts'; allowed: rts, dtr"),
+            ({"audio_out": "x.raw", "rate": 4000}, "'rate' must be an integer 8000-192000"),
+            ({"audio_out": "x.raw", "persistence": 300}, "'persistence' must be an integer"),
+            ({"audio_out": "x.raw", "amplitude": 2}, "'amplitude' must be 0-1"),
+            ({"audio_out": "x.raw", "colour": 1}, "unknown afsk option"),
+            ({"audio_out": "x.raw", "mode": "message", "addressees": "W2EOC"}, "needs 'audio_in'"),
+            ({"audio_out": "x.raw", "ptt_invert": "yes"}, "'ptt_invert' must be true or false"),
+        ],
+    )
+    def test_errors_name_the_key(self, options: dict[str, Any], message: str) -> None:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            afsk("x", callsign="VE3BDR", **options)
+
+    def test_line_rate_feeds_link_air_time(self) -> None:
+        assert afsk("x", callsign="VE3BDR", audio_out="x.raw").options.line_rate == 1200
