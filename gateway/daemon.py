@@ -557,10 +557,13 @@ class Daemon:
     ) -> None:
         """Write the outcome of a batch of attempts to the ledger (one worker-thread hop)."""
         ledger = self.ledger
-        for entry, error in results:
+        delivered = [entry for entry, error in results if error is None]
+        if delivered:
             now = self.clock.now()
-            if error is None:
-                ledger.mark_delivered(entry.id, now)
+            _done, refused = ledger.mark_delivered_many([e.id for e in delivered], now)
+            for problem in refused:
+                log.error("delivery_record_refused", sink=cfg.name, error=str(problem))
+            for entry in delivered:
                 DELIVERIES.inc(sink=cfg.name, outcome="delivered")
                 DELIVERY_LATENCY.observe(
                     max(0.0, (now - entry.enqueued_at).total_seconds()), sink=cfg.name
@@ -573,7 +576,11 @@ class Daemon:
                     route=entry.route,
                     priority=entry.priority,
                 )
-            elif isinstance(error, DeliveryError):
+        for entry, error in results:
+            now = self.clock.now()
+            if error is None:
+                continue
+            if isinstance(error, DeliveryError):
                 attempts = entry.attempts + 1
                 final = not error.retryable or (
                     cfg.max_attempts and attempts >= cfg.max_attempts

@@ -501,6 +501,10 @@ class Ledger(Protocol):
 
     def mark_delivered(self, entry_id: int, at: datetime) -> OutboxEntry: ...
 
+    def mark_delivered_many(
+        self, entry_ids: Sequence[int], at: datetime
+    ) -> tuple[list[OutboxEntry], list[EntryStateError]]: ...
+
     def mark_failed(
         self,
         entry_id: int,
@@ -701,6 +705,11 @@ def _require(
     key = AlertKey(row["sender"], row["identifier"], row["sent"])
     msg = f"outbox entry {row['id']} ({key} -> {row['sink']}) is {current.value}; cannot {action}"
     raise EntryStateError(msg)
+
+
+def _decide_delivered(current: EntryState, row: sqlite3.Row) -> _Change:
+    _require(current, row, (EntryState.HELD, EntryState.DELIVERED), "deliver", deny=True)
+    return _Change(EntryState.DELIVERED, "", "delivered", attempt=True)
 
 
 # ---------------------------------------------------------------------------------- SQLite
@@ -1592,43 +1601,56 @@ class SqliteLedger:
     ) -> OutboxEntry:
         """Change one entry in one transaction; ``decide`` sees its current state first."""
         with self._write() as conn:
-            row = self._load_entry(conn, entry_id)
-            current = EntryState(row["state"])
-            key = AlertKey(row["sender"], row["identifier"], row["sent"])
-            change = decide(current, row)
-            next_attempt = (
-                _us(change.retry_at) if change.retry_at is not None else row["next_attempt_at"]
-            )
-            conn.execute(
-                "UPDATE outbox SET state = ?, reason = ?, attempts = attempts + ?,"
-                " next_attempt_at = ?, updated_at = ?, started_at = NULL WHERE id = ?",
-                (
-                    change.state.value,
-                    change.reason,
-                    int(change.attempt),
-                    next_attempt,
-                    _us(at),
-                    entry_id,
-                ),
-            )
-            detail = change.reason
-            if current is not change.state:
-                detail = f"{current.value} -> {change.state.value}: {change.reason}"
-            self._journal(
-                conn, key, change.event, detail, at=at, entry_id=entry_id, sink=row["sink"]
-            )
-            updated = self._load_entry(conn, entry_id)
+            updated, row, change = self._apply(conn, entry_id, at=at, decide=decide)
+        self._changed(row, change)
+        return updated
+
+    def _apply(
+        self,
+        conn: sqlite3.Connection,
+        entry_id: int,
+        *,
+        at: datetime,
+        decide: Callable[[EntryState, sqlite3.Row], _Change],
+    ) -> tuple[OutboxEntry, sqlite3.Row, _Change]:
+        """One entry's change inside the caller's transaction."""
+        row = self._load_entry(conn, entry_id)
+        current = EntryState(row["state"])
+        key = AlertKey(row["sender"], row["identifier"], row["sent"])
+        change = decide(current, row)
+        next_attempt = (
+            _us(change.retry_at) if change.retry_at is not None else row["next_attempt_at"]
+        )
+        conn.execute(
+            "UPDATE outbox SET state = ?, reason = ?, attempts = attempts + ?,"
+            " next_attempt_at = ?, updated_at = ?, started_at = NULL WHERE id = ?",
+            (
+                change.state.value,
+                change.reason,
+                int(change.attempt),
+                next_attempt,
+                _us(at),
+                entry_id,
+            ),
+        )
+        detail = change.reason
+        if current is not change.state:
+            detail = f"{current.value} -> {change.state.value}: {change.reason}"
+        self._journal(conn, key, change.event, detail, at=at, entry_id=entry_id, sink=row["sink"])
+        return _row_to_entry(self._load_entry(conn, entry_id)), row, change
+
+    @staticmethod
+    def _changed(row: sqlite3.Row, change: _Change) -> None:
         OUTBOX_TRANSITIONS.inc(sink=row["sink"], state=change.state.value)
         log.info(
             "outbox_entry_changed",
             change=change.event,
-            alert=str(key),
-            entry=entry_id,
+            alert=str(AlertKey(row["sender"], row["identifier"], row["sent"])),
+            entry=row["id"],
             sink=row["sink"],
             state=change.state.value,
             reason=change.reason,
         )
-        return _row_to_entry(updated)
 
     def mark_delivered(self, entry_id: int, at: datetime) -> OutboxEntry:
         """Record a completed transmission.
@@ -1638,11 +1660,27 @@ class SqliteLedger:
         Marking an entry delivered twice is refused (it would hide a double transmission).
         """
 
-        def decide(current: EntryState, row: sqlite3.Row) -> _Change:
-            _require(current, row, (EntryState.HELD, EntryState.DELIVERED), "deliver", deny=True)
-            return _Change(EntryState.DELIVERED, "", "delivered", attempt=True)
+        return self._transition(entry_id, at=at, decide=_decide_delivered)
 
-        return self._transition(entry_id, at=at, decide=decide)
+    def mark_delivered_many(
+        self, entry_ids: Sequence[int], at: datetime
+    ) -> tuple[list[OutboxEntry], list[EntryStateError]]:
+        """:meth:`mark_delivered` for a batch in one transaction (one disk sync).
+
+        An entry the rule refuses (held, already delivered) is returned with its error and
+        does not stop the others from being recorded.
+        """
+        done: list[tuple[OutboxEntry, sqlite3.Row, _Change]] = []
+        refused: list[EntryStateError] = []
+        with self._write() as conn:
+            for entry_id in entry_ids:
+                try:
+                    done.append(self._apply(conn, entry_id, at=at, decide=_decide_delivered))
+                except EntryStateError as exc:
+                    refused.append(exc)
+        for _entry, row, change in done:
+            self._changed(row, change)
+        return [entry for entry, _row, _change in done], refused
 
     def mark_failed(
         self,

@@ -141,6 +141,21 @@ class TestRetries:
         with pytest.raises(EntryStateError, match="is delivered"):
             ledger.mark_delivered(entry.id, T0)
 
+    def test_batch_of_deliveries_is_recorded_together(self, ledger: SqliteLedger) -> None:
+        """One refused entry of a batch (already delivered) does not lose the others."""
+        for _ in range(3):
+            admit(ledger, make_alert())
+        entries = ledger.due("mqtt", T0, limit=10)
+        assert len(entries) == 3
+        ledger.mark_delivered(entries[1].id, T0)
+        done, refused = ledger.mark_delivered_many([e.id for e in entries], T0)
+        assert sorted(e.id for e in done) == sorted([entries[0].id, entries[2].id])
+        assert all(e.state is EntryState.DELIVERED for e in done)
+        assert len(refused) == 1
+        assert "is delivered" in str(refused[0])
+        assert ledger.due("mqtt", T0, limit=10) == []
+        assert ledger.outbox_counts()[("mqtt", EntryState.DELIVERED)] == 3
+
     def test_unknown_entry(self, ledger: SqliteLedger) -> None:
         with pytest.raises(EntryNotFoundError, match="no outbox entry 999"):
             ledger.mark_delivered(999, T0)
