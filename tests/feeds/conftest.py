@@ -1,4 +1,5 @@
-"""Fixtures for the feed tests: a fake clock, alert documents, collectors of adapter output."""
+"""Fixtures for the feed tests: a fake clock, alert documents, collectors of adapter output, and a
+NAAD source running on the NAAD simulator."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ import ipaddress
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from cryptography import x509
@@ -18,8 +19,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gateway.adapter import Received
+from adapters.feedbase import SeenCheck
+from adapters.naad.adapter import NaadSource, from_context
+from gateway.adapter import AdapterContext, Clock, Received, SystemClock
 from gateway.metrics import INPUT_REJECTED
+from hardware.sim_naad import NaadSimulator
 
 ALERT_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
 <alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">
@@ -158,6 +162,73 @@ async def wait_for(predicate: Callable[[], bool], limit: float = 10.0) -> None:
     async with asyncio.timeout(limit):
         while not predicate():  # noqa: ASYNC110 - polls state that no event announces
             await asyncio.sleep(0.01)
+
+
+def source_context(
+    name: str,
+    options: dict[str, object],
+    *,
+    clock: Clock | None = None,
+    seen: SeenCheck | None = None,
+) -> AdapterContext:
+    """What the daemon hands a source's factory; without ``seen``, a ledger that has seen
+    nothing."""
+    ctx = AdapterContext(name=name, options=options, clock=clock or SystemClock())
+    return ctx if seen is None else replace(ctx, seen=seen)
+
+
+def naad_source(
+    sim: NaadSimulator,
+    *,
+    clock: Clock | None = None,
+    seen: SeenCheck | None = None,
+    **options: object,
+) -> NaadSource:
+    """A source named ``naad-test`` on every stream and archive mirror of ``sim``, built by the
+    registry factory, with reconnects and archive retries quick enough for real-time tests."""
+    opts: dict[str, object] = {
+        "streams": sim.stream_urls(),
+        "archive_templates": sim.archive_templates(),
+        "reconnect_initial": 0.05,
+        "reconnect_max": 0.2,
+        "archive_retry_delay": 0.01,
+        **options,
+    }
+    return from_context(source_context("naad-test", opts, clock=clock, seen=seen))
+
+
+class NaadRun(NamedTuple):
+    """A NAAD simulator, a source reading it, and what the source has yielded so far."""
+
+    sim: NaadSimulator
+    source: NaadSource
+    got: Collector
+
+
+@asynccontextmanager
+async def naad_run(
+    streams: int = 1,
+    *,
+    live: bool = False,
+    tls: ssl.SSLContext | None = None,
+    seed: int | None = None,
+    connect: bool = True,
+    clock: Clock | None = None,
+    seen: SeenCheck | None = None,
+    **options: object,
+) -> AsyncIterator[NaadRun]:
+    """Serve ``streams`` NAAD streams that send heartbeats only when the test says so, run
+    :func:`naad_source` on them and collect its output; with ``connect``, wait until every
+    stream is connected. ``live`` makes published alerts current (as the simulator's replay
+    does); otherwise they go out byte for byte."""
+    async with NaadSimulator(
+        ports=[0] * streams, heartbeat_interval=None, live=live, tls=tls, seed=seed
+    ) as sim:
+        source = naad_source(sim, clock=clock, seen=seen, **options)
+        async with collecting(source) as got:
+            if connect:
+                await wait_for(lambda: sim.connections() == streams)
+            yield NaadRun(sim, source, got)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters.feedbase import SeenCheck
 from adapters.ipaws.adapter import MIN_INTERVAL, IpawsOptions, IpawsSource, from_context
 from adapters.ipaws.codec import (
     FeedError,
@@ -22,23 +23,28 @@ from adapters.ipaws.codec import (
     recent_url,
     save_state,
 )
+from cap_schemas.model import AlertKey
 from cap_schemas.parse import parse_alert
 from cap_schemas.signature import TrustStore, sign, verify
 from gateway.adapter import AdapterContext
 from gateway.errors import ConfigError
 from hardware.feed_alerts import load_alerts
 from hardware.sim_feeds import IpawsSimulator, ipaws_envelope, utf8_body
-from tests.feeds.conftest import FakeClock, collecting, rejected
+from tests.feeds.conftest import FakeClock, collecting, rejected, source_context
 from tests.helpers import corpus_dir
 from tests.signature.pki import NOW, key_pem, make_cert, pem
 
 
 def ipaws_source(
-    sim: IpawsSimulator, clock: FakeClock, state_dir: Path, **options: object
+    sim: IpawsSimulator,
+    clock: FakeClock,
+    state_dir: Path,
+    *,
+    seen: SeenCheck | None = None,
+    **options: object,
 ) -> IpawsSource:
-    opts: dict[str, object] = {"base_url": sim.rest_url, "state_dir": str(state_dir)}
-    opts.update(options)
-    source = from_context(AdapterContext(name="ipaws-test", options=opts, clock=clock))
+    opts: dict[str, object] = {"base_url": sim.rest_url, "state_dir": str(state_dir), **options}
+    source = from_context(source_context("ipaws-test", opts, clock=clock, seen=seen))
     assert isinstance(source, IpawsSource)
     return source
 
@@ -248,17 +254,10 @@ class TestDurableTimestamp:
             requests_before = len(sim.requests)
             admitted = {parse_alert(i.raw).key for i in got.items}
 
-            async def seen(key: object) -> bool:
+            async def seen(key: AlertKey) -> bool:
                 return key in admitted
 
-            again = IpawsSource(
-                "ipaws-test",
-                IpawsOptions.from_mapping(
-                    {"base_url": sim.rest_url, "state_dir": str(tmp_path), "feeds": ["public"]}
-                ),
-                clock=fake_clock,
-                seen=seen,
-            )
+            again = ipaws_source(sim, fake_clock, tmp_path, seen=seen, feeds=["public"])
             async with collecting(again) as got2:
                 await fake_clock.wait_for_sleepers(1)
                 # The overlap returns the admitted alerts again; the ledger knows them.
@@ -271,15 +270,10 @@ class TestDurableTimestamp:
         async with sim:
             known = {sim.posted[0].alert.key}
 
-            async def seen(key: object) -> bool:
+            async def seen(key: AlertKey) -> bool:
                 return key in known
 
-            source = IpawsSource(
-                "ipaws-seen",
-                IpawsOptions.from_mapping({"base_url": sim.rest_url, "state_dir": str(tmp_path)}),
-                clock=fake_clock,
-                seen=seen,
-            )
+            source = ipaws_source(sim, fake_clock, tmp_path, seen=seen)
             async with collecting(source) as got:
                 await got.wait_count(2)
                 await fake_clock.wait_for_sleepers(1)

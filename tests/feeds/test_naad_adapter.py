@@ -6,35 +6,21 @@ from collections.abc import Callable
 
 import pytest
 
-from adapters.naad.adapter import GAPS, NaadOptions, NaadSource, from_context
+from adapters.naad.adapter import GAPS, NaadOptions
 from cap_schemas.model import AlertKey
 from cap_schemas.parse import parse_alert
-from gateway.adapter import AdapterContext, SystemClock
 from gateway.errors import ConfigError
 from hardware.feed_alerts import load_alerts
 from hardware.sim_naad import NaadSimulator
-from tests.feeds.conftest import FakeClock, TlsFiles, collecting, rejected, wait_for
-
-
-def source_for(
-    sim: NaadSimulator,
-    *,
-    clock: object | None = None,
-    seen: Callable[[AlertKey], object] | None = None,
-    **options: object,
-) -> NaadSource:
-    opts: dict[str, object] = {
-        "streams": sim.stream_urls(),
-        "archive_templates": sim.archive_templates(),
-        "reconnect_initial": 0.05,
-        "reconnect_max": 0.2,
-        "archive_retry_delay": 0.01,
-    }
-    opts.update(options)
-    ctx = AdapterContext(name="naad-test", options=opts, clock=clock or SystemClock())  # type: ignore[arg-type]
-    if seen is not None:
-        ctx = AdapterContext(name=ctx.name, options=opts, clock=ctx.clock, seen=seen)  # type: ignore[arg-type]
-    return from_context(ctx)
+from tests.feeds.conftest import (
+    FakeClock,
+    TlsFiles,
+    collecting,
+    naad_run,
+    naad_source,
+    rejected,
+    wait_for,
+)
 
 
 def key_of(raw: bytes) -> AlertKey:
@@ -47,55 +33,46 @@ class TestTwoStreams:
     async def test_both_streams_deliver_each_alert(
         self, alert_factory: Callable[..., bytes]
     ) -> None:
-        async with NaadSimulator(ports=[0, 0], heartbeat_interval=None, live=False) as sim:
-            source = source_for(sim)
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 2)
-                for n in range(3):
-                    await sim.publish(alert_factory(f"two-{n}"))
-                await got.wait_count(6)
-                channels = {item.channel for item in got.items}
-                assert channels == {f"127.0.0.1:{p}" for p in sim.ports}
-                for n in range(3):
-                    raw = alert_factory(f"two-{n}")
-                    assert sum(item.raw == raw for item in got.items) == 2
-                assert all(item.source == "naad-test" for item in got.items)
+        async with naad_run(2) as (sim, _, got):
+            for n in range(3):
+                await sim.publish(alert_factory(f"two-{n}"))
+            await got.wait_count(6)
+            channels = {item.channel for item in got.items}
+            assert channels == {f"127.0.0.1:{p}" for p in sim.ports}
+            for n in range(3):
+                raw = alert_factory(f"two-{n}")
+                assert sum(item.raw == raw for item in got.items) == 2
+            assert all(item.source == "naad-test" for item in got.items)
 
     async def test_stream_one_killed_everything_arrives_via_stream_two(
         self, alert_factory: Callable[..., bytes]
     ) -> None:
-        async with NaadSimulator(ports=[0, 0], heartbeat_interval=None, live=False) as sim:
-            source = source_for(sim)
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 2)
-                await sim.stop_stream(0)
-                await wait_for(lambda: not source.health()[0].healthy)
-                raws = [alert_factory(f"after-kill-{n}") for n in range(5)]
-                for raw in raws:
-                    await sim.publish(raw)
-                await got.wait_count(5)
-                assert [item.raw for item in got.items] == raws
-                assert {item.channel for item in got.items} == {f"127.0.0.1:{sim.ports[1]}"}
-                health = source.health()
-                assert [h.healthy for h in health] == [False, True]
-                assert source.healthy()
-                # The stream comes back: the adapter reconnects by itself.
-                await sim.start_stream(0)
-                await wait_for(lambda: sim.connections(0) == 1)
-                await wait_for(lambda: all(h.healthy for h in source.health()))
+        async with naad_run(2) as (sim, source, got):
+            await sim.stop_stream(0)
+            await wait_for(lambda: not source.health()[0].healthy)
+            raws = [alert_factory(f"after-kill-{n}") for n in range(5)]
+            for raw in raws:
+                await sim.publish(raw)
+            await got.wait_count(5)
+            assert [item.raw for item in got.items] == raws
+            assert {item.channel for item in got.items} == {f"127.0.0.1:{sim.ports[1]}"}
+            health = source.health()
+            assert [h.healthy for h in health] == [False, True]
+            assert source.healthy()
+            # The stream comes back: the adapter reconnects by itself.
+            await sim.start_stream(0)
+            await wait_for(lambda: sim.connections(0) == 1)
+            await wait_for(lambda: all(h.healthy for h in source.health()))
 
     async def test_real_feed_alerts_pass_byte_for_byte(self) -> None:
         alerts = load_alerts("naad")
-        async with NaadSimulator(ports=[0], heartbeat_interval=None) as sim:
-            source = source_for(sim)
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 1)
-                sent = [await sim.publish(raw) for raw in alerts]
-                await got.wait_count(len(alerts))
-                keys = [key_of(item.raw) for item in got.items]
-                assert [(k.sender, k.identifier) for k in keys] == [(s, i) for s, i, _ in sent]
-                # Made live: each one expires in the future.
-                assert all(not parse_alert(item.raw).is_expired() for item in got.items)
+        async with naad_run(live=True) as (sim, _, got):
+            sent = [await sim.publish(raw) for raw in alerts]
+            await got.wait_count(len(alerts))
+            keys = [key_of(item.raw) for item in got.items]
+            assert [(k.sender, k.identifier) for k in keys] == [(s, i) for s, i, _ in sent]
+            # Made live: each one expires in the future.
+            assert all(not parse_alert(item.raw).is_expired() for item in got.items)
 
 
 class TestBackfill:
@@ -104,25 +81,22 @@ class TestBackfill:
     async def test_withheld_alert_recovered_after_next_heartbeat(
         self, alert_factory: Callable[..., bytes]
     ) -> None:
-        async with NaadSimulator(ports=[0, 0], heartbeat_interval=None, live=False) as sim:
-            source = source_for(sim)
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 2)
-                shown = alert_factory("shown")
-                hidden = alert_factory("hidden")
-                await sim.publish(shown)
-                await sim.publish(hidden, withhold=True)
-                await got.wait_count(2)
-                assert all(item.raw == shown for item in got.items)
-                sim.send_heartbeat()
-                await got.wait_until(lambda items: any(i.channel == "archive" for i in items))
-                archived = [i for i in got.items if i.channel == "archive"]
-                assert [i.raw for i in archived] == [hidden]
-                # The alert yielded from the streams was not fetched again, and the
-                # heartbeat itself is never yielded.
-                assert all(b"NAADS-Heartbeat" not in i.raw for i in got.items)
-                assert len(sim.archive_requests) == 1
-                assert "hidden" in sim.archive_requests[0]
+        async with naad_run(2) as (sim, _, got):
+            shown = alert_factory("shown")
+            hidden = alert_factory("hidden")
+            await sim.publish(shown)
+            await sim.publish(hidden, withhold=True)
+            await got.wait_count(2)
+            assert all(item.raw == shown for item in got.items)
+            sim.send_heartbeat()
+            await got.wait_until(lambda items: any(i.channel == "archive" for i in items))
+            archived = [i for i in got.items if i.channel == "archive"]
+            assert [i.raw for i in archived] == [hidden]
+            # The alert yielded from the streams was not fetched again, and the
+            # heartbeat itself is never yielded.
+            assert all(b"NAADS-Heartbeat" not in i.raw for i in got.items)
+            assert len(sim.archive_requests) == 1
+            assert "hidden" in sim.archive_requests[0]
 
     async def test_seen_alerts_are_not_fetched(self, alert_factory: Callable[..., bytes]) -> None:
         admitted: set[AlertKey] = set()
@@ -130,73 +104,61 @@ class TestBackfill:
         async def seen(key: AlertKey) -> bool:
             return key in admitted
 
-        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
-            source = source_for(sim, seen=seen)
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 1)
-                known = alert_factory("known")
-                missing = alert_factory("missing")
-                admitted.add(key_of(known))
-                await sim.publish(known, withhold=True)
-                await sim.publish(missing, withhold=True)
-                sim.send_heartbeat()
-                await got.wait_count(1)
-                assert [i.raw for i in got.items] == [missing]
-                assert len(sim.archive_requests) == 1
+        async with naad_run(seen=seen) as (sim, _, got):
+            known = alert_factory("known")
+            missing = alert_factory("missing")
+            admitted.add(key_of(known))
+            await sim.publish(known, withhold=True)
+            await sim.publish(missing, withhold=True)
+            sim.send_heartbeat()
+            await got.wait_count(1)
+            assert [i.raw for i in got.items] == [missing]
+            assert len(sim.archive_requests) == 1
 
     async def test_falls_back_to_second_mirror(self, alert_factory: Callable[..., bytes]) -> None:
-        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
+        async with naad_run(archive_attempts=2) as (sim, _, got):
             sim.archive_faults["capcp1"] = 503
-            source = source_for(sim, archive_attempts=2)
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 1)
-                raw = alert_factory("mirror")
-                await sim.publish(raw, withhold=True)
-                sim.send_heartbeat()
-                await got.wait_count(1)
-                assert got.items[0].raw == raw
-                mirrors = [p.split("/")[1] for p in sim.archive_requests]
-                assert mirrors == ["capcp1", "capcp1", "capcp2"]
+            raw = alert_factory("mirror")
+            await sim.publish(raw, withhold=True)
+            sim.send_heartbeat()
+            await got.wait_count(1)
+            assert got.items[0].raw == raw
+            mirrors = [p.split("/")[1] for p in sim.archive_requests]
+            assert mirrors == ["capcp1", "capcp1", "capcp2"]
 
     async def test_archive_serving_another_alert_is_rejected(
         self, alert_factory: Callable[..., bytes]
     ) -> None:
-        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
-            source = source_for(sim)
-            before = rejected("naad", "archive_mismatch")
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 1)
-                raw = alert_factory("swapped")
-                await sim.publish(raw, withhold=True)
-                for path in list(sim._archive):
-                    sim._archive[path] = alert_factory("impostor")
-                sim.send_heartbeat()
-                await wait_for(lambda: rejected("naad", "archive_mismatch") >= before + 2)
-                # Nothing was yielded; a good alert afterwards still flows.
-                good = alert_factory("after-impostor")
-                await sim.publish(good)
-                await got.wait_count(1)
-                assert [i.raw for i in got.items] == [good]
+        before = rejected("naad", "archive_mismatch")
+        async with naad_run() as (sim, _, got):
+            raw = alert_factory("swapped")
+            await sim.publish(raw, withhold=True)
+            for path in list(sim._archive):
+                sim._archive[path] = alert_factory("impostor")
+            sim.send_heartbeat()
+            await wait_for(lambda: rejected("naad", "archive_mismatch") >= before + 2)
+            # Nothing was yielded; a good alert afterwards still flows.
+            good = alert_factory("after-impostor")
+            await sim.publish(good)
+            await got.wait_count(1)
+            assert [i.raw for i in got.items] == [good]
 
     async def test_unreachable_archive_is_retried_on_next_heartbeat(
         self, alert_factory: Callable[..., bytes]
     ) -> None:
-        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
+        async with naad_run(archive_attempts=1) as (sim, source, got):
             sim.archive_faults["capcp1"] = 500
             sim.archive_faults["capcp2"] = 500
-            source = source_for(sim, archive_attempts=1)
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 1)
-                raw = alert_factory("retry-later")
-                await sim.publish(raw, withhold=True)
-                sim.send_heartbeat()
-                await wait_for(lambda: len(sim.archive_requests) == 2)
-                await wait_for(lambda: not source._inflight)
-                sim.archive_faults.clear()
-                sim.send_heartbeat()
-                await got.wait_count(1)
-                assert got.items[0].raw == raw
-                assert got.items[0].channel == "archive"
+            raw = alert_factory("retry-later")
+            await sim.publish(raw, withhold=True)
+            sim.send_heartbeat()
+            await wait_for(lambda: len(sim.archive_requests) == 2)
+            await wait_for(lambda: not source._inflight)
+            sim.archive_faults.clear()
+            sim.send_heartbeat()
+            await got.wait_count(1)
+            assert got.items[0].raw == raw
+            assert got.items[0].channel == "archive"
 
 
 class TestLiveness:
@@ -205,117 +167,96 @@ class TestLiveness:
     async def test_silent_streams_go_red_then_green(
         self, fake_clock: FakeClock, alert_factory: Callable[..., bytes]
     ) -> None:
-        async with NaadSimulator(ports=[0, 0], heartbeat_interval=None, live=False) as sim:
-            source = source_for(sim, clock=fake_clock, reconnect_initial=1.0, reconnect_max=30.0)
+        backoff = {"reconnect_initial": 1.0, "reconnect_max": 30.0}
+        async with naad_run(2, clock=fake_clock, **backoff) as (sim, source, got):
             assert source.options.liveness_timeout == 75.0
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 2)
-                await fake_clock.wait_for_sleepers(2)  # both watchdogs armed
-                assert source.healthy()
-                sim.stall()  # half-open: connected, nothing arrives
-                await fake_clock.advance(40)
-                assert source.healthy()
-                await fake_clock.advance(36)
-                assert not source.healthy()
-                assert all(
-                    "no document" in h.detail or "closed" in h.detail for h in source.health()
-                )
-                await wait_for(lambda: sim.connections() == 0)
-                await fake_clock.wait_for_sleepers(2)  # both in reconnect backoff
-                await fake_clock.advance(1.0)
-                await wait_for(
-                    lambda: sim.total_connections(0) == 2 and sim.total_connections(1) == 2
-                )
-                # Connected again, but green only once data flows again.
-                assert not source.healthy()
-                assert "waiting for data" in source.health()[0].detail
-                sim.send_heartbeat()
-                await wait_for(source.healthy)
-                raw = alert_factory("after-reconnect")
-                await sim.publish(raw)
-                await got.wait_count(2)
-                assert all(i.raw == raw for i in got.items)
+            await fake_clock.wait_for_sleepers(2)  # both watchdogs armed
+            assert source.healthy()
+            sim.stall()  # half-open: connected, nothing arrives
+            await fake_clock.advance(40)
+            assert source.healthy()
+            await fake_clock.advance(36)
+            assert not source.healthy()
+            assert all("no document" in h.detail or "closed" in h.detail for h in source.health())
+            await wait_for(lambda: sim.connections() == 0)
+            await fake_clock.wait_for_sleepers(2)  # both in reconnect backoff
+            await fake_clock.advance(1.0)
+            await wait_for(lambda: sim.total_connections(0) == 2 and sim.total_connections(1) == 2)
+            # Connected again, but green only once data flows again.
+            assert not source.healthy()
+            assert "waiting for data" in source.health()[0].detail
+            sim.send_heartbeat()
+            await wait_for(source.healthy)
+            raw = alert_factory("after-reconnect")
+            await sim.publish(raw)
+            await got.wait_count(2)
+            assert all(i.raw == raw for i in got.items)
 
     async def test_heartbeats_keep_a_quiet_stream_alive(self, fake_clock: FakeClock) -> None:
-        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
-            source = source_for(sim, clock=fake_clock)
-            async with collecting(source):
-                await wait_for(lambda: sim.connections() == 1)
-                await fake_clock.wait_for_sleepers(1)
-                for _ in range(4):
-                    await fake_clock.advance(60)
-                    sim.send_heartbeat()
-                    await wait_for(lambda: source.health()[0].last_message_at == fake_clock.now())
-                    assert source.healthy()
-                assert sim.total_connections(0) == 1
+        async with naad_run(clock=fake_clock) as (sim, source, _):
+            await fake_clock.wait_for_sleepers(1)
+            for _ in range(4):
+                await fake_clock.advance(60)
+                sim.send_heartbeat()
+                await wait_for(lambda: source.health()[0].last_message_at == fake_clock.now())
+                assert source.healthy()
+            assert sim.total_connections(0) == 1
 
 
 class TestHostileTraffic:
     """Fragmented, garbage-laden and oversize traffic: no crash, every good alert delivered."""
 
     async def test_byte_at_a_time_with_garbage(self, alert_factory: Callable[..., bytes]) -> None:
-        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False, seed=7) as sim:
-            source = source_for(sim)
-            garbage_before = rejected("naad", "garbage")
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 1)
-                sim.set_fragment(1)
-                sim.set_garbage(True)
-                raws = [alert_factory(f"frag-{n}") for n in range(4)]
-                for raw in raws:
-                    await sim.publish(raw)
-                await got.wait_count(4, limit=30)
-                assert [i.raw for i in got.items] == raws
-            assert rejected("naad", "garbage") >= garbage_before + 4
+        garbage_before = rejected("naad", "garbage")
+        async with naad_run(seed=7) as (sim, _, got):
+            sim.set_fragment(1)
+            sim.set_garbage(True)
+            raws = [alert_factory(f"frag-{n}") for n in range(4)]
+            for raw in raws:
+                await sim.publish(raw)
+            await got.wait_count(4, limit=30)
+            assert [i.raw for i in got.items] == raws
+        assert rejected("naad", "garbage") >= garbage_before + 4
 
     async def test_oversize_document_is_skipped(self, alert_factory: Callable[..., bytes]) -> None:
-        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
-            source = source_for(sim)
-            before = rejected("naad", "oversize")
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 1)
-                first = alert_factory("before-big")
-                await sim.publish(first)
-                big = alert_factory("big").replace(
-                    b"<headline>", b"<headline>" + b"A" * (7 * 1024 * 1024)
-                )
-                sim.write(big)
-                last = alert_factory("after-big")
-                await sim.publish(last)
-                await got.wait_count(2, limit=30)
-                assert [i.raw for i in got.items] == [first, last]
-            assert rejected("naad", "oversize") == before + 1
+        before = rejected("naad", "oversize")
+        async with naad_run() as (sim, _, got):
+            first = alert_factory("before-big")
+            await sim.publish(first)
+            big = alert_factory("big").replace(
+                b"<headline>", b"<headline>" + b"A" * (7 * 1024 * 1024)
+            )
+            sim.write(big)
+            last = alert_factory("after-big")
+            await sim.publish(last)
+            await got.wait_count(2, limit=30)
+            assert [i.raw for i in got.items] == [first, last]
+        assert rejected("naad", "oversize") == before + 1
 
     async def test_truncated_and_unterminated_documents(
         self, alert_factory: Callable[..., bytes]
     ) -> None:
-        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
-            source = source_for(sim)
-            before = rejected("naad", "truncated")
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 1)
-                cut = alert_factory("cut")
-                sim.write(cut[: len(cut) // 2])
-                good = alert_factory("whole")
-                await sim.publish(good)
-                await got.wait_count(1)
-                assert [i.raw for i in got.items] == [good]
-            assert rejected("naad", "truncated") == before + 1
+        before = rejected("naad", "truncated")
+        async with naad_run() as (sim, _, got):
+            cut = alert_factory("cut")
+            sim.write(cut[: len(cut) // 2])
+            good = alert_factory("whole")
+            await sim.publish(good)
+            await got.wait_count(1)
+            assert [i.raw for i in got.items] == [good]
+        assert rejected("naad", "truncated") == before + 1
 
     async def test_malformed_heartbeat_is_counted_not_yielded(
         self, alert_factory: Callable[..., bytes]
     ) -> None:
-        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
-            source = source_for(sim)
-            before = rejected("naad", "bad_heartbeat")
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 1)
-                sim.write(b"<alert><sender>NAADS-Heartbeat</sender><status>System</alert>")
-                good = alert_factory("after-bad-heartbeat")
-                await sim.publish(good)
-                await got.wait_count(1)
-                assert [i.raw for i in got.items] == [good]
-            assert rejected("naad", "bad_heartbeat") == before + 1
+        before = rejected("naad", "bad_heartbeat")
+        async with naad_run() as (sim, _, got):
+            sim.write(b"<alert><sender>NAADS-Heartbeat</sender><status>System</alert>")
+            good = alert_factory("after-bad-heartbeat")
+            await sim.publish(good)
+            await got.wait_count(1)
+            assert [i.raw for i in got.items] == [good]
+        assert rejected("naad", "bad_heartbeat") == before + 1
 
 
 class TestOptions:
@@ -360,30 +301,23 @@ class TestTls:
     async def test_tls_stream_delivers(
         self, tls_files: TlsFiles, alert_factory: Callable[..., bytes]
     ) -> None:
-        async with NaadSimulator(
-            ports=[0], heartbeat_interval=None, live=False, tls=tls_files.server_context()
-        ) as sim:
+        pinned = str(tls_files.ca)
+        async with naad_run(tls=tls_files.server_context(), tls_ca_file=pinned) as (sim, _, got):
             assert sim.stream_urls()[0].startswith("tls://")
-            source = source_for(sim, tls_ca_file=str(tls_files.ca))
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 1)
-                raw = alert_factory("over-tls")
-                await sim.publish(raw)
-                await got.wait_count(1)
-                assert got.items[0].raw == raw
+            raw = alert_factory("over-tls")
+            await sim.publish(raw)
+            await got.wait_count(1)
+            assert got.items[0].raw == raw
 
     async def test_untrusted_certificate_is_refused(
         self, tls_files: TlsFiles, alert_factory: Callable[..., bytes]
     ) -> None:
-        async with NaadSimulator(
-            ports=[0], heartbeat_interval=None, live=False, tls=tls_files.server_context()
-        ) as sim:
-            source = source_for(sim)  # system CA store: the test CA is not in it
-            async with collecting(source) as got:
-                await wait_for(lambda: "connect failed" in source.health()[0].detail)
-                assert not source.healthy()
-                await sim.publish(alert_factory("never"))
-                assert got.items == []
+        # No tls_ca_file: the system CA store, which does not hold the test CA.
+        async with naad_run(tls=tls_files.server_context(), connect=False) as (sim, source, got):
+            await wait_for(lambda: "connect failed" in source.health()[0].detail)
+            assert not source.healthy()
+            await sim.publish(alert_factory("never"))
+            assert got.items == []
 
 
 class TestReuse:
@@ -391,7 +325,7 @@ class TestReuse:
 
     async def test_enter_again_after_exit(self, alert_factory: Callable[..., bytes]) -> None:
         async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
-            source = source_for(sim)
+            source = naad_source(sim)
             for n in range(2):
                 async with collecting(source) as got:
                     await wait_for(lambda: sim.connections() == 1)
@@ -411,44 +345,38 @@ class TestSlowAndRedirected:
     async def test_trickling_unterminated_document_is_dropped(
         self, fake_clock: FakeClock, alert_factory: Callable[..., bytes]
     ) -> None:
-        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
-            source = source_for(sim, clock=fake_clock)
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 1)
-                await fake_clock.wait_for_sleepers(1)
-                sim.write(b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><note>')
-                for _ in range(7):  # a byte every 10 s: data, but never a document
-                    sim.write(b"x")
-                    await sim.flush()
-                    await fake_clock.advance(10)
-                assert source.healthy()
+        async with naad_run(clock=fake_clock) as (sim, source, got):
+            await fake_clock.wait_for_sleepers(1)
+            sim.write(b'<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2"><note>')
+            for _ in range(7):  # a byte every 10 s: data, but never a document
+                sim.write(b"x")
+                await sim.flush()
                 await fake_clock.advance(10)
-                await wait_for(lambda: sim.connections() == 0)
-                assert not source.healthy()
-                await fake_clock.wait_for_sleepers(1)
-                await fake_clock.advance(1.0)
-                await wait_for(lambda: sim.connections() == 1)
-                raw = alert_factory("after-trickle")
-                await sim.publish(raw)
-                await got.wait_count(1)
-                assert got.items[0].raw == raw
+            assert source.healthy()
+            await fake_clock.advance(10)
+            await wait_for(lambda: sim.connections() == 0)
+            assert not source.healthy()
+            await fake_clock.wait_for_sleepers(1)
+            await fake_clock.advance(1.0)
+            await wait_for(lambda: sim.connections() == 1)
+            raw = alert_factory("after-trickle")
+            await sim.publish(raw)
+            await got.wait_count(1)
+            assert got.items[0].raw == raw
 
     async def test_archive_redirect_is_not_followed(
         self, alert_factory: Callable[..., bytes]
     ) -> None:
-        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
+        before = rejected("naad", "archive_status")
+        async with naad_run(archive_attempts=1) as (sim, _, got):
             sim.archive_faults["capcp1"] = 302
-            before = rejected("naad", "archive_status")
-            source = source_for(sim, archive_attempts=1)
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 1)
-                raw = alert_factory("redirected")
-                await sim.publish(raw, withhold=True)
-                sim.send_heartbeat()
-                await got.wait_count(1)
-                assert got.items[0].raw == raw  # from capcp2
-            assert rejected("naad", "archive_status") == before + 1
-            assert [p.split("/")[1] for p in sim.archive_requests] == ["capcp1", "capcp2"]
+            raw = alert_factory("redirected")
+            await sim.publish(raw, withhold=True)
+            sim.send_heartbeat()
+            await got.wait_count(1)
+            assert got.items[0].raw == raw  # from capcp2
+        assert rejected("naad", "archive_status") == before + 1
+        assert [p.split("/")[1] for p in sim.archive_requests] == ["capcp1", "capcp2"]
 
 
 class TestArchiveContent:
@@ -459,23 +387,20 @@ class TestArchiveContent:
     async def test_bad_body_then_other_mirror(
         self, kind: str, alert_factory: Callable[..., bytes]
     ) -> None:
-        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
-            source = source_for(sim)
-            before = rejected("naad", "archive_malformed")
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 1)
-                raw = alert_factory(f"bad-body-{kind}")
-                await sim.publish(raw, withhold=True)
-                sim.archive_bodies["capcp1"] = (
-                    b"<html><body>Service Unavailable</body></html>"
-                    if kind == "html"
-                    else raw[: len(raw) // 2]
-                )
-                sim.send_heartbeat()
-                await got.wait_count(1)
-                assert got.items[0].raw == raw
-                assert [p.split("/")[1] for p in sim.archive_requests] == ["capcp1", "capcp2"]
-            assert rejected("naad", "archive_malformed") == before + 1
+        before = rejected("naad", "archive_malformed")
+        async with naad_run() as (sim, _, got):
+            raw = alert_factory(f"bad-body-{kind}")
+            await sim.publish(raw, withhold=True)
+            sim.archive_bodies["capcp1"] = (
+                b"<html><body>Service Unavailable</body></html>"
+                if kind == "html"
+                else raw[: len(raw) // 2]
+            )
+            sim.send_heartbeat()
+            await got.wait_count(1)
+            assert got.items[0].raw == raw
+            assert [p.split("/")[1] for p in sim.archive_requests] == ["capcp1", "capcp2"]
+        assert rejected("naad", "archive_malformed") == before + 1
 
 
 class TestGapAlarm:
@@ -485,18 +410,15 @@ class TestGapAlarm:
     async def test_gap_counted_after_ten_unseen_alerts(
         self, alert_factory: Callable[..., bytes]
     ) -> None:
-        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
-            source = source_for(sim, backfill=False)
-            before = GAPS.value(source="naad-test", stream=f"127.0.0.1:{sim.ports[0]}")
-            async with collecting(source) as got:
-                await wait_for(lambda: sim.connections() == 1)
-                await sim.publish(alert_factory("seen-0"))
-                await got.wait_count(1)
-                sim.send_heartbeat()  # lists seen-0: fine
-                for n in range(12):
-                    await sim.publish(alert_factory(f"lost-{n}"), withhold=True)
-                sim.send_heartbeat()  # lists ten unseen alerts: a gap
-                await sim.flush()
-                stream = f"127.0.0.1:{sim.ports[0]}"
-                await wait_for(lambda: GAPS.value(source="naad-test", stream=stream) == before + 1)
-                assert source._streams[0].heartbeats == 2
+        async with naad_run(backfill=False) as (sim, source, got):
+            stream = f"127.0.0.1:{sim.ports[0]}"
+            before = GAPS.value(source="naad-test", stream=stream)
+            await sim.publish(alert_factory("seen-0"))
+            await got.wait_count(1)
+            sim.send_heartbeat()  # lists seen-0: fine
+            for n in range(12):
+                await sim.publish(alert_factory(f"lost-{n}"), withhold=True)
+            sim.send_heartbeat()  # lists ten unseen alerts: a gap
+            await sim.flush()
+            await wait_for(lambda: GAPS.value(source="naad-test", stream=stream) == before + 1)
+            assert source._streams[0].heartbeats == 2

@@ -13,25 +13,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from adapters.feedbase import SeenCheck
 from adapters.nws.adapter import NwsOptions, NwsSource, from_context
 from adapters.nws.codec import FeedError, active_url, alert_url, parse_active
 from cap_schemas.model import AlertKey
 from cap_schemas.parse import parse_alert
-from gateway.adapter import AdapterContext
 from gateway.errors import ConfigError
 from hardware.feed_alerts import load_alerts
 from hardware.sim_feeds import NwsSimulator
-from tests.feeds.conftest import FakeClock, collecting, rejected
+from tests.feeds.conftest import FakeClock, collecting, rejected, source_context
 
 
-def nws_source(sim: NwsSimulator, clock: FakeClock, **options: object) -> NwsSource:
+def nws_source(
+    sim: NwsSimulator, clock: FakeClock, *, seen: SeenCheck | None = None, **options: object
+) -> NwsSource:
     opts: dict[str, object] = {
         "base_url": sim.base_url,
         "areas": ["VT", "NY"],
         "contact": "eoc-ops@example.org",
+        **options,
     }
-    opts.update(options)
-    source = from_context(AdapterContext(name="nws-test", options=opts, clock=clock))
+    source = from_context(source_context("nws-test", opts, clock=clock, seen=seen))
     assert isinstance(source, NwsSource)
     return source
 
@@ -90,14 +92,7 @@ class TestPolling:
             async def seen(key: AlertKey) -> bool:
                 return key in known
 
-            source = NwsSource(
-                "nws-seen",
-                NwsOptions.from_mapping(
-                    {"base_url": sim.base_url, "areas": ["VT", "NY"], "contact": "x@example.org"}
-                ),
-                clock=fake_clock,
-                seen=seen,
-            )
+            source = nws_source(sim, fake_clock, seen=seen)
             async with collecting(source) as got:
                 await got.wait_count(1)
                 await fake_clock.wait_for_sleepers(1)
