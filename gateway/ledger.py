@@ -858,8 +858,13 @@ class SqliteLedger:
                 raise LedgerError(msg) from exc
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One durable transaction; any exception rolls it back and propagates."""
+    def _write(self, *, sync: bool = True) -> Iterator[sqlite3.Connection]:
+        """One durable transaction; any exception rolls it back and propagates.
+
+        ``sync=False`` commits without waiting for the disk (WAL, ``synchronous=NORMAL``):
+        the change is durable once any later synced commit is (the log is written in order),
+        and is lost only with the machine's power, never with the process.
+        """
         with self._lock:
             if self._closed:
                 msg = f"ledger {self.path} is closed"
@@ -869,6 +874,8 @@ class SqliteLedger:
                 msg = f"ledger {self.path}: no write may run inside plan() (admit is under way)"
                 raise LedgerError(msg)
             try:
+                if not sync:
+                    conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 msg = f"ledger {self.path}: cannot start a write: {exc}"
@@ -891,6 +898,8 @@ class SqliteLedger:
                     raise LedgerError(msg) from exc
             finally:
                 self._writer = None
+                if not sync:
+                    conn.execute("PRAGMA synchronous=FULL")
 
     def _rollback(self) -> None:
         if self._conn.in_transaction:
@@ -1514,7 +1523,9 @@ class SqliteLedger:
         if limit < 1:
             return []
         until = now + lease
-        with self._write() as conn:
+        # Not synced: a claim lost with the power only means the attempt is not known to
+        # have started; the outcome that follows is written synced (and syncs this with it).
+        with self._write(sync=False) as conn:
             rows = conn.execute(
                 f"SELECT {_ENTRY_COLUMNS} FROM outbox o JOIN alerts a ON a.id = o.alert_id"  # noqa: S608 - constant columns
                 " WHERE o.sink = ? AND o.state = 'pending' AND o.next_attempt_at <= ?"
