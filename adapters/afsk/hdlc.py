@@ -131,11 +131,15 @@ class HdlcDecoder:
     Frames of a plausible length with a bad FCS, and overlong frames, are dropped and counted
     in ``borderlink_input_rejected_total{component="hdlc"}``; fragments too short or not a
     whole number of octets (what noise between two chance flags looks like) and aborts (seven
-    1s) are dropped silently. The decoder then waits for the next flag.
+    1s) are dropped silently. The decoder then waits for the next flag. ``count=False`` keeps
+    the count out of the metric (for a second slicer over the same audio).
     """
 
-    def __init__(self, *, min_length: int = MIN_FRAME, max_length: int = MAX_FRAME) -> None:
+    def __init__(
+        self, *, min_length: int = MIN_FRAME, max_length: int = MAX_FRAME, count: bool = True
+    ) -> None:
         self._min = min_length
+        self._count = count
         self._max = max_length
         self._ones = 0
         self._in_frame = False
@@ -143,13 +147,17 @@ class HdlcDecoder:
         self._nbits = 0
         self._buf = bytearray()
         self.bad_fcs = 0
+        # For each frame the last ``feed`` returned, the index in its input of the bit that
+        # completed it (the last bit of the closing flag).
+        self.ends: list[int] = []
 
     def feed(self, bits: Iterable[int]) -> list[HdlcFrame]:
         frames: list[HdlcFrame] = []
+        self.ends = []
         ones = self._ones
         in_frame = self._in_frame
         byte, nbits, buf = self._byte, self._nbits, self._buf
-        for bit in bits:
+        for at, bit in enumerate(bits):
             if bit:
                 ones += 1
                 if ones > 6:  # abort or idle line: drop what we had
@@ -160,8 +168,8 @@ class HdlcDecoder:
                     nbits += 1
             else:
                 if ones == 6:  # a flag: end the frame in progress, start a new one
-                    if in_frame:
-                        self._finish(buf, nbits, frames)
+                    if in_frame and self._finish(buf, nbits, frames):
+                        self.ends.append(at)
                     in_frame = True
                     byte, nbits, buf = 0, 0, bytearray()
                     ones = 0
@@ -182,20 +190,23 @@ class HdlcDecoder:
         self._byte, self._nbits, self._buf = byte, nbits, buf
         return frames
 
-    def _finish(self, buf: bytearray, nbits: int, frames: list[HdlcFrame]) -> None:
+    def _finish(self, buf: bytearray, nbits: int, frames: list[HdlcFrame]) -> bool:
         # The flag's own leading 0 and five... bits were clocked into the buffer before the
         # sixth 1 identified it: exactly 7 bits of the flag (0111111) are pending in nbits.
         if not buf and nbits <= 7:
-            return  # back-to-back flags
+            return False  # back-to-back flags
         if nbits != 7 or len(buf) < self._min + 2:
-            return  # noise between flags, not a frame: nothing to count
+            return False  # noise between flags, not a frame: nothing to count
         data = bytes(buf)
         if not check_fcs(data):
             self.bad_fcs += 1
             self._reject("bad_fcs")
-            return
+            return False
         frames.append(HdlcFrame(data[:-2]))
+        return True
 
     def _reject(self, reason: str) -> None:
+        if not self._count:
+            return
         INPUT_REJECTED.inc(component=COMPONENT, reason=reason)
         log.debug("hdlc_frame_rejected", reason=reason)
