@@ -63,7 +63,7 @@ from adapters.afsk.hdlc import HdlcFrame
 from adapters.afsk.ptt import NoPtt, Ptt, SerialPtt
 from adapters.kiss.station import AprsStation, StationOptions, int_option, number_option
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SourceHealth, SystemClock
-from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError
+from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 
 log = structlog.get_logger(__name__)
@@ -88,6 +88,7 @@ CHANNEL_BUSY = REGISTRY.counter(
 )
 
 LINE_RATE = 1200
+PLAY_GRACE = 15.0  # seconds an output may take beyond the audio's duration
 _KEYS = frozenset(
     {
         "audio_in",
@@ -361,14 +362,29 @@ class AfskAdapter:
         return self.station.subscribe()
 
     def health(self) -> list[SourceHealth]:
-        """The audio input is running (a frame need not have been heard: APRS can be quiet)."""
+        """The audio input is running (a frame need not have been heard: APRS can be quiet).
+        A transmit-only station (no ``audio_in``) has no stream to report."""
+        if self.options.audio_in is None:
+            return []
         running = self.input is not None and self.input.running
         detail = "" if running else "audio input not running"
         return [SourceHealth(self.name, running, self._last_frame_at, detail)]
 
     async def _receive(self) -> None:
+        """Run the audio input for as long as the adapter runs; a failure of the input itself
+        (not of the audio it carries) is logged and the input started again."""
         assert self.input is not None
-        await self.input.run(self._on_audio, self._on_gap)
+        delay = self.options.restart_initial
+        while True:
+            try:
+                await self.input.run(self._on_audio, self._on_gap)
+            except (OSError, ValueError, RuntimeError) as exc:
+                log.exception("afsk_receiver_failed", adapter=self.name, error=str(exc))
+                self._on_gap("receiver failed")
+                await self.clock.sleep(delay)
+                delay = min(delay * 2, self.options.restart_max)
+                continue
+            return  # a regular file read to its end
 
     def _on_gap(self, reason: str) -> None:
         # The stream was interrupted: what the demodulator holds belongs to another stream.
@@ -409,7 +425,10 @@ class AfskAdapter:
         async with self._tx_lock:
             if not self._open:
                 raise DeliveryError(f"{self.name}: the sound-card station is not running")
-            pcm = await asyncio.to_thread(self._modulate, list(frames))
+            try:
+                pcm = await asyncio.to_thread(self._modulate, list(frames))
+            except FrameError as exc:
+                raise DeliveryError(f"{self.name}: {exc}", retryable=False) from exc
             seconds = len(pcm) / 2 / self.options.rate
             if seconds > self.options.ptt_limit:
                 msg = (
@@ -425,7 +444,12 @@ class AfskAdapter:
                     self.ptt.unkey()
                 raise DeliveryError(f"{self.name}: PTT {self.options.ptt}: {exc}") from exc
             try:
-                await self.output.play(pcm)
+                # Whatever the output does (a FIFO nobody drains), the transmitter is released.
+                async with asyncio.timeout(seconds + PLAY_GRACE):
+                    await self.output.play(pcm)
+            except TimeoutError:
+                msg = f"{self.name}: audio output {self.options.audio_out} stalled; PTT released"
+                raise DeliveryError(msg) from None
             finally:
                 try:
                     self.ptt.unkey()

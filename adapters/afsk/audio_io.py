@@ -127,13 +127,42 @@ class _Aligner:
 
 
 class AudioInput(ABC):
-    """Audio coming in; :meth:`run` delivers PCM (whole samples) until cancelled."""
+    """Audio coming in; :meth:`run` delivers PCM (whole samples) until cancelled.
 
-    def __init__(self, adapter: str, device: AudioDevice, *, chunk: int) -> None:
+    A sound card delivers samples all the time; a UDP sender, a FIFO or a command may go quiet
+    between transmissions. The demodulator needs a few milliseconds of signal after a frame
+    to finish it, so when such a source falls silent after audio (``idle`` seconds without
+    data), or ends, ``idle`` seconds of silence are delivered once in its place.
+    """
+
+    IDLE = 0.1
+
+    def __init__(self, adapter: str, device: AudioDevice, *, chunk: int, rate: int) -> None:
         self.adapter = adapter
         self.device = device
         self.chunk = chunk
         self.running = False
+        self.silence = bytes(2 * round(rate * self.IDLE))
+        self._quiet = True  # no audio since the last silence delivered
+
+    async def _read(self, read: Callable[[], Awaitable[bytes]], on_audio: OnAudio) -> bytes:
+        """``read()``, delivering silence once if the source goes quiet after audio."""
+        if not self._quiet:
+            try:
+                data = await asyncio.wait_for(read(), self.IDLE)
+            except TimeoutError:
+                await self._flush(on_audio)
+            else:
+                self._quiet = not data
+                return data
+        data = await read()
+        self._quiet = not data
+        return data
+
+    async def _flush(self, on_audio: OnAudio) -> None:
+        if not self._quiet:
+            self._quiet = True
+            await on_audio(self.silence)
 
     @abstractmethod
     async def run(self, on_audio: OnAudio, on_gap: OnGap) -> None:
@@ -149,12 +178,13 @@ class ExecInput(AudioInput):
         device: AudioDevice,
         *,
         chunk: int,
+        rate: int,
         clock: Clock,
         restart_initial: float = 1.0,
         restart_max: float = 60.0,
         stable_after: float = 60.0,
     ) -> None:
-        super().__init__(adapter, device, chunk=chunk)
+        super().__init__(adapter, device, chunk=chunk, rate=rate)
         self.clock = clock
         self.restart_initial = restart_initial
         self.restart_max = restart_max
@@ -201,10 +231,12 @@ class ExecInput(AudioInput):
         stderr = asyncio.create_task(log_stderr(self.adapter, proc.stderr))
         align = _Aligner()
         try:
-            while data := await proc.stdout.read(self.chunk):
+            stdout = proc.stdout
+            while data := await self._read(lambda: stdout.read(self.chunk), on_audio):
                 pcm = align(data)
                 if pcm:
                     await on_audio(pcm)
+            await self._flush(on_audio)
             code = await proc.wait()
             return f"command exited with status {code}"
         finally:
@@ -242,8 +274,10 @@ class _DatagramQueue(asyncio.DatagramProtocol):
 class UdpInput(AudioInput):
     """PCM in UDP datagrams on a local port."""
 
-    def __init__(self, adapter: str, device: AudioDevice, *, chunk: int, component: str) -> None:
-        super().__init__(adapter, device, chunk=chunk)
+    def __init__(
+        self, adapter: str, device: AudioDevice, *, chunk: int, rate: int, component: str
+    ) -> None:
+        super().__init__(adapter, device, chunk=chunk, rate=rate)
         self.component = component
         self._transport: asyncio.DatagramTransport | None = None
         self._protocol: _DatagramQueue | None = None
@@ -268,7 +302,8 @@ class UdpInput(AudioInput):
         assert self._protocol is not None
         try:
             while True:
-                await on_audio(await self._protocol.queue.get())
+                queue = self._protocol.queue
+                await on_audio(await self._read(queue.get, on_audio))
         finally:
             self.close()
 
@@ -305,9 +340,11 @@ class FileInput(AudioInput):
             self.running = True
             try:
                 while data := await asyncio.to_thread(handle.read, self.chunk):
+                    self._quiet = False
                     pcm = align(data)
                     if pcm:
                         await on_audio(pcm)
+                await self._flush(on_audio)
             finally:
                 self.running = False
 
@@ -324,7 +361,7 @@ class FileInput(AudioInput):
         self.running = True
         align = _Aligner()
         try:
-            while data := await reader.read(self.chunk):
+            while data := await self._read(lambda: reader.read(self.chunk), on_audio):
                 pcm = align(data)
                 if pcm:
                     await on_audio(pcm)
@@ -531,13 +568,14 @@ def make_input(
             adapter,
             device,
             chunk=chunk,
+            rate=rate,
             clock=clock,
             restart_initial=restart_initial,
             restart_max=restart_max,
         )
     if device.kind == "udp":
-        return UdpInput(adapter, device, chunk=chunk, component=component)
-    return FileInput(adapter, device, chunk=chunk)
+        return UdpInput(adapter, device, chunk=chunk, rate=rate, component=component)
+    return FileInput(adapter, device, chunk=chunk, rate=rate)
 
 
 def make_output(adapter: str, device: AudioDevice, *, rate: int, clock: Clock) -> AudioOutput:

@@ -322,6 +322,21 @@ class TestPtt:
             assert station.ptt.port.cts is False  # type: ignore[attr-defined]
 
 
+class TestOutputFailures:
+    """An output that cannot take the audio fails the delivery (retryably) and never leaves
+    the transmitter keyed."""
+
+    async def test_fifo_without_reader_fails_at_once(self, tmp_path: Path) -> None:
+        fifo = tmp_path / "tx.fifo"
+        os.mkfifo(fifo)
+        station = afsk("fifo", callsign="VE3BDR", audio_out=str(fifo), ptt="loop://", **FAST)
+        async with station:
+            with pytest.raises(DeliveryError, match=r"tx\.fifo") as info:
+                await station.send(outbound("nobody listens"))
+            assert info.value.retryable
+            assert station.ptt.port.cts is False  # type: ignore[attr-defined]
+
+
 class TestHostileAudio:
     """Garbage, odd-length pieces and dying commands are counted; the station keeps going."""
 
@@ -360,7 +375,8 @@ class TestHostileAudio:
         before = INPUT_REJECTED.value(component="afsk:udp", reason="odd_datagram")
         async with station:
             await send_udp_audio(port, b"\x01\x02\x03")
-            await send_udp_audio(port, frame_audio(frame))
+            # No silence after the frame: the input goes quiet, the receiver is flushed.
+            await send_udp_audio(port, frame_audio(frame, silence=0.0))
             item = await asyncio.wait_for(anext(station.messages()), 10)
             assert RadioMessage.from_json(item.raw).text == "ok"
         assert INPUT_REJECTED.value(component="afsk:udp", reason="odd_datagram") == before + 1

@@ -313,6 +313,32 @@ class TestStationMessaging:
         await station.stop()
 
 
+class TestHostileFrames:
+    """Any bytes handed to the station as a frame are decoded or counted, never raised."""
+
+    @settings(max_examples=200, deadline=None)
+    @given(
+        raw=st.binary(max_size=80)
+        | st.binary(max_size=60).map(
+            lambda info: ax25.Frame(
+                ax25.Address("APRS"), ax25.Address("K1ABC"), (), b":VE3BDR   :" + info
+            ).to_bytes()
+        )
+    )
+    def test_random_frames_never_raise(self, raw: bytes) -> None:
+        async def run() -> None:
+            station = AprsStation(
+                "fuzz",
+                StationOptions.from_mapping("fuzz", {"callsign": "VE3BDR"}),
+                transmit=Ether().transmit_for("fuzz"),
+                component="test:fuzz",
+                clock=FakeClock(),
+            )
+            station.on_frame(raw)
+
+        asyncio.run(run())
+
+
 class TestKissNumbersAcrossRestart:
     """A KISS adapter given a data directory does not reuse a number after a restart."""
 
