@@ -62,14 +62,14 @@ def frame_audio(*frames: ax25.Frame, rate: int = RATE, silence: float = 0.2) -> 
     return to_pcm16(np.concatenate((gap, audio, gap)))
 
 
-def atest_frames(raw: Path, tmp: Path) -> str:
+def atest_frames(raw: Path, tmp: Path, rate: int = RATE) -> str:
     """Decode raw PCM with direwolf's atest; its output without colour codes."""
     binary = require_tool("atest")
     wav = tmp / (raw.name + ".wav")
     with wave.open(str(wav), "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
-        out.setframerate(RATE)
+        out.setframerate(rate)
         out.writeframes(raw.read_bytes())
     result = subprocess.run(
         [binary, str(wav)], capture_output=True, text=True, timeout=60, check=False
@@ -138,8 +138,9 @@ class TestDirewolfReferees:
     """direwolf's gen_packets audio is decoded into incident messages (and acked on air);
     what the station transmits is decoded by direwolf's atest as the expected packets."""
 
+    @pytest.mark.parametrize("rate", [22050, 48000])
     async def test_gen_packets_audio_becomes_incidents_and_our_ack_decodes_in_atest(
-        self, tmp_path: Path
+        self, tmp_path: Path, rate: int
     ) -> None:
         gen = require_tool("gen_packets")
         monitor = tmp_path / "packets.txt"
@@ -153,7 +154,7 @@ class TestDirewolfReferees:
         wav = tmp_path / "gen.wav"
         await asyncio.to_thread(
             subprocess.run,
-            [gen, "-r", str(RATE), "-o", str(wav), str(monitor)],
+            [gen, "-r", str(rate), "-o", str(wav), str(monitor)],
             check=True,
             capture_output=True,
             timeout=60,
@@ -170,7 +171,7 @@ class TestDirewolfReferees:
             audio_in=f"exec:cat {raw_in}",
             audio_out=f"exec:sh -c 'cat >> {raw_out}'",
             restart_initial=30.0,
-            **FAST,
+            **{**FAST, "rate": rate},
         )
         acks = FRAMES_SENT.value(adapter="aprs", kind="ack")
         async with station:
@@ -185,7 +186,7 @@ class TestDirewolfReferees:
                 "Smoke near the crossing", "K1ABC", "BORDR"
             )
             await wait_for(lambda: FRAMES_SENT.value(adapter="aprs", kind="ack") > acks)
-        decoded = atest_frames(raw_out, tmp_path)
+        decoded = atest_frames(raw_out, tmp_path, rate)
         assert "VE3BDR>APZBDL::W2EOC    :ack7" in decoded
         assert "1 packets decoded" in decoded
 
