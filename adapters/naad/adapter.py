@@ -250,7 +250,7 @@ class _StreamState:
 class NaadSource(FeedSource):
     """The NAAD source adapter (see the module docstring)."""
 
-    component = "naad"
+    component = COMPONENT
 
     def __init__(
         self,
