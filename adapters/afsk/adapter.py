@@ -151,14 +151,7 @@ class AfskOptions:
     def from_mapping(
         cls, name: str, options: Mapping[str, Any], *, data_dir: str = ""
     ) -> AfskOptions:
-        where = f"sink/source {name!r}"
-        known = _KEYS | StationOptions.KEYS
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown afsk option(s) {unknown}; allowed: {sorted(known)}"
-            )
-        station = StationOptions.from_mapping(where, options, data_dir=data_dir)
+        where, station = StationOptions.for_adapter("afsk", name, options, _KEYS, data_dir=data_dir)
         if "audio_out" not in options:
             raise ConfigError(
                 f"{where}: option 'audio_out' is required (e.g. 'exec:aplay -q -t raw -f S16_LE "

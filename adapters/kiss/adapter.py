@@ -87,14 +87,9 @@ class KissOptions:
     def from_mapping(
         cls, name: str, options: Mapping[str, Any], *, data_dir: str = ""
     ) -> KissOptions:
-        where = f"sink/source {name!r}"
-        known = _PORT_KEYS | StationOptions.KEYS
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown kiss option(s) {unknown}; allowed: {sorted(known)}"
-            )
-        station = StationOptions.from_mapping(where, options, data_dir=data_dir)
+        where, station = StationOptions.for_adapter(
+            "kiss", name, options, _PORT_KEYS, data_dir=data_dir
+        )
         port = str(options.get("port", ""))
         if not port:
             raise ConfigError(f"{where}: option 'port' is required (socket://host:port or device)")

@@ -142,6 +142,27 @@ class StationOptions:
     )
 
     @classmethod
+    def for_adapter(
+        cls,
+        kind: str,
+        name: str,
+        options: Mapping[str, Any],
+        own_keys: frozenset[str],
+        *,
+        data_dir: str = "",
+    ) -> tuple[str, StationOptions]:
+        """Check that ``options`` holds only station keys and the adapter's ``own_keys``;
+        return where errors are reported (``sink/source 'name'``) and the station part."""
+        where = f"sink/source {name!r}"
+        known = own_keys | cls.KEYS
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown {kind} option(s) {unknown}; allowed: {sorted(known)}"
+            )
+        return where, cls.from_mapping(where, options, data_dir=data_dir)
+
+    @classmethod
     def from_mapping(
         cls, where: str, options: Mapping[str, Any], *, data_dir: str = ""
     ) -> StationOptions:
