@@ -16,11 +16,14 @@ from tests.feeds.conftest import (
     FakeClock,
     TlsFiles,
     collecting,
+    make_alert,
     naad_run,
     naad_source,
     rejected,
     wait_for,
 )
+
+_CUT = make_alert("cut")
 
 
 def key_of(raw: bytes) -> AlertKey:
@@ -233,30 +236,25 @@ class TestHostileTraffic:
             assert [i.raw for i in got.items] == [first, last]
         assert rejected("naad", "oversize") == before + 1
 
-    async def test_truncated_and_unterminated_documents(
-        self, alert_factory: Callable[..., bytes]
+    @pytest.mark.parametrize(
+        ("bad", "reason"),
+        [
+            (_CUT[: len(_CUT) // 2], "truncated"),
+            (b"<alert><sender>NAADS-Heartbeat</sender><status>System</alert>", "bad_heartbeat"),
+        ],
+        ids=["truncated-document", "malformed-heartbeat"],
+    )
+    async def test_broken_document_is_counted_not_yielded(
+        self, bad: bytes, reason: str, alert_factory: Callable[..., bytes]
     ) -> None:
-        before = rejected("naad", "truncated")
+        before = rejected("naad", reason)
         async with naad_run() as (sim, _, got):
-            cut = alert_factory("cut")
-            sim.write(cut[: len(cut) // 2])
-            good = alert_factory("whole")
+            sim.write(bad)
+            good = alert_factory(f"after-{reason}")
             await sim.publish(good)
             await got.wait_count(1)
             assert [i.raw for i in got.items] == [good]
-        assert rejected("naad", "truncated") == before + 1
-
-    async def test_malformed_heartbeat_is_counted_not_yielded(
-        self, alert_factory: Callable[..., bytes]
-    ) -> None:
-        before = rejected("naad", "bad_heartbeat")
-        async with naad_run() as (sim, _, got):
-            sim.write(b"<alert><sender>NAADS-Heartbeat</sender><status>System</alert>")
-            good = alert_factory("after-bad-heartbeat")
-            await sim.publish(good)
-            await got.wait_count(1)
-            assert [i.raw for i in got.items] == [good]
-        assert rejected("naad", "bad_heartbeat") == before + 1
+        assert rejected("naad", reason) == before + 1
 
 
 class TestOptions:
