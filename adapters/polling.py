@@ -3,12 +3,13 @@ backoff, per-feed state and health, and the failure bookkeeping.
 
 A :class:`PollingSource` polls each of its *parts* (IPAWS feeds, NWS areas) in turn, one round
 after another, spaced from start to start by ``interval``. A part whose poll fails raises
-:class:`PollFailed`; the round goes on with the next part, and the next round waits
-``interval * 2^failures`` (capped at ``backoff_max``, with up to 10 % jitter off), never less
-than ``interval`` nor than the longest ``Retry-After`` a part was told (see
-:func:`next_poll_wait`). Every request is counted in :data:`POLLS` by result: ``ok``,
-``not_modified``, ``error`` (no usable answer) or ``rejected`` (an answer refused as hostile
-input, also counted in ``INPUT_REJECTED``).
+:class:`PollFailed`; any other exception is logged and counted as an ``error`` too (one part's
+fault, or a ledger that cannot answer, must not end the poller). The round goes on with the
+next part, and the next round waits ``interval * 2^failures`` (capped at ``backoff_max``, with
+up to 10 % jitter off), never less than ``interval`` nor than the longest ``Retry-After`` a
+part was told (see :func:`next_poll_wait`). Every request is counted in :data:`POLLS` by
+result: ``ok``, ``not_modified``, ``error`` (no usable answer) or ``rejected`` (an answer
+refused as hostile input, also counted in ``INPUT_REJECTED``).
 """
 
 from __future__ import annotations
@@ -177,6 +178,14 @@ class PollingSource(FeedSource, Generic[StateT]):
                     self._failed(part, exc)
                     if exc.retry_after is not None:
                         retry_after = max(retry_after or 0.0, exc.retry_after)
+                except Exception as exc:  # one part's fault (or the ledger's) must not end polling
+                    log.exception(
+                        f"{self.component}_poll_crashed",  # noqa: G004 - a structlog event name
+                        source=self.name,
+                        **{self.part_label: part},
+                    )
+                    ok = False
+                    self._failed(part, PollFailed(f"internal error: {exc!r}"))
             failures = 0 if ok else failures + 1
             wait = next_poll_wait(
                 self._interval, failures, backoff_max=self._backoff_max, retry_after=retry_after

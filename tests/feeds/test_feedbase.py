@@ -258,11 +258,11 @@ class TestFeedSource:
 
 
 class _Scripted(PollingSource[PollState]):
-    """Polls parts "good" and "bad"; "bad" fails as told by ``outcomes``."""
+    """Polls parts "good" and "bad"; "bad" raises what ``outcomes`` holds, then succeeds."""
 
     component = "scripted"
 
-    def __init__(self, clock: FakeClock, outcomes: list[PollFailed | None]) -> None:
+    def __init__(self, clock: FakeClock, outcomes: list[Exception | None]) -> None:
         super().__init__(
             "scripted-test",
             clock=clock,
@@ -328,3 +328,21 @@ class TestPollLoop:
             ("bad", 1, None),
             ("bad", 2, 300),
         ]
+
+    async def test_unexpected_error_does_not_end_polling(self, fake_clock: FakeClock) -> None:
+        source = _Scripted(fake_clock, [RuntimeError("ledger locked"), RuntimeError("again")])
+        with capture_logs() as logs:
+            async with source:
+                await fake_clock.wait_for_sleepers(1)
+                bad = {h.name: h for h in source.health()}["scripted-test/bad"]
+                assert not bad.healthy
+                assert "internal error" in bad.detail
+                assert "ledger locked" in bad.detail
+                for _ in range(10):
+                    await fake_clock.advance(60)
+                    await fake_clock.wait_for_sleepers(1)
+                assert all(h.healthy for h in source.health())
+        assert len(source.started) >= 5
+        crashed = [e for e in logs if e["event"] == "scripted_poll_crashed"]
+        assert [e["feed"] for e in crashed] == ["bad", "bad"]
+        assert source._states["bad"].failures == 0
