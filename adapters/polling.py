@@ -14,11 +14,12 @@ refused as hostile input, also counted in ``INPUT_REJECTED``).
 
 from __future__ import annotations
 
+import email.utils
 import random
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 import aiohttp
@@ -100,6 +101,23 @@ def next_poll_wait(
     # The exponent is capped: a feed down for weeks must not overflow the float.
     backoff = min(interval * 2.0 ** min(failures, 64), backoff_max)
     return max(interval, backoff * random.uniform(0.9, 1.0), retry_after or 0.0)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """The wait a ``Retry-After`` header asks for, in seconds (RFC 9110 section 10.2.3: a
+    number of seconds or an HTTP date); None when absent or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class PollFailed(AdapterError):

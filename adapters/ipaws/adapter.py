@@ -50,7 +50,13 @@ from adapters.ipaws.codec import (
     save_state,
 )
 from adapters.naad.codec import peek_key
-from adapters.polling import PollFailed, PollingSource, PollState, interval_option
+from adapters.polling import (
+    PollFailed,
+    PollingSource,
+    PollState,
+    interval_option,
+    retry_after_seconds,
+)
 from cap_schemas.model import AlertKey
 from gateway.adapter import AdapterContext, Clock
 from gateway.errors import ConfigError
@@ -211,7 +217,8 @@ class IpawsSource(PollingSource[PollState]):
             url, max_bytes=self.options.max_response_bytes, time_limit=self.options.timeout
         )
         if result.status != 200:
-            raise PollFailed(f"{url}: HTTP {result.status}")
+            retry = retry_after_seconds(result.headers.get("Retry-After"))
+            raise PollFailed(f"{url}: HTTP {result.status}", retry_after=retry)
         try:
             documents = extract_alerts(result.body, max_bytes=self.options.max_response_bytes)
         except FeedError as exc:

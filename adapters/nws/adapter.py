@@ -41,7 +41,13 @@ from adapters.nws.codec import (
     check_area,
     parse_active_counted,
 )
-from adapters.polling import PollFailed, PollingSource, PollState, interval_option
+from adapters.polling import (
+    PollFailed,
+    PollingSource,
+    PollState,
+    interval_option,
+    retry_after_seconds,
+)
 from gateway.adapter import AdapterContext, Clock
 from gateway.errors import ConfigError
 from gateway.metrics import INPUT_REJECTED
@@ -127,15 +133,6 @@ class _AreaState(PollState):
     not_modified: int = 0
 
 
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 class NwsSource(PollingSource[_AreaState]):
     """The api.weather.gov source adapter (see the module docstring)."""
 
@@ -193,7 +190,7 @@ class NwsSource(PollingSource[_AreaState]):
             self._succeeded(area, started, result="not_modified")
             return
         if result.status != 200:
-            retry = _retry_after(result.headers.get("Retry-After"))
+            retry = retry_after_seconds(result.headers.get("Retry-After"))
             raise PollFailed(f"{url}: HTTP {result.status}", retry_after=retry)
         try:
             entries, skipped = parse_active_counted(result.body)

@@ -23,6 +23,7 @@ from adapters.ipaws.codec import (
     recent_url,
     save_state,
 )
+from adapters.polling import retry_after_seconds
 from cap_schemas.model import AlertKey
 from cap_schemas.parse import parse_alert
 from cap_schemas.signature import TrustStore, sign, verify
@@ -214,6 +215,43 @@ class TestPollFloor:
             assert gaps[first_fail + 1] >= 4 * MIN_INTERVAL * 0.9
             assert rejected("ipaws", "oversize") == oversize_before + 1
             assert rejected("ipaws", "not_feed") == garbage_before + 1
+
+    async def test_retry_after_is_honoured(self, fake_clock: FakeClock, tmp_path: Path) -> None:
+        """A 503 with Retry-After: 900 holds the next poll back 900 s, beyond the backoff."""
+        async with IpawsSimulator(load_alerts("ipaws"), clock=fake_clock) as sim:
+            sim.faults.fail_count, sim.faults.fail_status, sim.faults.retry_after = 1, 503, 900
+            source = ipaws_source(sim, fake_clock, tmp_path)
+            async with collecting(source) as got:
+                await fake_clock.wait_for_sleepers(1)
+                assert [r.status for r in sim.requests] == [503]
+                for _ in range(14):  # 840 s: past the backoff, short of the server's wish
+                    await fake_clock.advance(60)
+                    await fake_clock.wait_for_sleepers(1)
+                assert [r.status for r in sim.requests] == [503]
+                await fake_clock.advance(61)
+                await got.wait_count(3)
+                assert [r.status for r in sim.requests] == [503, 200]
+
+    @pytest.mark.parametrize(
+        ("header", "seconds"),
+        [
+            (None, None),
+            ("120", 120.0),
+            (" 5 ", 5.0),
+            ("-3", None),
+            ("1.5", None),
+            ("soon", None),
+            ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # in the past: no wait
+        ],
+    )
+    def test_retry_after_header(self, header: str | None, seconds: float | None) -> None:
+        assert retry_after_seconds(header) == seconds
+
+    def test_retry_after_http_date_in_the_future(self) -> None:
+        when = datetime.now(UTC) + timedelta(seconds=300)
+        got = retry_after_seconds(when.strftime("%a, %d %b %Y %H:%M:%S GMT"))
+        assert got is not None
+        assert 290 <= got <= 300
 
     def test_interval_below_floor_is_refused(self) -> None:
         with pytest.raises(ConfigError, match="floor of 120"):
