@@ -303,7 +303,10 @@ class SpectralLineClock:
             self._next_k = last + 1
         elif self._next_k is None:
             self._next_k = first
-        self._drift = [*self._drift, (int(centre[-1]), self._theta)][-16:]
+        # Line phase every half window over the last few windows, for ``clock_error``.
+        picks = range(ready - 1, -1, -half)
+        points = [(int(centre[i]), float(theta[i])) for i in reversed(picks)]
+        self._drift = [*self._drift, *points][-8:]
         keep = 2 * half + 1
         self._d = buf[buf.size - keep :]
         self._base = base + buf.size - keep

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adapters.afsk import afsk1200, hdlc
-from adapters.afsk.fsk import FskModulator
+from adapters.afsk.fsk import FskDemodulator, FskModulator, SpectralLineClock
 from adapters.afsk.ptt import NoPtt, SerialPtt, keyed
 from adapters.kiss.ax25 import Frame
 from gateway.errors import AdapterConnectionError, ConfigError, FrameError
@@ -281,3 +281,200 @@ class TestAfskBounds:
             demod.feed(0.5 * np.sin(2 * np.pi * 1200 * np.arange(22050) / 22050))
             demod.feed(rng.normal(0, 0.01, 100))
         assert demod.held_bits <= afsk1200._MAX_CANDIDATE_BITS
+
+
+def tone_levels(frame: bytes, flags: int) -> np.ndarray:
+    levels, _ = hdlc.nrzi_encode(hdlc.frame_bits(frame, leading_flags=flags))
+    return levels
+
+
+def modem(rate: int, amplitude: float = 1.0) -> FskModulator:
+    return FskModulator(
+        rate,
+        mark=Fraction(1200),
+        space=Fraction(2200),
+        baud=Fraction(1200),
+        amplitude=amplitude,
+    )
+
+
+def white(x: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
+    """Noise against a unit-amplitude tone (power 0.5), whatever the signal's level now."""
+    rng = np.random.default_rng(seed)
+    return x + rng.normal(0.0, np.sqrt(0.5 / 10 ** (snr_db / 10)), size=x.size)
+
+
+def decode(
+    x: np.ndarray,
+    rate: int,
+    *,
+    repair: int = 0,
+    pairs: int = 0,
+    slicers: tuple[afsk1200.Slicer, ...] = afsk1200.SLICERS,
+    chunk: int = 4096,
+) -> list[hdlc.HdlcFrame]:
+    demod = afsk1200.Afsk1200Demodulator(rate, repair=repair, pairs=pairs, slicers=slicers)
+    out: list[hdlc.HdlcFrame] = []
+    for at in range(0, x.size, chunk):
+        out += demod.feed(x[at : at + chunk])
+    return out + demod.flush()
+
+
+class TestAfskChannel:
+    """Level steps, sound-card clock errors that change mid-stream and long preambles do not
+    cost frames: the bit clock has no loop to lose lock and the discriminator ignores level."""
+
+    def test_level_step_and_clock_error_change_mid_stream(self) -> None:
+        rate = 22050
+        pieces = [np.zeros(rate // 4)]
+        # Three transmissions back to back: a fast card, a slow one, then nominal, each
+        # with a level step of 10 dB (down, up, down) between its two frames.
+        low = 10 ** (-10 / 20)
+        for error, gains in ((0.015, (1.0, low)), (-0.015, (low, 1.0)), (0.0, (1.0, low))):
+            tx = afsk1200.Afsk1200Modulator(round(rate * (1 + error)), amplitude=1.0)
+            for frame, gain in zip(FRAMES[:2], gains, strict=True):
+                pieces += [gain * tx.modulate([frame]), np.zeros(rate // 10)]
+        x = white(np.concatenate(pieces), 14.0, seed=7)  # the weak frames sit at 4 dB
+        got = [f.data for f in decode(x, rate)]
+        assert got == [FRAMES[0], FRAMES[1]] * 3
+
+    def test_clock_error_steps_inside_one_frame(self) -> None:
+        rate = 44100
+        levels = tone_levels(FRAMES[2], flags=40)
+        half = levels.size // 2 + 3
+        fast = modem(round(rate * 1.02)).modulate(levels[:half])
+        slow = modem(round(rate * 0.99)).modulate(levels[half:])
+        x = white(np.concatenate([np.zeros(5000), fast, slow, np.zeros(5000)]), 10.0, seed=3)
+        assert [f.data for f in decode(x, rate)] == [FRAMES[2]]
+
+    @pytest.mark.parametrize("error", [-0.02, 0.02])
+    def test_long_flag_preamble_after_noise(self, error: float) -> None:
+        rate = 22050
+        tx = afsk1200.Afsk1200Modulator(round(rate * (1 + error)), amplitude=1.0, txdelay=1.5)
+        x = np.concatenate([np.zeros(rate), tx.modulate([FRAMES[1]]), np.zeros(rate // 10)])
+        assert [f.data for f in decode(white(x, 8.0, seed=11), rate)] == [FRAMES[1]]
+
+    @settings(max_examples=10, deadline=None)
+    @given(st.lists(st.integers(1, 5000), min_size=1, max_size=40))
+    def test_any_chunking_gives_the_same_frames(self, sizes: list[int]) -> None:
+        x = white(afsk1200.modulate(FRAMES[:2], 22050, amplitude=1.0), 12.0, seed=5)
+        demod = afsk1200.Afsk1200Demodulator(22050)
+        out: list[hdlc.HdlcFrame] = []
+        at, i = 0, 0
+        while at < x.size:
+            size = sizes[i % len(sizes)]
+            out += demod.feed(x[at : at + size])
+            at, i = at + size, i + 1
+        assert [f.data for f in out + demod.flush()] == FRAMES[:2]
+
+    def test_flush_delivers_a_frame_that_ends_with_the_recording(self) -> None:
+        x = afsk1200.modulate([FRAMES[0]], 44100, txtail=0.0)
+        demod = afsk1200.Afsk1200Demodulator(44100)
+        assert demod.feed(x) == []  # the closing flag is still inside the clock's window
+        assert [f.data for f in demod.flush()] == [FRAMES[0]]
+
+
+class TestAfskSlicers:
+    """Several slicers share one discriminator; each frame comes out once, in order."""
+
+    def test_two_slicers_pass_each_frame_once(self) -> None:
+        x = white(afsk1200.modulate(FRAMES, 22050, amplitude=1.0), 10.0, seed=1)
+        x = np.concatenate([x, x])  # the same frames again, a transmission later
+        got = decode(x, 22050, slicers=((32.0, 0.0), (24.0, -0.15)))
+        assert [f.data for f in got] == FRAMES * 2
+
+    def test_rejects_are_counted_once(self) -> None:
+        levels = tone_levels(FRAMES[0], flags=20)
+        levels[20 * 8 + 100] ^= 1  # a strong wrong bit: the FCS fails
+        x = np.concatenate([np.zeros(2000), modem(22050).modulate(levels), np.zeros(4000)])
+        before = INPUT_REJECTED.value(component="hdlc", reason="bad_fcs")
+        got = decode(x, 22050, slicers=((32.0, 0.0), (32.0, 0.1)))
+        assert got == []
+        assert INPUT_REJECTED.value(component="hdlc", reason="bad_fcs") == before + 1
+
+    def test_bad_options(self) -> None:
+        with pytest.raises(ValueError, match="slicer"):
+            afsk1200.Afsk1200Demodulator(22050, slicers=())
+        with pytest.raises(ValueError, match="repair"):
+            afsk1200.Afsk1200Demodulator(22050, repair=-1)
+        with pytest.raises(ValueError, match="samples per bit"):
+            SpectralLineClock(3000, 1200)
+
+
+class TestSpectralLineClock:
+    """The feed-forward clock samples each bit once, follows a clock error and does not
+    depend on how the input is chunked."""
+
+    def test_follows_a_clock_error(self) -> None:
+        rate = 22050
+        rng = np.random.default_rng(2)
+        levels = rng.integers(0, 2, 3000)
+        x = modem(round(rate * 1.015)).modulate(levels)
+        demod = FskDemodulator(rate, mark=1200, space=2200, baud=1200)
+        clock = SpectralLineClock(rate, 1200)
+        soft = clock.feed(demod.discriminator(x))
+        assert clock.clock_error == pytest.approx(0.015, abs=0.002)
+        got = (soft.values > 0).astype(int)
+        # The same levels come out, after the filters' delay of a bit or so.
+        text, want = "".join(map(str, got)), "".join(map(str, levels[50:2900]))
+        assert want in text
+        assert np.all(np.diff(soft.positions) > 0)
+
+    def test_chunking_does_not_change_the_bits(self) -> None:
+        rate = 44100
+        rng = np.random.default_rng(3)
+        x = white(modem(round(rate * 0.99)).modulate(rng.integers(0, 2, 1200)), 6.0, seed=4)
+        d = FskDemodulator(rate, mark=1200, space=2200, baud=1200).discriminator(x)
+        whole = SpectralLineClock(rate, 1200).feed(d)
+        clock = SpectralLineClock(rate, 1200)
+        parts = [clock.feed(d[at : at + 999]) for at in range(0, d.size, 999)]
+        values = np.concatenate([p.values for p in parts])
+        positions = np.concatenate([p.positions for p in parts])
+        assert values.size == whole.values.size
+        assert np.abs(positions - whole.positions).max() <= 1
+        assert np.array_equal(values > 0, whole.values > 0)
+
+
+class TestAfskRepairSafety:
+    """Repair recovers weak bits but never invents a frame: not from noise, not from a real
+    frame with more wrong bits than it may flip."""
+
+    def test_pairs_recover_two_weak_wrong_bits(self) -> None:
+        rate = 44100
+        levels = tone_levels(FRAMES[0], flags=30)
+        wrong = levels.copy()
+        targets = (30 * 8 + 120, 30 * 8 + 300)
+        for target in targets:
+            wrong[target] ^= 1
+        good, bad = modem(rate, 0.5).modulate(levels), modem(rate, 0.5).modulate(wrong)
+        spb = rate / 1200
+        x = good.copy()
+        for target in targets:
+            a, b = int(target * spb), int((target + 1) * spb)
+            x[a:b] = 0.35 * good[a:b] + 0.65 * bad[a:b]
+        x = np.concatenate([np.zeros(1000), x, np.zeros(1000)])
+        assert decode(x, rate, repair=12) == []
+        fixed = decode(x, rate, repair=12, pairs=8)
+        assert [(f.data, f.repaired) for f in fixed] == [(FRAMES[0], 2)]
+
+    def test_no_frames_from_two_minutes_of_noise(self) -> None:
+        rng = np.random.default_rng(21)
+        demod = afsk1200.Afsk1200Demodulator(22050, repair=12, pairs=8)
+        for _ in range(24):
+            x = np.clip(rng.normal(0.0, 0.3, 22050 * 5), -1, 1)
+            assert demod.feed((x * 32767).astype(np.int16)) == []
+        assert demod.flush() == []
+        assert demod.held_bits <= afsk1200._MAX_CANDIDATE_BITS
+
+    def test_no_frames_from_frames_with_three_wrong_bits(self) -> None:
+        rng = np.random.default_rng(22)
+        rate = 22050
+        pieces = []
+        for i in range(40):
+            frame = ax25(f"VE3BLK-{i % 16}>APZBLK,WIDE1-1:>corrupted {i:03d} " + "Z" * 20)
+            levels = tone_levels(frame, flags=6)
+            for at in rng.choice(np.arange(56, levels.size - 8), size=3, replace=False):
+                levels[at] ^= 1
+            pieces += [np.zeros(rate // 20), modem(rate).modulate(levels)]
+        x = white(np.concatenate([*pieces, np.zeros(rate // 10)]), 12.0, seed=23)
+        assert decode(x, rate, repair=12, pairs=8) == []
