@@ -40,7 +40,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -269,6 +270,7 @@ class AfskAdapter:
         self._busy_until = 0.0
         self._hold = max(0.1, 3 * options.slot_time_ms / 1000)
         self._tx_lock = asyncio.Lock()
+        self._ptt_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ptt-{name}")
         self._rx_task: asyncio.Task[None] | None = None
         self._random = random.Random()
         self._last_frame_at: datetime | None = None
@@ -277,9 +279,10 @@ class AfskAdapter:
     # -- lifecycle -------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
         o = self.options
-        if o.ptt:
-            self.ptt = await asyncio.to_thread(self._open_ptt)
+        self._ptt_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ptt-{self.name}")
         try:
+            if o.ptt:
+                self.ptt = await self._ptt_open()
             await self.output.open()
             if o.audio_in is not None:
                 self.input = make_input(
@@ -309,6 +312,10 @@ class AfskAdapter:
             ptt=o.ptt or "vox",
         )
         return self
+
+    async def _ptt_open(self) -> Ptt:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._ptt_thread, self._open_ptt)
 
     def _open_ptt(self) -> Ptt:
         o = self.options
@@ -341,9 +348,10 @@ class AfskAdapter:
         if isinstance(self.input, UdpInput):
             self.input.close()
         await self.output.close()
+        ptt, self.ptt = self.ptt, NoPtt()
         with contextlib.suppress(OSError):
-            self.ptt.close()
-        self.ptt = NoPtt()
+            await self._ptt_call(ptt.close)
+        self._ptt_thread.shutdown(wait=False)
 
     # -- source side -----------------------------------------------------------------------
     async def messages(self) -> AsyncIterator[Received]:
@@ -387,9 +395,11 @@ class AfskAdapter:
     async def _on_audio(self, pcm: bytes) -> None:
         try:
             frames, carrier = await asyncio.to_thread(self._demodulate, pcm)
-        except (ValueError, ArithmeticError) as exc:
+        except Exception as exc:  # noqa: BLE001 - hostile audio must never end reception
             INPUT_REJECTED.inc(component=self.component, reason="audio")
-            log.warning("afsk_audio_rejected", adapter=self.name, error=str(exc))
+            log.warning(
+                "afsk_audio_rejected", adapter=self.name, error=f"{type(exc).__name__}: {exc}"
+            )
             self._on_gap("demodulator error")
             return
         now = self.clock.monotonic()
@@ -431,21 +441,18 @@ class AfskAdapter:
                 raise DeliveryError(msg, retryable=False)
             await self._channel_access()
             try:
-                self.ptt.key()
-            except OSError as exc:
-                with contextlib.suppress(OSError):
-                    self.ptt.unkey()
-                raise DeliveryError(f"{self.name}: PTT {self.options.ptt}: {exc}") from exc
-            try:
+                await self._ptt_call(self.ptt.key)
                 # Whatever the output does (a FIFO nobody drains), the transmitter is released.
                 async with asyncio.timeout(seconds + PLAY_GRACE):
                     await self.output.play(pcm)
+            except OSError as exc:
+                raise DeliveryError(f"{self.name}: PTT {self.options.ptt}: {exc}") from exc
             except TimeoutError:
                 msg = f"{self.name}: audio output {self.options.audio_out} stalled; PTT released"
                 raise DeliveryError(msg) from None
             finally:
                 try:
-                    self.ptt.unkey()
+                    await self._ptt_call(self.ptt.unkey)
                 except OSError as exc:
                     log.error("afsk_ptt_release_failed", adapter=self.name, error=str(exc))  # noqa: TRY400 - reason in the event
             AIR_SECONDS.inc(seconds, adapter=self.name)
@@ -458,6 +465,14 @@ class AfskAdapter:
                 frames=len(frames),
                 seconds=seconds,
             )
+
+    async def _ptt_call(self, action: Callable[[], None]) -> None:
+        """Key or release in the PTT's own worker thread: a network serial port
+        (``rfc2217://``) answers over the network, which must not stall the event loop. Calls
+        run in order and complete even when the caller is cancelled, so a release is never
+        overtaken by the key-up it follows."""
+        loop = asyncio.get_running_loop()
+        await asyncio.shield(loop.run_in_executor(self._ptt_thread, action))
 
     def _modulate(self, frames: list[bytes]) -> bytes:
         audio = self._modulator.modulate(frames)

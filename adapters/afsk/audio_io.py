@@ -148,8 +148,11 @@ class AudioInput(ABC):
     async def _read(self, read: Callable[[], Awaitable[bytes]], on_audio: OnAudio) -> bytes:
         """``read()``, delivering silence once if the source goes quiet after audio."""
         if not self._quiet:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that arrives as the read completes, and the reader would never end.
             try:
-                data = await asyncio.wait_for(read(), self.IDLE)
+                async with asyncio.timeout(self.IDLE):
+                    data = await read()
             except TimeoutError:
                 await self._flush(on_audio)
             else:
@@ -241,9 +244,7 @@ class ExecInput(AudioInput):
             return f"command exited with status {code}"
         finally:
             await reap(proc)
-            stderr.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stderr
+            await finish(stderr)
             self.pid = None
 
 
@@ -435,14 +436,16 @@ class ExecOutput(AudioOutput):
             except (BrokenPipeError, ConnectionResetError) as exc:
                 code: int | str = "unknown"
                 with contextlib.suppress(TimeoutError):
-                    code = await asyncio.wait_for(proc.wait(), self.grace)
+                    async with asyncio.timeout(self.grace):
+                        code = await proc.wait()
                 msg = (
                     f"{self.adapter}: audio output command exited with status {code} "
                     "before taking all the audio"
                 )
                 raise DeliveryError(msg) from exc
             try:
-                code = await asyncio.wait_for(proc.wait(), seconds + self.grace)
+                async with asyncio.timeout(seconds + self.grace):
+                    code = await proc.wait()
             except TimeoutError:
                 limit = seconds + self.grace
                 msg = f"{self.adapter}: audio output did not finish within {limit:.1f} s"
@@ -452,8 +455,7 @@ class ExecOutput(AudioOutput):
                 raise DeliveryError(msg)
         finally:
             await reap(proc)
-            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
-                await asyncio.wait_for(stderr, 1.0)
+            await finish(stderr)
         await self._until(started + seconds)
 
 
@@ -544,12 +546,21 @@ async def reap(proc: asyncio.subprocess.Process, grace: float = 2.0) -> None:
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             proc.terminate()
-        try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), grace)
-        except TimeoutError:
+        waiter = asyncio.ensure_future(proc.wait())
+        done, _ = await asyncio.wait({waiter}, timeout=grace)
+        if not done:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
+        await waiter
     await proc.wait()
+
+
+async def finish(task: asyncio.Task[None], grace: float = 1.0) -> None:
+    """Give ``task`` (a stderr logger, ending at end-of-file) ``grace`` seconds, then cancel it.
+
+    ``asyncio.wait`` neither cancels on timeout nor swallows a cancellation of the caller."""
+    await asyncio.wait({task}, timeout=grace)
+    task.cancel()
 
 
 def make_input(

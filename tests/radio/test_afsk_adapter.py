@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import subprocess
+import threading
 import wave
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,6 +17,8 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
+import serial
+import serial.rfc2217
 from structlog.testing import capture_logs
 
 from adapters.afsk.adapter import CHANNEL_BUSY, FRAMES_SENT, AfskAdapter, CarrierDetect
@@ -47,8 +51,6 @@ def outbound(*parts: str, **attributes: str) -> Outbound:
 
 
 def free_udp_port() -> int:
-    import socket  # noqa: PLC0415 - only this helper needs it
-
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -132,6 +134,61 @@ async def send_udp_audio(port: int, pcm: bytes, datagram: int = 1024) -> None:
             await asyncio.sleep(datagram / 2 / RATE / 4)
     finally:
         transport.close()
+
+
+class Rfc2217Server:
+    """A network serial server (RFC 2217, as terminal servers speak it) on loopback, backed by
+    pyserial's ``loop://`` port, whose CTS shows the RTS line the client sets."""
+
+    def __init__(self) -> None:
+        self.port = serial.serial_for_url("loop://", timeout=0)
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(1)
+        self._sock.settimeout(0.05)
+        self.url = f"rfc2217://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> Rfc2217Server:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+        self.port.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(0.05)
+                # The stubs name rfc2217.Serial; any port and any object with write() will do.
+                manager = serial.rfc2217.PortManager(self.port, _SocketWriter(conn))  # type: ignore[arg-type]
+                while not self._stop.is_set():
+                    try:
+                        data = conn.recv(1024)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    for byte in manager.filter(data):
+                        self.port.write(byte)
+
+
+class _SocketWriter:
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+
+    def write(self, data: bytes) -> None:
+        self.conn.sendall(data)
 
 
 class TestDirewolfReferees:
@@ -300,6 +357,39 @@ class TestPtt:
         assert keyed_at_datagram
         assert all(keyed_at_datagram)
 
+    # pyserial 3.5's rfc2217 client starts its reader thread with deprecated setDaemon/setName.
+    @pytest.mark.filterwarnings("ignore:setDaemon:DeprecationWarning")
+    @pytest.mark.filterwarnings("ignore:setName:DeprecationWarning")
+    async def test_ptt_through_an_rfc2217_terminal_server(self) -> None:
+        listen = free_udp_port()
+        with Rfc2217Server() as server:
+            station = afsk(
+                "ptt",
+                callsign="VE3BDR",
+                audio_out=f"udp:127.0.0.1:{listen}",
+                ptt=server.url,  # RTS travels over the network to the server's port
+                **FAST,
+            )
+            keyed_at_datagram: list[bool] = []
+
+            class Listener(asyncio.DatagramProtocol):
+                def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+                    keyed_at_datagram.append(bool(server.port.cts))
+
+            loop = asyncio.get_running_loop()
+            transport, _ = await loop.create_datagram_endpoint(
+                Listener, local_addr=("127.0.0.1", listen)
+            )
+            try:
+                async with station:
+                    assert server.port.cts is False
+                    await station.send(outbound("PTT over the network"))
+                    assert server.port.cts is False
+            finally:
+                transport.close()
+        assert keyed_at_datagram
+        assert all(keyed_at_datagram)
+
     async def test_a_pty_without_modem_lines_is_refused_at_start(self) -> None:
         master, slave = os.openpty()
         try:
@@ -356,11 +446,16 @@ class TestHostileAudio:
         async with station:
             await wait_for(lambda: station.input is not None and station.input.running)
             fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            os.set_blocking(fd, True)
             try:
                 stream = garbage + b"\x00" + audio  # whole samples, written in odd pieces
-                for offset in range(0, len(stream), 777):  # odd-sized writes
-                    await asyncio.to_thread(os.write, fd, stream[offset : offset + 777])
+                async with asyncio.timeout(10):
+                    for offset in range(0, len(stream), 777):  # odd-sized writes
+                        piece = stream[offset : offset + 777]
+                        while piece:
+                            try:
+                                piece = piece[os.write(fd, piece) :]
+                            except BlockingIOError:  # the FIFO is full: the reader catches up
+                                await asyncio.sleep(0.01)
             finally:
                 os.close(fd)
             item = await asyncio.wait_for(anext(station.messages()), 10)
@@ -381,6 +476,31 @@ class TestHostileAudio:
             item = await asyncio.wait_for(anext(station.messages()), 10)
             assert RadioMessage.from_json(item.raw).text == "ok"
         assert INPUT_REJECTED.value(component="afsk:udp", reason="odd_datagram") == before + 1
+
+    async def test_a_failing_demodulator_is_counted_and_replaced(self) -> None:
+        port = free_udp_port()
+        station = afsk(
+            "crash",
+            callsign="VE3BDR",
+            audio_in=f"udp:127.0.0.1:{port}",
+            audio_out="udp:127.0.0.1:9",
+        )
+
+        class Broken:
+            def feed(self, samples: object) -> list[object]:
+                raise IndexError("demodulator bug")
+
+        frame = ax25.Frame(ax25.Address("APRS"), ax25.Address("VA3FLD"), info=b":VE3BDR   :alive")
+        before = INPUT_REJECTED.value(component="afsk:crash", reason="audio")
+        async with station:
+            station._demod = Broken()  # type: ignore[assignment]  # fault injection
+            await send_udp_audio(port, bytes(2048))
+            await wait_for(
+                lambda: INPUT_REJECTED.value(component="afsk:crash", reason="audio") > before
+            )
+            await send_udp_audio(port, frame_audio(frame))
+            item = await asyncio.wait_for(anext(station.messages()), 10)
+            assert RadioMessage.from_json(item.raw).text == "alive"
 
     async def test_input_command_that_exits_is_restarted_and_logged(self, tmp_path: Path) -> None:
         before = AUDIO_RESTARTS.value(adapter="dying")
