@@ -204,6 +204,12 @@ class AfskOptions:
         )
 
 
+def air_time(frame_bytes: int) -> float:
+    """Seconds on air of one frame at 1200 bit/s: a separating flag, the FCS and the worst
+    case of bit stuffing (one bit in five)."""
+    return (frame_bytes + 2 + 1) * 8 * 1.2 / LINE_RATE
+
+
 class CarrierDetect:
     """Data carrier detect from audio: a block (20 ms) counts as carrier when most of its
     energy lies in the Bell 202 band (900-2500 Hz). White noise puts about 7 % of its energy
@@ -425,11 +431,33 @@ class AfskAdapter:
         await self.station.send(item)
 
     async def _transmit(self, frames: Sequence[bytes], kind: str) -> None:
+        """Put ``frames`` on the air: as one transmission, or several when together they would
+        key the transmitter for longer than ``ptt_limit``."""
+        for group in self._groups(frames):
+            await self._transmit_once(group, kind)
+
+    def _groups(self, frames: Sequence[bytes]) -> list[list[bytes]]:
+        """Frames in order, cut into runs whose air time fits in ``ptt_limit``."""
+        o = self.options
+        budget = o.ptt_limit - (o.txdelay_ms + o.txtail_ms) / 1000
+        groups: list[list[bytes]] = []
+        used = budget
+        for frame in frames:
+            cost = air_time(len(frame))
+            if groups and used + cost <= budget:
+                groups[-1].append(frame)
+                used += cost
+            else:
+                groups.append([frame])
+                used = cost
+        return groups
+
+    async def _transmit_once(self, frames: list[bytes], kind: str) -> None:
         async with self._tx_lock:
             if not self._open:
                 raise DeliveryError(f"{self.name}: the sound-card station is not running")
             try:
-                pcm = await asyncio.to_thread(self._modulate, list(frames))
+                pcm = await asyncio.to_thread(self._modulate, frames)
             except FrameError as exc:
                 raise DeliveryError(f"{self.name}: {exc}", retryable=False) from exc
             seconds = len(pcm) / 2 / self.options.rate

@@ -39,7 +39,7 @@ from typing import Literal
 import structlog
 
 from gateway.adapter import Clock
-from gateway.errors import ConfigError, DeliveryError
+from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 
 log = structlog.get_logger(__name__)
@@ -292,8 +292,9 @@ class UdpInput(AudioInput):
                 local_addr=(self.device.host, self.device.port),
             )
         except OSError as exc:
+            # Often passing (the previous process still holds the port): worth a retry.
             msg = f"{self.adapter}: cannot listen on {self.device}: {exc}"
-            raise ConfigError(msg) from exc
+            raise AdapterConnectionError(msg) from exc
         self._transport, self._protocol = transport, protocol
         self.running = True
 
