@@ -26,6 +26,7 @@ from adapters.afsk.fsk import (
     FloatArray,
     FskDemodulator,
     FskModulator,
+    SoftBits,
     SpectralLineClock,
     as_float_samples,
 )
@@ -123,52 +124,106 @@ def _plausible_ax25(data: bytes) -> bool:
 # in white noise by keeping more noise out than the inter-symbol interference they let in.
 BAND = (1300.0, 2100.0)
 WINDOW = 1.1
-# The slicers run side by side on the one discriminator, each as (clock window in bits,
+# The bit clocks run side by side on the one discriminator, each as (clock window in bits,
 # decision offset in bits); see :class:`adapters.afsk.fsk.SpectralLineClock`. The long window
 # hears the weakest signals; the short one follows a sound-card clock off by 2 to 3 %, where
-# the long one's view of the bit-rate line smears. Each costs about a third of the CPU time.
+# the long one's view of the bit-rate line smears.
 Slicer = tuple[float, float]
 SLICERS: tuple[Slicer, ...] = ((32.0, 0.0), (16.0, 0.0))
+# How each clock's bits are decided, each way with its own deframer:
+# "level": the sign of d against a threshold that follows the mark and space levels;
+# "tones": each filter's magnitude scaled between its own recent peak and valley, then mark
+# minus space (direwolf's per-tone AGC): holds up when one tone is far louder (twist).
+Decision = str
+DECISIONS: tuple[Decision, ...] = ("level", "tones")
+# Per bit: how fast the "level" threshold follows the mark and space levels, and how fast the
+# "tones" peak and valley trackers attack and decay. Slow enough not to follow noise, fast
+# enough to settle within a 0.3 s preamble.
+_BALANCE_RATE = 0.005
+_ATTACK = 0.5
+_DECAY = 0.003
 # Two slicers' copies of one frame end within this many bits of each other.
 _DUPLICATE_BITS = 64
 
 
 class _Slicer:
-    """One bit clock with its own NRZI decoder, deframer and repair state."""
+    """One way of deciding a clock's bits, with its own NRZI decoder, deframer and repair."""
 
-    def __init__(self, spec: Slicer, rate: int, *, repair: int, pairs: int, primary: bool) -> None:
-        window, offset = spec
-        self.clock = SpectralLineClock(rate, BAUD, window_bits=window, offset=offset)
+    def __init__(self, decision: Decision, *, repair: int, pairs: int, primary: bool) -> None:
+        if decision not in ("level", "tones"):
+            msg = f"unknown bit decision {decision!r}; expected 'level' or 'tones'"
+            raise ValueError(msg)
+        self.decision = decision
         self.hdlc = HdlcDecoder(count=primary)
         self.prev = 1.0
         self.repair = repair
         self.pairs = pairs
+        self.mark_level, self.space_level = 0.5, -0.5
+        # Peak and valley of each filter's magnitude at the decisions (mark, space).
+        self.peaks = [0.0, 0.0]
+        self.valleys = [0.0, 0.0]
         self.soft: list[float] = []  # raw (pre-NRZI) soft values since the last flag
         self.reference = 1.0
         self.ones = 0
         self.repaired = 0
 
-    def feed(self, d: FloatArray) -> list[tuple[HdlcFrame, int]]:
-        """Frames completed by ``d``, each with the sample index where it ended."""
-        bits = self.clock.feed(d)
+    def feed(self, bits: SoftBits) -> list[tuple[HdlcFrame, int]]:
+        """Frames completed by the clock's ``bits``, each with the sample where it ended."""
         if bits.values.size == 0:
             return []
-        signs = bits.values > 0
+        if self.decision == "tones":
+            values_array = self._tones(bits.carried)
+        else:
+            values_array = self._balance(bits.values)
+        signs = values_array > 0
         levels = np.concatenate(([self.prev > 0], signs))
         decoded = (levels[1:] == levels[:-1]).astype(np.int8).tolist()
         positions = bits.positions.tolist()
         out: list[tuple[HdlcFrame, int]] = []
         if self.repair or self.pairs:
-            values = bits.values.tolist()
+            values = values_array.tolist()
             prev = self.prev
             for at, (v, bit) in enumerate(zip(values, decoded, strict=True)):
                 frame = self._track(v, prev, bit)
                 if frame is not None:
                     out.append((frame, positions[at]))
                 prev = v
-        self.prev = float(bits.values[-1])
+        self.prev = float(values_array[-1])
         frames = self.hdlc.feed(decoded)
         out += [(f, positions[at]) for f, at in zip(frames, self.hdlc.ends, strict=True)]
+        return out
+
+    def _balance(self, values: FloatArray) -> FloatArray:
+        """Move the decision threshold to halfway between the recent mark and space levels:
+        with twist (one tone louder, as after de-emphasis) the quieter tone's bits sit
+        nearer 0 in ``d`` and a fixed threshold at 0 would favour the louder one."""
+        mark, space, rate = self.mark_level, self.space_level, _BALANCE_RATE
+        out: list[float] = []
+        for v in values.tolist():
+            threshold = 0.5 * (mark + space)
+            if v > threshold:
+                mark += rate * (v - mark)
+            else:
+                space += rate * (v - space)
+            out.append(v - threshold)
+        self.mark_level, self.space_level = mark, space
+        return np.asarray(out)
+
+    def _tones(self, carried: FloatArray) -> FloatArray:
+        """Mark minus space, each filter's magnitude first scaled to [-0.5, 0.5] between its
+        own peak (fast attack, slow decay) and valley."""
+        scaled = []
+        for tone in (0, 1):
+            peak, valley = self.peaks[tone], self.valleys[tone]
+            row: list[float] = []
+            for m in carried[tone].tolist():
+                peak += (_ATTACK if m > peak else _DECAY) * (m - peak)
+                valley += (_ATTACK if m < valley else _DECAY) * (m - valley)
+                swing = peak - valley
+                row.append((m - 0.5 * (peak + valley)) / swing if swing > 0 else 0.0)
+            self.peaks[tone], self.valleys[tone] = peak, valley
+            scaled.append(row)
+        out: FloatArray = np.asarray(scaled[0]) - np.asarray(scaled[1])
         return out
 
     def _track(self, v: float, prev: float, bit: int) -> HdlcFrame | None:
@@ -230,9 +285,10 @@ class Afsk1200Demodulator:
         repair: int = 0,
         pairs: int = 0,
         slicers: tuple[Slicer, ...] = SLICERS,
+        decisions: tuple[Decision, ...] = DECISIONS,
     ) -> None:
-        if not slicers:
-            raise ValueError("at least one slicer is needed")
+        if not slicers or not decisions:
+            raise ValueError("at least one slicer and one bit decision are needed")
         if repair < 0:
             msg = f"repair must be 0 (off) or a number of bits to try, got {repair}"
             raise ValueError(msg)
@@ -240,10 +296,17 @@ class Afsk1200Demodulator:
         self._demod = FskDemodulator(
             rate, mark=MARK, space=SPACE, baud=BAUD, band=BAND, window=WINDOW
         )
-        self._slicers = [
-            _Slicer(spec, rate, repair=repair, pairs=pairs, primary=i == 0)
-            for i, spec in enumerate(slicers)
+        self._clocks = [
+            SpectralLineClock(rate, BAUD, window_bits=window, offset=offset)
+            for window, offset in slicers
         ]
+        self._tones = "tones" in decisions
+        count = len(decisions)
+        self._slicers = [
+            _Slicer(decision, repair=repair, pairs=pairs, primary=i == 0)
+            for i, decision in enumerate(decisions * len(slicers))
+        ]
+        self._per_clock = count
         self._repair = repair
         self._recent: list[tuple[bytes, int]] = []  # (frame, end sample) lately passed on
         self._window = round(_DUPLICATE_BITS * rate / BAUD)
@@ -258,16 +321,20 @@ class Afsk1200Demodulator:
     def flush(self) -> list[HdlcFrame]:
         """At the end of a recording: the frames still inside the receiver's latency (the
         filters and half a clock window, some 20 ms), by feeding that much silence."""
-        latency = self._demod.delay + max(s.clock.latency for s in self._slicers)
+        latency = self._demod.delay + max(c.latency for c in self._clocks)
         return self.feed(np.zeros(latency + round(16 * self.rate / BAUD)))
 
     def feed(self, samples: npt.ArrayLike | bytes) -> list[HdlcFrame]:
-        d = self._demod.discriminator(as_float_samples(samples))
-        if d.size == 0:
+        mag_m, mag_s = self._demod.magnitudes(as_float_samples(samples))
+        if mag_m.size == 0:
             return []
+        d = self._demod.normalise(mag_m, mag_s)
+        carry = np.stack((mag_m, mag_s)) if self._tones else None
         found: list[tuple[HdlcFrame, int]] = []
-        for slicer in self._slicers:
-            found += slicer.feed(d)
+        for i, clock in enumerate(self._clocks):
+            bits = clock.feed(d, carry)
+            for slicer in self._slicers[i * self._per_clock : (i + 1) * self._per_clock]:
+                found += slicer.feed(bits)
         if not found:
             return []
         # Sort by end, unrepaired first, so each frame is passed on once, in order.

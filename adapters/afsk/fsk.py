@@ -17,7 +17,7 @@ was taken. Work is done per chunk with numpy; only the loop over bits runs in Py
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
@@ -128,10 +128,13 @@ class FskModulator:
 @dataclass(frozen=True, slots=True)
 class SoftBits:
     """Bits out of the demodulator: ``values[i] > 0`` is a mark, ``|values[i]|`` its confidence
-    (at most 1); ``positions[i]`` is the input sample index where the bit was sampled."""
+    (at most 1); ``positions[i]`` is the input sample index where the bit was sampled.
+    ``carried[:, i]`` are other signals sampled at the same instant (see
+    :meth:`SpectralLineClock.feed`); empty unless asked for."""
 
     values: FloatArray
     positions: npt.NDArray[np.int64]
+    carried: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
 
 
 class BitClock:
@@ -237,6 +240,7 @@ class SpectralLineClock:
         self._half = max(2, round(window_bits * self.spb / 2))
         self._offset = offset
         self._d = np.zeros(0)  # pending samples, the first one at index _base
+        self._carry = np.zeros((0, 0))  # the carried signals over the same samples
         self._base = 0
         self._theta = 0.0  # unwrapped line phase (cycles) at the last decided sample
         self._next_k: int | None = None  # index of the next bit to decide
@@ -261,16 +265,26 @@ class SpectralLineClock:
         bits = (n1 - n0) / self.spb
         return -(theta1 - theta0) / bits if bits else 0.0
 
-    def feed(self, d: FloatArray) -> SoftBits:
-        """Take the next stretch of ``d``; return the bits whose decision point it reached."""
+    def feed(self, d: FloatArray, carry: FloatArray | None = None) -> SoftBits:
+        """Take the next stretch of ``d``; return the bits whose decision point it reached.
+
+        ``carry`` (shape ``(k, d.size)``, the same ``k`` on every call) are other signals
+        aligned with ``d``, sampled at the same instants into ``SoftBits.carried``.
+        """
         self.samples_in += d.size
         buf = np.concatenate((self._d, d))
+        if carry is not None:
+            if self._carry.shape[0] != carry.shape[0]:
+                self._carry = np.zeros((carry.shape[0], self._d.size))
+            carried_buf = np.concatenate((self._carry, carry), axis=1)
+        else:
+            carried_buf = np.zeros((0, buf.size))
         base = self._base
         half = self._half
         ready = buf.size - 2 * half - 1  # samples whose centred window is complete
         if ready <= 0:
-            self._d = buf
-            return SoftBits(np.zeros(0), np.zeros(0, dtype=np.int64))
+            self._d, self._carry = buf, carried_buf
+            return SoftBits(np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros((0, 0)))
         index = np.arange(base, base + buf.size, dtype=np.int64)
         line = (buf * buf) * self._phasors[index % self._cycle]
         sums = np.cumsum(line)
@@ -290,6 +304,7 @@ class SpectralLineClock:
         last = math.floor(u[-1])
         values: FloatArray = np.zeros(0)
         positions = np.zeros(0, dtype=np.int64)
+        carried: FloatArray = np.zeros((carried_buf.shape[0], 0))
         if last >= first:
             ks = np.arange(first, last + 1, dtype=np.float64)
             at = np.searchsorted(u, ks, side="left")  # first sample with u >= k
@@ -299,6 +314,8 @@ class SpectralLineClock:
             f = np.clip((ks - u0) / step, 0.0, 1.0)
             d0, d1 = buf[half + at - 1], buf[half + at]
             values = d0 + f * (d1 - d0)
+            c0, c1 = carried_buf[:, half + at - 1], carried_buf[:, half + at]
+            carried = c0 + f * (c1 - c0)
             positions = centre[at]
             self._next_k = last + 1
         elif self._next_k is None:
@@ -309,8 +326,9 @@ class SpectralLineClock:
         self._drift = [*self._drift, *points][-8:]
         keep = 2 * half + 1
         self._d = buf[buf.size - keep :]
+        self._carry = carried_buf[:, buf.size - keep :]
         self._base = base + buf.size - keep
-        return SoftBits(values, positions)
+        return SoftBits(values, positions, carried)
 
 
 def bandpass_taps(low: float, high: float, rate: int, *, transition: float = 800.0) -> FloatArray:
@@ -410,12 +428,13 @@ class FskDemodulator:
     def relax(self) -> None:
         self.clock.relax()
 
-    def discriminator(self, samples: npt.ArrayLike | bytes) -> FloatArray:
-        """Update the matched filters with ``samples`` and return ``d`` for each of them."""
+    def magnitudes(self, samples: npt.ArrayLike | bytes) -> tuple[FloatArray, FloatArray]:
+        """Update the matched filters with ``samples``; return the mark and the space filter's
+        output magnitude (over the last window) for each of them."""
         x = as_float_samples(samples)
         n = x.size
         if n == 0:
-            return np.zeros(0)
+            return np.zeros(0), np.zeros(0)
         if self._filter is not None:
             x = self._filter(x)
         if self._base_mark.size < n:
@@ -428,6 +447,15 @@ class FskDemodulator:
         self._ph_space = (self._ph_space + self._w_space * n) % (2.0 * math.pi)
         mag_m = self._window_magnitude(x * osc_m, mark=True)
         mag_s = self._window_magnitude(x * osc_s, mark=False)
+        return mag_m, mag_s
+
+    def discriminator(self, samples: npt.ArrayLike | bytes) -> FloatArray:
+        """Update the matched filters with ``samples`` and return ``d`` for each of them."""
+        mag_m, mag_s = self.magnitudes(samples)
+        return self.normalise(mag_m, mag_s)
+
+    def normalise(self, mag_m: FloatArray, mag_s: FloatArray) -> FloatArray:
+        """``d = (|M| - |S|) / (|M| + |S|)`` from the two filters' magnitudes."""
         total = mag_m + mag_s
         out: FloatArray = (mag_m - mag_s) / np.maximum(total, 1e-9 * self.window)
         return out

@@ -374,6 +374,28 @@ class TestAfskChannel:
         assert [f.data for f in demod.flush()] == [FRAMES[0]]
 
 
+def tilted(x: np.ndarray, rate: int, db_per_khz: float) -> np.ndarray:
+    """``x`` through a filter whose gain changes by ``db_per_khz`` per kHz above 1200 Hz (so
+    the space tone is that many dB louder than the mark): the twist of a radio path."""
+    spectrum = np.fft.rfft(x)
+    freq = np.fft.rfftfreq(x.size, 1 / rate)
+    gain = np.minimum(10 ** (db_per_khz * (freq - 1200) / 1000 / 20), 10 ** (abs(db_per_khz) / 10))
+    return np.fft.irfft(spectrum * gain, x.size)
+
+
+class TestAfskTwist:
+    """A frame whose tones differ in level by 9 dB (de-emphasis, or pre-emphasis that was not
+    undone) still decodes in moderate noise."""
+
+    @pytest.mark.parametrize("twist", [-9.0, 9.0])
+    def test_strong_twist(self, twist: float) -> None:
+        rate = 22050
+        x = np.concatenate([np.zeros(rate // 4), afsk1200.modulate(FRAMES, rate), np.zeros(2000)])
+        x = tilted(x, rate, twist)
+        got = decode(add_noise(x, 8.0, seed=int(twist) + 40), rate)
+        assert [f.data for f in got] == FRAMES
+
+
 class TestAfskSlicers:
     """Several slicers share one discriminator; each frame comes out once, in order."""
 
@@ -395,6 +417,10 @@ class TestAfskSlicers:
     def test_bad_options(self) -> None:
         with pytest.raises(ValueError, match="slicer"):
             afsk1200.Afsk1200Demodulator(22050, slicers=())
+        with pytest.raises(ValueError, match="bit decision"):
+            afsk1200.Afsk1200Demodulator(22050, decisions=())
+        with pytest.raises(ValueError, match="unknown bit decision"):
+            afsk1200.Afsk1200Demodulator(22050, decisions=("coherent",))
         with pytest.raises(ValueError, match="repair"):
             afsk1200.Afsk1200Demodulator(22050, repair=-1)
         with pytest.raises(ValueError, match="samples per bit"):
