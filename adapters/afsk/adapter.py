@@ -286,6 +286,8 @@ class AfskAdapter:
     async def __aenter__(self) -> Self:
         o = self.options
         self._ptt_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ptt-{self.name}")
+        self._demod = Afsk1200Demodulator(o.rate, repair=o.repair)  # a new stream
+        self._busy_until = 0.0
         try:
             if o.ptt:
                 self.ptt = await self._ptt_open()
