@@ -31,15 +31,21 @@ from adapters.afsk.fsk import (
     as_float_samples,
 )
 from adapters.afsk.hdlc import (
+    COMPONENT as HDLC_COMPONENT,
+)
+from adapters.afsk.hdlc import (
     FLAG,
     MAX_FRAME,
     MIN_FRAME,
-    HdlcDecoder,
+    FlagSegmenter,
     HdlcFrame,
+    Segment,
     check_fcs,
     frame_bits,
     nrzi_encode,
+    unstuff_octets,
 )
+from gateway.metrics import INPUT_REJECTED
 
 log = structlog.get_logger(__name__)
 
@@ -154,7 +160,8 @@ class _Slicer:
             msg = f"unknown bit decision {decision!r}; expected 'level' or 'tones'"
             raise ValueError(msg)
         self.decision = decision
-        self.hdlc = HdlcDecoder(count=primary)
+        self.segments = FlagSegmenter(count=primary)
+        self.primary = primary
         self.prev = 1.0
         self.repair = repair
         self.pairs = pairs
@@ -162,9 +169,6 @@ class _Slicer:
         # Peak and valley of each filter's magnitude at the decisions (mark, space).
         self.peaks = [0.0, 0.0]
         self.valleys = [0.0, 0.0]
-        self.soft: list[float] = []  # raw (pre-NRZI) soft values since the last flag
-        self.reference = 1.0
-        self.ones = 0
         self.repaired = 0
 
     def feed(self, bits: SoftBits) -> list[tuple[HdlcFrame, int]]:
@@ -177,21 +181,27 @@ class _Slicer:
             values_array = self._balance(bits.values)
         signs = values_array > 0
         levels = np.concatenate(([self.prev > 0], signs))
-        decoded = (levels[1:] == levels[:-1]).astype(np.int8).tolist()
-        positions = bits.positions.tolist()
-        out: list[tuple[HdlcFrame, int]] = []
-        if self.repair or self.pairs:
-            values = values_array.tolist()
-            prev = self.prev
-            for at, (v, bit) in enumerate(zip(values, decoded, strict=True)):
-                frame = self._track(v, prev, bit)
-                if frame is not None:
-                    out.append((frame, positions[at]))
-                prev = v
+        decoded = (levels[1:] == levels[:-1]).astype(np.int8)
         self.prev = float(values_array[-1])
-        frames = self.hdlc.feed(decoded)
-        out += [(f, positions[at]) for f, at in zip(frames, self.hdlc.ends, strict=True)]
+        out: list[tuple[HdlcFrame, int]] = []
+        for segment in self.segments.feed(decoded, values_array):
+            frame = self._frame(segment)
+            if frame is not None:
+                out.append((frame, int(bits.positions[segment.end])))
         return out
+
+    def _frame(self, segment: Segment) -> HdlcFrame | None:
+        """The frame between two flags, if its FCS checks (after repair, if enabled)."""
+        data = unstuff_octets(segment.bits)
+        if data is not None and len(data) >= MIN_FRAME + 2:
+            if check_fcs(data):
+                return HdlcFrame(data[:-2])
+            if self.primary:
+                INPUT_REJECTED.inc(component=HDLC_COMPONENT, reason="bad_fcs")
+                log.debug("hdlc_frame_rejected", reason="bad_fcs")
+        if self.repair or self.pairs:
+            return self._try_repair(segment)
+        return None
 
     def _balance(self, values: FloatArray) -> FloatArray:
         """Move the decision threshold to halfway between the recent mark and space levels:
@@ -212,56 +222,43 @@ class _Slicer:
     def _tones(self, carried: FloatArray) -> FloatArray:
         """Mark minus space, each filter's magnitude first scaled to [-0.5, 0.5] between its
         own peak (fast attack, slow decay) and valley."""
-        scaled = []
-        for tone in (0, 1):
-            peak, valley = self.peaks[tone], self.valleys[tone]
-            row: list[float] = []
-            for m in carried[tone].tolist():
-                peak += (_ATTACK if m > peak else _DECAY) * (m - peak)
-                valley += (_ATTACK if m < valley else _DECAY) * (m - valley)
-                swing = peak - valley
-                row.append((m - 0.5 * (peak + valley)) / swing if swing > 0 else 0.0)
-            self.peaks[tone], self.valleys[tone] = peak, valley
-            scaled.append(row)
-        out: FloatArray = np.asarray(scaled[0]) - np.asarray(scaled[1])
-        return out
+        (peak_m, peak_s), (valley_m, valley_s) = self.peaks, self.valleys
+        attack, decay = _ATTACK, _DECAY
+        out: list[float] = []
+        for m, s in zip(carried[0].tolist(), carried[1].tolist(), strict=True):
+            peak_m += (attack if m > peak_m else decay) * (m - peak_m)
+            valley_m += (attack if m < valley_m else decay) * (m - valley_m)
+            peak_s += (attack if s > peak_s else decay) * (s - peak_s)
+            valley_s += (attack if s < valley_s else decay) * (s - valley_s)
+            swing_m, swing_s = peak_m - valley_m, peak_s - valley_s
+            if swing_m > 0 and swing_s > 0:
+                out.append(
+                    (m - 0.5 * (peak_m + valley_m)) / swing_m
+                    - (s - 0.5 * (peak_s + valley_s)) / swing_s
+                )
+            else:
+                out.append(0.0)
+        self.peaks, self.valleys = [peak_m, peak_s], [valley_m, valley_s]
+        return np.asarray(out)
 
-    def _track(self, v: float, prev: float, bit: int) -> HdlcFrame | None:
-        """Keep the raw soft values of the bits since the last flag; on a flag, if the frame in
-        between fails its FCS, try flipping its least certain line bits one at a time."""
-        self.soft.append(v)
-        if len(self.soft) > _MAX_CANDIDATE_BITS:
-            del self.soft[: len(self.soft) - _MAX_CANDIDATE_BITS]  # no flag for too long
-        if bit:
-            self.ones += 1
-            return None
-        _ = prev
-        if self.ones != 6:
-            self.ones = 0
-            return None
-        candidate = self.soft[:-8]
-        reference = self.reference
-        self.reference = v
-        self.soft = []
-        self.ones = 0
-        if 8 * (MIN_FRAME + 2) <= len(candidate) <= 8 * (MAX_FRAME + 2) * 6 // 5:
-            return self._try_repair(reference, candidate)
-        return None
-
-    def _try_repair(self, reference: float, raw: list[float]) -> HdlcFrame | None:
-        levels = [reference > 0] + [r > 0 for r in raw]
-        data = _unstuff_octets(_nrzi(levels))
-        if data is not None and check_fcs(data):
-            return None  # the plain decoder has it
-        order = np.argsort(np.abs(np.asarray(raw)))[: max(self.repair, self.pairs)].tolist()
+    def _try_repair(self, segment: Segment) -> HdlcFrame | None:
+        """Flip the least certain line bits, one at a time then (``pairs``) two at a time;
+        keep the first result whose FCS checks and whose addresses look like AX.25."""
+        count = segment.bits.size
+        order = np.argsort(np.abs(segment.soft))[: max(self.repair, self.pairs)].tolist()
         tries: list[tuple[int, ...]] = [(i,) for i in order[: self.repair]]
         tries += list(itertools.combinations(order[: self.pairs], 2))
         for flips in tries:
-            flipped = levels.copy()
+            bits = segment.bits.copy()
             for index in flips:
-                flipped[index + 1] = not flipped[index + 1]
-            data = _unstuff_octets(_nrzi(flipped))
-            if data is not None and check_fcs(data) and _plausible_ax25(data[:-2]):
+                # A line bit that changes tone changes the NRZI bit it ends and the next one.
+                bits[index] ^= 1
+                if index + 1 < count:
+                    bits[index + 1] ^= 1
+            data = unstuff_octets(bits)
+            if data is None or len(data) < MIN_FRAME + 2 or data[0] == FLAG:
+                continue
+            if check_fcs(data) and _plausible_ax25(data[:-2]):
                 self.repaired += 1
                 log.debug("afsk_frame_repaired", bits=flips, length=len(data) - 2)
                 return HdlcFrame(data[:-2], repaired=len(flips))
@@ -315,8 +312,9 @@ class Afsk1200Demodulator:
 
     @property
     def held_bits(self) -> int:
-        """Soft bits held for repair (bounded by the longest frame, whatever the input)."""
-        return max(len(s.soft) for s in self._slicers)
+        """Line bits held since the last flag (bounded by the longest frame, whatever the
+        input)."""
+        return max(s.segments.held for s in self._slicers)
 
     def flush(self) -> list[HdlcFrame]:
         """At the end of a recording: the frames still inside the receiver's latency (the
@@ -351,31 +349,3 @@ class Afsk1200Demodulator:
         self.frames += len(out)
         self.repaired += sum(1 for f in out if f.repaired)
         return out
-
-
-def _nrzi(levels: list[bool]) -> list[int]:
-    return [1 if a == b else 0 for a, b in itertools.pairwise(levels)]
-
-
-def _unstuff_octets(bits: list[int]) -> bytes | None:
-    """Remove stuffed zeros and pack octets; None if the bits do not make whole octets."""
-    out: list[int] = []
-    ones = 0
-    for bit in bits:
-        if bit:
-            ones += 1
-            if ones > 5:
-                return None
-            out.append(1)
-        else:
-            if ones == 5:
-                ones = 0
-                continue
-            ones = 0
-            out.append(0)
-    if len(out) % 8 or not out:
-        return None
-    packed = np.packbits(np.asarray(out, dtype=np.uint8), bitorder="little").tobytes()
-    if len(packed) > 2 and packed[0] == FLAG:
-        return None
-    return packed

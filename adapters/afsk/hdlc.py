@@ -13,6 +13,7 @@ carries, what :class:`adapters.kiss.ax25.Frame` produces).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -131,15 +132,11 @@ class HdlcDecoder:
     Frames of a plausible length with a bad FCS, and overlong frames, are dropped and counted
     in ``borderlink_input_rejected_total{component="hdlc"}``; fragments too short or not a
     whole number of octets (what noise between two chance flags looks like) and aborts (seven
-    1s) are dropped silently. The decoder then waits for the next flag. ``count=False`` keeps
-    the count out of the metric (for a second slicer over the same audio).
+    1s) are dropped silently. The decoder then waits for the next flag.
     """
 
-    def __init__(
-        self, *, min_length: int = MIN_FRAME, max_length: int = MAX_FRAME, count: bool = True
-    ) -> None:
+    def __init__(self, *, min_length: int = MIN_FRAME, max_length: int = MAX_FRAME) -> None:
         self._min = min_length
-        self._count = count
         self._max = max_length
         self._ones = 0
         self._in_frame = False
@@ -147,17 +144,13 @@ class HdlcDecoder:
         self._nbits = 0
         self._buf = bytearray()
         self.bad_fcs = 0
-        # For each frame the last ``feed`` returned, the index in its input of the bit that
-        # completed it (the last bit of the closing flag).
-        self.ends: list[int] = []
 
     def feed(self, bits: Iterable[int]) -> list[HdlcFrame]:
         frames: list[HdlcFrame] = []
-        self.ends = []
         ones = self._ones
         in_frame = self._in_frame
         byte, nbits, buf = self._byte, self._nbits, self._buf
-        for at, bit in enumerate(bits):
+        for bit in bits:
             if bit:
                 ones += 1
                 if ones > 6:  # abort or idle line: drop what we had
@@ -168,8 +161,8 @@ class HdlcDecoder:
                     nbits += 1
             else:
                 if ones == 6:  # a flag: end the frame in progress, start a new one
-                    if in_frame and self._finish(buf, nbits, frames):
-                        self.ends.append(at)
+                    if in_frame:
+                        self._finish(buf, nbits, frames)
                     in_frame = True
                     byte, nbits, buf = 0, 0, bytearray()
                     ones = 0
@@ -190,23 +183,115 @@ class HdlcDecoder:
         self._byte, self._nbits, self._buf = byte, nbits, buf
         return frames
 
-    def _finish(self, buf: bytearray, nbits: int, frames: list[HdlcFrame]) -> bool:
+    def _finish(self, buf: bytearray, nbits: int, frames: list[HdlcFrame]) -> None:
         # The flag's own leading 0 and five... bits were clocked into the buffer before the
         # sixth 1 identified it: exactly 7 bits of the flag (0111111) are pending in nbits.
         if not buf and nbits <= 7:
-            return False  # back-to-back flags
+            return  # back-to-back flags
         if nbits != 7 or len(buf) < self._min + 2:
-            return False  # noise between flags, not a frame: nothing to count
+            return  # noise between flags, not a frame: nothing to count
         data = bytes(buf)
         if not check_fcs(data):
             self.bad_fcs += 1
             self._reject("bad_fcs")
-            return False
+            return
         frames.append(HdlcFrame(data[:-2]))
-        return True
 
     def _reject(self, reason: str) -> None:
-        if not self._count:
-            return
         INPUT_REJECTED.inc(component=COMPONENT, reason=reason)
         log.debug("hdlc_frame_rejected", reason=reason)
+
+
+def unstuff_octets(bits: npt.ArrayLike) -> bytes | None:
+    """The octets carried by the (NRZI-decoded) bits between two flags: stuffed zeros
+    removed, packed least significant bit first. None if six 1s in a row occur (an abort) or
+    the bits do not make whole octets."""
+    data = np.asarray(bits, dtype=np.int8)
+    if data.size == 0:
+        return None
+    index = np.arange(data.size)
+    # Ones in a row up to and including each bit (the bit before the segment is a flag's 0).
+    last_zero = np.maximum.accumulate(np.where(data == 0, index, -1))
+    run = index - last_zero
+    if int(run.max()) >= 6:
+        return None
+    stuffed = np.zeros(data.size, dtype=bool)
+    stuffed[5:] = (data[5:] == 0) & (run[4:-1] == 5)
+    kept = data[~stuffed]
+    if kept.size % 8 or kept.size == 0:
+        return None
+    return np.packbits(kept.astype(np.uint8), bitorder="little").tobytes()
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """The line between two flags: ``bits`` NRZI-decoded, ``soft`` the raw soft value of each
+    line bit (sign = tone), ``reference`` the soft value of the bit just before (the last bit
+    of the opening flag), ``end`` the index in the last ``feed`` of the closing flag's last
+    bit."""
+
+    bits: Bits
+    soft: npt.NDArray[np.float64]
+    reference: float
+    end: int
+
+
+_FLAG_PATTERN = re.compile(b"(?=01111110)")
+
+
+class FlagSegmenter:
+    """Vectorised flag hunting: ``feed(bits, soft)`` returns the stretches between flags that
+    could hold a frame (whole frames' worth of line bits, no abort), for an HDLC frame check
+    and soft-decision repair. Only the bits since the last flag are kept, and no more than the
+    longest frame: a stretch that grows beyond that is dropped (counted ``too_long`` when no
+    abort was seen in it, when ``count``)."""
+
+    def __init__(self, *, count: bool = True) -> None:
+        self._count = count
+        self._tail = b"0"  # the last line bits (as text), for a flag across two calls
+        self._bits = np.zeros(0, dtype=np.int8)
+        self._soft = np.zeros(0)
+        self._reference = 0.0
+        self._whole = False  # the stretch so far starts right after a flag
+
+    @property
+    def held(self) -> int:
+        """Line bits held since the last flag."""
+        return int(self._bits.size)
+
+    def feed(self, bits: Bits, soft: npt.NDArray[np.float64]) -> list[Segment]:
+        text = self._tail + (bits.astype(np.uint8) + 48).tobytes()
+        shift = len(self._tail)
+        all_bits = np.concatenate((self._bits, bits))
+        all_soft = np.concatenate((self._soft, soft))
+        held = self._bits.size
+        start = 0
+        out: list[Segment] = []
+        for match in _FLAG_PATTERN.finditer(text):
+            last = match.start() + 7 - shift  # index in ``bits`` of the flag's last 0
+            if last < 0:
+                continue  # found in the previous call
+            at = held + last
+            first = at - 7  # the flag's opening 0
+            if self._whole and _MIN_BITS <= first - start <= _MAX_BITS:
+                out.append(
+                    Segment(all_bits[start:first], all_soft[start:first], self._reference, last)
+                )
+            self._reference = float(all_soft[at])
+            self._whole = True
+            start = at + 1
+        self._bits, self._soft = all_bits[start:], all_soft[start:]
+        if self._bits.size > _MAX_BITS + 8:
+            if self._whole and self._count:
+                line = (self._bits.astype(np.uint8) + 48).tobytes()
+                if b"1111111" not in line:
+                    INPUT_REJECTED.inc(component=COMPONENT, reason="too_long")
+            self._whole = False
+            self._bits, self._soft = self._bits[:0], self._soft[:0]
+        self._tail = text[-7:]
+        return out
+
+
+# Line bits of the shortest frame (no stuffing) and of the longest (worst-case stuffing).
+_MIN_BITS = 8 * (MIN_FRAME + 2)
+_MAX_BITS = 8 * (MAX_FRAME + 2) * 6 // 5

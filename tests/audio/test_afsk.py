@@ -504,3 +504,59 @@ class TestAfskRepairSafety:
             pieces += [np.zeros(rate // 20), modem(rate).modulate(levels)]
         x = white(np.concatenate([*pieces, np.zeros(rate // 10)]), 12.0, seed=23)
         assert decode(x, rate, repair=12, pairs=8) == []
+
+
+def segmented_frames(bits: list[int], chunk: int) -> list[bytes]:
+    """Frames found by the vectorised flag hunter + unstuffing + FCS check."""
+    segmenter = hdlc.FlagSegmenter(count=False)
+    found = []
+    for at in range(0, len(bits), chunk):
+        part = np.asarray(bits[at : at + chunk], dtype=np.int8)
+        for segment in segmenter.feed(part, part.astype(np.float64)):
+            data = hdlc.unstuff_octets(segment.bits)
+            if data is not None and len(data) >= hdlc.MIN_FRAME + 2 and hdlc.check_fcs(data):
+                found.append(data[:-2])
+    return found
+
+
+class TestFlagSegmenter:
+    """The vectorised deframer the receiver uses finds exactly what the bit-by-bit
+    HdlcDecoder finds, however the bits are chunked."""
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        st.lists(st.binary(min_size=15, max_size=80), min_size=1, max_size=4),
+        st.lists(st.integers(0, 1), max_size=300),
+        st.integers(1, 500),
+    )
+    def test_agrees_with_the_bit_by_bit_decoder(
+        self, frames: list[bytes], garbage: list[int], chunk: int
+    ) -> None:
+        bits = list(garbage)
+        for data in frames:
+            bits += hdlc.frame_bits(data, leading_flags=2).tolist() + garbage[:37]
+        assert segmented_frames(bits, chunk) == deframe(bits)
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.integers(0, 1), max_size=4000), st.integers(1, 700))
+    def test_random_bits_agree(self, bits: list[int], chunk: int) -> None:
+        assert segmented_frames(bits, chunk) == deframe(bits)
+
+    def test_unstuff_round_trip_and_abort(self) -> None:
+        data = b"\xff\x7e\x00" * 7
+        body = hdlc.frame_bits(data)[8:-8]
+        assert hdlc.unstuff_octets(body) == data + hdlc.fcs(data)
+        aborted = np.concatenate([body[:40], np.ones(7, dtype=np.int8), body[40:]])
+        assert hdlc.unstuff_octets(aborted) is None
+        assert hdlc.unstuff_octets(body[:-3]) is None  # not whole octets
+        assert hdlc.unstuff_octets(np.zeros(0, dtype=np.int8)) is None
+
+    def test_overlong_stretch_is_dropped_and_counted(self) -> None:
+        segmenter = hdlc.FlagSegmenter()
+        flag = np.asarray([0, 1, 1, 1, 1, 1, 1, 0], dtype=np.int8)
+        filler = np.tile(np.asarray([1, 1, 0], dtype=np.int8), 2000)  # no flag, no abort
+        before = INPUT_REJECTED.value(component="hdlc", reason="too_long")
+        for part in (flag, filler, flag):
+            assert segmenter.feed(part, part.astype(np.float64)) == []
+        assert INPUT_REJECTED.value(component="hdlc", reason="too_long") == before + 1
+        assert segmenter.held <= 8 * (hdlc.MAX_FRAME + 2) * 6 // 5 + 8
