@@ -148,6 +148,9 @@ DECISIONS: tuple[Decision, ...] = ("level", "tones")
 _BALANCE_RATE = 0.005
 _ATTACK = 0.5
 _DECAY = 0.003
+# Samples beyond this magnitude (float input far out of [-1, 1]) are clipped to it.
+_CLIP = 1e6
+COMPONENT = "afsk1200"
 # Two slicers' copies of one frame end within this many bits of each other.
 _DUPLICATE_BITS = 64
 
@@ -323,7 +326,15 @@ class Afsk1200Demodulator:
         return self.feed(np.zeros(latency + round(16 * self.rate / BAUD)))
 
     def feed(self, samples: npt.ArrayLike | bytes) -> list[HdlcFrame]:
-        mag_m, mag_s = self._demod.magnitudes(as_float_samples(samples))
+        x = as_float_samples(samples)
+        if x.size and not np.isfinite(x).all():
+            # Float input can carry NaN or infinity (a broken source): they would poison the
+            # filters' state for good. Treat them as silence and say so.
+            bad = int(np.count_nonzero(~np.isfinite(x)))
+            INPUT_REJECTED.inc(component=COMPONENT, reason="non_finite_samples")
+            log.warning("afsk_samples_rejected", reason="non_finite", count=bad)
+            x = np.where(np.isfinite(x), x, 0.0)
+        mag_m, mag_s = self._demod.magnitudes(np.clip(x, -_CLIP, _CLIP))
         if mag_m.size == 0:
             return []
         d = self._demod.normalise(mag_m, mag_s)

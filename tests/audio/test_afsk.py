@@ -560,3 +560,36 @@ class TestFlagSegmenter:
             assert segmenter.feed(part, part.astype(np.float64)) == []
         assert INPUT_REJECTED.value(component="hdlc", reason="too_long") == before + 1
         assert segmenter.held <= 8 * (hdlc.MAX_FRAME + 2) * 6 // 5 + 8
+
+
+class TestAfskHostileInput:
+    """Broken float input (NaN, infinity, huge values) is counted and treated as silence; the
+    receiver keeps decoding what comes after."""
+
+    def test_non_finite_and_huge_samples(self) -> None:
+        demod = afsk1200.Afsk1200Demodulator(22050)
+        x = np.random.default_rng(1).normal(0.0, 0.1, 22050)
+        x[100:200] = np.nan
+        x[300] = np.inf
+        x[400:500] = 1e300
+        before = INPUT_REJECTED.value(component="afsk1200", reason="non_finite_samples")
+        assert demod.feed(x) == []
+        assert INPUT_REJECTED.value(component="afsk1200", reason="non_finite_samples") == before + 1
+        got = demod.feed(afsk1200.modulate(FRAMES, 22050)) + demod.flush()
+        assert [f.data for f in got] == FRAMES
+
+    def test_empty_and_odd_input(self) -> None:
+        demod = afsk1200.Afsk1200Demodulator(22050)
+        assert demod.feed(np.zeros(0)) == []
+        assert demod.feed(b"") == []
+        with pytest.raises(ValueError, match="odd number of bytes"):
+            demod.feed(b"\x00\x01\x02")
+        with pytest.raises(ValueError, match="mono"):
+            demod.feed(np.zeros((10, 2)))
+        assert demod.feed(np.full(5, 5.0)) == []
+
+    def test_sample_at_a_time(self) -> None:
+        rate = 8000
+        x = afsk1200.modulate([FRAMES[0]], rate, txdelay=0.1)
+        got = decode(np.concatenate([np.zeros(500), x]), rate, chunk=1)
+        assert [f.data for f in got] == [FRAMES[0]]
