@@ -87,7 +87,10 @@ class AudioDevice:
         if text.startswith("udp:"):
             host, _, port_text = text[4:].rpartition(":")
             host = host.strip("[]") or "127.0.0.1"
-            if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+            # isdecimal() alone admits other scripts' digits; int() would then fail.
+            if not (port_text.isascii() and port_text.isdecimal()) or not (
+                1 <= int(port_text) <= 65535
+            ):
                 raise ConfigError(
                     f"{where}: option {key!r}: {text!r} is not udp:PORT or udp:HOST:PORT "
                     "(port 1-65535)"

@@ -32,9 +32,12 @@ Behaviour:
   (:mod:`adapters.kiss.numbers`) so a restart never reuses a recent one;
 - an :class:`~gateway.adapter.Outbound` may override ``mode``, ``addressee`` (comma-separated),
   ``group`` and ``priority`` (``"chatter"`` waits behind alerts: :class:`TxGate`);
-- inbound: a message addressed to our callsign is acknowledged (every copy, so a sender that
-  missed our ack stops retrying), deduplicated by sender and number, and published as a
-  ``Received`` of kind ``"incident"`` whose raw is a :class:`gateway.links.RadioMessage` JSON;
+- inbound: a message addressed to our callsign is deduplicated by sender and number and
+  published as a ``Received`` of kind ``"incident"`` whose raw is a
+  :class:`gateway.links.RadioMessage` JSON; it is acknowledged on the air only when its
+  consumer acknowledges the ``Received`` (the daemon: once the message is stored), so an ack
+  never promises what a crash could lose; a later copy of a message already acknowledged is
+  acknowledged again (its sender missed our ack), a copy of one still being stored is not;
   group bulletins of ``listen_groups`` likewise; acks and rejections settle our pending
   directed messages; malformed frames and packets are counted in ``INPUT_REJECTED``.
 """
@@ -237,18 +240,27 @@ class Dedup:
         self._maxsize = maxsize
         self._seen: OrderedDict[tuple[str, ...], float] = OrderedDict()
 
-    def check_and_add(self, key: tuple[str, ...]) -> bool:
-        """True when ``key`` is new (and remember it)."""
+    def _prune(self) -> float:
         now = self._clock.monotonic()
         while self._seen:
             oldest_key, t = next(iter(self._seen.items()))
             if now - t <= self._ttl and len(self._seen) < self._maxsize:
                 break
             del self._seen[oldest_key]
+        return now
+
+    def check_and_add(self, key: tuple[str, ...]) -> bool:
+        """True when ``key`` is new (and remember it)."""
+        now = self._prune()
         if key in self._seen:
             return False
         self._seen[key] = now
         return True
+
+    def seen(self, key: tuple[str, ...]) -> bool:
+        """Whether ``key`` is remembered (without adding it)."""
+        self._prune()
+        return key in self._seen
 
 
 class AprsStation:
@@ -284,6 +296,8 @@ class AprsStation:
         self._dedup = Dedup(options.dedup_seconds, clock)
         self._bulletin_next = int(options.bulletin_id) if options.bulletin_id.isdigit() else 0
         self._acks: asyncio.Queue[aprs.Ack] = asyncio.Queue(ACK_QUEUE)
+        # (sender, number) of messages whose consumer confirmed them: their copies are acked.
+        self._confirmed = Dedup(options.dedup_seconds, clock)
         self._ack_task: asyncio.Task[None] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -355,17 +369,28 @@ class AprsStation:
         if isinstance(packet, aprs.Message):
             if packet.addressee.upper() != ours:
                 return
+            ack: aprs.Ack | None = None
             if packet.number is not None:
-                self._queue_ack(aprs.Ack(sender, packet.number))
+                ack = aprs.Ack(sender, packet.number)
                 key: tuple[str, ...] = (sender, packet.number)
             else:
                 key = (sender, "", packet.text)
             if not self._dedup.check_and_add(key):
+                confirmed = ack is not None and self._confirmed.seen(key)
+                if ack is not None and confirmed:
+                    self._queue_ack(ack)  # the sender missed our ack: say it again
                 log.info(
-                    "aprs_duplicate_dropped", adapter=self.name, sender=sender, number=packet.number
+                    "aprs_duplicate_dropped",
+                    adapter=self.name,
+                    sender=sender,
+                    number=packet.number,
+                    acked=confirmed,
                 )
                 return
-            self._publish(RadioMessage(packet.text, sender, ours, packet.number))
+            self._publish(
+                RadioMessage(packet.text, sender, ours, packet.number),
+                ack=None if ack is None else self._on_confirmed(key, ack),
+            )
             return
         # Bulletins: only the groups we listen to carry traffic for us.
         if packet.group and packet.group.upper() in self.options.listen_groups:
@@ -389,7 +414,18 @@ class AprsStation:
                 ACKS_DROPPED.inc(adapter=self.name)
                 log.warning("aprs_ack_dropped", adapter=self.name, reason=str(exc))
 
-    def _publish(self, message: RadioMessage) -> None:
+    def _on_confirmed(self, key: tuple[str, ...], ack: aprs.Ack) -> Callable[[], Awaitable[None]]:
+        """The ``Received.ack`` of a numbered message: the first call sends the APRS ack."""
+
+        async def confirm() -> None:
+            if self._confirmed.check_and_add(key):
+                self._queue_ack(ack)
+
+        return confirm
+
+    def _publish(
+        self, message: RadioMessage, *, ack: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         log.info(
             "aprs_message_received",
             adapter=self.name,
@@ -404,6 +440,7 @@ class AprsStation:
                 received_at=self.clock.now(),
                 channel=message.channel,
                 kind="incident",
+                ack=ack,
             )
         )
 

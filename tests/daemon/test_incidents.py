@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from cap_schemas.model import AlertKey
+from gateway.adapter import Outbound
 from gateway.config import Config, parse_config
 from gateway.errors import ConfigError, FrameError
 from gateway.ledger import (
@@ -48,6 +49,7 @@ from tests.daemon.conftest import (
     subscriber,
 )
 from tests.helpers import Broker
+from tests.radio.conftest import build_adapter
 from tests.translate.test_incident import INCIDENT
 
 # The incident of the translation tests (its text has the characters a radio line escapes).
@@ -439,3 +441,59 @@ def _messages(daemon: Any) -> list[Any]:
             "SELECT sender, identifier, sent FROM alerts WHERE kind = 'incident'"
         ).fetchall()
     return [AlertKey(*row) for row in rows]
+
+
+class TestAprsThroughTheDaemon:
+    """An APRS message to the gateway is acknowledged on the air only once it is stored."""
+
+    async def test_directed_message_routed_once_and_acked_after_storage(
+        self, tmp_path: Path, mosquitto: Broker
+    ) -> None:
+        sim_options = {
+            "channels": [{"name": "aprs", "line_rate": 9600}],
+            "stations": [
+                {"name": "gw-tnc", "kind": "tnc", "channel": "aprs", "tcp": "127.0.0.1:0"},
+                {"name": "field-tnc", "kind": "tnc", "channel": "aprs", "tcp": "127.0.0.1:0"},
+            ],
+        }
+        async with simulation(sim_options) as sim:
+            sinks = MQTT_SINKS + (
+                f'[[sink]]\nname = "aprs"\ntype = "kiss"\nport = "{sim.url("gw-tnc")}"\n'
+                'callsign = "VE3BDR-10"\n'
+            )
+            routes = (
+                '[[route]]\nname = "aprs-in"\ninput = "incident"\nsinks = ["eoc-json"]\n'
+                'channels = ["VE3BDR-10"]\n'
+            )
+            path = daemon_toml(tmp_path, mosquitto.url, sinks=sinks, routes=routes)
+            field = build_adapter(
+                "kiss",
+                "field",
+                port=sim.url("field-tnc"),
+                callsign="VA3FLD-5",
+                mode="message",
+                addressees=["VE3BDR-10"],
+                retry_initial=0.5,
+            )
+            async with (
+                subscriber(mosquitto, ["eoc/#"]) as seen,
+                running_daemon(load(path)) as daemon,
+                field,
+            ):
+                await poll_until(lambda: _true(daemon.supervisor.running.get("aprs", False)))
+                # send() returns when VE3BDR-10 acknowledged, i.e. after the daemon stored it.
+                await asyncio.wait_for(field.send(outbound("Need sandbags at Pier 4")), 20)
+                stored = _messages(daemon)
+                assert len(stored) == 1
+                assert stored[0].sender == "radio:aprs:VA3FLD-5"
+                await seen.wait_for(lambda: bool(seen.on("eoc/messages/aprs")))
+                await asyncio.sleep(0.5)  # a second delivery would have arrived by now
+                bodies = [json.loads(m.payload) for m in seen.on("eoc/messages/aprs")]
+                assert len(bodies) == 1
+                assert bodies[0]["text"] == "Need sandbags at Pier 4"
+                assert bodies[0]["from"] == "VA3FLD-5"
+                assert bodies[0]["number"]
+
+
+def outbound(text: str) -> Outbound:
+    return Outbound(None, "field", (text.encode(),), "text/plain", {})

@@ -15,7 +15,7 @@ from gateway.links import RadioMessage
 from gateway.metrics import INPUT_REJECTED
 from hardware.faults import FaultPlan, FaultProxy
 from hardware.rf_channel import TapTerminalStation, TncStation
-from tests.radio.conftest import SimFactory, build_adapter
+from tests.radio.conftest import Inbox, SimFactory, build_adapter
 
 
 def outbound(*parts: str, **attributes: str) -> Outbound:
@@ -78,18 +78,18 @@ class TestKissAdapterOnChannel:
             )
             field = build_adapter("kiss", "field", port=sim.url("field-tnc"), callsign="W2EOC")
             async with gw, field:
-                inbound = field.messages()
+                inbound = Inbox(field.messages())
                 before = MESSAGE_RETRIES.value(adapter="aprs")
                 await asyncio.wait_for(gw.send(outbound("Shelter open at Lincoln HS")), 10)
                 assert MESSAGE_RETRIES.value(adapter="aprs") == before + 1
-                received = await asyncio.wait_for(anext(inbound), 5)
+                received = await inbound.next(5)
                 msg = RadioMessage.from_json(received.raw)
                 assert msg.text == "Shelter open at Lincoln HS"
                 assert msg.sender == "VE3BDR"
                 assert received.kind == "incident"
                 # Nothing else arrives: the retry was recognised as a duplicate.
                 with pytest.raises(TimeoutError):
-                    await asyncio.wait_for(anext(inbound), 0.5)
+                    await inbound.next(0.5)
             assert sim.channels["aprs"].stats.dropped == 1
 
     async def test_unacknowledged_message_fails_after_bounded_retries(self, rf: SimFactory) -> None:
@@ -162,7 +162,6 @@ class TestKissAdapterOnChannel:
                 before = INPUT_REJECTED.value(component="kiss:aprs", reason="aprs")
                 air(b":VE3BDR   :bad|text{1")  # forbidden character: rejected, counted
                 air(b":VE3BDR   :Bridge out on Hwy 2{42")
-                air(b":VE3BDR   :Bridge out on Hwy 2{42")  # a digipeated copy
                 air(b":OTHER    :not for us{7")
                 air(b":BLN1BORDR:Smoke near the crossing")
                 air(b":BLN1OTHER:other group")
@@ -172,12 +171,22 @@ class TestKissAdapterOnChannel:
                     "Bridge out on Hwy 2", "VA3FLD-5", "VE3BDR", "42"
                 )
                 assert RadioMessage.from_json(second_item.raw).channel == "BORDR"
+                assert second_item.ack is None  # bulletins are not acknowledged
+                # A copy heard while the message is not yet confirmed stored: no ack yet.
+                air(b":VE3BDR   :Bridge out on Hwy 2{42")
+                await asyncio.sleep(0.3)  # time for an ack to go out, were one sent
+                assert field.received == []
+                assert first_item.ack is not None
+                await first_item.ack()  # stored: the ack goes on the air
+                await first_item.ack()  # a second consumer's confirmation adds nothing
+                await field.wait_until(lambda: len(field.received) == 1)
+                # A later copy (the sender missed our ack) is acknowledged again, not passed on.
+                air(b":VE3BDR   :Bridge out on Hwy 2{42")
+                await field.wait_until(lambda: len(field.received) == 2)
                 with pytest.raises(TimeoutError):
                     await asyncio.wait_for(anext(inbound), 0.3)
                 assert INPUT_REJECTED.value(component="kiss:aprs", reason="aprs") == before + 1
-                await field.wait_until(lambda: len(field.received) == 2)
             acks = [aprs.decode(ax25.Frame.from_bytes(t.payload).info) for t in field.received]
-            # Both copies of message 42 are acknowledged, so the sender stops retrying.
             assert acks == [aprs.Ack("VA3FLD-5", "42"), aprs.Ack("VA3FLD-5", "42")]
 
     async def test_byte_at_a_time_link_with_line_noise(self, rf: SimFactory) -> None:
@@ -200,6 +209,8 @@ class TestKissAdapterOnChannel:
                     sim.stations["field-tnc"].send_on_air("ax25", "", frame.to_bytes())
                     item = await asyncio.wait_for(anext(inbound), 5)
                     assert RadioMessage.from_json(item.raw).text == "slow line test"
+                    assert item.ack is not None
+                    await item.ack()
                     await gw.send(outbound("reply over a slow line"))
                     field = sim.stations["field-tnc"]
                     await field.wait_until(lambda: len(field.received) == 2)

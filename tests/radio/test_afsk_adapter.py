@@ -34,6 +34,7 @@ from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError
 from gateway.links import RadioMessage
 from gateway.metrics import INPUT_REJECTED
 from tests.helpers import require_tool
+from tests.radio.conftest import Inbox
 
 RATE = 22050
 FAST: dict[str, Any] = {"txdelay_ms": 100, "txtail_ms": 20, "persistence": 255, "slot_time_ms": 20}
@@ -244,6 +245,8 @@ class TestDirewolfReferees:
             assert RadioMessage.from_json(second.raw) == RadioMessage(
                 "Smoke near the crossing", "K1ABC", "BORDR"
             )
+            assert first.ack is not None
+            await first.ack()  # stored, as the daemon would: the APRS ack goes out
             await wait_for(lambda: FRAMES_SENT.value(adapter="aprs", kind="ack") > acks)
         decoded = atest_frames(raw_out, tmp_path, rate)
         assert "VE3BDR>APZBDL::W2EOC    :ack7" in decoded
@@ -333,12 +336,12 @@ class TestTwoStationsOverAudio:
                 **FAST,
             )
             async with gw, field:
-                inbound = field.messages()
+                inbound = Inbox(field.messages())
                 before = MESSAGE_RETRIES.value(adapter="gw")
                 await asyncio.wait_for(gw.send(outbound("Shelter open at Lincoln HS")), 20)
                 # At least the two lost exchanges were retried (a slow machine may add one).
                 assert MESSAGE_RETRIES.value(adapter="gw") >= before + 2
-                received = await asyncio.wait_for(anext(inbound), 5)
+                received = await inbound.next(5)
                 msg = RadioMessage.from_json(received.raw)
                 assert (msg.text, msg.sender, msg.channel) == (
                     "Shelter open at Lincoln HS",
@@ -346,7 +349,7 @@ class TestTwoStationsOverAudio:
                     "W2EOC",
                 )
                 with pytest.raises(TimeoutError):  # the third copy was a duplicate
-                    await asyncio.wait_for(anext(inbound), 0.3)
+                    await inbound.next(0.3)
 
 
 class TestPtt:

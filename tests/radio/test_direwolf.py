@@ -203,6 +203,9 @@ class TestDirewolfReferee:
                     "Road closed at Hwy 401 bridge", "VA3FLD-5", "VE3BDR", "17"
                 )
                 assert RadioMessage.from_json(second.raw).text == "Second report, crews on site"
+                for item in (first, second):  # stored, as the daemon would: acks go out
+                    assert item.ack is not None
+                    await item.ack()
                 # Our acknowledgements went back through direwolf's transmitter.
                 await dw.wait_for_text("VE3BDR>APZBDL::VA3FLD-5 :ack17")
                 await dw.wait_for_text("VE3BDR>APZBDL::VA3FLD-5 :ack18")

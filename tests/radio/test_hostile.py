@@ -92,6 +92,8 @@ class TestHostileTnc:
                 inbound = adapter.messages()
                 item = await asyncio.wait_for(anext(inbound), 5)
                 assert RadioMessage.from_json(item.raw).text == "Water rising at the dam"
+                assert item.ack is not None
+                await item.ack()  # stored, as the daemon would: the APRS ack goes out
                 await adapter.send(outbound("still sending"))
         after = {r: INPUT_REJECTED.value(component="kiss:k", reason=r) for r in before}
         assert after["kiss"] - before["kiss"] >= 3

@@ -26,7 +26,7 @@ from gateway.adapter import AdapterContext, Outbound, load_factory
 from gateway.errors import ConfigError, DeliveryError
 from gateway.links import RadioMessage
 from gateway.metrics import INPUT_REJECTED
-from tests.radio.conftest import SimFactory
+from tests.radio.conftest import Inbox, SimFactory
 
 
 class FakeClock:
@@ -202,14 +202,14 @@ class TestStationMessaging:
         await gw.start()
         await field.start()
         try:
-            inbound = field.subscribe()
+            inbound = Inbox(field.subscribe())
             before = MESSAGE_RETRIES.value(adapter="gw")
             await asyncio.wait_for(gw.send(outbound("Shelter open")), 5)
             assert MESSAGE_RETRIES.value(adapter="gw") == before + 2
-            item = await asyncio.wait_for(anext(inbound), 1)
+            item = await inbound.next(1)
             assert RadioMessage.from_json(item.raw).text == "Shelter open"
             with pytest.raises(TimeoutError):
-                await asyncio.wait_for(anext(inbound), 0.1)
+                await inbound.next(0.1)
             kinds = [kind for _, kind, _ in ether.log]
             assert kinds == ["message", "message", "ack", "message", "ack"]
         finally:
@@ -227,6 +227,7 @@ class TestStationMessaging:
         }
         field = ether.station("field", clock, callsign="W2EOC")
         await field.start()
+        Inbox(field.subscribe())  # stores and confirms, so field acknowledges
         first_run = ether.station("gw", clock, **options)
         await first_run.start()
         await first_run.send(outbound("one", "two"))
@@ -272,13 +273,15 @@ class TestStationMessaging:
             clock=clock,
         )
         await station.start()
+        inbound = Inbox(station.subscribe())
         before = ACKS_DROPPED.value(adapter="flood")
         for n in range(100):
             info = f":VE3BDR   :flood {n}{{{n}".encode()
             station.on_frame(
                 ax25.Frame(ax25.Address("APRS"), ax25.Address("K1BAD"), (), info).to_bytes()
             )
-        await asyncio.sleep(0)
+        for _ in range(100):  # every message stored and confirmed: 100 acks wanted
+            await inbound.next(5)
         assert ACKS_DROPPED.value(adapter="flood") == before + 100 - 64  # 64 queued
         await station.stop()
 
@@ -301,6 +304,7 @@ class TestStationMessaging:
             clock=clock,
         )
         await station.start()
+        Inbox(station.subscribe())
         before = ACKS_DROPPED.value(adapter="broken")
         for n in (1, 2):
             info = f":VE3BDR   :hello{{{n}".encode()
@@ -365,6 +369,7 @@ class TestKissNumbersAcrossRestart:
                 data_dir=str(tmp_path),
             )
             async with field:
+                Inbox(field.messages())  # type: ignore[union-attr]
                 for _ in range(2):
                     gw = load_factory("kiss")(ctx)
                     async with gw:
