@@ -19,10 +19,7 @@ guidance).
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +27,7 @@ from lxml import etree
 
 from adapters.feedbase import FeedError
 from adapters.naad.codec import CapStreamSplitter, Document
+from adapters.statefile import atomic_write
 from cap_schemas.errors import CapParseError
 from cap_schemas.model import CAP10_NS, CAP11_NS, CAP12_NS
 from cap_schemas.parse import ParseLimits, parse_xml
@@ -145,26 +143,9 @@ def load_state(path: Path) -> dict[str, datetime]:
 
 def save_state(path: Path, since: dict[str, datetime]) -> None:
     """Write the state atomically: a temporary file, fsync, rename, fsync of the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps(
         {"version": 1, "since": {k: v.astimezone(UTC).isoformat() for k, v in since.items()}},
         indent=1,
         sort_keys=True,
     ).encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(tmp).unlink()
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    atomic_write(path, payload)

@@ -19,13 +19,13 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
+from adapters.statefile import atomic_write
 from gateway.metrics import INPUT_REJECTED
 
 log = structlog.get_logger(__name__)
@@ -80,25 +80,8 @@ def read_state(path: Path) -> int | None:
 
 def write_state(path: Path, next_free: int) -> None:
     """Record ``next_free`` atomically: temporary file, fsync, rename, fsync of the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps({"version": STATE_VERSION, "next": next_free}).encode("ascii")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(tmp).unlink()
-        raise
-    with contextlib.suppress(OSError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    atomic_write(path, payload)
 
 
 class MessageNumberStore:
