@@ -832,11 +832,13 @@ def parse_config(data: Mapping[str, Any], *, path: Path, check_types: bool = Tru
                 raise ConfigError(
                     f"{file}: route[{i}].sinks: no sink named {sink!r}; defined: {allowed}"
                 )
+        # Incident routes also take what radio sinks hear.
+        known = source_names | sink_names if route.input == "incident" else source_names
         for source in sorted(route.sources or ()):
-            if source not in source_names:
+            if source not in known:
                 raise ConfigError(
                     f"{file}: route[{i}].sources: no source named {source!r}; defined: "
-                    + ", ".join(sorted(source_names))
+                    + ", ".join(sorted(known))
                 )
     config = Config(
         path=path,

@@ -203,6 +203,14 @@ class TestIncidentRouteConfig:
         assert route.input == "incident"
         assert route.translation == "message"
 
+    def test_sources_may_name_radio_sinks(self) -> None:
+        cfg = _config('[[route]]\ninput = "incident"\nsources = ["aprs"]\nsinks = ["eoc"]\n')
+        assert cfg.routes[0].sources == frozenset({"aprs"})
+        with pytest.raises(ConfigError, match=r"no source named 'fax'; defined: .*aprs"):
+            _config('[[route]]\ninput = "incident"\nsources = ["fax"]\nsinks = ["eoc"]\n')
+        with pytest.raises(ConfigError, match="no source named 'aprs'"):
+            _config('[[route]]\nsources = ["aprs"]\nsinks = ["eoc"]\n')  # a CAP route
+
     def test_cap_filters_refused_on_incident_routes(self) -> None:
         with pytest.raises(ConfigError, match=r"route\[0\]\.match.*filters by sources"):
             _config(
