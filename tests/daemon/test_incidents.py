@@ -50,6 +50,7 @@ from tests.daemon.conftest import (
 )
 from tests.helpers import Broker
 from tests.radio.conftest import build_adapter
+from tests.radio.test_end_to_end import sim_options
 from tests.translate.test_incident import INCIDENT
 
 # The incident of the translation tests (its text has the characters a radio line escapes).
@@ -383,27 +384,7 @@ class TestDaemonRoutesIncidents:
     async def test_radio_traffic_is_routed_and_never_returns(
         self, tmp_path: Path, mosquitto: Broker
     ) -> None:
-        sim_options = {
-            "channels": [{"name": "ca", "line_rate": 9600}],
-            "stations": [
-                {
-                    "name": "gw-ca",
-                    "kind": "radio",
-                    "channel": "ca",
-                    "tcp": "127.0.0.1:0",
-                    "unit": "9001",
-                    "talkgroups": ["CA-EAST"],
-                },
-                {
-                    "name": "ca-handheld",
-                    "kind": "console",
-                    "channel": "ca",
-                    "unit": "2001",
-                    "talkgroups": ["CA-EAST"],
-                },
-            ],
-        }
-        async with simulation(sim_options) as sim:
+        async with simulation(sim_options()) as sim:  # the radio tests' two border channels
             sinks = MQTT_SINKS + (
                 f'[[sink]]\nname = "ca-radio"\ntype = "textmodem"\nport = "{sim.url("gw-ca")}"\n'
                 'talkgroups = ["CA-EAST"]\nlisten = ["CA-EAST"]\nline_rate = 9600\n'
@@ -457,14 +438,14 @@ class TestAprsThroughTheDaemon:
     async def test_directed_message_routed_once_and_acked_after_storage(
         self, tmp_path: Path, mosquitto: Broker
     ) -> None:
-        sim_options = {
+        aprs_channel = {
             "channels": [{"name": "aprs", "line_rate": 9600}],
             "stations": [
                 {"name": "gw-tnc", "kind": "tnc", "channel": "aprs", "tcp": "127.0.0.1:0"},
                 {"name": "field-tnc", "kind": "tnc", "channel": "aprs", "tcp": "127.0.0.1:0"},
             ],
         }
-        async with simulation(sim_options) as sim:
+        async with simulation(aprs_channel) as sim:
             sinks = MQTT_SINKS + (
                 f'[[sink]]\nname = "aprs"\ntype = "kiss"\nport = "{sim.url("gw-tnc")}"\n'
                 'callsign = "VE3BDR-10"\n'
