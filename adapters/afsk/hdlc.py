@@ -8,7 +8,9 @@ The FCS is CRC-16-CCITT as in X.25 / ISO 3309 (reflected polynomial 0x8408, init
 finds the constant residue 0xF0B8 (AX.25 2.2 section 3.8; RFC 1662 appendix C).
 
 This layer knows nothing of addresses: it frames and deframes raw frame bytes (what KISS
-carries, what :class:`adapters.kiss.ax25.Frame` produces).
+carries, what :class:`adapters.kiss.ax25.Frame` produces). :class:`HdlcDecoder` deframes bit by
+bit; :class:`FlagSegmenter` with :func:`unstuff_octets` does the same work with numpy and keeps
+each stretch's soft values, for the AFSK receiver's soft-decision repair.
 """
 
 from __future__ import annotations
