@@ -483,6 +483,26 @@ class TestAfskRepairSafety:
         fixed = decode(x, rate, repair=12, pairs=8)
         assert [(f.data, f.repaired) for f in fixed] == [(FRAMES[0], 2)]
 
+    def test_a_wrong_bit_that_looks_certain_is_not_flipped(self) -> None:
+        rate = 44100
+        levels = tone_levels(FRAMES[0], flags=30)
+        wrong = levels.copy()
+        target = 30 * 8 + 300
+        wrong[target] ^= 1
+        good, bad = modem(rate, 0.5).modulate(levels), modem(rate, 0.5).modulate(wrong)
+        spb = rate / 1200
+        a, b = int(target * spb), int((target + 1) * spb)
+
+        def with_wrong_share(share: float) -> np.ndarray:
+            x = good.copy()
+            x[a:b] = (1 - share) * good[a:b] + share * bad[a:b]
+            return np.concatenate([np.zeros(1000), x, np.zeros(1000)])
+
+        # A doubtful wrong bit is repaired; one nearly as certain as the rest is not: such a
+        # frame is what interference leaves, and flipping guesses there invents frames.
+        assert [f.data for f in decode(with_wrong_share(0.7), rate, repair=12)] == [FRAMES[0]]
+        assert decode(with_wrong_share(0.95), rate, repair=12, pairs=8) == []
+
     def test_no_frames_from_two_minutes_of_noise(self) -> None:
         rng = np.random.default_rng(21)
         demod = afsk1200.Afsk1200Demodulator(22050, repair=12, pairs=8)
