@@ -197,7 +197,12 @@ def _afsk_audio(
 def _run_atest(path: Path, *options: str) -> tuple[list[str], float]:
     started = time.perf_counter()
     out = subprocess.run(
-        ["atest", *options, str(path)], capture_output=True, text=True, check=False, timeout=600
+        ["atest", *options, str(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+        check=False,
+        timeout=600,
     ).stdout
     elapsed = time.perf_counter() - started
     clean = re.sub(r"\x1b\[[0-9;]*m", "", out)
@@ -262,6 +267,7 @@ def afsk_ladder(tmp: Path, *, impaired: bool) -> Ladder:
                 ["multimon-ng", "-q", "-c", "-A", "-a", "AFSK1200", "-t", "raw", str(raw)],
                 capture_output=True,
                 text=True,
+                errors="replace",
                 check=False,
                 timeout=600,
             ).stdout
