@@ -293,11 +293,15 @@ def _corrupted_frames(rng: np.random.Generator, count: int, snr: float) -> np.nd
     pieces = []
     frames = _afsk_frames(rng, count, 99)
     for frame in frames:
-        bits = hdlc.frame_bits(frame.to_bytes(), leading_flags=12)
-        levels, _ = hdlc.nrzi_encode(bits)
-        body = np.arange(12 * 8 + 8, levels.size - 8)
-        for at in rng.choice(body, size=3, replace=False):
-            levels[at] ^= 1
+        good, _ = hdlc.nrzi_encode(hdlc.frame_bits(frame.to_bytes(), leading_flags=12))
+        body = np.arange(12 * 8 + 8, good.size - 8)
+        while True:
+            levels = good.copy()
+            levels[rng.choice(body, size=3, replace=False)] ^= 1
+            # Rarely the damage makes another frame with a good FCS: that one is on the air.
+            line = np.concatenate(([1], levels))
+            if not hdlc.HdlcDecoder(count=False).feed((line[1:] == line[:-1]).tolist()):
+                break
         modem = FskModulator(
             RATE, mark=Fraction(1200), space=Fraction(2200), baud=Fraction(1200), amplitude=1.0
         )

@@ -134,11 +134,15 @@ class HdlcDecoder:
     Frames of a plausible length with a bad FCS, and overlong frames, are dropped and counted
     in ``borderlink_input_rejected_total{component="hdlc"}``; fragments too short or not a
     whole number of octets (what noise between two chance flags looks like) and aborts (seven
-    1s) are dropped silently. The decoder then waits for the next flag.
+    1s) are dropped silently. The decoder then waits for the next flag. ``count=False`` keeps
+    them out of the metric and the log (for checking bits that are not received input).
     """
 
-    def __init__(self, *, min_length: int = MIN_FRAME, max_length: int = MAX_FRAME) -> None:
+    def __init__(
+        self, *, min_length: int = MIN_FRAME, max_length: int = MAX_FRAME, count: bool = True
+    ) -> None:
         self._min = min_length
+        self._count = count
         self._max = max_length
         self._ones = 0
         self._in_frame = False
@@ -200,6 +204,8 @@ class HdlcDecoder:
         frames.append(HdlcFrame(data[:-2]))
 
     def _reject(self, reason: str) -> None:
+        if not self._count:
+            return
         INPUT_REJECTED.inc(component=COMPONENT, reason=reason)
         log.debug("hdlc_frame_rejected", reason=reason)
 

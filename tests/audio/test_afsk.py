@@ -92,6 +92,11 @@ class TestHdlcDecoder:
         before = INPUT_REJECTED.value(component="hdlc", reason="bad_fcs")
         assert deframe(garbage + bad + good) == [FRAMES[0]]
         assert INPUT_REJECTED.value(component="hdlc", reason="bad_fcs") >= before + 1
+        quiet = hdlc.HdlcDecoder(count=False)
+        before = INPUT_REJECTED.value(component="hdlc", reason="bad_fcs")
+        assert [f.data for f in quiet.feed(bad + good)] == [FRAMES[0]]
+        assert quiet.bad_fcs == 1
+        assert INPUT_REJECTED.value(component="hdlc", reason="bad_fcs") == before
 
     def test_abort_drops_the_frame(self) -> None:
         bits = hdlc.frame_bits(FRAMES[0]).tolist()
