@@ -6,6 +6,7 @@ import re
 import subprocess
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -229,32 +230,37 @@ class TestAfskReferees:
         assert [str(Frame.from_bytes(f.data)).rstrip("\r\n") for f in frames] == lines
 
 
+def lines(ptt: SerialPtt) -> Any:
+    """The port's modem lines (a loop:// port, whose stubs do not declare cts and dsr)."""
+    return ptt.port
+
+
 class TestPtt:
     """PTT drives RTS or DTR and is always released."""
 
     def test_rts_keys_and_releases(self) -> None:
         ptt = SerialPtt("loop://", line="rts")
-        assert ptt.port.cts is False  # loop:// wires RTS to CTS
+        assert lines(ptt).cts is False  # loop:// wires RTS to CTS
         with keyed(ptt):
-            assert ptt.port.cts is True
+            assert lines(ptt).cts is True
             assert ptt.keyed_now
-        assert ptt.port.cts is False
+        assert lines(ptt).cts is False
         ptt.close()
 
     def test_inverted_dtr_released_on_error(self) -> None:
         ptt = SerialPtt("loop://", line="dtr", invert=True)
-        assert ptt.port.dsr is True  # idle = high when inverted
+        assert lines(ptt).dsr is True  # idle = high when inverted
         seen: list[bool] = []
 
         def transmit() -> None:
             with keyed(ptt):
-                seen.append(ptt.port.dsr)
+                seen.append(lines(ptt).dsr)
                 raise RuntimeError("sound card failed")
 
         with pytest.raises(RuntimeError):
             transmit()
         assert seen == [False]
-        assert ptt.port.dsr is True
+        assert lines(ptt).dsr is True
         ptt.close()
 
     def test_watchdog_and_limits(self) -> None:
@@ -264,7 +270,7 @@ class TestPtt:
         now[0] = 6.0
         ptt.check_watchdog()
         assert not ptt.keyed_now
-        assert ptt.port.cts is False
+        assert lines(ptt).cts is False
         with pytest.raises(ValueError, match="PTT limit"), keyed(NoPtt(), seconds=90, limit=60):
             pass
 
