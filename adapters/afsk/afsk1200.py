@@ -300,8 +300,8 @@ class Afsk1200Demodulator:
     ) -> None:
         if not slicers or not decisions:
             raise ValueError("at least one slicer and one bit decision are needed")
-        if repair < 0:
-            msg = f"repair must be 0 (off) or a number of bits to try, got {repair}"
+        if repair < 0 or pairs < 0:
+            msg = f"repair and pairs must be 0 (off) or a number of bits, got {repair}, {pairs}"
             raise ValueError(msg)
         self.rate = rate
         self._demod = FskDemodulator(

@@ -434,6 +434,8 @@ class TestAfskSlicers:
             afsk1200.Afsk1200Demodulator(22050, decisions=("coherent",))
         with pytest.raises(ValueError, match="repair"):
             afsk1200.Afsk1200Demodulator(22050, repair=-1)
+        with pytest.raises(ValueError, match="pairs"):
+            afsk1200.Afsk1200Demodulator(22050, pairs=-2)
         with pytest.raises(ValueError, match="samples per bit"):
             SpectralLineClock(3000, 1200)
 
