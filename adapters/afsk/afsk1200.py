@@ -6,9 +6,11 @@ AFSK. :class:`Afsk1200Demodulator` is the streaming receiver: band-pass and matc
 discriminator, feed-forward bit clock (:mod:`adapters.afsk.fsk`), NRZI decoding, HDLC
 deframing. The discriminator does not depend on the signal level and the clock has no loop to
 lock, so level steps, gaps and a sound-card clock off by a percent or two do not cost the
-first bits of a frame. When a frame
-fails its FCS, the receiver may try flipping its least certain bits one at a time (``repair``;
-the equivalent of direwolf's ``-F 1``) and keeps a repaired frame only if its FCS checks and
+first bits of a frame. Two bit clocks, each with two ways of deciding bits (see ``SLICERS``
+and ``DECISIONS``), feed four deframers, like direwolf's multiple slicers. When a frame fails
+its FCS, the receiver may try flipping its least certain bits one at a time (``repair``; the
+equivalent of direwolf's ``-F 1``) and two at a time (``pairs``), only ever bits far less
+certain than the frame's typical bit, and keeps a repaired frame only if its FCS checks and
 its address field is well formed.
 """
 
@@ -283,10 +285,11 @@ class Afsk1200Demodulator:
     """Streaming Bell 202 receiver: ``feed(samples)`` returns the frames (raw AX.25 bytes,
     no FCS) completed by those samples; memory stays bounded whatever the stream length.
 
-    One matched-filter discriminator feeds one or more slicers (feed-forward bit clocks, see
-    ``SLICERS``), each with its own deframer; a frame that more than one slicer recovers is
-    passed on once. ``repair`` is the number of least certain bits of a failed frame to try
-    flipping, one at a time (0: off).
+    One matched-filter discriminator feeds one or more feed-forward bit clocks (``slicers``),
+    whose bits are decided in one or more ways (``decisions``), each with its own deframer; a
+    frame that more than one of them recovers is passed on once. ``repair`` is the number of
+    least certain bits of a failed frame to try flipping one at a time, ``pairs`` the number
+    among which every pair is tried (0: off). ``flush()`` at the end of a recording.
     """
 
     def __init__(
