@@ -733,10 +733,12 @@ class Daemon:
     # ------------------------------------------------------------------ health
 
     def health(self) -> tuple[bool, list[dict[str, Any]]]:
-        """Whether every required source is alive, with a line per source and stream."""
+        """Whether every required source is alive, with a line per source and stream (and per
+        radio sink the daemon listens to: its receive side, never required)."""
         ok = True
         lines: list[dict[str, Any]] = []
-        for name, adapter in self.sources.items():
+        listened = {**self.sources, **self.inbound_sinks}
+        for name, adapter in listened.items():
             policy = self.policies.get(name)
             required = bool(policy and policy.required)
             running = self.supervisor.running.get(name, False)

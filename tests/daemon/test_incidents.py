@@ -411,6 +411,11 @@ class TestDaemonRoutesIncidents:
                 assert {b["channel"] for b in bodies} == {"CA-EAST"}
                 assert any(b["text"] == "Road closed at the Ambassador Bridge" for b in bodies)
                 assert incident_from_json(seen.on("eoc/incidents/")[0].payload) == INCIDENT
+                _ok, lines = daemon.health()
+                radio = next(line for line in lines if line["source"] == "ca-radio")
+                assert radio["running"]
+                assert radio["healthy"]
+                assert not radio["required"]
                 # Nothing went back on the air to the talkgroup it came from.
                 assert handheld.received == []
                 entries = [
