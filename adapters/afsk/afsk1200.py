@@ -7,7 +7,9 @@ discriminator, feed-forward bit clock (:mod:`adapters.afsk.fsk`), NRZI decoding,
 deframing. The discriminator does not depend on the signal level and the clock has no loop to
 lock, so level steps, gaps and a sound-card clock off by a percent or two do not cost the
 first bits of a frame. Two bit clocks, each with two ways of deciding bits (see ``SLICERS``
-and ``DECISIONS``), feed four deframers, like direwolf's multiple slicers. When a frame fails
+and ``DECISIONS``), feed four deframers, like direwolf's multiple slicers; one way decides
+each bit together with its neighbours from the phase-continuous signal (multiple-symbol
+non-coherent detection), the other bit by bit from the discriminator. When a frame fails
 its FCS, the receiver may try flipping its least certain bits one at a time (``repair``; the
 equivalent of direwolf's ``-F 1``) and two at a time (``pairs``), only ever bits far less
 certain than the frame's typical bit, and keeps a repaired frame only if its FCS checks and
@@ -17,6 +19,7 @@ its address field is well formed.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterable
 from fractions import Fraction
 
@@ -139,11 +142,16 @@ WINDOW = 1.1
 Slicer = tuple[float, float]
 SLICERS: tuple[Slicer, ...] = ((32.0, 0.0), (16.0, 0.0))
 # How each clock's bits are decided, each way with its own deframer:
+# "sequence": each bit decided with the two bits either side of it, over every tone sequence
+# they could form, from the filters' complex outputs and the phase continuity of the signal
+# (multiple-symbol detection, see :meth:`_Slicer._sequence`): 1 to 1.5 dB better than deciding
+# bits one by one, and better with twist, up to a sender clock error of about 1 % (beyond,
+# the tones drift in phase across the five bits; "level" carries on to 3 %);
 # "level": the sign of d against a threshold that follows the mark and space levels;
 # "tones": each filter's magnitude scaled between its own recent peak and valley, then mark
 # minus space (direwolf's per-tone AGC): holds up when one tone is far louder (twist).
 Decision = str
-DECISIONS: tuple[Decision, ...] = ("level", "tones")
+DECISIONS: tuple[Decision, ...] = ("sequence", "level")
 # Per bit: how fast the "level" threshold follows the mark and space levels, and how fast the
 # "tones" peak and valley trackers attack and decay. Slow enough not to follow noise, fast
 # enough to settle within a 0.3 s preamble.
@@ -157,6 +165,12 @@ _DOUBTFUL = 0.4
 # Samples beyond this magnitude (float input far out of [-1, 1]) are clipped to it.
 _CLIP = 1e6
 COMPONENT = "afsk1200"
+# "sequence" decisions weigh every tone sequence of this many bits on either side of the bit
+# decided (2: 32 sequences of 5 bits; 3 gained under 0.1 dB on the bench for half the speed).
+_SPAN = 2
+# Rows of the signals the bit clocks carry to the decisions: the two filters' complex outputs
+# ("tones", "sequence") and the phasor exp(j (w_mark - w_space) n) ("sequence").
+_MARK_RE, _MARK_IM, _SPACE_RE, _SPACE_IM, _TURN_RE, _TURN_IM = range(6)
 # Two slicers' copies of one frame end within this many bits of each other.
 _DUPLICATE_BITS = 64
 
@@ -164,9 +178,17 @@ _DUPLICATE_BITS = 64
 class _Slicer:
     """One way of deciding a clock's bits, with its own NRZI decoder, deframer and repair."""
 
-    def __init__(self, decision: Decision, *, repair: int, pairs: int, primary: bool) -> None:
-        if decision not in ("level", "tones"):
-            msg = f"unknown bit decision {decision!r}; expected 'level' or 'tones'"
+    def __init__(
+        self,
+        decision: Decision,
+        *,
+        repair: int,
+        pairs: int,
+        primary: bool,
+        boundary: float = 0.0,
+    ) -> None:
+        if decision not in ("level", "tones", "sequence"):
+            msg = f"unknown bit decision {decision!r}; expected 'level', 'tones' or 'sequence'"
             raise ValueError(msg)
         self.decision = decision
         self.segments = FlagSegmenter(count=primary)
@@ -179,13 +201,29 @@ class _Slicer:
         self.peaks = [0.0, 0.0]
         self.valleys = [0.0, 0.0]
         self.repaired = 0
+        # "sequence": the turn between the filters' phases over the time (``boundary``, in
+        # radians) from a bit's decision sample back to its end, and the last bits' complex
+        # filter outputs and turns, held for the bits still to come on either side.
+        self._boundary = complex(np.exp(1j * boundary))
+        self._held = np.zeros((3, _SPAN * 2), dtype=np.complex128)
+        self._held[2] = 1.0
+        self._held_positions = np.zeros(_SPAN * 2, dtype=np.int64)
 
     def feed(self, bits: SoftBits) -> list[tuple[HdlcFrame, int]]:
         """Frames completed by the clock's ``bits``, each with the sample where it ended."""
         if bits.values.size == 0:
             return []
+        positions = bits.positions
         if self.decision == "tones":
-            values_array = self._tones(bits.carried)
+            carried = bits.carried
+            values_array = self._tones(
+                np.hypot(carried[_MARK_RE], carried[_MARK_IM]),
+                np.hypot(carried[_SPACE_RE], carried[_SPACE_IM]),
+            )
+        elif self.decision == "sequence":
+            values_array, positions = self._sequence(bits)
+            if values_array.size == 0:
+                return []
         else:
             values_array = self._balance(bits.values)
         signs = values_array > 0
@@ -196,8 +234,69 @@ class _Slicer:
         for segment in self.segments.feed(decoded, values_array):
             frame = self._frame(segment)
             if frame is not None:
-                out.append((frame, int(bits.positions[segment.end])))
+                out.append((frame, int(positions[segment.end])))
         return out
+
+    def _sequence(self, bits: SoftBits) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+        """Multiple-symbol non-coherent detection of continuous-phase FSK.
+
+        The mark and space filters' complex outputs over consecutive bits belong to one
+        signal whose phase runs on without a jump where the tone changes; how far the other
+        filter's phase has turned at a bit's end is known from the time of that end. For
+        each bit, every tone sequence over it and ``_SPAN`` bits either side is scored by the
+        magnitude of the sum of its filters' outputs, each turned by the phase its tone
+        changes imply: only the sequence sent adds up in phase. The bit's value is the best
+        score with a mark there minus the best with a space, over the bits' total magnitude
+        (level independent, as ``d``). Against deciding each bit on its own this gains 1 to
+        1.5 dB of SNR, and it keeps each tone's own scale, so twist hurts it less. The
+        decisions lag ``_SPAN`` bits behind the clock.
+        """
+        carried = bits.carried
+        turn = (carried[_TURN_RE] + 1j * carried[_TURN_IM]) * self._boundary
+        fresh = np.stack(
+            (
+                carried[_MARK_RE] + 1j * carried[_MARK_IM],
+                carried[_SPACE_RE] + 1j * carried[_SPACE_IM],
+                turn / np.maximum(np.abs(turn), 1e-12),
+            )
+        )
+        span = _SPAN
+        z = np.concatenate((self._held, fresh), axis=1)
+        pos = np.concatenate((self._held_positions, bits.positions))
+        self._held, self._held_positions = z[:, -2 * span :], pos[-2 * span :]
+        count = z.shape[1] - 2 * span  # bits decided now
+        if count <= 0:
+            return np.zeros(0), pos[:0]
+        # Every tone sequence over the window, built a bit at a time from shared prefixes:
+        # (sum so far, phase turn so far, last tone, middle tone) per branch.
+        branches: list[tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128], int, int]]
+        branches = [
+            (z[1 - tone, :count], np.ones(count, dtype=np.complex128), tone, tone)
+            for tone in (0, 1)
+        ]
+        for i in range(1, 2 * span + 1):
+            # At the end of bit i - 1 the space filter's phase lags the mark filter's by the
+            # turn there: a change of tone carries the phase over with that turn.
+            r = z[2, i - 1 : i - 1 + count]
+            turns = (r, np.conj(r))  # from space to mark, from mark to space
+            outputs = (z[1, i : i + count], z[0, i : i + count])
+            grown = []
+            for total, turn, last, middle in branches:
+                for tone in (0, 1):
+                    t = turn if tone == last else turn * turns[last]
+                    mid = tone if i == span else middle
+                    grown.append((total + outputs[tone] * t, t, tone, mid))
+            branches = grown
+        best = [np.zeros(count), np.zeros(count)]  # best metric with the middle bit space, mark
+        for total, _, _, middle in branches:
+            np.maximum(best[middle], total.real**2 + total.imag**2, out=best[middle])
+        np.sqrt(best[0], out=best[0])
+        np.sqrt(best[1], out=best[1])
+        energy = np.zeros(count)
+        for i in range(2 * span + 1):
+            energy += np.abs(z[0, i : i + count]) + np.abs(z[1, i : i + count])
+        values: FloatArray = (best[1] - best[0]) / np.maximum(energy, 1e-12)
+        return values, pos[span : span + count]
 
     def _frame(self, segment: Segment) -> HdlcFrame | None:
         """The frame between two flags, if its FCS checks (after repair, if enabled)."""
@@ -228,13 +327,13 @@ class _Slicer:
         self.mark_level, self.space_level = mark, space
         return np.asarray(out)
 
-    def _tones(self, carried: FloatArray) -> FloatArray:
+    def _tones(self, mark: FloatArray, space: FloatArray) -> FloatArray:
         """Mark minus space, each filter's magnitude first scaled to [-0.5, 0.5] between its
         own peak (fast attack, slow decay) and valley."""
         (peak_m, peak_s), (valley_m, valley_s) = self.peaks, self.valleys
         attack, decay = _ATTACK, _DECAY
         out: list[float] = []
-        for m, s in zip(carried[0].tolist(), carried[1].tolist(), strict=True):
+        for m, s in zip(mark.tolist(), space.tolist(), strict=True):
             peak_m += (attack if m > peak_m else decay) * (m - peak_m)
             valley_m += (attack if m < valley_m else decay) * (m - valley_m)
             peak_s += (attack if s > peak_s else decay) * (s - peak_s)
@@ -315,9 +414,26 @@ class Afsk1200Demodulator:
             for window, offset in slicers
         ]
         self._tones = "tones" in decisions
+        self._sequence = "sequence" in decisions
+        # exp(j (w_mark - w_space) n), with n the samples fed so far, repeats every ``period``
+        # samples: one table of it, and n counted modulo its length.
+        self._turn_rate = 2 * np.pi * (MARK - SPACE) / rate
+        period = rate // math.gcd(rate, SPACE - MARK)
+        turns = np.exp(1j * self._turn_rate * np.arange(period))
+        self._turns = np.stack((turns.real, turns.imag))
+        self._fed = 0
         count = len(decisions)
+        # A bit ends where the filters' window, centred on the bit at the decision sample,
+        # starts to reach past it: (window - 1 - samples per bit) / 2 samples before it.
+        end = (self._demod.window - 1 - rate / BAUD) / 2
         self._slicers = [
-            _Slicer(decision, repair=repair, pairs=pairs, primary=i == 0)
+            _Slicer(
+                decision,
+                repair=repair,
+                pairs=pairs,
+                primary=i == 0,
+                boundary=-self._turn_rate * end,
+            )
             for i, decision in enumerate(decisions * len(slicers))
         ]
         self._per_clock = count
@@ -348,11 +464,19 @@ class Afsk1200Demodulator:
             INPUT_REJECTED.inc(component=COMPONENT, reason="non_finite_samples")
             log.warning("afsk_samples_rejected", reason="non_finite", count=bad)
             x = np.where(np.isfinite(x), x, 0.0)
-        mag_m, mag_s = self._demod.magnitudes(np.clip(x, -_CLIP, _CLIP))
-        if mag_m.size == 0:
+        z_m, z_s = self._demod.correlations(np.clip(x, -_CLIP, _CLIP))
+        if z_m.size == 0:
             return []
+        mag_m, mag_s = np.abs(z_m), np.abs(z_s)
         d = self._demod.normalise(mag_m, mag_s)
-        carry = np.stack((mag_m, mag_s)) if self._tones else None
+        carry: FloatArray | None = None
+        if self._sequence:
+            period = self._turns.shape[1]
+            turn = self._turns[:, (np.arange(z_m.size) + self._fed) % period]
+            carry = np.concatenate((np.stack((z_m.real, z_m.imag, z_s.real, z_s.imag)), turn))
+            self._fed = (self._fed + z_m.size) % period
+        elif self._tones:
+            carry = np.stack((z_m.real, z_m.imag, z_s.real, z_s.imag))
         found: list[tuple[HdlcFrame, int]] = []
         for i, clock in enumerate(self._clocks):
             bits = clock.feed(d, carry)

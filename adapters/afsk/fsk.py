@@ -431,10 +431,19 @@ class FskDemodulator:
     def magnitudes(self, samples: npt.ArrayLike | bytes) -> tuple[FloatArray, FloatArray]:
         """Update the matched filters with ``samples``; return the mark and the space filter's
         output magnitude (over the last window) for each of them."""
+        mark, space = self.correlations(samples)
+        return np.abs(mark), np.abs(space)
+
+    def correlations(
+        self, samples: npt.ArrayLike | bytes
+    ) -> tuple[npt.NDArray[np.complex128], npt.NDArray[np.complex128]]:
+        """Update the matched filters with ``samples``; return the mark and the space filter's
+        complex output (the last window against ``exp(-j w n)``, ``n`` counted from the first
+        sample ever fed) for each of them: its phase is the tone's phase at sample 0."""
         x = as_float_samples(samples)
         n = x.size
         if n == 0:
-            return np.zeros(0), np.zeros(0)
+            return np.zeros(0, dtype=np.complex128), np.zeros(0, dtype=np.complex128)
         if self._filter is not None:
             x = self._filter(x)
         if self._base_mark.size < n:
@@ -445,9 +454,7 @@ class FskDemodulator:
         osc_s = self._base_space[:n] * complex(math.cos(self._ph_space), -math.sin(self._ph_space))
         self._ph_mark = (self._ph_mark + self._w_mark * n) % (2.0 * math.pi)
         self._ph_space = (self._ph_space + self._w_space * n) % (2.0 * math.pi)
-        mag_m = self._window_magnitude(x * osc_m, mark=True)
-        mag_s = self._window_magnitude(x * osc_s, mark=False)
-        return mag_m, mag_s
+        return self._window_sums(x * osc_m, mark=True), self._window_sums(x * osc_s, mark=False)
 
     def discriminator(self, samples: npt.ArrayLike | bytes) -> FloatArray:
         """Update the matched filters with ``samples`` and return ``d`` for each of them."""
@@ -460,7 +467,9 @@ class FskDemodulator:
         out: FloatArray = (mag_m - mag_s) / np.maximum(total, 1e-9 * self.window)
         return out
 
-    def _window_magnitude(self, products: npt.NDArray[np.complex128], *, mark: bool) -> FloatArray:
+    def _window_sums(
+        self, products: npt.NDArray[np.complex128], *, mark: bool
+    ) -> npt.NDArray[np.complex128]:
         tail = self._tail_mark if mark else self._tail_space
         w = self.window
         buf = np.concatenate((tail, products))
@@ -472,8 +481,8 @@ class FskDemodulator:
             self._tail_mark = new_tail
         else:
             self._tail_space = new_tail
-        magnitude: FloatArray = np.abs(window_sums)
-        return magnitude
+        out: npt.NDArray[np.complex128] = window_sums
+        return out
 
     def feed(self, samples: npt.ArrayLike | bytes) -> SoftBits:
         """Demodulate ``samples``; return the bits whose decision point they reached."""

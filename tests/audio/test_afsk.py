@@ -165,8 +165,10 @@ class TestAfskRoundTrip:
         spb = rate / 1200
         a, b = int(target * spb), int((target + 1) * spb)
         x = good.copy()
-        # In that one bit the wrong tone is slightly stronger: a weak, wrong decision.
-        x[a:b] = 0.35 * good[a:b] + 0.65 * bad[a:b]
+        # In that one bit the wrong tone is far stronger: a wrong decision (sequence
+        # detection still hears the right tone, phase-continuous with its neighbours, when
+        # it has a third of the power, so the wrong one takes nine tenths of the amplitude).
+        x[a:b] = 0.1 * good[a:b] + 0.9 * bad[a:b]
         x = np.concatenate([np.zeros(1000), x, np.zeros(1000)])
         assert afsk1200.Afsk1200Demodulator(rate).feed(x) == []
         fixer = afsk1200.Afsk1200Demodulator(rate, repair=8)
@@ -322,9 +324,12 @@ def decode(
     repair: int = 0,
     pairs: int = 0,
     slicers: tuple[afsk1200.Slicer, ...] = afsk1200.SLICERS,
+    decisions: tuple[afsk1200.Decision, ...] = afsk1200.DECISIONS,
     chunk: int = 4096,
 ) -> list[hdlc.HdlcFrame]:
-    demod = afsk1200.Afsk1200Demodulator(rate, repair=repair, pairs=pairs, slicers=slicers)
+    demod = afsk1200.Afsk1200Demodulator(
+        rate, repair=repair, pairs=pairs, slicers=slicers, decisions=decisions
+    )
     out: list[hdlc.HdlcFrame] = []
     for at in range(0, x.size, chunk):
         out += demod.feed(x[at : at + chunk])
@@ -405,6 +410,70 @@ class TestAfskTwist:
         x = tilted(x, rate, twist)
         got = decode(add_noise(x, 8.0, seed=int(twist) + 40), rate)
         assert [f.data for f in got] == FRAMES
+
+
+def beacons(count: int, seed: int) -> list[bytes]:
+    """``count`` different APRS frames of 60 to 70 bytes."""
+    rng = np.random.default_rng(seed)
+    return [
+        ax25(
+            f"VE3BLK-{i % 16}>APZBLK,WIDE1-1:>beacon {i:03d} "
+            + "".join(chr(int(c)) for c in rng.integers(0x41, 0x5B, 24))
+        )
+        for i in range(count)
+    ]
+
+
+def transmissions(frames: list[bytes], rate: int) -> np.ndarray:
+    """Each frame in its own transmission, with a quarter second of silence around it."""
+    pieces = [np.zeros(rate // 4)]
+    for frame in frames:
+        pieces += [afsk1200.modulate([frame], rate, amplitude=1.0), np.zeros(rate // 4)]
+    return np.concatenate(pieces)
+
+
+class TestAfskSequenceDecision:
+    """Deciding each bit with its neighbours, from the phase-continuous signal, hears weak
+    frames that bit-by-bit decisions lose, invents none, and streams like the rest."""
+
+    def test_hears_frames_that_bit_by_bit_decisions_lose(self) -> None:
+        rate = 22050
+        frames = beacons(20, seed=7)
+        x = white(transmissions(frames, rate), 0.0, seed=8)
+        by_sequence = [f.data for f in decode(x, rate, decisions=("sequence",))]
+        by_level = [f.data for f in decode(x, rate, decisions=("level",))]
+        by_tones = [f.data for f in decode(x, rate, decisions=("tones",))]
+        assert set(by_sequence) <= set(frames)
+        assert len(by_sequence) == len(set(by_sequence))
+        assert len(by_sequence) >= max(len(by_level), len(by_tones)) + 4
+
+    def test_chunking_does_not_change_the_frames(self) -> None:
+        rate = 22050
+        x = white(transmissions(FRAMES, rate), 6.0, seed=9)
+        whole = decode(x, rate, decisions=("sequence",), chunk=x.size)
+        assert [f.data for f in whole] == FRAMES
+        for chunk in (1000, 97):
+            assert decode(x, rate, decisions=("sequence",), chunk=chunk) == whole
+
+    def test_clock_error_and_level(self) -> None:
+        rate = 44100
+        for error, gain in ((0.01, 1.0), (-0.01, 0.1), (0.0, 0.001)):
+            x = our_audio(round(rate * (1 + error)))
+            noisy = gain * white(x, 6.0, seed=3)
+            got = decode(noisy, rate, decisions=("sequence",))
+            assert [f.data for f in got] == FRAMES, (error, gain)
+
+    @pytest.mark.parametrize("twist", [-9.0, 9.0])
+    def test_twist(self, twist: float) -> None:
+        rate = 22050
+        x = tilted(transmissions(FRAMES, rate), rate, twist)
+        got = decode(add_noise(x, 6.0, seed=int(twist) + 50), rate, decisions=("sequence",))
+        assert [f.data for f in got] == FRAMES
+
+    def test_no_frames_from_noise(self) -> None:
+        rng = np.random.default_rng(23)
+        x = rng.normal(0.0, 0.3, 22050 * 30)
+        assert decode(x, 22050, decisions=("sequence",), repair=12, pairs=8) == []
 
 
 class TestAfskSlicers:
@@ -490,7 +559,9 @@ class TestAfskRepairSafety:
         x = good.copy()
         for target in targets:
             a, b = int(target * spb), int((target + 1) * spb)
-            x[a:b] = 0.35 * good[a:b] + 0.65 * bad[a:b]
+            # The wrong tone dominates, but the right one, in phase with its neighbours,
+            # leaves the decisions doubtful.
+            x[a:b] = 0.1 * good[a:b] + 0.9 * bad[a:b]
         x = np.concatenate([np.zeros(1000), x, np.zeros(1000)])
         assert decode(x, rate, repair=12) == []
         fixed = decode(x, rate, repair=12, pairs=8)
@@ -511,10 +582,16 @@ class TestAfskRepairSafety:
             x[a:b] = (1 - share) * good[a:b] + share * bad[a:b]
             return np.concatenate([np.zeros(1000), x, np.zeros(1000)])
 
-        # A doubtful wrong bit is repaired; one nearly as certain as the rest is not: such a
-        # frame is what interference leaves, and flipping guesses there invents frames.
-        assert [f.data for f in decode(with_wrong_share(0.7), rate, repair=12)] == [FRAMES[0]]
-        assert decode(with_wrong_share(0.85), rate, repair=12, pairs=8) == []
+        # A doubtful wrong bit is repaired: the wrong tone dominates, but the right one is
+        # still there, in phase with its neighbours. A wrong bit sent as such (the whole
+        # signal phase-continuous through it) is as certain as the rest and is not: such a
+        # frame is what a damaged source or interference leaves, and flipping guesses there
+        # invents frames.
+        assert decode(with_wrong_share(0.9), rate) == []
+        assert [f.data for f in decode(with_wrong_share(0.9), rate, repair=12)] == [FRAMES[0]]
+        sent_wrong = np.concatenate([np.zeros(1000), bad, np.zeros(1000)])
+        assert decode(sent_wrong, rate, repair=12, pairs=8) == []
+        assert decode(white(sent_wrong, 12.0, seed=5), rate, repair=12, pairs=8) == []
 
     def test_no_frames_from_two_minutes_of_noise(self) -> None:
         rng = np.random.default_rng(21)
