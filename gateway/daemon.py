@@ -57,7 +57,13 @@ from gateway.adapter import (
     load_factory,
 )
 from gateway.config import Config, SinkConfig, SourceConfig, load_config
-from gateway.errors import AdapterError, ConfigError, DeliveryError, FrameError
+from gateway.errors import (
+    AdapterConnectionError,
+    AdapterError,
+    ConfigError,
+    DeliveryError,
+    FrameError,
+)
 from gateway.ledger import (
     Admission,
     Decision,
@@ -521,16 +527,24 @@ class Daemon:
         return admission
 
     async def _run_inbound(self, name: str, adapter: Any) -> None:
-        """Read what a radio sink hears (its own stream). A lost link raises (the supervisor
-        restarts this with backoff); a closed one is waited for until its sink reopens it."""
+        """Read what a radio sink hears (its own stream). While the sink's link is down or
+        closed (its worker reopens it) this looks again every second, so nothing heard after
+        the link is back waits on a growing backoff."""
+        waiting = False
         while not self._stopping.is_set():
-            async for item in adapter.subscribe():
-                if self._stopping.is_set():
-                    return
-                if item.kind == "incident":
-                    await self._dispatch_other(item)
-                elif item.ack is not None:
-                    await item.ack()
+            try:
+                async for item in adapter.subscribe():
+                    waiting = False
+                    if self._stopping.is_set():
+                        return
+                    if item.kind == "incident":
+                        await self._dispatch_other(item)
+                    elif item.ack is not None:
+                        await item.ack()
+            except AdapterConnectionError as exc:
+                if not waiting:
+                    log.info("radio_inbound_waiting", sink=name, error=str(exc))
+                waiting = True
             await self.clock.sleep(_REOPEN_POLL)
 
     # ------------------------------------------------------------------ sinks

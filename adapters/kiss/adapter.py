@@ -174,6 +174,10 @@ class KissAdapter:
         await self._link.close()
         await self.station.stop()
 
+    async def wait_closed(self) -> None:
+        """Raise AdapterConnectionError when the port is lost (the daemon then reopens it)."""
+        await self._link.wait_closed()
+
     async def _send_parameters(self) -> None:
         o = self.options
         frames: list[kiss.KissFrame] = []

@@ -197,6 +197,8 @@ class StreamLink:
         self._writer: asyncio.StreamWriter | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._ended: asyncio.Event | None = None  # set when the reader stops (lost or closed)
+        self._lost: AdapterConnectionError | None = None
 
     @property
     def is_open(self) -> bool:
@@ -204,10 +206,22 @@ class StreamLink:
 
     async def open(self) -> None:
         self._reader, self._writer = await open_port(self.url, baudrate=self.baudrate)
+        self._ended, self._lost = asyncio.Event(), None
         self._task = asyncio.create_task(self._read_loop(), name=f"{self.kind}-{self.adapter}")
         log.info("port_opened", adapter=self.adapter, kind=self.kind, port=self.url)
 
+    async def wait_closed(self) -> None:
+        """Wait while the port is open; raise :class:`AdapterConnectionError` when it is lost
+        or closed (how the daemon learns to reopen a radio sink before its next delivery)."""
+        ended = self._ended
+        if ended is None:
+            raise AdapterConnectionError(f"{self.adapter}: port {self.url} is not open")
+        await ended.wait()
+        raise self._lost or AdapterConnectionError(f"{self.adapter}: port {self.url} closed")
+
     async def close(self) -> None:
+        if self._ended is not None:
+            self._ended.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -248,4 +262,7 @@ class StreamLink:
             error = AdapterConnectionError(f"{self.url}: {exc}")
         if error is not None:
             log.warning("port_lost", adapter=self.adapter, kind=self.kind, error=str(error))
+            self._lost = error
+            if self._ended is not None:
+                self._ended.set()
             self._on_lost(error)

@@ -128,6 +128,10 @@ class TextModemAdapter:
         await self._link.close()
         self._fanout.close()
 
+    async def wait_closed(self) -> None:
+        """Raise AdapterConnectionError when the port is lost (the daemon then reopens it)."""
+        await self._link.wait_closed()
+
     async def messages(self) -> AsyncIterator[Received]:
         async for item in self.subscribe():
             yield item

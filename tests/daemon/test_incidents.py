@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import tomllib
 from dataclasses import replace
@@ -41,6 +42,7 @@ from gateway.translate.incident import (
 )
 from hardware.rf_channel import RadioStation, simulation
 from tests.daemon.conftest import (
+    Proxy,
     daemon_toml,
     load,
     poll_until,
@@ -423,6 +425,52 @@ class TestDaemonRoutesIncidents:
                 ]
                 assert {e.sink for e in entries} == {"eoc-json", "eoc-incidents"}
                 assert all(e.state is EntryState.DELIVERED for e in entries)
+
+
+class TestRadioLinkLost:
+    """A radio sink whose port drops is reopened without waiting for a delivery, and what it
+    hears afterwards is routed."""
+
+    async def test_inbound_resumes_after_the_link_returns(
+        self, tmp_path: Path, mosquitto: Broker
+    ) -> None:
+        async with simulation(sim_options()) as sim:
+            host, port = sim.url("gw-ca").removeprefix("socket://").rsplit(":", 1)
+            proxy = Proxy(host, int(port))
+            await proxy.open()
+            sinks = MQTT_SINKS + (
+                f'[[sink]]\nname = "ca-radio"\ntype = "textmodem"\n'
+                f'port = "socket://127.0.0.1:{proxy.port}"\n'
+                'talkgroups = ["CA-EAST"]\nlisten = ["CA-EAST"]\nline_rate = 9600\n'
+            )
+            path = daemon_toml(tmp_path, mosquitto.url, sinks=sinks, routes=INCIDENT_ROUTES)
+            handheld = sim.stations["ca-handheld"]
+            assert isinstance(handheld, RadioStation)
+            async with (
+                subscriber(mosquitto, ["eoc/#"]) as seen,
+                running_daemon(load(path)) as daemon,
+            ):
+                await poll_until(lambda: _true(daemon.supervisor.running.get("ca-radio", False)))
+                handheld.type_text("before the outage")
+                await seen.wait_for(lambda: len(seen.on("eoc/messages/ca-radio")) == 1)
+                restarts = daemon.supervisor.failures.get("ca-radio", 0)
+                await proxy.cut()
+                await poll_until(
+                    lambda: _true(daemon.supervisor.failures.get("ca-radio", 0) > restarts)
+                )
+                await proxy.open()
+                await poll_until(lambda: _true(daemon.supervisor.running.get("ca-radio", False)))
+                for _ in range(100):  # the radio reconnects on its own, no alert needed
+                    handheld.type_text("after the outage")
+                    with contextlib.suppress(AssertionError):
+                        await seen.wait_for(
+                            lambda: len(seen.on("eoc/messages/ca-radio")) >= 2, within=0.3
+                        )
+                        break
+                texts = [json.loads(m.payload)["text"] for m in seen.on("eoc/messages/ca-radio")]
+                assert texts[0] == "before the outage"
+                assert texts[1] == "after the outage"
+            await proxy.cut()
 
 
 async def _true(value: bool) -> bool:
