@@ -387,13 +387,7 @@ class TestDaemonRoutesIncidents:
         self, tmp_path: Path, mosquitto: Broker
     ) -> None:
         async with simulation(sim_options()) as sim:  # the radio tests' two border channels
-            sinks = MQTT_SINKS + (
-                f'[[sink]]\nname = "ca-radio"\ntype = "textmodem"\nport = "{sim.url("gw-ca")}"\n'
-                'talkgroups = ["CA-EAST"]\nlisten = ["CA-EAST"]\nline_rate = 9600\n'
-            )
-            path = daemon_toml(tmp_path, mosquitto.url, sinks=sinks, routes=INCIDENT_ROUTES)
-            handheld = sim.stations["ca-handheld"]
-            assert isinstance(handheld, RadioStation)
+            path, handheld = _ca_radio_daemon(tmp_path, mosquitto, sim, sim.url("gw-ca"))
             async with (
                 subscriber(mosquitto, ["eoc/#"]) as seen,
                 running_daemon(load(path)) as daemon,
@@ -438,14 +432,8 @@ class TestRadioLinkLost:
             host, port = sim.url("gw-ca").removeprefix("socket://").rsplit(":", 1)
             proxy = Proxy(host, int(port))
             await proxy.open()
-            sinks = MQTT_SINKS + (
-                f'[[sink]]\nname = "ca-radio"\ntype = "textmodem"\n'
-                f'port = "socket://127.0.0.1:{proxy.port}"\n'
-                'talkgroups = ["CA-EAST"]\nlisten = ["CA-EAST"]\nline_rate = 9600\n'
-            )
-            path = daemon_toml(tmp_path, mosquitto.url, sinks=sinks, routes=INCIDENT_ROUTES)
-            handheld = sim.stations["ca-handheld"]
-            assert isinstance(handheld, RadioStation)
+            url = f"socket://127.0.0.1:{proxy.port}"
+            path, handheld = _ca_radio_daemon(tmp_path, mosquitto, sim, url)
             async with (
                 subscriber(mosquitto, ["eoc/#"]) as seen,
                 running_daemon(load(path)) as daemon,
@@ -471,6 +459,20 @@ class TestRadioLinkLost:
                 assert texts[0] == "before the outage"
                 assert texts[1] == "after the outage"
             await proxy.cut()
+
+
+def _ca_radio_daemon(
+    tmp_path: Path, mosquitto: Broker, sim: Any, port: str
+) -> tuple[Path, RadioStation]:
+    """A daemon configuration with the Canadian gateway radio on ``port`` as a sink (its
+    traffic routed by INCIDENT_ROUTES), and the Canadian handheld that talks to it."""
+    sinks = MQTT_SINKS + (
+        f'[[sink]]\nname = "ca-radio"\ntype = "textmodem"\nport = "{port}"\n'
+        'talkgroups = ["CA-EAST"]\nlisten = ["CA-EAST"]\nline_rate = 9600\n'
+    )
+    handheld = sim.stations["ca-handheld"]
+    assert isinstance(handheld, RadioStation)
+    return daemon_toml(tmp_path, mosquitto.url, sinks=sinks, routes=INCIDENT_ROUTES), handheld
 
 
 async def _true(value: bool) -> bool:
