@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -32,15 +33,19 @@ def two_tncs(**channel: object) -> dict[str, object]:
     }
 
 
+def gateway_tnc(sim: Any, **options: object) -> Any:
+    """The gateway's KISS adapter ("aprs") on the channel's gw-tnc; VE3BDR unless told."""
+    options = {"callsign": "VE3BDR", **options}
+    return build_adapter("kiss", "aprs", port=sim.url("gw-tnc"), **options)
+
+
 class TestKissAdapterOnChannel:
     """Bulletins and directed messages cross the channel; acks settle; duplicates are dropped."""
 
     async def test_alert_becomes_group_bulletins(self, rf: SimFactory) -> None:
         async with rf(two_tncs()) as sim:
-            gw = build_adapter(
-                "kiss",
-                "aprs",
-                port=sim.url("gw-tnc"),
+            gw = gateway_tnc(
+                sim,
                 callsign="VE3BDR-10",
                 path="WIDE1-1",
                 group="WXCA",
@@ -67,15 +72,7 @@ class TestKissAdapterOnChannel:
     ) -> None:
         # Transmission 0: the message; 1: its ack (lost); 2: the retry; 3: the second ack.
         async with rf(two_tncs(drop_indices=[1])) as sim:
-            gw = build_adapter(
-                "kiss",
-                "aprs",
-                port=sim.url("gw-tnc"),
-                callsign="VE3BDR",
-                mode="message",
-                addressees=["W2EOC"],
-                retry_initial=0.3,
-            )
+            gw = gateway_tnc(sim, mode="message", addressees=["W2EOC"], retry_initial=0.3)
             field = build_adapter("kiss", "field", port=sim.url("field-tnc"), callsign="W2EOC")
             async with gw, field:
                 inbound = Inbox(field.messages())
@@ -94,11 +91,8 @@ class TestKissAdapterOnChannel:
 
     async def test_unacknowledged_message_fails_after_bounded_retries(self, rf: SimFactory) -> None:
         async with rf(two_tncs()) as sim:
-            gw = build_adapter(
-                "kiss",
-                "aprs",
-                port=sim.url("gw-tnc"),
-                callsign="VE3BDR",
+            gw = gateway_tnc(
+                sim,
                 mode="message",
                 addressees=["NOBODY"],
                 retries=3,
@@ -115,15 +109,7 @@ class TestKissAdapterOnChannel:
 
     async def test_rejection_fails_without_retry(self, rf: SimFactory) -> None:
         async with rf(two_tncs()) as sim:
-            gw = build_adapter(
-                "kiss",
-                "aprs",
-                port=sim.url("gw-tnc"),
-                callsign="VE3BDR",
-                mode="message",
-                addressees=["W2EOC"],
-                retry_initial=5,
-            )
+            gw = gateway_tnc(sim, mode="message", addressees=["W2EOC"], retry_initial=5)
             async with gw:
                 sending = asyncio.create_task(gw.send(outbound("hello")))
                 field = sim.stations["field-tnc"]
@@ -147,9 +133,7 @@ class TestKissAdapterOnChannel:
         self, rf: SimFactory
     ) -> None:
         async with rf(two_tncs()) as sim:
-            gw = build_adapter(
-                "kiss", "aprs", port=sim.url("gw-tnc"), callsign="VE3BDR", listen_groups=["BORDR"]
-            )
+            gw = gateway_tnc(sim, listen_groups=["BORDR"])
             async with gw:
                 inbound = gw.messages()
                 field = sim.stations["field-tnc"]
@@ -223,7 +207,7 @@ class TestKissAdapterOnChannel:
 
     async def test_lost_port_ends_messages_with_connection_error(self, rf: SimFactory) -> None:
         async with rf(two_tncs()) as sim:
-            gw = build_adapter("kiss", "aprs", port=sim.url("gw-tnc"), callsign="VE3BDR")
+            gw = gateway_tnc(sim)
             async with gw:
                 inbound = gw.messages()
                 await sim.stations["gw-tnc"].stop()
@@ -250,7 +234,7 @@ class TestKissAdapterOnChannel:
 
     async def test_expired_delivery_is_refused(self, rf: SimFactory) -> None:
         async with rf(two_tncs()) as sim:
-            gw = build_adapter("kiss", "aprs", port=sim.url("gw-tnc"), callsign="VE3BDR")
+            gw = gateway_tnc(sim)
             async with gw:
                 item = Outbound(
                     None,
