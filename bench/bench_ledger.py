@@ -29,7 +29,8 @@ from cap_schemas.model import (
     Status,
     Urgency,
 )
-from gateway.ledger import Admission, OutboxEntry, PlannedDelivery, SqliteLedger
+from gateway.ledger import Admission, OutboxEntry, PlannedDelivery
+from gateway.storage.sqlite import SqliteLedger
 
 ROUNDS = 3
 ADMITS = 600

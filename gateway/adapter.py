@@ -9,7 +9,9 @@ imports an external system's transport library itself.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -77,13 +79,9 @@ class SystemClock:
         return utcnow()
 
     def monotonic(self) -> float:
-        import time  # noqa: PLC0415 - keeps the module's import surface small
-
         return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
-        import asyncio  # noqa: PLC0415
-
         await asyncio.sleep(seconds)
 
 

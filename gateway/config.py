@@ -9,12 +9,14 @@ Sections (each documented in ``docs/configuration.md``)::
     [[source]]     name, type (an adapter registry key), the adapter's own options
     [[sink]]       name, type, live, format, retry settings, the adapter's own options
     [[route]]      sources, match filters, translation, sinks, action
-    [[simulator]]  type (a key of gateway.simulators.REGISTRY), its options
+    [[simulator]]  type (a simulator registry key), its options
     [[link]]       raw tables handed to gateway.links
 
 Every error is a :class:`~gateway.errors.ConfigError` naming the file, the key path
-(``route[2].match.severity``) and what is allowed. Unknown keys are refused everywhere the
-daemon owns the table; adapter options are kept as mappings and checked by each adapter.
+(``route[2].match.severity``) and what is allowed. Whether the names of adapter types,
+translations and simulators exist is checked by :func:`gateway.assembly.check_names`.
+Unknown keys are refused everywhere the daemon owns the table; adapter options are kept as
+mappings and checked by each adapter.
 
 Environment overrides: ``BORDERLINK_<SECTION>__<KEY>=value`` sets a key of a plain section
 (``BORDERLINK_HTTP__PORT=8081``), ``BORDERLINK_<SOURCE|SINK>__<NAME>__<KEY>`` a key of the
@@ -28,25 +30,18 @@ Secrets are never written inline: ``password_file``/``password_env``, ``token_fi
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
-import pkgutil
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NoReturn, TypeVar
 
-import gateway.translate as translate_package
 from cap_schemas.model import Certainty, MsgType, Scope, Severity, Status, Urgency
-from gateway import simulators
-from gateway.adapter import REGISTRY
 from gateway.errors import ConfigError
-from gateway.translate.registry import RENDERERS
 
 __all__ = [
     "Config",
@@ -800,7 +795,7 @@ def _array(r: _Reader, key: str) -> list[tuple[_Reader, int]]:
 _TOP_LEVEL = ("gateway", "mqtt", "http", "ledger", "source", "sink", "route", "simulator", "link")
 
 
-def parse_config(data: Mapping[str, Any], *, path: Path, check_types: bool = True) -> Config:
+def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     """Build a :class:`Config` from an already-read TOML mapping."""
     file = str(path)
     base = path.parent
@@ -840,7 +835,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path, check_types: bool = Tru
                     f"{file}: route[{i}].sources: no source named {source!r}; defined: "
                     + ", ".join(sorted(known))
                 )
-    config = Config(
+    return Config(
         path=path,
         gateway=gateway,
         mqtt=mqtt,
@@ -852,9 +847,6 @@ def parse_config(data: Mapping[str, Any], *, path: Path, check_types: bool = Tru
         simulators=simulators,
         links=tuple(links),
     )
-    if check_types:
-        check_names(config)
-    return config
 
 
 def _unique(file: str, what: str, names: list[str], reserved: Sequence[str] = ()) -> None:
@@ -867,57 +859,6 @@ def _unique(file: str, what: str, names: list[str], reserved: Sequence[str] = ()
                 f"{file}: {what}[{i}].name: {name!r} is reserved for the built-in input"
             )
         seen.add(name)
-
-
-def check_names(config: Config) -> None:
-    """Check the registry names (adapter types, translations, simulators) exist."""
-
-    file = str(config.path)
-
-    known = set(REGISTRY) | {ep.name for ep in entry_points(group="borderlink.adapters")}
-    adapters: list[tuple[str, Sequence[SourceConfig | SinkConfig]]] = [
-        ("source", config.sources),
-        ("sink", config.sinks),
-    ]
-    for what, items in adapters:
-        for i, item in enumerate(items):
-            if item.type not in known:
-                raise ConfigError(
-                    f"{file}: {what}[{i}].type: unknown adapter type {item.type!r};"
-                    f" allowed: {', '.join(sorted(known))}"
-                )
-    _load_translations()
-    from gateway.messages import MESSAGE_RENDERERS  # noqa: PLC0415 - imports the ledger
-
-    for i, route in enumerate(config.routes):
-        if route.input == "incident":
-            if route.translation not in MESSAGE_RENDERERS:
-                raise ConfigError(
-                    f"{file}: route[{i}].translation: unknown translation"
-                    f" {route.translation!r} for incident input;"
-                    f" allowed: {', '.join(sorted(MESSAGE_RENDERERS))}"
-                )
-            continue
-        if route.translation not in RENDERERS:
-            raise ConfigError(
-                f"{file}: route[{i}].translation: unknown translation {route.translation!r};"
-                f" allowed: {', '.join(sorted(RENDERERS))}"
-            )
-    for i, sim in enumerate(config.simulators):
-        if sim.type not in simulators.REGISTRY:
-            raise ConfigError(
-                f"{file}: simulator[{i}].type: unknown simulator {sim.type!r};"
-                f" allowed: {', '.join(sorted(simulators.REGISTRY))}"
-            )
-
-
-def _load_translations() -> None:
-    """Import the translation package so renderers registered by its modules are known."""
-
-
-    for info in pkgutil.iter_modules(translate_package.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{translate_package.__name__}.{info.name}")
 
 
 # --------------------------------------------------------------------------- environment
@@ -975,7 +916,6 @@ def load_config(
     path: str | Path,
     *,
     environ: Mapping[str, str] | None = None,
-    check_types: bool = True,
 ) -> Config:
     """Read, override from the environment, and check one configuration file."""
     file = Path(path)
@@ -989,4 +929,4 @@ def load_config(
         raise ConfigError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    return parse_config(apply_env_overrides(data, environ), path=file, check_types=check_types)
+    return parse_config(apply_env_overrides(data, environ), path=file)

@@ -56,6 +56,7 @@ from gateway.adapter import (
     SystemClock,
     load_factory,
 )
+from gateway.assembly import check_names
 from gateway.config import Config, SinkConfig, SourceConfig, load_config
 from gateway.errors import (
     AdapterConnectionError,
@@ -64,18 +65,20 @@ from gateway.errors import (
     DeliveryError,
     FrameError,
 )
+from gateway.http import start_http
 from gateway.ledger import (
     Admission,
     Decision,
     Ledger,
     OutboxEntry,
-    SqliteLedger,
     StoredAlert,
 )
+from gateway.links import from_config as links_from_config
 from gateway.messages import message_key, message_record, parse_inbound
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 from gateway.router import MessageContext, PlanContext, Router, plan_message
 from gateway.simulators import load_simulator
+from gateway.storage.sqlite import SqliteLedger
 from gateway.summary import summary, topic_key
 from gateway.supervisor import Backoff, Supervisor
 
@@ -197,6 +200,7 @@ class Daemon:
         self.http_port: int | None = None
         self.components: list[object] = []
         self.inbound_sinks: dict[str, Any] = {}
+        check_names(config)
         self._build()
 
     # ------------------------------------------------------------------ building
@@ -323,6 +327,7 @@ class Daemon:
         """Re-read the routes from the configuration file (SIGHUP); keep the old on error."""
         try:
             fresh = load_config(self.config.path)
+            check_names(fresh)
             router = Router(fresh)
         except (ConfigError, ValueError) as exc:
             log.error("routes_reload_failed", path=str(self.config.path), error=str(exc))  # noqa: TRY400 - the message is the point
@@ -411,7 +416,7 @@ class Daemon:
             alert,
             source=source,
             received_at=received_at,
-            plan=router.planner(ctx, deliveries=self.ledger.deliveries),
+            plan=router.planner(ctx),
         )
         ADMITTED.inc(decision=admission.decision.value)
         return Outcome(
@@ -814,18 +819,11 @@ class Daemon:
         self.token_file = path
 
     async def _components(self, stack: contextlib.AsyncExitStack) -> None:
-        """Link managers and other components that plug in through ``gateway.links``."""
+        """The talkgroup link manager, when ``[[link]]`` blocks are configured."""
         if not self.config.links:
             return
-        links = importlib.import_module("gateway.links")
-        build = getattr(links, "from_config", None)
-        if build is None:
-            msg = f"{self.config.path}: [[link]] needs gateway.links.from_config"
-            raise ConfigError(msg)
-        component = build(self.config.links, self)
-        if hasattr(component, "__aenter__"):
-            component = await stack.enter_async_context(component)
-        self.components.append(component)
+        manager = await stack.enter_async_context(links_from_config(self.config.links, self))
+        self.components.append(manager)
 
     async def run(self) -> None:
         """Run until :meth:`request_stop`; returns after a clean stop."""
@@ -849,8 +847,6 @@ class Daemon:
             await self._components(stack)
             runner = None
             if cfg.http.enabled:
-                from gateway.http import start_http  # noqa: PLC0415 - aiohttp only when served
-
                 runner = await start_http(self)
                 stack.push_async_callback(runner.cleanup)
             await self._run_tasks()

@@ -1,11 +1,15 @@
-"""The daemon's HTTP face (aiohttp): the alert API, holds, health, metrics, OpenAPI.
+"""The daemon's HTTP face (aiohttp): the alert API, holds, links, health, metrics, OpenAPI.
 
 Reads are open to whoever can reach the listener (``127.0.0.1`` by default); everything that
-writes (posting an alert, approving or rejecting a hold, the routes components add) needs
-``Authorization: Bearer <token>`` with one of the configured tokens, else 401.
+writes (posting an alert, approving or rejecting a hold, pausing a link, any non-GET route a
+component adds) needs ``Authorization: Bearer <token>`` with one of the configured tokens,
+else 401.
 
-Components of the daemon that provide ``http_routes() -> list[aiohttp.web.RouteDef]`` (the
-radio link manager) get their routes added; wrap their writing handlers in :func:`require_token`.
+What this module needs of the daemon is the :class:`Gateway` protocol below, so it imports
+nothing above the ledger. Components of the daemon that provide ``http_routes() ->
+list[aiohttp.web.RouteDef]`` get their routes added (writing ones behind the token); a
+component that is a :class:`LinkControl` (the talkgroup link manager) gets
+``/api/v1/links``.
 """
 
 from __future__ import annotations
@@ -13,27 +17,84 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote
 
 import structlog
 from aiohttp import web
 
 from cap_schemas.model import AlertKey
+from cap_schemas.validate import Finding
 from gateway import __version__
-from gateway.adapter import Received
-from gateway.ledger import EntryNotFoundError, EntryStateError, OutboxEntry
+from gateway.adapter import Clock, Received
+from gateway.config import Config
+from gateway.ledger import Admission, EntryNotFoundError, EntryStateError, Ledger, OutboxEntry
 from gateway.metrics import INPUT_REJECTED, REGISTRY
-
-if TYPE_CHECKING:
-    from gateway.daemon import Daemon
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["DAEMON_KEY", "OPENAPI", "create_app", "require_token", "start_http"]
+__all__ = [
+    "DAEMON_KEY",
+    "OPENAPI",
+    "Gateway",
+    "LinkControl",
+    "create_app",
+    "link_routes",
+    "require_token",
+    "start_http",
+]
 
-DAEMON_KEY: web.AppKey[Daemon] = web.AppKey("daemon")
+
+class IngestOutcome(Protocol):
+    """What became of one posted document (the daemon's ``Outcome``)."""
+
+    @property
+    def admission(self) -> Admission | None: ...
+    @property
+    def findings(self) -> Sequence[Finding]: ...
+    @property
+    def signature(self) -> str: ...
+    @property
+    def rejected(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+
+
+class Gateway(Protocol):
+    """What the HTTP face uses of the running daemon."""
+
+    config: Config
+    tokens: tuple[str, ...]
+    clock: Clock
+    components: list[object]
+    http_port: int | None
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    async def ingest(self, item: Received) -> IngestOutcome: ...
+
+    def wake(self, sink: str) -> None: ...
+
+    def health(self) -> tuple[bool, list[dict[str, Any]]]: ...
+
+
+@runtime_checkable
+class LinkControl(Protocol):
+    """Operator control of talkgroup links (the link manager)."""
+
+    @property
+    def links(self) -> Mapping[str, Any]: ...
+
+    def status(self) -> list[dict[str, Any]]: ...
+
+    def pause(self, name: str) -> None: ...
+
+    def resume(self, name: str) -> None: ...
+
+
+DAEMON_KEY: web.AppKey[Gateway] = web.AppKey("daemon")
 COMPONENT = "http"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -266,6 +327,39 @@ async def openapi(_request: web.Request) -> web.Response:
     return _json(OPENAPI)
 
 
+def link_routes(control: LinkControl) -> list[web.RouteDef]:
+    """``GET /api/v1/links``, ``POST /api/v1/links/{name}/pause`` and ``.../resume`` (the
+    writes behind the bearer token)."""
+
+    async def list_links(_request: web.Request) -> web.Response:
+        return _json({"links": control.status()})
+
+    async def change(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        action = request.match_info["action"]
+        if name not in control.links:
+            return _error(404, "not_found", f"no link named {name!r}")
+        if action == "pause":
+            control.pause(name)
+        elif action == "resume":
+            control.resume(name)
+        else:
+            return _error(404, "not_found", f"unknown action {action!r}; allowed: pause, resume")
+        return _json({"name": name, "paused": control.links[name].paused})
+
+    return [
+        web.get("/api/v1/links", list_links),
+        web.post("/api/v1/links/{name}/{action}", require_token(change)),
+    ]
+
+
+def _guarded(route: web.RouteDef) -> web.RouteDef:
+    """A component's route, behind the bearer token when it writes."""
+    if route.method in ("GET", "HEAD", "OPTIONS"):
+        return route
+    return web.route(route.method, route.path, require_token(route.handler), **route.kwargs)
+
+
 # ----------------------------------------------------------------------------------- OpenAPI
 
 _KEY_PARAM = {
@@ -447,7 +541,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
 
 
-def create_app(daemon: Daemon) -> web.Application:
+def create_app(daemon: Gateway) -> web.Application:
     """The aiohttp application of ``daemon`` (with every component's extra routes)."""
     app = web.Application(
         client_max_size=daemon.config.http.max_body_bytes, middlewares=[_errors]
@@ -468,13 +562,15 @@ def create_app(daemon: Daemon) -> web.Application:
         ]
     )
     for component in daemon.components:
+        if isinstance(component, LinkControl):
+            app.add_routes(link_routes(component))
         routes = getattr(component, "http_routes", None)
         if routes is not None:
-            app.add_routes(routes())
+            app.add_routes([_guarded(r) for r in routes()])
     return app
 
 
-async def start_http(daemon: Daemon) -> web.AppRunner:
+async def start_http(daemon: Gateway) -> web.AppRunner:
     """Serve the API on ``[http] host:port``; sets ``daemon.http_port`` (useful with port 0)."""
     cfg = daemon.config.http
     runner = web.AppRunner(create_app(daemon), access_log=None)

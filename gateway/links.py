@@ -27,7 +27,8 @@ Every relay and every drop is logged and counted. Operators pause a link over HT
 
 The daemon builds the manager with the module's :func:`from_config` (``tables, daemon``), opens
 it as an async context manager (it runs in the background while open), hands it every non-CAP
-item through :meth:`LinkManager.handle_received`, and serves :meth:`LinkManager.http_routes`.
+item through :meth:`LinkManager.handle_received`; the daemon's HTTP face serves the operator
+control (:meth:`LinkManager.status`, :meth:`LinkManager.pause`, :meth:`LinkManager.resume`).
 Elsewhere, :meth:`LinkManager.from_config` plus :meth:`LinkManager.run` in a task group does it.
 """
 
@@ -37,67 +38,21 @@ import asyncio
 import collections
 import contextlib
 import hashlib
-import json
 import unicodedata
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 import structlog
-from aiohttp import web
 
 from gateway.adapter import Clock, Outbound, Received, SystemClock
 from gateway.errors import ConfigError, FrameError, GatewayError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.model import RadioMessage
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class RadioMessage:
-    """A text message heard on a radio channel (the ``raw`` of a ``Received`` of kind
-    ``"incident"`` from a radio adapter, as JSON).
-
-    ``channel`` is where it was heard (talkgroup, APRS group, the gateway's callsign for a
-    directed message, MQTT topic); ``relay_id`` is set on copies a link relayed.
-    """
-
-    text: str
-    sender: str = ""
-    channel: str = ""
-    number: str | None = None
-    relay_id: str = ""
-    link: str = ""
-
-    def to_json(self) -> bytes:
-        body: dict[str, Any] = {"text": self.text, "from": self.sender, "channel": self.channel}
-        if self.number is not None:
-            body["number"] = self.number
-        if self.relay_id:
-            body["relay_id"] = self.relay_id
-        if self.link:
-            body["link"] = self.link
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> RadioMessage:
-        try:
-            body = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise FrameError(f"radio message is not JSON: {exc}") from None
-        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
-            raise FrameError("radio message JSON has no string 'text'")
-        number = body.get("number")
-        return cls(
-            text=body["text"],
-            sender=str(body.get("from", "")),
-            channel=str(body.get("channel", "")),
-            number=None if number is None else str(number),
-            relay_id=str(body.get("relay_id", "")),
-            link=str(body.get("link", "")),
-        )
 
 
 # -- configuration -----------------------------------------------------------------------------
@@ -116,7 +71,6 @@ LINK_QUEUE = REGISTRY.gauge(
 )
 
 _DIRECTIONS = ("both", "one-way")
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _FORMATS = ("text", "json")
 
 
@@ -313,7 +267,6 @@ class LinkManager:
         self.links = {cfg.name: _LinkState(cfg) for cfg in links}
         self.adapters = dict(adapters)
         self._listen_to = None if listen is None else set(listen)
-        self.require_token = False
         self._task: asyncio.Task[None] | None = None
         self._targets: dict[str, _Target] = {}
         self._sent: collections.deque[tuple[float, str]] = collections.deque(maxlen=1000)
@@ -630,40 +583,6 @@ class LinkManager:
             )
         return out
 
-    def http_routes(self) -> list[web.RouteDef]:
-        """``GET /api/v1/links``, ``POST /api/v1/links/{name}/pause`` and ``.../resume``."""
-
-        async def list_links(_request: web.Request) -> web.Response:
-            return web.json_response({"links": self.status()})
-
-        async def control(request: web.Request) -> web.Response:
-            name = request.match_info["name"]
-            action = request.match_info["action"]
-            if name not in self.links:
-                return web.json_response({"error": f"no link named {name!r}"}, status=404)
-            if action == "pause":
-                self.pause(name)
-            elif action == "resume":
-                self.resume(name)
-            else:
-                return web.json_response(
-                    {"error": f"unknown action {action!r}; allowed: pause, resume"}, status=404
-                )
-            return web.json_response({"name": name, "paused": self.links[name].paused})
-
-        return [
-            web.get("/api/v1/links", list_links),
-            web.post("/api/v1/links/{name}/{action}", self._guard(control)),
-        ]
-
-    def _guard(self, handler: _Handler) -> _Handler:
-        """Pausing a link is a write: behind the daemon's bearer token when served by it."""
-        if not self.require_token:
-            return handler
-        from gateway.http import require_token  # noqa: PLC0415 - only when the daemon serves
-
-        return require_token(handler)
-
 
 def from_config(tables: Sequence[Mapping[str, Any]], daemon: Any) -> LinkManager:
     """The daemon's entry point: links over its opened sources and sinks.
@@ -676,14 +595,12 @@ def from_config(tables: Sequence[Mapping[str, Any]], daemon: Any) -> LinkManager
     sinks: Mapping[str, Any] = getattr(daemon, "sinks", {})
     read_by_daemon = set(sources) | set(getattr(daemon, "inbound_sinks", {}))
     adapters = {**sinks, **sources}
-    manager = LinkManager.from_config(
+    return LinkManager.from_config(
         tables,
         adapters=adapters,
         clock=getattr(daemon, "clock", None),
         listen=[name for name in adapters if name not in read_by_daemon],
     )
-    manager.require_token = True
-    return manager
 
 
 def _normal(text: str) -> str:

@@ -39,8 +39,7 @@ import structlog
 from cap_schemas.model import AlertKey, format_cap_datetime
 from gateway.errors import ConfigError, FrameError
 from gateway.ledger import MessageRecord
-from gateway.links import RadioMessage
-from gateway.model import Incident
+from gateway.model import Incident, RadioMessage, Rendered
 from gateway.translate.incident import (
     LINE_PREFIX,
     MIME,
@@ -51,7 +50,6 @@ from gateway.translate.incident import (
     incident_to_text,
     text_to_incident,
 )
-from gateway.translate.registry import Rendered
 
 log = structlog.get_logger(__name__)
 

@@ -1,4 +1,8 @@
-"""The gateway's own message models besides CAP: incidents and radio text.
+"""The gateway's own vocabulary besides CAP: incidents, radio text and messages, renderings.
+
+This module is the ground floor of ``gateway/``: it imports nothing of the gateway but its
+errors, so every other module (the router, the translations, the links, the radio adapters)
+can share these types without importing each other.
 
 :class:`Incident` is the subset of the NENA EIDO (NENA-STA-021, Emergency Incident Data
 Object) that field units and EOCs exchange over MQTT and radio. Its JSON form (see
@@ -24,8 +28,13 @@ priority word every part starts with.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
+
+from gateway.errors import FrameError
 
 INCIDENT_STATUSES = ("active", "pending", "dispatched", "onscene", "closed", "cancelled")
 
@@ -59,3 +68,61 @@ class RadioText:
     parts: tuple[str, ...]
     language: str
     priority: str
+
+
+@dataclass(frozen=True, slots=True)
+class RadioMessage:
+    """A text message heard on a radio channel (the ``raw`` of a ``Received`` of kind
+    ``"incident"`` from a radio adapter, as JSON).
+
+    ``channel`` is where it was heard (talkgroup, APRS group, the gateway's callsign for a
+    directed message, MQTT topic); ``relay_id`` is set on copies a link relayed.
+    """
+
+    text: str
+    sender: str = ""
+    channel: str = ""
+    number: str | None = None
+    relay_id: str = ""
+    link: str = ""
+
+    def to_json(self) -> bytes:
+        body: dict[str, Any] = {"text": self.text, "from": self.sender, "channel": self.channel}
+        if self.number is not None:
+            body["number"] = self.number
+        if self.relay_id:
+            body["relay_id"] = self.relay_id
+        if self.link:
+            body["link"] = self.link
+        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> RadioMessage:
+        try:
+            body = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise FrameError(f"radio message is not JSON: {exc}") from None
+        if not isinstance(body, dict) or not isinstance(body.get("text"), str):
+            raise FrameError("radio message JSON has no string 'text'")
+        number = body.get("number")
+        return cls(
+            text=body["text"],
+            sender=str(body.get("from", "")),
+            channel=str(body.get("channel", "")),
+            number=None if number is None else str(number),
+            relay_id=str(body.get("relay_id", "")),
+            link=str(body.get("link", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """What one sink receives for one alert or message.
+
+    ``parts`` holds one payload per transmission: a CAP document is one part; radio text
+    split to fit a 67-character APRS message is several, sent in order.
+    """
+
+    parts: tuple[bytes, ...]
+    content_type: str
+    attributes: Mapping[str, str] = field(default_factory=dict)

@@ -1,9 +1,11 @@
 """Routes: which alert goes to which sink, in which form, and whether it waits for an operator.
 
 A route names a set of sources, filters (``[route.match]``), a translation and sinks. The
-router is consulted by the ledger while it admits an alert (``plan``): for each matching route
-and each of its sinks it renders the alert once and returns a :class:`PlannedDelivery`. One
-sink receives one delivery per alert, from the first route (in file order) that names it.
+router is consulted by the ledger once it decided what an alert is (``plan``), before the
+decision is recorded (no write transaction is open while it renders): for each matching
+route and each of its sinks it renders the alert once and returns a
+:class:`PlannedDelivery`. One sink receives one delivery per alert, from the first route (in
+file order) that names it.
 
 Safety rules applied here, whatever the routes say:
 
@@ -39,14 +41,14 @@ from gateway.errors import FrameError, TranslationError
 from gateway.ledger import (
     MESSAGE_PRIORITY,
     Admission,
-    OutboxEntry,
     PlannedDelivery,
     priority_of,
 )
 from gateway.messages import MESSAGE_RENDERERS, InboundMessage
 from gateway.metrics import REGISTRY
+from gateway.model import Rendered
 from gateway.summary import alert_country, alert_event_code, delivery_id, summary_json, topic_key
-from gateway.translate.registry import RENDERERS, Rendered
+from gateway.translate.registry import RENDERERS
 
 __all__ = [
     "EARTH_RADIUS_KM",
@@ -292,9 +294,6 @@ class MessageContext:
     received_at: datetime
 
 
-DeliveriesOf = Callable[[Any], list[OutboxEntry]]
-
-
 class Router:
     """Plans deliveries from a configuration's routes and sinks; replaced whole on reload."""
 
@@ -324,23 +323,15 @@ class Router:
             )
         ]
 
-    def planner(
-        self, ctx: PlanContext, *, deliveries: DeliveriesOf | None = None
-    ) -> Callable[[Admission], Sequence[PlannedDelivery]]:
-        """The ``plan`` callback the ledger calls inside ``admit``."""
+    def planner(self, ctx: PlanContext) -> Callable[[Admission], Sequence[PlannedDelivery]]:
+        """The ``plan`` callback ``Ledger.admit`` calls once it decided (before it records)."""
 
         def plan(admission: Admission) -> Sequence[PlannedDelivery]:
-            return self.plan(ctx, admission, deliveries=deliveries)
+            return self.plan(ctx, admission)
 
         return plan
 
-    def plan(
-        self,
-        ctx: PlanContext,
-        admission: Admission,
-        *,
-        deliveries: DeliveriesOf | None = None,
-    ) -> list[PlannedDelivery]:
+    def plan(self, ctx: PlanContext, admission: Admission) -> list[PlannedDelivery]:
         alert = ctx.alert
         planned: dict[str, PlannedDelivery] = {}
         rendered: dict[str, Rendered | None] = {}
@@ -350,16 +341,10 @@ class Router:
             ROUTE_MATCHES.inc(route=route.name)
         # Sinks that carried what this update/cancel replaces get it too -- and so does a sink
         # that may have: an attempt under way, or one that failed after the line took it.
-        if admission.superseded and deliveries is not None:
-            by_name = {r.name: r for r in self.routes}
-            for ref in admission.superseded:
-                for entry in deliveries(ref):
-                    if not entry.attempted:
-                        continue
-                    known = by_name.get(entry.route)
-                    if known is None:
-                        known = RouteConfig(name=entry.route, sinks=(entry.sink,))
-                    pairs.append((known, entry.sink))
+        by_name = {r.name: r for r in self.routes}
+        for sink_name, route_name in admission.reached:
+            known = by_name.get(route_name) or RouteConfig(name=route_name, sinks=(sink_name,))
+            pairs.append((known, sink_name))
         for route, sink_name in pairs:
             if sink_name in planned:
                 continue

@@ -58,8 +58,8 @@ from adapters.kiss.numbers import MessageNumberStore, state_path
 from adapters.kiss.port import Fanout, TxGate
 from gateway.adapter import Clock, Outbound, Received
 from gateway.errors import ConfigError, DeliveryError, FrameError
-from gateway.links import RadioMessage
 from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.model import RadioMessage
 
 log = structlog.get_logger(__name__)
 

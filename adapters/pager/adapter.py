@@ -25,6 +25,7 @@ from typing import Any, Self
 
 import structlog
 
+from adapters.kiss.aprs import split_text
 from adapters.kiss.port import TxGate, close_writer, open_port
 from adapters.pager import tap
 from gateway.adapter import AdapterContext, Clock, Outbound, SystemClock
@@ -82,7 +83,6 @@ def split_page(text: str, max_length: int) -> list[str]:
     """Split text to the terminal's limit; parts beyond one carry a "k/n " prefix."""
     if len(text) <= max_length:
         return [text]
-    from adapters.kiss.aprs import split_text  # noqa: PLC0415 - shared word splitter
 
     chunks = split_text(text, max_length - 6)  # room for "99/99 "
     total = len(chunks)

@@ -34,8 +34,8 @@ from adapters.pager.tap import sanitize
 from adapters.textmodem.codec import Dialect, Event, LineDecoder
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SystemClock
 from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError, FrameError
-from gateway.links import RadioMessage
 from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.model import RadioMessage
 
 log = structlog.get_logger(__name__)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cap_schemas.model import Alert
+
 ERROR = "error"
 WARNING = "warning"
 INFO = "info"
@@ -26,6 +28,30 @@ class Finding:
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.rule} at {self.xpath}: {self.message}"
+
+
+SOREM_BI = "layer:SOREM:1.0:Broadcast_Immediately"
+EAS_MUST_CARRY = "EAS-Must-Carry"
+
+
+def broadcast_immediately(alert: Alert) -> bool:
+    """Whether the alert is to be broadcast at once: CAP-CP's SOREM
+    ``layer:SOREM:1.0:Broadcast_Immediately`` = ``Yes`` or the IPAWS ``EAS-Must-Carry`` =
+    ``True``, in any info block.
+
+    The one rule the whole gateway uses (outbox priority, must-carry in translations, radio
+    text). Values are compared without regard to case or surrounding blanks: a ``yes`` that
+    the profile check reports as an error still marks the alert as urgent, since treating
+    an urgent alert as routine is the worse mistake.
+    """
+    for info in alert.infos:
+        for param in info.parameters:
+            value = param.value.strip().casefold()
+            if param.name == SOREM_BI and value == "yes":
+                return True
+            if param.name == EAS_MUST_CARRY and value == "true":
+                return True
+    return False
 
 
 def info_path(index: int) -> str:

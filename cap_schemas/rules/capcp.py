@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from cap_schemas.model import Alert, Info, MsgType, Status, ValuePair
-from cap_schemas.rules import ERROR, INFO, WARNING, Finding, area_path, info_path
+from cap_schemas.rules import ERROR, INFO, SOREM_BI, WARNING, Finding, area_path, info_path
 
 PROFILE_CODE_PREFIX = "profile:CAP-CP:"
 PROFILE_CODE = "profile:CAP-CP:0.4"
@@ -30,7 +30,6 @@ EVENT_PREFIX = "profile:CAP-CP:Event:"
 EVENT_NAME = "profile:CAP-CP:Event:0.4"
 LOCATION_PREFIX = "profile:CAP-CP:Location:"
 
-SOREM_BI = "layer:SOREM:1.0:Broadcast_Immediately"
 SOREM_BROADCAST_TEXT = "layer:SOREM:1.0:Broadcast_Text"
 SOREM_WIRELESS_IMMEDIATE = "layer:SOREM:2.0:WirelessImmediate"
 SOREM_WIRELESS_TEXT = "layer:SOREM:2.0:WirelessText"

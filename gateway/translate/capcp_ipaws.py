@@ -31,8 +31,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cap_schemas.model import Alert, Area, Info, MsgType, ValuePair
+from cap_schemas.rules import broadcast_immediately
 from cap_schemas.tables import Crosswalk, capcp_to_same, same_events
-from gateway.errors import TranslationError
+from gateway.errors import ConfigError, TranslationError
 from gateway.translate.common import (
     CAPCP_EVENT,
     CAPCP_LOCATION,
@@ -43,7 +44,6 @@ from gateway.translate.common import (
     crosswalk_option,
     derived_identifier,
     first_info,
-    is_broadcast_immediately,
     local,
     option_int,
     option_list,
@@ -89,8 +89,6 @@ class IpawsOptions:
         zone(self.timezone)
         bad = [b for b in self.blockchannels if b not in BLOCKCHANNELS]
         if bad:
-            from gateway.errors import ConfigError  # noqa: PLC0415
-
             msg = f"blockchannel {bad[0]!r} is not one of {', '.join(sorted(BLOCKCHANNELS))}"
             raise ConfigError(msg)
 
@@ -169,7 +167,7 @@ def capcp_to_ipaws(
     tz = zone(opts.timezone)
     same_code = choose_same_event(alert)
     org = eas_org(alert)
-    must_carry = is_broadcast_immediately(alert)
+    must_carry = broadcast_immediately(alert)
     sent = alert.sent.astimezone(tz)
     default_expires = sent + timedelta(hours=opts.default_hours)
     tz_name = sent.tzname() or opts.timezone

@@ -24,7 +24,6 @@ CAPCP_EVENT = "profile:CAP-CP:Event:0.4"
 CAPCP_LOCATION = "profile:CAP-CP:Location:0.3"
 ECCC_CLC = "layer:EC-MSC-SMC:1.0:CLC"
 ECCC_ALERT_TYPE = "layer:EC-MSC-SMC:1.0:Alert_Type"
-SOREM_BI = "layer:SOREM:1.0:Broadcast_Immediately"
 SOREM_WIRELESS_TEXT = "layer:SOREM:2.0:WirelessText"
 AUTO_TRANSLATED = "profile:CAP-CP:0.4:AutoTranslated"
 _BAD_ID = re.compile(r"[\s,<&]")
@@ -163,11 +162,3 @@ def require_valid(alert: Alert, profile: str) -> Alert:
     return alert
 
 
-def is_broadcast_immediately(alert: Alert) -> bool:
-    """SOREM Broadcast_Immediately=Yes, or IPAWS EAS-Must-Carry=True, in any info."""
-    for info in alert.infos:
-        if info.parameter(SOREM_BI) == "Yes":
-            return True
-        if (info.parameter("EAS-Must-Carry") or "").lower() == "true":
-            return True
-    return False

@@ -24,7 +24,7 @@ import json
 import math
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -263,8 +263,6 @@ def incident_to_edxl(
     incident: Incident, *, sender_id: str, expires: datetime | None = None
 ) -> bytes:
     """The incident JSON wrapped in an EDXL-DE 2.0 envelope (non-XML content)."""
-    from datetime import timedelta  # noqa: PLC0415
-
     distribution = str(uuid.uuid5(uuid.NAMESPACE_URL, f"{incident.incident_id}/{incident.updated}"))
     return wrap(
         [(MIME, incident_to_json(incident))],

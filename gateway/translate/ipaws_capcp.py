@@ -33,6 +33,7 @@ from typing import Any
 
 from cap_schemas.model import Alert, Area, Info, MsgType, Severity, Status, Urgency, ValuePair
 from cap_schemas.model import Certainty as Cert
+from cap_schemas.rules import SOREM_BI
 from cap_schemas.tables import (
     Crosswalk,
     capcp_events,
@@ -47,7 +48,6 @@ from gateway.translate.common import (
     AUTO_TRANSLATED,
     CAPCP_EVENT,
     CAPCP_LOCATION,
-    SOREM_BI,
     SOREM_WIRELESS_TEXT,
     check_identity,
     crosswalk_option,

@@ -8,25 +8,14 @@ stored in the outbox as it is, so a restart delivers exactly what was planned.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from cap_schemas.model import Alert
 from gateway.errors import ConfigError
+from gateway.model import Rendered
+from gateway.translate import renderers
 
-
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    """What one sink receives for one alert.
-
-    ``parts`` holds one payload per transmission: a CAP document is one part; radio text
-    split to fit a 67-character APRS message is several, sent in order.
-    """
-
-    parts: tuple[bytes, ...]
-    content_type: str
-    attributes: Mapping[str, str] = field(default_factory=dict)
-
+__all__ = ["RENDERERS", "Renderer", "check_options", "get_renderer"]
 
 Renderer = Callable[[Alert, Mapping[str, Any]], Rendered]
 
@@ -36,29 +25,15 @@ def _identity(alert: Alert, _options: Mapping[str, Any]) -> Rendered:
     return Rendered((alert.raw,), "application/cap+xml")
 
 
-def _lazy(name: str) -> Renderer:
-    """A renderer of :mod:`gateway.translate.renderers`, imported on first use (the
-    translations import this module for :class:`Rendered`)."""
-
-    def render(alert: Alert, options: Mapping[str, Any]) -> Rendered:
-        from gateway.translate import renderers  # noqa: PLC0415 -- import cycle
-
-        function: Renderer = getattr(renderers, name)
-        return function(alert, options)
-
-    render.__name__ = name
-    return render
-
-
 RENDERERS: dict[str, Renderer] = {
     "identity": _identity,
-    "ipaws": _lazy("render_ipaws"),
-    "cap-cp": _lazy("render_capcp"),
-    "same": _lazy("render_same"),
-    "text": _lazy("render_text"),
-    "edxl": _lazy("render_edxl"),
-    "incident": _lazy("render_incident"),
-    "incident-text": _lazy("render_incident_text"),
+    "ipaws": renderers.render_ipaws,
+    "cap-cp": renderers.render_capcp,
+    "same": renderers.render_same,
+    "text": renderers.render_text,
+    "edxl": renderers.render_edxl,
+    "incident": renderers.render_incident,
+    "incident-text": renderers.render_incident_text,
 }
 
 
@@ -66,9 +41,7 @@ def check_options(name: str, options: Mapping[str, Any]) -> None:
     """Refuse bad translation options when the configuration is loaded (ConfigError naming
     the option), rather than at the first alert. Renderers without options accept any."""
     get_renderer(name)
-    from gateway.translate.renderers import OPTION_CHECKS  # noqa: PLC0415 -- import cycle
-
-    check = OPTION_CHECKS.get(name)
+    check = renderers.OPTION_CHECKS.get(name)
     if check is not None:
         check(options)
 

@@ -25,13 +25,12 @@ from typing import Any
 from cap_schemas.model import Alert, MsgType
 from cap_schemas.serialize import to_xml
 from gateway.errors import ConfigError, TranslationError
-from gateway.model import Incident, Location
+from gateway.model import Incident, Location, Rendered
 from gateway.translate.capcp_ipaws import IpawsOptions, capcp_to_ipaws
 from gateway.translate.common import crosswalk_option, option_str
 from gateway.translate.edxl import cap_to_edxl
 from gateway.translate.incident import incident_to_json, incident_to_text
 from gateway.translate.ipaws_capcp import CapCpOptions, ipaws_to_capcp
-from gateway.translate.registry import Rendered
 from gateway.translate.same import alert_to_same
 from gateway.translate.text import radio_options, render_radio_text
 

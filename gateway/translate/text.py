@@ -25,13 +25,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cap_schemas.model import Alert, Info, MsgType, Severity, Status, Urgency
+from cap_schemas.rules import broadcast_immediately
 from cap_schemas.tables import capcp_events, same_events
 from gateway.errors import ConfigError, TranslationError
 from gateway.model import RadioText
 from gateway.translate.common import (
     CAPCP_EVENT,
     SOREM_WIRELESS_TEXT,
-    is_broadcast_immediately,
     option_int,
     option_str,
 )
@@ -104,7 +104,7 @@ def to_ascii(text: str) -> str:
 def priority_word(alert: Alert) -> str:
     if alert.status is not Status.ACTUAL:
         return "TEST"
-    if is_broadcast_immediately(alert):
+    if broadcast_immediately(alert):
         return "EMERG"
     infos = alert.infos
     if any(i.severity is Severity.EXTREME and i.urgency is Urgency.IMMEDIATE for i in infos):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.assembly import check_names
 from gateway.config import apply_env_overrides, load_config
 from gateway.errors import ConfigError
 from tests.daemon.conftest import ROOT
@@ -37,7 +38,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def refused(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> str:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
-        load_config(path, environ=env or {})
+        check_names(load_config(path, environ=env or {}))
     message = str(info.value)
     assert str(path) in message
     return message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -12,7 +13,14 @@ from gateway import simulators
 from gateway.errors import ConfigError
 from gateway.metrics import INPUT_REJECTED
 from tests.daemon import fake_simulator
-from tests.daemon.conftest import CapFactory, daemon_toml, load, running_daemon, subscriber
+from tests.daemon.conftest import (
+    CapFactory,
+    daemon_toml,
+    load,
+    poll_until,
+    running_daemon,
+    subscriber,
+)
 from tests.helpers import Broker
 
 TOKEN = "test-token-0123456789abcdef"
@@ -164,9 +172,17 @@ class TestHttpApi:
                 f"{base}/api/v1/alerts", data=cap(severity="Severe"), headers=AUTH
             ) as resp:
                 assert resp.status == 202
-            async with http.get(f"{base}/healthz") as resp:
-                assert resp.status == 503
-                health = await resp.json()
+            health: dict[str, Any] = {}
+
+            async def red() -> bool:
+                # The source counts as running until its first connection attempt fails:
+                # wait for the state, do not race it.
+                async with http.get(f"{base}/healthz") as resp:
+                    health.update(await resp.json())
+                    return resp.status == 503
+
+            await poll_until(red)
+            assert health["status"] == "degraded"
             feed = next(s for s in health["sources"] if s["source"] == "feed")
             assert feed["required"] is True
             assert feed["healthy"] is False

@@ -15,6 +15,7 @@ import pytest
 
 from cap_schemas.model import AlertKey
 from gateway.adapter import Outbound
+from gateway.assembly import check_names
 from gateway.config import Config, parse_config
 from gateway.errors import ConfigError, FrameError
 from gateway.ledger import (
@@ -23,9 +24,7 @@ from gateway.ledger import (
     Decision,
     EntryState,
     PlannedDelivery,
-    SqliteLedger,
 )
-from gateway.links import RadioMessage
 from gateway.messages import (
     MESSAGE_RENDERERS,
     message_key,
@@ -33,7 +32,9 @@ from gateway.messages import (
     parse_inbound,
 )
 from gateway.metrics import INPUT_REJECTED
+from gateway.model import RadioMessage
 from gateway.router import MessageContext, Router, plan_message
+from gateway.storage.sqlite import SqliteLedger
 from gateway.translate.incident import (
     incident_from_json,
     incident_to_edxl,
@@ -228,8 +229,9 @@ class TestIncidentRouteConfig:
     def test_unknown_input_and_translation(self) -> None:
         with pytest.raises(ConfigError, match=r"route\[0\]\.input"):
             _config('[[route]]\ninput = "fax"\nsinks = ["eoc"]\n')
+        config = _config('[[route]]\ninput = "incident"\nsinks = ["eoc"]\ntranslation = "same"\n')
         with pytest.raises(ConfigError, match="for incident input"):
-            _config('[[route]]\ninput = "incident"\nsinks = ["eoc"]\ntranslation = "same"\n')
+            check_names(config)
 
 
 class TestPlanMessage:

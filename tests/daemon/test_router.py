@@ -14,7 +14,8 @@ from cap_schemas.model import Alert
 from cap_schemas.parse import parse_alert
 from gateway.config import parse_config
 from gateway.errors import TranslationError
-from gateway.ledger import Admission, Decision, SqliteLedger
+from gateway.ledger import Admission, Decision
+from gateway.model import Rendered
 from gateway.router import (
     PlanContext,
     Router,
@@ -23,7 +24,8 @@ from gateway.router import (
     point_in_polygon,
     polygons_intersect,
 )
-from gateway.translate.registry import RENDERERS, Rendered
+from gateway.storage.sqlite import SqliteLedger
+from gateway.translate.registry import RENDERERS
 from tests.daemon.conftest import CapFactory
 
 SQUARE = [(0.0, 0.0), (0.0, 1.0), (1.0, 1.0), (1.0, 0.0), (0.0, 0.0)]
@@ -286,7 +288,7 @@ class TestPlannedContent:
 def _admit(ledger: SqliteLedger, r: Router, alert: Alert, now: datetime) -> Admission:
     ctx = PlanContext(alert, "mqtt")
     return ledger.admit(
-        alert, source="mqtt", received_at=now, plan=r.planner(ctx, deliveries=ledger.deliveries)
+        alert, source="mqtt", received_at=now, plan=r.planner(ctx)
     )
 
 

@@ -13,7 +13,8 @@ from adapters.naad.adapter import DOCUMENTS, NaadOptions, NaadSource
 from cap_schemas.model import AlertKey
 from cap_schemas.parse import parse_alert
 from gateway.adapter import Received
-from gateway.ledger import Admission, Decision, PlannedDelivery, SqliteLedger
+from gateway.ledger import Admission, Decision, PlannedDelivery
+from gateway.storage.sqlite import SqliteLedger
 from hardware.feed_alerts import load_alerts
 from hardware.sim_feeds import IpawsSimulator
 from hardware.sim_naad import NaadSimulator

@@ -25,7 +25,8 @@ from cap_schemas.model import (
     Urgency,
     ValuePair,
 )
-from gateway.ledger import Admission, PlannedDelivery, SqliteLedger
+from gateway.ledger import Admission, PlannedDelivery
+from gateway.storage.sqlite import SqliteLedger
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -149,9 +150,36 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "ledger.sqlite3"
 
 
+# The storage backends the shared ledger suite runs against: each opens a ledger over the
+# store kept in a test's folder (the same store every time it is opened in one test), with
+# the options of gateway.storage.sqlite.SqliteLedger. A new backend registers here and the
+# contract tests (admission, outbox, lifecycle) run against it unchanged.
+BACKENDS: dict[str, Callable[..., SqliteLedger]] = {
+    "sqlite": lambda where, **options: SqliteLedger(where / "ledger.sqlite3", **options),
+}
+
+OpenLedger = Callable[..., SqliteLedger]
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def open_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenLedger]:
+    """Open a ledger of the backend under test (again, for a restart); closed at the end."""
+    opener = BACKENDS[request.param]
+    opened: list[SqliteLedger] = []
+
+    def open_(**options: Any) -> SqliteLedger:
+        led = opener(tmp_path, **options)
+        opened.append(led)
+        return led
+
+    yield open_
+    for led in opened:
+        led.close()
+
+
 @pytest.fixture
-def ledger(db_path: Path, clock: FakeClock) -> Iterator[SqliteLedger]:
-    with SqliteLedger(db_path, clock=clock) as led:
+def ledger(open_ledger: OpenLedger, clock: FakeClock) -> Iterator[SqliteLedger]:
+    with open_ledger(clock=clock) as led:
         yield led
 
 

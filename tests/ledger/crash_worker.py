@@ -32,7 +32,8 @@ from cap_schemas.model import (
     Urgency,
     format_cap_datetime,
 )
-from gateway.ledger import Admission, PlannedDelivery, SqliteLedger
+from gateway.ledger import Admission, PlannedDelivery
+from gateway.storage.sqlite import SqliteLedger
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 SINKS = ("mqtt", "radio", "endec")

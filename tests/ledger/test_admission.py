@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -13,12 +12,11 @@ from gateway.ledger import (
     AlertStatus,
     Decision,
     EntryState,
-    LedgerError,
     PlanError,
-    SqliteLedger,
     invalid_key,
 )
-from tests.ledger.conftest import T0, FakeClock, Planner, admit, make_alert, planned
+from gateway.storage.sqlite import SqliteLedger
+from tests.ledger.conftest import T0, FakeClock, OpenLedger, Planner, admit, make_alert, planned
 
 
 class TestNewAndDuplicate:
@@ -60,12 +58,12 @@ class TestNewAndDuplicate:
         assert "bytes differ" in result.reason
 
     def test_duplicates_are_remembered_across_restart(
-        self, db_path: Path, clock: FakeClock
+        self, open_ledger: OpenLedger, clock: FakeClock
     ) -> None:
         alert = make_alert()
-        with SqliteLedger(db_path, clock=clock) as first:
+        with open_ledger(clock=clock) as first:
             assert admit(first, alert).decision is Decision.NEW
-        with SqliteLedger(db_path, clock=clock) as second:
+        with open_ledger(clock=clock) as second:
             assert second.seen(alert.key)
             plan = Planner()
             assert admit(second, alert, plan).decision is Decision.DUPLICATE
@@ -229,8 +227,10 @@ class TestOtherSenders:
         admit(ledger, forged)
         assert admit(ledger, original).decision is Decision.NEW
 
-    def test_cross_sender_references_when_allowed(self, db_path: Path, clock: FakeClock) -> None:
-        with SqliteLedger(db_path, clock=clock, cross_sender_references=True) as led:
+    def test_cross_sender_references_when_allowed(
+        self, open_ledger: OpenLedger, clock: FakeClock
+    ) -> None:
+        with open_ledger(clock=clock, cross_sender_references=True) as led:
             original = make_alert(sender="w-nws.webmaster@noaa.gov")
             admit(led, original)
             update = make_alert(
@@ -346,8 +346,8 @@ class TestInvalid:
         assert [j.event for j in journal] == ["invalid", "invalid"]
         assert "unclosed tag" in journal[0].detail
 
-    def test_oversized_invalid_document_is_cut(self, db_path: Path) -> None:
-        with SqliteLedger(db_path, max_invalid_bytes=1000) as led:
+    def test_oversized_invalid_document_is_cut(self, open_ledger: OpenLedger) -> None:
+        with open_ledger(max_invalid_bytes=1000) as led:
             raw = b"<" * 5000
             led.record_invalid(raw, source="http", received_at=T0, reason="too deep")
             (record,) = led.invalid_records()
@@ -396,37 +396,85 @@ class TestAtomicity:
             admit(ledger, alert, lambda _a: [planned("mqtt", parts=("text",))])  # type: ignore[arg-type]
         assert not ledger.seen(alert.key)
 
-    def test_plan_may_read_the_ledger(self, ledger: SqliteLedger) -> None:
+    def test_plan_reads_the_ledger_as_it_was_before_the_decision(
+        self, ledger: SqliteLedger
+    ) -> None:
         original = make_alert(headline="first version")
         admit(ledger, original)
         cancel = make_alert(msg_type=MsgType.CANCEL, references=(original.key,))
         looked_up: list[str] = []
 
         def plan(admission: Admission) -> list:  # type: ignore[type-arg]
-            # a router rendering a cancel looks at what it cancels
+            # a router rendering a cancel looks at what it cancels; nothing is recorded yet
             for ref in admission.superseded:
                 stored = ledger.get(ref)
                 assert stored is not None
                 looked_up.append(stored.headline)
-                assert ledger.deliveries(ref)[0].state is EntryState.SUPERSEDED
-            assert not ledger.seen(make_alert().key)
+                assert stored.status is AlertStatus.ACTIVE
+                assert ledger.deliveries(ref)[0].state is EntryState.PENDING
+            assert not ledger.seen(cancel.key)
             return [planned("mqtt")]
 
         assert admit(ledger, cancel, plan).decision is Decision.CANCEL
         assert looked_up == ["first version"]
+        assert ledger.deliveries(original.key)[0].state is EntryState.SUPERSEDED
 
-    def test_plan_may_not_write(self, ledger: SqliteLedger) -> None:
+    def test_no_write_transaction_is_open_while_planning(self, ledger: SqliteLedger) -> None:
+        """Rendering is slow (XSD checks, audio): other writers go on meanwhile."""
         alert = make_alert()
 
         def plan(_admission: Admission) -> list:  # type: ignore[type-arg]
             ledger.record_invalid(b"x", source="s", received_at=T0, reason="r")
-            return []
+            return [planned("mqtt")]
 
-        with pytest.raises(LedgerError, match="inside plan"):
-            admit(ledger, alert, plan)
-        assert not ledger.seen(alert.key)
-        assert ledger.invalid_records() == []
-        assert admit(ledger, alert).decision is Decision.NEW
+        assert admit(ledger, alert, plan).decision is Decision.NEW
+        assert len(ledger.invalid_records()) == 1
+
+    def test_a_cancel_admitted_while_planning_makes_the_alert_stale(
+        self, ledger: SqliteLedger
+    ) -> None:
+        """The facts changed between decision and record: the alert is decided again."""
+        alert = make_alert()
+        cancel = make_alert(msg_type=MsgType.CANCEL, references=(alert.key,))
+        calls: list[Decision] = []
+
+        def plan(admission: Admission) -> list:  # type: ignore[type-arg]
+            calls.append(admission.decision)
+            if len(calls) == 1:  # another feed's cancel lands while this alert is rendered
+                assert admit(ledger, cancel).decision is Decision.CANCEL
+            return [planned("mqtt")]
+
+        admission = admit(ledger, alert, plan)
+        assert calls == [Decision.NEW]  # decided again: stale, so not planned again
+        assert admission.decision is Decision.STALE
+        assert ledger.deliveries(alert.key) == []
+        stored = ledger.get(alert.key)
+        assert stored is not None
+        assert stored.status is AlertStatus.CANCELLED
+
+    def test_a_claim_while_planning_an_update_reaches_that_sink(
+        self, ledger: SqliteLedger
+    ) -> None:
+        """A delivery of the original that starts while its update is rendered is seen:
+        the update is planned again, knowing that sink may have the original."""
+        original = make_alert()
+        admit(ledger, original, Planner(sinks=("radio",)))
+        update = make_alert(msg_type=MsgType.UPDATE, references=(original.key,))
+        reached: list[tuple[tuple[str, str], ...]] = []
+
+        def plan(admission: Admission) -> list:  # type: ignore[type-arg]
+            reached.append(admission.reached)
+            if len(reached) == 1:
+                assert len(ledger.claim("radio", T0)) == 1
+            return [planned(sink) for sink, _route in admission.reached]
+
+        admission = admit(ledger, update, plan)
+        assert reached == [(), (("radio", "r1"),)]
+        assert admission.decision is Decision.UPDATE
+        assert [e.sink for e in ledger.deliveries(update.key)] == ["radio"]
+        (entry,) = ledger.deliveries(original.key)
+        assert entry.state is EntryState.SUPERSEDED
+        assert "while being sent" in entry.reason
 
     def test_naive_received_at_is_refused(self, ledger: SqliteLedger) -> None:
         with pytest.raises(ValueError, match="no timezone"):

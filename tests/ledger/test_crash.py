@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.ledger import Decision, EntryState, SqliteLedger
+from gateway.ledger import Decision, EntryState
+from gateway.storage.sqlite import SqliteLedger
 from tests.ledger import crash_worker
 
 REPO = Path(__file__).resolve().parents[2]

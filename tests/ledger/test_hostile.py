@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from cap_schemas.model import AlertKey, MsgType
-from gateway.ledger import Decision, SqliteLedger
+from gateway.ledger import Decision
+from gateway.storage.sqlite import SqliteLedger
 from tests.ledger.conftest import T0, FakeClock, Planner, make_alert
 
 # surrogates included: text SQLite cannot hold must be refused whole

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 from cap_schemas.model import MsgType
-from gateway.ledger import AlertStatus, Decision, EntryState, SqliteLedger
-from tests.ledger.conftest import T0, FakeClock, Planner, admit, make_alert
+from gateway.ledger import AlertStatus, Decision, EntryState
+from gateway.storage.sqlite import SqliteLedger
+from tests.ledger.conftest import T0, FakeClock, OpenLedger, Planner, admit, make_alert
 
 
 class TestActive:
@@ -60,9 +60,9 @@ class TestDeactivation:
         assert stored.status is AlertStatus.EXPIRED
         assert "expired" in [j.event for j in ledger.journal(short.key)]
 
-    def test_alert_without_expiry_goes_out_with_its_memory(self, db_path: Path) -> None:
+    def test_alert_without_expiry_goes_out_with_its_memory(self, open_ledger: OpenLedger) -> None:
         clock = FakeClock()
-        with SqliteLedger(db_path, clock=clock, dedup_floor=timedelta(days=2)) as led:
+        with open_ledger(clock=clock, dedup_floor=timedelta(days=2)) as led:
             alert = make_alert(no_expiry=True)
             admit(led, alert)
             assert led.expire_alerts(T0 + timedelta(days=1)) == []
@@ -147,9 +147,9 @@ class TestJournal:
 class TestPrune:
     """Keys are remembered until max(expires, received_at + floor), then forgotten."""
 
-    def test_floor_protects_short_alerts(self, db_path: Path) -> None:
+    def test_floor_protects_short_alerts(self, open_ledger: OpenLedger) -> None:
         clock = FakeClock()
-        with SqliteLedger(db_path, clock=clock) as led:  # default floor: 7 days
+        with open_ledger(clock=clock) as led:  # default floor: 7 days
             short = make_alert(expires=T0 + timedelta(hours=1))
             admit(led, short)
             (entry,) = led.due("mqtt", T0)
@@ -161,8 +161,8 @@ class TestPrune:
             assert not led.seen(short.key)
             assert led.deliveries(short.key) == []
 
-    def test_long_alerts_remembered_until_expiry(self, db_path: Path) -> None:
-        with SqliteLedger(db_path, dedup_floor=timedelta(days=1)) as led:
+    def test_long_alerts_remembered_until_expiry(self, open_ledger: OpenLedger) -> None:
+        with open_ledger(dedup_floor=timedelta(days=1)) as led:
             long = make_alert(expires=T0 + timedelta(days=10))
             admit(led, long, Planner(sinks=()))
             led.expire_alerts(T0 + timedelta(days=10))
@@ -171,8 +171,8 @@ class TestPrune:
             assert led.prune(T0 + timedelta(days=10)) == 1
             assert not led.seen(long.key)
 
-    def test_active_alert_or_open_entry_is_kept(self, db_path: Path) -> None:
-        with SqliteLedger(db_path, dedup_floor=timedelta(days=1)) as led:
+    def test_active_alert_or_open_entry_is_kept(self, open_ledger: OpenLedger) -> None:
+        with open_ledger(dedup_floor=timedelta(days=1)) as led:
             endless = make_alert(no_expiry=True)
             admit(led, endless, Planner(sinks=()))
             stuck = make_alert(expires=T0 + timedelta(hours=1))
@@ -187,11 +187,13 @@ class TestPrune:
             assert [s.key for s in led.expire_alerts(T0 + timedelta(days=30))] == [endless.key]
             assert led.prune(T0 + timedelta(days=30)) == 2
 
-    def test_prune_survives_restart_and_floor_is_configurable(self, db_path: Path) -> None:
+    def test_prune_survives_restart_and_floor_is_configurable(
+        self, open_ledger: OpenLedger
+    ) -> None:
         alert = make_alert(expires=T0 + timedelta(minutes=10))
-        with SqliteLedger(db_path, dedup_floor=timedelta(hours=1)) as led:
+        with open_ledger(dedup_floor=timedelta(hours=1)) as led:
             admit(led, alert, Planner(sinks=()))
-        with SqliteLedger(db_path, dedup_floor=timedelta(hours=1)) as led:
+        with open_ledger(dedup_floor=timedelta(hours=1)) as led:
             led.expire_alerts(T0 + timedelta(minutes=30))
             assert led.prune(T0 + timedelta(minutes=59)) == 0
             assert admit(led, alert).decision is Decision.DUPLICATE
@@ -200,9 +202,8 @@ class TestPrune:
                 Decision.EXPIRED
             )
 
-    def test_invalid_records_and_journal_are_pruned(self, db_path: Path) -> None:
-        with SqliteLedger(
-            db_path,
+    def test_invalid_records_and_journal_are_pruned(self, open_ledger: OpenLedger) -> None:
+        with open_ledger(
             dedup_floor=timedelta(days=1),
             journal_retention=timedelta(days=3),
             clock=FakeClock(),

@@ -23,8 +23,8 @@ from gateway.ledger import (
     TERMINAL_STATES,
     Decision,
     EntryState,
-    SqliteLedger,
 )
+from gateway.storage.sqlite import SqliteLedger
 from tests.ledger.conftest import T0, FakeClock, Planner, make_alert
 
 SINKS = ("mqtt", "radio", "endec")

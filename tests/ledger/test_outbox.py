@@ -15,9 +15,9 @@ from gateway.ledger import (
     EntryNotFoundError,
     EntryState,
     EntryStateError,
-    SqliteLedger,
     priority_of,
 )
+from gateway.storage.sqlite import SqliteLedger
 from tests.ledger.conftest import T0, FakeClock, Planner, admit, make_alert
 
 

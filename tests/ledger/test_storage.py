@@ -18,9 +18,9 @@ from gateway.ledger import (
     Ledger,
     LedgerError,
     LedgerSchemaError,
-    SqliteLedger,
 )
 from gateway.storage import sqlite_schema
+from gateway.storage.sqlite import SqliteLedger
 from tests.ledger.conftest import T0, FakeClock, Planner, admit, make_alert, planned
 
 
@@ -36,6 +36,11 @@ class TestStorageSettings:
 
     def test_is_a_ledger(self, ledger: SqliteLedger) -> None:
         assert isinstance(ledger, Ledger)
+
+    def test_a_write_inside_a_write_is_refused(self, ledger: SqliteLedger) -> None:
+        with pytest.raises(LedgerError, match="already under way"), ledger._write():
+            ledger.record_invalid(b"x", source="s", received_at=T0, reason="r")
+        assert ledger.invalid_records() == []
 
     def test_reopen_does_not_migrate_again(self, db_path: Path) -> None:
         SqliteLedger(db_path).close()

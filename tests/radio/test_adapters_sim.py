@@ -12,8 +12,8 @@ from adapters.kiss import aprs, ax25
 from adapters.kiss.adapter import MESSAGE_RETRIES, KissAdapter
 from gateway.adapter import Outbound
 from gateway.errors import ConfigError, DeliveryError
-from gateway.links import RadioMessage
 from gateway.metrics import INPUT_REJECTED
+from gateway.model import RadioMessage
 from hardware.faults import FaultPlan, FaultProxy
 from hardware.rf_channel import TapTerminalStation, TncStation
 from tests.radio.conftest import Inbox, SimFactory, build_adapter

@@ -31,8 +31,8 @@ from adapters.kiss import aprs, ax25
 from adapters.kiss.station import MESSAGE_RETRIES
 from gateway.adapter import AdapterContext, Outbound, load_factory
 from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError
-from gateway.links import RadioMessage
 from gateway.metrics import INPUT_REJECTED
+from gateway.model import RadioMessage
 from tests.helpers import require_tool
 from tests.radio.conftest import Inbox
 

@@ -14,7 +14,7 @@ import pytest
 
 from gateway.adapter import Outbound
 from gateway.errors import DeliveryError
-from gateway.links import RadioMessage
+from gateway.model import RadioMessage
 from tests.helpers import free_port, require_tool
 from tests.radio.conftest import build_adapter
 

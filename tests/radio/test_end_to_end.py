@@ -16,7 +16,8 @@ from adapters.kiss import aprs, ax25
 from adapters.pager import tap
 from cap_schemas.parse import parse_alert
 from gateway.adapter import Outbound
-from gateway.links import LINK_DROPPED, LINK_RELAYS, LinkManager, RadioMessage
+from gateway.links import LINK_DROPPED, LINK_RELAYS, LinkManager
+from gateway.model import RadioMessage
 from gateway.translate.text import RADIO_PROFILES, render_radio_text
 from hardware.rf_channel import RadioStation
 from tests.helpers import Broker

@@ -12,8 +12,9 @@ from adapters.kiss import aprs, ax25, kiss
 from adapters.kiss.port import TxGate
 from gateway.adapter import Outbound
 from gateway.errors import DeliveryError
-from gateway.links import LinkManager, RadioMessage
+from gateway.links import LinkManager
 from gateway.metrics import INPUT_REJECTED
+from gateway.model import RadioMessage
 from hardware.faults import FaultPlan, FaultProxy
 from hardware.rf_channel import RadioStation, TncStation
 from tests.radio.conftest import SimFactory, build_adapter

@@ -14,8 +14,9 @@ from aiohttp.test_utils import TestClient, TestServer
 import gateway.links as links_module
 from gateway.adapter import Outbound, Received
 from gateway.errors import ConfigError, DeliveryError, FrameError
-from gateway.http import DAEMON_KEY
-from gateway.links import LINK_DROPPED, AirtimeBudget, LinkManager, RadioMessage, air_time
+from gateway.http import DAEMON_KEY, link_routes
+from gateway.links import LINK_DROPPED, AirtimeBudget, LinkManager, air_time
+from gateway.model import RadioMessage
 
 
 class FakeClock:
@@ -233,20 +234,22 @@ class TestOperatorControl:
         ca, us = FakeRadio("ca"), FakeRadio("us")
         mgr = manager([{"name": "x", "endpoints": ["ca#CA", "us#US"]}], {"ca": ca, "us": us})
         app = web.Application()
-        app.add_routes(mgr.http_routes())
+        app[DAEMON_KEY] = FakeDaemon(sources={}, sinks={})  # type: ignore[assignment]
+        app.add_routes(link_routes(mgr))
+        auth = {"Authorization": "Bearer s3cret"}
         async with TestClient(TestServer(app)) as client:
-            resp = await client.post("/api/v1/links/x/pause")
+            resp = await client.post("/api/v1/links/x/pause", headers=auth)
             assert resp.status == 200
             assert (await resp.json()) == {"name": "x", "paused": True}
             assert mgr.offer(Received(RadioMessage("a", "1").to_json(), "ca", channel="CA")) == 0
-            resp = await client.post("/api/v1/links/x/resume")
+            resp = await client.post("/api/v1/links/x/resume", headers=auth)
             assert (await resp.json())["paused"] is False
             assert mgr.offer(Received(RadioMessage("b", "1").to_json(), "ca", channel="CA")) == 1
             listing = await (await client.get("/api/v1/links")).json()
             assert listing["links"][0]["name"] == "x"
             assert listing["links"][0]["dropped"] == 1
-            assert (await client.post("/api/v1/links/nope/pause")).status == 404
-            assert (await client.post("/api/v1/links/x/explode")).status == 404
+            assert (await client.post("/api/v1/links/nope/pause", headers=auth)).status == 404
+            assert (await client.post("/api/v1/links/x/explode", headers=auth)).status == 404
 
 
 class TestConfig:
@@ -330,7 +333,7 @@ class TestDaemonHosting:
         mgr = links_module.from_config([{"name": "x", "endpoints": ["ca#CA", "us#US"]}], daemon)
         app = web.Application()
         app[DAEMON_KEY] = daemon  # type: ignore[assignment]
-        app.add_routes(mgr.http_routes())
+        app.add_routes(link_routes(mgr))
         async with TestClient(TestServer(app)) as client:
             assert (await client.post("/api/v1/links/x/pause")).status == 401
             assert (await client.get("/api/v1/links")).status == 200

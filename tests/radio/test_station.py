@@ -24,8 +24,8 @@ from adapters.kiss.station import (
 )
 from gateway.adapter import AdapterContext, Outbound, load_factory
 from gateway.errors import ConfigError, DeliveryError
-from gateway.links import RadioMessage
 from gateway.metrics import INPUT_REJECTED
+from gateway.model import RadioMessage
 from tests.radio.conftest import Inbox, SimFactory
 
 

@@ -1,0 +1,61 @@
+"""The assembly's checks: every name a configuration uses exists in its registry.
+
+:mod:`gateway.config` reads and checks the file's own structure; the names it holds (adapter
+types, translations, simulators) are looked up here, where the registries are assembled, so
+the configuration module imports none of them. The daemon calls :func:`check_names` when it is
+built (``borderlink run``, ``check-config``) and when it reloads its routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+
+from gateway import simulators
+from gateway.adapter import REGISTRY
+from gateway.config import Config, SinkConfig, SourceConfig
+from gateway.errors import ConfigError
+from gateway.messages import MESSAGE_RENDERERS
+from gateway.translate.registry import RENDERERS
+
+__all__ = ["check_names"]
+
+
+def check_names(config: Config) -> None:
+    """Check the registry names (adapter types, translations, simulators) exist."""
+
+    file = str(config.path)
+
+    known = set(REGISTRY) | {ep.name for ep in entry_points(group="borderlink.adapters")}
+    adapters: list[tuple[str, Sequence[SourceConfig | SinkConfig]]] = [
+        ("source", config.sources),
+        ("sink", config.sinks),
+    ]
+    for what, items in adapters:
+        for i, item in enumerate(items):
+            if item.type not in known:
+                raise ConfigError(
+                    f"{file}: {what}[{i}].type: unknown adapter type {item.type!r};"
+                    f" allowed: {', '.join(sorted(known))}"
+                )
+
+    for i, route in enumerate(config.routes):
+        if route.input == "incident":
+            if route.translation not in MESSAGE_RENDERERS:
+                raise ConfigError(
+                    f"{file}: route[{i}].translation: unknown translation"
+                    f" {route.translation!r} for incident input;"
+                    f" allowed: {', '.join(sorted(MESSAGE_RENDERERS))}"
+                )
+            continue
+        if route.translation not in RENDERERS:
+            raise ConfigError(
+                f"{file}: route[{i}].translation: unknown translation {route.translation!r};"
+                f" allowed: {', '.join(sorted(RENDERERS))}"
+            )
+    for i, sim in enumerate(config.simulators):
+        if sim.type not in simulators.REGISTRY:
+            raise ConfigError(
+                f"{file}: simulator[{i}].type: unknown simulator {sim.type!r};"
+                f" allowed: {', '.join(sorted(simulators.REGISTRY))}"
+            )

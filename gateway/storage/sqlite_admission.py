@@ -1,0 +1,328 @@
+"""The admission transaction of the SQLite ledger: the facts a decision reads, and the record
+of a decided alert or message with its withdrawals and its deliveries.
+
+Every function here runs inside a transaction the caller (:class:`~gateway.storage.sqlite.
+SqliteLedger`) opened; none decides anything -- the decisions are
+:func:`gateway.ledger.decide` and :func:`gateway.ledger.settle`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+
+from cap_schemas.model import Alert, AlertKey, MsgType
+from gateway.ledger import (
+    MESSAGE_PRIORITY,
+    OPEN_STATES,
+    OUTBOX_TRANSITIONS,
+    Admission,
+    Decision,
+    EntryState,
+    Facts,
+    FactsChangedError,
+    MessageRecord,
+    PlannedDelivery,
+    Verdict,
+    priority_of,
+    settle,
+)
+from gateway.storage.sqlite_rows import (
+    KNOWN_COLUMNS,
+    journal,
+    key_json,
+    opt_us,
+    pack_parts,
+    row_to_known,
+    summary_fields,
+    us,
+)
+
+__all__ = ["read_facts", "record_alert", "record_message", "require_facts"]
+
+_KEY = "sender = ? AND identifier = ? AND sent = ?"
+_OPEN = tuple(s.value for s in OPEN_STATES)
+
+
+def _known(conn: sqlite3.Connection, key: AlertKey) -> sqlite3.Row | None:
+    row: sqlite3.Row | None = conn.execute(
+        f"SELECT {KNOWN_COLUMNS} FROM alerts WHERE {_KEY}",  # noqa: S608 - constant fragments
+        (key.sender, key.identifier, key.sent),
+    ).fetchone()
+    return row
+
+
+def _reached(conn: sqlite3.Connection, alert_id: int) -> list[tuple[str, str]]:
+    """(sink, route) of the alert's entries that may have reached their sink."""
+    rows = conn.execute(
+        "SELECT sink, route FROM outbox WHERE alert_id = ?"
+        " AND (state = 'delivered' OR attempts > 0 OR started_at IS NOT NULL) ORDER BY id",
+        (alert_id,),
+    ).fetchall()
+    return [(r["sink"], r["route"]) for r in rows]
+
+
+def read_facts(
+    conn: sqlite3.Connection, key: AlertKey, references: Sequence[AlertKey] = ()
+) -> Facts:
+    """What an admission of ``key`` (referencing ``references``) depends on."""
+    existing = _known(conn, key)
+    later = conn.execute(
+        "SELECT a.id, a.sender, a.identifier, a.sent, a.msg_type, a.status, a.priority,"
+        " a.source, a.received_at, a.raw_sha256 FROM alert_refs r"
+        " JOIN alerts a ON a.id = r.alert_id"
+        " WHERE r.sender = ? AND r.identifier = ? AND r.sent = ? AND a.msg_type IN (?, ?)"
+        " ORDER BY a.id",
+        (key.sender, key.identifier, key.sent, MsgType.UPDATE.value, MsgType.CANCEL.value),
+    ).fetchall()
+    referenced = []
+    for ref in dict.fromkeys(references):
+        if ref == key:
+            continue
+        row = _known(conn, ref)
+        if row is not None:
+            referenced.append(row_to_known(row, _reached(conn, row["id"])))
+    return Facts(
+        existing=None if existing is None else row_to_known(existing),
+        later=tuple(row_to_known(r) for r in later),
+        referenced=tuple(referenced),
+    )
+
+
+def require_facts(
+    conn: sqlite3.Connection, key: AlertKey, references: Sequence[AlertKey], facts: Facts
+) -> None:
+    """Refuse to record a decision whose facts no longer hold."""
+    if read_facts(conn, key, references) != facts:
+        msg = f"the facts of {key} changed before its admission was recorded"
+        raise FactsChangedError(msg)
+
+
+def record_alert(
+    conn: sqlite3.Connection,
+    alert: Alert,
+    verdict: Verdict,
+    planned: Sequence[PlannedDelivery],
+    *,
+    source: str,
+    received_at: datetime,
+    forget_after: datetime,
+    now: datetime,
+) -> Admission:
+    """Store a decided alert (or journal its duplicate), withdraw, enqueue, journal."""
+    key = alert.key
+    admission = verdict.admission
+    if admission.decision is Decision.DUPLICATE:
+        return _duplicate(conn, now, admission, source)
+    admission = settle(admission, planned)
+    received_us = us(received_at)
+    raw = bytes(alert.raw)
+    cursor = conn.execute(
+        "INSERT INTO alerts (sender, identifier, sent, decision, status, reason, source,"
+        " received_at, expires, forget_after, priority, msg_type, cap_status, event,"
+        " severity, urgency, headline, sender_name, areas, refs, superseded_by,"
+        " status_changed_at, raw_sha256, raw_size, raw)"
+        " VALUES (:sender, :identifier, :sent, :decision, :status, :reason, :source,"
+        " :received_at, :expires, :forget_after, :priority, :msg_type, :cap_status, :event,"
+        " :severity, :urgency, :headline, :sender_name, :areas, :refs, :superseded_by,"
+        " :received_at, :raw_sha256, :raw_size, :raw)",
+        {
+            "sender": key.sender,
+            "identifier": key.identifier,
+            "sent": key.sent,
+            "decision": admission.decision.value,
+            "status": verdict.status.value,
+            "reason": admission.reason,
+            "source": source,
+            "received_at": received_us,
+            "expires": opt_us(alert.expires),
+            "forget_after": us(forget_after),
+            "priority": priority_of(alert),
+            "msg_type": alert.msg_type.value,
+            "cap_status": alert.status.value,
+            "refs": key_json(alert.references),
+            "superseded_by": (
+                None if verdict.superseded_by is None else key_json([verdict.superseded_by])
+            ),
+            "raw_sha256": hashlib.sha256(raw).hexdigest(),
+            "raw_size": len(raw),
+            "raw": raw,
+            **summary_fields(alert),
+        },
+    )
+    alert_id = int(cursor.lastrowid or 0)
+    conn.executemany(
+        "INSERT OR IGNORE INTO alert_refs (alert_id, sender, identifier, sent)"
+        " VALUES (?, ?, ?, ?)",
+        [(alert_id, r.sender, r.identifier, r.sent) for r in alert.references],
+    )
+    _withdraw(conn, verdict, key, received_us=received_us, now=now)
+    held = _enqueue(conn, alert_id, key, planned, received_us=received_us, now=now)
+    detail = f"{admission.decision.value} from {source}"
+    _admitted(conn, now, admission, detail, planned=planned, held=held)
+    return admission
+
+
+def _duplicate(
+    conn: sqlite3.Connection, now: datetime, admission: Admission, source: str
+) -> Admission:
+    journal(conn, now, admission.key, "duplicate", f"from {source}: {admission.reason}")
+    return admission
+
+
+def _admitted(
+    conn: sqlite3.Connection,
+    now: datetime,
+    admission: Admission,
+    detail: str,
+    *,
+    planned: Sequence[PlannedDelivery],
+    held: int,
+) -> None:
+    if admission.reason:
+        detail += f": {admission.reason}"
+    if planned:
+        detail += f"; {len(planned)} deliveries ({held} held)"
+    journal(conn, now, admission.key, "admitted", detail)
+
+
+def _withdraw(
+    conn: sqlite3.Connection, verdict: Verdict, key: AlertKey, *, received_us: int, now: datetime
+) -> None:
+    """Take the alerts an update or cancel replaces out of force, and supersede their
+    deliveries that have not ended (a transmission under way is noted as such)."""
+    status = verdict.withdrawn_as
+    verb = status.value  # "cancelled" or "superseded"
+    by = key_json([key])
+    for known in verdict.withdraw:
+        ref = known.key
+        row = conn.execute(
+            f"SELECT id, status FROM alerts WHERE {_KEY}",  # noqa: S608 - constant fragment
+            (ref.sender, ref.identifier, ref.sent),
+        ).fetchone()
+        if row["status"] == "active":
+            conn.execute(
+                "UPDATE alerts SET status = ?, superseded_by = ?, status_changed_at = ?,"
+                " deactivated_at = ? WHERE id = ?",
+                (status.value, by, received_us, received_us, row["id"]),
+            )
+            journal(conn, now, ref, verb, f"by {key}")
+        entries = conn.execute(
+            "SELECT id, sink, started_at FROM outbox WHERE alert_id = ? AND state IN (?, ?)",
+            (row["id"], *_OPEN),
+        ).fetchall()
+        for entry in entries:
+            reason = f"{verb} by {key}"
+            if entry["started_at"] is not None:
+                reason += " while being sent"
+            conn.execute(
+                "UPDATE outbox SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
+                (EntryState.SUPERSEDED.value, reason, received_us, entry["id"]),
+            )
+            journal(
+                conn, now, ref, "superseded", reason, entry_id=entry["id"], sink=entry["sink"]
+            )
+            OUTBOX_TRANSITIONS.inc(sink=entry["sink"], state=EntryState.SUPERSEDED.value)
+
+
+def _enqueue(
+    conn: sqlite3.Connection,
+    alert_id: int,
+    key: AlertKey,
+    planned: Sequence[PlannedDelivery],
+    *,
+    received_us: int,
+    now: datetime,
+) -> int:
+    """Put the planned deliveries in the outbox; returns how many are held."""
+    held = 0
+    for item in planned:
+        state = EntryState.HELD if item.held else EntryState.PENDING
+        held += item.held
+        cursor = conn.execute(
+            "INSERT INTO outbox (alert_id, sink, route, content_type, attributes, parts,"
+            " priority, enqueued_at, expires, attempts, next_attempt_at, state, reason,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+            (
+                alert_id,
+                item.sink,
+                item.route,
+                item.content_type,
+                json.dumps(dict(item.attributes), sort_keys=True),
+                pack_parts(item.parts),
+                item.priority,
+                received_us,
+                opt_us(item.expires),
+                received_us,
+                state.value,
+                "held for an operator" if item.held else "",
+                received_us,
+            ),
+        )
+        journal(
+            conn,
+            now,
+            key,
+            state.value if item.held else "enqueued",
+            f"route {item.route}, priority {item.priority}",
+            entry_id=cursor.lastrowid,
+            sink=item.sink,
+        )
+        OUTBOX_TRANSITIONS.inc(sink=item.sink, state=state.value)
+    return held
+
+
+def record_message(
+    conn: sqlite3.Connection,
+    record: MessageRecord,
+    admission: Admission,
+    planned: Sequence[PlannedDelivery],
+    *,
+    source: str,
+    received_at: datetime,
+    forget_after: datetime,
+    now: datetime,
+) -> Admission:
+    """Store a decided incident or radio message (or journal its duplicate) and enqueue."""
+    key = record.key
+    if admission.decision is Decision.DUPLICATE:
+        return _duplicate(conn, now, admission, source)
+    admission = settle(admission, planned)
+    received_us = us(received_at)
+    raw = bytes(record.raw)
+    cursor = conn.execute(
+        "INSERT INTO alerts (sender, identifier, sent, decision, status, reason, source,"
+        " received_at, forget_after, priority, msg_type, cap_status, event, headline,"
+        " sender_name, areas, status_changed_at, raw_sha256, raw_size, raw, kind)"
+        " VALUES (?, ?, ?, ?, 'expired', ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?,"
+        " 'incident')",
+        (
+            key.sender,
+            key.identifier,
+            key.sent,
+            admission.decision.value,
+            admission.reason,
+            source,
+            received_us,
+            us(forget_after),
+            MESSAGE_PRIORITY,
+            record.msg_type,
+            record.event,
+            record.headline[:500],
+            record.sender_name,
+            json.dumps([record.channel] if record.channel else []),
+            received_us,
+            hashlib.sha256(raw).hexdigest(),
+            len(raw),
+            raw,
+        ),
+    )
+    held = _enqueue(
+        conn, int(cursor.lastrowid or 0), key, planned, received_us=received_us, now=now
+    )
+    detail = f"{record.msg_type} {admission.decision.value} from {source}"
+    _admitted(conn, now, admission, detail, planned=planned, held=held)
+    return admission

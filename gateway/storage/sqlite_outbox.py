@@ -1,0 +1,131 @@
+"""The outbox transactions of the SQLite ledger: claims, changes by the state machine of
+:mod:`gateway.ledger` (:func:`~gateway.ledger.delivered`, :func:`~gateway.ledger.failed`,
+...), expiry.
+
+Every function here runs inside a transaction the caller opened.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from gateway.ledger import (
+    OPEN_STATES,
+    Change,
+    EntryNotFoundError,
+    EntryState,
+    OutboxEntry,
+)
+from gateway.storage.sqlite_rows import ENTRY_COLUMNS, dt, journal, row_to_entry, us
+
+__all__ = ["apply", "claim", "expire_due", "load_entry", "release_claims"]
+
+_FROM = "FROM outbox o JOIN alerts a ON a.id = o.alert_id"
+_OPEN = tuple(s.value for s in OPEN_STATES)
+
+
+def load_entry(conn: sqlite3.Connection, entry_id: int) -> OutboxEntry:
+    row: sqlite3.Row | None = conn.execute(
+        f"SELECT {ENTRY_COLUMNS} {_FROM} WHERE o.id = ?",
+        (entry_id,),
+    ).fetchone()
+    if row is None:
+        msg = f"no outbox entry {entry_id}"
+        raise EntryNotFoundError(msg)
+    return row_to_entry(row)
+
+
+def claim(
+    conn: sqlite3.Connection, sink: str, now: datetime, *, limit: int, lease: timedelta
+) -> list[OutboxEntry]:
+    """Due pending entries of ``sink``, most urgent then oldest, each leased to the caller
+    until ``now + lease`` and marked as under way."""
+    until = now + lease
+    rows = conn.execute(
+        f"SELECT {ENTRY_COLUMNS} {_FROM}"
+        " WHERE o.sink = ? AND o.state = 'pending' AND o.next_attempt_at <= ?"
+        " ORDER BY o.priority, o.enqueued_at, o.id LIMIT ?",
+        (sink, us(now), int(limit)),
+    ).fetchall()
+    for row in rows:
+        conn.execute(
+            "UPDATE outbox SET next_attempt_at = ?, updated_at = ?, started_at = ? WHERE id = ?",
+            (us(until), us(now), us(now), row["id"]),
+        )
+        entry = row_to_entry(row)
+        journal(
+            conn,
+            now,
+            entry.key,
+            "attempt_started",
+            f"attempt {entry.attempts + 1}, lease until {until.isoformat()}",
+            entry_id=entry.id,
+            sink=sink,
+        )
+    return [replace(row_to_entry(r), next_attempt_at=until, started_at=now) for r in rows]
+
+
+def release_claims(conn: sqlite3.Connection, now: datetime) -> int:
+    """Make every pending entry claimed by a process that is gone due at ``now``."""
+    now_us = us(now)
+    count = conn.execute(
+        "UPDATE outbox SET next_attempt_at = ?, updated_at = ?"
+        " WHERE state = 'pending' AND started_at IS NOT NULL AND next_attempt_at > ?",
+        (now_us, now_us, now_us),
+    ).rowcount
+    return int(count)
+
+
+def apply(
+    conn: sqlite3.Connection,
+    entry_id: int,
+    *,
+    at: datetime,
+    decide: Callable[[OutboxEntry], Change],
+) -> tuple[OutboxEntry, OutboxEntry, Change]:
+    """One entry's change: ``decide`` sees the entry as stored and names the change (or
+    raises :class:`~gateway.ledger.EntryStateError`). Returns (after, before, change)."""
+    before = load_entry(conn, entry_id)
+    change = decide(before)
+    next_attempt = change.retry_at if change.retry_at is not None else before.next_attempt_at
+    conn.execute(
+        "UPDATE outbox SET state = ?, reason = ?, attempts = attempts + ?,"
+        " next_attempt_at = ?, updated_at = ?, started_at = NULL WHERE id = ?",
+        (
+            change.state.value,
+            change.reason,
+            int(change.attempt),
+            us(next_attempt),
+            us(at),
+            entry_id,
+        ),
+    )
+    detail = change.reason
+    if before.state is not change.state:
+        detail = f"{before.state.value} -> {change.state.value}: {change.reason}"
+    journal(conn, at, before.key, change.event, detail, entry_id=entry_id, sink=before.sink)
+    return load_entry(conn, entry_id), before, change
+
+
+def expire_due(conn: sqlite3.Connection, now: datetime) -> list[OutboxEntry]:
+    """Pending and held entries whose ``expires`` passed, marked expired."""
+    now_us = us(now)
+    rows = conn.execute(
+        f"SELECT {ENTRY_COLUMNS} {_FROM}"
+        " WHERE o.state IN (?, ?) AND o.expires IS NOT NULL AND o.expires <= ? ORDER BY o.id",
+        (*_OPEN, now_us),
+    ).fetchall()
+    result: list[OutboxEntry] = []
+    for row in rows:
+        reason = f"expired at {dt(row['expires']).isoformat()} before delivery"
+        conn.execute(
+            "UPDATE outbox SET state = 'expired', reason = ?, updated_at = ? WHERE id = ?",
+            (reason, now_us, row["id"]),
+        )
+        entry = row_to_entry(row)
+        journal(conn, now, entry.key, "expired", reason, entry_id=entry.id, sink=entry.sink)
+        result.append(replace(entry, state=EntryState.EXPIRED, reason=reason, updated_at=now))
+    return result
