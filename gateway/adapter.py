@@ -121,6 +121,16 @@ class HealthReporting(Protocol):
 
 
 @runtime_checkable
+class DoorTrust(Protocol):
+    """Implemented by sources whose peer can prove who it is: ``door_trust()`` says how far
+    what comes in is believed before any signature is checked -- ``"authenticated"`` when
+    the peer proved itself (MQTT credentials, a TLS or HTTPS feed whose certificate was
+    verified), ``"anonymous"`` otherwise. A source without it is anonymous."""
+
+    def door_trust(self) -> str: ...
+
+
+@runtime_checkable
 class SourceAdapter(Protocol):
     name: str
 

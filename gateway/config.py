@@ -42,6 +42,7 @@ from typing import Any, NoReturn, TypeVar
 
 from cap_schemas.model import Certainty, MsgType, Scope, Severity, Status, Urgency
 from gateway.errors import ConfigError
+from gateway.model import AUTHENTICATED, TRUST_LEVELS
 
 __all__ = [
     "Config",
@@ -119,6 +120,7 @@ class MqttConfig:
     validation: str = "hold"
     require_signature: bool = False
     trust_anchors: tuple[str, ...] = ()
+    trust: str | None = None  # lower the trust of the MQTT input (never raise it)
 
     @property
     def embedded(self) -> bool:
@@ -164,6 +166,7 @@ class HttpConfig:
     validation: str = "reject"
     require_signature: bool = False
     trust_anchors: tuple[str, ...] = ()
+    trust: str | None = None  # lower the trust of posted alerts (never raise it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +189,7 @@ class SourceConfig:
     validation: str = "hold"
     profile: str = "auto"
     signature: Mapping[str, Any] = field(default_factory=dict)
+    trust: str | None = None  # lower the trust its door gives (never raise it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +232,7 @@ class Filters:
     regions: tuple[Region, ...] = ()
     signature: tuple[str, ...] = ()
     profile: tuple[str, ...] = ()
+    trust: tuple[str, ...] = ()  # anonymous | authenticated | verified
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +246,7 @@ class RouteConfig:
     action: str = "deliver"
     allow_non_actual: bool = False
     allow_unsigned_live: bool = False
+    live_trust: str = "authenticated"  # the least trusted input a live sink may get
     enabled: bool = True
     # "cap": alerts; "incident": inbound incident and radio messages (gateway.messages),
     # filtered by ``sources``, ``channels`` and ``senders`` instead of ``match``.
@@ -577,6 +583,7 @@ def _mqtt(r: _Reader, base: Path) -> MqttConfig:
         validation=r.string("validation", "hold", choices=VALIDATION_MODES),
         require_signature=r.boolean("require_signature", False),
         trust_anchors=r.strings("trust_anchors"),
+        trust=r.string("trust", None, choices=TRUST_LEVELS),
     )
     r.finish()
     if out.embedded and out.tls is not None:
@@ -611,6 +618,7 @@ def _http(r: _Reader, base: Path) -> HttpConfig:
         validation=r.string("validation", "reject", choices=VALIDATION_MODES),
         require_signature=r.boolean("require_signature", False),
         trust_anchors=r.strings("trust_anchors"),
+        trust=r.string("trust", None, choices=TRUST_LEVELS),
     )
     r.finish()
     return out
@@ -644,6 +652,7 @@ def _source(r: _Reader) -> SourceConfig:
         validation=r.string("validation", "hold", choices=VALIDATION_MODES),
         profile=r.string("profile", "auto", choices=PROFILES),
         signature=MappingProxyType(signature),
+        trust=r.string("trust", None, choices=TRUST_LEVELS),
         options=MappingProxyType(r.rest()),
     )
 
@@ -731,6 +740,7 @@ def _filters(r: _Reader) -> Filters:
         regions=regions,
         signature=r.strings("signature", choices=SIGNATURE_STATES),
         profile=r.strings("profile", choices=PROFILES[1:]),
+        trust=r.strings("trust", choices=TRUST_LEVELS),
     )
     r.finish()
     return out
@@ -767,6 +777,7 @@ def _route(r: _Reader, index: int) -> RouteConfig:
         action=r.string("action", "deliver", choices=ACTIONS),
         allow_non_actual=r.boolean("allow_non_actual", False),
         allow_unsigned_live=r.boolean("allow_unsigned_live", False),
+        live_trust=r.string("live_trust", AUTHENTICATED, choices=TRUST_LEVELS),
         enabled=r.boolean("enabled", True),
         input=kind,
         channels=tuple(c.casefold() for c in r.strings("channels")),

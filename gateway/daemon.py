@@ -48,6 +48,7 @@ from cap_schemas.validate import Finding, detect_profile, validate
 from gateway.adapter import (
     AdapterContext,
     Clock,
+    DoorTrust,
     HealthReporting,
     Received,
     SinkAdapter,
@@ -67,11 +68,17 @@ from gateway.errors import (
 )
 from gateway.http import start_http
 from gateway.ledger import (
+    ANONYMOUS,
+    AUTHENTICATED,
+    TRUST_LEVELS,
+    VERIFIED,
     Admission,
     Decision,
     Ledger,
     OutboxEntry,
+    Provenance,
     StoredAlert,
+    trust_rank,
 )
 from gateway.links import from_config as links_from_config
 from gateway.messages import message_key, message_record, parse_inbound
@@ -134,6 +141,7 @@ class SourcePolicy:
     validation: str = "hold"  # reject | hold | warn
     profile: str = "auto"
     required: bool = False
+    door: str = ANONYMOUS  # how far the way in is trusted (see _door)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +155,7 @@ class Outcome:
     signature: str = ""
     rejected: str = ""  # the reason code when refused before admission
     message: str = ""
+    provenance: Provenance | None = None
 
     @property
     def accepted(self) -> bool:
@@ -159,6 +168,24 @@ class _Rejected(Exception):
         self.reason = reason
         self.message = message
         self.findings = tuple(findings)
+
+
+def _adapter_trust(adapter: object) -> str:
+    """What a source's way in proves (its :class:`DoorTrust`), anonymous when it says
+    nothing."""
+    if isinstance(adapter, DoorTrust):
+        level = adapter.door_trust()
+        return level if level in TRUST_LEVELS else ANONYMOUS
+    return ANONYMOUS
+
+
+def _door(proved: str, require_signature: bool, lowered: str | None) -> str:
+    """A door's trust: verified when it admits only validly signed alerts, else what its
+    peer proved; a configured ``trust`` may lower it, never raise it."""
+    level = VERIFIED if require_signature else proved
+    if lowered is not None and trust_rank(lowered) < trust_rank(level):
+        return lowered
+    return level
 
 
 def _import(target: str) -> Any:
@@ -245,28 +272,33 @@ class Daemon:
     def _build(self) -> None:
         cfg = self.config
         mqtt = cfg.mqtt
+        # Posting over HTTP needs a bearer token: the poster proved who it is.
         self.policies[HTTP_SOURCE] = self._policy(
             HTTP_SOURCE,
             "http",
             {"trust_anchors": list(cfg.http.trust_anchors),
              "require_signature": cfg.http.require_signature},
             validation=cfg.http.validation,
+            door=_door(AUTHENTICATED, cfg.http.require_signature, cfg.http.trust),
         )
         if mqtt.enabled and mqtt.input:
             options = self._mqtt_defaults({"topics": [f"{mqtt.prefix}/in/cap"]})
+            adapter = cast(
+                "SourceAdapter", load_factory("mqtt")(self._context(MQTT_SOURCE, options))
+            )
             self.policies[MQTT_SOURCE] = self._policy(
                 MQTT_SOURCE,
                 "mqtt",
                 {"trust_anchors": list(mqtt.trust_anchors),
                  "require_signature": mqtt.require_signature},
                 validation=mqtt.validation,
+                door=_door(_adapter_trust(adapter), mqtt.require_signature, mqtt.trust),
             )
-            self.sources[MQTT_SOURCE] = cast(
-                "SourceAdapter", load_factory("mqtt")(self._context(MQTT_SOURCE, options))
-            )
+            self.sources[MQTT_SOURCE] = adapter
         for src in cfg.sources:
             if not src.enabled:
                 continue
+            adapter = cast("SourceAdapter", self._adapter(src))
             self.policies[src.name] = self._policy(
                 src.name,
                 src.type,
@@ -274,8 +306,13 @@ class Daemon:
                 validation=src.validation,
                 profile=src.profile,
                 required=src.required,
+                door=_door(
+                    _adapter_trust(adapter),
+                    bool(src.signature.get("require_signature", False)),
+                    src.trust,
+                ),
             )
-            self.sources[src.name] = cast("SourceAdapter", self._adapter(src))
+            self.sources[src.name] = adapter
         for sink in cfg.sinks:
             if not sink.enabled:
                 continue
@@ -359,18 +396,20 @@ class Daemon:
 
     def _screen(
         self, raw: bytes, source: str, policy: SourcePolicy
-    ) -> tuple[Alert, str, list[Finding], str]:
+    ) -> tuple[Alert, Provenance, list[Finding], str]:
         """Parse, verify and validate; raise :class:`_Rejected` for what is refused."""
         try:
             alert = parse_alert(raw)
         except CapParseError as exc:
             raise _Rejected(f"parse_{exc.reason}", str(exc)) from None
-        signature = "unsigned"
+        provenance = Provenance(source, door=policy.door)
         if alert.signature_count or policy.signature.require:
             report = policy.signature.check(raw, now=self.clock.now())
             if report.state == "invalid":
                 raise _Rejected(f"signature_{report.reason}", report.message or report.reason)
-            signature = report.state
+            provenance = Provenance(
+                source, door=policy.door, signature=report.state, signer=", ".join(report.signers)
+            )
         findings = validate(alert, profile=policy.profile)
         errors = [f for f in findings if f.severity == "error"]
         hold_reason = ""
@@ -389,7 +428,7 @@ class Daemon:
                 first=text,
                 mode=policy.validation,
             )
-        return alert, signature, findings, hold_reason
+        return alert, provenance, findings, hold_reason
 
     def process(self, raw: bytes, source: str, received_at: datetime) -> Outcome:
         """The synchronous part of the pipeline (run in a worker thread)."""
@@ -397,7 +436,7 @@ class Daemon:
         LAST_MESSAGE.set(time.time(), source=source)
         policy = self.policies.get(source) or SourcePolicy(source)
         try:
-            alert, signature, findings, hold_reason = self._screen(raw, source, policy)
+            alert, provenance, findings, hold_reason = self._screen(raw, source, policy)
         except _Rejected as exc:
             return self._reject(raw, source, received_at, exc)
         except Exception as exc:  # a checker's bug must not block the input forever
@@ -407,9 +446,9 @@ class Daemon:
         ctx = PlanContext(
             alert=alert,
             source=source,
-            signature=signature,
+            signature=provenance.signature,
             profile=detect_profile(alert),
-            hold_reason=hold_reason,
+            trust=provenance.level,
         )
         router = self.router
         admission = self.ledger.admit(
@@ -417,6 +456,8 @@ class Daemon:
             source=source,
             received_at=received_at,
             plan=router.planner(ctx),
+            provenance=provenance,
+            hold=hold_reason,
         )
         ADMITTED.inc(decision=admission.decision.value)
         return Outcome(
@@ -424,7 +465,8 @@ class Daemon:
             admission=admission,
             alert=alert,
             findings=tuple(findings),
-            signature=signature,
+            signature=provenance.signature,
+            provenance=provenance,
         )
 
     async def ingest(self, item: Received) -> Outcome:
@@ -690,22 +732,28 @@ class Daemon:
             if self.config.mqtt.publish_active:
                 await self._resync_state(publisher)
             closed = asyncio.ensure_future(publisher.wait_closed())
+            # The stop is watched too, not only cancellation: a cancel that lands as a publish
+            # completes can be lost inside the MQTT client's wait (Python 3.11 wait_for).
+            stop = asyncio.ensure_future(self._stopping.wait())
             try:
-                while True:
+                while not self._stopping.is_set():
                     if self._state_resync:
                         await self._resync_state(publisher)
                     getter = asyncio.ensure_future(self._state_queue.get())
                     done, _ = await asyncio.wait(
-                        {getter, closed}, return_when=asyncio.FIRST_COMPLETED
+                        {getter, closed, stop}, return_when=asyncio.FIRST_COMPLETED
                     )
-                    if closed in done:
+                    if getter not in done:
                         getter.cancel()
-                        closed.result()
+                        if closed in done:
+                            closed.result()
+                        return
                     key_level, payload = getter.result()
                     if self.config.mqtt.publish_active:
                         await publisher.set_active(key_level, payload)
             finally:
                 closed.cancel()
+                stop.cancel()
 
     async def _resync_state(self, publisher: Any) -> None:
         self._state_resync = False
@@ -723,6 +771,8 @@ class Daemon:
             cursor = gone[-1].status_changed_at or now
         active = await asyncio.to_thread(self.ledger.active, now, with_raw=True)
         for stored in active:
+            if self._stopping.is_set():
+                return
             await publisher.set_active(topic_key(stored.key), _stored_summary(stored))
         log.info("mqtt_state_synced", active=len(active))
 

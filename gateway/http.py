@@ -29,7 +29,14 @@ from cap_schemas.validate import Finding
 from gateway import __version__
 from gateway.adapter import Clock, Received
 from gateway.config import Config
-from gateway.ledger import Admission, EntryNotFoundError, EntryStateError, Ledger, OutboxEntry
+from gateway.ledger import (
+    Admission,
+    EntryNotFoundError,
+    EntryStateError,
+    Ledger,
+    OutboxEntry,
+    Provenance,
+)
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 
 log = structlog.get_logger(__name__)
@@ -55,6 +62,8 @@ class IngestOutcome(Protocol):
     def findings(self) -> Sequence[Finding]: ...
     @property
     def signature(self) -> str: ...
+    @property
+    def provenance(self) -> Provenance | None: ...
     @property
     def rejected(self) -> str: ...
     @property
@@ -198,6 +207,7 @@ async def post_alert(request: web.Request) -> web.Response:
             "reason": admission.reason,
             "superseded": [str(k) for k in admission.superseded],
             "signature": outcome.signature,
+            "trust": None if outcome.provenance is None else outcome.provenance.summary(),
             "findings": findings,
             "deliveries": [_entry(e) for e in deliveries],
         },
@@ -428,12 +438,25 @@ OPENAPI: dict[str, Any] = {
                     "reason": {"type": "string"},
                     "superseded": {"type": "array", "items": {"type": "string"}},
                     "signature": {"enum": ["valid", "unsigned"]},
+                    "trust": {"$ref": "#/components/schemas/Trust"},
                     "findings": {
                         "type": "array", "items": {"$ref": "#/components/schemas/Finding"}
                     },
                     "deliveries": {
                         "type": "array", "items": {"$ref": "#/components/schemas/Delivery"}
                     },
+                },
+            },
+            "Trust": {
+                "type": "object",
+                "description": "Where an alert came from and why it is believed",
+                "properties": {
+                    "level": {"enum": ["anonymous", "authenticated", "verified"]},
+                    "source": {"type": "string"},
+                    "door": {"enum": ["anonymous", "authenticated", "verified"]},
+                    "signature": {"enum": ["valid", "unsigned"]},
+                    "signer": {"type": "string"},
+                    "approved_by": {"type": "string"},
                 },
             },
             "AlertSummary": {"type": "object", "additionalProperties": True},

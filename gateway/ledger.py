@@ -82,14 +82,19 @@ from cap_schemas.rules import broadcast_immediately
 from gateway.adapter import Outbound
 from gateway.errors import GatewayError
 from gateway.metrics import REGISTRY
+from gateway.model import ANONYMOUS, AUTHENTICATED, TRUST_LEVELS, VERIFIED, trust_rank
 
 __all__ = [
     "ADMISSIONS",
     "ADMIT_SECONDS",
+    "ANONYMOUS",
+    "AUTHENTICATED",
     "OPEN_STATES",
     "OUTBOX_ENTRIES",
     "OUTBOX_TRANSITIONS",
     "TERMINAL_STATES",
+    "TRUST_LEVELS",
+    "VERIFIED",
     "Admission",
     "AlertStatus",
     "Change",
@@ -110,6 +115,7 @@ __all__ = [
     "OutboxEntry",
     "PlanError",
     "PlannedDelivery",
+    "Provenance",
     "StoredAlert",
     "Verdict",
     "approved",
@@ -119,9 +125,11 @@ __all__ = [
     "delivered",
     "failed",
     "invalid_key",
+    "may_change",
     "priority_of",
     "rejected",
     "settle",
+    "trust_rank",
 ]
 
 log = structlog.get_logger(__name__)
@@ -182,6 +190,52 @@ class FactsChangedError(LedgerError):
     admission or a delivery claim came first); :meth:`LedgerBase.admit` decides again."""
 
 
+# ----------------------------------------------------------------------------- provenance
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where an alert came from and why it is believed.
+
+    ``door`` is the trust of the way in: ``verified`` for a source that admits only validly
+    signed alerts, ``authenticated`` for one whose peer proved who it is (a bearer token,
+    MQTT credentials, a TLS feed), ``anonymous`` otherwise. ``signature`` is ``valid`` when
+    the alert's XML signature verified against ``signer`` (a pinned trust anchor).
+    ``approved_by`` names the operator who let it through.
+    """
+
+    source: str
+    door: str = ANONYMOUS
+    signature: str = "unsigned"
+    signer: str = ""
+    approved_by: str = ""
+
+    @property
+    def level(self) -> str:
+        """The alert's own trust: ``verified`` when its signature is valid, else its door's
+        (an unsigned alert is never more than ``authenticated``)."""
+        if self.signature == "valid":
+            return VERIFIED
+        return self.door if self.door != VERIFIED else AUTHENTICATED
+
+    def summary(self) -> dict[str, str]:
+        return {
+            "level": self.level,
+            "source": self.source,
+            "door": self.door,
+            "signature": self.signature,
+            "signer": self.signer,
+            "approved_by": self.approved_by,
+        }
+
+
+def may_change(new: Provenance | None, old: Known) -> str:
+    """Why an update or cancel with provenance ``new`` may not change the stored ``old``
+    (empty when it may): it must be at least as trusted, or approved by an operator."""
+    if new is None or new.approved_by or trust_rank(new.level) >= trust_rank(old.trust):
+        return ""
+    return f"{old.key} is {old.trust}, this {new.source} message is {new.level}"
+
+
 # ---------------------------------------------------------------------------------- model
 
 
@@ -232,9 +286,12 @@ class Admission:
     decision: Decision
     superseded: tuple[AlertKey, ...] = ()
     reason: str = ""
-    # (sink, route) of every delivery of a superseded alert that may have reached its sink
+    # (sink, route) of every delivery of a referenced alert that may have reached its sink
     # (delivered, tried, or under way): an update or cancel must reach those sinks too.
     reached: tuple[tuple[str, str], ...] = ()
+    # Why the whole alert waits for an operator ("provenance: ...", a validation hold); an
+    # update or cancel that waits withdraws nothing until it is approved.
+    hold: str = ""
 
     @property
     def routed(self) -> bool:
@@ -387,6 +444,8 @@ class StoredAlert:
     status_changed_at: datetime | None = None
     raw_size: int = 0
     raw_sha256: str = ""
+    provenance: Provenance | None = None
+    pending_refs: bool = False  # an update or cancel whose withdrawals wait for approval
 
     @property
     def active(self) -> bool:
@@ -416,6 +475,8 @@ class StoredAlert:
             "superseded_by": None if self.superseded_by is None else str(self.superseded_by),
             "priority": self.priority,
             "reason": self.reason,
+            "trust": None if self.provenance is None else self.provenance.summary(),
+            "withdrawals_wait_for_approval": self.pending_refs,
         }
 
 
@@ -471,6 +532,7 @@ class Known:
     raw_sha256: str
     # (sink, route) of its deliveries that may have reached their sink
     reached: tuple[tuple[str, str], ...] = ()
+    trust: str = ANONYMOUS  # Provenance.level of the stored alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,6 +555,7 @@ class Verdict:
     status: AlertStatus  # the status the alert is stored with
     superseded_by: AlertKey | None = None  # set for a stale alert
     withdraw: tuple[Known, ...] = ()  # referenced alerts this update or cancel withdraws
+    deferred: tuple[Known, ...] = ()  # what it would withdraw once an operator approves it
     withdrawn_as: AlertStatus = AlertStatus.SUPERSEDED  # or CANCELLED, for a cancel
     ref_priority: int | None = None  # the most urgent priority among those withdrawn
 
@@ -513,6 +576,8 @@ def decide(
     facts: Facts,
     *,
     received_at: datetime,
+    provenance: Provenance | None = None,
+    hold: str = "",
     cross_sender_references: bool = False,
 ) -> Verdict:
     """What ``alert`` is, given what the store held when it arrived (pure).
@@ -525,6 +590,12 @@ def decide(
     * otherwise **new**, **update** or **cancel**; an update or cancel withdraws every alert
       it references that the store holds -- of its own sender only, unless
       ``cross_sender_references`` (a message from one sender must not silence another's).
+
+    Provenance: an update or cancel changes what it references only when it is at least as
+    trusted as each of them (:func:`may_change`); otherwise the whole message waits for an
+    operator (``hold = "provenance: ..."``). A message held for any reason (``hold``, e.g. a
+    validation hold) withdraws nothing: the alerts it names and their deliveries stay as they
+    are until an operator approves it (``Verdict.deferred``).
     """
     key = alert.key
     if facts.existing is not None:
@@ -572,16 +643,30 @@ def decide(
             )
         if key in alert.references:
             notes.append("references itself (ignored)")
+    distrusted = [why for why in (may_change(provenance, k) for k in withdraw) if why]
+    if distrusted and not hold:
+        hold = "provenance: " + "; ".join(distrusted)
     reached = tuple(dict.fromkeys(pair for k in withdraw for pair in k.reached))
+    deferred: list[Known] = []
+    if hold:
+        withdraw, deferred = [], withdraw
     return Verdict(
-        Admission(key, decision, tuple(k.key for k in withdraw), "; ".join(notes), reached),
+        Admission(
+            key,
+            decision,
+            tuple(k.key for k in withdraw),
+            "; ".join(notes),
+            reached,
+            hold=hold,
+        ),
         status,
         superseded_by=superseded_by,
         withdraw=tuple(withdraw),
+        deferred=tuple(deferred),
         withdrawn_as=(
             AlertStatus.CANCELLED if alert.msg_type is MsgType.CANCEL else AlertStatus.SUPERSEDED
         ),
-        ref_priority=min((k.priority for k in withdraw), default=None),
+        ref_priority=min((k.priority for k in withdraw + deferred), default=None),
     )
 
 
@@ -622,6 +707,13 @@ def settle(admission: Admission, planned: Sequence[PlannedDelivery]) -> Admissio
     for an operator; a routed decision with nothing planned says so."""
     if not admission.routed:
         return admission
+    if admission.hold:
+        notes = [admission.hold, admission.reason]
+        if not planned:
+            notes.append("no delivery planned")
+        return replace(
+            admission, decision=Decision.HELD, reason="; ".join(n for n in notes if n)
+        )
     held = sum(1 for p in planned if p.held)
     if planned and held == len(planned):
         return replace(
@@ -686,10 +778,11 @@ def failed(entry: OutboxEntry, reason: str, retry_at: datetime | None) -> Change
     return Change(EntryState.FAILED, reason, "failed", attempt=True)
 
 
-def approved(entry: OutboxEntry) -> Change:
+def approved(entry: OutboxEntry, by: str = "operator") -> Change:
     """An operator releases a held entry: pending and due at once."""
     _require(entry, (EntryState.HELD,), "approve")
-    return Change(EntryState.PENDING, "approved by operator", "approved")
+    reason = "approved by operator" if by == "operator" else f"approved by {by}"
+    return Change(EntryState.PENDING, reason, "approved")
 
 
 def rejected(entry: OutboxEntry, reason: str) -> Change:
@@ -712,6 +805,8 @@ class Ledger(Protocol):
         source: str,
         received_at: datetime,
         plan: Callable[[Admission], Sequence[PlannedDelivery]],
+        provenance: Provenance | None = None,
+        hold: str = "",
     ) -> Admission: ...
 
     def admit_message(
@@ -776,7 +871,7 @@ class Ledger(Protocol):
 
     def holds(self, *, limit: int = 1000) -> list[OutboxEntry]: ...
 
-    def approve(self, entry_id: int) -> OutboxEntry: ...
+    def approve(self, entry_id: int, *, by: str = "operator") -> OutboxEntry: ...
 
     def reject(self, entry_id: int, reason: str) -> OutboxEntry: ...
 
@@ -820,10 +915,12 @@ class LedgerBase(abc.ABC):
         facts: Facts,
         source: str,
         received_at: datetime,
+        provenance: Provenance | None = None,
     ) -> Admission:
         """In one durable transaction: refuse with :class:`FactsChangedError` unless the
-        facts still hold; store the alert (or journal the duplicate), withdraw what the
-        verdict withdraws, enqueue ``planned``, journal; return the settled admission."""
+        facts still hold; store the alert with its provenance (or journal the duplicate),
+        withdraw what the verdict withdraws (or keep its deferred withdrawals for the
+        operator's approval), enqueue ``planned``, journal; return the settled admission."""
 
     @abc.abstractmethod
     def record_message(
@@ -847,12 +944,18 @@ class LedgerBase(abc.ABC):
         source: str,
         received_at: datetime,
         plan: Plan,
+        provenance: Provenance | None = None,
+        hold: str = "",
     ) -> Admission:
         """Decide, plan, then store and enqueue one alert in one durable transaction.
 
         ``plan`` is called for routed decisions (not for duplicate, expired or stale), with
         no transaction open; if it raises, nothing is stored and the error propagates. It may
         be called again when the facts changed before the decision could be recorded.
+        ``provenance`` is stored with the alert and decides whether an update or cancel may
+        change what it references; ``hold`` makes the whole alert wait for an operator.
+        Without a provenance (tests, tools) the alert is stored as anonymous and changes
+        what it references by the sender rule alone.
         """
         _aware(received_at)
         key = alert.key
@@ -865,13 +968,21 @@ class LedgerBase(abc.ABC):
                 alert,
                 facts,
                 received_at=received_at,
+                provenance=provenance,
+                hold=hold,
                 cross_sender_references=self.cross_sender_references,
             )
             planned: list[PlannedDelivery] = []
             if verdict.admission.routed:
                 planned = _prioritised(check_plan(key, plan(verdict.admission)), verdict)
             return self.record(
-                alert, verdict, planned, facts=facts, source=source, received_at=received_at
+                alert,
+                verdict,
+                planned,
+                facts=facts,
+                source=source,
+                received_at=received_at,
+                provenance=provenance,
             )
 
         admission = self._until_recorded(key, attempt)
@@ -938,8 +1049,12 @@ def _aware(value: datetime) -> None:
 
 
 def _prioritised(planned: list[PlannedDelivery], verdict: Verdict) -> list[PlannedDelivery]:
-    """An update or cancel is at least as urgent as what it replaces: a cancel of a
-    Broadcast-Immediately alert must not queue behind routine traffic."""
+    """The plan as the verdict allows it: an alert held as a whole has every delivery held
+    (whatever the router said), and an update or cancel is at least as urgent as what it
+    replaces (a cancel of a Broadcast-Immediately alert must not queue behind routine
+    traffic)."""
+    if verdict.admission.hold:
+        planned = [p if p.held else replace(p, held=True) for p in planned]
     best = verdict.ref_priority
     if best is None:
         return planned

@@ -38,6 +38,18 @@ from gateway.errors import FrameError
 
 INCIDENT_STATUSES = ("active", "pending", "dispatched", "onscene", "closed", "cancelled")
 
+# How far an input is believed, lowest first: a door that proves nothing, one whose peer
+# proved who it is, an alert whose XML signature verified against a pinned anchor.
+ANONYMOUS = "anonymous"
+AUTHENTICATED = "authenticated"
+VERIFIED = "verified"
+TRUST_LEVELS = (ANONYMOUS, AUTHENTICATED, VERIFIED)
+
+
+def trust_rank(level: str) -> int:
+    """Order of the trust levels (an unknown word ranks lowest)."""
+    return TRUST_LEVELS.index(level) if level in TRUST_LEVELS else 0
+
 
 @dataclass(frozen=True, slots=True)
 class Location:

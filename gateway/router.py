@@ -11,10 +11,13 @@ Safety rules applied here, whatever the routes say:
 
 * an alert whose ``status`` is not ``Actual`` never reaches a sink with ``live = true``
   unless the route sets ``allow_non_actual = true``;
+* an alert below the route's ``live_trust`` (default ``authenticated``: anonymous input) is
+  never planned for a live sink;
 * an alert that is not signed by a trusted signer is *held* for an operator before a live sink
   unless the route sets ``allow_unsigned_live = true``;
-* ``action = "hold"`` holds every delivery of the route; a source whose validation mode is
-  ``hold`` holds the deliveries of an alert with error findings;
+* ``action = "hold"`` holds every delivery of the route; an alert the ledger holds as a whole
+  (a source whose validation mode is ``hold`` and errors found, or an update or cancel less
+  trusted than what it references: ``Admission.hold``) has every delivery held;
 * an update or cancel also goes to every sink that received the alert it replaces, so a sink
   never keeps an alert in force that was withdrawn, even when the filters no longer match.
 
@@ -39,10 +42,12 @@ from cap_schemas.model import Alert, AlertKey, Area, Info, Status
 from gateway.config import Config, Filters, Region, RouteConfig, SinkConfig
 from gateway.errors import FrameError, TranslationError
 from gateway.ledger import (
+    ANONYMOUS,
     MESSAGE_PRIORITY,
     Admission,
     PlannedDelivery,
     priority_of,
+    trust_rank,
 )
 from gateway.messages import MESSAGE_RENDERERS, InboundMessage
 from gateway.metrics import REGISTRY
@@ -252,7 +257,9 @@ def _info_ok(f: Filters, info: Info) -> bool:
 _INFO_FILTERS = ("severity", "urgency", "certainty", "event", "language", "event_codes")
 
 
-def filters_match(f: Filters, alert: Alert, *, signature: str, profile: str) -> bool:
+def filters_match(
+    f: Filters, alert: Alert, *, signature: str, profile: str, trust: str = ANONYMOUS
+) -> bool:
     """Whether an alert passes every filter (one info block must pass all info filters)."""
     if f.status and alert.status.value not in f.status:
         return False
@@ -261,6 +268,8 @@ def filters_match(f: Filters, alert: Alert, *, signature: str, profile: str) -> 
     if f.scope and alert.scope.value not in f.scope:
         return False
     if f.signature and signature not in f.signature:
+        return False
+    if f.trust and trust not in f.trust:
         return False
     if f.profile and profile not in f.profile:
         return False
@@ -281,7 +290,7 @@ class PlanContext:
     source: str
     signature: str = "unsigned"  # "valid" | "unsigned"
     profile: str = "cap"
-    hold_reason: str = ""  # set when the source's validation mode holds this alert
+    trust: str = ANONYMOUS  # the alert's trust level (Provenance.level)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +328,11 @@ class Router:
             for route in self.routes
             if (route.sources is None or ctx.source in route.sources)
             and filters_match(
-                route.match, ctx.alert, signature=ctx.signature, profile=ctx.profile
+                route.match,
+                ctx.alert,
+                signature=ctx.signature,
+                profile=ctx.profile,
+                trust=ctx.trust,
             )
         ]
 
@@ -362,13 +375,24 @@ class Router:
                     reason=f"status {alert.status.value} never reaches a live sink",
                 )
                 continue
+            if sink.live and trust_rank(ctx.trust) < trust_rank(route.live_trust):
+                ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason="trust")
+                log.warning(
+                    "delivery_refused",
+                    alert=str(alert.key),
+                    route=route.name,
+                    sink=sink_name,
+                    reason=f"{ctx.trust} input never reaches a live sink"
+                    f" (route live_trust = {route.live_trust})",
+                )
+                continue
             if route.translation not in rendered:
                 rendered[route.translation] = self._render(route, alert)
             result = rendered[route.translation]
             if result is None:
                 ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason="translation")
                 continue
-            held = route.action == "hold" or bool(ctx.hold_reason)
+            held = route.action == "hold" or bool(admission.hold)
             if sink.live and ctx.signature != "valid" and not route.allow_unsigned_live:
                 held = True
             planned[sink_name] = self._delivery(ctx, route, sink, result, held=held)

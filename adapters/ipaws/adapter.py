@@ -181,6 +181,10 @@ class IpawsSource(PollingSource[PollState]):
         self._batches: dict[str, deque[_Batch]] = {f: deque() for f in options.feeds}
         self._recent = RecentKeys(self.clock, ttl=86400, limit=20000)
 
+    def door_trust(self) -> str:
+        """Authenticated over HTTPS (the server's certificate is verified), else anonymous."""
+        return "authenticated" if self.options.base_url.startswith("https://") else "anonymous"
+
     async def __aenter__(self) -> Self:
         try:
             self._durable = load_state(self.state_path)

@@ -129,6 +129,11 @@ class MqttAdapter:
         self.connected = asyncio.Event()
         self.subscribed = asyncio.Event()
 
+    def door_trust(self) -> str:
+        """Authenticated when the broker took our credentials (it then controls who may
+        publish to our topics); anonymous otherwise."""
+        return "authenticated" if self.options.username else "anonymous"
+
     async def __aenter__(self) -> Self:
         client = _client(self.options)
         try:

@@ -273,6 +273,11 @@ class NaadSource(FeedSource):
         self._ssl: ssl.SSLContext | None = None
         self._entered = False
 
+    def door_trust(self) -> str:
+        """Authenticated when every stream is TLS (the server's certificate is verified):
+        an alert may come through the weakest stream."""
+        return "authenticated" if all(s.tls for s in self.options.streams) else "anonymous"
+
     # -- context manager ----------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:

@@ -160,6 +160,10 @@ class NwsSource(PollingSource[_AreaState]):
         # Alerts fetched (or found in the ledger): remembered until trimmed, a week at least.
         self._fetched = RecentKeys(self.clock, ttl=7 * 86400, limit=20000)
 
+    def door_trust(self) -> str:
+        """Authenticated over HTTPS (the server's certificate is verified), else anonymous."""
+        return "authenticated" if self.options.base_url.startswith("https://") else "anonymous"
+
     async def __aenter__(self) -> Self:
         self._start_polling({"User-Agent": self.options.user_agent})
         log.info(

@@ -43,6 +43,7 @@ from gateway.ledger import (
     MessageRecord,
     OutboxEntry,
     PlannedDelivery,
+    Provenance,
     StoredAlert,
     Verdict,
     approved,
@@ -53,6 +54,7 @@ from gateway.ledger import (
 )
 from gateway.storage import sqlite_schema
 from gateway.storage.sqlite_admission import (
+    approve_withdrawals,
     read_facts,
     record_alert,
     record_message,
@@ -310,6 +312,7 @@ class SqliteLedger(LedgerBase):
         facts: Facts,
         source: str,
         received_at: datetime,
+        provenance: Provenance | None = None,
     ) -> Admission:
         references = alert.references if alert.msg_type in _SUPERSEDING else ()
         with self._write() as conn:
@@ -323,6 +326,7 @@ class SqliteLedger(LedgerBase):
                 received_at=received_at,
                 forget_after=self._forget_after(received_at, alert.expires),
                 now=self._clock.now(),
+                provenance=provenance,
             )
 
     def record_message(
@@ -645,10 +649,34 @@ class SqliteLedger(LedgerBase):
             "o.state = 'held'", (), f"ORDER BY o.priority, o.enqueued_at, o.id LIMIT {int(limit)}"
         )
 
-    def approve(self, entry_id: int) -> OutboxEntry:
-        """Release a held entry: it becomes pending and is due at once."""
-
-        return self._transition(entry_id, at=self._clock.now(), decide=approved)
+    def approve(self, entry_id: int, *, by: str = "operator") -> OutboxEntry:
+        """Release a held entry: it becomes pending and is due at once. ``by`` (the
+        operator) is recorded with the alert; a held update or cancel then withdraws what it
+        references, in the same transaction."""
+        now = self._clock.now()
+        with self._write() as conn:
+            after, before, change = apply(
+                conn, entry_id, at=now, decide=lambda entry: approved(entry, by)
+            )
+            alert_id = int(
+                conn.execute("SELECT alert_id FROM outbox WHERE id = ?", (entry_id,)).fetchone()[0]
+            )
+            withdrawn = approve_withdrawals(
+                conn,
+                alert_id,
+                by=by,
+                now=now,
+                cross_sender_references=self.cross_sender_references,
+            )
+        _changed(before, change)
+        if withdrawn:
+            log.info(
+                "held_update_approved",
+                alert=str(after.key),
+                by=by,
+                withdrawn=[str(k) for k in withdrawn],
+            )
+        return after
 
     def reject(self, entry_id: int, reason: str) -> OutboxEntry:
         """Refuse a held entry: it fails with ``rejected by operator: <reason>``."""

@@ -20,12 +20,15 @@ from gateway.ledger import (
     OPEN_STATES,
     OUTBOX_TRANSITIONS,
     Admission,
+    AlertStatus,
     Decision,
     EntryState,
     Facts,
     FactsChangedError,
+    Known,
     MessageRecord,
     PlannedDelivery,
+    Provenance,
     Verdict,
     priority_of,
     settle,
@@ -41,7 +44,14 @@ from gateway.storage.sqlite_rows import (
     us,
 )
 
-__all__ = ["read_facts", "record_alert", "record_message", "require_facts"]
+__all__ = [
+    "approve_withdrawals",
+    "read_facts",
+    "record_alert",
+    "record_message",
+    "require_facts",
+    "withdraw",
+]
 
 _KEY = "sender = ? AND identifier = ? AND sent = ?"
 _OPEN = tuple(s.value for s in OPEN_STATES)
@@ -72,7 +82,7 @@ def read_facts(
     existing = _known(conn, key)
     later = conn.execute(
         "SELECT a.id, a.sender, a.identifier, a.sent, a.msg_type, a.status, a.priority,"
-        " a.source, a.received_at, a.raw_sha256 FROM alert_refs r"
+        " a.source, a.received_at, a.raw_sha256, a.trust FROM alert_refs r"
         " JOIN alerts a ON a.id = r.alert_id"
         " WHERE r.sender = ? AND r.identifier = ? AND r.sent = ? AND a.msg_type IN (?, ?)"
         " ORDER BY a.id",
@@ -111,6 +121,7 @@ def record_alert(
     received_at: datetime,
     forget_after: datetime,
     now: datetime,
+    provenance: Provenance | None,
 ) -> Admission:
     """Store a decided alert (or journal its duplicate), withdraw, enqueue, journal."""
     key = alert.key
@@ -120,15 +131,18 @@ def record_alert(
     admission = settle(admission, planned)
     received_us = us(received_at)
     raw = bytes(alert.raw)
+    trust = provenance or Provenance(source)
     cursor = conn.execute(
         "INSERT INTO alerts (sender, identifier, sent, decision, status, reason, source,"
         " received_at, expires, forget_after, priority, msg_type, cap_status, event,"
         " severity, urgency, headline, sender_name, areas, refs, superseded_by,"
-        " status_changed_at, raw_sha256, raw_size, raw)"
+        " status_changed_at, raw_sha256, raw_size, raw, trust, door, signature, signer,"
+        " approved_by, pending_refs)"
         " VALUES (:sender, :identifier, :sent, :decision, :status, :reason, :source,"
         " :received_at, :expires, :forget_after, :priority, :msg_type, :cap_status, :event,"
         " :severity, :urgency, :headline, :sender_name, :areas, :refs, :superseded_by,"
-        " :received_at, :raw_sha256, :raw_size, :raw)",
+        " :received_at, :raw_sha256, :raw_size, :raw, :trust, :door, :signature, :signer,"
+        " :approved_by, :pending_refs)",
         {
             "sender": key.sender,
             "identifier": key.identifier,
@@ -150,6 +164,12 @@ def record_alert(
             "raw_sha256": hashlib.sha256(raw).hexdigest(),
             "raw_size": len(raw),
             "raw": raw,
+            "trust": trust.level,
+            "door": trust.door,
+            "signature": trust.signature,
+            "signer": trust.signer,
+            "approved_by": trust.approved_by,
+            "pending_refs": int(bool(verdict.deferred)),
             **summary_fields(alert),
         },
     )
@@ -159,7 +179,7 @@ def record_alert(
         " VALUES (?, ?, ?, ?)",
         [(alert_id, r.sender, r.identifier, r.sent) for r in alert.references],
     )
-    _withdraw(conn, verdict, key, received_us=received_us, now=now)
+    withdraw(conn, key, verdict.withdraw, verdict.withdrawn_as, at_us=received_us, now=now)
     held = _enqueue(conn, alert_id, key, planned, received_us=received_us, now=now)
     detail = f"{admission.decision.value} from {source}"
     _admitted(conn, now, admission, detail, planned=planned, held=held)
@@ -189,15 +209,22 @@ def _admitted(
     journal(conn, now, admission.key, "admitted", detail)
 
 
-def _withdraw(
-    conn: sqlite3.Connection, verdict: Verdict, key: AlertKey, *, received_us: int, now: datetime
+def withdraw(
+    conn: sqlite3.Connection,
+    key: AlertKey,
+    refs: Sequence[Known],
+    status: AlertStatus,
+    *,
+    at_us: int,
+    now: datetime,
+    note: str = "",
 ) -> None:
-    """Take the alerts an update or cancel replaces out of force, and supersede their
-    deliveries that have not ended (a transmission under way is noted as such)."""
-    status = verdict.withdrawn_as
+    """Take the alerts an update or cancel (``key``) replaces out of force, and supersede
+    their deliveries that have not ended (a transmission under way is noted as such)."""
+    received_us = at_us
     verb = status.value  # "cancelled" or "superseded"
     by = key_json([key])
-    for known in verdict.withdraw:
+    for known in refs:
         ref = known.key
         row = conn.execute(
             f"SELECT id, status FROM alerts WHERE {_KEY}",  # noqa: S608 - constant fragment
@@ -209,13 +236,13 @@ def _withdraw(
                 " deactivated_at = ? WHERE id = ?",
                 (status.value, by, received_us, received_us, row["id"]),
             )
-            journal(conn, now, ref, verb, f"by {key}")
+            journal(conn, now, ref, verb, f"by {key}{note}")
         entries = conn.execute(
             "SELECT id, sink, started_at FROM outbox WHERE alert_id = ? AND state IN (?, ?)",
             (row["id"], *_OPEN),
         ).fetchall()
         for entry in entries:
-            reason = f"{verb} by {key}"
+            reason = f"{verb} by {key}{note}"
             if entry["started_at"] is not None:
                 reason += " while being sent"
             conn.execute(
@@ -226,6 +253,54 @@ def _withdraw(
                 conn, now, ref, "superseded", reason, entry_id=entry["id"], sink=entry["sink"]
             )
             OUTBOX_TRANSITIONS.inc(sink=entry["sink"], state=EntryState.SUPERSEDED.value)
+
+
+def approve_withdrawals(
+    conn: sqlite3.Connection,
+    alert_id: int,
+    *,
+    by: str,
+    now: datetime,
+    cross_sender_references: bool,
+) -> list[AlertKey]:
+    """An operator approved a held update or cancel: it now withdraws what it references
+    (as it stands now), and its provenance names the operator. Returns what it withdrew."""
+    row = conn.execute(
+        "SELECT sender, identifier, sent, msg_type, pending_refs FROM alerts WHERE id = ?",
+        (alert_id,),
+    ).fetchone()
+    conn.execute(
+        "UPDATE alerts SET approved_by = ? WHERE id = ? AND approved_by = ''", (by, alert_id)
+    )
+    if row is None or not row["pending_refs"]:
+        return []
+    key = AlertKey(row["sender"], row["identifier"], row["sent"])
+    refs = [
+        AlertKey(r["sender"], r["identifier"], r["sent"])
+        for r in conn.execute(
+            "SELECT sender, identifier, sent FROM alert_refs WHERE alert_id = ?", (alert_id,)
+        ).fetchall()
+    ]
+    found: list[Known] = []
+    for ref in refs:
+        if ref == key or (ref.sender != key.sender and not cross_sender_references):
+            continue
+        stored = _known(conn, ref)
+        if stored is not None:
+            found.append(row_to_known(stored))
+    status = (
+        AlertStatus.CANCELLED if row["msg_type"] == MsgType.CANCEL.value else AlertStatus.SUPERSEDED
+    )
+    withdraw(conn, key, found, status, at_us=us(now), now=now, note=f" (approved by {by})")
+    conn.execute("UPDATE alerts SET pending_refs = 0 WHERE id = ?", (alert_id,))
+    journal(
+        conn,
+        now,
+        key,
+        "approved",
+        f"by {by}: withdraws " + (" ".join(str(k.key) for k in found) or "nothing stored"),
+    )
+    return [k.key for k in found]
 
 
 def _enqueue(

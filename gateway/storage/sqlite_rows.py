@@ -22,6 +22,7 @@ from gateway.ledger import (
     JournalEntry,
     Known,
     OutboxEntry,
+    Provenance,
     StoredAlert,
 )
 
@@ -96,7 +97,8 @@ def summary_fields(alert: Alert) -> dict[str, Any]:
 ALERT_COLUMNS = (
     "id, sender, identifier, sent, decision, status, reason, source, received_at, expires, "
     "priority, msg_type, cap_status, event, severity, urgency, headline, sender_name, areas, "
-    "refs, superseded_by, status_changed_at, raw_sha256, raw_size"
+    "refs, superseded_by, status_changed_at, raw_sha256, raw_size, trust, door, signature, "
+    "signer, approved_by, pending_refs"
 )
 ENTRY_COLUMNS = (
     "o.id, o.sink, o.route, o.content_type, o.attributes, o.parts, o.priority, o.enqueued_at, "
@@ -130,6 +132,14 @@ def row_to_alert(row: sqlite3.Row, raw: bytes = b"") -> StoredAlert:
         status_changed_at=opt_dt(row["status_changed_at"]),
         raw_size=row["raw_size"],
         raw_sha256=row["raw_sha256"],
+        provenance=Provenance(
+            source=row["source"],
+            door=row["door"],
+            signature=row["signature"],
+            signer=row["signer"],
+            approved_by=row["approved_by"],
+        ),
+        pending_refs=bool(row["pending_refs"]),
     )
 
 
@@ -167,7 +177,8 @@ def row_to_journal(row: sqlite3.Row) -> JournalEntry:
 
 
 KNOWN_COLUMNS = (
-    "id, sender, identifier, sent, msg_type, status, priority, source, received_at, raw_sha256"
+    "id, sender, identifier, sent, msg_type, status, priority, source, received_at, raw_sha256,"
+    " trust"
 )
 
 
@@ -185,6 +196,7 @@ def row_to_known(row: sqlite3.Row, reached: Sequence[tuple[str, str]] = ()) -> K
         received_at=dt(row["received_at"]),
         raw_sha256=row["raw_sha256"],
         reached=tuple(reached),
+        trust=row["trust"],
     )
 
 

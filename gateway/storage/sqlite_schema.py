@@ -123,8 +123,20 @@ _V3 = (
     "CREATE INDEX alerts_kind_received_at ON alerts (kind, received_at)",
 )
 
+# 4: provenance -- where an alert came from and why it is believed (the trust level of its
+# door, its signature and signer, the operator who approved it), and whether the withdrawals
+# of an update or cancel wait for an operator's approval. Rows from before are anonymous.
+_V4 = (
+    "ALTER TABLE alerts ADD COLUMN trust TEXT NOT NULL DEFAULT 'anonymous'",
+    "ALTER TABLE alerts ADD COLUMN door TEXT NOT NULL DEFAULT 'anonymous'",
+    "ALTER TABLE alerts ADD COLUMN signature TEXT NOT NULL DEFAULT 'unsigned'",
+    "ALTER TABLE alerts ADD COLUMN signer TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE alerts ADD COLUMN approved_by TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE alerts ADD COLUMN pending_refs INTEGER NOT NULL DEFAULT 0",
+)
+
 # version -> statements; append new versions, never edit a released one.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 LATEST = max(MIGRATIONS)
 
 

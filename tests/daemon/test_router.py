@@ -44,11 +44,18 @@ def router(tmp_path: Path, routes: str, sinks: str = "") -> Router:
 
 
 def plan(
-    r: Router, raw: bytes, *, source: str = "mqtt", signature: str = "unsigned", hold: str = ""
+    r: Router,
+    raw: bytes,
+    *,
+    source: str = "mqtt",
+    signature: str = "unsigned",
+    hold: str = "",
+    trust: str | None = None,
 ) -> dict[str, object]:
     alert = parse_alert(raw)
-    ctx = PlanContext(alert, source, signature, "cap", hold)
-    return {p.sink: p for p in r.plan(ctx, Admission(alert.key, Decision.NEW))}
+    level = trust or ("verified" if signature == "valid" else "authenticated")
+    ctx = PlanContext(alert, source, signature, "cap", trust=level)
+    return {p.sink: p for p in r.plan(ctx, Admission(alert.key, Decision.NEW, hold=hold))}
 
 
 class TestGeometry:
@@ -173,6 +180,35 @@ class TestSafety:
         assert planned["a"].held is False  # type: ignore[attr-defined]
         signed = plan(r, cap(), signature="valid")
         assert signed["live"].held is False  # type: ignore[attr-defined]
+
+    def test_anonymous_input_never_reaches_a_live_sink(
+        self, tmp_path: Path, cap: CapFactory
+    ) -> None:
+        r = router(
+            tmp_path, '[[route]]\nname = "x"\nsinks = ["a", "live"]\nallow_unsigned_live = true\n'
+        )
+        assert set(plan(r, cap(), trust="anonymous")) == {"a"}
+        assert set(plan(r, cap(), trust="authenticated")) == {"a", "live"}
+        strict = router(
+            tmp_path, '[[route]]\nname = "x"\nsinks = ["live"]\nlive_trust = "verified"\n'
+        )
+        assert set(plan(strict, cap(), trust="authenticated")) == set()
+        assert set(plan(strict, cap(), signature="valid")) == {"live"}
+        lowered = router(
+            tmp_path,
+            '[[route]]\nname = "x"\nsinks = ["live"]\nlive_trust = "anonymous"\n'
+            "allow_unsigned_live = true\n",
+        )
+        assert set(plan(lowered, cap(), trust="anonymous")) == {"live"}
+
+    def test_trust_filter(self, tmp_path: Path, cap: CapFactory) -> None:
+        r = router(
+            tmp_path,
+            '[[route]]\nname = "x"\nsinks = ["a"]\nmatch.trust = ["verified", "authenticated"]\n',
+        )
+        assert set(plan(r, cap(), trust="anonymous")) == set()
+        assert set(plan(r, cap(), trust="authenticated")) == {"a"}
+        assert set(plan(r, cap(), signature="valid")) == {"a"}
 
     def test_hold_action_and_validation_hold(self, tmp_path: Path, cap: CapFactory) -> None:
         r = router(
