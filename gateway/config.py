@@ -205,6 +205,9 @@ class SinkConfig:
     max_attempts: int = 0  # 0: retry until the alert expires
     batch: int = 16
     send_timeout: float = 30.0
+    # What to do with an attempt found under way at a start (it may have reached the sink):
+    # "resend", "hold" for an operator, or "skip"; live sinks default to "hold".
+    in_doubt: str = "resend"
 
 
 @dataclass(frozen=True, slots=True)
@@ -661,10 +664,11 @@ def _sink(r: _Reader) -> SinkConfig:
     name = _name(r)
     kind = r.required_string("type")
     retry_initial = r.number("retry_initial", 1.0, minimum=0.01, maximum=3600.0)
+    live = r.boolean("live", False)
     return SinkConfig(
         name=name,
         type=kind,
-        live=r.boolean("live", False),
+        live=live,
         format=r.string("format", "cap", choices=FORMATS),
         enabled=r.boolean("enabled", True),
         retry_initial=retry_initial,
@@ -672,6 +676,7 @@ def _sink(r: _Reader) -> SinkConfig:
         max_attempts=r.integer("max_attempts", 0, minimum=0),
         batch=r.integer("batch", 16, minimum=1, maximum=1000),
         send_timeout=r.number("send_timeout", 30.0, minimum=0.1, maximum=3600.0),
+        in_doubt=r.string("in_doubt", "hold" if live else "resend", choices=IN_DOUBT_CHOICES),
         options=MappingProxyType(r.rest()),
     )
 
@@ -802,6 +807,8 @@ def _array(r: _Reader, key: str) -> list[tuple[_Reader, int]]:
         r.fail(f"must be an array of tables ([[{key}]]), got {_kind(value)}", key)
     return [(_Reader(r.file, f"{key}[{i}]", t), i) for i, t in enumerate(value)]
 
+
+IN_DOUBT_CHOICES = ("resend", "hold", "skip")
 
 _TOP_LEVEL = ("gateway", "mqtt", "http", "ledger", "source", "sink", "route", "simulator", "link")
 

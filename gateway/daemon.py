@@ -642,7 +642,7 @@ class Daemon:
             if error is None:
                 continue
             if isinstance(error, DeliveryError):
-                attempts = entry.attempts + 1
+                attempts = max(1, entry.attempts)  # claim() counted this attempt
                 final = not error.retryable or (
                     cfg.max_attempts and attempts >= cfg.max_attempts
                 )
@@ -881,7 +881,12 @@ class Daemon:
         if self._ledger is None:
             self._ledger = self._open_ledger()
         # Attempts under way when the last run stopped are retried now, not after their lease.
-        await asyncio.to_thread(self.ledger.release_claims, self.clock.now())
+        policies = {s.name: s.in_doubt for s in self.config.sinks}
+        await asyncio.to_thread(
+            self.ledger.release_claims,
+            self.clock.now(),
+            lambda sink: policies.get(sink, "resend"),
+        )
         self._prepare_tokens()
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self.ledger.close)

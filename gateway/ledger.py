@@ -89,6 +89,8 @@ __all__ = [
     "ADMIT_SECONDS",
     "ANONYMOUS",
     "AUTHENTICATED",
+    "IN_DOUBT",
+    "IN_DOUBT_POLICIES",
     "OPEN_STATES",
     "OUTBOX_ENTRIES",
     "OUTBOX_TRANSITIONS",
@@ -153,6 +155,13 @@ OUTBOX_ENTRIES = REGISTRY.gauge(
     "Outbox entries per sink and state, as of the last outbox_counts() call",
     ("sink", "state"),
 )
+IN_DOUBT = REGISTRY.counter(
+    "borderlink_outbox_in_doubt_total",
+    "Attempts found under way at a start (they may have reached their sink), by sink and"
+    " resolution (resend, hold, skip)",
+    ("sink", "resolution"),
+)
+IN_DOUBT_POLICIES = ("resend", "hold", "skip")
 ADMIT_SECONDS = REGISTRY.histogram(
     "borderlink_ledger_admit_seconds",
     "Time to admit one alert (planning and the durable commit included)",
@@ -846,7 +855,9 @@ class Ledger(Protocol):
         self, sink: str, now: datetime, *, limit: int = 1, lease: timedelta = ...
     ) -> list[OutboxEntry]: ...
 
-    def release_claims(self, now: datetime) -> int: ...
+    def release_claims(
+        self, now: datetime, in_doubt: Callable[[str], str] | None = None
+    ) -> int: ...
 
     def pending_count(self, sink: str | None = None) -> int: ...
 

@@ -365,25 +365,16 @@ class Router:
             if sink is None:
                 ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason="sink_disabled")
                 continue
-            if sink.live and alert.status is not Status.ACTUAL and not route.allow_non_actual:
-                ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason="not_actual_live")
-                log.info(
-                    "delivery_refused",
-                    alert=str(alert.key),
-                    route=route.name,
-                    sink=sink_name,
-                    reason=f"status {alert.status.value} never reaches a live sink",
-                )
-                continue
-            if sink.live and trust_rank(ctx.trust) < trust_rank(route.live_trust):
-                ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason="trust")
+            refusal = _live_refusal(route, sink, ctx)
+            if refusal is not None:
+                code, why = refusal
+                ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason=code)
                 log.warning(
                     "delivery_refused",
                     alert=str(alert.key),
                     route=route.name,
                     sink=sink_name,
-                    reason=f"{ctx.trust} input never reaches a live sink"
-                    f" (route live_trust = {route.live_trust})",
+                    reason=why,
                 )
                 continue
             if route.translation not in rendered:
@@ -457,6 +448,21 @@ class Router:
             expires=alert.expires,
             held=held,
         )
+
+
+def _live_refusal(
+    route: RouteConfig, sink: SinkConfig, ctx: PlanContext
+) -> tuple[str, str] | None:
+    """Why a live sink may not get this alert at all (reason code, words), or None."""
+    if not sink.live:
+        return None
+    if ctx.alert.status is not Status.ACTUAL and not route.allow_non_actual:
+        return "not_actual_live", f"status {ctx.alert.status.value} never reaches a live sink"
+    if trust_rank(ctx.trust) < trust_rank(route.live_trust):
+        return "trust", (
+            f"{ctx.trust} input never reaches a live sink (route live_trust = {route.live_trust})"
+        )
+    return None
 
 
 def _message_matches(route: RouteConfig, ctx: MessageContext) -> bool:

@@ -1,12 +1,15 @@
-"""The MQTT adapter (aiomqtt): CAP input with acknowledgement after commit, QoS 1 output.
+"""The MQTT adapter (aiomqtt): CAP input with acknowledgement after commit, QoS 1/2 output.
 
 As a **source** it subscribes (QoS 1) to its ``topics`` on a persistent session (clean start
 off, session expiry set, a stable client id) and turns off automatic acknowledgement: each
 ``Received`` carries an ``ack`` the daemon awaits only after the ledger committed the
-admission, so a crash before the commit makes the broker deliver the message again.
+admission, so a crash before the commit makes the broker deliver the message again. A message
+published with QoS 0 is taken like any other (the publisher asked for no guarantee: there is
+nothing to acknowledge, and it is lost if the gateway dies before the commit).
 
-As a **sink** it publishes every part of a delivery with QoS 1 and returns once the broker's
-PUBACK arrived; an MQTT 5 message carries the message-expiry interval from the alert's expires
+As a **sink** it publishes every part of a delivery with QoS 1 (``qos = 2`` for a sink that
+wants the broker's exactly-once handshake) and returns once the broker acknowledged it; an
+MQTT 5 message carries the message-expiry interval from the alert's expires
 and the user properties ``borderlink-delivery-id`` / ``borderlink-alert-key`` — a consumer
 that sees the same delivery id twice (possible after a crash between PUBACK and the outbox
 commit, or after a broker restart) drops the second copy.
@@ -259,7 +262,10 @@ class MqttAdapter:
         connection is gone; the daemon must learn of a lost link at once to reconnect.
         """
         publish = asyncio.ensure_future(
-            client.publish(topic, part, qos=1, retain=self.options.retain, properties=properties)
+            client.publish(
+                topic, part, qos=self.options.qos, retain=self.options.retain,
+                properties=properties,
+            )
         )
         lost: asyncio.Future[None] = client._disconnected
         done, _ = await asyncio.wait({publish, lost}, return_when=asyncio.FIRST_COMPLETED)

@@ -74,6 +74,7 @@ _KNOWN = frozenset(
         "kind",
         "topic",
         "retain",
+        "qos",
         "log_wire",
     }
 )
@@ -142,6 +143,7 @@ class MqttOptions:
     topics: tuple[str, ...] = ()
     topic: TopicTemplate = field(default_factory=lambda: TopicTemplate(DEFAULT_SINK_TOPIC))
     retain: bool = False
+    qos: int = 1  # of what a sink publishes: 1 (at least once) or 2 (exactly once, broker side)
     log_wire: bool = False
     kind: str = "cap"  # what the subscribed topics carry: "cap" alerts or "incident" messages
 
@@ -220,6 +222,7 @@ class MqttOptions:
             topic=TopicTemplate.parse(topic_text, where=f"{where}.topic"),
             kind=kind,
             retain=bool(options.get("retain", False)),
+            qos=_qos(options, where),
             log_wire=bool(options.get("log_wire", False)),
         )
 
@@ -229,6 +232,16 @@ class MqttOptions:
 
     def active_topic(self, key_level: str) -> str:
         return f"{self.prefix}/active/{key_level}"
+
+
+def _qos(options: Mapping[str, Any], where: str) -> int:
+    value = options.get("qos", 1)
+    if value not in (1, 2) or isinstance(value, bool):
+        raise ConfigError(
+            f"{where}.qos: {value!r}; allowed: 1 (at least once) or 2 (exactly once between"
+            " the gateway and the broker)"
+        )
+    return int(value)
 
 
 def _opt_str(options: Mapping[str, Any], key: str, where: str) -> str | None:

@@ -25,6 +25,8 @@ from cap_schemas.model import Alert, AlertKey, MsgType
 from gateway.adapter import SystemClock
 from gateway.ledger import (
     ADMISSIONS,
+    IN_DOUBT,
+    IN_DOUBT_POLICIES,
     OPEN_STATES,
     OUTBOX_ENTRIES,
     OUTBOX_TRANSITIONS,
@@ -537,19 +539,29 @@ class SqliteLedger(LedgerBase):
         with self._write(sync=False) as conn:
             return claim(conn, sink, now, limit=limit, lease=lease)
 
-    def release_claims(self, now: datetime) -> int:
-        """Make every pending entry claimed by a process that is gone due at ``now``.
-
-        Called when the (single) process using this store starts: an attempt that was under
-        way at a crash is retried at once, not when its lease would have run out. The entry
-        keeps ``started_at``: the sink may have received it, so an update or a cancel of the
-        alert still goes to that sink.
+    def release_claims(
+        self, now: datetime, in_doubt: Callable[[str], str] | None = None
+    ) -> int:
+        """Resolve the attempts that were under way when the (single) process using this
+        store stopped: each is **in doubt** (it may have reached its sink). ``in_doubt(sink)``
+        names the sink's policy -- ``resend`` (the default: due at once, so the attempt is
+        retried now and not when its lease would have run out), ``hold`` or ``skip``. The
+        entry keeps ``started_at``: the sink may have received it, so an update or a cancel
+        of the alert still goes to that sink. Returns how many entries were in doubt.
         """
         with self._write() as conn:
-            count = release_claims(conn, now)
-        if count:
-            log.info("outbox_claims_released", entries=count)
-        return int(count)
+            resolved = release_claims(conn, now, in_doubt or (lambda _sink: "resend"))
+        for entry, policy in resolved:
+            IN_DOUBT.inc(sink=entry.sink, resolution=policy)
+            if entry.state is not EntryState.PENDING:
+                OUTBOX_TRANSITIONS.inc(sink=entry.sink, state=entry.state.value)
+        if resolved:
+            log.warning(
+                "outbox_in_doubt",
+                entries=len(resolved),
+                resolutions={p: sum(1 for _e, q in resolved if q == p) for p in IN_DOUBT_POLICIES},
+            )
+        return len(resolved)
 
     def pending_count(self, sink: str | None = None) -> int:
         with self._read() as conn:

@@ -50,33 +50,70 @@ def claim(
         " ORDER BY o.priority, o.enqueued_at, o.id LIMIT ?",
         (sink, us(now), int(limit)),
     ).fetchall()
+    taken: list[OutboxEntry] = []
     for row in rows:
+        # The attempt is counted (and journalled) before the bytes leave: an attempt cut
+        # short by a crash still counts.
         conn.execute(
-            "UPDATE outbox SET next_attempt_at = ?, updated_at = ?, started_at = ? WHERE id = ?",
+            "UPDATE outbox SET next_attempt_at = ?, updated_at = ?, started_at = ?,"
+            " attempts = attempts + 1 WHERE id = ?",
             (us(until), us(now), us(now), row["id"]),
         )
         entry = row_to_entry(row)
+        attempt = entry.attempts + 1
         journal(
             conn,
             now,
             entry.key,
             "attempt_started",
-            f"attempt {entry.attempts + 1}, lease until {until.isoformat()}",
+            f"attempt {attempt}, lease until {until.isoformat()}",
             entry_id=entry.id,
             sink=sink,
         )
-    return [replace(row_to_entry(r), next_attempt_at=until, started_at=now) for r in rows]
+        taken.append(replace(entry, next_attempt_at=until, started_at=now, attempts=attempt))
+    return taken
 
 
-def release_claims(conn: sqlite3.Connection, now: datetime) -> int:
-    """Make every pending entry claimed by a process that is gone due at ``now``."""
+def release_claims(
+    conn: sqlite3.Connection, now: datetime, in_doubt: Callable[[str], str]
+) -> list[tuple[OutboxEntry, str]]:
+    """Resolve every pending entry whose attempt was under way (its lease still running)
+    when its process stopped.
+
+    Such an attempt may or may not have reached the sink (**in doubt**). ``in_doubt(sink)``
+    says what the sink wants: ``resend`` (due at once; the sink may see it twice, with the
+    same delivery id), ``hold`` (an operator decides), ``skip`` (failed, not sent again).
+    Each resolution is journalled. Returns the entries with their resolution.
+    """
     now_us = us(now)
-    count = conn.execute(
-        "UPDATE outbox SET next_attempt_at = ?, updated_at = ?"
-        " WHERE state = 'pending' AND started_at IS NOT NULL AND next_attempt_at > ?",
-        (now_us, now_us, now_us),
-    ).rowcount
-    return int(count)
+    rows = conn.execute(
+        f"SELECT {ENTRY_COLUMNS} {_FROM}"
+        " WHERE o.state = 'pending' AND o.started_at IS NOT NULL AND o.next_attempt_at > ?"
+        " ORDER BY o.id",
+        (now_us,),
+    ).fetchall()
+    resolved: list[tuple[OutboxEntry, str]] = []
+    for row in rows:
+        entry = row_to_entry(row)
+        policy = in_doubt(entry.sink)
+        doubt = f"in doubt after a restart: attempt {entry.attempts} may have reached the sink"
+        if policy == "hold":
+            state, reason = EntryState.HELD, f"{doubt} (in_doubt = hold)"
+        elif policy == "skip":
+            state, reason = EntryState.FAILED, f"{doubt}; not sent again (in_doubt = skip)"
+        else:
+            state, reason = EntryState.PENDING, entry.reason
+        conn.execute(
+            "UPDATE outbox SET state = ?, reason = ?, next_attempt_at = ?, updated_at = ?"
+            " WHERE id = ?",
+            (state.value, reason, now_us, now_us, entry.id),
+        )
+        detail = f"{doubt}; " + (
+            "sent again (in_doubt = resend)" if policy not in ("hold", "skip") else reason
+        )
+        journal(conn, now, entry.key, "in_doubt", detail, entry_id=entry.id, sink=entry.sink)
+        resolved.append((replace(entry, state=state, reason=reason), policy))
+    return resolved
 
 
 def apply(
@@ -91,13 +128,15 @@ def apply(
     before = load_entry(conn, entry_id)
     change = decide(before)
     next_attempt = change.retry_at if change.retry_at is not None else before.next_attempt_at
+    # An attempt taken by claim() was counted then; one reported without a claim counts now.
+    counted = change.attempt and before.started_at is None
     conn.execute(
         "UPDATE outbox SET state = ?, reason = ?, attempts = attempts + ?,"
         " next_attempt_at = ?, updated_at = ?, started_at = NULL WHERE id = ?",
         (
             change.state.value,
             change.reason,
-            int(change.attempt),
+            int(counted),
             us(next_attempt),
             us(at),
             entry_id,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import socket
@@ -107,7 +108,16 @@ class TestCrashSafety:
         # The ledger agrees: one entry per alert, every one delivered.
         with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:
             rows = db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state").fetchall()
+            attempts = {
+                json.loads(attributes)["delivery_id"]: count
+                for attributes, count in db.execute("SELECT attributes, attempts FROM outbox")
+            }
         assert dict(rows) == {"delivered": len(alerts) + 1}
+        # ... and counts honestly: every copy the sink saw was an attempt it journalled.
+        copies = Counter(m.delivery_id for m in out.messages)
+        assert all(attempts[ident] >= n for ident, n in copies.items()), [
+            (ident, n, attempts[ident]) for ident, n in copies.items() if attempts[ident] < n
+        ]
 
 
 class TestSignals:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cap_schemas.model import MsgType, Severity, Urgency
+from cap_schemas.model import AlertKey, MsgType, Severity, Urgency
 from gateway.ledger import (
     OUTBOX_ENTRIES,
     TERMINAL_STATES,
@@ -18,7 +18,7 @@ from gateway.ledger import (
     priority_of,
 )
 from gateway.storage.sqlite import SqliteLedger
-from tests.ledger.conftest import T0, FakeClock, Planner, admit, make_alert
+from tests.ledger.conftest import T0, FakeClock, OpenLedger, Planner, admit, make_alert
 
 
 def routine_plan(sink: str = "radio") -> Planner:
@@ -431,3 +431,63 @@ class TestClaim:
         admit(ledger, urgent, Planner(priority=0), received_at=T0 + timedelta(seconds=5))
         taken = ledger.claim("mqtt", T0 + timedelta(seconds=5), limit=5)
         assert [e.key for e in taken] == [urgent.key, routine.key]
+
+
+class TestInDoubt:
+    """An attempt under way at a crash may have reached its sink: it is counted, journalled,
+    and resolved by the sink's policy at the next start."""
+
+    def _crash_mid_attempt(self, open_ledger: OpenLedger, clock: FakeClock) -> AlertKey:
+        with open_ledger(clock=clock) as led:
+            alert = make_alert()
+            admit(led, alert, Planner(sinks=("mqtt", "endec", "pager")))
+            for sink in ("mqtt", "endec", "pager"):
+                (taken,) = led.claim(sink, T0, lease=timedelta(minutes=5))
+                assert taken.attempts == 1  # counted before the bytes leave
+            # the process dies here: no outcome is recorded
+        return alert.key
+
+    def test_each_policy(self, open_ledger: OpenLedger, clock: FakeClock) -> None:
+        key = self._crash_mid_attempt(open_ledger, clock)
+        policies = {"mqtt": "resend", "endec": "hold", "pager": "skip"}
+        with open_ledger(clock=clock) as led:
+            assert led.release_claims(T0, policies.__getitem__) == 3
+            entries = {e.sink: e for e in led.deliveries(key)}
+            assert entries["mqtt"].state is EntryState.PENDING
+            assert entries["mqtt"].next_attempt_at == T0
+            assert entries["endec"].state is EntryState.HELD
+            assert "in doubt" in entries["endec"].reason
+            assert entries["pager"].state is EntryState.FAILED
+            assert "not sent again" in entries["pager"].reason
+            assert all(e.attempted for e in entries.values())
+            assert all(e.attempts == 1 for e in entries.values())
+            events = [j.event for j in led.journal(key)]
+            assert events.count("in_doubt") == 3
+            # Released once: a second look at the same instant finds nothing more.
+            assert led.release_claims(T0, policies.__getitem__) == 0
+
+    def test_every_attempt_is_counted(self, open_ledger: OpenLedger, clock: FakeClock) -> None:
+        """Two crashes mid-send, then a delivery: three attempts, not one."""
+        with open_ledger(clock=clock) as led:
+            alert = make_alert()
+            admit(led, alert)
+            led.claim("mqtt", T0, lease=timedelta(minutes=5))
+        for n in (1, 2):
+            with open_ledger(clock=clock) as led:
+                at = T0 + timedelta(seconds=n)
+                assert led.release_claims(at) == 1
+                (taken,) = led.claim("mqtt", at, lease=timedelta(minutes=5))
+                assert taken.attempts == n + 1
+        with open_ledger(clock=clock) as led:
+            (entry,) = led.deliveries(alert.key)
+            done = led.mark_delivered(entry.id, T0 + timedelta(seconds=3))
+            assert (done.state, done.attempts) == (EntryState.DELIVERED, 3)
+
+    def test_failed_attempt_after_claim_counts_once(self, ledger: SqliteLedger) -> None:
+        admit(ledger, make_alert())
+        (taken,) = ledger.claim("mqtt", T0)
+        after = ledger.mark_failed(taken.id, "broker said no", retry_at=T0)
+        assert after.attempts == 1
+        (again,) = ledger.claim("mqtt", T0)
+        assert again.attempts == 2
+        assert ledger.mark_delivered(again.id, T0).attempts == 2

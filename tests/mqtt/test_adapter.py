@@ -1,0 +1,94 @@
+"""The MQTT adapter on a real broker: QoS of what it publishes, and what it takes in."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from adapters.mqtt.adapter import MqttAdapter
+from adapters.mqtt.codec import MqttOptions
+from cap_schemas.model import AlertKey
+from gateway.adapter import Outbound
+from gateway.errors import ConfigError
+from tests.daemon.conftest import (
+    CapFactory,
+    daemon_toml,
+    load,
+    poll_until,
+    running_daemon,
+)
+from tests.helpers import Broker, free_port, require_tool
+
+
+def _sink(broker: Broker, **options: object) -> MqttAdapter:
+    merged = {"url": broker.url, "topic": "out/{key}", **options}
+    return MqttAdapter("sink", MqttOptions.from_mapping(merged, name="sink"))
+
+
+class TestQos:
+    """A sink publishes with QoS 1, or 2 when it asks; other values are refused."""
+
+    @pytest.mark.parametrize("qos", [1, 2])
+    async def test_sink_qos(self, mosquitto: Broker, qos: int) -> None:
+        key = AlertKey("s@example.org", f"qos-{qos}", "2026-12-04T00:00:00-00:00")
+        item = Outbound(
+            key=key,
+            sink="sink",
+            parts=(b"<alert/>",),
+            content_type="application/cap+xml",
+            attributes={"key": f"k{qos}", "delivery_id": f"d-{qos}"},
+        )
+        async with aiomqtt.Client(
+            mosquitto.host, mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as sub:
+            await sub.subscribe("out/#", qos=2)
+            async with _sink(mosquitto, qos=qos) as sink:
+                await sink.send(item)
+            message = await asyncio.wait_for(anext(aiter(sub.messages)), 10)
+        assert message.qos == qos
+        assert message.payload == b"<alert/>"
+        props = dict(message.properties.UserProperty)  # type: ignore[union-attr]
+        assert props["borderlink-delivery-id"] == f"d-{qos}"
+
+    @pytest.mark.parametrize("value", [0, 3, "2", True])
+    def test_bad_qos(self, value: object) -> None:
+        with pytest.raises(ConfigError, match=r"qos: .*allowed: 1 .* or 2"):
+            MqttOptions.from_mapping({"url": "mqtt://127.0.0.1:1", "qos": value}, name="s")
+
+
+class TestQos0Input:
+    """The README's `mosquitto_pub -t borderlink/in/cap -f alert.xml` (QoS 0) on the demo's
+    embedded broker is admitted like a QoS 1 publish."""
+
+    async def test_readme_publish_on_the_embedded_broker(self, tmp_path: Path) -> None:
+        cap = CapFactory()
+        require_tool("mosquitto_pub")
+        port = free_port()
+        path = daemon_toml(tmp_path, "mqtt://unused:1")
+        path.write_text(
+            path.read_text().replace(
+                'broker = "mqtt://unused:1"', f'broker = "embedded"\nembedded_port = {port}'
+            )
+        )
+        alert = cap(severity="Severe")
+        (tmp_path / "alert.xml").write_bytes(alert)
+        key = AlertKey.from_reference(CapFactory.key_of(alert))
+        async with running_daemon(load(path)) as daemon:
+            done = await asyncio.to_thread(
+                subprocess.run,
+                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port),
+                 "-t", "borderlink/in/cap", "-f", str(tmp_path / "alert.xml")],
+                capture_output=True,
+                timeout=20,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+
+            async def admitted() -> bool:
+                return daemon.ledger.get(key) is not None
+
+            await poll_until(admitted)
