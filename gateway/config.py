@@ -30,6 +30,7 @@ Secrets are never written inline: ``password_file``/``password_env``, ``token_fi
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -45,6 +46,7 @@ from gateway.errors import ConfigError
 from gateway.model import AUTHENTICATED, TRUST_LEVELS
 
 __all__ = [
+    "EMBEDDED_GATEWAY_USER",
     "Config",
     "ConfigError",
     "Filters",
@@ -87,6 +89,9 @@ class GatewayConfig:
     data_dir: Path = Path("var")
     drain_timeout: float = 10.0
     housekeeping_interval: float = 5.0
+    # Documents parsed, verified and validated at once (each in a worker thread): a few
+    # multi-megabyte alerts at a time bound the memory, whatever arrives at once.
+    max_concurrent_parses: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +126,12 @@ class MqttConfig:
     require_signature: bool = False
     trust_anchors: tuple[str, ...] = ()
     trust: str | None = None  # lower the trust of the MQTT input (never raise it)
+    # The embedded broker's doors: accounts and passwords, what each may publish and read, TLS.
+    embedded_auth: bool = True
+    embedded_password_file: str = "mqtt-password"  # noqa: S105 - a file name, not a password
+    embedded_users_file: Path | None = None  # more accounts: name:scrypt$... lines
+    embedded_acl: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    embedded_tls: TlsConfig | None = None  # cert_file + key_file: MQTT over TLS
 
     @property
     def embedded(self) -> bool:
@@ -163,6 +174,11 @@ class HttpConfig:
     # When no token is configured, generate one into this file (relative to data_dir).
     generate_token_file: str | None = None
     max_body_bytes: int = 8 * 1024 * 1024
+    # Bytes of request bodies read at once across all requests (a request waits its turn).
+    max_inflight_bytes: int = 32 * 1024 * 1024
+    header_timeout: float = 15.0  # s for a connection's first request head (and idle time)
+    body_timeout: float = 60.0  # s for a request body to arrive
+    max_connections: int = 256  # open at once; more are closed as they come
     validation: str = "reject"
     require_signature: bool = False
     trust_anchors: tuple[str, ...] = ()
@@ -527,6 +543,7 @@ def _gateway(r: _Reader) -> GatewayConfig:
         housekeeping_interval=r.number(
             "housekeeping_interval", 5.0, minimum=0.05, maximum=3600.0
         ),
+        max_concurrent_parses=r.integer("max_concurrent_parses", 2, minimum=1, maximum=64),
     )
     r.finish()
     return out
@@ -549,8 +566,11 @@ def _tls(r: _Reader) -> TlsConfig | None:
     return out
 
 
-def _opt_path(value: str | None) -> Path | None:
-    return None if value is None else Path(value)
+def _opt_path(value: str | None, base: Path | None = None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    return path if base is None or path.is_absolute() else base / path
 
 
 _TOPIC_BAD = re.compile(r"[+#\x00]")
@@ -587,11 +607,73 @@ def _mqtt(r: _Reader, base: Path) -> MqttConfig:
         require_signature=r.boolean("require_signature", False),
         trust_anchors=r.strings("trust_anchors"),
         trust=r.string("trust", None, choices=TRUST_LEVELS),
+        embedded_auth=r.boolean("embedded_auth", True),
+        embedded_password_file=r.string("embedded_password_file", "mqtt-password"),
+        embedded_users_file=_opt_path(r.string("embedded_users_file", None), base),
+        embedded_acl=_acl(r),
+        embedded_tls=_embedded_tls(r, base),
     )
     r.finish()
     if out.embedded and out.tls is not None:
-        r.fail("the embedded broker listens on plain TCP on loopback; tls needs a broker URL")
+        r.fail(
+            "tls is how the gateway reaches a broker URL; the embedded broker's own TLS is"
+            " embedded_tls = { cert_file, key_file }"
+        )
+    if out.embedded and not _loopback(out.embedded_host) and (
+        not out.embedded_auth or out.embedded_tls is None
+    ):
+        r.fail(
+            f"{out.embedded_host!r} is beyond loopback: the embedded broker listens there only"
+            " with embedded_auth = true and embedded_tls = { cert_file, key_file }",
+            "embedded_host",
+        )
     return out
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _acl(r: _Reader) -> dict[str, dict[str, tuple[str, ...]]]:
+    table = r.raw("embedded_acl")
+    if table is None:
+        return {}
+    if not isinstance(table, Mapping):
+        r.fail("must be a table of accounts: { name = { publish = [...], subscribe = [...] } }",
+               "embedded_acl")
+    out: dict[str, dict[str, tuple[str, ...]]] = {}
+    for name, rules in table.items():
+        a = _Reader(r.file, r.where(f"embedded_acl.{name}"), rules)
+        entry = {key: a.strings(key) for key in ("publish", "subscribe")}
+        a.finish()
+        for key, filters in entry.items():
+            for topic in filters:
+                if not topic or "\x00" in topic or any(
+                    ("#" in level and level != "#") or ("+" in level and level != "+")
+                    for level in topic.split("/")
+                ) or ("#" in topic and not topic.endswith("#")):
+                    a.fail(f"{topic!r} is not an MQTT topic filter", key)
+        out[str(name)] = entry
+    return out
+
+
+def _embedded_tls(r: _Reader, base: Path) -> TlsConfig | None:
+    table = r.raw("embedded_tls")
+    if table is None:
+        return None
+    t = _Reader(r.file, r.where("embedded_tls"), table)
+    cert = _opt_path(t.string("cert_file", None), base)
+    key = _opt_path(t.string("key_file", None), base)
+    t.finish()
+    if cert is None or key is None:
+        t.fail("needs cert_file and key_file (the broker's certificate and private key)")
+    for name, path in (("cert_file", cert), ("key_file", key)):
+        if not path.is_file():
+            t.fail(f"{path} is not a readable file", name)
+    return TlsConfig(cert_file=cert, key_file=key)
 
 
 def _http(r: _Reader, base: Path) -> HttpConfig:
@@ -618,12 +700,22 @@ def _http(r: _Reader, base: Path) -> HttpConfig:
         tokens=tuple(tokens),
         generate_token_file=r.string("generate_token_file", None),
         max_body_bytes=r.integer("max_body_bytes", 8 * 1024 * 1024, minimum=1024),
+        max_inflight_bytes=r.integer("max_inflight_bytes", 32 * 1024 * 1024, minimum=1024),
+        header_timeout=r.number("header_timeout", 15.0, minimum=0.1, maximum=3600.0),
+        body_timeout=r.number("body_timeout", 60.0, minimum=0.1, maximum=3600.0),
+        max_connections=r.integer("max_connections", 256, minimum=1, maximum=100_000),
         validation=r.string("validation", "reject", choices=VALIDATION_MODES),
         require_signature=r.boolean("require_signature", False),
         trust_anchors=r.strings("trust_anchors"),
         trust=r.string("trust", None, choices=TRUST_LEVELS),
     )
     r.finish()
+    if out.max_inflight_bytes < out.max_body_bytes:
+        r.fail(
+            f"{out.max_inflight_bytes} is below max_body_bytes ({out.max_body_bytes}):"
+            " a largest alert could never be read",
+            "max_inflight_bytes",
+        )
     return out
 
 
@@ -809,6 +901,8 @@ def _array(r: _Reader, key: str) -> list[tuple[_Reader, int]]:
 
 
 IN_DOUBT_CHOICES = ("resend", "hold", "skip")
+# The embedded broker's account for the gateway itself (its password is made at each start).
+EMBEDDED_GATEWAY_USER = "borderlink-gateway"
 
 _TOP_LEVEL = ("gateway", "mqtt", "http", "ledger", "source", "sink", "route", "simulator", "link")
 

@@ -58,7 +58,13 @@ from gateway.adapter import (
     load_factory,
 )
 from gateway.assembly import check_names
-from gateway.config import Config, SinkConfig, SourceConfig, load_config
+from gateway.config import (
+    EMBEDDED_GATEWAY_USER,
+    Config,
+    SinkConfig,
+    SourceConfig,
+    load_config,
+)
 from gateway.errors import (
     AdapterConnectionError,
     AdapterError,
@@ -227,7 +233,12 @@ class Daemon:
         self.http_port: int | None = None
         self.components: list[object] = []
         self.inbound_sinks: dict[str, Any] = {}
+        self.mqtt_password_file: Path | None = None
+        self._parse_slots = asyncio.Semaphore(config.gateway.max_concurrent_parses)
+        self._mqtt_gateway_password = ""
+        self._mqtt_operator_password = ""
         check_names(config)
+        self._prepare_mqtt_access()
         self._build()
 
     # ------------------------------------------------------------------ building
@@ -260,6 +271,8 @@ class Daemon:
     def _mqtt_defaults(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """An MQTT adapter's options, with the ``[mqtt]`` connection as defaults."""
         merged = dict(self.config.mqtt.connection_options())
+        if self._mqtt_gateway_password:  # the embedded broker's account for the gateway
+            merged.update(username=EMBEDDED_GATEWAY_USER, password=self._mqtt_gateway_password)
         if any(k in options for k in ("url", "username", "password_file", "password_env")):
             # Another broker: the gateway's credentials and TLS are not for it.
             for key in ("username", "password", "tls"):
@@ -471,7 +484,10 @@ class Daemon:
 
     async def ingest(self, item: Received) -> Outcome:
         """Process one received document; acknowledge it once its outcome is durable."""
-        outcome = await asyncio.to_thread(self.process, item.raw, item.source, item.received_at)
+        async with self._parse_slots:
+            outcome = await asyncio.to_thread(
+                self.process, item.raw, item.source, item.received_at
+            )
         if item.ack is not None:
             await item.ack()
         self._after(outcome)
@@ -769,11 +785,15 @@ class Daemon:
             if len(gone) < 500:
                 break
             cursor = gone[-1].status_changed_at or now
-        active = await asyncio.to_thread(self.ledger.active, now, with_raw=True)
-        for stored in active:
+        # One original at a time: NAAD alerts with embedded audio reach megabytes, and a
+        # restart must not hold every active one in memory at once.
+        active = await asyncio.to_thread(self.ledger.active, now)
+        for listed in active:
             if self._stopping.is_set():
                 return
-            await publisher.set_active(topic_key(stored.key), _stored_summary(stored))
+            full = await asyncio.to_thread(self.ledger.get, listed.key)
+            if full is not None:
+                await publisher.set_active(topic_key(full.key), _stored_summary(full))
         log.info("mqtt_state_synced", active=len(active))
 
     # ------------------------------------------------------------------ housekeeping
@@ -851,22 +871,55 @@ class Daemon:
             clock=self.clock,
         )
 
+    def _secret_file(self, name: str) -> tuple[Path, str]:
+        """A secret kept in a file under the data directory: read it, or create it (0600)
+        with a fresh random value on first use."""
+        path = Path(name)
+        if not path.is_absolute():
+            path = self.config.gateway.data_dir / path
+        if path.exists():
+            return path, path.read_text(encoding="utf-8").strip()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(32)
+        path.touch(mode=0o600)
+        path.write_text(value + "\n", encoding="utf-8")
+        return path, value
+
     def _prepare_tokens(self) -> None:
         http = self.config.http
         if self.tokens or not http.generate_token_file:
             return
-        path = Path(http.generate_token_file)
-        if not path.is_absolute():
-            path = self.config.gateway.data_dir / path
-        if path.exists():
-            token = path.read_text(encoding="utf-8").strip()
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            token = secrets.token_urlsafe(32)
-            path.touch(mode=0o600)
-            path.write_text(token + "\n", encoding="utf-8")
+        self.token_file, token = self._secret_file(http.generate_token_file)
         self.tokens = (token,)
-        self.token_file = path
+
+    def _prepare_mqtt_access(self) -> None:
+        """The embedded broker's accounts: the gateway's own for this run (never written),
+        and the operator's, whose password is kept in ``embedded_password_file``."""
+        mqtt = self.config.mqtt
+        if not (mqtt.enabled and mqtt.embedded and mqtt.embedded_auth):
+            return
+        self._mqtt_gateway_password = secrets.token_urlsafe(24)
+        self.mqtt_password_file, self._mqtt_operator_password = self._secret_file(
+            mqtt.embedded_password_file
+        )
+
+    def _broker_access(self) -> dict[str, Any]:
+        mqtt = self.config.mqtt
+        tls = mqtt.embedded_tls
+        tls_files = None if tls is None else (tls.cert_file, tls.key_file)
+        if not mqtt.embedded_auth:
+            return {"auth": None, "tls": tls_files}
+        return {
+            "auth": {
+                "prefix": mqtt.prefix,
+                "gateway_user": EMBEDDED_GATEWAY_USER,
+                "gateway_password": self._mqtt_gateway_password,
+                "operator_password": self._mqtt_operator_password,
+                "users_file": mqtt.embedded_users_file,
+                "acl": mqtt.embedded_acl,
+            },
+            "tls": tls_files,
+        }
 
     async def _components(self, stack: contextlib.AsyncExitStack) -> None:
         """The talkgroup link manager, when ``[[link]]`` blocks are configured."""
@@ -897,7 +950,7 @@ class Daemon:
             if cfg.mqtt.enabled and cfg.mqtt.embedded:
                 broker = _import(MQTT_BROKER_FACTORY)
                 await stack.enter_async_context(
-                    broker(cfg.mqtt.embedded_host, cfg.mqtt.embedded_port)
+                    broker(cfg.mqtt.embedded_host, cfg.mqtt.embedded_port, **self._broker_access())
                 )
             await self._components(stack)
             runner = None

@@ -15,9 +15,10 @@ component that is a :class:`LinkControl` (the talkgroup link manager) gets
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote
 
@@ -177,21 +178,55 @@ def _key(request: web.Request) -> AlertKey:
 # ---------------------------------------------------------------------------------- handlers
 
 
+class ByteBudget:
+    """Bytes of request bodies held at once: a request waits until its share is free, so
+    twenty maximum-size posts at once cost what ``max_inflight_bytes`` allows, not twenty
+    times the largest alert."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.free = total
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def take(self, size: int) -> AsyncIterator[None]:
+        size = max(1, min(size, self.total))
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.free >= size)
+            self.free -= size
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self.free += size
+                self._changed.notify_all()
+
+
+BUDGET_KEY: web.AppKey[ByteBudget] = web.AppKey("body_budget")
+
+
 async def post_alert(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON_KEY]
     limit = daemon.config.http.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         INPUT_REJECTED.inc(component=COMPONENT, reason="too_large")
         return _error(413, "too_large", f"the body exceeds {limit} bytes")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        INPUT_REJECTED.inc(component=COMPONENT, reason="too_large")
-        return _error(413, "too_large", f"the body exceeds {limit} bytes")
-    if not raw:
-        INPUT_REJECTED.inc(component=COMPONENT, reason="empty")
-        return _error(400, "empty", "the body must be a CAP XML document")
-    outcome = await daemon.ingest(Received(raw=raw, source="http", channel=request.path))
+    async with request.app[BUDGET_KEY].take(request.content_length or limit):
+        timeout = daemon.config.http.body_timeout
+        try:
+            raw = await asyncio.wait_for(request.read(), timeout)
+        except web.HTTPRequestEntityTooLarge:
+            INPUT_REJECTED.inc(component=COMPONENT, reason="too_large")
+            return _error(413, "too_large", f"the body exceeds {limit} bytes")
+        except TimeoutError:
+            INPUT_REJECTED.inc(component=COMPONENT, reason="body_timeout")
+            log.warning("http_body_timeout", path=request.path, remote=request.remote)
+            return _error(408, "body_timeout", f"the body did not arrive within {timeout} s")
+        if not raw:
+            INPUT_REJECTED.inc(component=COMPONENT, reason="empty")
+            return _error(400, "empty", "the body must be a CAP XML document")
+        outcome = await daemon.ingest(Received(raw=raw, source="http", channel=request.path))
+        del raw
     findings = [
         {"severity": f.severity, "rule": f.rule, "xpath": f.xpath, "message": f.message}
         for f in outcome.findings
@@ -570,6 +605,7 @@ def create_app(daemon: Gateway) -> web.Application:
         client_max_size=daemon.config.http.max_body_bytes, middlewares=[_errors]
     )
     app[DAEMON_KEY] = daemon
+    app[BUDGET_KEY] = ByteBudget(daemon.config.http.max_inflight_bytes)
     app.add_routes(
         [
             web.post("/api/v1/alerts", require_token(post_alert)),
@@ -593,11 +629,33 @@ def create_app(daemon: Gateway) -> web.Application:
     return app
 
 
+def _limit_connections(runner: web.AppRunner, limit: int) -> None:
+    """Close a connection beyond ``limit`` open at once as soon as it is accepted."""
+    server = runner.server
+    if server is None:
+        return
+    accept = server.connection_made
+
+    def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+        accept(handler, transport)
+        if len(server.connections) > limit:
+            INPUT_REJECTED.inc(component=COMPONENT, reason="too_many_connections")
+            log.warning("http_connection_refused", open=len(server.connections), limit=limit)
+            transport.close()
+
+    server.connection_made = connection_made  # type: ignore[method-assign]
+
+
 async def start_http(daemon: Gateway) -> web.AppRunner:
     """Serve the API on ``[http] host:port``; sets ``daemon.http_port`` (useful with port 0)."""
     cfg = daemon.config.http
-    runner = web.AppRunner(create_app(daemon), access_log=None)
+    # keepalive_timeout also runs from the connection's start until its first request is
+    # complete: a client that trickles its headers is closed after header_timeout.
+    runner = web.AppRunner(
+        create_app(daemon), access_log=None, keepalive_timeout=cfg.header_timeout
+    )
     await runner.setup()
+    _limit_connections(runner, cfg.max_connections)
     site = web.TCPSite(runner, cfg.host, cfg.port)
     await site.start()
     # aiohttp exposes the bound port (needed with port = 0) only on the site's server.

@@ -41,7 +41,7 @@ from adapters.mqtt.codec import STATUS_OFFLINE, STATUS_ONLINE, MqttOptions, mess
 from adapters.mqtt.codec import user_properties as make_user_properties
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SystemClock
 from gateway.errors import AdapterConnectionError, AdapterTimeoutError, DeliveryError
-from gateway.metrics import REGISTRY
+from gateway.metrics import INPUT_REJECTED, REGISTRY
 
 log = structlog.get_logger(__name__)
 
@@ -196,12 +196,25 @@ class MqttAdapter:
                 RECEIVED.inc(adapter=self.name)
                 payload = message.payload
                 raw = payload if isinstance(payload, bytes) else str(payload or "").encode()
+                ack = self._acker(message.mid, message.qos, generation)
+                if len(raw) > self.options.max_payload:
+                    # Refused, counted and acknowledged: the broker must not send it again.
+                    INPUT_REJECTED.inc(component="mqtt", reason="too_large")
+                    log.warning(
+                        "mqtt_message_refused",
+                        adapter=self.name,
+                        topic=str(message.topic),
+                        size=len(raw),
+                        reason=f"larger than max_payload ({self.options.max_payload} bytes)",
+                    )
+                    await ack()
+                    continue
                 yield Received(
                     raw=raw,
                     source=self.name,
                     received_at=self.clock.now(),
                     channel=str(message.topic),
-                    ack=self._acker(message.mid, message.qos, generation),
+                    ack=ack,
                     kind=self.options.kind,
                 )
         except aiomqtt.MqttError as exc:

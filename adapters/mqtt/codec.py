@@ -75,6 +75,7 @@ _KNOWN = frozenset(
         "topic",
         "retain",
         "qos",
+        "max_payload",
         "log_wire",
     }
 )
@@ -144,6 +145,7 @@ class MqttOptions:
     topic: TopicTemplate = field(default_factory=lambda: TopicTemplate(DEFAULT_SINK_TOPIC))
     retain: bool = False
     qos: int = 1  # of what a sink publishes: 1 (at least once) or 2 (exactly once, broker side)
+    max_payload: int = 8 * 1024 * 1024  # largest message a source takes (an alert's cap)
     log_wire: bool = False
     kind: str = "cap"  # what the subscribed topics carry: "cap" alerts or "incident" messages
 
@@ -223,6 +225,7 @@ class MqttOptions:
             kind=kind,
             retain=bool(options.get("retain", False)),
             qos=_qos(options, where),
+            max_payload=_int(options, "max_payload", 8 * 1024 * 1024, where, minimum=1024),
             log_wire=bool(options.get("log_wire", False)),
         )
 

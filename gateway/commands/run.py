@@ -43,6 +43,13 @@ async def _main(path: str) -> int:
             )
         else:
             print(f"borderlink: API on {where}", file=sys.stderr)  # noqa: T201 - for the operator
+    if started.done() and daemon.mqtt_password_file is not None:
+        mqtt = config.mqtt
+        print(  # noqa: T201 - what a newcomer needs to see on the terminal
+            f"borderlink: MQTT on mqtt://{mqtt.embedded_host}:{mqtt.embedded_port};"
+            f" user operator, password in {daemon.mqtt_password_file}",
+            file=sys.stderr,
+        )
     started.cancel()
     await run
     return 0

@@ -251,11 +251,12 @@ class TestProtocolsAndBrokers:
         assert out.on("out/cap/")[0].payload == alert
 
     async def test_embedded_broker(self, tmp_path: Path, cap: CapFactory) -> None:
+        """Anonymous on loopback when asked (tests/mqtt/test_broker.py: with accounts)."""
         port = free_port()
         path = daemon_toml(tmp_path, "mqtt://unused:1")
         text = path.read_text().replace(
             'broker = "mqtt://unused:1"',
-            f'broker = "embedded"\nembedded_port = {port}',
+            f'broker = "embedded"\nembedded_port = {port}\nembedded_auth = false',
         )
         path.write_text(text)
         config = load(path)

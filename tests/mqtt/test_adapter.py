@@ -14,6 +14,7 @@ from adapters.mqtt.codec import MqttOptions
 from cap_schemas.model import AlertKey
 from gateway.adapter import Outbound
 from gateway.errors import ConfigError
+from gateway.metrics import INPUT_REJECTED
 from tests.daemon.conftest import (
     CapFactory,
     daemon_toml,
@@ -78,10 +79,12 @@ class TestQos0Input:
         (tmp_path / "alert.xml").write_bytes(alert)
         key = AlertKey.from_reference(CapFactory.key_of(alert))
         async with running_daemon(load(path)) as daemon:
+            assert daemon.mqtt_password_file is not None
+            password = daemon.mqtt_password_file.read_text(encoding="utf-8").strip()
             done = await asyncio.to_thread(
                 subprocess.run,
-                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port),
-                 "-t", "borderlink/in/cap", "-f", str(tmp_path / "alert.xml")],
+                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-u", "operator",
+                 "-P", password, "-t", "borderlink/in/cap", "-f", str(tmp_path / "alert.xml")],
                 capture_output=True,
                 timeout=20,
                 check=False,
@@ -92,3 +95,34 @@ class TestQos0Input:
                 return daemon.ledger.get(key) is not None
 
             await poll_until(admitted)
+
+
+class TestBounds:
+    """A message larger than the source's max_payload is refused, counted and acknowledged;
+    the next one is taken."""
+
+    async def test_oversize_message(self, mosquitto: Broker) -> None:
+        options = {"url": mosquitto.url, "topics": ["in/#"], "max_payload": 1024}
+        source = MqttAdapter("in", MqttOptions.from_mapping(options, name="in"))
+        before = INPUT_REJECTED.value(component="mqtt", reason="too_large")
+        async with source:
+            got: list[bytes] = []
+
+            async def read() -> None:
+                async for item in source.messages():
+                    got.append(item.raw)
+                    if item.ack is not None:
+                        await item.ack()
+
+            reader = asyncio.create_task(read())
+            await asyncio.wait_for(source.subscribed.wait(), 10)
+            async with aiomqtt.Client(mosquitto.host, mosquitto.port) as pub:
+                await pub.publish("in/x", b"x" * 2048, qos=1)
+                await pub.publish("in/x", b"small", qos=1)
+
+            async def second() -> bool:
+                return got == [b"small"]
+
+            await poll_until(second)
+            reader.cancel()
+        assert INPUT_REJECTED.value(component="mqtt", reason="too_large") == before + 1
