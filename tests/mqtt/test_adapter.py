@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-from pathlib import Path
 
 import aiomqtt
 import pytest
@@ -16,13 +14,9 @@ from gateway.adapter import Outbound
 from gateway.errors import ConfigError
 from gateway.metrics import INPUT_REJECTED
 from tests.daemon.conftest import (
-    CapFactory,
-    daemon_toml,
-    load,
     poll_until,
-    running_daemon,
 )
-from tests.helpers import Broker, free_port, require_tool
+from tests.helpers import Broker
 
 
 def _sink(broker: Broker, **options: object) -> MqttAdapter:
@@ -59,42 +53,6 @@ class TestQos:
     def test_bad_qos(self, value: object) -> None:
         with pytest.raises(ConfigError, match=r"qos: .*allowed: 1 .* or 2"):
             MqttOptions.from_mapping({"url": "mqtt://127.0.0.1:1", "qos": value}, name="s")
-
-
-class TestQos0Input:
-    """The README's `mosquitto_pub -t borderlink/in/cap -f alert.xml` (QoS 0) on the demo's
-    embedded broker is admitted like a QoS 1 publish."""
-
-    async def test_readme_publish_on_the_embedded_broker(self, tmp_path: Path) -> None:
-        cap = CapFactory()
-        require_tool("mosquitto_pub")
-        port = free_port()
-        path = daemon_toml(tmp_path, "mqtt://unused:1")
-        path.write_text(
-            path.read_text().replace(
-                'broker = "mqtt://unused:1"', f'broker = "embedded"\nembedded_port = {port}'
-            )
-        )
-        alert = cap(severity="Severe")
-        (tmp_path / "alert.xml").write_bytes(alert)
-        key = AlertKey.from_reference(CapFactory.key_of(alert))
-        async with running_daemon(load(path)) as daemon:
-            assert daemon.mqtt_password_file is not None
-            password = daemon.mqtt_password_file.read_text(encoding="utf-8").strip()
-            done = await asyncio.to_thread(
-                subprocess.run,
-                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-u", "operator",
-                 "-P", password, "-t", "borderlink/in/cap", "-f", str(tmp_path / "alert.xml")],
-                capture_output=True,
-                timeout=20,
-                check=False,
-            )
-            assert done.returncode == 0, done.stderr
-
-            async def admitted() -> bool:
-                return daemon.ledger.get(key) is not None
-
-            await poll_until(admitted)
 
 
 class TestBounds:

@@ -245,7 +245,8 @@ class TestWhereItListens:
 
 
 class TestDaemonOnTheEmbeddedBroker:
-    """The README's publish works with the operator's account; without it, it is refused."""
+    """The README's publish (`mosquitto_pub ... -f alert.xml`, QoS 0: taken like QoS 1) works
+    with the operator's account; without it, it is refused."""
 
     async def test_readme_publish_needs_the_password(self, tmp_path: Path) -> None:
         require_tool("mosquitto_pub")
