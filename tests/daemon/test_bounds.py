@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 
 from gateway.adapter import Received
-from gateway.daemon import Daemon, Outcome
 from gateway.errors import ConfigError
 from gateway.http import ByteBudget
+from gateway.intake import Intake, Outcome
 from gateway.metrics import INPUT_REJECTED
 from tests.daemon.conftest import CapFactory, daemon_toml, load, poll_until, running_daemon
 from tests.helpers import Broker
@@ -71,9 +71,9 @@ class TestParseSlots:
         lock = threading.Lock()
         running = 0
         peak = 0
-        original = Daemon.process
+        original = Intake.process
 
-        def slow(self: Daemon, raw: bytes, source: str, received_at: datetime) -> Outcome:
+        def slow(self: Intake, raw: bytes, source: str, received_at: datetime) -> Outcome:
             nonlocal running, peak
             with lock:
                 running += 1
@@ -85,7 +85,7 @@ class TestParseSlots:
                 with lock:
                     running -= 1
 
-        monkeypatch.setattr(Daemon, "process", slow)
+        monkeypatch.setattr(Intake, "process", slow)
         async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
             url = f"http://127.0.0.1:{daemon.http_port}/api/v1/alerts"
 

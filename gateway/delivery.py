@@ -1,0 +1,206 @@
+"""Delivery: one worker per sink takes due outbox entries and reports every outcome.
+
+A worker claims due entries of its sink in priority order (Broadcast-Immediately first; the
+claim counts the attempt and leases the entry), sends them (several in flight when the sink
+allows it), and records each outcome in one ledger transaction per batch: delivered, a retry
+with capped, jittered backoff, or a final failure with a reason. An entry stays pending until
+its sink confirmed it. A link failure (not a refusal of one delivery) is raised after the
+batch is recorded, so the supervisor reopens the sink. Workers wake when an admission or an
+operator's approval makes an entry due, and look at least every half second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+
+from gateway.adapter import Clock, SinkAdapter
+from gateway.config import SinkConfig
+from gateway.errors import AdapterError, DeliveryError
+from gateway.ledger import Ledger, OutboxEntry
+from gateway.metrics import REGISTRY
+
+log = structlog.get_logger(__name__)
+
+__all__ = ["DELIVERIES", "DELIVERY_LATENCY", "SinkWorkers"]
+
+DELIVERIES = REGISTRY.counter(
+    "borderlink_deliveries_total",
+    "Delivery attempts, by sink and outcome (delivered, retry, failed)",
+    ("sink", "outcome"),
+)
+DELIVERY_LATENCY = REGISTRY.histogram(
+    "borderlink_delivery_latency_seconds",
+    "Time from receipt of an alert to its confirmed delivery, by sink",
+    ("sink",),
+)
+_LEASE_MARGIN = 30.0  # seconds a claimed entry stays taken beyond its sink's send_timeout
+
+
+class SinkWorkers:
+    """The delivery stage: what every sink worker shares (ledger, clock, wake-ups)."""
+
+    _poll = 0.5
+
+    def __init__(
+        self,
+        *,
+        ledger: Callable[[], Ledger],
+        clock: Clock,
+        rng: random.Random,
+        stopping: asyncio.Event,
+        sinks: Sequence[str],
+    ) -> None:
+        self._ledger = ledger
+        self.clock = clock
+        self._rng = rng
+        self._stopping = stopping
+        self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in sinks}
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._ledger()
+
+    def wake_event(self, sink: str) -> asyncio.Event:
+        return self._wake.setdefault(sink, asyncio.Event())
+
+    def wake(self, sink: str | None = None) -> None:
+        """Tell one sink's worker (or every worker) that an entry may be due."""
+        events = self._wake.values() if sink is None else [self._wake.get(sink)]
+        for event in events:
+            if event is not None:
+                event.set()
+
+    def _retry_at(self, sink: SinkConfig, attempts: int) -> datetime:
+        delay = min(sink.retry_max, sink.retry_initial * 2 ** max(0, attempts - 1))
+        delay *= 1.0 - 0.25 * self._rng.random()
+        return self.clock.now() + timedelta(seconds=delay)
+
+    async def _attempt(
+        self, cfg: SinkConfig, adapter: SinkAdapter, entry: OutboxEntry
+    ) -> BaseException | None:
+        """Send one entry; the error, or None once the sink confirmed it."""
+        try:
+            await asyncio.wait_for(adapter.send(entry.to_outbound()), timeout=cfg.send_timeout)
+        except TimeoutError:
+            return AdapterError(f"sink {cfg.name}: send timed out after {cfg.send_timeout} s")
+        except (AdapterError, DeliveryError) as exc:
+            return exc
+        return None
+
+    def _record(
+        self, cfg: SinkConfig, results: Sequence[tuple[OutboxEntry, BaseException | None]]
+    ) -> None:
+        """Write the outcome of a batch of attempts to the ledger (one worker-thread hop)."""
+        ledger = self.ledger
+        delivered = [entry for entry, error in results if error is None]
+        if delivered:
+            now = self.clock.now()
+            _done, refused = ledger.mark_delivered_many([e.id for e in delivered], now)
+            for problem in refused:
+                log.error("delivery_record_refused", sink=cfg.name, error=str(problem))
+            for entry in delivered:
+                DELIVERIES.inc(sink=cfg.name, outcome="delivered")
+                DELIVERY_LATENCY.observe(
+                    max(0.0, (now - entry.enqueued_at).total_seconds()), sink=cfg.name
+                )
+                log.info(
+                    "alert_delivered",
+                    alert=str(entry.key),
+                    sink=cfg.name,
+                    entry=entry.id,
+                    route=entry.route,
+                    priority=entry.priority,
+                )
+        for entry, error in results:
+            now = self.clock.now()
+            if error is None:
+                continue
+            if isinstance(error, DeliveryError):
+                attempts = max(1, entry.attempts)  # claim() counted this attempt
+                final = not error.retryable or (
+                    cfg.max_attempts and attempts >= cfg.max_attempts
+                )
+                retry_at = None if final else self._retry_at(cfg, attempts)
+                ledger.mark_failed(entry.id, str(error), retry_at=retry_at, at=now)
+                DELIVERIES.inc(sink=cfg.name, outcome="failed" if final else "retry")
+                log.warning(
+                    "delivery_failed",
+                    alert=str(entry.key),
+                    sink=cfg.name,
+                    entry=entry.id,
+                    error=str(error),
+                    retry_at=None if retry_at is None else retry_at.isoformat(),
+                )
+            else:
+                # The link is down: retry as soon as it is back, in priority order.
+                ledger.mark_failed(entry.id, str(error), retry_at=now, at=now)
+                DELIVERIES.inc(sink=cfg.name, outcome="retry")
+
+    async def _deliver(
+        self, cfg: SinkConfig, adapter: SinkAdapter, entries: Sequence[OutboxEntry]
+    ) -> None:
+        """Send a batch in priority order (in flight together when the sink allows it),
+        record every outcome, then raise the first link failure so the link restarts."""
+        errors = await asyncio.gather(*(self._attempt(cfg, adapter, e) for e in entries))
+        results = list(zip(entries, errors, strict=True))
+        await asyncio.to_thread(self._record, cfg, results)
+        for error in errors:
+            if error is not None and not isinstance(error, DeliveryError):
+                raise error
+
+    async def run(self, cfg: SinkConfig, adapter: SinkAdapter) -> None:
+        """Deliver the sink's due entries until the daemon stops (supervised: a link that
+        fails raises, and the supervisor reopens it)."""
+        wake = self.wake_event(cfg.name)
+        concurrent = bool(getattr(adapter, "concurrent_sends", False))
+        limit = cfg.batch if concurrent else 1
+        async with adapter:
+            # A sink that can tell when its link drops is restarted at once, not at its
+            # next delivery attempt.
+            watch = getattr(adapter, "wait_closed", None)
+            closed = asyncio.ensure_future(watch()) if watch is not None else None
+            try:
+                await self._sink_loop(cfg, adapter, wake, limit, closed)
+            finally:
+                if closed is not None:
+                    closed.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, AdapterError):
+                        await closed
+
+    async def _sink_loop(
+        self,
+        cfg: SinkConfig,
+        adapter: SinkAdapter,
+        wake: asyncio.Event,
+        limit: int,
+        closed: asyncio.Future[None] | None,
+    ) -> None:
+        while True:
+            wake.clear()
+            if closed is not None and closed.done():
+                closed.result()
+            entries = await asyncio.to_thread(
+                self.ledger.claim,
+                cfg.name,
+                self.clock.now(),
+                limit=limit,
+                lease=timedelta(seconds=cfg.send_timeout + _LEASE_MARGIN),
+            )
+            if not entries:
+                if self._stopping.is_set():
+                    return
+                waiter = asyncio.ensure_future(wake.wait())
+                watched: set[asyncio.Future[Any]] = {waiter}
+                if closed is not None:
+                    watched.add(closed)
+                await asyncio.wait(watched, timeout=self._poll, return_when="FIRST_COMPLETED")
+                waiter.cancel()
+                continue
+            await self._deliver(cfg, adapter, entries)
