@@ -1,5 +1,10 @@
-"""Row codecs of the SQLite ledger: times, delivery parts, keys, and rows to the ledger's
-records; the journal writer shared by the admission and outbox transactions.
+"""What the SQL backends of the ledger share: the connection they write through, row codecs
+(times, delivery parts, keys, rows to the ledger's records) and the journal writer.
+
+The transactions of :mod:`~gateway.storage.sql_admission` and
+:mod:`~gateway.storage.sql_outbox` are written once, in SQL that SQLite and PostgreSQL both
+speak, against :class:`Connection`: ``?`` and ``:name`` parameters, rows read by column name,
+``RETURNING id`` for new rows. Each backend hands them a connection of that shape.
 
 Times are INTEGER microseconds since 1970-01-01 UTC, so that they compare and index as numbers.
 """
@@ -7,12 +12,11 @@ Times are INTEGER microseconds since 1970-01-01 UTC, so that they compare and in
 from __future__ import annotations
 
 import json
-import sqlite3
 import struct
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from cap_schemas.model import Alert, AlertKey
 from gateway.ledger import (
@@ -25,6 +29,30 @@ from gateway.ledger import (
     Provenance,
     StoredAlert,
 )
+
+
+class Row(Protocol):
+    """A result row, read by column name."""
+
+    def __getitem__(self, key: str) -> Any: ...
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    """What the shared transactions use of a backend's connection."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> Cursor: ...
+
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US = timedelta(microseconds=1)
@@ -107,7 +135,7 @@ ENTRY_COLUMNS = (
 )
 
 
-def row_to_alert(row: sqlite3.Row, raw: bytes = b"") -> StoredAlert:
+def row_to_alert(row: Row, raw: bytes = b"") -> StoredAlert:
     superseded_by = row["superseded_by"]
     return StoredAlert(
         key=AlertKey(row["sender"], row["identifier"], row["sent"]),
@@ -143,7 +171,7 @@ def row_to_alert(row: sqlite3.Row, raw: bytes = b"") -> StoredAlert:
     )
 
 
-def row_to_entry(row: sqlite3.Row) -> OutboxEntry:
+def row_to_entry(row: Row) -> OutboxEntry:
     return OutboxEntry(
         id=row["id"],
         key=AlertKey(row["sender"], row["identifier"], row["sent"]),
@@ -164,7 +192,7 @@ def row_to_entry(row: sqlite3.Row) -> OutboxEntry:
     )
 
 
-def row_to_journal(row: sqlite3.Row) -> JournalEntry:
+def row_to_journal(row: Row) -> JournalEntry:
     return JournalEntry(
         id=row["id"],
         at=dt(row["at"]),
@@ -182,11 +210,11 @@ KNOWN_COLUMNS = (
 )
 
 
-def row_key(row: sqlite3.Row) -> AlertKey:
+def row_key(row: Row) -> AlertKey:
     return AlertKey(row["sender"], row["identifier"], row["sent"])
 
 
-def row_to_known(row: sqlite3.Row, reached: Sequence[tuple[str, str]] = ()) -> Known:
+def row_to_known(row: Row, reached: Sequence[tuple[str, str]] = ()) -> Known:
     return Known(
         key=row_key(row),
         msg_type=row["msg_type"],
@@ -201,7 +229,7 @@ def row_to_known(row: sqlite3.Row, reached: Sequence[tuple[str, str]] = ()) -> K
 
 
 def journal(
-    conn: sqlite3.Connection,
+    conn: Connection,
     at: datetime,
     key: AlertKey,
     event: str,

@@ -1,4 +1,4 @@
-"""The outbox transactions of the SQLite ledger: claims, changes by the state machine of
+"""The outbox transactions of the SQL ledgers: claims, changes by the state machine of
 :mod:`gateway.ledger` (:func:`~gateway.ledger.delivered`, :func:`~gateway.ledger.failed`,
 ...), expiry.
 
@@ -7,7 +7,6 @@ Every function here runs inside a transaction the caller opened.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -19,7 +18,15 @@ from gateway.ledger import (
     EntryState,
     OutboxEntry,
 )
-from gateway.storage.sqlite_rows import ENTRY_COLUMNS, dt, journal, row_to_entry, us
+from gateway.storage.sql_rows import (
+    ENTRY_COLUMNS,
+    Connection,
+    Row,
+    dt,
+    journal,
+    row_to_entry,
+    us,
+)
 
 __all__ = ["apply", "claim", "expire_due", "load_entry", "release_claims"]
 
@@ -27,8 +34,8 @@ _FROM = "FROM outbox o JOIN alerts a ON a.id = o.alert_id"
 _OPEN = tuple(s.value for s in OPEN_STATES)
 
 
-def load_entry(conn: sqlite3.Connection, entry_id: int) -> OutboxEntry:
-    row: sqlite3.Row | None = conn.execute(
+def load_entry(conn: Connection, entry_id: int) -> OutboxEntry:
+    row: Row | None = conn.execute(
         f"SELECT {ENTRY_COLUMNS} {_FROM} WHERE o.id = ?",
         (entry_id,),
     ).fetchone()
@@ -39,15 +46,23 @@ def load_entry(conn: sqlite3.Connection, entry_id: int) -> OutboxEntry:
 
 
 def claim(
-    conn: sqlite3.Connection, sink: str, now: datetime, *, limit: int, lease: timedelta
+    conn: Connection,
+    sink: str,
+    now: datetime,
+    *,
+    limit: int,
+    lease: timedelta,
+    lock: str = "",
 ) -> list[OutboxEntry]:
     """Due pending entries of ``sink``, most urgent then oldest, each leased to the caller
-    until ``now + lease`` and marked as under way."""
+    until ``now + lease`` and marked as under way. ``lock`` is the backend's row lock
+    (PostgreSQL: ``FOR UPDATE OF o SKIP LOCKED``, so concurrent workers of several instances
+    never take the same entry)."""
     until = now + lease
     rows = conn.execute(
         f"SELECT {ENTRY_COLUMNS} {_FROM}"
         " WHERE o.sink = ? AND o.state = 'pending' AND o.next_attempt_at <= ?"
-        " ORDER BY o.priority, o.enqueued_at, o.id LIMIT ?",
+        f" ORDER BY o.priority, o.enqueued_at, o.id LIMIT ?{lock}",
         (sink, us(now), int(limit)),
     ).fetchall()
     taken: list[OutboxEntry] = []
@@ -75,7 +90,7 @@ def claim(
 
 
 def release_claims(
-    conn: sqlite3.Connection, now: datetime, in_doubt: Callable[[str], str]
+    conn: Connection, now: datetime, in_doubt: Callable[[str], str]
 ) -> list[tuple[OutboxEntry, str]]:
     """Resolve every pending entry whose attempt was under way (its lease still running)
     when its process stopped.
@@ -117,7 +132,7 @@ def release_claims(
 
 
 def apply(
-    conn: sqlite3.Connection,
+    conn: Connection,
     entry_id: int,
     *,
     at: datetime,
@@ -149,7 +164,7 @@ def apply(
     return load_entry(conn, entry_id), before, change
 
 
-def expire_due(conn: sqlite3.Connection, now: datetime) -> list[OutboxEntry]:
+def expire_due(conn: Connection, now: datetime) -> list[OutboxEntry]:
     """Pending and held entries whose ``expires`` passed, marked expired."""
     now_us = us(now)
     rows = conn.execute(

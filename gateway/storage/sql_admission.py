@@ -1,8 +1,8 @@
-"""The admission transaction of the SQLite ledger: the facts a decision reads, and the record
+"""The admission transaction of the SQL ledgers: the facts a decision reads, and the record
 of a decided alert or message with its withdrawals and its deliveries.
 
-Every function here runs inside a transaction the caller (:class:`~gateway.storage.sqlite.
-SqliteLedger`) opened; none decides anything -- the decisions are
+Every function here runs inside a transaction the caller (a backend of
+:class:`~gateway.storage.sql.SqlLedger`) opened; none decides anything -- the decisions are
 :func:`gateway.ledger.decide` and :func:`gateway.ledger.settle`.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -33,8 +32,10 @@ from gateway.ledger import (
     priority_of,
     settle,
 )
-from gateway.storage.sqlite_rows import (
+from gateway.storage.sql_rows import (
     KNOWN_COLUMNS,
+    Connection,
+    Row,
     journal,
     key_json,
     opt_us,
@@ -57,15 +58,15 @@ _KEY = "sender = ? AND identifier = ? AND sent = ?"
 _OPEN = tuple(s.value for s in OPEN_STATES)
 
 
-def _known(conn: sqlite3.Connection, key: AlertKey) -> sqlite3.Row | None:
-    row: sqlite3.Row | None = conn.execute(
+def _known(conn: Connection, key: AlertKey) -> Row | None:
+    row: Row | None = conn.execute(
         f"SELECT {KNOWN_COLUMNS} FROM alerts WHERE {_KEY}",  # noqa: S608 - constant fragments
         (key.sender, key.identifier, key.sent),
     ).fetchone()
     return row
 
 
-def _reached(conn: sqlite3.Connection, alert_id: int) -> list[tuple[str, str]]:
+def _reached(conn: Connection, alert_id: int) -> list[tuple[str, str]]:
     """(sink, route) of the alert's entries that may have reached their sink."""
     rows = conn.execute(
         "SELECT sink, route FROM outbox WHERE alert_id = ?"
@@ -76,7 +77,7 @@ def _reached(conn: sqlite3.Connection, alert_id: int) -> list[tuple[str, str]]:
 
 
 def read_facts(
-    conn: sqlite3.Connection, key: AlertKey, references: Sequence[AlertKey] = ()
+    conn: Connection, key: AlertKey, references: Sequence[AlertKey] = ()
 ) -> Facts:
     """What an admission of ``key`` (referencing ``references``) depends on."""
     existing = _known(conn, key)
@@ -103,7 +104,7 @@ def read_facts(
 
 
 def require_facts(
-    conn: sqlite3.Connection, key: AlertKey, references: Sequence[AlertKey], facts: Facts
+    conn: Connection, key: AlertKey, references: Sequence[AlertKey], facts: Facts
 ) -> None:
     """Refuse to record a decision whose facts no longer hold."""
     if read_facts(conn, key, references) != facts:
@@ -112,7 +113,7 @@ def require_facts(
 
 
 def record_alert(
-    conn: sqlite3.Connection,
+    conn: Connection,
     alert: Alert,
     verdict: Verdict,
     planned: Sequence[PlannedDelivery],
@@ -142,7 +143,7 @@ def record_alert(
         " :received_at, :expires, :forget_after, :priority, :msg_type, :cap_status, :event,"
         " :severity, :urgency, :headline, :sender_name, :areas, :refs, :superseded_by,"
         " :received_at, :raw_sha256, :raw_size, :raw, :trust, :door, :signature, :signer,"
-        " :approved_by, :pending_refs)",
+        " :approved_by, :pending_refs) RETURNING id",
         {
             "sender": key.sender,
             "identifier": key.identifier,
@@ -173,12 +174,14 @@ def record_alert(
             **summary_fields(alert),
         },
     )
-    alert_id = int(cursor.lastrowid or 0)
-    conn.executemany(
-        "INSERT OR IGNORE INTO alert_refs (alert_id, sender, identifier, sent)"
-        " VALUES (?, ?, ?, ?)",
-        [(alert_id, r.sender, r.identifier, r.sent) for r in alert.references],
-    )
+    alert_id = int(cursor.fetchone()["id"])
+    refs = list(dict.fromkeys(alert.references))
+    if refs:
+        conn.executemany(
+            "INSERT INTO alert_refs (alert_id, sender, identifier, sent)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [(alert_id, r.sender, r.identifier, r.sent) for r in refs],
+        )
     withdraw(conn, key, verdict.withdraw, verdict.withdrawn_as, at_us=received_us, now=now)
     held = _enqueue(conn, alert_id, key, planned, received_us=received_us, now=now)
     detail = f"{admission.decision.value} from {source}"
@@ -187,14 +190,14 @@ def record_alert(
 
 
 def _duplicate(
-    conn: sqlite3.Connection, now: datetime, admission: Admission, source: str
+    conn: Connection, now: datetime, admission: Admission, source: str
 ) -> Admission:
     journal(conn, now, admission.key, "duplicate", f"from {source}: {admission.reason}")
     return admission
 
 
 def _admitted(
-    conn: sqlite3.Connection,
+    conn: Connection,
     now: datetime,
     admission: Admission,
     detail: str,
@@ -210,7 +213,7 @@ def _admitted(
 
 
 def withdraw(
-    conn: sqlite3.Connection,
+    conn: Connection,
     key: AlertKey,
     refs: Sequence[Known],
     status: AlertStatus,
@@ -256,7 +259,7 @@ def withdraw(
 
 
 def approve_withdrawals(
-    conn: sqlite3.Connection,
+    conn: Connection,
     alert_id: int,
     *,
     by: str,
@@ -304,7 +307,7 @@ def approve_withdrawals(
 
 
 def _enqueue(
-    conn: sqlite3.Connection,
+    conn: Connection,
     alert_id: int,
     key: AlertKey,
     planned: Sequence[PlannedDelivery],
@@ -320,7 +323,7 @@ def _enqueue(
         cursor = conn.execute(
             "INSERT INTO outbox (alert_id, sink, route, content_type, attributes, parts,"
             " priority, enqueued_at, expires, attempts, next_attempt_at, state, reason,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?) RETURNING id",
             (
                 alert_id,
                 item.sink,
@@ -343,7 +346,7 @@ def _enqueue(
             key,
             state.value if item.held else "enqueued",
             f"route {item.route}, priority {item.priority}",
-            entry_id=cursor.lastrowid,
+            entry_id=int(cursor.fetchone()["id"]),
             sink=item.sink,
         )
         OUTBOX_TRANSITIONS.inc(sink=item.sink, state=state.value)
@@ -351,7 +354,7 @@ def _enqueue(
 
 
 def record_message(
-    conn: sqlite3.Connection,
+    conn: Connection,
     record: MessageRecord,
     admission: Admission,
     planned: Sequence[PlannedDelivery],
@@ -373,7 +376,7 @@ def record_message(
         " received_at, forget_after, priority, msg_type, cap_status, event, headline,"
         " sender_name, areas, status_changed_at, raw_sha256, raw_size, raw, kind)"
         " VALUES (?, ?, ?, ?, 'expired', ?, ?, ?, ?, ?, ?, '', ?, ?, ?, ?, ?, ?, ?, ?,"
-        " 'incident')",
+        " 'incident') RETURNING id",
         (
             key.sender,
             key.identifier,
@@ -396,7 +399,7 @@ def record_message(
         ),
     )
     held = _enqueue(
-        conn, int(cursor.lastrowid or 0), key, planned, received_us=received_us, now=now
+        conn, int(cursor.fetchone()["id"]), key, planned, received_us=received_us, now=now
     )
     detail = f"{record.msg_type} {admission.decision.value} from {source}"
     _admitted(conn, now, admission, detail, planned=planned, held=held)

@@ -1,0 +1,604 @@
+"""The ledger over SQL: every query and transaction of the storage contract, written once.
+
+:class:`SqlLedger` implements :class:`gateway.ledger.LedgerBase` (``facts``, ``record``, the
+queries, the outbox changes, retention) in SQL that SQLite and PostgreSQL both speak; a
+backend subclass supplies connections (:meth:`SqlLedger._read`, :meth:`SqlLedger._write`)
+and its row lock for claims. The transactions themselves are in
+:mod:`~gateway.storage.sql_admission` and :mod:`~gateway.storage.sql_outbox`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from cap_schemas.model import Alert, AlertKey, MsgType
+from gateway.ledger import (
+    ADMISSIONS,
+    IN_DOUBT,
+    IN_DOUBT_POLICIES,
+    OPEN_STATES,
+    OUTBOX_ENTRIES,
+    OUTBOX_TRANSITIONS,
+    Admission,
+    AlertStatus,
+    Change,
+    Decision,
+    EntryState,
+    EntryStateError,
+    Facts,
+    InvalidRecord,
+    JournalEntry,
+    LedgerBase,
+    MessageRecord,
+    OutboxEntry,
+    PlannedDelivery,
+    Provenance,
+    StoredAlert,
+    Verdict,
+    approved,
+    delivered,
+    failed,
+    invalid_key,
+    rejected,
+)
+from gateway.storage.sql_admission import (
+    approve_withdrawals,
+    read_facts,
+    record_alert,
+    record_message,
+    require_facts,
+)
+from gateway.storage.sql_outbox import apply, claim, expire_due, release_claims
+from gateway.storage.sql_rows import (
+    ALERT_COLUMNS,
+    ENTRY_COLUMNS,
+    US,
+    Connection,
+    dt,
+    journal,
+    row_key,
+    row_to_alert,
+    row_to_entry,
+    row_to_journal,
+    us,
+)
+
+__all__ = ["SqlLedger"]
+
+log = structlog.get_logger(__name__)
+
+_SUPERSEDING = (MsgType.UPDATE, MsgType.CANCEL)
+_OPEN = tuple(s.value for s in OPEN_STATES)
+
+
+class _Now(Protocol):
+    def now(self) -> datetime: ...
+
+
+def _changed(entry: OutboxEntry, change: Change) -> None:
+    OUTBOX_TRANSITIONS.inc(sink=entry.sink, state=change.state.value)
+    log.info(
+        "outbox_entry_changed",
+        change=change.event,
+        alert=str(entry.key),
+        entry=entry.id,
+        sink=entry.sink,
+        state=change.state.value,
+        reason=change.reason,
+    )
+
+
+class SqlLedger(LedgerBase):
+    """The storage contract over SQL. Subclasses set the settings below and provide
+    connections; ``_claim_lock`` is appended to the claim's SELECT (a row lock)."""
+
+    dedup_floor: timedelta
+    journal_retention: timedelta
+    max_invalid_bytes: int
+    _clock: _Now
+    _claim_lock = ""
+
+    def __init__(self) -> None:
+        self._gauged_sinks: set[str] = set()
+
+    @abc.abstractmethod
+    def _read(self) -> AbstractContextManager[Connection]:
+        """A connection for a consistent read."""
+
+    @abc.abstractmethod
+    def _write(self, *, sync: bool = True) -> AbstractContextManager[Connection]:
+        """One durable transaction (``sync=False``: may be lost with the power only)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # ------------------------------------------------------------------ admission
+
+    def facts(self, key: AlertKey, references: Sequence[AlertKey] = ()) -> Facts:
+        with self._read() as conn:
+            return read_facts(conn, key, references)
+
+    def _forget_after(self, received_at: datetime, expires: datetime | None) -> datetime:
+        """Keys are remembered until the alert expires, and at least ``dedup_floor``."""
+        floor = received_at + self.dedup_floor
+        return floor if expires is None or expires < floor else expires
+
+    def record(
+        self,
+        alert: Alert,
+        verdict: Verdict,
+        planned: Sequence[PlannedDelivery],
+        *,
+        facts: Facts,
+        source: str,
+        received_at: datetime,
+        provenance: Provenance | None = None,
+    ) -> Admission:
+        references = alert.references if alert.msg_type in _SUPERSEDING else ()
+        with self._write() as conn:
+            require_facts(conn, alert.key, references, facts)
+            return record_alert(
+                conn,
+                alert,
+                verdict,
+                planned,
+                source=source,
+                received_at=received_at,
+                forget_after=self._forget_after(received_at, alert.expires),
+                now=self._clock.now(),
+                provenance=provenance,
+            )
+
+    def record_message(
+        self,
+        record: MessageRecord,
+        admission: Admission,
+        planned: Sequence[PlannedDelivery],
+        *,
+        facts: Facts,
+        source: str,
+        received_at: datetime,
+    ) -> Admission:
+        with self._write() as conn:
+            require_facts(conn, record.key, (), facts)
+            return record_message(
+                conn,
+                record,
+                admission,
+                planned,
+                source=source,
+                received_at=received_at,
+                forget_after=received_at + self.dedup_floor,
+                now=self._clock.now(),
+            )
+
+    def record_invalid(
+        self, raw: bytes, *, source: str, received_at: datetime, reason: str
+    ) -> None:
+        """Keep a document that could not be admitted, keyed by its SHA-256."""
+        key = invalid_key(raw)
+        digest = key.identifier.removeprefix("sha256:")
+        at = us(received_at)
+        kept = bytes(raw[: self.max_invalid_bytes])
+        if len(kept) < len(raw):
+            reason = f"{reason} (kept the first {len(kept)} of {len(raw)} bytes)"
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO invalid (digest, source, first_received_at, last_received_at,"
+                " count, reason, raw) VALUES (?, ?, ?, ?, 1, ?, ?)"
+                " ON CONFLICT (digest) DO UPDATE SET count = count + 1,"
+                " last_received_at = excluded.last_received_at",
+                (digest, source, at, at, reason, kept),
+            )
+            journal(conn, self._clock.now(), key, "invalid", f"from {source}: {reason}")
+        ADMISSIONS.inc(decision=Decision.INVALID.value)
+        log.warning(
+            "alert_invalid_recorded", digest=digest, source=source, reason=reason, size=len(raw)
+        )
+
+    # ------------------------------------------------------------------ alerts
+
+    def seen(self, key: AlertKey) -> bool:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM alerts WHERE sender = ? AND identifier = ? AND sent = ?",
+                (key.sender, key.identifier, key.sent),
+            ).fetchone()
+        return row is not None
+
+    def get(self, key: AlertKey) -> StoredAlert | None:
+        with self._read() as conn:
+            row = conn.execute(
+                f"SELECT {ALERT_COLUMNS}, raw FROM alerts"  # noqa: S608 - constant columns
+                " WHERE sender = ? AND identifier = ? AND sent = ?",
+                (key.sender, key.identifier, key.sent),
+            ).fetchone()
+        return None if row is None else row_to_alert(row, bytes(row["raw"]))
+
+    def _select_alerts(
+        self, where: str, params: Sequence[Any], *, with_raw: bool, order: str, limit: int | None
+    ) -> list[StoredAlert]:
+        columns = ALERT_COLUMNS + (", raw" if with_raw else "")
+        sql = f"SELECT {columns} FROM alerts WHERE {where} ORDER BY {order}"  # noqa: S608 - constant fragments
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._read() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [row_to_alert(r, bytes(r["raw"]) if with_raw else b"") for r in rows]
+
+    def active(self, now: datetime, *, with_raw: bool = False) -> list[StoredAlert]:
+        """Alerts in force at ``now``: not cancelled, superseded or expired, highest first.
+
+        An alert whose ``expires`` has passed is left out even before :meth:`expire_alerts`
+        has marked it.
+        """
+        return self._select_alerts(
+            "status = 'active' AND (expires IS NULL OR expires > ?)",
+            (us(now),),
+            with_raw=with_raw,
+            order="priority, received_at, id",
+            limit=None,
+        )
+
+    def alerts(
+        self, *, limit: int = 100, before: datetime | None = None, with_raw: bool = False
+    ) -> list[StoredAlert]:
+        """The most recently received alerts, newest first (``before``: page backwards)."""
+        where, params = (
+            ("kind = 'cap'", ())
+            if before is None
+            else ("kind = 'cap' AND received_at < ?", (us(before),))
+        )
+        return self._select_alerts(
+            where, params, with_raw=with_raw, order="received_at DESC, id DESC", limit=limit
+        )
+
+    def expire_alerts(self, now: datetime) -> list[StoredAlert]:
+        """Mark active alerts past their ``expires`` as expired; returns those just marked.
+
+        An alert without ``expires`` stays active until updated or cancelled, and is expired
+        here when its duplicate memory runs out (``received_at + dedup_floor``).
+        """
+        now_us = us(now)
+        with self._write() as conn:
+            rows = conn.execute(
+                f"SELECT {ALERT_COLUMNS} FROM alerts WHERE status = 'active' AND ("  # noqa: S608 - constant columns
+                " (expires IS NOT NULL AND expires <= ?)"
+                " OR (expires IS NULL AND forget_after <= ?)) ORDER BY id",
+                (now_us, now_us),
+            ).fetchall()
+            for row in rows:
+                conn.execute(
+                    "UPDATE alerts SET status = 'expired', status_changed_at = ?,"
+                    " deactivated_at = ? WHERE id = ?",
+                    (now_us, now_us, row["id"]),
+                )
+                key = row_key(row)
+                journal(conn, now, key, "expired", "alert no longer in force")
+        return [
+            replace(row_to_alert(row), status=AlertStatus.EXPIRED, status_changed_at=now)
+            for row in rows
+        ]
+
+    def deactivated_since(self, since: datetime, *, limit: int = 1000) -> list[StoredAlert]:
+        """Alerts that stopped being active after ``since`` (cancelled, superseded, expired).
+
+        Ordered by the time they stopped (``status_changed_at``); the daemon keeps the last
+        one's time as its cursor and clears their retained MQTT summaries. An alert that was
+        never active (a Cancel message itself, one expired on receipt) is not listed.
+
+        A page holds about ``limit`` alerts but never splits alerts that went out of force at
+        the same instant (one ``expire_alerts`` call), so the cursor loses none of them.
+        """
+        since_us = us(since)
+        return self._select_alerts(
+            "deactivated_at IS NOT NULL AND deactivated_at > ? AND deactivated_at <= COALESCE("
+            " (SELECT deactivated_at FROM alerts WHERE deactivated_at > ?"
+            "  ORDER BY deactivated_at LIMIT 1 OFFSET ?), 9223372036854775807)",
+            (since_us, since_us, max(0, int(limit) - 1)),
+            with_raw=False,
+            order="deactivated_at, id",
+            limit=None,
+        )
+
+    # ------------------------------------------------------------------ outbox
+
+    def _entries(self, where: str, params: Sequence[Any], tail: str = "") -> list[OutboxEntry]:
+        sql = (
+            f"SELECT {ENTRY_COLUMNS} FROM outbox o JOIN alerts a ON a.id = o.alert_id"  # noqa: S608 - constant fragments
+            f" WHERE {where} {tail}"
+        )
+        with self._read() as conn:
+            return [row_to_entry(r) for r in conn.execute(sql, params).fetchall()]
+
+    def deliveries(self, key: AlertKey) -> list[OutboxEntry]:
+        return self._entries(
+            "a.sender = ? AND a.identifier = ? AND a.sent = ?",
+            (key.sender, key.identifier, key.sent),
+            "ORDER BY o.id",
+        )
+
+    def entry(self, entry_id: int) -> OutboxEntry | None:
+        found = self._entries("o.id = ?", (entry_id,))
+        return found[0] if found else None
+
+    def due(self, sink: str, now: datetime, limit: int = 1) -> list[OutboxEntry]:
+        """Pending entries of ``sink`` whose next attempt is due, most urgent then oldest.
+
+        Reads at most ``limit`` rows through the ``outbox_due`` index, whatever the backlog.
+        """
+        if limit < 1:
+            return []
+        return self._entries(
+            "o.sink = ? AND o.state = 'pending' AND o.next_attempt_at <= ?",
+            (sink, us(now)),
+            f"ORDER BY o.priority, o.enqueued_at, o.id LIMIT {int(limit)}",
+        )
+
+    def claim(
+        self,
+        sink: str,
+        now: datetime,
+        *,
+        limit: int = 1,
+        lease: timedelta = timedelta(seconds=60),
+    ) -> list[OutboxEntry]:
+        """Take due entries for delivery: :meth:`due`, with a lease on each entry taken.
+
+        Each returned entry's next attempt moves to ``now + lease``, so a second worker (or
+        a second instance on the same store) does not take it too; a worker that dies before
+        :meth:`mark_delivered` / :meth:`mark_failed` leaves it to be retried when the lease
+        runs out. The start of each attempt is journalled (``attempt_started``).
+        """
+        if limit < 1:
+            return []
+        # Not synced: a claim lost with the power only means the attempt is not known to
+        # have started; the outcome that follows is written synced (and syncs this with it).
+        with self._write(sync=False) as conn:
+            return claim(conn, sink, now, limit=limit, lease=lease, lock=self._claim_lock)
+
+    def release_claims(
+        self, now: datetime, in_doubt: Callable[[str], str] | None = None
+    ) -> int:
+        """Resolve the attempts that were under way when the (single) process using this
+        store stopped: each is **in doubt** (it may have reached its sink). ``in_doubt(sink)``
+        names the sink's policy -- ``resend`` (the default: due at once, so the attempt is
+        retried now and not when its lease would have run out), ``hold`` or ``skip``. The
+        entry keeps ``started_at``: the sink may have received it, so an update or a cancel
+        of the alert still goes to that sink. Returns how many entries were in doubt.
+        """
+        with self._write() as conn:
+            resolved = release_claims(conn, now, in_doubt or (lambda _sink: "resend"))
+        for entry, policy in resolved:
+            IN_DOUBT.inc(sink=entry.sink, resolution=policy)
+            if entry.state is not EntryState.PENDING:
+                OUTBOX_TRANSITIONS.inc(sink=entry.sink, state=entry.state.value)
+        if resolved:
+            log.warning(
+                "outbox_in_doubt",
+                entries=len(resolved),
+                resolutions={p: sum(1 for _e, q in resolved if q == p) for p in IN_DOUBT_POLICIES},
+            )
+        return len(resolved)
+
+    def pending_count(self, sink: str | None = None) -> int:
+        with self._read() as conn:
+            if sink is None:
+                row = conn.execute("SELECT COUNT(*) AS n FROM outbox WHERE state = 'pending'")
+            else:
+                row = conn.execute(
+                    "SELECT COUNT(*) AS n FROM outbox WHERE sink = ? AND state = 'pending'",
+                    (sink,),
+                )
+            return int(row.fetchone()["n"])
+
+    def outbox_counts(self) -> dict[tuple[str, EntryState], int]:
+        """Entries per (sink, state), for the status page; also sets the gauge
+        ``borderlink_outbox_entries`` (call it when metrics are scraped)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT sink, state, COUNT(*) AS n FROM outbox GROUP BY sink, state"
+            ).fetchall()
+        counts = {(r["sink"], EntryState(r["state"])): int(r["n"]) for r in rows}
+        for sink in {s for s, _ in counts} | self._gauged_sinks:
+            for state in EntryState:
+                OUTBOX_ENTRIES.set(counts.get((sink, state), 0), sink=sink, state=state.value)
+        self._gauged_sinks |= {s for s, _ in counts}
+        return counts
+
+    def _transition(
+        self, entry_id: int, *, at: datetime, decide: Callable[[OutboxEntry], Change]
+    ) -> OutboxEntry:
+        """Change one entry in one transaction; ``decide`` sees it as stored first."""
+        with self._write() as conn:
+            after, before, change = apply(conn, entry_id, at=at, decide=decide)
+        _changed(before, change)
+        return after
+
+    def mark_delivered(self, entry_id: int, at: datetime) -> OutboxEntry:
+        """Record a completed transmission.
+
+        Accepted from any state but ``held`` and ``delivered``: a transmission that finished
+        after its entry was superseded or expired did happen, and the audit trail says so.
+        Marking an entry delivered twice is refused (it would hide a double transmission).
+        """
+        return self._transition(entry_id, at=at, decide=delivered)
+
+    def mark_delivered_many(
+        self, entry_ids: Sequence[int], at: datetime
+    ) -> tuple[list[OutboxEntry], list[EntryStateError]]:
+        """:meth:`mark_delivered` for a batch in one transaction (one disk sync).
+
+        An entry the rule refuses (held, already delivered) is returned with its error and
+        does not stop the others from being recorded.
+        """
+        done: list[tuple[OutboxEntry, OutboxEntry, Change]] = []
+        refused: list[EntryStateError] = []
+        with self._write() as conn:
+            for entry_id in entry_ids:
+                try:
+                    done.append(apply(conn, entry_id, at=at, decide=delivered))
+                except EntryStateError as exc:
+                    refused.append(exc)
+        for _after, before, change in done:
+            _changed(before, change)
+        return [after for after, _before, _change in done], refused
+
+    def mark_failed(
+        self,
+        entry_id: int,
+        reason: str,
+        *,
+        retry_at: datetime | None,
+        at: datetime | None = None,
+    ) -> OutboxEntry:
+        """Record a failed attempt: retry at ``retry_at``, or fail for good when None.
+
+        ``at`` is when the attempt failed (the ledger's clock when not given).
+
+        An entry superseded or expired while its attempt was under way keeps that terminal
+        state; the failed attempt is still counted and journalled.
+        """
+
+        def decide(entry: OutboxEntry) -> Change:
+            return failed(entry, reason, retry_at)
+
+        return self._transition(entry_id, at=at or self._clock.now(), decide=decide)
+
+    def expire_due(self, now: datetime) -> list[OutboxEntry]:
+        """Mark pending and held entries whose ``expires`` passed; returns them."""
+        with self._write() as conn:
+            result = expire_due(conn, now)
+        for item in result:
+            OUTBOX_TRANSITIONS.inc(sink=item.sink, state=EntryState.EXPIRED.value)
+            log.info("outbox_entry_expired", alert=str(item.key), entry=item.id, sink=item.sink)
+        return result
+
+    def holds(self, *, limit: int = 1000) -> list[OutboxEntry]:
+        """Entries waiting for an operator, most urgent then oldest first."""
+        return self._entries(
+            "o.state = 'held'", (), f"ORDER BY o.priority, o.enqueued_at, o.id LIMIT {int(limit)}"
+        )
+
+    def approve(self, entry_id: int, *, by: str = "operator") -> OutboxEntry:
+        """Release a held entry: it becomes pending and is due at once. ``by`` (the
+        operator) is recorded with the alert; a held update or cancel then withdraws what it
+        references, in the same transaction."""
+        now = self._clock.now()
+        with self._write() as conn:
+            after, before, change = apply(
+                conn, entry_id, at=now, decide=lambda entry: approved(entry, by)
+            )
+            alert_id = int(
+                conn.execute(
+                    "SELECT alert_id FROM outbox WHERE id = ?", (entry_id,)
+                ).fetchone()["alert_id"]
+            )
+            withdrawn = approve_withdrawals(
+                conn,
+                alert_id,
+                by=by,
+                now=now,
+                cross_sender_references=self.cross_sender_references,
+            )
+        _changed(before, change)
+        if withdrawn:
+            log.info(
+                "held_update_approved",
+                alert=str(after.key),
+                by=by,
+                withdrawn=[str(k) for k in withdrawn],
+            )
+        return after
+
+    def reject(self, entry_id: int, reason: str) -> OutboxEntry:
+        """Refuse a held entry: it fails with ``rejected by operator: <reason>``."""
+
+        def decide(entry: OutboxEntry) -> Change:
+            return rejected(entry, reason)
+
+        return self._transition(entry_id, at=self._clock.now(), decide=decide)
+
+    # ------------------------------------------------------------------ journal
+
+    def journal(self, key: AlertKey, *, limit: int | None = None) -> list[JournalEntry]:
+        """The audit trail of one alert (admission and every delivery change), oldest first."""
+        with self._read() as conn:
+            sql = (
+                "SELECT * FROM journal WHERE sender = ? AND identifier = ? AND sent = ?"
+                " ORDER BY id"
+            )
+            params: tuple[Any, ...] = (key.sender, key.identifier, key.sent)
+            if limit is not None:
+                sql += " LIMIT ?"
+                params += (int(limit),)
+            rows = conn.execute(sql, params).fetchall()
+        return [row_to_journal(r) for r in rows]
+
+    def journal_between(
+        self, start: datetime, end: datetime, *, limit: int = 10_000
+    ) -> list[JournalEntry]:
+        """Audit lines with ``start <= at < end``, oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM journal WHERE at >= ? AND at < ? ORDER BY at, id LIMIT ?",
+                (us(start), us(end), int(limit)),
+            ).fetchall()
+        return [row_to_journal(r) for r in rows]
+
+    def invalid_records(self, *, limit: int = 100) -> list[InvalidRecord]:
+        """Documents refused as invalid, most recently received first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT * FROM invalid ORDER BY last_received_at DESC LIMIT ?", (int(limit),)
+            ).fetchall()
+        return [
+            InvalidRecord(
+                key=AlertKey("", "sha256:" + r["digest"], ""),
+                digest=r["digest"],
+                source=r["source"],
+                first_received_at=dt(r["first_received_at"]),
+                last_received_at=dt(r["last_received_at"]),
+                count=r["count"],
+                reason=r["reason"],
+                raw=bytes(r["raw"]),
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------------ retention
+
+    def prune(self, now: datetime) -> int:
+        """Forget keys past ``max(expires, received_at + dedup_floor)``; returns how many.
+
+        Never forgets an alert that is still active (call :meth:`expire_alerts` first, so
+        the daemon learns it went out of force) or one with an entry still pending or held.
+        Invalid documents are forgotten ``dedup_floor`` after last seen; journal lines after
+        ``journal_retention``.
+        """
+        now_us = us(now)
+        floor_us = self.dedup_floor // US
+        with self._write() as conn:
+            alerts = conn.execute(
+                "DELETE FROM alerts WHERE forget_after <= ? AND status != 'active'"
+                " AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.alert_id = alerts.id"
+                "   AND o.state IN (?, ?))",
+                (now_us, *_OPEN),
+            ).rowcount
+            invalid = conn.execute(
+                "DELETE FROM invalid WHERE last_received_at <= ?", (now_us - floor_us,)
+            ).rowcount
+            journal = conn.execute(
+                "DELETE FROM journal WHERE at < ?",
+                (now_us - self.journal_retention // US,),
+            ).rowcount
+        if alerts or invalid or journal:
+            log.info("ledger_pruned", alerts=alerts, invalid=invalid, journal_lines=journal)
+        return int(alerts) + int(invalid)
