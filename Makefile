@@ -30,6 +30,7 @@ system-tools:
 		cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 		PATH="$$PATH:/usr/sbin:/sbin" command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		pkgs=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
 		echo "installing system tools:$$pkgs"; \

@@ -24,7 +24,12 @@ from lxml import etree
 
 from cap_schemas.errors import CapParseError
 from cap_schemas.model import CAP10_NS, CAP11_NS, CAP12_NS, Alert, format_cap_datetime
-from cap_schemas.parse import ParseLimits, parse_alert_element, parse_xml
+from cap_schemas.parse import (
+    SCHEMA_COMPILE_LOCK,
+    ParseLimits,
+    parse_alert_element,
+    parse_xml,
+)
 from cap_schemas.rules import ERROR, Finding
 
 __all__ = [
@@ -240,7 +245,8 @@ def _schema(version: str) -> etree.XMLSchema:
         name = "edxl-de-1.0.xsd" if version == "1.0" else "edxl-de-2.0.xsd"
         with resources.as_file(resources.files("cap_schemas").joinpath(f"xsd/{name}")) as path:
             parser = etree.XMLParser(resolve_entities=False, no_network=True)
-            cache[version] = etree.XMLSchema(etree.parse(str(path), parser))
+            with SCHEMA_COMPILE_LOCK:
+                cache[version] = etree.XMLSchema(etree.parse(str(path), parser))
     return cache[version]
 
 

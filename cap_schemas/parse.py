@@ -58,6 +58,13 @@ from cap_schemas.model import (
     format_cap_datetime,
 )
 
+# libxml2 compiles an XML schema with process-wide state that is set up on first use and is
+# not safe to build from two threads at once (two gateways' first alerts parsed together
+# failed with "xmlSchemaPValAttrNodeValue, the given type is not a built-in type"): every
+# schema compilation of the library holds this lock. Validating with a compiled schema does
+# not need it.
+SCHEMA_COMPILE_LOCK = threading.Lock()
+
 __all__ = [
     "CAP_NAMESPACES",
     "ParseLimits",

@@ -19,7 +19,7 @@ from lxml import etree
 
 from cap_schemas.errors import CapParseError
 from cap_schemas.model import CAP12_NS, Alert
-from cap_schemas.parse import parse_xml, recently_parsed
+from cap_schemas.parse import SCHEMA_COMPILE_LOCK, parse_xml, recently_parsed
 from cap_schemas.rules import ERROR, INFO, WARNING, Finding, capcp, core, ipaws
 from cap_schemas.serialize import to_xml
 
@@ -45,7 +45,8 @@ def _schema() -> etree.XMLSchema:
     schema: etree.XMLSchema | None = getattr(_local, "schema", None)
     if schema is None:
         data = resources.files("cap_schemas").joinpath("xsd/cap12.xsd").read_bytes()
-        schema = etree.XMLSchema(parse_xml(data).getroottree())
+        with SCHEMA_COMPILE_LOCK:
+            schema = etree.XMLSchema(parse_xml(data).getroottree())
         _local.schema = schema
     return schema
 

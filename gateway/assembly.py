@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 
 from gateway import simulators
 from gateway.adapter import REGISTRY
-from gateway.config import Config, SinkConfig, SourceConfig
+from gateway.config import Config, SinkConfig, SourceConfig, item_path
 from gateway.errors import ConfigError
 from gateway.messages import MESSAGE_RENDERERS
 from gateway.translate.registry import RENDERERS
@@ -35,7 +35,8 @@ def check_names(config: Config) -> None:
         for i, item in enumerate(items):
             if item.type not in known:
                 raise ConfigError(
-                    f"{file}: {what}[{i}].type: unknown adapter type {item.type!r};"
+                    f"{file}: {item_path(what, i, item.name)}.type: unknown adapter type"
+                    f" {item.type!r};"
                     f" allowed: {', '.join(sorted(known))}"
                 )
 
@@ -43,19 +44,21 @@ def check_names(config: Config) -> None:
         if route.input == "incident":
             if route.translation not in MESSAGE_RENDERERS:
                 raise ConfigError(
-                    f"{file}: route[{i}].translation: unknown translation"
+                    f"{file}: {item_path('route', i, route.name)}.translation: unknown translation"
                     f" {route.translation!r} for incident input;"
                     f" allowed: {', '.join(sorted(MESSAGE_RENDERERS))}"
                 )
             continue
         if route.translation not in RENDERERS:
             raise ConfigError(
-                f"{file}: route[{i}].translation: unknown translation {route.translation!r};"
+                f"{file}: {item_path('route', i, route.name)}.translation: unknown translation"
+                f" {route.translation!r};"
                 f" allowed: {', '.join(sorted(RENDERERS))}"
             )
     for i, sim in enumerate(config.simulators):
         if sim.type not in simulators.REGISTRY:
             raise ConfigError(
-                f"{file}: simulator[{i}].type: unknown simulator {sim.type!r};"
+                f"{file}: {item_path('simulator', i, sim.name)}.type: unknown simulator"
+                f" {sim.type!r};"
                 f" allowed: {', '.join(sorted(simulators.REGISTRY))}"
             )

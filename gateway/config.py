@@ -13,7 +13,9 @@ Sections (each documented in ``docs/configuration.md``)::
     [[link]]       raw tables handed to gateway.links
 
 Every error is a :class:`~gateway.errors.ConfigError` naming the file, the key path
-(``route[2].match.severity``) and what is allowed. Whether the names of adapter types,
+(``route #3 "east".match.severity``: a table by its place, counted from 1, and its name) and
+what is allowed; a value set by a ``BORDERLINK_*`` variable is reported under the variable's
+name. Whether the names of adapter types,
 translations and simulators exist is checked by :func:`gateway.assembly.check_names`.
 Unknown keys are refused everywhere the daemon owns the table; adapter options are kept as
 mappings and checked by each adapter.
@@ -30,6 +32,7 @@ Secrets are never written inline: ``password_file``/``password_env``, ``token_fi
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import math
 import os
@@ -191,6 +194,10 @@ class LedgerConfig:
     dedup_floor_days: float = 7.0
     journal_retention_days: float = 90.0
     prune_interval: float = 3600.0
+    backend: str = "sqlite"  # or "postgresql": several gateways on one ledger
+    dsn: str | None = None  # postgresql://user@host:5432/db (the password never inline)
+    password: str | None = field(default=None, repr=False)
+    schema: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +316,12 @@ class Config:
 # ------------------------------------------------------------------------------- reading
 
 
+# Key paths set by BORDERLINK_* variables while a file is read: their errors name the variable.
+_ENV_ORIGINS: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
+    "borderlink_env_origins", default={}  # noqa: B039 - read only, never mutated
+)
+
+
 class _Reader:
     """Takes keys out of one table, naming the file and key path in every error."""
 
@@ -326,7 +339,11 @@ class _Reader:
         return f"{self.path}.{key}" if self.path else key
 
     def fail(self, message: str, key: str | None = None) -> NoReturn:
-        raise ConfigError(f"{self.file}: {self.where(key)}: {message}")
+        where = self.where(key)
+        variable = _ENV_ORIGINS.get().get(where)
+        if variable is not None:  # the value came from the environment, not the file
+            raise ConfigError(f"environment {variable} ({where} of {self.file}): {message}")
+        raise ConfigError(f"{self.file}: {where}: {message}")
 
     def has(self, key: str) -> bool:
         return key in self.table
@@ -678,9 +695,11 @@ def _embedded_tls(r: _Reader, base: Path) -> TlsConfig | None:
 
 def _http(r: _Reader, base: Path) -> HttpConfig:
     tokens: list[str] = []
+    origin: list[str] = []  # the key each token came from
     single = r.secret("token", base=base)
     if single:
         tokens.append(single)
+        origin.append("token_env" if r.has("token_env") else "token_file")
     tokens_file = r.string("tokens_file", None)
     if tokens_file is not None:
         path = Path(tokens_file)
@@ -689,10 +708,12 @@ def _http(r: _Reader, base: Path) -> HttpConfig:
             lines = path.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             r.fail(f"cannot read {path}: {exc.strerror or exc}", "tokens_file")
-        tokens.extend(x.strip() for x in lines if x.strip() and not x.startswith("#"))
-    for token in tokens:
+        listed = [x.strip() for x in lines if x.strip() and not x.startswith("#")]
+        tokens.extend(listed)
+        origin.extend("tokens_file" for _ in listed)
+    for token, key in zip(tokens, origin, strict=True):
         if len(token) < 16:
-            r.fail("every API token must be at least 16 characters", "token_file")
+            r.fail("every API token must be at least 16 characters", key)
     out = HttpConfig(
         enabled=r.boolean("enabled", True),
         host=r.string("host", "127.0.0.1"),
@@ -719,15 +740,28 @@ def _http(r: _Reader, base: Path) -> HttpConfig:
     return out
 
 
-def _ledger(r: _Reader, data_dir: Path) -> LedgerConfig:
+def _ledger(r: _Reader, data_dir: Path, base: Path) -> LedgerConfig:
     path = r.string("path", None)
     out = LedgerConfig(
         path=Path(path) if path is not None else data_dir / "ledger.sqlite3",
         dedup_floor_days=r.number("dedup_floor_days", 7.0, minimum=0.0),
         journal_retention_days=r.number("journal_retention_days", 90.0, minimum=1.0),
         prune_interval=r.number("prune_interval", 3600.0, minimum=1.0),
+        backend=r.string("backend", "sqlite", choices=LEDGER_BACKENDS),
+        dsn=r.string("dsn", None),
+        password=r.secret("password", base=base),
+        schema=r.string("schema", None),
     )
     r.finish()
+    if out.backend == "postgresql":
+        if not out.dsn or not re.match(r"^postgres(ql)?://", out.dsn):
+            r.fail("the postgresql backend needs dsn = \"postgresql://user@host:5432/db\"", "dsn")
+        if re.match(r"^postgres(ql)?://[^/@]*:[^/@]*@", out.dsn) or "password=" in out.dsn:
+            r.fail("no password in the dsn: use password_file or password_env", "dsn")
+        if out.schema is not None and not re.match(r"^[a-z_][a-z0-9_]{0,62}$", out.schema):
+            r.fail(f"{out.schema!r}: lower-case letters, digits and _", "schema")
+    elif out.dsn is not None or out.password is not None:
+        r.fail('dsn and password are for backend = "postgresql"', "dsn")
     return out
 
 
@@ -897,10 +931,22 @@ def _array(r: _Reader, key: str) -> list[tuple[_Reader, int]]:
         return []
     if not isinstance(value, list):
         r.fail(f"must be an array of tables ([[{key}]]), got {_kind(value)}", key)
-    return [(_Reader(r.file, f"{key}[{i}]", t), i) for i, t in enumerate(value)]
+    readers = []
+    for i, table in enumerate(value):
+        name = table.get("name") if isinstance(table, Mapping) else None
+        readers.append((_Reader(r.file, item_path(key, i, name), table), i))
+    return readers
+
+
+def item_path(section: str, index: int, name: object = None) -> str:
+    """How an error names one ``[[section]]`` table: its place counted from 1, and its name
+    when it has one (``route #2 "canada-to-us"``)."""
+    label = f"{section} #{index + 1}"
+    return f'{label} "{name}"' if isinstance(name, str) and name else label
 
 
 IN_DOUBT_CHOICES = ("resend", "hold", "skip")
+LEDGER_BACKENDS = ("sqlite", "postgresql")
 # The embedded broker's account for the gateway itself (its password is made at each start).
 EMBEDDED_GATEWAY_USER = "borderlink-gateway"
 
@@ -918,7 +964,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     gateway = _gateway(_Reader(file, "gateway", top.table_of("gateway")))
     mqtt = _mqtt(_Reader(file, "mqtt", top.table_of("mqtt")), base)
     http = _http(_Reader(file, "http", top.table_of("http")), base)
-    ledger = _ledger(_Reader(file, "ledger", top.table_of("ledger")), gateway.data_dir)
+    ledger = _ledger(_Reader(file, "ledger", top.table_of("ledger")), gateway.data_dir, base)
     sources = tuple(_source(sr) for sr, _ in _array(top, "source"))
     sinks = tuple(_sink(sr) for sr, _ in _array(top, "sink"))
     routes = tuple(_route(rr, i) for rr, i in _array(top, "route"))
@@ -937,14 +983,16 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
             if sink not in sink_names:
                 allowed = ", ".join(sorted(sink_names)) or "(no [[sink]] defined)"
                 raise ConfigError(
-                    f"{file}: route[{i}].sinks: no sink named {sink!r}; defined: {allowed}"
+                    f"{file}: {item_path('route', i, route.name)}.sinks: no sink named {sink!r};"
+                    f" defined: {allowed}"
                 )
         # Incident routes also take what radio sinks hear.
         known = source_names | sink_names if route.input == "incident" else source_names
         for source in sorted(route.sources or ()):
             if source not in known:
                 raise ConfigError(
-                    f"{file}: route[{i}].sources: no source named {source!r}; defined: "
+                    f"{file}: {item_path('route', i, route.name)}.sources: no source named"
+                    f" {source!r}; defined: "
                     + ", ".join(sorted(known))
                 )
     return Config(
@@ -965,10 +1013,10 @@ def _unique(file: str, what: str, names: list[str], reserved: Sequence[str] = ()
     seen: set[str] = set()
     for i, name in enumerate(names):
         if name in seen:
-            raise ConfigError(f"{file}: {what}[{i}].name: {name!r} is used twice")
+            raise ConfigError(f"{file}: {item_path(what, i, name)}.name: is used twice")
         if name in reserved:
             raise ConfigError(
-                f"{file}: {what}[{i}].name: {name!r} is reserved for the built-in input"
+                f"{file}: {item_path(what, i, name)}.name: is reserved for the built-in input"
             )
         seen.add(name)
 
@@ -984,9 +1032,13 @@ def _env_value(text: str) -> Any:
 
 
 def apply_env_overrides(
-    data: Mapping[str, Any], environ: Mapping[str, str] | None = None
+    data: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    origins: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Return a copy of ``data`` with every ``BORDERLINK_*`` override applied."""
+    """Return a copy of ``data`` with every ``BORDERLINK_*`` override applied; ``origins``
+    (when given) learns which key path each variable set, so an error names the variable."""
+    origins = {} if origins is None else origins
     env = os.environ if environ is None else environ
     out: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in data.items()}
     for name, text in sorted(env.items()):
@@ -1002,6 +1054,7 @@ def apply_env_overrides(
             if not isinstance(table, dict):
                 raise ConfigError(f"environment {name}: [{section}] is not a table")
             table[parts[1].lower()] = _env_value(text)
+            origins[f"{section}.{parts[1].lower()}"] = name
         elif section in ("source", "sink") and len(parts) == 3:
             wanted = parts[1].lower().replace("-", "_")
             entries = out.get(section) or []
@@ -1015,6 +1068,8 @@ def apply_env_overrides(
                 raise ConfigError(f"environment {name}: no [[{section}]] named {parts[1]!r}")
             copy = dict(matches[0])
             copy[parts[2].lower()] = _env_value(text)
+            index = next(i for i, e in enumerate(entries) if e is matches[0])
+            origins[f"{item_path(section, index, copy.get('name'))}.{parts[2].lower()}"] = name
             out[section] = [copy if e is matches[0] else e for e in entries]
         else:
             raise ConfigError(
@@ -1041,4 +1096,10 @@ def load_config(
         raise ConfigError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{file}: not valid TOML: {exc}") from None
-    return parse_config(apply_env_overrides(data, environ), path=file)
+    origins: dict[str, str] = {}
+    overridden = apply_env_overrides(data, environ, origins)
+    token = _ENV_ORIGINS.set(origins)
+    try:
+        return parse_config(overridden, path=file)
+    finally:
+        _ENV_ORIGINS.reset(token)

@@ -73,6 +73,7 @@ from gateway.metrics import INPUT_REJECTED
 from gateway.router import Router
 from gateway.simulators import load_simulator
 from gateway.state_publisher import RetainedState
+from gateway.storage.postgres import PostgresLedger
 from gateway.storage.sqlite import SqliteLedger
 from gateway.supervisor import Backoff, Supervisor
 
@@ -436,13 +437,22 @@ class Daemon:
     # ------------------------------------------------------------------ running
 
     def _open_ledger(self) -> Ledger:
-        path = self.config.ledger.path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        cfg = self.config.ledger
+        dedup_floor = timedelta(days=cfg.dedup_floor_days)
+        retention = timedelta(days=cfg.journal_retention_days)
+        if cfg.backend == "postgresql":
+            assert cfg.dsn is not None  # checked with the configuration
+            return PostgresLedger(
+                cfg.dsn,
+                password=cfg.password,
+                schema=cfg.schema,
+                dedup_floor=dedup_floor,
+                journal_retention=retention,
+                clock=self.clock,
+            )
+        cfg.path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteLedger(
-            path,
-            dedup_floor=timedelta(days=self.config.ledger.dedup_floor_days),
-            journal_retention=timedelta(days=self.config.ledger.journal_retention_days),
-            clock=self.clock,
+            cfg.path, dedup_floor=dedup_floor, journal_retention=retention, clock=self.clock
         )
 
     def _secret_file(self, name: str) -> tuple[Path, str]:

@@ -258,9 +258,11 @@ async def list_alerts(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON_KEY]
     active = request.query.get("active", "") in ("1", "true", "yes")
     try:
-        limit = max(1, min(1000, int(request.query.get("limit", "100"))))
+        limit = int(request.query.get("limit", "100"))
     except ValueError:
-        return _error(400, "bad_limit", "limit must be an integer")
+        limit = 0
+    if not 1 <= limit <= 1000:
+        return _error(400, "bad_limit", "limit must be an integer from 1 to 1000")
     if active:
         alerts = await _to_thread(daemon.ledger.active, daemon.clock.now())
         alerts = alerts[:limit]
@@ -589,14 +591,34 @@ OPENAPI: dict[str, Any] = {
 # -------------------------------------------------------------------------------------- app
 
 
+_ERROR_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    400: "bad_request",
+}
+
+
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error is JSON (``{"error", "message"}``), as the API documents, also for paths
+    and methods that do not exist."""
     try:
         return await handler(request)
     except web.HTTPException as exc:
         if exc.status == 413:
             INPUT_REJECTED.inc(component=COMPONENT, reason="too_large")
-        raise
+        if exc.status < 400 or exc.content_type == "application/json":
+            raise
+        message = exc.reason
+        if exc.status == 404:
+            message = (
+                f"no such path {request.path}; the API is under /api/v1"
+                " (see /api/v1/openapi.json)"
+            )
+        elif exc.status == 405:
+            message = f"{request.method} is not allowed on {request.path}"
+        return _error(exc.status, _ERROR_CODES.get(exc.status, "error"), message)
 
 
 def create_app(daemon: Gateway) -> web.Application:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Broker, run_mosquitto
+from tests.helpers import Broker, Postgres, run_mosquitto, run_postgres
 
 LEAK_GRACE_SECONDS = 3.0
 
@@ -20,6 +20,13 @@ def mosquitto() -> Iterator[Broker]:
     """A real Mosquitto broker on a free loopback port, stopped after the test."""
     with run_mosquitto() as broker:
         yield broker
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A real PostgreSQL server for the whole run (each test uses a schema of its own)."""
+    with run_postgres() as server:
+        yield server
 
 
 def _live_children() -> dict[int, str]:

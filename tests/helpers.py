@@ -113,3 +113,70 @@ def run_mosquitto(port: int | None = None) -> Iterator[Broker]:
             yield broker
         finally:
             broker.stop()
+
+
+# ------------------------------------------------------------------------------- PostgreSQL
+
+
+@dataclass
+class Postgres:
+    """A real PostgreSQL server on a free loopback port, in a temporary folder."""
+
+    host: str
+    port: int
+    datadir: Path
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
+
+
+def _pg_bin(name: str) -> str:
+    """A server program of the installed PostgreSQL (the newest major version)."""
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: p.parts[-3])
+    if found:
+        return str(found[-1])
+    return require_tool(name)
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    """The server refuses to run as root: as root, run it as the ``postgres`` user."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *argv]
+    return argv
+
+
+@contextlib.contextmanager
+def run_postgres() -> Iterator[Postgres]:
+    """initdb + pg_ctl start on 127.0.0.1 (a free port; socket in the temp folder); stopped and
+    removed afterwards. ``fsync`` is off: these servers hold test data only."""
+    initdb = _pg_bin("initdb")
+    pg_ctl = _pg_bin("pg_ctl")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="pg-") as tmp:
+        base = Path(tmp)
+        datadir = base / "data"
+        if os.geteuid() == 0:
+            shutil.chown(base, "postgres")
+        subprocess.run(
+            _as_postgres([initdb, "-D", str(datadir), "-U", "postgres", "--auth=trust",
+                          "--no-sync", "-E", "UTF8"]),
+            check=True, capture_output=True, timeout=120,
+        )
+        options = (
+            f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={base}"
+            " -c fsync=off -c max_connections=300"
+        )
+        subprocess.run(
+            _as_postgres([pg_ctl, "-D", str(datadir), "-o", options, "-l",
+                          str(base / "server.log"), "-w", "start"]),
+            check=True, capture_output=True, timeout=120,
+        )
+        try:
+            wait_for_port("127.0.0.1", port, timeout=30)
+            yield Postgres("127.0.0.1", port, datadir)
+        finally:
+            subprocess.run(
+                _as_postgres([pg_ctl, "-D", str(datadir), "-m", "immediate", "-w", "stop"]),
+                check=False, capture_output=True, timeout=120,
+            )

@@ -104,6 +104,7 @@ class SqlLedger(LedgerBase):
     max_invalid_bytes: int
     _clock: _Now
     _claim_lock = ""
+    _shared = False  # several instances on one store (see release_claims)
 
     def __init__(self) -> None:
         self._gauged_sinks: set[str] = set()
@@ -118,6 +119,11 @@ class SqlLedger(LedgerBase):
 
     @abc.abstractmethod
     def close(self) -> None: ...
+
+    def _serialise(self, conn: Connection, keys: Sequence[AlertKey]) -> None:
+        """Inside a record's transaction, before its facts are re-read: make admissions that
+        touch the same keys wait for each other. A store with one writer at a time (SQLite's
+        ``BEGIN IMMEDIATE``) needs nothing more."""
 
     # ------------------------------------------------------------------ admission
 
@@ -143,6 +149,7 @@ class SqlLedger(LedgerBase):
     ) -> Admission:
         references = alert.references if alert.msg_type in _SUPERSEDING else ()
         with self._write() as conn:
+            self._serialise(conn, [alert.key, *references])
             require_facts(conn, alert.key, references, facts)
             return record_alert(
                 conn,
@@ -167,6 +174,7 @@ class SqlLedger(LedgerBase):
         received_at: datetime,
     ) -> Admission:
         with self._write() as conn:
+            self._serialise(conn, [record.key])
             require_facts(conn, record.key, (), facts)
             return record_message(
                 conn,
@@ -193,7 +201,7 @@ class SqlLedger(LedgerBase):
             conn.execute(
                 "INSERT INTO invalid (digest, source, first_received_at, last_received_at,"
                 " count, reason, raw) VALUES (?, ?, ?, ?, 1, ?, ?)"
-                " ON CONFLICT (digest) DO UPDATE SET count = count + 1,"
+                " ON CONFLICT (digest) DO UPDATE SET count = invalid.count + 1,"
                 " last_received_at = excluded.last_received_at",
                 (digest, source, at, at, reason, kept),
             )
@@ -371,11 +379,13 @@ class SqlLedger(LedgerBase):
         store stopped: each is **in doubt** (it may have reached its sink). ``in_doubt(sink)``
         names the sink's policy -- ``resend`` (the default: due at once, so the attempt is
         retried now and not when its lease would have run out), ``hold`` or ``skip``. The
-        entry keeps ``started_at``: the sink may have received it, so an update or a cancel
-        of the alert still goes to that sink. Returns how many entries were in doubt.
+        attempt stays counted: the sink may have received it, so an update or a cancel of
+        the alert still goes to that sink. Returns how many entries were in doubt.
         """
         with self._write() as conn:
-            resolved = release_claims(conn, now, in_doubt or (lambda _sink: "resend"))
+            resolved = release_claims(
+                conn, now, in_doubt or (lambda _sink: "resend"), shared=self._shared
+            )
         for entry, policy in resolved:
             IN_DOUBT.inc(sink=entry.sink, resolution=policy)
             if entry.state is not EntryState.PENDING:

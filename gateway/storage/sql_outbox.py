@@ -90,7 +90,11 @@ def claim(
 
 
 def release_claims(
-    conn: Connection, now: datetime, in_doubt: Callable[[str], str]
+    conn: Connection,
+    now: datetime,
+    in_doubt: Callable[[str], str],
+    *,
+    shared: bool = False,
 ) -> list[tuple[OutboxEntry, str]]:
     """Resolve every pending entry whose attempt was under way (its lease still running)
     when its process stopped.
@@ -99,12 +103,16 @@ def release_claims(
     says what the sink wants: ``resend`` (due at once; the sink may see it twice, with the
     same delivery id), ``hold`` (an operator decides), ``skip`` (failed, not sent again).
     Each resolution is journalled. Returns the entries with their resolution.
+
+    A store used by one process (SQLite) releases every claim still leased (the process that
+    held them is the one starting). A ``shared`` store (several instances) releases only
+    claims whose lease ran out: those of an instance that died; a live instance's are left.
     """
     now_us = us(now)
     rows = conn.execute(
         f"SELECT {ENTRY_COLUMNS} {_FROM}"
-        " WHERE o.state = 'pending' AND o.started_at IS NOT NULL AND o.next_attempt_at > ?"
-        " ORDER BY o.id",
+        " WHERE o.state = 'pending' AND o.started_at IS NOT NULL"
+        f" AND o.next_attempt_at {'<=' if shared else '>'} ? ORDER BY o.id",
         (now_us,),
     ).fetchall()
     resolved: list[tuple[OutboxEntry, str]] = []
@@ -118,9 +126,11 @@ def release_claims(
             state, reason = EntryState.FAILED, f"{doubt}; not sent again (in_doubt = skip)"
         else:
             state, reason = EntryState.PENDING, entry.reason
+        # The claim ends here (its attempt stays counted, so the entry still counts as
+        # attempted: an update or cancel of the alert goes to this sink too).
         conn.execute(
-            "UPDATE outbox SET state = ?, reason = ?, next_attempt_at = ?, updated_at = ?"
-            " WHERE id = ?",
+            "UPDATE outbox SET state = ?, reason = ?, next_attempt_at = ?, updated_at = ?,"
+            " started_at = NULL WHERE id = ?",
             (state.value, reason, now_us, now_us, entry.id),
         )
         detail = f"{doubt}; " + (

@@ -112,7 +112,7 @@ class TestErrors:
     def test_bad_enum_value_in_route_filter(self, tmp_path: Path) -> None:
         text = BASE + '[route.match]\nseverity = ["Huge"]\n'
         message = refused(tmp_path, text)
-        assert "route[0].match.severity" in message
+        assert 'route #1 "r".match.severity' in message
         assert "Extreme, Severe, Moderate, Minor, Unknown" in message
 
     def test_filter_values_are_case_insensitive(self, tmp_path: Path) -> None:
@@ -123,24 +123,24 @@ class TestErrors:
 
     def test_route_names_undefined_sink(self, tmp_path: Path) -> None:
         message = refused(tmp_path, BASE.replace('sinks = ["out"]', 'sinks = ["nope"]'))
-        assert "route[0].sinks" in message
+        assert 'route #1 "r".sinks' in message
         assert "'nope'" in message
         assert "defined: out" in message
 
     def test_unknown_adapter_type(self, tmp_path: Path) -> None:
         message = refused(tmp_path, BASE.replace('type = "mqtt"', 'type = "carrier-pigeon"'))
-        assert "sink[0].type" in message
+        assert 'sink #1 "out".type' in message
         assert "allowed:" in message
         assert "mqtt" in message
 
     def test_unknown_translation(self, tmp_path: Path) -> None:
         message = refused(tmp_path, BASE + 'translation = "klingon"\n')
-        assert "route[0].translation" in message
+        assert 'route #1 "r".translation' in message
         assert "identity" in message
 
     def test_unknown_simulator(self, tmp_path: Path) -> None:
         message = refused(tmp_path, BASE + '\n[[simulator]]\ntype = "weather-machine"\n')
-        assert "simulator[0].type" in message
+        assert "simulator #1" in message
         assert "naad" in message
 
     def test_bad_broker(self, tmp_path: Path) -> None:
@@ -154,7 +154,7 @@ class TestErrors:
 
     def test_duplicate_names(self, tmp_path: Path) -> None:
         text = BASE + '\n[[sink]]\nname = "out"\ntype = "mqtt"\n'
-        assert "sink[1].name: 'out' is used twice" in refused(tmp_path, text)
+        assert 'sink #2 "out".name: is used twice' in refused(tmp_path, text)
 
     def test_reserved_source_name(self, tmp_path: Path) -> None:
         text = BASE + '\n[[source]]\nname = "mqtt"\ntype = "demo"\n'
@@ -163,7 +163,7 @@ class TestErrors:
     def test_bad_region(self, tmp_path: Path) -> None:
         text = BASE + "[route.match]\nregion = { polygon = [[1, 2], [3]] }\n"
         message = refused(tmp_path, text)
-        assert "route[0].match.regions[0].polygon" in message
+        assert 'route #1 "r".match.regions[0].polygon' in message
 
     def test_not_toml(self, tmp_path: Path) -> None:
         assert "not valid TOML" in refused(tmp_path, "[[[")
@@ -253,3 +253,32 @@ class TestCheckConfigCommand:
         bad = self.run(str(bad_path))
         assert bad.returncode == 2
         assert "unknown placeholder {nope}" in bad.stderr
+
+
+class TestErrorsPointToTheirPlace:
+    """An error names what the user wrote: the route by place and name, the environment
+    variable that set a bad value, the key a short token came from."""
+
+    def test_tables_by_place_and_name(self, tmp_path: Path) -> None:
+        text = BASE + '\n[[route]]\nname = "second"\nsinks = ["nope"]\n'
+        assert 'route #2 "second".sinks' in refused(tmp_path, text)
+        unnamed = BASE + '\n[[route]]\nsinks = ["out"]\naction = "shout"\n'
+        assert "route #2.action" in refused(tmp_path, unnamed)
+
+    def test_environment_variable_is_named(self, tmp_path: Path) -> None:
+        path = write(tmp_path, BASE)
+        with pytest.raises(ConfigError) as info:
+            load_config(path, environ={"BORDERLINK_HTTP__PORT": "abc"})
+        message = str(info.value)
+        assert message.startswith(f"environment BORDERLINK_HTTP__PORT (http.port of {path}):")
+        expected = r'environment BORDERLINK_SINK__OUT__LIVE \(sink #1 "out"\.live'
+        with pytest.raises(ConfigError, match=expected):
+            load_config(path, environ={"BORDERLINK_SINK__OUT__LIVE": '"maybe"'})
+
+    def test_short_token_names_its_key(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("GW_TOKEN", "short")
+        text = BASE + '\n[http]\ntoken_env = "GW_TOKEN"\n'
+        with pytest.raises(ConfigError, match=r"http\.token_env: every API token"):
+            load_config(write(tmp_path, text), environ={})

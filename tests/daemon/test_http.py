@@ -248,3 +248,32 @@ class TestHttpHostile:
         assert after - before == len(bodies)
         assert alerts == []
         assert len(invalid) == len(bodies)
+
+
+class TestJsonErrors:
+    """Every error answer is JSON, as docs/http-api.md says; limits are checked, not bent."""
+
+    async def test_unknown_paths_methods_and_limits(
+        self, mosquitto: Broker, tmp_path: Path
+    ) -> None:
+        config = load(daemon_toml(tmp_path, mosquitto.url))
+        async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
+            base = f"http://127.0.0.1:{daemon.http_port}"
+            for path, status, error in (
+                ("/", 404, "not_found"),
+                ("/nope", 404, "not_found"),
+                ("/api/v1/alerts?limit=0", 400, "bad_limit"),
+                ("/api/v1/alerts?limit=5000", 400, "bad_limit"),
+                ("/api/v1/alerts?limit=x", 400, "bad_limit"),
+            ):
+                async with http.get(base + path) as resp:
+                    assert resp.status == status, path
+                    assert resp.content_type == "application/json", path
+                    assert (await resp.json())["error"] == error, path
+            async with http.delete(f"{base}/api/v1/alerts") as resp:
+                assert resp.status == 405
+                body = await resp.json()
+                assert body["error"] == "method_not_allowed"
+                assert "DELETE" in body["message"]
+            async with http.get(f"{base}/api/v1/alerts?limit=1") as resp:
+                assert resp.status == 200

@@ -216,18 +216,18 @@ class TestIncidentRouteConfig:
             _config('[[route]]\nsources = ["aprs"]\nsinks = ["eoc"]\n')  # a CAP route
 
     def test_cap_filters_refused_on_incident_routes(self) -> None:
-        with pytest.raises(ConfigError, match=r"route\[0\]\.match.*filters by sources"):
+        with pytest.raises(ConfigError, match=r"route #1\.match.*filters by sources"):
             _config(
                 '[[route]]\ninput = "incident"\nsinks = ["eoc"]\n'
                 '[route.match]\nseverity = ["Extreme"]\n'
             )
 
     def test_incident_keys_refused_on_cap_routes(self) -> None:
-        with pytest.raises(ConfigError, match=r"route\[0\]\.channels"):
+        with pytest.raises(ConfigError, match=r"route #1\.channels"):
             _config('[[route]]\nsinks = ["eoc"]\nchannels = ["CA-EAST"]\n')
 
     def test_unknown_input_and_translation(self) -> None:
-        with pytest.raises(ConfigError, match=r"route\[0\]\.input"):
+        with pytest.raises(ConfigError, match=r"route #1\.input"):
             _config('[[route]]\ninput = "fax"\nsinks = ["eoc"]\n')
         config = _config('[[route]]\ninput = "incident"\nsinks = ["eoc"]\ntranslation = "same"\n')
         with pytest.raises(ConfigError, match="for incident input"):

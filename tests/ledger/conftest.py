@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from cap_schemas.model import (
     ValuePair,
 )
 from gateway.ledger import Admission, PlannedDelivery
+from gateway.storage.postgres import PostgresLedger
 from gateway.storage.sqlite import SqliteLedger
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -154,8 +156,16 @@ def db_path(tmp_path: Path) -> Path:
 # store kept in a test's folder (the same store every time it is opened in one test), with
 # the options of gateway.storage.sqlite.SqliteLedger. A new backend registers here and the
 # contract tests (admission, outbox, lifecycle) run against it unchanged.
+def _postgres(request: pytest.FixtureRequest, where: Path, **options: Any) -> SqliteLedger:
+    server = request.getfixturevalue("postgres")
+    options.pop("busy_timeout", None)
+    schema = "t_" + hashlib.sha256(str(where).encode()).hexdigest()[:16]
+    return PostgresLedger(server.dsn, schema=schema, **options)  # type: ignore[return-value]
+
+
 BACKENDS: dict[str, Callable[..., SqliteLedger]] = {
-    "sqlite": lambda where, **options: SqliteLedger(where / "ledger.sqlite3", **options),
+    "sqlite": lambda _request, where, **options: SqliteLedger(where / "ledger.sqlite3", **options),
+    "postgresql": _postgres,
 }
 
 OpenLedger = Callable[..., SqliteLedger]
@@ -168,13 +178,20 @@ def open_ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Open
     opened: list[SqliteLedger] = []
 
     def open_(**options: Any) -> SqliteLedger:
-        led = opener(tmp_path, **options)
+        led = opener(request, tmp_path, **options)
         opened.append(led)
         return led
 
     yield open_
     for led in opened:
         led.close()
+
+
+@pytest.fixture
+def backend(open_ledger: OpenLedger, request: pytest.FixtureRequest) -> str:
+    """The name of the backend under test (a key of BACKENDS)."""
+    name: str = request.node.callspec.params["open_ledger"]
+    return name
 
 
 @pytest.fixture

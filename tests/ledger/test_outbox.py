@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -310,8 +310,9 @@ class TestMetrics:
 class TestUniqueness:
     """The database itself refuses a second entry for one (alert, sink)."""
 
-    def test_unique_constraint(self, ledger: SqliteLedger, db_path: Path) -> None:
-        admit(ledger, make_alert())
+    def test_unique_constraint(self, db_path: Path, clock: FakeClock) -> None:
+        with SqliteLedger(db_path, clock=clock) as ledger:
+            admit(ledger, make_alert())
         conn = sqlite3.connect(db_path)
         try:
             with pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
@@ -447,14 +448,23 @@ class TestInDoubt:
             # the process dies here: no outcome is recorded
         return alert.key
 
-    def test_each_policy(self, open_ledger: OpenLedger, clock: FakeClock) -> None:
+    @staticmethod
+    def _restart_at(backend: str, crash: datetime) -> datetime:
+        """When a restarted instance finds the claims: at once for the single process of
+        SQLite; on a shared store, once the dead instance's leases ran out."""
+        return crash if backend == "sqlite" else crash + timedelta(minutes=6)
+
+    def test_each_policy(self, open_ledger: OpenLedger, clock: FakeClock, backend: str) -> None:
         key = self._crash_mid_attempt(open_ledger, clock)
         policies = {"mqtt": "resend", "endec": "hold", "pager": "skip"}
+        at = self._restart_at(backend, T0)
         with open_ledger(clock=clock) as led:
-            assert led.release_claims(T0, policies.__getitem__) == 3
+            if backend != "sqlite":  # the leases still run: a live instance's claims
+                assert led.release_claims(T0, policies.__getitem__) == 0
+            assert led.release_claims(at, policies.__getitem__) == 3
             entries = {e.sink: e for e in led.deliveries(key)}
             assert entries["mqtt"].state is EntryState.PENDING
-            assert entries["mqtt"].next_attempt_at == T0
+            assert entries["mqtt"].next_attempt_at == at
             assert entries["endec"].state is EntryState.HELD
             assert "in doubt" in entries["endec"].reason
             assert entries["pager"].state is EntryState.FAILED
@@ -464,20 +474,24 @@ class TestInDoubt:
             events = [j.event for j in led.journal(key)]
             assert events.count("in_doubt") == 3
             # Released once: a second look at the same instant finds nothing more.
-            assert led.release_claims(T0, policies.__getitem__) == 0
+            assert led.release_claims(at, policies.__getitem__) == 0
 
-    def test_every_attempt_is_counted(self, open_ledger: OpenLedger, clock: FakeClock) -> None:
+    def test_every_attempt_is_counted(
+        self, open_ledger: OpenLedger, clock: FakeClock, backend: str
+    ) -> None:
         """Two crashes mid-send, then a delivery: three attempts, not one."""
         with open_ledger(clock=clock) as led:
             alert = make_alert()
             admit(led, alert)
             led.claim("mqtt", T0, lease=timedelta(minutes=5))
+        crash = T0
         for n in (1, 2):
             with open_ledger(clock=clock) as led:
-                at = T0 + timedelta(seconds=n)
+                at = self._restart_at(backend, crash) + timedelta(seconds=1)
                 assert led.release_claims(at) == 1
                 (taken,) = led.claim("mqtt", at, lease=timedelta(minutes=5))
                 assert taken.attempts == n + 1
+                crash = at
         with open_ledger(clock=clock) as led:
             (entry,) = led.deliveries(alert.key)
             done = led.mark_delivered(entry.id, T0 + timedelta(seconds=3))

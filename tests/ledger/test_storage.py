@@ -6,6 +6,7 @@ import asyncio
 import sqlite3
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +24,12 @@ from gateway.storage import sqlite_schema
 from gateway.storage.sqlite import SqliteLedger
 from tests.ledger.conftest import T0, FakeClock, Planner, admit, make_alert, planned
 
+
+@pytest.fixture
+def ledger(db_path: Path, clock: FakeClock) -> Iterator[SqliteLedger]:
+    """This module tests the SQLite file itself (the shared suite covers the contract)."""
+    with SqliteLedger(db_path, clock=clock) as led:
+        yield led
 
 class TestStorageSettings:
     """The file is WAL, fsync'd on every commit, with foreign keys and a schema version."""

@@ -1,0 +1,242 @@
+"""The shared ledger: PostgreSQL, for several gateways on one ledger (``[ledger] backend =
+"postgresql"``).
+
+psycopg 3, used synchronously: the daemon calls the ledger from worker threads
+(``asyncio.to_thread``) as it does SQLite, and psycopg's synchronous connections fit that
+without an event loop of their own; it speaks PostgreSQL's own protocol features the
+active-active design needs (``LISTEN/NOTIFY``, advisory locks, ``FOR UPDATE SKIP LOCKED``).
+
+:class:`PostgresLedger` runs the shared SQL of :class:`~gateway.storage.sql.SqlLedger` on two
+connections (one writes, one reads, each behind its own lock). Across instances:
+
+* **admission** records under transaction-level advisory locks on the alert's key and on every
+  key it references (taken in a fixed order), then re-reads the facts: two instances
+  admitting the same alert, or an alert and its cancel, at the same moment are serialised,
+  and the second decides on what the first committed (a duplicate, a stale alert);
+* **claims** take due entries with ``FOR UPDATE OF o SKIP LOCKED``: one delivery of an entry
+  at a time across all instances, each with a lease a dead instance loses;
+* claims commit with ``synchronous_commit = off`` (lost only with the server's power, like
+  SQLite's unsynced claims); everything else waits for the commit to be durable.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import psycopg
+import structlog
+from psycopg.rows import dict_row
+
+from cap_schemas.model import AlertKey
+from gateway.adapter import SystemClock
+from gateway.ledger import LedgerError, LedgerSchemaError
+from gateway.storage import postgres_schema
+from gateway.storage.sql import SqlLedger
+from gateway.storage.sql_rows import Connection, Cursor, us
+
+__all__ = ["PostgresLedger"]
+
+log = structlog.get_logger(__name__)
+
+_NAMED = re.compile(r"(?<!:):(\w+)")
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class _Now(Protocol):
+    def now(self) -> datetime: ...
+
+
+@functools.lru_cache(maxsize=1024)
+def _pg(sql: str) -> str:
+    """The shared SQL's parameters (``?``, ``:name``) as psycopg's (``%s``, ``%(name)s``)."""
+    return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%")).replace("?", "%s")
+
+
+class _Connection:
+    """A psycopg connection that speaks the shared SQL (see :mod:`gateway.storage.sql_rows`)."""
+
+    def __init__(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
+        self.raw = conn
+
+    def execute(self, sql: str, parameters: Any = (), /) -> Cursor:
+        return self.raw.execute(_pg(sql), parameters or None)
+
+    def executemany(self, sql: str, parameters: Any, /) -> Cursor:
+        cursor = self.raw.cursor()
+        cursor.executemany(_pg(sql), list(parameters))
+        return cursor
+
+
+def _lock_id(key: AlertKey) -> int:
+    """A 64-bit advisory lock id for an alert key."""
+    digest = hashlib.sha256(str(key).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class PostgresLedger(SqlLedger):
+    """The ledger on a PostgreSQL server (``dsn``, e.g. ``postgresql://gw@db/borderlink``).
+
+    ``schema`` puts the tables in their own schema (created when missing); the settings are
+    those of :class:`~gateway.storage.sqlite.SqliteLedger`.
+    """
+
+    _claim_lock = " FOR UPDATE OF o SKIP LOCKED"
+    _shared = True
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        password: str | None = None,
+        schema: str | None = None,
+        dedup_floor: timedelta = timedelta(days=7),
+        journal_retention: timedelta = timedelta(days=90),
+        clock: _Now | None = None,
+        max_invalid_bytes: int = 8 * 1024 * 1024,
+        cross_sender_references: bool = False,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if dedup_floor < timedelta(0):
+            msg = "dedup_floor must not be negative"
+            raise ValueError(msg)
+        if schema is not None and not _SCHEMA.match(schema):
+            msg = f"schema {schema!r}: lower-case letters, digits and _ (at most 63)"
+            raise ValueError(msg)
+        super().__init__()
+        self.dsn = dsn
+        self._password = password
+        self.schema = schema
+        self.dedup_floor = dedup_floor
+        self.journal_retention = journal_retention
+        self.max_invalid_bytes = max_invalid_bytes
+        self.cross_sender_references = cross_sender_references
+        self._clock = clock or SystemClock()
+        self._lock = threading.RLock()
+        self._read_lock = threading.Lock()
+        self._writer: int | None = None
+        self._closed = False
+        self._where = _redacted(dsn)
+        self._conn = self._connect(connect_timeout)
+        try:
+            self._rconn = self._connect(connect_timeout)
+            found = postgres_schema.migrate(self._conn.raw, now_us=us(self._clock.now()))
+        except postgres_schema.SchemaTooNewError as exc:
+            self.close()
+            raise LedgerSchemaError(str(exc)) from exc
+        except (psycopg.Error, LedgerError) as exc:
+            self.close()
+            msg = f"cannot prepare ledger {self._where}: {exc}"
+            raise LedgerError(msg) from exc
+        self._rconn.raw.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        self._rconn.raw.read_only = True
+        if found != postgres_schema.LATEST:
+            log.info(
+                "ledger_migrated",
+                path=self._where,
+                from_version=found,
+                to=postgres_schema.LATEST,
+            )
+
+    def _connect(self, timeout: float) -> _Connection:
+        options = f"-c search_path={self.schema}" if self.schema else ""
+        try:
+            conn = psycopg.connect(
+                self.dsn,
+                autocommit=True,
+                row_factory=dict_row,
+                connect_timeout=max(1, int(timeout)),
+                options=options or None,
+                password=self._password,
+            )
+            if self.schema:
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+        except psycopg.Error as exc:
+            msg = f"cannot open ledger {self._where}: {exc}"
+            raise LedgerError(msg) from exc
+        return _Connection(conn)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def __enter__(self) -> PostgresLedger:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock, self._read_lock:
+            if self._closed:
+                return
+            self._closed = True
+            for name in ("_rconn", "_conn"):
+                conn = getattr(self, name, None)
+                if conn is not None:
+                    conn.raw.close()
+
+    @property
+    def schema_version(self) -> int:
+        with self._read() as conn:
+            return postgres_schema.current_version(conn.raw)
+
+    @contextmanager
+    def _read(self) -> Iterator[_Connection]:
+        """A consistent snapshot (REPEATABLE READ, read only); inside a write on this
+        thread, the write's own view."""
+        if self._writer == threading.get_ident():
+            with self._lock:
+                yield self._conn
+            return
+        with self._read_lock:
+            self._open()
+            try:
+                with self._rconn.raw.transaction():
+                    yield self._rconn
+            except psycopg.Error as exc:
+                msg = f"ledger {self._where}: read failed: {exc}"
+                raise LedgerError(msg) from exc
+
+    @contextmanager
+    def _write(self, *, sync: bool = True) -> Iterator[_Connection]:
+        """One transaction, durable at commit unless ``sync=False``; any exception rolls it
+        back and propagates."""
+        with self._lock:
+            self._open()
+            if self._writer is not None:
+                msg = f"ledger {self._where}: a write is already under way on this thread"
+                raise LedgerError(msg)
+            self._writer = threading.get_ident()
+            try:
+                with self._conn.raw.transaction():
+                    if not sync:
+                        self._conn.raw.execute("SET LOCAL synchronous_commit TO OFF")
+                    yield self._conn
+            except psycopg.Error as exc:
+                msg = f"ledger {self._where}: write failed, rolled back: {exc}"
+                raise LedgerError(msg) from exc
+            finally:
+                self._writer = None
+
+    def _open(self) -> None:
+        if self._closed:
+            msg = f"ledger {self._where} is closed"
+            raise LedgerError(msg)
+
+    # ------------------------------------------------------------------ admission
+
+    def _serialise(self, conn: Connection, keys: Sequence[AlertKey]) -> None:
+        """Transaction-level advisory locks on every key an admission touches, in a fixed
+        order: instances admitting the same alert, or an alert and its cancel, take turns."""
+        for lock in sorted({_lock_id(k) for k in keys}):
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (lock,))
+
+
+def _redacted(dsn: str) -> str:
+    """The DSN without its password, for messages and logs."""
+    return re.sub(r"(password=)\S+", r"\1***", re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", dsn))

@@ -1,0 +1,161 @@
+"""The PostgreSQL schema of the ledger and its migrations.
+
+The same tables as SQLite's (:mod:`~gateway.storage.sqlite_schema`, at its version 4), so that
+the shared SQL of :mod:`~gateway.storage.sql` runs on both: times are BIGINT microseconds
+since 1970-01-01 UTC, documents BYTEA, JSON as TEXT. Versions are numbered on their own; each
+is applied in one transaction under an advisory lock, so instances starting together migrate
+once. A database written by a newer borderlink is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_V1 = (
+    """
+    CREATE TABLE alerts (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        sender TEXT NOT NULL,
+        identifier TEXT NOT NULL,
+        sent TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        status TEXT NOT NULL
+            CHECK (status IN ('active', 'cancelled', 'superseded', 'expired')),
+        reason TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL,
+        received_at BIGINT NOT NULL,
+        expires BIGINT,
+        forget_after BIGINT NOT NULL,
+        priority INTEGER NOT NULL,
+        msg_type TEXT NOT NULL,
+        cap_status TEXT NOT NULL,
+        event TEXT NOT NULL DEFAULT '',
+        severity TEXT NOT NULL DEFAULT '',
+        urgency TEXT NOT NULL DEFAULT '',
+        headline TEXT NOT NULL DEFAULT '',
+        sender_name TEXT NOT NULL DEFAULT '',
+        areas TEXT NOT NULL DEFAULT '[]',
+        refs TEXT NOT NULL DEFAULT '[]',
+        superseded_by TEXT,
+        status_changed_at BIGINT,
+        deactivated_at BIGINT,
+        raw_sha256 TEXT NOT NULL,
+        raw_size BIGINT NOT NULL,
+        raw BYTEA NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'cap',
+        trust TEXT NOT NULL DEFAULT 'anonymous',
+        door TEXT NOT NULL DEFAULT 'anonymous',
+        signature TEXT NOT NULL DEFAULT 'unsigned',
+        signer TEXT NOT NULL DEFAULT '',
+        approved_by TEXT NOT NULL DEFAULT '',
+        pending_refs INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (sender, identifier, sent)
+    )
+    """,
+    "CREATE INDEX alerts_status_expires ON alerts (status, expires)",
+    "CREATE INDEX alerts_forget_after ON alerts (forget_after)",
+    "CREATE INDEX alerts_received_at ON alerts (received_at)",
+    "CREATE INDEX alerts_deactivated_at ON alerts (deactivated_at)",
+    "CREATE INDEX alerts_kind_received_at ON alerts (kind, received_at)",
+    """
+    CREATE TABLE alert_refs (
+        alert_id BIGINT NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        sender TEXT NOT NULL,
+        identifier TEXT NOT NULL,
+        sent TEXT NOT NULL,
+        PRIMARY KEY (alert_id, sender, identifier, sent)
+    )
+    """,
+    "CREATE INDEX alert_refs_target ON alert_refs (sender, identifier, sent)",
+    """
+    CREATE TABLE outbox (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        alert_id BIGINT NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+        sink TEXT NOT NULL,
+        route TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        attributes TEXT NOT NULL,
+        parts BYTEA NOT NULL,
+        priority INTEGER NOT NULL,
+        enqueued_at BIGINT NOT NULL,
+        expires BIGINT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at BIGINT NOT NULL,
+        state TEXT NOT NULL
+            CHECK (state IN ('pending', 'held', 'delivered', 'superseded', 'expired', 'failed')),
+        reason TEXT NOT NULL DEFAULT '',
+        updated_at BIGINT NOT NULL,
+        started_at BIGINT,
+        UNIQUE (alert_id, sink)
+    )
+    """,
+    "CREATE INDEX outbox_due ON outbox (sink, state, priority, enqueued_at)",
+    "CREATE INDEX outbox_state_expires ON outbox (state, expires)",
+    """
+    CREATE TABLE journal (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at BIGINT NOT NULL,
+        sender TEXT NOT NULL,
+        identifier TEXT NOT NULL,
+        sent TEXT NOT NULL,
+        event TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        entry_id BIGINT,
+        sink TEXT
+    )
+    """,
+    "CREATE INDEX journal_key ON journal (sender, identifier, sent, id)",
+    "CREATE INDEX journal_at ON journal (at)",
+    """
+    CREATE TABLE invalid (
+        digest TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        first_received_at BIGINT NOT NULL,
+        last_received_at BIGINT NOT NULL,
+        count INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        raw BYTEA NOT NULL
+    )
+    """,
+    "CREATE INDEX invalid_last_received_at ON invalid (last_received_at)",
+)
+
+# version -> statements; append new versions, never edit a released one.
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1}
+LATEST = max(MIGRATIONS)
+_MIGRATION_LOCK = 0x626F72646C696E6B  # "borderlink": one migrating instance at a time
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was written by a newer schema than this code knows."""
+
+
+def migrate(conn: Any, *, now_us: int) -> int:
+    """Bring the schema to :data:`LATEST` (``conn``: a psycopg connection, not in a
+    transaction); returns the version found before migrating."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version ("
+            " version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
+        )
+        row = conn.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
+        found = int(row["v"] or 0)
+        if found > LATEST:
+            msg = f"ledger schema version {found} is newer than this software ({LATEST})"
+            raise SchemaTooNewError(msg)
+        for version in sorted(v for v in MIGRATIONS if v > found):
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (%s, %s)",
+                (version, now_us),
+            )
+    return found
+
+
+def current_version(conn: Any) -> int:
+    row = conn.execute(
+        "SELECT MAX(version) AS v FROM schema_version"
+    ).fetchone()
+    return int(row["v"] or 0)
