@@ -9,7 +9,7 @@ whose resource carries its audio inline, base64), while a prober asks ``/healthz
 * how long the twenty posts took, and that every one was admitted (202).
 
 Configurations: the defaults (``[gateway] max_concurrent_parses = 2``, ``[http]
-max_inflight_bytes = 32 MiB``) against the same daemon with the bounds opened wide (20 parses,
+max_inflight_bytes = 16 MiB``) against the same daemon with the bounds opened wide (20 parses,
 512 MiB of bodies), the way it behaved before the bounds. Goal: RSS <= 300 MB and ``/healthz``
 p99 <= 100 ms with the defaults.
 """

@@ -178,7 +178,7 @@ class HttpConfig:
     generate_token_file: str | None = None
     max_body_bytes: int = 8 * 1024 * 1024
     # Bytes of request bodies read at once across all requests (a request waits its turn).
-    max_inflight_bytes: int = 32 * 1024 * 1024
+    max_inflight_bytes: int = 16 * 1024 * 1024
     header_timeout: float = 15.0  # s for a connection's first request head (and idle time)
     body_timeout: float = 60.0  # s for a request body to arrive
     max_connections: int = 256  # open at once; more are closed as they come
@@ -721,7 +721,7 @@ def _http(r: _Reader, base: Path) -> HttpConfig:
         tokens=tuple(tokens),
         generate_token_file=r.string("generate_token_file", None),
         max_body_bytes=r.integer("max_body_bytes", 8 * 1024 * 1024, minimum=1024),
-        max_inflight_bytes=r.integer("max_inflight_bytes", 32 * 1024 * 1024, minimum=1024),
+        max_inflight_bytes=r.integer("max_inflight_bytes", 16 * 1024 * 1024, minimum=1024),
         header_timeout=r.number("header_timeout", 15.0, minimum=0.1, maximum=3600.0),
         body_timeout=r.number("body_timeout", 60.0, minimum=0.1, maximum=3600.0),
         max_connections=r.integer("max_connections", 256, minimum=1, maximum=100_000),
