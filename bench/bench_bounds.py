@@ -6,7 +6,9 @@ whose resource carries its audio inline, base64), while a prober asks ``/healthz
 
 * the daemon's **peak RSS** (``VmHWM``) and its RSS before the posts;
 * ``/healthz`` latency **p50 / p99 / max** while the posts are read, parsed and admitted;
-* how long the twenty posts took, and that every one was admitted (202).
+* how long the posts took, and that every one was admitted (202);
+* the peak RSS of a restart on the ledger they left (every alert still active, the retained
+  MQTT summaries republished).
 
 Configurations: the defaults (``[gateway] max_concurrent_parses = 2``, ``[http]
 max_inflight_bytes = 16 MiB``) against the same daemon with the bounds opened wide (20 parses,
@@ -134,14 +136,39 @@ def _run(broker_port: int, bodies: list[bytes], *, wide: bool) -> str:
         finally:
             daemon.terminate()
             daemon.wait(timeout=60)
+        restart = _restart_peak(config, env) if not wide else float("nan")
     admitted = sum(1 for s in statuses if s == 202)
     p = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else 0.0
     label = "bounds wide open" if wide else "defaults"
     return (
         f"{label:<18} {before:>8.0f} {peak:>9.0f} {statistics.median(latencies) * 1000:>8.1f}"
         f" {p * 1000:>8.1f} {latencies[-1] * 1000:>8.1f} {len(latencies):>7} {took:>7.1f}"
-        f" {admitted:>4}/{len(statuses)}"
+        f" {admitted:>4}/{len(statuses)} {restart:>11.0f}"
     )
+
+
+def _restart_peak(config: Path, env: dict[str, str]) -> float:
+    """Peak RSS of a restart on the ledger the posts left (every alert still active) while it
+    republishes their retained summaries, one stored original at a time."""
+    config.write_text(
+        config.read_text().replace("publish_active = false", "publish_active = true")
+    )
+    log = config.parent / "restart.log"
+    with log.open("wb") as handle:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--log-json", "run", str(config)],
+            stdout=handle, stderr=handle, cwd=ROOT, env=env,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while b"mqtt_state_synced" not in log.read_bytes():
+            if time.monotonic() > deadline or daemon.poll() is not None:
+                return float("nan")
+            time.sleep(0.1)
+        return _status(daemon.pid, "VmHWM")
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=60)
 
 
 def main() -> None:
@@ -154,7 +181,7 @@ def main() -> None:
     )
     print(
         f"{'configuration':<18} {'RSS MiB':>8} {'peak MiB':>9} {'p50 ms':>8} {'p99 ms':>8}"
-        f" {'max ms':>8} {'probes':>7} {'took s':>7} {'ok':>6}"
+        f" {'max ms':>8} {'probes':>7} {'took s':>7} {'ok':>6} {'restart MiB':>11}"
     )
     with run_mosquitto() as broker:
         for wide in (False, True):
