@@ -213,6 +213,9 @@ class SourceConfig:
     profile: str = "auto"
     signature: Mapping[str, Any] = field(default_factory=dict)
     trust: str | None = None  # lower the trust its door gives (never raise it)
+    # Run on one instance at a time when several share a ledger (feeds: polling twice would
+    # be wasted and rate-limited); radios and MQTT inputs run everywhere.
+    leader_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -782,6 +785,7 @@ def _source(r: _Reader) -> SourceConfig:
         profile=r.string("profile", "auto", choices=PROFILES),
         signature=MappingProxyType(signature),
         trust=r.string("trust", None, choices=TRUST_LEVELS),
+        leader_only=r.boolean("leader_only", kind in LEADER_ONLY_TYPES),
         options=MappingProxyType(r.rest()),
     )
 
@@ -946,6 +950,8 @@ def item_path(section: str, index: int, name: object = None) -> str:
 
 
 IN_DOUBT_CHOICES = ("resend", "hold", "skip")
+# Source types that run on one instance at a time by default (see SourceConfig.leader_only).
+LEADER_ONLY_TYPES = ("naad", "ipaws", "nws", "demo")
 LEDGER_BACKENDS = ("sqlite", "postgresql")
 # The embedded broker's account for the gateway itself (its password is made at each start).
 EMBEDDED_GATEWAY_USER = "borderlink-gateway"

@@ -35,7 +35,7 @@ from typing import Any, cast
 
 import structlog
 
-from cap_schemas.model import AlertKey, MsgType
+from cap_schemas.model import AlertKey
 from cap_schemas.signature import SignaturePolicy
 from gateway.adapter import (
     AdapterContext,
@@ -86,8 +86,9 @@ COMPONENT = "daemon"
 HTTP_SOURCE = "http"
 MQTT_SOURCE = "mqtt"
 MQTT_STATE = "mqtt-state"
-_SUPERSEDING = frozenset({MsgType.UPDATE, MsgType.CANCEL})
 _REOPEN_POLL = 1.0  # seconds between looks at a closed radio sink's inbound stream
+_LEAD_TTL = 5.0  # seconds a lease runs without renewal (a dead leader's tasks move on)
+_LEAD_POLL = 1.0  # seconds between tries to lead, and between renewals
 
 
 def _no_publisher(_name: str, _options: Mapping[str, Any]) -> Any:
@@ -132,6 +133,9 @@ class Daemon:
         self.components: list[object] = []
         self.inbound_sinks: dict[str, Any] = {}
         self.mqtt_password_file: Path | None = None
+        # Sources run on one instance at a time, and those this instance leads now.
+        self.leader_only = {s.name for s in config.sources if s.enabled and s.leader_only}
+        self.leading: set[str] = set()
         self._mqtt_gateway_password = ""
         self._mqtt_operator_password = ""
         check_names(config)
@@ -327,6 +331,47 @@ class Daemon:
 
     # ------------------------------------------------------------------ sources
 
+    async def _run_led_source(self, name: str, adapter: SourceAdapter) -> None:
+        """Run a ``leader_only`` source only while this instance holds its lease: try every
+        second, renew every second, stop it at once when the lease is lost (another instance
+        takes over within ``_LEAD_TTL`` of this one's death) and give the lease up on a clean
+        stop."""
+        task = f"source:{name}"
+        holder = self.config.gateway.name
+        ttl = timedelta(seconds=_LEAD_TTL)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                token = await asyncio.to_thread(
+                    self.ledger.lead, task, holder, self.clock.now(), ttl
+                )
+                if token is None:
+                    await asyncio.wait({stop}, timeout=_LEAD_POLL)
+                    continue
+                log.info("leadership_taken", task=task, instance=holder, token=token)
+                self.leading.add(name)
+                runner = asyncio.ensure_future(self._run_source(name, adapter))
+                try:
+                    while not runner.done() and not self._stopping.is_set():
+                        await asyncio.wait({runner, stop}, timeout=_LEAD_POLL)
+                        if runner.done() or self._stopping.is_set():
+                            break
+                        renewed = await asyncio.to_thread(
+                            self.ledger.lead, task, holder, self.clock.now(), ttl
+                        )
+                        if renewed != token:
+                            log.warning("leadership_lost", task=task, instance=holder)
+                            break
+                finally:
+                    self.leading.discard(name)
+                    if not runner.done():
+                        runner.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await runner  # a failure of the source itself reaches the supervisor
+            await asyncio.to_thread(self.ledger.release_lead, task, holder, self.clock.now())
+        finally:
+            stop.cancel()
+
     async def _run_source(self, name: str, adapter: SourceAdapter) -> None:
         async with adapter:
             async for item in adapter.messages():
@@ -392,7 +437,20 @@ class Daemon:
             sinks=list(self.sinks),
             stopping=self._stopping,
             gone=self.state.gone,
+            beat=self._heartbeat,
         )
+
+    def _heartbeat(self) -> None:
+        self.ledger.heartbeat(self.config.gateway.name, self.clock.now(), sorted(self.leading))
+
+    def cluster(self) -> dict[str, Any]:
+        """This instance, what it leads, and every instance seen on the ledger (a worker
+        thread: it reads the ledger)."""
+        return {
+            "instance": self.config.gateway.name,
+            "leads": sorted(self.leading),
+            "peers": self.ledger.peers(),
+        }
 
     # ------------------------------------------------------------------ health
 
@@ -406,6 +464,13 @@ class Daemon:
             policy = self.policies.get(name)
             required = bool(policy and policy.required)
             running = self.supervisor.running.get(name, False)
+            if name in self.leader_only and name not in self.leading:
+                # another instance on the ledger leads it (this one takes over if it dies)
+                lines.append(
+                    {"source": name, "required": required, "running": False,
+                     "healthy": True, "led_elsewhere": True, "error": None, "streams": []}
+                )
+                continue
             streams: list[SourceHealth] = []
             if isinstance(adapter, HealthReporting) and running:
                 streams = adapter.health()
@@ -551,9 +616,10 @@ class Daemon:
         other: list[asyncio.Task[None]] = []
         async with asyncio.TaskGroup() as group:
             for name, adapter in self.sources.items():
+                run = self._run_led_source if name in self.leader_only else self._run_source
                 source_tasks.append(
                     group.create_task(
-                        sup.supervise(name, _bind(self._run_source, name, adapter)),
+                        sup.supervise(name, _bind(run, name, adapter)),
                         name=f"source:{name}",
                     )
                 )

@@ -1,6 +1,7 @@
 """Housekeeping: expiry, pruning and the queue gauges, every ``housekeeping_interval``.
 
-Each round expires the outbox entries whose alert's ``expires`` passed, marks the alerts that
+Each round reports this instance alive on the ledger (with what it leads), expires the outbox
+entries whose alert's ``expires`` passed, marks the alerts that
 went out of force (and has their retained summaries cleared), prunes what the duplicate
 memory and the journal no longer need (every ``[ledger] prune_interval``), and sets the
 ``borderlink_queue_depth`` gauge per sink.
@@ -37,11 +38,15 @@ async def housekeeping(
     sinks: Sequence[str],
     stopping: asyncio.Event,
     gone: Callable[[AlertKey], None],
+    beat: Callable[[], None] | None = None,
 ) -> None:
-    """Run rounds until ``stopping`` is set; ``gone`` is told of every alert that expired."""
+    """Run rounds until ``stopping`` is set; ``gone`` is told of every alert that expired;
+    ``beat`` (in a worker thread) tells the ledger this instance is alive."""
     last_prune = 0.0
     while not stopping.is_set():
         now = clock.now()
+        if beat is not None:
+            await asyncio.to_thread(beat)
         expired = await asyncio.to_thread(ledger.expire_due, now)
         if expired:
             log.info("deliveries_expired", count=len(expired))

@@ -89,6 +89,8 @@ class Gateway(Protocol):
 
     def health(self) -> tuple[bool, list[dict[str, Any]]]: ...
 
+    def cluster(self) -> dict[str, Any]: ...
+
 
 @runtime_checkable
 class LinkControl(Protocol):
@@ -355,8 +357,14 @@ async def reject_hold(request: web.Request) -> web.Response:
 async def healthz(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON_KEY]
     ok, sources = daemon.health()
+    cluster = await _to_thread(daemon.cluster)
     return _json(
-        {"status": "ok" if ok else "degraded", "version": __version__, "sources": sources},
+        {
+            "status": "ok" if ok else "degraded",
+            "version": __version__,
+            "sources": sources,
+            **cluster,
+        },
         status=200 if ok else 503,
     )
 

@@ -120,8 +120,29 @@ _V1 = (
     "CREATE INDEX invalid_last_received_at ON invalid (last_received_at)",
 )
 
+# 2: coordination of several instances: who is alive, who leads each once-only task (a lease
+# with a token that grows at every takeover).
+_V2 = (
+    """
+    CREATE TABLE instances (
+        name TEXT PRIMARY KEY,
+        started_at BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL,
+        leads TEXT NOT NULL DEFAULT '[]'
+    )
+    """,
+    """
+    CREATE TABLE leases (
+        task TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until BIGINT NOT NULL,
+        token BIGINT NOT NULL
+    )
+    """,
+)
+
 # version -> statements; append new versions, never edit a released one.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2}
 LATEST = max(MIGRATIONS)
 _MIGRATION_LOCK = 0x626F72646C696E6B  # "borderlink": one migrating instance at a time
 

@@ -10,6 +10,7 @@ and its row lock for claims. The transactions themselves are in
 from __future__ import annotations
 
 import abc
+import json
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
@@ -584,6 +585,78 @@ class SqlLedger(LedgerBase):
         ]
 
     # ------------------------------------------------------------------ retention
+
+    # ------------------------------------------------------------------ coordination
+
+    def lead(self, task: str, holder: str, now: datetime, ttl: timedelta) -> int | None:
+        """Take or renew the lease of a once-only ``task`` for ``holder`` until ``now + ttl``;
+        returns its token (which grows at every takeover) or None while another instance's
+        lease runs."""
+        until = us(now + ttl)
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT holder, until, token FROM leases WHERE task = ?", (task,)
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO leases (task, holder, until, token) VALUES (?, ?, ?, 1)",
+                    (task, holder, until),
+                )
+                token = 1
+            elif row["holder"] == holder and row["until"] > us(now):
+                token = int(row["token"])
+                conn.execute("UPDATE leases SET until = ? WHERE task = ?", (until, task))
+            elif row["until"] <= us(now):
+                token = int(row["token"]) + 1
+                conn.execute(
+                    "UPDATE leases SET holder = ?, until = ?, token = ? WHERE task = ?",
+                    (holder, until, token, task),
+                )
+            else:
+                return None
+            if row is None or row["holder"] != holder or row["until"] <= us(now):
+                journal(
+                    conn,
+                    now,
+                    AlertKey("", f"lease:{task}", ""),
+                    "lead_taken",
+                    f"{holder} leads {task} (token {token})",
+                )
+        return token
+
+    def release_lead(self, task: str, holder: str, now: datetime) -> None:
+        """Give up a lease at once (a clean stop), so another instance need not wait for it."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE leases SET until = ? WHERE task = ? AND holder = ?",
+                (us(now), task, holder),
+            )
+
+    def heartbeat(self, name: str, now: datetime, leads: Sequence[str] = ()) -> None:
+        """This instance is alive (and leads ``leads``)."""
+        with self._write(sync=False) as conn:
+            conn.execute(
+                "INSERT INTO instances (name, started_at, last_seen, leads) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET last_seen = excluded.last_seen,"
+                " leads = excluded.leads",
+                (name, us(now), us(now), json.dumps(sorted(leads))),
+            )
+
+    def peers(self) -> list[dict[str, Any]]:
+        """Every instance that reported on this ledger, most recently seen first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT name, started_at, last_seen, leads FROM instances ORDER BY last_seen DESC"
+            ).fetchall()
+        return [
+            {
+                "name": r["name"],
+                "started_at": dt(r["started_at"]).isoformat(),
+                "last_seen": dt(r["last_seen"]).isoformat(),
+                "leads": json.loads(r["leads"]),
+            }
+            for r in rows
+        ]
 
     def prune(self, now: datetime) -> int:
         """Forget keys past ``max(expires, received_at + dedup_floor)``; returns how many.

@@ -135,8 +135,30 @@ _V4 = (
     "ALTER TABLE alerts ADD COLUMN pending_refs INTEGER NOT NULL DEFAULT 0",
 )
 
+# 5: coordination of several instances on one ledger: who is alive (``instances``) and who
+# leads each once-only task (``leases``: a holder until a time, and a token that grows at
+# every takeover, so a deposed leader's late result can be told apart).
+_V5 = (
+    """
+    CREATE TABLE instances (
+        name TEXT PRIMARY KEY,
+        started_at INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL,
+        leads TEXT NOT NULL DEFAULT '[]'
+    )
+    """,
+    """
+    CREATE TABLE leases (
+        task TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until INTEGER NOT NULL,
+        token INTEGER NOT NULL
+    )
+    """,
+)
+
 # version -> statements; append new versions, never edit a released one.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
 LATEST = max(MIGRATIONS)
 
 

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
 
+import aiohttp
+import pytest
+
 from cap_schemas.model import AlertKey
+from gateway import adapter
+from gateway.storage.postgres import PostgresLedger
 from tests.daemon.conftest import (
     CapFactory,
     daemon_toml,
@@ -14,6 +21,7 @@ from tests.daemon.conftest import (
     poll_until,
     publish_all,
     running_daemon,
+    spawn_daemon,
     subscriber,
 )
 from tests.helpers import Broker, Postgres
@@ -82,3 +90,96 @@ class TestActiveActive:
 
 def _key(text: str) -> AlertKey:
     return AlertKey.from_reference(text)
+
+
+class TestLeadership:
+    """A leader_only feed runs on one instance at a time; when its instance stops, another
+    takes it over within ten seconds, and /healthz says who leads what."""
+
+    async def test_takeover(
+        self,
+        mosquitto: Broker,
+        postgres: Postgres,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.setitem(adapter.REGISTRY, "fake-feed", "tests.daemon.fake_feed:from_context")
+        schema = "gw_" + uuid.uuid4().hex[:10]
+        feed = (
+            '[[source]]\nname = "feed"\ntype = "fake-feed"\nrequired = true\n'
+            "leader_only = true\n"
+        )
+        configs = []
+        for name in ("gw-a", "gw-b"):
+            path = _instance(tmp_path / name, mosquitto, postgres, schema)
+            text = path.read_text().replace('name = "test"', f'name = "{name}"') + feed
+            path.write_text(text)
+            configs.append(load(path))
+        async with running_daemon(configs[0]) as a, running_daemon(configs[1]) as b:
+
+            async def one_leads() -> bool:
+                return len(a.leading) + len(b.leading) == 1
+
+            await poll_until(one_leads)
+            leader, other = (a, b) if a.leading else (b, a)
+            async with aiohttp.ClientSession() as http:
+                url = f"http://127.0.0.1:{other.http_port}/healthz"
+                async with http.get(url) as resp:
+                    assert resp.status == 200  # the feed is led elsewhere: not a failure
+                    body = await resp.json()
+            assert body["instance"] == other.config.gateway.name
+            assert body["leads"] == []
+            (line,) = [s for s in body["sources"] if s["source"] == "feed"]
+            assert line["led_elsewhere"] is True
+            assert {p["name"] for p in body["peers"]} >= {leader.config.gateway.name}
+            # The leader stops (cleanly: it gives the lease up; a dead one's runs out in 5 s).
+            leader.request_stop()
+            started = time.monotonic()
+
+            async def taken_over() -> bool:
+                return other.leading == {"feed"}
+
+            await poll_until(taken_over, within=15)
+            assert time.monotonic() - started <= 10
+
+    async def test_takeover_after_sigkill(
+        self, mosquitto: Broker, postgres: Postgres, tmp_path: Path
+    ) -> None:
+        """A leader killed outright gives nothing up: its lease runs out (5 s) and the other
+        instance leads within 10 s of the kill."""
+        schema = "gw_" + uuid.uuid4().hex[:10]
+        demo = (
+            '[[source]]\nname = "demo"\ntype = "demo"\ninterval = 3600\nstart_delay = 3600\n'
+        )
+        paths = []
+        for name in ("gw-a", "gw-b"):
+            path = _instance(tmp_path / name, mosquitto, postgres, schema)
+            path.write_text(path.read_text().replace('name = "test"', f'name = "{name}"') + demo)
+            paths.append(path)
+        first = spawn_daemon(paths[0], tmp_path / "gw-a.log")
+        probe = PostgresLedger(postgres.dsn, schema=schema)
+        try:
+
+            async def first_leads() -> bool:  # before the second instance starts
+                peers = await asyncio.to_thread(probe.peers)
+                return any(p["name"] == "gw-a" and p["leads"] == ["demo"] for p in peers)
+
+            await poll_until(first_leads, within=30)
+            async with running_daemon(load(paths[1])) as other:
+                assert other.leading == set()
+                first.kill()
+                first.wait()
+                killed = time.monotonic()
+
+                async def taken_over() -> bool:
+                    return other.leading == {"demo"}
+
+                await poll_until(taken_over, within=15)
+                took = time.monotonic() - killed
+                print(f"leadership taken over {took:.1f} s after the leader was killed")
+                assert took <= 10
+        finally:
+            probe.close()
+            if first.poll() is None:
+                first.kill()
+                first.wait()
