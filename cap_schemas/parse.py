@@ -267,10 +267,8 @@ def _syntax_error(exc: etree.XMLSyntaxError) -> CapParseError:
 # Compiled XPath objects are kept per thread: lxml does not promise they are thread-safe.
 _probes = threading.local()
 
-_XINCLUDE_QUERY = (
-    "//*[namespace-uri()='http://www.w3.org/2001/XInclude' "
-    "or namespace-uri()='http://www.w3.org/2003/XInclude'][1]"
-)
+# Elements of either XInclude namespace (never processed; their presence alone is refused).
+_XINCLUDE_TAGS = ("{http://www.w3.org/2001/XInclude}*", "{http://www.w3.org/2003/XInclude}*")
 
 
 def _probe(query: str) -> etree.XPath:
@@ -347,7 +345,7 @@ def parse_xml(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> etree._El
             line=deep.sourceline,
             reason="too_deep",
         )
-    xinclude = _first(tree, _XINCLUDE_QUERY)
+    xinclude = next(root.iter(*_XINCLUDE_TAGS), None)
     if xinclude is not None:
         raise CapHostileError(
             "XInclude elements are not accepted",
@@ -443,13 +441,23 @@ def parse_cap_time(
 E = TypeVar("E", bound=StrEnum)
 
 
+_LOCAL_NAMES: dict[str, tuple[str | None, str]] = {}
+
+
 def _local(tag: object) -> tuple[str | None, str]:
     if not isinstance(tag, str):
         return None, ""
+    known = _LOCAL_NAMES.get(tag)
+    if known is not None:
+        return known
     if tag.startswith("{"):
         ns, _, name = tag[1:].partition("}")
-        return ns, name
-    return None, tag
+        split: tuple[str | None, str] = (ns, name)
+    else:
+        split = (None, tag)
+    if len(_LOCAL_NAMES) < 4096:  # CAP's tags repeat; a hostile document cannot grow this much
+        _LOCAL_NAMES[tag] = split
+    return split
 
 
 class _Reader:
@@ -534,7 +542,14 @@ class _Reader:
 
     def polygon(self, el: etree._Element) -> Polygon:
         parts = self.token(el).split()
-        return Polygon(tuple(self.point(el, p, "polygon") for p in parts))
+        points: list[Point] = []
+        try:  # the common case in one pass: every token "lat,lon"
+            for part in parts:
+                lat_s, lon_s = part.split(",")
+                points.append(Point(float(lat_s), float(lon_s)))
+        except ValueError:  # say which point is wrong, and how
+            return Polygon(tuple(self.point(el, p, "polygon") for p in parts))
+        return Polygon(tuple(points))
 
     def circle(self, el: etree._Element) -> Circle:
         parts = self.token(el).split()

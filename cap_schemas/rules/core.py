@@ -246,6 +246,9 @@ def _area(area: Area, i: int, j: int) -> Iterator[Finding]:
                 where,
                 "the polygon is not closed: its first and last points differ",
             )
+        # NaN fails every comparison, so it is out of range here too.
+        if all(-90.0 <= p.lat <= 90.0 and -180.0 <= p.lon <= 180.0 for p in points):
+            continue
         for point in points:
             problem = _point_problem(point.lat, point.lon)
             if problem:
