@@ -16,7 +16,7 @@ from gateway.adapter import REGISTRY
 from gateway.config import Config, SinkConfig, SourceConfig, item_path
 from gateway.errors import ConfigError
 from gateway.messages import MESSAGE_RENDERERS
-from gateway.translate.registry import RENDERERS
+from gateway.translate.registry import RENDERERS, check_options
 
 __all__ = ["check_names"]
 
@@ -55,6 +55,11 @@ def check_names(config: Config) -> None:
                 f" {route.translation!r};"
                 f" allowed: {', '.join(sorted(RENDERERS))}"
             )
+        try:
+            check_options(route.translation, route.translation_options)
+        except ConfigError as exc:
+            msg = f"{file}: {item_path('route', i, route.name)}.translation_options: {exc}"
+            raise ConfigError(msg) from None
     for i, sim in enumerate(config.simulators):
         if sim.type not in simulators.REGISTRY:
             raise ConfigError(

@@ -30,6 +30,7 @@ antimeridian); circle to circle distance is haversine.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -347,7 +348,7 @@ class Router:
     def plan(self, ctx: PlanContext, admission: Admission) -> list[PlannedDelivery]:
         alert = ctx.alert
         planned: dict[str, PlannedDelivery] = {}
-        rendered: dict[str, Rendered | None] = {}
+        rendered: dict[str, Rendered | None] = {}  # by translation and its options
         routes = self.matching(ctx)
         pairs: list[tuple[RouteConfig, str]] = [(r, s) for r in routes for s in r.sinks]
         for route in routes:
@@ -377,9 +378,12 @@ class Router:
                     reason=why,
                 )
                 continue
-            if route.translation not in rendered:
-                rendered[route.translation] = self._render(route, alert)
-            result = rendered[route.translation]
+            # Each route renders with its own options (two text routes for a pager and a DMR
+            # talkgroup differ); routes with the same translation and options share one.
+            rendering = _rendering_key(route)
+            if rendering not in rendered:
+                rendered[rendering] = self._render(route, alert)
+            result = rendered[rendering]
             if result is None:
                 ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason="translation")
                 continue
@@ -448,6 +452,11 @@ class Router:
             expires=alert.expires,
             held=held,
         )
+
+
+def _rendering_key(route: RouteConfig) -> str:
+    options = json.dumps(dict(route.translation_options), sort_keys=True, default=str)
+    return f"{route.translation}\n{options}"
 
 
 def _live_refusal(

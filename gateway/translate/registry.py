@@ -41,6 +41,12 @@ def check_options(name: str, options: Mapping[str, Any]) -> None:
     """Refuse bad translation options when the configuration is loaded (ConfigError naming
     the option), rather than at the first alert. Renderers without options accept any."""
     get_renderer(name)
+    allowed = renderers.OPTION_NAMES.get(name, frozenset())
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        names = ", ".join(sorted(allowed)) or "none"
+        msg = f"unknown option(s) {', '.join(unknown)} for {name!r}; allowed: {names}"
+        raise ConfigError(msg)
     check = renderers.OPTION_CHECKS.get(name)
     if check is not None:
         check(options)

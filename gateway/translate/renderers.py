@@ -182,6 +182,20 @@ def _check_text(options: Mapping[str, Any]) -> None:
         raise ConfigError(msg)
 
 
+# The options each translation takes (a route naming another is refused with the list).
+OPTION_NAMES: Mapping[str, frozenset[str]] = {
+    "identity": frozenset(),
+    "ipaws": frozenset(
+        {"sender", "identifier_prefix", "timezone", "blockchannel", "default_hours", "crosswalk"}
+    ),
+    "cap-cp": frozenset({"sender", "identifier_prefix", "crosswalk", "fallback_sgc"}),
+    "same": frozenset({"station", "country", "crosswalk", "now"}),
+    "text": frozenset({"radio", "lang", "budget", "ascii_only", "forbidden", "max_parts"}),
+    "edxl": frozenset({"version", "sender_id"}),
+    "incident": frozenset(),
+    "incident-text": frozenset(),
+}
+
 OPTION_CHECKS: Mapping[str, Callable[[Mapping[str, Any]], object]] = {
     "ipaws": IpawsOptions.from_mapping,
     "cap-cp": CapCpOptions.from_mapping,

@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 
 from cap_schemas.model import Alert
 from cap_schemas.parse import parse_alert
+from gateway.assembly import check_names
 from gateway.config import parse_config
-from gateway.errors import TranslationError
+from gateway.errors import ConfigError, TranslationError
 from gateway.ledger import Admission, Decision
 from gateway.model import Rendered
 from gateway.router import (
@@ -349,3 +350,42 @@ class TestTranslationFailures:
             '[[route]]\nname = "z"\nsinks = ["j"]\n',
         )
         assert set(plan(r, cap())) == {"j"}
+
+
+class TestRouteOptions:
+    """Each route's translation options reach its own deliveries; bad options are refused
+    when the configuration is checked."""
+
+    def test_same_translation_other_options(self, tmp_path: Path, cap: CapFactory) -> None:
+        r = router(
+            tmp_path,
+            '[[route]]\nname = "pager"\nsinks = ["a"]\ntranslation = "text"\n'
+            'translation_options = { radio = "pager", lang = "en", budget = 120 }\n\n'
+            '[[route]]\nname = "dmr"\nsinks = ["b"]\ntranslation = "text"\n'
+            'translation_options = { radio = "dmr", lang = "fr" }\n',
+        )
+        planned = plan(r, cap(severity="Severe", headline="flood warning for the river"))
+        pager = planned["a"].parts  # type: ignore[attr-defined]
+        dmr = planned["b"].parts  # type: ignore[attr-defined]
+        assert pager != dmr
+        assert all(len(p) <= 120 for p in pager)
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            ('{ radio = "pager", lang = "de" }', "lang 'de' is not en, fr or both"),
+            ('{ radio = "pager", budgit = 120 }', "unknown option(s) budgit for 'text'"),
+            ('{ radio = "telegraph" }', "radio 'telegraph' is not one of"),
+        ],
+    )
+    def test_bad_options_refused(self, tmp_path: Path, options: str, message: str) -> None:
+        text = (
+            '[mqtt]\nbroker = "mqtt://127.0.0.1:1"\n\n[[sink]]\nname = "a"\ntype = "mqtt"\n\n'
+            f'[[route]]\nname = "pager"\nsinks = ["a"]\ntranslation = "text"\n'
+            f"translation_options = {options}\n"
+        )
+        config = parse_config(tomllib.loads(text), path=tmp_path / "r.toml")
+        with pytest.raises(ConfigError) as info:
+            check_names(config)
+        assert 'route #1 "pager".translation_options' in str(info.value)
+        assert message in str(info.value)
