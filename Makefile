@@ -12,7 +12,7 @@ SYSTEM_TOOLS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients multimon-ng:
 	minimodem:minimodem direwolf:direwolf atest:direwolf gen_packets:direwolf socat:socat \
 	sox:sox espeak-ng:espeak-ng xmlsec1:xmlsec1
 
-.PHONY: setup system-tools run test lint typecheck pytest bench clean
+.PHONY: setup system-tools run test lint typecheck pytest bench fuzz chaos clean
 
 setup: $(STAMP)
 
@@ -58,6 +58,17 @@ test: setup system-tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	PATH="$$PATH:/usr/sbin:/sbin" $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# Every decoder against generated and mutated input for FUZZ_SECONDS each (the short version
+# runs in make test).
+FUZZ_SECONDS ?= 30
+fuzz: setup
+	BORDERLINK_FUZZ_SECONDS=$(FUZZ_SECONDS) $(VENV)/bin/pytest tests/fuzz -q -s -p no:randomly
+
+# Daemon and broker SIGKILLs while alerts flow (the short version runs in make test).
+CHAOS_ARGS ?= --alerts 1000 --kills 100 --broker-kills 20
+chaos: setup system-tools
+	PATH="$$PATH:/usr/sbin:/sbin" $(PY) -m bench.chaos $(CHAOS_ARGS)
 
 bench: setup system-tools
 	PATH="$$PATH:/usr/sbin:/sbin" $(PY) -m bench $(BENCH_ARGS)

@@ -1,0 +1,322 @@
+"""Chaos: alerts flow over HTTP and MQTT while the daemon and the broker are killed outright.
+
+``make chaos`` runs :func:`run` with the long defaults (at least 100 daemon SIGKILLs and 20
+broker SIGKILLs); ``tests/daemon/test_chaos.py`` runs the same scenario short in every CI run.
+
+The scenario: a real Mosquitto (persistent, so what it acknowledged survives its own kills), a
+daemon as a child process on an SQLite ledger, two MQTT sinks -- ``feed`` (``in_doubt =
+"resend"``) and ``air`` (``live = true``, so ``in_doubt = "hold"``) -- and a subscriber with a
+persistent session that records every copy each sink published, with its delivery id. Alerts
+go in through ``POST /api/v1/alerts`` (acknowledged: a 202) and through the MQTT input
+(acknowledged: the broker's PUBACK); meanwhile the daemon is SIGKILLed and restarted at random
+moments, and now and then the broker too. At the end the daemon runs until the outbox is
+settled, and the counts come from what the subscriber received, held against the ledger:
+
+* **lost**: an acknowledged alert a sink never received and the ledger does not account for
+  (not held for an operator, not failed with a reason) -- must be 0;
+* **duplicates** per sink: more than one copy of a delivery id -- allowed only on a
+  ``resend`` sink, each listed with its delivery id;
+* **in doubt**: attempts found under way at a restart, by how they were resolved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import aiomqtt
+from paho.mqtt.properties import Properties
+
+from tests.daemon.conftest import CapFactory
+from tests.helpers import Broker, _spawn_mosquitto, free_port, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "chaos-token-0123456789abcdef"
+SINKS = ("feed", "air")
+
+
+@dataclass
+class Report:
+    kills: int = 0
+    broker_kills: int = 0
+    acked: int = 0
+    admitted: int = 0
+    lost: list[str] = field(default_factory=list)
+    received: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, dict[str, int]] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)
+    in_doubt: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.lost and not self.duplicates.get("air")
+
+    def table(self) -> str:
+        lines = [
+            f"daemon SIGKILLs {self.kills}, broker SIGKILLs {self.broker_kills},"
+            f" alerts acknowledged {self.acked}, admitted {self.admitted}, {self.seconds:.0f} s",
+            f"{'sink':<6} {'in_doubt':<8} {'received':>8} {'lost':>5} {'duplicates':>10}"
+            f" {'held':>5}",
+        ]
+        for sink in SINKS:
+            policy = "hold" if sink == "air" else "resend"
+            dups = self.duplicates.get(sink, {})
+            lost = sum(1 for k in self.lost if k.startswith(sink + ":"))
+            lines.append(
+                f"{sink:<6} {policy:<8} {self.received.get(sink, 0):>8} {lost:>5}"
+                f" {sum(n - 1 for n in dups.values()):>10} {self.held.get(sink, 0):>5}"
+            )
+            lines.extend(f"    repeated delivery id {d} x{n}" for d, n in sorted(dups.items()))
+        resolved = ", ".join(f"{k} {v}" for k, v in sorted(self.in_doubt.items())) or "none"
+        lines.append(f"in doubt at restarts: {resolved}")
+        lines.append("RESULT: " + ("ok" if self.ok else "FAILED"))
+        return "\n".join(lines)
+
+
+def _config(tmp: Path, broker_port: int, http_port: int) -> Path:
+    (tmp / "token").write_text(TOKEN + "\n", encoding="utf-8")
+    path = tmp / "chaos.toml"
+    path.write_text(
+        f'[gateway]\nname = "chaos"\ndata_dir = "{tmp}"\ndrain_timeout = 2\n'
+        "housekeeping_interval = 0.5\n\n"
+        f'[mqtt]\nbroker = "mqtt://127.0.0.1:{broker_port}"\nclient_id = "chaos"\n'
+        'validation = "warn"\npublish_active = false\n\n'
+        f'[http]\nport = {http_port}\ntoken_file = "token"\nvalidation = "warn"\n\n'
+        f'[ledger]\npath = "{tmp / "ledger.sqlite3"}"\n\n'
+        '[[sink]]\nname = "feed"\ntype = "mqtt"\ntopic = "out/feed/{key}"\n'
+        "retry_initial = 0.05\nretry_max = 0.5\n\n"
+        '[[sink]]\nname = "air"\ntype = "mqtt"\ntopic = "out/air/{key}"\nlive = true\n'
+        "retry_initial = 0.05\nretry_max = 0.5\n\n"
+        '[[route]]\nname = "all"\nsinks = ["feed", "air"]\nallow_unsigned_live = true\n'
+        'live_trust = "anonymous"\n',  # the test broker is anonymous
+        encoding="utf-8",
+    )
+    return path
+
+
+def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--log-level", "warning", "--log-json", "run",
+             str(config)],
+            stdout=handle, stderr=handle, cwd=ROOT, env=env,
+        )
+
+
+def _broker(tmp: Path) -> Broker:
+    port = free_port()
+    config = tmp / "mosquitto.conf"
+    store = tmp / "mosquitto-store"
+    store.mkdir()
+    config.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        f"persistence_location {store}/\nautosave_interval 1\nautosave_on_changes true\n"
+        "max_queued_messages 100000\n",
+        encoding="utf-8",
+    )
+    broker = Broker("127.0.0.1", port, _spawn_mosquitto(config), config)
+    wait_for_port("127.0.0.1", port)
+    return broker
+
+
+async def _collect(broker: Broker, seen: list[tuple[str, str, str]], stop: asyncio.Event) -> None:
+    """Every copy each sink published: (sink, alert key, delivery id), across broker kills."""
+    props = Properties(packetType=1)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = 3600
+    while not stop.is_set():
+        try:
+            async with aiomqtt.Client(
+                broker.host, broker.port, identifier="chaos-sub", clean_start=False,
+                properties=props, protocol=aiomqtt.ProtocolVersion.V5,
+            ) as sub:
+                await sub.subscribe("out/#", qos=1)
+                async for message in sub.messages:
+                    user = dict(message.properties.UserProperty or [])  # type: ignore[union-attr]
+                    sink = str(message.topic).split("/")[1]
+                    seen.append(
+                        (sink, user.get("borderlink-alert-key", ""),
+                         user.get("borderlink-delivery-id", ""))
+                    )
+        except aiomqtt.MqttError:
+            await asyncio.sleep(0.2)
+
+
+async def _post(http: aiohttp.ClientSession, url: str, body: bytes) -> bool:
+    try:
+        async with http.post(
+            url, data=body, headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as resp:
+            return resp.status == 202
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+async def _publish(broker: Broker, body: bytes) -> bool:
+    try:
+        async with aiomqtt.Client(
+            broker.host, broker.port, identifier=f"chaos-pub-{uuid.uuid4().hex[:8]}", timeout=5
+        ) as pub:
+            await pub.publish("borderlink/in/cap", body, qos=1)
+            return True
+    except aiomqtt.MqttError:
+        return False
+
+
+async def _scenario(
+    tmp: Path, *, alerts: int, kills: int, broker_kills: int, seed: int
+) -> Report:
+    rng = random.Random(seed)
+    report = Report()
+    factory = CapFactory(sender="chaos@borderlink.invalid")
+    broker = _broker(tmp)
+    http_port = free_port()
+    config = _config(tmp, broker.port, http_port)
+    log = tmp / "daemon.log"
+    seen: list[tuple[str, str, str]] = []
+    stop = asyncio.Event()
+    collector = asyncio.create_task(_collect(broker, seen, stop))
+    acked: set[str] = set()
+    daemon = _spawn(config, log)
+    started = time.monotonic()
+    broker_every = max(1, kills // max(1, broker_kills)) if broker_kills else 0
+    per_round = max(1, alerts // max(1, kills))
+    url = f"http://127.0.0.1:{http_port}/api/v1/alerts"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            for round_ in range(kills):
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.to_thread(wait_for_port, "127.0.0.1", http_port, 20)
+                for _ in range(per_round):
+                    body = factory(severity="Severe")
+                    key = CapFactory.key_of(body)
+                    done = await (_post(http, url, body) if rng.random() < 0.5
+                                  else _publish(broker, body))
+                    if done:
+                        acked.add(key)
+                await asyncio.sleep(rng.uniform(0.0, 0.3))
+                daemon.send_signal(signal.SIGKILL)
+                daemon.wait()
+                report.kills += 1
+                if broker_every and (round_ + 1) % broker_every == 0 and (
+                    report.broker_kills < broker_kills
+                ):
+                    broker.process.send_signal(signal.SIGKILL)
+                    broker.process.wait()
+                    broker.process = _spawn_mosquitto(broker.config)
+                    wait_for_port(broker.host, broker.port)
+                    report.broker_kills += 1
+                daemon = _spawn(config, log)
+        # Settle: the daemon runs until no entry is pending or leased.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.to_thread(wait_for_port, "127.0.0.1", http_port, 30)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _settled(tmp, acked):  # noqa: ASYNC110 - polls another process's ledger
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(1.0)  # the last copies in flight reach the subscriber
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        stop.set()
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await collector
+        broker.stop()
+    report.seconds = time.monotonic() - started
+    report.acked = len(acked)
+    _account(tmp, report, acked, seen)
+    return report
+
+
+def _settled(tmp: Path, acked: set[str]) -> bool:
+    """Every acknowledged alert admitted, and no delivery pending."""
+    with contextlib.closing(sqlite3.connect(tmp / "ledger.sqlite3")) as db:
+        try:
+            pending = db.execute(
+                "SELECT COUNT(*) FROM outbox WHERE state = 'pending'"
+            ).fetchone()[0]
+            admitted = {r[0] for r in db.execute(
+                "SELECT sender || ',' || identifier || ',' || sent FROM alerts"
+            )}
+        except sqlite3.Error:
+            return False
+    return pending == 0 and acked <= admitted
+
+
+def _account(
+    tmp: Path, report: Report, acked: set[str], seen: list[tuple[str, str, str]]
+) -> None:
+    with contextlib.closing(sqlite3.connect(tmp / "ledger.sqlite3")) as db:
+        rows = db.execute(
+            "SELECT a.sender || ',' || a.identifier || ',' || a.sent, o.sink, o.state,"
+            " o.attributes FROM outbox o JOIN alerts a ON a.id = o.alert_id"
+        ).fetchall()
+        admitted = {r[0] for r in db.execute(
+            "SELECT sender || ',' || identifier || ',' || sent FROM alerts"
+        )}
+        for (detail,) in db.execute("SELECT detail FROM journal WHERE event = 'in_doubt'"):
+            policy = detail.rsplit("in_doubt = ", 1)[-1].rstrip(")")
+            report.in_doubt[policy] += 1
+    report.admitted = len(admitted & acked)
+    copies = Counter((sink, ident) for sink, _key, ident in seen)
+    received = {(sink, key) for sink, key, _ident in seen}
+    for sink in SINKS:
+        report.received[sink] = sum(n for (s, _i), n in copies.items() if s == sink)
+        dups = {i: n for (s, i), n in copies.items() if s == sink and n > 1}
+        if dups:
+            report.duplicates[sink] = dups
+    state = {(key, sink): (st, json.loads(attrs)) for key, sink, st, attrs in rows}
+    report.held = dict(Counter(sink for (_k, sink), (st, _a) in state.items() if st == "held"))
+    for key in sorted(acked):
+        for sink in SINKS:
+            if (sink, key) in received:
+                continue
+            entry = state.get((key, sink))
+            if entry is not None and entry[0] in ("held", "failed", "expired", "superseded"):
+                continue  # accounted for by the ledger, with its reason
+            report.lost.append(f"{sink}:{key}")
+
+
+def run(*, alerts: int, kills: int, broker_kills: int, seed: int = 20261204) -> Report:
+    with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
+        return asyncio.run(
+            _scenario(Path(tmp), alerts=alerts, kills=kills, broker_kills=broker_kills, seed=seed)
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--alerts", type=int, default=1000)
+    parser.add_argument("--kills", type=int, default=100)
+    parser.add_argument("--broker-kills", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=20261204)
+    args = parser.parse_args(argv)
+    report = run(
+        alerts=args.alerts, kills=args.kills, broker_kills=args.broker_kills, seed=args.seed
+    )
+    print(report.table())
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
