@@ -96,6 +96,11 @@ class ParseLimits:
 
     max_bytes: int = 8 * 1024 * 1024
     max_depth: int = 64
+    # Blocks of one alert: far above any real alert (NAAD: a few infos, tens of areas), far
+    # below what makes reading and routing one alert cost seconds.
+    max_infos: int = 64
+    max_areas: int = 2048
+    max_resources: int = 128
 
 
 DEFAULT_LIMITS = ParseLimits()
@@ -345,6 +350,17 @@ def parse_xml(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> etree._El
             line=deep.sourceline,
             reason="too_deep",
         )
+    for name, most in (
+        ("info", limits.max_infos),
+        ("area", limits.max_areas),
+        ("resource", limits.max_resources),
+    ):
+        count = sum(1 for _ in root.iter(f"{{*}}{name}"))
+        if count > most:
+            raise CapHostileError(
+                f"{count} <{name}> blocks; an alert may carry at most {most}",
+                reason="too_many_blocks",
+            )
     xinclude = next(root.iter(*_XINCLUDE_TAGS), None)
     if xinclude is not None:
         raise CapHostileError(

@@ -233,6 +233,21 @@ class TestResourceLimits:
         exc = run_rejected(data, limits=ParseLimits(max_depth=5))
         assert exc.reason == "too_deep"
 
+    @pytest.mark.parametrize(
+        ("block", "count", "limit"),
+        [("info", 65, 64), ("area", 2049, 2048), ("resource", 129, 128)],
+    )
+    def test_too_many_blocks(self, block: str, count: int, limit: int) -> None:
+        ns = "urn:oasis:names:tc:emergency:cap:1.2"
+        data = f'<alert xmlns="{ns}">'.encode() + f"<{block}/>".encode() * count + b"</alert>"
+        exc = run_rejected(data)
+        assert exc.reason == "too_many_blocks"
+        assert f"{count} <{block}> blocks; an alert may carry at most {limit}" in str(exc)
+        at_the_cap = data.replace(f"<{block}/>".encode(), b"", 1)
+        assert parse_xml(at_the_cap).tag == f"{{{ns}}}alert"
+        exc = run_rejected(at_the_cap, limits=ParseLimits(**{f"max_{block}s": 3}))
+        assert exc.reason == "too_many_blocks"
+
     def test_oversize(self) -> None:
         data = b"<a>" + b"x" * (8 * MIB) + b"</a>"
         exc = run_rejected(data)

@@ -4,7 +4,9 @@ frame, and the poll loop with its backoff."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import itertools
+import tracemalloc
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Self
@@ -26,6 +28,8 @@ from adapters.feedbase import (
     number_option,
     string_options,
 )
+from adapters.ipaws.codec import extract_alerts
+from adapters.nws.codec import parse_active
 from adapters.polling import (
     POLLS,
     PollFailed,
@@ -36,7 +40,7 @@ from adapters.polling import (
 )
 from cap_schemas.model import AlertKey
 from gateway.adapter import SourceHealth
-from gateway.errors import AdapterConnectionError, ConfigError
+from gateway.errors import AdapterConnectionError, ConfigError, FrameError
 from tests.feeds.conftest import FakeClock, rejected
 from tests.helpers import free_port
 
@@ -126,6 +130,9 @@ class TestRecentKeys:
         assert _key(3) in keys
 
 
+BOMB = gzip.compress(b"\x00" * (200 << 20), compresslevel=9)
+
+
 @pytest.fixture
 async def http_server() -> AsyncIterator[str]:
     """A small HTTP server on 127.0.0.1 with one route per behaviour under test."""
@@ -147,7 +154,16 @@ async def http_server() -> AsyncIterator[str]:
     async def moved(_request: web.Request) -> web.Response:
         raise web.HTTPFound("/big")
 
+    async def bomb(_request: web.Request) -> web.Response:
+        # 200 MB of zeros in about 200 KB: a gzip bomb
+        return web.Response(body=BOMB, headers={"Content-Encoding": "gzip"})
+
+    async def wrong_type(_request: web.Request) -> web.Response:
+        return web.Response(body=b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, content_type="image/png")
+
     app = web.Application()
+    app.router.add_get("/bomb", bomb)
+    app.router.add_get("/png", wrong_type)
     app.router.add_get("/big", big)
     app.router.add_get("/streamed", streamed)
     app.router.add_get("/missing", missing)
@@ -188,6 +204,30 @@ class TestFetch:
             assert (result.status, result.body) == (404, b"")
             with pytest.raises(FeedError):
                 await fetch(session, url, max_bytes=100, time_limit=5)
+
+    async def test_gzip_bomb_is_capped_after_decompression(self, http_server: str) -> None:
+        """What counts against the cap is what the body expands to, and memory stays small."""
+        tracemalloc.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                with pytest.raises(FeedError, match="exceeds the cap") as info:
+                    await fetch(
+                        session, http_server + "/bomb", max_bytes=1 << 20, time_limit=30
+                    )
+            _current, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert info.value.reason == "oversize"
+        assert peak < 64 << 20, f"peak {peak >> 20} MiB"
+
+    async def test_wrong_content_is_refused_by_each_feed(self, http_server: str) -> None:
+        """An image where a feed document belongs: each feed's codec refuses it by name."""
+        async with aiohttp.ClientSession() as session:
+            result = await fetch(session, http_server + "/png", max_bytes=1 << 20, time_limit=5)
+        with pytest.raises(FrameError):
+            parse_active(result.body)
+        with pytest.raises(FrameError):
+            extract_alerts(result.body, max_bytes=1 << 20)
 
     async def test_refused_connection(self) -> None:
         async with aiohttp.ClientSession() as session:
