@@ -55,7 +55,9 @@ class Report:
     kills: int = 0
     broker_kills: int = 0
     acked: int = 0
+    acked_http: int = 0
     admitted: int = 0
+    lost_in_broker: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     received: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -70,7 +72,11 @@ class Report:
     def table(self) -> str:
         lines = [
             f"daemon SIGKILLs {self.kills}, broker SIGKILLs {self.broker_kills},"
-            f" alerts acknowledged {self.acked}, admitted {self.admitted}, {self.seconds:.0f} s",
+            f" alerts acknowledged {self.acked} ({self.acked_http} by the gateway over HTTP,"
+            f" {self.acked - self.acked_http} by the broker over MQTT), admitted"
+            f" {self.admitted}, {self.seconds:.0f} s",
+            f"acknowledged by the broker, then lost when it was killed before passing them"
+            f" on: {len(self.lost_in_broker)} (Mosquitto's own durability, not the gateway's)",
             f"{'sink':<6} {'in_doubt':<8} {'received':>8} {'lost':>5} {'duplicates':>10}"
             f" {'held':>5}",
         ]
@@ -193,6 +199,7 @@ async def _scenario(
     stop = asyncio.Event()
     collector = asyncio.create_task(_collect(broker, seen, stop))
     acked: set[str] = set()
+    acked_http: set[str] = set()
     daemon = _spawn(config, log)
     started = time.monotonic()
     broker_every = max(1, kills // max(1, broker_kills)) if broker_kills else 0
@@ -206,10 +213,13 @@ async def _scenario(
                 for _ in range(per_round):
                     body = factory(severity="Severe")
                     key = CapFactory.key_of(body)
-                    done = await (_post(http, url, body) if rng.random() < 0.5
+                    over_http = rng.random() < 0.5
+                    done = await (_post(http, url, body) if over_http
                                   else _publish(broker, body))
                     if done:
                         acked.add(key)
+                        if over_http:
+                            acked_http.add(key)
                 await asyncio.sleep(rng.uniform(0.0, 0.3))
                 daemon.send_signal(signal.SIGKILL)
                 daemon.wait()
@@ -226,8 +236,18 @@ async def _scenario(
         # Settle: the daemon runs until no entry is pending or leased.
         with contextlib.suppress(TimeoutError):
             await asyncio.to_thread(wait_for_port, "127.0.0.1", http_port, 30)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not _settled(tmp, acked):  # noqa: ASYNC110 - polls another process's ledger
+        # Settled: every alert the gateway acknowledged admitted, nothing pending, and the MQTT
+        # backlog drained (all admitted, or no admission for 20 s).
+        deadline = time.monotonic() + 180
+        quiet_since, last = time.monotonic(), -1
+        while time.monotonic() < deadline:
+            count = _admitted_count(tmp)
+            if count != last:
+                quiet_since, last = time.monotonic(), count
+            if _settled(tmp, acked_http) and (
+                _settled(tmp, acked) or time.monotonic() - quiet_since > 20
+            ):
+                break
             await asyncio.sleep(0.5)
         await asyncio.sleep(1.0)  # the last copies in flight reach the subscriber
     finally:
@@ -244,8 +264,17 @@ async def _scenario(
         broker.stop()
     report.seconds = time.monotonic() - started
     report.acked = len(acked)
-    _account(tmp, report, acked, seen)
+    report.acked_http = len(acked_http)
+    _account(tmp, report, acked, acked_http, seen)
     return report
+
+
+def _admitted_count(tmp: Path) -> int:
+    with contextlib.closing(sqlite3.connect(tmp / "ledger.sqlite3")) as db:
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM alerts").fetchone()[0])
+        except sqlite3.Error:
+            return -1
 
 
 def _settled(tmp: Path, acked: set[str]) -> bool:
@@ -264,8 +293,16 @@ def _settled(tmp: Path, acked: set[str]) -> bool:
 
 
 def _account(
-    tmp: Path, report: Report, acked: set[str], seen: list[tuple[str, str, str]]
+    tmp: Path,
+    report: Report,
+    acked: set[str],
+    acked_http: set[str],
+    seen: list[tuple[str, str, str]],
 ) -> None:
+    """Lost: an alert the gateway acknowledged (a 202) or admitted (from MQTT) that a sink
+    never received and the ledger does not account for. An MQTT publish the broker
+    acknowledged but never passed on (it was killed before saving it) is the broker's loss,
+    counted apart."""
     with contextlib.closing(sqlite3.connect(tmp / "ledger.sqlite3")) as db:
         rows = db.execute(
             "SELECT a.sender || ',' || a.identifier || ',' || a.sent, o.sink, o.state,"
@@ -278,6 +315,8 @@ def _account(
             policy = detail.rsplit("in_doubt = ", 1)[-1].rstrip(")")
             report.in_doubt[policy] += 1
     report.admitted = len(admitted & acked)
+    report.lost_in_broker = sorted(acked - acked_http - admitted)
+    gateway_owned = acked_http | (admitted & acked)
     copies = Counter((sink, ident) for sink, _key, ident in seen)
     received = {(sink, key) for sink, key, _ident in seen}
     for sink in SINKS:
@@ -287,7 +326,7 @@ def _account(
             report.duplicates[sink] = dups
     state = {(key, sink): (st, json.loads(attrs)) for key, sink, st, attrs in rows}
     report.held = dict(Counter(sink for (_k, sink), (st, _a) in state.items() if st == "held"))
-    for key in sorted(acked):
+    for key in sorted(gateway_owned):
         for sink in SINKS:
             if (sink, key) in received:
                 continue

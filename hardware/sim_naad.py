@@ -496,12 +496,16 @@ def simulator(options: Mapping[str, Any]) -> NaadSimulator:
     )
 
 
+# The real NAAD streams listen on 8080 -- the daemon's HTTP port on the same machine.
+DEFAULT_STREAM_PORT = 18080
+
+
 async def _serve(args: argparse.Namespace) -> None:
     alerts = load_alerts("naad", Path(args.alerts) if args.alerts else None)
     sim = NaadSimulator(
         alerts,
         host=args.host,
-        ports=args.port or [8080],
+        ports=args.port or [DEFAULT_STREAM_PORT],
         archive_port=args.archive_port,
         heartbeat_interval=args.heartbeat or None,
         replay_interval=args.interval,
@@ -556,7 +560,8 @@ def register(kinds: Subparsers) -> None:
         type=int,
         action="append",
         metavar="P",
-        help="stream port (repeat for several streams; default 8080)",
+        help=f"stream port (repeat for several streams; default {DEFAULT_STREAM_PORT}: the real"
+        " streams use 8080, which is also the gateway's own HTTP port)",
     )
     parser.add_argument(
         "--archive-port",

@@ -56,7 +56,9 @@ def register(subparsers: Subparsers) -> None:
     enc.set_defaults(handler=_encode)
 
     dec = actions.add_parser("decode", help="print the SAME headers found in audio")
-    dec.add_argument("input", help="WAV or raw PCM file, or - for raw PCM on stdin")
+    dec.add_argument(
+        "input", help="WAV file, or a raw PCM file with --raw, or - for raw PCM on stdin"
+    )
     dec.add_argument("--rate", type=int, default=22050, help="sample rate of raw input in Hz")
     dec.add_argument("--raw", action="store_true", help="input is raw PCM even if it looks WAV")
     dec.set_defaults(handler=_decode)
@@ -113,11 +115,33 @@ def _chunks_of(stream: BinaryIO, *, raw: bool, rate: int) -> tuple[int, Iterator
 
     if raw:
         return rate, iter(audio.iter_raw(stream))
-    head = stream.peek(4)[:4] if hasattr(stream, "peek") else b""
-    if head == b"RIFF":
+    head = stream.peek(12)[:12] if hasattr(stream, "peek") else b""
+    if head[:4] == b"RIFF":
         wav_rate, chunks = audio.open_wav(stream)
         return wav_rate, iter(chunks)
-    return rate, iter(audio.iter_raw(stream))
+    kind = next((name for magic, name in _CONTAINERS if head.startswith(magic)), None)
+    if kind is not None:
+        msg = (
+            f"{kind} audio is not read here; convert it to WAV"
+            " (sox IN.ogg -b 16 OUT.wav) or pipe raw 16-bit PCM with --raw"
+        )
+        raise ValueError(msg)
+    if not head:
+        msg = "the file is empty"
+        raise ValueError(msg)
+    msg = "not a WAV file; give --raw (and --rate) for raw signed 16-bit PCM"
+    raise ValueError(msg)
+
+
+# Containers recognised by their first bytes, to say what a refused file is.
+_CONTAINERS = (
+    (b"OggS", "Ogg"),
+    (b"fLaC", "FLAC"),
+    (b"ID3", "MP3"),
+    (b"\xff\xfb", "MP3"),
+    (b"\xff\xf3", "MP3"),
+    (b"FORM", "AIFF"),
+)
 
 
 def _decode(args: argparse.Namespace) -> int:

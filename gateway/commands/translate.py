@@ -139,6 +139,10 @@ def run(args: argparse.Namespace) -> int:
             )
             return EXIT_OK
         alerts = _alerts(data)
+        if not alerts:
+            INPUT_REJECTED.inc(component="cli", reason="no_alert")
+            msg = "the EDXL-DE envelope carries no CAP alert: nothing to translate"
+            raise InputError(msg, reason="no_alert")
     except InputError as exc:
         sys.stderr.write(f"{args.file}: {exc}\n")
         return EXIT_UNREADABLE

@@ -115,3 +115,22 @@ class TestSameCommand:
         broken.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
         assert main(["same", "decode", str(broken)]) == 2
         assert main(["same", "encode", HEADER, "-o", str(tmp_path), "--attention", "0"]) == 2
+
+    @pytest.mark.parametrize(
+        ("head", "said"),
+        [
+            (b"OggS\x00\x02" + b"\x00" * 50, "Ogg audio is not read here"),
+            (b"fLaC\x00\x00\x00\x22" + b"\x00" * 50, "FLAC audio is not read here"),
+            (b"ID3\x04\x00" + b"\x00" * 50, "MP3 audio is not read here"),
+            (b"", "the file is empty"),
+            (b"\x01\x02\x03" * 100, "not a WAV file; give --raw"),
+        ],
+    )
+    def test_unreadable_audio_is_an_error_not_silence(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], head: bytes, said: str
+    ) -> None:
+        """An OGG recording used to print nothing and exit 0, as if it held no header."""
+        path = tmp_path / "recording"
+        path.write_bytes(head)
+        assert main(["same", "decode", str(path)]) == 2
+        assert said in capsys.readouterr().err

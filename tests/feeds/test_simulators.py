@@ -16,10 +16,11 @@ from adapters.naad.adapter import from_context
 from cap_schemas.parse import parse_alert
 from gateway.adapter import AdapterContext
 from gateway.cli import build_parser
+from gateway.config import HttpConfig
 from gateway.simulators import load_simulator
 from hardware.feed_alerts import load_alerts, make_live
 from hardware.sim_feeds import IpawsSimulator, NwsSimulator
-from hardware.sim_naad import NaadSimulator
+from hardware.sim_naad import DEFAULT_STREAM_PORT, NaadSimulator
 from tests.feeds.conftest import collecting, wait_for
 from tests.helpers import free_port
 
@@ -239,3 +240,11 @@ class TestMakeLive:
         nws = next(a for a in load_alerts("nws") if b"VTZ002" in a)
         live = make_live(nws, now=datetime(2026, 3, 1, 12, 0, tzinfo=UTC)).raw
         assert b"<sent>2026-03-01T07:00:00-05:00</sent>" in live
+
+
+class TestSimulatorDefaults:
+    """A simulator started with its defaults does not take the gateway's own ports."""
+
+    def test_naad_streams_not_on_the_http_port(self) -> None:
+        assert HttpConfig().port != DEFAULT_STREAM_PORT
+        assert DEFAULT_STREAM_PORT not in (1883, 8883)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import sys
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from cap_schemas.edxl import validate_edxl
+from cap_schemas.edxl import validate_edxl, wrap
 from cap_schemas.model import Alert, Status
 from cap_schemas.parse import parse_alert
 from cap_schemas.same import SameHeader
@@ -150,6 +150,26 @@ class TestCommand:
         code, out, _ = self._run([str(path), "--to", "ipaws", "--sender", "eoc@x.gov"], capsys)
         assert code == 0
         assert "<code>IPAWSv1.0</code>" in out
+
+    def test_envelope_without_alert_is_an_error(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """An EDXL-DE envelope of something else used to print nothing and exit 0."""
+        path = tmp_path / "report.xml"
+        path.write_bytes(
+            wrap(
+                [("application/json", b'{"note": "no alert here"}')],
+                version="2.0",
+                distribution_id="d-1",
+                sender_id="eoc@example.org",
+                sent=datetime(2026, 12, 4, tzinfo=UTC),
+                expires=datetime(2026, 12, 5, tzinfo=UTC),
+            )
+        )
+        code, out, err = self._run([str(path), "--to", "text"], capsys)
+        assert code == 2
+        assert out == ""
+        assert "carries no CAP alert" in err
 
     def test_to_text(
         self, tmp_path: Path, eccc_alert: Callable[..., Alert], capsys: pytest.CaptureFixture[str]
