@@ -98,7 +98,12 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 def _alerts(data: bytes) -> list[Alert]:
     try:
         if b"EDXLDistribution" in data[:4096] or b"edxlDistribution" in data[:4096]:
-            return unwrap_alerts(data)
+            found = unwrap_alerts(data)
+            if not found:
+                INPUT_REJECTED.inc(component="cli", reason="no_alert")
+                msg = "the EDXL-DE envelope carries no CAP alert: nothing to translate"
+                raise InputError(msg, reason="no_alert")
+            return found
         return [parse_alert(data)]
     except CapParseError as exc:
         INPUT_REJECTED.inc(component="cli", reason=exc.reason)
@@ -139,10 +144,6 @@ def run(args: argparse.Namespace) -> int:
             )
             return EXIT_OK
         alerts = _alerts(data)
-        if not alerts:
-            INPUT_REJECTED.inc(component="cli", reason="no_alert")
-            msg = "the EDXL-DE envelope carries no CAP alert: nothing to translate"
-            raise InputError(msg, reason="no_alert")
     except InputError as exc:
         sys.stderr.write(f"{args.file}: {exc}\n")
         return EXIT_UNREADABLE
