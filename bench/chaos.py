@@ -5,8 +5,9 @@ broker SIGKILLs); ``tests/daemon/test_chaos.py`` runs the same scenario short in
 
 The scenario: a real Mosquitto (persistent, so what it acknowledged survives its own kills), a
 daemon as a child process on an SQLite ledger, two MQTT sinks -- ``feed`` (``in_doubt =
-"resend"``) and ``air`` (``live = true``, so ``in_doubt = "hold"``) -- and a subscriber with a
-persistent session that records every copy each sink published, with its delivery id. Alerts
+"resend"``) and ``air`` (``live = true``, so ``in_doubt = "hold"``) -- with a subscriber on a
+persistent session that records every copy each published, with its delivery id, and a file
+sink ``files`` (``resend``) whose ``D.json`` / ``D~2.json`` files are its copies. Alerts
 go in through ``POST /api/v1/alerts`` (acknowledged: a 202) and through the MQTT input
 (acknowledged: the broker's PUBACK); meanwhile the daemon is SIGKILLed and restarted at random
 moments, and now and then the broker too. At the end the daemon runs until the outbox is
@@ -47,7 +48,7 @@ from tests.helpers import Broker, _spawn_mosquitto, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "chaos-token-0123456789abcdef"
-SINKS = ("feed", "air")
+SINKS = ("feed", "air", "files")
 
 
 @dataclass
@@ -109,7 +110,9 @@ def _config(tmp: Path, broker_port: int, http_port: int) -> Path:
         "retry_initial = 0.05\nretry_max = 0.5\n\n"
         '[[sink]]\nname = "air"\ntype = "mqtt"\ntopic = "out/air/{key}"\nlive = true\n'
         "retry_initial = 0.05\nretry_max = 0.5\n\n"
-        '[[route]]\nname = "all"\nsinks = ["feed", "air"]\nallow_unsigned_live = true\n'
+        '[[sink]]\nname = "files"\ntype = "file"\npath = "files"\n'
+        "retry_initial = 0.05\nretry_max = 0.5\n\n"
+        '[[route]]\nname = "all"\nsinks = ["feed", "air", "files"]\nallow_unsigned_live = true\n'
         'live_trust = "anonymous"\n',  # the test broker is anonymous
         encoding="utf-8",
     )
@@ -317,6 +320,9 @@ def _account(
     report.admitted = len(admitted & acked)
     report.lost_in_broker = sorted(acked - acked_http - admitted)
     gateway_owned = acked_http | (admitted & acked)
+    for meta in sorted((tmp / "files").glob("*.json")):
+        body = json.loads(meta.read_bytes())  # a file sink's copies: D.json, D~2.json, ...
+        seen.append(("files", body["alert_key"], body["delivery_id"]))
     copies = Counter((sink, ident) for sink, _key, ident in seen)
     received = {(sink, key) for sink, key, _ident in seen}
     for sink in SINKS:

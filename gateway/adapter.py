@@ -180,6 +180,7 @@ REGISTRY: dict[str, str] = {
     "textmodem": "adapters.textmodem.adapter:from_context",
     "endec": "adapters.eas.adapter:from_context",
     "demo": "adapters.demo.adapter:from_context",
+    "file": "adapters.file.adapter:from_context",
 }
 
 ENTRY_POINT_GROUP = "borderlink.adapters"

@@ -1,0 +1,1 @@
+"""A sink that writes each delivery to a directory (``type = "file"``)."""
