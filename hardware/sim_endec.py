@@ -149,6 +149,11 @@ class SimEndec:
                 self._clients.discard(writer)
 
     async def _play_files(self) -> None:
+        # What the receiver hears is reported on the serial side: played before a gateway is
+        # connected, nobody would see it. Wait for the first one, then play.
+        if not self._clients:
+            log.info("sim_endec_play_waiting", files=len(self._play), url=self.url)
+        await self.wait_connected()
         await asyncio.sleep(self._play_delay)
         for path in self._play:
             try:

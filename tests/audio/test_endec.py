@@ -240,6 +240,21 @@ class TestEndecEndToEnd:
             item = await next_item(adapter.messages())
         assert OTHER in item.raw.decode()
 
+    async def test_files_play_once_a_gateway_is_connected(self, tmp_path: Path) -> None:
+        # `sim endec --play` used to decode at start, before any gateway was there to see it.
+        wav = tmp_path / "play.wav"
+        write_wav(wav, sm.encode(OTHER, sm.EncoderOptions(attention=0)), 22050)
+        sim = simulator({"port": 0, "play": [str(wav)], "play_delay": 0})
+        async with sim:
+            idle = asyncio.get_running_loop().time() + 0.5
+            while asyncio.get_running_loop().time() < idle:  # no gateway: nothing is played
+                assert sim.reported == []
+                await asyncio.sleep(0.05)
+            async with EndecAdapter("e", EndecOptions(port=sim.url)) as adapter:
+                item = await next_item(adapter.messages())
+        assert OTHER in item.raw.decode()
+        assert sim.reported[0] == OTHER
+
     async def test_device_closing_the_line_is_a_connection_error(self) -> None:
         sim = SimEndec(port=0)
         async with sim, EndecAdapter("e", EndecOptions(port=sim.url)) as adapter:

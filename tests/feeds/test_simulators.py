@@ -11,14 +11,17 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import aiohttp
+import pytest
 
 from adapters.naad.adapter import from_context
 from cap_schemas.parse import parse_alert
+from cap_schemas.rules import ERROR
+from cap_schemas.validate import validate
 from gateway.adapter import AdapterContext
 from gateway.cli import build_parser
 from gateway.config import HttpConfig
 from gateway.simulators import load_simulator
-from hardware.feed_alerts import load_alerts, make_live
+from hardware.feed_alerts import alert_files, load_alerts, make_live
 from hardware.sim_feeds import IpawsSimulator, NwsSimulator
 from hardware.sim_naad import DEFAULT_STREAM_PORT, NaadSimulator
 from tests.feeds.conftest import collecting, wait_for
@@ -236,10 +239,20 @@ class TestMakeLive:
     def test_zone_written_as_in_the_original(self) -> None:
         usgs = next(a for a in load_alerts("ipaws") if b"USGS" in a)
         live = make_live(usgs, now=datetime(2026, 3, 1, 12, 0, tzinfo=UTC)).raw
-        assert b"<sent>2026-03-01T12:00:00+00:00</sent>" in live
+        assert b"<sent>2026-03-01T05:00:00-07:00</sent>" in live
         nws = next(a for a in load_alerts("nws") if b"VTZ002" in a)
         live = make_live(nws, now=datetime(2026, 3, 1, 12, 0, tzinfo=UTC)).raw
         assert b"<sent>2026-03-01T07:00:00-05:00</sent>" in live
+
+    @pytest.mark.parametrize("kind", ["naad", "ipaws", "nws"])
+    def test_every_served_alert_passes_its_profile(self, kind: str) -> None:
+        # A simulator serves valid alerts unless asked for faults: a newcomer's demo must not
+        # fill the holds with its own simulator's mistakes (an IPAWS alert in UTC did).
+        now = datetime.now(UTC)
+        for path in alert_files(kind):
+            alert = parse_alert(make_live(path.read_bytes(), now=now).raw)
+            errors = [str(f) for f in validate(alert) if f.severity == ERROR]
+            assert errors == [], f"{kind}/{path.name}"
 
 
 class TestSimulatorDefaults:
