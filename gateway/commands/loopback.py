@@ -4,9 +4,9 @@ Sends numbered test frames through a physical loopback plug, a radio or TNC in l
 simulator, and reports what came back: sent, received, lost, corrupted, out of order,
 duplicates, latency p50/p99 and the throughput measured against the line's theoretical rate
 (``--rate``, bits per second). A progress bar is drawn on a terminal; ``--json`` prints one
-object for scripts. Exit status: 0 when the link meets every threshold given (``--max-loss``,
-``--max-corrupt``, ``--max-p99-ms``, ``--min-throughput``), 1 when it does not, 2 when the
-port cannot be opened.
+object for scripts. Exit status: 0 when the link meets every threshold -- ``--max-loss`` and
+``--max-corrupt`` always (both 0 by default: none accepted), ``--max-p99-ms`` and
+``--min-throughput`` when given -- 1 when it does not, 2 when the port cannot be opened.
 
 Frames carry ``SEQ CRC32 PAYLOAD``: a KISS data frame holding an AX.25 UI frame (kiss), an
 ``AT+TXT=LOOP,...`` command whose ``+RXT:`` echo comes back (modem, in the default text-modem
@@ -527,7 +527,12 @@ def register(subparsers: Subparsers) -> None:
         default=0.0,
         help="highest acceptable loss (0 = none; 0.01 or 1%%)",
     )
-    parser.add_argument("--max-corrupt", type=_fraction, default=0.0)
+    parser.add_argument(
+        "--max-corrupt",
+        type=_fraction,
+        default=0.0,
+        help="highest acceptable share of damaged frames (0 = none; 0.01 or 1%%)",
+    )
     parser.add_argument("--max-p99-ms", type=float, default=None)
     parser.add_argument(
         "--min-throughput",

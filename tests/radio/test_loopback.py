@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import socket
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +18,8 @@ from gateway.commands.loopback import LoopbackReport, Progress, frame_text, meas
 from hardware.rf_channel import RFSimulation, TapTerminalStation
 from tests.helpers import free_port
 from tests.radio.conftest import SimFactory
+
+ROOT = Path(__file__).resolve().parents[2]
 
 RATE = 38400
 
@@ -211,6 +215,38 @@ class TestCommandLine:
                 base, capture_output=True, text=True, timeout=60
             )
             assert strict.returncode == 1
+        finally:
+            sim.terminate()
+            sim.wait(timeout=10)
+            if sim.stdout is not None:
+                sim.stdout.close()
+
+    def test_readme_loopback_example_as_written(self) -> None:
+        # The README's example once failed its own latency threshold; run it as printed there,
+        # on a free port instead of 8001.
+        readme = (ROOT / "README.md").read_text(encoding="utf-8")
+        section = readme.split("## Technician loopback tests", 1)[1]
+        block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+        sim_line, loop_line = block.replace("\\\n", " ").strip().splitlines()
+        port = str(free_port())
+        sim_argv = shlex.split(sim_line.split("&", 1)[0].replace("8001", port))
+        loop_argv = shlex.split(loop_line.replace("8001", port))
+        assert sim_argv[0] == loop_argv[0] == "borderlink"
+        cli = [sys.executable, "-m", "gateway"]
+        sim = subprocess.Popen(
+            [*cli, *sim_argv[1:]], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        try:
+            assert sim.stdout is not None
+            json.loads(sim.stdout.readline())  # the simulator says where it listens
+            done = subprocess.run(  # noqa: PLW1510 - the exit status is asserted
+                [*cli, *loop_argv[1:]], capture_output=True, text=True, timeout=110
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            report = json.loads(done.stdout)
+            assert report["passed"] is True
+            assert report["lost"] == 0
+            assert report["received"] == report["sent"] > 0
         finally:
             sim.terminate()
             sim.wait(timeout=10)
