@@ -1,0 +1,90 @@
+"""``borderlink tcp HOST:PORT``: a line terminal on a TCP port, for the simulated handhelds,
+pager displays and any device served on a loopback port, with no other tool installed.
+
+What arrives is written to standard output as it comes; what is typed (or piped) on standard
+input is sent. End of input (Ctrl-D, or the end of a pipe) closes the sending side and the
+command keeps printing until the other end closes; Ctrl-C ends it. Exit codes: 0 the
+connection ended, 2 a bad address or a port that cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import selectors
+import socket
+import sys
+
+from gateway.commands import Subparsers
+
+_CHUNK = 4096
+
+
+def split_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) as a pair; ``ValueError`` says what is wrong."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r}: give HOST:PORT, e.g. 127.0.0.1:7311")
+    host = host.removeprefix("[").removesuffix("]")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
+    return host, int(port)
+
+
+def _pump(conn: socket.socket, stdin: int, stdout: int) -> None:
+    with selectors.DefaultSelector() as selector:
+        selector.register(conn, selectors.EVENT_READ)
+        selector.register(stdin, selectors.EVENT_READ)
+        while True:
+            for key, _ in selector.select():
+                if key.fileobj is conn:
+                    data = conn.recv(_CHUNK)
+                    if not data:
+                        return  # the other end closed
+                    os.write(stdout, data)
+                else:
+                    typed = os.read(stdin, _CHUNK)
+                    if typed:
+                        conn.sendall(typed)
+                    else:
+                        selector.unregister(stdin)
+                        with contextlib.suppress(OSError):
+                            conn.shutdown(socket.SHUT_WR)
+
+
+def handle(args: argparse.Namespace) -> int:
+    try:
+        host, port = split_address(args.address)
+    except ValueError as exc:
+        print(f"borderlink tcp: {exc}", file=sys.stderr)  # noqa: T201 - the command's message
+        return 2
+    try:
+        conn = socket.create_connection((host, port), timeout=args.timeout)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(f"borderlink tcp: cannot connect to {host}:{port}: {reason}", file=sys.stderr)  # noqa: T201
+        return 2
+    conn.settimeout(None)
+    print(f"borderlink tcp: connected to {host}:{port} (Ctrl-C to leave)", file=sys.stderr)  # noqa: T201
+    with conn:
+        try:
+            _pump(conn, sys.stdin.fileno(), sys.stdout.fileno())
+        except KeyboardInterrupt:
+            pass
+        except OSError as exc:
+            print(f"borderlink tcp: {host}:{port}: {exc.strerror or exc}", file=sys.stderr)  # noqa: T201
+    return 0
+
+
+def register(subparsers: Subparsers) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "tcp",
+        help="a line terminal on a TCP port (simulated handhelds, pager displays)",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    parser.add_argument("address", metavar="HOST:PORT", help="e.g. 127.0.0.1:7311")
+    parser.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait for the connection (5)"
+    )
+    parser.set_defaults(handler=handle)
