@@ -12,12 +12,41 @@ import argparse
 import importlib
 import pkgutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from gateway import __version__, commands
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _modules() -> dict[str, str]:
+    """Command name -> its module under :mod:`gateway.commands` (``check_config`` is
+    ``check-config``)."""
+    return {
+        info.name.replace("_", "-"): info.name
+        for info in pkgutil.iter_modules(commands.__path__)
+        if not info.name.startswith("_")
+    }
+
+
+def _chosen(argv: Sequence[str], names: Mapping[str, str]) -> list[str] | None:
+    """The modules a command line needs: only its command's, none for a bare ``--version``,
+    or ``None`` (all of them: ``--help``, or a command that is not known, listed in the error).
+
+    Each command imports what it works with (lxml, numpy, aiohttp): loading one instead of
+    all keeps a technician's ``borderlink --version`` or ``borderlink tcp`` quick.
+    """
+    words = iter(argv)
+    for word in words:
+        if word == "--log-level":
+            next(words, None)
+        elif not word.startswith("-"):
+            return [names[word]] if word in names else None
+        elif word in ("-h", "--help"):
+            return None
+    return [] if "--version" in argv else None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given the command line, with only the command it names."""
     parser = argparse.ArgumentParser(
         prog="borderlink",
         description="Cross-border emergency-alert and radio message gateway.",
@@ -26,19 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
     parser.add_argument("--log-json", action="store_true", help="JSON log lines even on a TTY")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+    names = _modules()
+    wanted = None if argv is None else _chosen(argv, names)
+    for module_name in sorted(names.values()) if wanted is None else wanted:
+        module = importlib.import_module(f"{commands.__name__}.{module_name}")
         module.register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from gateway.logging import configure  # noqa: PLC0415 - after argument parsing
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(arguments).parse_args(arguments)
+    from gateway.logging import configure  # noqa: PLC0415 - not needed by --version or --help
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     configure(level=args.log_level, json=True if args.log_json else None)
     handler = args.handler
     code: int = handler(args)

@@ -1,0 +1,57 @@
+"""The command line loads only the command it runs: ``--version`` and light commands stay
+quick because nothing heavy is imported for them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from gateway.cli import _chosen, _modules
+
+HEAVY = ("numpy", "lxml", "aiohttp", "structlog", "gateway.commands.translate")
+
+
+def _loaded(*argv: str) -> set[str]:
+    probe = (
+        "import sys\n"
+        "from gateway.cli import main\n"
+        "try:\n"
+        f"    main({list(argv)!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('\\n'.join(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run(  # noqa: PLW1510 - what it imported is the result
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60
+    )
+    return set(done.stderr.split())
+
+
+@pytest.mark.parametrize("argv", [("--version",), ("tcp", "--help"), ("mqtt-passwd", "--help")])
+def test_light_command_lines_import_nothing_heavy(argv: tuple[str, ...]) -> None:
+    loaded = _loaded(*argv)
+    assert "gateway.cli" in loaded
+    assert not {m for m in HEAVY if m in loaded}, argv
+
+
+def test_a_named_command_loads_only_its_module() -> None:
+    names = _modules()
+    assert names["check-config"] == "check_config"
+    assert _chosen(["--log-level", "debug", "validate", "x.xml"], names) == ["validate"]
+    assert _chosen(["--version"], names) == []
+    assert _chosen(["--help"], names) is None
+    assert _chosen(["nosuch"], names) is None  # the error lists every command
+    loaded = _loaded("validate", "--help")
+    assert "gateway.commands.validate" in loaded
+    assert "gateway.commands.translate" not in loaded
+
+
+def test_help_still_lists_every_command() -> None:
+    done = subprocess.run(  # noqa: PLW1510 - the exit status is asserted
+        [sys.executable, "-m", "gateway", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0
+    for name in _modules():
+        assert name in done.stdout
