@@ -46,8 +46,18 @@ def _short(text: str | None, limit: int = 160) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def signature_summary(alert: Alert, trust_files: Iterable[str] = ()) -> str:
-    """One line on the signatures: count, and the verification state when available."""
+def signature_summary(
+    alert: Alert,
+    trust_files: Iterable[str] = (),
+    *,
+    allow_multiple: bool = False,
+    allow_sha1: bool = False,
+) -> str:
+    """One line on the signatures: count, and the verification state when available.
+
+    ``allow_multiple`` checks every signature of an alert that carries several (NAAD alerts
+    do: the originator's and NAAD's); ``allow_sha1`` accepts the legacy rsa-sha1 method.
+    """
     count = alert.signature_count
     if count == 0:
         return "none (unsigned)"
@@ -59,12 +69,16 @@ def signature_summary(alert: Alert, trust_files: Iterable[str] = ()) -> str:
     try:
         store_cls: Any = sig.TrustStore
         trust = store_cls.from_pem_files(files) if files else store_cls.empty()
-        report = sig.verify(alert.raw, trust)
+        report = sig.verify(alert.raw, trust, allow_multiple=allow_multiple, allow_sha1=allow_sha1)
     except Exception as exc:  # noqa: BLE001 - a summary line must not take the command down
         return f"{count} (could not verify: {exc})"
     signers = ", ".join(report.signers) or "-"
     anchors = "" if files else "; no trust anchors given (--trust)"
-    return f"{count}, {report.state} ({report.reason}); signers: {signers}{anchors}"
+    hint = {
+        "multiple": "; give --allow-multiple-signatures to check each of them",
+        "weak_algorithm": "; --allow-sha1 accepts the legacy rsa-sha1 method",
+    }.get(str(report.reason), "")
+    return f"{count}, {report.state} ({report.reason}); signers: {signers}{anchors}{hint}"
 
 
 def _info_lines(index: int, info: Info) -> list[str]:
@@ -110,7 +124,13 @@ def _info_lines(index: int, info: Info) -> list[str]:
     return lines
 
 
-def summary(alert: Alert, *, trust_files: Iterable[str] = ()) -> str:
+def summary(
+    alert: Alert,
+    *,
+    trust_files: Iterable[str] = (),
+    allow_multiple: bool = False,
+    allow_sha1: bool = False,
+) -> str:
     profile = detect_profile(alert)
     findings = validate(alert, profile=profile)
     errors = [f for f in findings if f.severity == "error"]
@@ -123,7 +143,10 @@ def summary(alert: Alert, *, trust_files: Iterable[str] = ()) -> str:
         f"CAP:        {alert.version}   profile: {profile}   "
         f"codes: {', '.join(alert.codes) or '-'}",
         f"languages:  {', '.join(alert.languages()) or '-'}",
-        f"signatures: {signature_summary(alert, trust_files)}",
+        "signatures: "
+        + signature_summary(
+            alert, trust_files, allow_multiple=allow_multiple, allow_sha1=allow_sha1
+        ),
     ]
     if alert.source:
         lines.append(f"source:     {alert.source}")
@@ -147,7 +170,14 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:
         sys.stderr.write(f"{args.file}: {exc}\n")
         return EXIT_UNREADABLE
-    sys.stdout.write(summary(alert, trust_files=args.trust))
+    sys.stdout.write(
+        summary(
+            alert,
+            trust_files=args.trust,
+            allow_multiple=args.allow_multiple_signatures,
+            allow_sha1=args.allow_sha1,
+        )
+    )
     sys.stdout.flush()
     return EXIT_VALID
 
@@ -164,5 +194,13 @@ def register(subparsers: Subparsers) -> None:
         default=[],
         metavar="PEM",
         help="PEM file of trusted signing certificates (repeatable)",
+    )
+    parser.add_argument(
+        "--allow-multiple-signatures",
+        action="store_true",
+        help="check every signature of an alert that carries several (NAAD alerts do)",
+    )
+    parser.add_argument(
+        "--allow-sha1", action="store_true", help="accept the legacy rsa-sha1 signature method"
     )
     parser.set_defaults(handler=run)
