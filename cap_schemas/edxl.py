@@ -180,6 +180,13 @@ def _root(data: bytes | etree._Element, limits: ParseLimits) -> tuple[etree._Ele
     return root, version
 
 
+def looks_like_edxl(data: bytes) -> bool:
+    """Whether a document's head names an EDXL-DE distribution (1.0 ``EDXLDistribution``,
+    2.0 ``edxlDistribution``); the parse that follows decides for certain."""
+    head = data[:4096]
+    return b"EDXLDistribution" in head or b"edxlDistribution" in head
+
+
 def unwrap(data: bytes, *, limits: ParseLimits = ParseLimits()) -> Envelope:  # noqa: B008 -- frozen
     """The envelope fields and every content object."""
     root, version = _root(data, limits)

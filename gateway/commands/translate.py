@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from cap_schemas.edxl import unwrap_alerts
+from cap_schemas.edxl import looks_like_edxl, unwrap_alerts
 from cap_schemas.errors import CapParseError
 from cap_schemas.model import Alert
 from cap_schemas.parse import parse_alert
@@ -97,7 +97,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _alerts(data: bytes) -> list[Alert]:
     try:
-        if b"EDXLDistribution" in data[:4096] or b"edxlDistribution" in data[:4096]:
+        if looks_like_edxl(data):
             found = unwrap_alerts(data)
             if not found:
                 INPUT_REJECTED.inc(component="cli", reason="no_alert")

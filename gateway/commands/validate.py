@@ -1,5 +1,8 @@
 """``borderlink validate FILE...``: check CAP files against the XSD and a profile.
 
+An EDXL-DE 1.0 or 2.0 envelope is checked against its own schema, and each CAP alert it
+carries as a CAP alert (``FILE alert N``).
+
 Exit codes: 0 every file is valid, 1 at least one file has an error finding, 2 at least one
 file could not be read or was refused as hostile (that wins over 1). ``-`` reads stdin.
 """
@@ -15,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from cap_schemas.edxl import looks_like_edxl, unwrap, unwrap_alerts, validate_edxl
 from cap_schemas.errors import CapHostileError, CapParseError
 from cap_schemas.model import Alert
 from cap_schemas.parse import ParseLimits, parse_alert_with_warnings
@@ -52,7 +56,13 @@ def read_input(name: str, *, stdin: Any = None) -> bytes:
 
 def load_alert(name: str, *, limits: ParseLimits | None = None) -> tuple[Alert, list[str]]:
     """Read and parse one file; parse failures are counted and raised as :class:`InputError`."""
-    data = read_input(name)
+    return parse_input(read_input(name), name, limits=limits)
+
+
+def parse_input(
+    data: bytes, name: str, *, limits: ParseLimits | None = None
+) -> tuple[Alert, list[str]]:
+    """Parse the bytes of ``name``; failures are counted and raised as :class:`InputError`."""
     try:
         if limits is None:
             return parse_alert_with_warnings(data)
@@ -86,16 +96,16 @@ class FileResult:
         return data
 
 
-def check_file(name: str, profile: str, *, limits: ParseLimits | None = None) -> FileResult:
-    try:
-        alert, warnings = load_alert(name, limits=limits)
-    except InputError as exc:
-        return FileResult(
-            file=name,
-            status="hostile" if exc.hostile else "unreadable",
-            error=str(exc),
-            reason=exc.reason,
-        )
+def _refused(name: str, exc: InputError) -> FileResult:
+    return FileResult(
+        file=name,
+        status="hostile" if exc.hostile else "unreadable",
+        error=str(exc),
+        reason=exc.reason,
+    )
+
+
+def _checked(name: str, alert: Alert, profile: str, warnings: list[str]) -> FileResult:
     chosen = detect_profile(alert) if profile == "auto" else profile
     findings = validate(alert, profile=chosen)
     return FileResult(
@@ -109,13 +119,59 @@ def check_file(name: str, profile: str, *, limits: ParseLimits | None = None) ->
     )
 
 
+def check_file(name: str, profile: str, *, limits: ParseLimits | None = None) -> list[FileResult]:
+    """One result for a CAP file; for an EDXL-DE envelope, one for the envelope and one for
+    each alert in it."""
+    try:
+        data = read_input(name)
+        if looks_like_edxl(data):
+            return _check_envelope(name, data, profile, limits or ParseLimits())
+        alert, warnings = parse_input(data, name, limits=limits)
+    except InputError as exc:
+        return [_refused(name, exc)]
+    return [_checked(name, alert, profile, warnings)]
+
+
+def _check_envelope(name: str, data: bytes, profile: str, limits: ParseLimits) -> list[FileResult]:
+    try:
+        envelope = unwrap(data, limits=limits)
+        alerts = unwrap_alerts(data, limits=limits)
+    except CapParseError as exc:
+        INPUT_REJECTED.inc(component="cli", reason=exc.reason)
+        hostile = isinstance(exc, CapHostileError)
+        kind = "refused as hostile" if hostile else "not a readable EDXL-DE envelope"
+        return [_refused(name, InputError(f"{kind}: {exc}", hostile=hostile, reason=exc.reason))]
+    findings = validate_edxl(data, limits=limits)
+    notes = [] if alerts else ["the envelope carries no CAP alert"]
+    results = [
+        FileResult(
+            file=name,
+            status="valid" if is_valid(findings) else "invalid",
+            profile=f"EDXL-DE {envelope.version}",
+            version=envelope.version,
+            key=envelope.distribution_id,
+            warnings=notes,
+            findings=findings,
+        )
+    ]
+    results.extend(
+        _checked(f"{name} alert {i}", alert, profile, []) for i, alert in enumerate(alerts, start=1)
+    )
+    return results
+
+
 def _text(result: FileResult) -> str:
     if result.status in ("unreadable", "hostile"):
         return f"{result.file}: {result.status.upper()}: {result.error}\n"
     counts = {s: sum(f.severity == s for f in result.findings) for s in ("error", "warning")}
+    what = (
+        result.profile
+        if result.profile and result.profile.startswith("EDXL-DE")
+        else f"profile {result.profile}, CAP {result.version}"
+    )
     head = (
         f"{result.file}: {'valid' if result.status == 'valid' else 'INVALID'} "
-        f"(profile {result.profile}, CAP {result.version}; {counts['error']} error(s), "
+        f"({what}; {counts['error']} error(s), "
         f"{counts['warning']} warning(s))\n"
     )
     lines = [head]
@@ -134,7 +190,7 @@ def exit_code(results: list[FileResult]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     limits = ParseLimits(max_bytes=args.max_bytes) if args.max_bytes else None
-    results = [check_file(name, args.profile, limits=limits) for name in args.files]
+    results = [r for name in args.files for r in check_file(name, args.profile, limits=limits)]
     out = sys.stdout
     if args.json:
         out.write(json.dumps([r.to_json() for r in results], indent=2, ensure_ascii=False))
@@ -151,7 +207,8 @@ def register(subparsers: Subparsers) -> None:
         "validate",
         help="check CAP files against the CAP 1.2 XSD and the CAP-CP or IPAWS profile",
         description=(
-            "Check CAP files (CAP 1.2, or 1.1/1.0 read as 1.2). Exit 0 when all are valid, "
+            "Check CAP files (CAP 1.2, or 1.1/1.0 read as 1.2), and EDXL-DE envelopes with "
+            "each alert in them. Exit 0 when all are valid, "
             "1 when one has an error, 2 when one cannot be read or is refused as hostile."
         ),
     )

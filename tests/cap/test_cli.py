@@ -6,12 +6,14 @@ import io
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import structlog
 
 import gateway.commands.validate as validate_command
+from cap_schemas.edxl import wrap
 from cap_schemas.model import Alert
 from cap_schemas.serialize import to_xml
 from gateway.cli import main
@@ -146,6 +148,68 @@ class TestValidateCommand:
         ]
         assert main(["validate", *files]) == 0
         assert capsys.readouterr().out.count(": valid (profile cap-cp, CAP 1.2") == 2
+
+
+class TestValidateEnvelope:
+    """An EDXL-DE envelope: its own schema, then each alert inside as a CAP alert."""
+
+    @staticmethod
+    def _envelope(tmp_path: Path, *alerts: bytes, version: str = "2.0") -> Path:
+        path = tmp_path / f"envelope-{version}.xml"
+        path.write_bytes(
+            wrap(
+                list(alerts),
+                version=version,
+                distribution_id="DIST-1",
+                sender_id="eoc@borderlink.invalid",
+                sent=datetime(2026, 12, 4, 12, 0, tzinfo=UTC),
+                expires=datetime(2026, 12, 5, 12, 0, tzinfo=UTC),
+            )
+        )
+        return path
+
+    @pytest.mark.parametrize("version", ["1.0", "2.0"])
+    def test_envelope_and_each_alert(
+        self,
+        tmp_path: Path,
+        make_alert: MakeAlert,
+        capsys: pytest.CaptureFixture[str],
+        version: str,
+    ) -> None:
+        good, bad = to_xml(make_alert()), to_xml(make_alert(identifier="has a space"))
+        path = self._envelope(tmp_path, good, bad, version=version)
+        assert main(["validate", str(path)]) == 1
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].startswith(f"{path}: valid (EDXL-DE {version}; 0 error(s)")
+        assert any(line.startswith(f"{path} alert 1: valid (profile") for line in out)
+        assert any(line.startswith(f"{path} alert 2: INVALID (profile") for line in out)
+
+    def test_envelope_without_alert_is_said(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = self._envelope(tmp_path, ("text/plain", b"road closed"))
+        assert main(["validate", "--json", str(path)]) == 0
+        (result,) = json.loads(capsys.readouterr().out)
+        assert result["profile"] == "EDXL-DE 2.0"
+        assert result["key"] == "DIST-1"
+        assert result["warnings"] == ["the envelope carries no CAP alert"]
+
+    def test_envelope_breaking_its_schema(
+        self, tmp_path: Path, make_alert: MakeAlert, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = self._envelope(tmp_path, to_xml(make_alert()))
+        path.write_bytes(path.read_bytes().replace(b"Actual", b"Whenever", 1))
+        assert main(["validate", str(path)]) == 1
+        first = capsys.readouterr().out.splitlines()[0]
+        assert first.startswith(f"{path}: INVALID (EDXL-DE 2.0; 1 error(s)")
+
+    def test_unreadable_envelope_exits_2(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "broken.xml"
+        path.write_bytes(b"<edxlDistribution xmlns='urn:oasis:names:tc:emergency:EDXL:DE:2.0'>")
+        assert main(["validate", str(path)]) == 2
+        assert "not a readable EDXL-DE envelope" in capsys.readouterr().out
 
 
 class TestInspectCommand:
