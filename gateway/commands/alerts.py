@@ -30,10 +30,10 @@ COLUMNS = (
 )
 
 
-def fetch(url: str, *, active: bool, limit: int, timeout: float = 10.0) -> dict[str, Any]:
-    """The API's answer; ``OSError`` / ``ValueError`` say what went wrong."""
-    query = urlencode({"limit": limit, **({"active": 1} if active else {})})
-    target = f"{url.rstrip('/')}/api/v1/alerts?{query}"
+def get_json(url: str, path: str, *, timeout: float = 10.0) -> dict[str, Any]:
+    """``GET url + path`` as JSON; ``OSError`` (unreachable) / ``ValueError`` (refused, or
+    not a URL) say what went wrong and where."""
+    target = f"{url.rstrip('/')}{path}"
     if not target.startswith(("http://", "https://")):
         raise ValueError(f"{url!r}: give an http:// or https:// URL")
     try:
@@ -48,6 +48,12 @@ def fetch(url: str, *, active: bool, limit: int, timeout: float = 10.0) -> dict[
     except urllib.error.URLError as exc:
         raise OSError(f"cannot reach {target}: {exc.reason}") from None
     return body
+
+
+def fetch(url: str, *, active: bool, limit: int, timeout: float = 10.0) -> dict[str, Any]:
+    """The API's list of alerts (the active ones, or the most recent)."""
+    query = urlencode({"limit": limit, **({"active": 1} if active else {})})
+    return get_json(url, f"/api/v1/alerts?{query}", timeout=timeout)
 
 
 def _cell(value: Any) -> str:
