@@ -18,6 +18,14 @@ from tests.helpers import Broker, free_port
 AUTH = {"Authorization": "Bearer test-token-0123456789abcdef"}
 
 
+async def _watch(*argv: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "gateway", "watch", *argv),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 async def test_admission_then_deliveries_as_they_happen(
     mosquitto: Broker, tmp_path: Path, cap: CapFactory
 ) -> None:
@@ -26,18 +34,7 @@ async def test_admission_then_deliveries_as_they_happen(
     key = CapFactory.key_of(raw)
     async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
         url = f"http://127.0.0.1:{daemon.http_port}"
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "gateway",
-            "watch",
-            "--url",
-            url,
-            "--interval",
-            "0.1",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        proc = await _watch("--url", url, "--interval", "0.1")
         try:
             assert proc.stderr is not None
             assert proc.stdout is not None
@@ -71,16 +68,7 @@ async def test_admission_then_deliveries_as_they_happen(
 
 async def test_unreachable_gateway_exits_2() -> None:
     port = free_port()
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        "watch",
-        "--url",
-        f"http://127.0.0.1:{port}",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    proc = await _watch("--url", f"http://127.0.0.1:{port}")
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     assert b"cannot reach" in err
