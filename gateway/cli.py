@@ -50,6 +50,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="borderlink",
         description="Cross-border emergency-alert and radio message gateway.",
+        epilog="borderlink help lists the guides (configuration, radio, security ...); "
+        "borderlink COMMAND --help explains a command.",
     )
     parser.add_argument("--version", action="version", version=f"borderlink {__version__}")
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
