@@ -137,13 +137,13 @@ def _when(value: datetime, lang: str) -> str:
     return f"until {utc.day} {_MONTHS_EN[utc.month - 1]} {utc:%H:%M} UTC"
 
 
-def _composed(info: Info, lang: str) -> str:
+def _composed(info: Info, lang: str, *, until: bool = True) -> str:
     areas = [a.area_desc.strip() for a in info.areas if a.area_desc.strip()]
     shown = ", ".join(areas[:3]) + (f" +{len(areas) - 3}" if len(areas) > 3 else "")
     words = [_event_name(info, lang)]
     if shown:
         words.append(("pour " if lang == "fr" else "for ") + shown)
-    if info.expires is not None:
+    if until and info.expires is not None:
         words.append(_when(info.expires, lang))
     return " ".join(words)
 
@@ -156,7 +156,11 @@ def short_text(alert: Alert, lang: str) -> str:
     own = alert.info_for(lang)
     info = own or alert.infos[0]
     body = None
-    if own is not None:
+    if alert.msg_type is MsgType.CANCEL:
+        # What was cancelled, for where; never the original's call to act (a cancel's wireless
+        # text and headline often repeat it), nor an expiry that no longer applies.
+        body = _composed(info, lang, until=False)
+    elif own is not None:
         for name in (SOREM_WIRELESS_TEXT, "CMAMtext", "NWSheadline"):
             value = own.parameter(name)
             if value and value.strip():

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from cap_schemas.model import Alert, AlertKey, MsgType, Severity, Status, Urgency, ValuePair
 from gateway.errors import ConfigError
 from gateway.model import RadioText
+from gateway.translate.common import SOREM_WIRELESS_TEXT
 from gateway.translate.text import (
     RADIO_PROFILES,
     radio_options,
@@ -78,6 +79,24 @@ class TestContent:
         assert "UPD: " in render_radio_text(upd, budget=200).parts[0]
         assert "CANCELLED: " in render_radio_text(can, budget=200).parts[0]
         assert "ANNULE: " in render_radio_text(can, budget=200, lang="fr").parts[0]
+
+    def test_cancel_carries_no_call_to_act(
+        self, eccc_alert: Callable[..., Alert], reference: AlertKey
+    ) -> None:
+        # A cancel whose wireless text repeats the original's instruction once read
+        # "CANCELLED: Tornado warning ... Take shelter now."
+        repeated = (
+            ValuePair(SOREM_WIRELESS_TEXT, "Tornado warning for Windsor. Take shelter now."),
+        )
+        can = eccc_alert(msg_type=MsgType.CANCEL, references=(reference,), params=repeated)
+        for lang in ("en", "fr", "both"):
+            text = " ".join(render_radio_text(can, budget=400, lang=lang).parts)
+            assert "shelter" not in text.lower()
+            assert "abritez" not in text.lower()
+            assert "until" not in text
+        english = render_radio_text(can, budget=400, lang="en").parts[0]
+        assert "CANCELLED: " in english
+        assert "Windsor - Essex - Chatham-Kent" in english
 
 
 class TestPriority:
