@@ -24,7 +24,7 @@ from tests.daemon.conftest import (
     spawn_daemon,
     subscriber,
 )
-from tests.helpers import Broker, free_port
+from tests.helpers import Broker, free_port, wait_for_port
 
 SINKS = (
     '[[sink]]\nname = "out-cap"\ntype = "mqtt"\ntopic = "out/cap/{key}"\n'
@@ -55,8 +55,9 @@ class TestCrashSafety:
         self, mosquitto: Broker, tmp_path: Path, cap: CapFactory
     ) -> None:
         rng = random.Random(20260315)
+        http_port = free_port()
         config = daemon_toml(
-            tmp_path, mosquitto.url, sinks=SINKS, routes=ROUTE_CAP, http_port=free_port()
+            tmp_path, mosquitto.url, sinks=SINKS, routes=ROUTE_CAP, http_port=http_port
         )
         log = tmp_path / "daemon.log"
         alerts = [cap() for _ in range(150)]
@@ -88,9 +89,11 @@ class TestCrashSafety:
                     proc = spawn_daemon(config, log)
                 await feeder
                 wanted = {CapFactory.key_of(a) for a in alerts}
-                await out.wait_for(
-                    lambda: wanted <= {m.alert_key for m in out.messages}, within=60
-                )
+                await out.wait_for(lambda: wanted <= {m.alert_key for m in out.messages}, within=60)
+                # The last instance may have had nothing left to do: let it come up (its HTTP
+                # port listens only after the SIGTERM handler is in place) before stopping it,
+                # or the SIGTERM lands while Python is still starting and kills it outright.
+                await asyncio.to_thread(wait_for_port, "127.0.0.1", http_port, 30.0)
             finally:
                 code = _stop(proc)
         assert code == 0
@@ -172,14 +175,22 @@ class TestStartFailures:
             )
             result = subprocess.run(
                 [sys.executable, "-m", "gateway", "run", str(config)],
-                capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+                cwd=ROOT,
             )
         assert result.returncode == 1
         assert f"127.0.0.1:{port}" in result.stderr
         config.write_text(config.read_text() + "\n[nonsense]\n")
         result = subprocess.run(
             [sys.executable, "-m", "gateway", "run", str(config)],
-            capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=ROOT,
         )
         assert result.returncode == 2
         assert "nonsense" in result.stderr
