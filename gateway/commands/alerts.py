@@ -2,9 +2,10 @@
 
 Asks a running gateway's HTTP API (``--url``, default http://127.0.0.1:8080) for the alerts in
 force (``--active``, most urgent first) or the most recently received, and prints one line
-each: priority, state, severity, event, expiry, source and headline, cut to the terminal's
-width. ``--json`` prints the API's answer as it came. Exit codes: 0 printed, 2 the gateway
-could not be reached or refused the request (its message is shown).
+each: priority, state, severity, event, expiry (UTC), source and headline, cut to the
+terminal's width (whole lines into a pipe). ``--json`` prints the API's answer as it came.
+Exit codes: 0 printed, 2 the gateway could not be reached or refused the request (its message
+is shown).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import sys
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,7 +27,7 @@ COLUMNS = (
     ("STATE", "status", 10),
     ("SEVERITY", "severity", 8),
     ("EVENT", "event", 18),
-    ("EXPIRES", "expires", 20),
+    ("EXPIRES UTC", "expires", 11),
     ("SOURCE", "source", 10),
 )
 
@@ -56,21 +58,29 @@ def fetch(url: str, *, active: bool, limit: int, timeout: float = 10.0) -> dict[
     return get_json(url, f"/api/v1/alerts?{query}", timeout=timeout)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, key: str = "") -> str:
     if value is None:
         return "-"
+    if key == "expires":
+        try:
+            return datetime.fromisoformat(str(value)).astimezone(UTC).strftime("%m-%d %H:%M")
+        except ValueError:
+            return str(value)
     if isinstance(value, list):
         return ", ".join(str(v) for v in value) or "-"
     return " ".join(str(value).split())
 
 
 def table(alerts: list[dict[str, Any]], width: int) -> str:
-    """One header line and one line per alert; the headline takes what width is left."""
+    """One header line and one line per alert; the headline takes what width is left
+    (``width`` 0: lines are not cut)."""
     head = [name.ljust(size) for name, _, size in COLUMNS]
     lines = [" ".join([*head, "HEADLINE"])]
     for alert in alerts:
-        cells = [_cell(alert.get(key))[:size].ljust(size) for _, key, size in COLUMNS]
+        cells = [_cell(alert.get(key), key)[:size].ljust(size) for _, key, size in COLUMNS]
         lines.append(" ".join([*cells, _cell(alert.get("headline"))]))
+    if width <= 0:
+        return "\n".join(lines)
     cut = max(width, 60)
     return "\n".join(line if len(line) <= cut else line[: cut - 1] + "…" for line in lines)
 
@@ -88,7 +98,9 @@ def handle(args: argparse.Namespace) -> int:
     if not alerts:
         print("no active alerts" if args.active else "no alerts")  # noqa: T201 - the output
         return 0
-    print(table(alerts, shutil.get_terminal_size().columns))  # noqa: T201 - the output
+    # Cut to a terminal's width; a pipe gets whole lines.
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else 0
+    print(table(alerts, width))  # noqa: T201 - the output
     return 0
 
 

@@ -51,6 +51,7 @@ async def test_table_and_json_of_a_running_gateway(
             "SEVERITY",
             "EVENT",
             "EXPIRES",
+            "UTC",
             "SOURCE",
             "HEADLINE",
         ]
@@ -78,8 +79,17 @@ async def test_empty_unreachable_and_refused(mosquitto: Broker, tmp_path: Path) 
     assert f"cannot reach http://127.0.0.1:{port}/api/v1/alerts" in err
 
 
-def test_table_cuts_to_the_width() -> None:
-    rows = [{"priority": 0, "status": "active", "headline": "x" * 300}]
+def test_table_cuts_to_the_width_and_writes_expiry_in_utc() -> None:
+    rows = [
+        {
+            "priority": 0,
+            "status": "active",
+            "expires": "2026-12-04T07:44:29-05:00",
+            "headline": "x" * 300,
+        }
+    ]
     lines = table(rows, 100).splitlines()
     assert all(len(line) <= 100 for line in lines)
     assert lines[1].endswith("…")
+    assert " 12-04 12:44 " in lines[1]
+    assert table(rows, 0).splitlines()[1].endswith("x" * 300)  # a pipe gets whole lines
