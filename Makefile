@@ -7,43 +7,57 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= config/demo.toml
 
-# System tools the tests use as real peers and referees (command -> Debian package).
-SYSTEM_TOOLS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients multimon-ng:multimon-ng \
+# What the README's commands use beside the daemon (command -> Debian package).
+RUN_TOOLS := mosquitto_sub:mosquitto-clients mosquitto_pub:mosquitto-clients curl:curl
+# System tools the tests use as real peers and referees.
+SYSTEM_TOOLS := $(RUN_TOOLS) mosquitto:mosquitto multimon-ng:multimon-ng \
 	minimodem:minimodem direwolf:direwolf atest:direwolf gen_packets:direwolf socat:socat \
 	sox:sox espeak-ng:espeak-ng xmlsec1:xmlsec1
 
-.PHONY: setup system-tools run test lint typecheck pytest bench fuzz chaos clean
+.PHONY: setup system-tools run-tools run test smoke lint typecheck pytest bench fuzz chaos clean
 
 setup: $(STAMP)
 
+# One line per step on a first run, nothing on the next.
 $(STAMP): pyproject.toml
 	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is required"; exit 1; }
-	@test -x $(PY) || python3 -m venv $(VENV) || { \
-		echo "venv missing; installing python3-venv"; $(MAKE) --no-print-directory apt PKGS=python3-venv; \
-		python3 -m venv $(VENV); }
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@test -x $(PY) || { echo "borderlink: creating the Python environment in $(VENV)"; \
+		python3 -m venv $(VENV) 2>/dev/null || { \
+		echo "borderlink: installing python3-venv"; $(MAKE) --no-print-directory apt PKGS=python3-venv; \
+		python3 -m venv $(VENV); }; }
+	@echo "borderlink: installing the Python packages into $(VENV) (a minute or two the first time)"
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	@touch $(STAMP)
 
-system-tools:
-	@missing=""; for pair in $(SYSTEM_TOOLS); do \
+# TOOLS: pairs command:package; NEED_PG=1 also wants PostgreSQL's server binaries.
+define install_missing
+	@missing=""; for pair in $(1); do \
 		cmd=$${pair%%:*}; pkg=$${pair##*:}; \
 		PATH="$$PATH:/usr/sbin:/sbin" command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$(2)" ]; then ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; fi; \
 	if [ -n "$$missing" ]; then \
 		pkgs=$$(echo $$missing | tr ' ' '\n' | sort -u | tr '\n' ' '); \
-		echo "installing system tools:$$pkgs"; \
+		echo "borderlink: installing system tools:$$pkgs"; \
 		$(MAKE) --no-print-directory apt PKGS="$$pkgs"; \
 	fi
+endef
+
+system-tools:
+	$(call install_missing,$(SYSTEM_TOOLS),postgresql)
+
+run-tools:
+	$(call install_missing,$(RUN_TOOLS),)
 
 apt:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	$$SUDO apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(PKGS) >/dev/null
 
-run: setup
-	$(VENV)/bin/borderlink run $(CONFIG)
+run: setup run-tools
+	@echo "borderlink: starting the daemon on $(CONFIG) (Ctrl-C stops it)"
+	@$(VENV)/bin/borderlink run $(CONFIG)
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -58,6 +72,11 @@ test: setup system-tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	PATH="$$PATH:/usr/sbin:/sbin" $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The README's quick start as written, against make run's configuration on free ports
+# (also part of make test).
+smoke: setup system-tools
+	PATH="$$PATH:/usr/sbin:/sbin" $(VENV)/bin/pytest -q tests/test_readme.py
 
 # Every decoder against generated and mutated input for FUZZ_SECONDS each (the short version
 # runs in make test).

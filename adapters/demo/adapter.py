@@ -2,13 +2,19 @@
 
 Options::
 
-    interval = 20        # seconds between two alerts
-    start_delay = 2      # seconds before the first
-    lifetime = 3600      # seconds from sent to expires
-    repeat = true        # start again (with new identifiers) after the last alert
+    interval = 20         # seconds between two alerts
+    start_delay = 2       # seconds before the first
+    lifetime = 3600       # seconds from sent to expires (alerts that end by a Cancel)
+    short_lifetime = 90   # seconds from sent to expires of the alert that ends by expiring
+    pause = 60            # seconds between the last alert of a cycle and the next cycle
+    repeat = true         # start again (with new identifiers) after the last alert
 
-Each replay gives every alert a fresh identifier and times relative to now, so a demo alert
-is never expired and never a duplicate of the previous run's.
+One cycle is a whole lifecycle: a Canadian tornado warning, a US flash flood warning that
+expires by itself after ``short_lifetime``, an Update of the tornado warning, then its Cancel.
+Each cycle gives every alert a fresh identifier and times relative to now, so a demo alert is
+never a duplicate of the previous cycle's, and when a cycle ends nothing of it is still in
+force: a demo left running for hours shows at most one tornado and one flood warning active,
+never a pile of copies.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ log = structlog.get_logger(__name__)
 
 __all__ = ["DemoSource", "from_context"]
 
-_KEYS = frozenset({"interval", "start_delay", "lifetime", "repeat"})
+_KEYS = frozenset({"interval", "start_delay", "lifetime", "short_lifetime", "pause", "repeat"})
 
 
 def _number(options: Mapping[str, Any], key: str, default: float, minimum: float) -> float:
@@ -50,6 +56,8 @@ class DemoSource:
         interval: float = 20.0,
         start_delay: float = 2.0,
         lifetime: float = 3600.0,
+        short_lifetime: float = 90.0,
+        pause: float = 60.0,
         repeat: bool = True,
         clock: Clock | None = None,
         templates: list[Template] | None = None,
@@ -58,6 +66,8 @@ class DemoSource:
         self.interval = interval
         self.start_delay = start_delay
         self.lifetime = timedelta(seconds=lifetime)
+        self.short_lifetime = timedelta(seconds=short_lifetime)
+        self.pause = pause
         self.repeat = repeat
         self.clock: Clock = clock or SystemClock()
         self.templates = templates if templates is not None else bundled_templates()
@@ -85,14 +95,19 @@ class DemoSource:
                     await self.clock.sleep(self.interval)
                 now = self.clock.now()
                 raw = render(
-                    template, now=now, serial=serial, lifetime=self.lifetime, earlier=earlier
+                    template,
+                    now=now,
+                    serial=serial,
+                    lifetime=self.lifetime,
+                    short_lifetime=self.short_lifetime,
+                    earlier=earlier,
                 )
                 earlier[template.name] = raw
                 log.info("demo_alert_replayed", source=self.name, template=template.name)
                 yield Received(raw=raw, source=self.name, received_at=now, channel=template.name)
             if not self.repeat:
                 return
-            await self.clock.sleep(self.interval)
+            await self.clock.sleep(self.pause)
 
 
 def from_context(ctx: AdapterContext) -> DemoSource:
@@ -113,6 +128,8 @@ def from_context(ctx: AdapterContext) -> DemoSource:
         interval=_number(ctx.options, "interval", 20.0, 0.0),
         start_delay=_number(ctx.options, "start_delay", 2.0, 0.0),
         lifetime=_number(ctx.options, "lifetime", 3600.0, 60.0),
+        short_lifetime=_number(ctx.options, "short_lifetime", 90.0, 1.0),
+        pause=_number(ctx.options, "pause", 60.0, 0.0),
         repeat=repeat,
         clock=ctx.clock,
     )

@@ -2,8 +2,10 @@
 
 A template is a CAP file with placeholders: ``{{identifier}}`` (unique per replay),
 ``{{sent}}``/``{{expires}}`` (UTC, written ``-00:00`` as CAP-CP producers do),
-``{{sent_local}}``/``{{expires_local}}`` (US Eastern offset, as the IPAWS profile wants), and
-``{{ref:NAME}}`` (the ``sender,identifier,sent`` of the template NAME of the same replay).
+``{{sent_local}}``/``{{expires_local}}`` (US Eastern offset, as the IPAWS profile wants),
+``{{expires_soon}}``/``{{expires_soon_local}}`` (the short lifetime of an alert that ends by
+expiring rather than by a Cancel), and ``{{ref:NAME}}`` (the ``sender,identifier,sent`` of
+the template NAME of the same replay).
 """
 
 from __future__ import annotations
@@ -60,15 +62,19 @@ def render(
     serial: str,
     lifetime: timedelta,
     earlier: Mapping[str, bytes],
+    short_lifetime: timedelta | None = None,
 ) -> bytes:
     """One replayable document from ``template`` (``earlier``: this replay's documents)."""
     sent = now.replace(microsecond=0)
+    soon = sent + (short_lifetime if short_lifetime is not None else lifetime)
     values = {
         "identifier": f"{template.name}.{serial}",
         "sent": format_cap_datetime(sent.astimezone(UTC)),
         "expires": format_cap_datetime((sent + lifetime).astimezone(UTC)),
         "sent_local": format_cap_datetime(sent.astimezone(EASTERN)),
         "expires_local": format_cap_datetime((sent + lifetime).astimezone(EASTERN)),
+        "expires_soon": format_cap_datetime(soon.astimezone(UTC)),
+        "expires_soon_local": format_cap_datetime(soon.astimezone(EASTERN)),
     }
 
     def fill(match: re.Match[str]) -> str:

@@ -219,6 +219,43 @@ class TopicAcl(BaseTopicPlugin):  # type: ignore[misc]  # amqtt has no type info
 # ------------------------------------------------------------------------------------ broker
 
 
+class _Broker(Broker):  # type: ignore[misc]  # amqtt has no type information
+    """amqtt's broker, sending retained messages only where they were asked for.
+
+    amqtt 0.12, when any client connects, sends it the retained messages of *every* topic
+    filter any client holds, unchecked by the ACL. A ``mosquitto_pub`` that connects while
+    someone reads ``borderlink/#`` was sent every retained ``borderlink/active/...`` summary,
+    and its QoS 0 publish was lost while the broker wrote to a client that had already
+    gone; an account allowed only ``{prefix}/in/#`` would have read them all. Here a
+    session gets the retained messages of its own subscriptions, each one the ACL lets it
+    receive.
+    """
+
+    async def _publish_retained_messages_for_subscription(
+        self, subscription: tuple[str, int], session: Session
+    ) -> None:
+        topic_filter, qos = subscription
+        holders = self._subscriptions.get(topic_filter, ())
+        if not any(held.client_id == session.client_id for held, _qos in holders):
+            return
+        handler = self._get_handler(session)
+        if handler is None:
+            return
+        sends = [
+            asyncio.ensure_future(
+                handler.mqtt_publish(
+                    retained.topic, retained.data, min(qos, retained.qos or qos), retain=True
+                )
+            )
+            for topic, retained in list(self._retained_messages.items())
+            if self._matches(topic, topic_filter)
+            and await self._topic_filtering(session, topic, Action.RECEIVE)
+        ]
+        if sends:
+            await asyncio.wait(sends)
+
+
+
 def _config(
     host: str,
     port: int,
@@ -257,7 +294,7 @@ async def embedded_broker(
     # amqtt logs every packet at INFO; keep our log readable.
     logging.getLogger("amqtt").setLevel(logging.WARNING)
     logging.getLogger("transitions").setLevel(logging.WARNING)
-    broker = Broker(_config(host, port, access, tls))
+    broker = _Broker(_config(host, port, access, tls))
     try:
         await broker.start()
     except Exception as exc:  # amqtt raises its own BrokerError or OSError

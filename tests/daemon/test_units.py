@@ -175,9 +175,12 @@ class TestDemo:
             assert not alert.is_expired(now)
             profiles.append(detect_profile(alert))
         assert {"cap-cp", "ipaws"} <= set(profiles)
-        cancel = parse_alert(earlier["03-ca-tornado-ended"])
+        cancel = parse_alert(earlier["04-ca-tornado-ended"])
+        update = parse_alert(earlier["03-ca-tornado-warning-update"])
         warning = parse_alert(earlier["01-ca-tornado-warning"])
-        assert cancel.references == (warning.key,)
+        assert update.references == (warning.key,)
+        assert cancel.references == (warning.key, update.key)
+        assert [a.msg_type for a in (warning, update, cancel)] == ["Alert", "Update", "Cancel"]
         assert {i.language for i in warning.infos} == {"en-CA", "fr-CA"}
 
     async def test_source_replays_with_fresh_identifiers(self) -> None:

@@ -192,6 +192,60 @@ class TestAccounts:
         assert access.users[OPERATOR_USER].startswith("scrypt$")
 
 
+class TestRetained:
+    """Retained messages go only to the subscriptions that match them (amqtt sent a connecting
+    client those of every client's filters, and a QoS 0 publish was lost meanwhile)."""
+
+    async def _retain(self, client: aiomqtt.Client, count: int) -> None:
+        for n in range(count):
+            await client.publish(f"borderlink/active/{n}", b"x" * 4096, qos=1, retain=True)
+
+    async def test_qos0_publish_arrives_while_someone_reads_everything(self) -> None:
+        require_tool("mosquitto_pub")
+        async with (
+            _broker() as port,
+            _client(port, EMBEDDED_GATEWAY_USER, GATEWAY) as gateway,
+            _client(port, OPERATOR_USER, OPERATOR) as reader,
+        ):
+            await gateway.subscribe("borderlink/in/cap", qos=1)
+            await self._retain(gateway, 40)
+            await reader.subscribe("borderlink/#", qos=1)
+            for n in range(5):  # the README's command: QoS 0, connect, publish, disconnect
+                done = await asyncio.create_subprocess_exec(
+                    "mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-u", OPERATOR_USER,
+                    "-P", OPERATOR, "-t", "borderlink/in/cap", "-m", f"alert {n}",
+                )
+                assert await done.wait() == 0
+            got = []
+            async with asyncio.timeout(10):
+                async for message in gateway.messages:
+                    if str(message.topic) == "borderlink/in/cap":
+                        got.append(message.payload)
+                    if len(got) == 5:
+                        break
+            assert got == [f"alert {n}".encode() for n in range(5)]
+
+    async def test_a_client_gets_only_what_it_subscribed_to(self) -> None:
+        async with (
+            _broker() as port,
+            _client(port, EMBEDDED_GATEWAY_USER, GATEWAY) as gateway,
+            _client(port, OPERATOR_USER, OPERATOR) as everything,
+        ):
+            await everything.subscribe("borderlink/#", qos=1)
+            await self._retain(gateway, 3)
+            await gateway.publish("borderlink/alerts/kept", b"k", qos=1, retain=True)
+            async with _client(port, OPERATOR_USER, OPERATOR) as narrow:
+                await narrow.subscribe("borderlink/alerts/#", qos=1)
+                await gateway.publish("borderlink/alerts/marker", b"m", qos=1)
+                topics = []
+                async with asyncio.timeout(10):
+                    async for message in narrow.messages:
+                        topics.append(str(message.topic))
+                        if topics[-1] == "borderlink/alerts/marker":
+                            break
+            assert topics == ["borderlink/alerts/kept", "borderlink/alerts/marker"]
+
+
 class TestTls:
     """embedded_tls: MQTT over TLS with the broker's certificate."""
 

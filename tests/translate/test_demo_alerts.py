@@ -31,7 +31,11 @@ class TestDemoAlerts:
 
     def test_canadian_to_ipaws(self) -> None:
         alerts = _replay()
-        for name in ("01-ca-tornado-warning", "03-ca-tornado-ended"):
+        for name in (
+            "01-ca-tornado-warning",
+            "03-ca-tornado-warning-update",
+            "04-ca-tornado-ended",
+        ):
             rendered = RENDERERS["ipaws"](alerts[name], {"sender": "eoc@wayne.example.gov"})
             result = parse_alert(rendered.parts[0])
             assert is_valid(validate(result, profile="ipaws")), name
@@ -41,9 +45,10 @@ class TestDemoAlerts:
         alerts = _replay()
         opts = {"sender": "eoc@wayne.example.gov"}
         warning = parse_alert(RENDERERS["ipaws"](alerts["01-ca-tornado-warning"], opts).parts[0])
-        ended = parse_alert(RENDERERS["ipaws"](alerts["03-ca-tornado-ended"], opts).parts[0])
+        update = RENDERERS["ipaws"](alerts["03-ca-tornado-warning-update"], opts).parts[0]
+        ended = parse_alert(RENDERERS["ipaws"](alerts["04-ca-tornado-ended"], opts).parts[0])
         assert ended.msg_type is MsgType.CANCEL
-        assert warning.key in ended.references
+        assert {warning.key, parse_alert(update).key} <= set(ended.references)
 
     def test_us_to_capcp(self) -> None:
         alert = _replay()["02-us-flash-flood-warning"]

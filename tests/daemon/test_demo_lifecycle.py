@@ -1,0 +1,104 @@
+"""The demo source through the daemon: a whole lifecycle per cycle, and nothing piles up.
+
+Each option of ``type = "demo"`` is set in the configuration and read back from what the
+sink received: ``interval`` and ``pause`` from the ``sent`` times, ``lifetime`` and
+``short_lifetime`` from ``expires``, ``repeat`` from the number of cycles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+from cap_schemas.model import Alert, AlertKey, MsgType
+from cap_schemas.parse import parse_alert
+from tests.daemon.conftest import daemon_toml, load, poll_until, running_daemon, subscriber
+from tests.helpers import Broker
+
+CYCLE = ("Alert", "Alert", "Update", "Cancel")
+
+
+def _config(tmp: Path, broker: Broker, *, repeat: bool) -> Path:
+    source = (
+        '[[source]]\nname = "demo"\ntype = "demo"\ninterval = 1\nstart_delay = 0\n'
+        f"lifetime = 600\nshort_lifetime = 2\npause = 3\nrepeat = {str(repeat).lower()}\n"
+    )
+    return daemon_toml(
+        tmp,
+        broker.url,
+        sinks='[[sink]]\nname = "out"\ntype = "mqtt"\ntopic = "out/{key}"\n',
+        routes='[[route]]\nname = "all"\nsinks = ["out"]\n',
+        extra=source,
+    )
+
+
+def _expires(alert: Alert) -> timedelta:
+    expires = alert.infos[0].expires
+    assert expires is not None
+    return expires - alert.sent
+
+
+class TestDemoLifecycle:
+    async def test_a_cycle_is_alert_update_cancel_and_expiry(
+        self, mosquitto: Broker, tmp_path: Path
+    ) -> None:
+        config = load(_config(tmp_path, mosquitto, repeat=False))
+        async with subscriber(mosquitto, ["out/#"]) as out, running_daemon(config) as daemon:
+            await out.wait_for(lambda: len(out.on("out/")) >= 4)
+            alerts = [parse_alert(m.payload) for m in out.on("out/")]
+            tornado, flood, update, cancel = alerts
+            assert [str(a.msg_type) for a in alerts] == list(CYCLE)
+            assert update.references == (tornado.key,)
+            assert cancel.references == (tornado.key, update.key)
+            # lifetime = 600 for the tornado warning, short_lifetime = 2 for the flood warning.
+            assert _expires(tornado) == timedelta(seconds=600)
+            assert _expires(flood) == timedelta(seconds=2)
+            assert flood.infos[0].language == "en-US"
+
+            async def settled() -> bool:
+                return not await asyncio.to_thread(daemon.ledger.active, daemon.clock.now())
+
+            # Once the flood warning has expired nothing of the cycle is in force any more.
+            await poll_until(settled, within=20)
+
+            def status(key: AlertKey) -> str:
+                stored = daemon.ledger.get(key)
+                assert stored is not None
+                return str(stored.status.value)
+
+            async def flood_expired() -> bool:
+                return await asyncio.to_thread(status, flood.key) == "expired"
+
+            await poll_until(flood_expired, within=20)
+            assert await asyncio.to_thread(status, tornado.key) == "superseded"
+            assert await asyncio.to_thread(status, update.key) == "cancelled"
+        # repeat = false: one cycle only.
+        assert len(out.on("out/")) == 4
+
+    async def test_repeats_with_fresh_identifiers_and_never_piles_up(
+        self, mosquitto: Broker, tmp_path: Path
+    ) -> None:
+        config = load(_config(tmp_path, mosquitto, repeat=True))
+        most_active = 0
+        async with subscriber(mosquitto, ["out/#"]) as out, running_daemon(config) as daemon:
+
+            async def two_cycles() -> bool:
+                nonlocal most_active
+                active = await asyncio.to_thread(daemon.ledger.active, daemon.clock.now())
+                most_active = max(most_active, len(active))
+                return len(out.on("out/")) >= 8
+
+            await poll_until(two_cycles, within=30)
+        alerts = [parse_alert(m.payload) for m in out.on("out/")][:8]
+        assert [str(a.msg_type) for a in alerts] == list(CYCLE) * 2
+        assert len({a.key for a in alerts}) == 8
+        # interval = 1 s between the alerts of a cycle, pause = 3 s between two cycles
+        # (``sent`` has whole seconds, so a gap reads up to one second short).
+        first, second = alerts[:4], alerts[4:]
+        assert (second[0].sent - first[-1].sent) >= timedelta(seconds=2)
+        assert (first[-1].sent - first[0].sent) >= timedelta(seconds=2)
+        assert second[2].references == (second[0].key,)
+        assert second[3].msg_type is MsgType.CANCEL
+        # Never more than the tornado and the flood warning of one cycle in force at once.
+        assert 1 <= most_active <= 2
