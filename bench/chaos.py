@@ -4,20 +4,34 @@
 broker SIGKILLs); ``tests/daemon/test_chaos.py`` runs the same scenario short in every CI run.
 
 The scenario: a real Mosquitto (persistent, so what it acknowledged survives its own kills), a
-daemon as a child process on an SQLite ledger, two MQTT sinks -- ``feed`` (``in_doubt =
-"resend"``) and ``air`` (``live = true``, so ``in_doubt = "hold"``) -- with a subscriber on a
-persistent session that records every copy each published, with its delivery id, and a file
-sink ``files`` (``resend``) whose ``D.json`` / ``D~2.json`` files are its copies. Alerts
-go in through ``POST /api/v1/alerts`` (acknowledged: a 202) and through the MQTT input
+daemon as a child process on an SQLite ledger, and four sinks:
+
+* two MQTT sinks -- ``feed`` (``in_doubt = "resend"``) and ``air`` (``live = true``, so
+  ``in_doubt = "hold"``) -- with a subscriber on a persistent session that records every copy
+  each published, with its delivery id;
+* a file sink ``files`` (``resend``) whose ``D.json`` / ``D~2.json`` files are its copies;
+* a radio sink ``radio``: a KISS TNC sink (``type = "kiss"``, ``live = true``, so ``hold``: a
+  transmitter must not air an alert twice unasked) sending each alert's radio text as an APRS
+  directed message to ``VA3EOC``. Its far end is :mod:`bench.chaos_station`, a process of its
+  own that survives the daemon's kills: it records every frame it is given, then acknowledges
+  each numbered message as an addressee does. Each chaos alert's event is ``Chaos <n>``, which
+  the text rendering keeps, so every message names its alert.
+
+Alerts go in through ``POST /api/v1/alerts`` (acknowledged: a 202) and through the MQTT input
 (acknowledged: the broker's PUBACK); meanwhile the daemon is SIGKILLed and restarted at random
 moments, and now and then the broker too. At the end the daemon runs until the outbox is
-settled, and the counts come from what the subscriber received, held against the ledger:
+settled, and the counts come from what the subscriber, the files and the radio station
+received, held against the ledger:
 
 * **lost**: an acknowledged alert a sink never received and the ledger does not account for
   (not held for an operator, not failed with a reason) -- must be 0;
 * **duplicates** per sink: more than one copy of a delivery id -- allowed only on a
-  ``resend`` sink, each listed with its delivery id;
-* **in doubt**: attempts found under way at a restart, by how they were resolved.
+  ``resend`` sink, each listed with its delivery id. On the radio a copy is a message number
+  the station accepted: the same number heard again is an APRS retry (the station acks it again
+  and drops it, as APRS requires: a *repeat*, counted apart), the same alert under a second
+  number is a duplicate, and a number heard again with another alert's text is a *reused*
+  number -- the station would drop that alert, so it counts as not received;
+* **in doubt**: attempts found under way at a restart, by sink and by how they were resolved.
 """
 
 from __future__ import annotations
@@ -28,6 +42,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -43,12 +58,28 @@ import aiohttp
 import aiomqtt
 from paho.mqtt.properties import Properties
 
+from cap_schemas.model import AlertKey
+from gateway.summary import delivery_id
 from tests.daemon.conftest import CapFactory
 from tests.helpers import Broker, _spawn_mosquitto, free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "chaos-token-0123456789abcdef"
-SINKS = ("feed", "air", "files")
+# sink -> its in_doubt policy (the live sinks hold; the others resend)
+SINKS = {"feed": "resend", "air": "hold", "files": "resend", "radio": "hold"}
+MQTT_SINKS = ("feed", "air")  # what the subscriber hears
+RADIO_CALL = "VA3EOC"  # the station the radio sink sends its directed messages to
+_ALERT_NUMBER = re.compile(r"\bChaos (\d+)\b")  # the event of every chaos alert
+
+
+@dataclass
+class RadioTally:
+    """The APRS side of the radio count, beyond the copies the station accepted."""
+
+    frames: int = 0
+    repeats: int = 0  # a (sender, number) heard again: an APRS retry, acked and dropped
+    reused: list[str] = field(default_factory=list)  # numbers that came back with another text
+    strays: list[str] = field(default_factory=list)  # frames that name no chaos alert
 
 
 @dataclass
@@ -64,11 +95,16 @@ class Report:
     duplicates: dict[str, dict[str, int]] = field(default_factory=dict)
     held: dict[str, int] = field(default_factory=dict)
     in_doubt: Counter[str] = field(default_factory=Counter)
+    in_doubt_by_sink: Counter[str] = field(default_factory=Counter)
+    radio: RadioTally = field(default_factory=RadioTally)
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.lost and not self.duplicates.get("air")
+        """Nothing lost, no repeat where the policy forbids one, and every radio frame told
+        apart (a reused message number or a frame naming no alert hides what was aired)."""
+        forbidden = any(self.duplicates.get(s) for s, policy in SINKS.items() if policy != "resend")
+        return not (self.lost or forbidden or self.radio.reused or self.radio.strays)
 
     def table(self) -> str:
         lines = [
@@ -79,24 +115,31 @@ class Report:
             f"acknowledged by the broker, then lost when it was killed before passing them"
             f" on: {len(self.lost_in_broker)} (Mosquitto's own durability, not the gateway's)",
             f"{'sink':<6} {'in_doubt':<8} {'received':>8} {'lost':>5} {'duplicates':>10}"
-            f" {'held':>5}",
+            f" {'held':>5} {'doubted':>7}",
         ]
-        for sink in SINKS:
-            policy = "hold" if sink == "air" else "resend"
+        for sink, policy in SINKS.items():
             dups = self.duplicates.get(sink, {})
             lost = sum(1 for k in self.lost if k.startswith(sink + ":"))
             lines.append(
                 f"{sink:<6} {policy:<8} {self.received.get(sink, 0):>8} {lost:>5}"
                 f" {sum(n - 1 for n in dups.values()):>10} {self.held.get(sink, 0):>5}"
+                f" {self.in_doubt_by_sink.get(sink, 0):>7}"
             )
             lines.extend(f"    repeated delivery id {d} x{n}" for d, n in sorted(dups.items()))
+        radio = self.radio
+        lines.append(
+            f"radio: {radio.frames} frames heard by {RADIO_CALL}; {radio.repeats} repeats of a"
+            f" message number (APRS retries: acked again and dropped, not duplicates);"
+            f" {len(radio.reused)} numbers reused; {len(radio.strays)} frames naming no alert"
+        )
+        lines.extend(f"    {what}" for what in radio.reused + radio.strays)
         resolved = ", ".join(f"{k} {v}" for k, v in sorted(self.in_doubt.items())) or "none"
         lines.append(f"in doubt at restarts: {resolved}")
         lines.append("RESULT: " + ("ok" if self.ok else "FAILED"))
         return "\n".join(lines)
 
 
-def _config(tmp: Path, broker_port: int, http_port: int) -> Path:
+def _config(tmp: Path, broker_port: int, http_port: int, station_port: int) -> Path:
     (tmp / "token").write_text(TOKEN + "\n", encoding="utf-8")
     path = tmp / "chaos.toml"
     path.write_text(
@@ -112,8 +155,15 @@ def _config(tmp: Path, broker_port: int, http_port: int) -> Path:
         "retry_initial = 0.05\nretry_max = 0.5\n\n"
         '[[sink]]\nname = "files"\ntype = "file"\npath = "files"\n'
         "retry_initial = 0.05\nretry_max = 0.5\n\n"
+        # retry_initial here is the outbox's; the APRS retries keep their own default (15 s)
+        f'[[sink]]\nname = "radio"\ntype = "kiss"\nport = "socket://127.0.0.1:{station_port}"\n'
+        f'live = true\ncallsign = "VE3BDR-10"\nmode = "message"\naddressees = ["{RADIO_CALL}"]\n'
+        "retry_initial = 0.05\nretry_max = 0.5\n\n"
         '[[route]]\nname = "all"\nsinks = ["feed", "air", "files"]\nallow_unsigned_live = true\n'
-        'live_trust = "anonymous"\n',  # the test broker is anonymous
+        'live_trust = "anonymous"\n\n'  # the test broker is anonymous
+        '[[route]]\nname = "radio"\nsinks = ["radio"]\ntranslation = "text"\n'
+        'allow_unsigned_live = true\nlive_trust = "anonymous"\n'
+        '[route.translation_options]\nradio = "aprs"\n',
         encoding="utf-8",
     )
     return path
@@ -127,6 +177,35 @@ def _spawn(config: Path, log: Path) -> subprocess.Popen[bytes]:
              str(config)],
             stdout=handle, stderr=handle, cwd=ROOT, env=env,
         )
+
+
+def _station(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The radio sink's far end (:mod:`bench.chaos_station`), a process of its own so that it
+    outlives every kill of the daemon; its record is ``radio.jsonl``."""
+    port = free_port()
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with (tmp / "station.log").open("ab") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.chaos_station", "--port", str(port),
+             "--callsign", RADIO_CALL, "--record", str(tmp / "radio.jsonl")],
+            stdout=handle, stderr=handle, cwd=ROOT, env=env,
+        )
+    try:
+        wait_for_port("127.0.0.1", port)
+    except TimeoutError:
+        _stop(process, timeout=5)
+        raise
+    return process, port
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """SIGTERM, and SIGKILL when it does not end in time."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _broker(tmp: Path) -> Broker:
@@ -195,14 +274,16 @@ async def _scenario(
     report = Report()
     factory = CapFactory(sender="chaos@borderlink.invalid")
     broker = _broker(tmp)
+    station, station_port = _station(tmp)
     http_port = free_port()
-    config = _config(tmp, broker.port, http_port)
+    config = _config(tmp, broker.port, http_port, station_port)
     log = tmp / "daemon.log"
     seen: list[tuple[str, str, str]] = []
     stop = asyncio.Event()
     collector = asyncio.create_task(_collect(broker, seen, stop))
     acked: set[str] = set()
     acked_http: set[str] = set()
+    numbered: dict[str, str] = {}  # n of the event "Chaos <n>" -> the alert key
     daemon = _spawn(config, log)
     started = time.monotonic()
     broker_every = max(1, kills // max(1, broker_kills)) if broker_kills else 0
@@ -214,8 +295,9 @@ async def _scenario(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.to_thread(wait_for_port, "127.0.0.1", http_port, 20)
                 for _ in range(per_round):
-                    body = factory(severity="Severe")
-                    key = CapFactory.key_of(body)
+                    number = str(len(numbered) + 1)
+                    body = factory(severity="Severe", event=f"Chaos {number}")
+                    key = numbered[number] = CapFactory.key_of(body)
                     over_http = rng.random() < 0.5
                     done = await (_post(http, url, body) if over_http
                                   else _publish(broker, body))
@@ -252,14 +334,10 @@ async def _scenario(
             ):
                 break
             await asyncio.sleep(0.5)
-        await asyncio.sleep(1.0)  # the last copies in flight reach the subscriber
+        await _copies_arrived(tmp, seen)
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        _stop(daemon)
+        _stop(station)
         stop.set()
         collector.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -268,8 +346,30 @@ async def _scenario(
     report.seconds = time.monotonic() - started
     report.acked = len(acked)
     report.acked_http = len(acked_http)
+    seen.extend(_radio_copies(tmp / "radio.jsonl", numbered, report.radio))
     _account(tmp, report, acked, acked_http, seen)
     return report
+
+
+async def _copies_arrived(tmp: Path, seen: list[tuple[str, str, str]]) -> None:
+    """Wait (15 s at most) until every MQTT delivery the ledger marked delivered has reached
+    the subscriber: the broker passes a copy on a moment after its PUBACK. What has not arrived
+    by then is counted lost. The file and radio sinks need no wait: a file is in place, and
+    the radio station has recorded a message, before the daemon hears it confirmed."""
+    for _ in range(150):
+        if _mqtt_copies_heard(tmp, seen):
+            return
+        await asyncio.sleep(0.1)
+
+
+def _mqtt_copies_heard(tmp: Path, seen: list[tuple[str, str, str]]) -> bool:
+    with contextlib.closing(sqlite3.connect(tmp / "ledger.sqlite3")) as db:
+        delivered = set(db.execute(
+            "SELECT o.sink, a.sender || ',' || a.identifier || ',' || a.sent"
+            " FROM outbox o JOIN alerts a ON a.id = o.alert_id"
+            " WHERE o.state = 'delivered' AND o.sink IN (?, ?)", MQTT_SINKS
+        ).fetchall())
+    return delivered <= {(sink, key) for sink, key, _ident in seen}
 
 
 def _admitted_count(tmp: Path) -> int:
@@ -295,6 +395,38 @@ def _settled(tmp: Path, acked: set[str]) -> bool:
     return pending == 0 and acked <= admitted
 
 
+def _radio_copies(
+    record: Path, numbered: dict[str, str], tally: RadioTally
+) -> list[tuple[str, str, str]]:
+    """The copies the radio station accepted, as (sink, alert key, delivery id), from its
+    record. A station keeps a message once per (sender, number): the same number again with
+    the same text is an APRS retry (a repeat, not a copy); with another text it is a reused
+    number, which a real station would ack and drop -- that alert was not received."""
+    copies: list[tuple[str, str, str]] = []
+    texts: dict[tuple[str, str], str] = {}
+    for line in record.read_text(encoding="utf-8").splitlines():
+        frame = json.loads(line)
+        tally.frames += 1
+        if frame["kind"] != "message" or frame.get("number") is None:
+            tally.strays.append(f"not a numbered message: {line}")
+            continue
+        heard = (frame["source"], frame["number"])
+        if heard in texts:
+            if texts[heard] == frame["text"]:
+                tally.repeats += 1
+            else:
+                tally.reused.append(f"number {heard} reused: {texts[heard]!r}, {frame['text']!r}")
+            continue
+        texts[heard] = frame["text"]
+        found = _ALERT_NUMBER.search(frame["text"])
+        key = numbered.get(found.group(1)) if found else None
+        if key is None:
+            tally.strays.append(f"names no chaos alert: {line}")
+            continue
+        copies.append(("radio", key, delivery_id(AlertKey.from_reference(key), "radio")))
+    return copies
+
+
 def _account(
     tmp: Path,
     report: Report,
@@ -314,9 +446,12 @@ def _account(
         admitted = {r[0] for r in db.execute(
             "SELECT sender || ',' || identifier || ',' || sent FROM alerts"
         )}
-        for (detail,) in db.execute("SELECT detail FROM journal WHERE event = 'in_doubt'"):
+        for sink, detail in db.execute(
+            "SELECT sink, detail FROM journal WHERE event = 'in_doubt'"
+        ):
             policy = detail.rsplit("in_doubt = ", 1)[-1].rstrip(")")
             report.in_doubt[policy] += 1
+            report.in_doubt_by_sink[sink] += 1
     report.admitted = len(admitted & acked)
     report.lost_in_broker = sorted(acked - acked_http - admitted)
     gateway_owned = acked_http | (admitted & acked)

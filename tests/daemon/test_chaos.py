@@ -1,18 +1,26 @@
 """The chaos scenario of ``make chaos``, short: daemon and broker SIGKILLs while alerts flow
-over HTTP and MQTT; nothing acknowledged is lost, only resend sinks see repeats."""
+over HTTP and MQTT to MQTT, file and radio sinks; nothing acknowledged is lost, only resend
+sinks see repeats."""
 
 from __future__ import annotations
 
-from bench.chaos import run
+import pytest
+
+from bench.chaos import Report, run
 from tests.helpers import require_tool
+
+
+@pytest.fixture(scope="module")
+def report() -> Report:
+    """One short run (about ten seconds) that every test below reads."""
+    require_tool("mosquitto")
+    return run(alerts=80, kills=8, broker_kills=2, seed=7)
 
 
 class TestChaosShort:
     """Eight daemon kills, two broker kills, about eighty alerts."""
 
-    def test_nothing_lost_repeats_only_where_allowed(self) -> None:
-        require_tool("mosquitto")
-        report = run(alerts=80, kills=8, broker_kills=2, seed=7)
+    def test_nothing_lost_repeats_only_where_allowed(self, report: Report) -> None:
         assert report.kills == 8
         assert report.broker_kills == 2
         assert report.acked >= 60  # most attempts land; the rest were refused, not lost
@@ -25,3 +33,14 @@ class TestChaosShort:
         assert report.received["files"] >= report.admitted, report.table()
         assert set(report.in_doubt) <= {"hold", "resend"}
         assert report.ok
+
+    def test_the_radio_station_hears_each_alert_once(self, report: Report) -> None:
+        """The radio sink (live: an attempt in doubt is held) put every admitted alert on the
+        air once, as an APRS message its station told apart, or holds it for an operator."""
+        assert "radio" not in report.duplicates, report.table()
+        assert report.radio.reused == [], report.table()  # message numbers survive the kills
+        assert report.radio.strays == [], report.table()  # every frame names its alert
+        # heard, or held (a held one may have been heard too: the kill came between the copy
+        # and the ledger's record of its ack)
+        assert report.received["radio"] + report.held.get("radio", 0) >= report.admitted
+        assert report.radio.frames == report.received["radio"] + report.radio.repeats
