@@ -121,7 +121,11 @@ def release_claims(
         policy = in_doubt(entry.sink)
         doubt = f"in doubt after a restart: attempt {entry.attempts} may have reached the sink"
         if policy == "hold":
-            state, reason = EntryState.HELD, f"{doubt} (in_doubt = hold)"
+            # The operator who approves it must know the copy may already be out.
+            state, reason = (
+                EntryState.HELD,
+                f"{doubt}: approving sends it again, perhaps a second time (in_doubt = hold)",
+            )
         elif policy == "skip":
             state, reason = EntryState.FAILED, f"{doubt}; not sent again (in_doubt = skip)"
         else:
@@ -133,8 +137,8 @@ def release_claims(
             " started_at = NULL WHERE id = ?",
             (state.value, reason, now_us, now_us, entry.id),
         )
-        detail = f"{doubt}; " + (
-            "sent again (in_doubt = resend)" if policy not in ("hold", "skip") else reason
+        detail = (
+            reason if policy in ("hold", "skip") else f"{doubt}; sent again (in_doubt = resend)"
         )
         journal(conn, now, entry.key, "in_doubt", detail, entry_id=entry.id, sink=entry.sink)
         resolved.append((replace(entry, state=state, reason=reason), policy))

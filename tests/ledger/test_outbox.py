@@ -466,13 +466,19 @@ class TestInDoubt:
             assert entries["mqtt"].state is EntryState.PENDING
             assert entries["mqtt"].next_attempt_at == at
             assert entries["endec"].state is EntryState.HELD
-            assert "in doubt" in entries["endec"].reason
+            assert entries["endec"].reason == (
+                "in doubt after a restart: attempt 1 may have reached the sink: approving sends"
+                " it again, perhaps a second time (in_doubt = hold)"
+            )
             assert entries["pager"].state is EntryState.FAILED
             assert "not sent again" in entries["pager"].reason
             assert all(e.attempted for e in entries.values())
             assert all(e.attempts == 1 for e in entries.values())
             events = [j.event for j in led.journal(key)]
             assert events.count("in_doubt") == 3
+            # Each journal line says the doubt once, then what became of the entry.
+            details = [j.detail for j in led.journal(key) if j.event == "in_doubt"]
+            assert all(d.count("in doubt after a restart") == 1 for d in details), details
             # Released once: a second look at the same instant finds nothing more.
             assert led.release_claims(at, policies.__getitem__) == 0
 
