@@ -155,7 +155,7 @@ def _config(tmp: Path, broker_port: int, http_port: int, station_port: int) -> P
         "retry_initial = 0.05\nretry_max = 0.5\n\n"
         '[[sink]]\nname = "files"\ntype = "file"\npath = "files"\n'
         "retry_initial = 0.05\nretry_max = 0.5\n\n"
-        # retry_initial here is the outbox's; the APRS retries keep their own default (15 s)
+        # retry_initial is the outbox's; the APRS retries (message_retry_initial) keep 15 s
         f'[[sink]]\nname = "radio"\ntype = "kiss"\nport = "socket://127.0.0.1:{station_port}"\n'
         f'live = true\ncallsign = "VE3BDR-10"\nmode = "message"\naddressees = ["{RADIO_CALL}"]\n'
         "retry_initial = 0.05\nretry_max = 0.5\n\n"

@@ -2,7 +2,7 @@
 
 Configuration (``[[sink]]`` or ``[[source]]`` with ``type = "kiss"``): the station keys
 (``callsign``, ``path``, ``destination``, ``mode``, ``addressees``, ``bulletin_id``, ``group``,
-``listen_groups``, ``retries``, ``retry_initial``, ``retry_max``, ``dedup_seconds``,
+``listen_groups``, ``retries``, ``message_retry_initial``, ``message_retry_max``, ``dedup_seconds``,
 ``state_dir``; see :class:`~adapters.kiss.station.StationOptions`) and the port keys::
 
     port = "socket://127.0.0.1:8001"   # or /dev/ttyUSB0, a pty path; tcp:// also accepted

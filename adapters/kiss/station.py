@@ -17,8 +17,8 @@ Station configuration keys (shared by ``type = "kiss"`` and ``type = "afsk"``)::
     group = "WXCA"                     # group bulletin name (up to 5), "" = general bulletin
     listen_groups = ["WXCA"]           # group bulletins heard here become incident messages
     retries = 5                        # attempts of a directed message before it fails
-    retry_initial = 15.0               # seconds before the first retry; doubles each time
-    retry_max = 120.0                  # cap of the retry interval
+    message_retry_initial = 15.0       # seconds before the first retry; doubles each time
+    message_retry_max = 120.0          # cap of the retry interval
     dedup_seconds = 3600.0             # how long a (sender, number) is remembered
     state_dir = "var"                  # where message numbers are kept (default: data_dir)
 
@@ -137,8 +137,8 @@ class StationOptions:
             "group",
             "listen_groups",
             "retries",
-            "retry_initial",
-            "retry_max",
+            "message_retry_initial",
+            "message_retry_max",
             "dedup_seconds",
             "state_dir",
         }
@@ -180,8 +180,9 @@ class StationOptions:
         if mode not in {"bulletin", "message"}:
             raise ConfigError(f"{where}: option 'mode' is {mode!r}; allowed: bulletin, message")
         retries = int_option(where, options, "retries", 5, low=1, high=100)
-        retry_initial = number_option(where, options, "retry_initial", 15.0, 0.01)
-        retry_max = number_option(where, options, "retry_max", 120.0, retry_initial)
+        # Not retry_initial/retry_max: those keys of a [[sink]] are the outbox's.
+        retry_initial = number_option(where, options, "message_retry_initial", 15.0, 0.01)
+        retry_max = number_option(where, options, "message_retry_max", 120.0, retry_initial)
         dedup_seconds = number_option(where, options, "dedup_seconds", 3600.0, 0.0)
         state_dir = options.get("state_dir", data_dir)
         if not isinstance(state_dir, str):

@@ -72,7 +72,7 @@ class TestKissAdapterOnChannel:
     ) -> None:
         # Transmission 0: the message; 1: its ack (lost); 2: the retry; 3: the second ack.
         async with rf(two_tncs(drop_indices=[1])) as sim:
-            gw = gateway_tnc(sim, mode="message", addressees=["W2EOC"], retry_initial=0.3)
+            gw = gateway_tnc(sim, mode="message", addressees=["W2EOC"], message_retry_initial=0.3)
             field = build_adapter("kiss", "field", port=sim.url("field-tnc"), callsign="W2EOC")
             async with gw, field:
                 inbound = Inbox(field.messages())
@@ -96,8 +96,8 @@ class TestKissAdapterOnChannel:
                 mode="message",
                 addressees=["NOBODY"],
                 retries=3,
-                retry_initial=0.05,
-                retry_max=0.1,
+                message_retry_initial=0.05,
+                message_retry_max=0.1,
             )
             async with gw:
                 with pytest.raises(DeliveryError, match="after 3 attempts"):
@@ -109,7 +109,7 @@ class TestKissAdapterOnChannel:
 
     async def test_rejection_fails_without_retry(self, rf: SimFactory) -> None:
         async with rf(two_tncs()) as sim:
-            gw = gateway_tnc(sim, mode="message", addressees=["W2EOC"], retry_initial=5)
+            gw = gateway_tnc(sim, mode="message", addressees=["W2EOC"], message_retry_initial=5)
             async with gw:
                 sending = asyncio.create_task(gw.send(outbound("hello")))
                 field = sim.stations["field-tnc"]

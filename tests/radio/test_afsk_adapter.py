@@ -324,7 +324,7 @@ class TestTwoStationsOverAudio:
                 addressees=["W2EOC"],
                 audio_in=f"udp:127.0.0.1:{port_a}",
                 audio_out=f"udp:127.0.0.1:{a_to_b}",
-                retry_initial=1.5,
+                message_retry_initial=1.5,
                 **FAST,
             )
             field = afsk(

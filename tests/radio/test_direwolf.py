@@ -135,7 +135,7 @@ class TestDirewolfReferee:
                 group="WXCA",
                 bulletin_id="1",
                 retries=2,
-                retry_initial=0.5,
+                message_retry_initial=0.5,
                 txdelay_ms=300,
                 persistence=63,
                 slot_time_ms=100,

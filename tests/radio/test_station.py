@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tomllib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ from adapters.kiss.station import (
     StationOptions,
 )
 from gateway.adapter import AdapterContext, Outbound, load_factory
+from gateway.config import parse_config
 from gateway.errors import ConfigError, DeliveryError
 from gateway.metrics import INPUT_REJECTED
 from gateway.model import RadioMessage
@@ -248,7 +250,12 @@ class TestStationMessaging:
         clock = FakeClock()
         ether = Ether()
         gw = ether.station(
-            "gw", clock, callsign="VE3BDR", mode="message", addressees="W2EOC", retry_initial=60
+            "gw",
+            clock,
+            callsign="VE3BDR",
+            mode="message",
+            addressees="W2EOC",
+            message_retry_initial=60,
         )
         await gw.start()
         sending = asyncio.create_task(gw.send(outbound("into the void")))
@@ -395,8 +402,14 @@ class TestStationOptions:
             ({"callsign": "TOOLONGCALL"}, "option 'callsign'"),
             ({"callsign": "N0CALL", "mode": "relay"}, "'mode' is 'relay'"),
             ({"callsign": "N0CALL", "retries": 0}, "'retries' must be an integer 1-100"),
-            ({"callsign": "N0CALL", "retry_initial": "soon"}, "'retry_initial' must be a number"),
-            ({"callsign": "N0CALL", "retry_max": 1, "retry_initial": 5}, "'retry_max'"),
+            (
+                {"callsign": "N0CALL", "message_retry_initial": "soon"},
+                "'message_retry_initial' must be a number",
+            ),
+            (
+                {"callsign": "N0CALL", "message_retry_max": 1, "message_retry_initial": 5},
+                "'message_retry_max'",
+            ),
             ({"callsign": "N0CALL", "path": "WIDE1-99"}, "option 'path'"),
             ({"callsign": "N0CALL", "destination": "AP-ZZ"}, "option 'destination'"),
             ({"callsign": "N0CALL", "addressees": "TOOLONGNAME"}, "option 'addressees'"),
@@ -414,3 +427,26 @@ class TestStationOptions:
         assert opts.state_dir == "/srv/bl"
         override = {"callsign": "N0CALL", "state_dir": "elsewhere"}
         assert StationOptions.from_mapping("x", override, data_dir="d").state_dir == "elsewhere"
+
+
+class TestRetryKeysOfASink:
+    """A ``kiss`` sink's ``retry_initial``/``retry_max`` are the outbox's (between whole
+    deliveries); the APRS message retries have their own keys and both reach their owner."""
+
+    def test_outbox_and_message_retries_are_apart(self, tmp_path: Path) -> None:
+        text = (
+            '[gateway]\nname = "t"\n[ledger]\npath = "l.sqlite3"\n'
+            '[[sink]]\nname = "aprs"\ntype = "kiss"\nport = "socket://127.0.0.1:9"\n'
+            'callsign = "VE3BDR-10"\nmode = "message"\naddressees = ["VA3EOC"]\n'
+            "retry_initial = 0.5\nretry_max = 10\n"
+            "message_retry_initial = 2.5\nmessage_retry_max = 40\n"
+            '[[route]]\nname = "r"\nsinks = ["aprs"]\n'
+        )
+        config = parse_config(tomllib.loads(text), path=tmp_path / "c.toml")
+        sink = next(s for s in config.sinks if s.name == "aprs")
+        assert (sink.retry_initial, sink.retry_max) == (0.5, 10.0)
+        adapter = load_factory("kiss")(AdapterContext(name="aprs", options=sink.options))
+        assert (adapter.station.options.retry_initial, adapter.station.options.retry_max) == (
+            2.5,
+            40.0,
+        )
