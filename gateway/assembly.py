@@ -34,36 +34,39 @@ def check_names(config: Config) -> None:
     for what, items in adapters:
         for i, item in enumerate(items):
             if item.type not in known:
-                raise ConfigError(
-                    f"{file}: {item_path(what, i, item.name)}.type: unknown adapter type"
-                    f" {item.type!r};"
-                    f" allowed: {', '.join(sorted(known))}"
+                raise ConfigError.at(
+                    file,
+                    f"{item_path(what, i, item.name)}.type",
+                    f"unknown adapter type {item.type!r}; allowed: {', '.join(sorted(known))}",
                 )
 
     for i, route in enumerate(config.routes):
         if route.input == "incident":
             if route.translation not in MESSAGE_RENDERERS:
-                raise ConfigError(
-                    f"{file}: {item_path('route', i, route.name)}.translation: unknown translation"
-                    f" {route.translation!r} for incident input;"
-                    f" allowed: {', '.join(sorted(MESSAGE_RENDERERS))}"
+                raise ConfigError.at(
+                    file,
+                    f"{item_path('route', i, route.name)}.translation",
+                    f"unknown translation {route.translation!r} for incident input;"
+                    f" allowed: {', '.join(sorted(MESSAGE_RENDERERS))}",
                 )
             continue
         if route.translation not in RENDERERS:
-            raise ConfigError(
-                f"{file}: {item_path('route', i, route.name)}.translation: unknown translation"
-                f" {route.translation!r};"
-                f" allowed: {', '.join(sorted(RENDERERS))}"
+            raise ConfigError.at(
+                file,
+                f"{item_path('route', i, route.name)}.translation",
+                f"unknown translation {route.translation!r};"
+                f" allowed: {', '.join(sorted(RENDERERS))}",
             )
         try:
             check_options(route.translation, route.translation_options)
         except ConfigError as exc:
-            msg = f"{file}: {item_path('route', i, route.name)}.translation_options: {exc}"
-            raise ConfigError(msg) from None
+            place = f"{item_path('route', i, route.name)}.translation_options"
+            raise ConfigError.at(file, place, str(exc)) from None
     for i, sim in enumerate(config.simulators):
         if sim.type not in simulators.REGISTRY:
-            raise ConfigError(
-                f"{file}: {item_path('simulator', i, sim.name)}.type: unknown simulator"
-                f" {sim.type!r};"
-                f" allowed: {', '.join(sorted(simulators.REGISTRY))}"
+            raise ConfigError.at(
+                file,
+                f"{item_path('simulator', i, sim.name)}.type",
+                f"unknown simulator {sim.type!r};"
+                f" allowed: {', '.join(sorted(simulators.REGISTRY))}",
             )

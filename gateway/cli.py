@@ -2,8 +2,8 @@
 
 Each sub-command lives in its own module under :mod:`gateway.commands` and exposes
 ``register(subparsers)``; this module only finds them, builds the parser and dispatches.
-Exit codes: 0 success, 1 the command ran and found a problem (invalid alert, failed link
-test), 2 bad usage or unreadable/hostile input.
+Exit codes follow :data:`gateway.commands.CONVENTION` (0 done, 1 the answer is no, 2 it could
+not be done); ``--help`` says so, and each command's ``--help`` lists its own.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from gateway import __version__, commands
+from gateway.commands import CONVENTION, HelpFormatter, exit_codes
 
 
 def _modules() -> dict[str, str]:
@@ -51,7 +52,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         prog="borderlink",
         description="Cross-border emergency-alert and radio message gateway.",
         epilog="borderlink help lists the guides (configuration, radio, security ...); "
-        "borderlink COMMAND --help explains a command.",
+        "borderlink COMMAND --help explains a command and lists its exit codes, which follow "
+        "one convention:\n\n" + exit_codes(CONVENTION),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"borderlink {__version__}")
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error")

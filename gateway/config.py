@@ -38,7 +38,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -343,10 +343,8 @@ class _Reader:
 
     def fail(self, message: str, key: str | None = None) -> NoReturn:
         where = self.where(key)
-        variable = _ENV_ORIGINS.get().get(where)
-        if variable is not None:  # the value came from the environment, not the file
-            raise ConfigError(f"environment {variable} ({where} of {self.file}): {message}")
-        raise ConfigError(f"{self.file}: {where}: {message}")
+        # A value that came from the environment names its variable, not only the file.
+        raise ConfigError.at(self.file, where, message, variable=_ENV_ORIGINS.get().get(where))
 
     def has(self, key: str) -> bool:
         return key in self.table
@@ -459,7 +457,7 @@ class _Reader:
         return _read_secret(
             self.string(f"{key}_file", None),
             self.string(f"{key}_env", None),
-            where=lambda k: f"{self.file}: {self.where(k)}",
+            fail=self.fail,
             key=key,
             base=base,
         )
@@ -498,12 +496,14 @@ def _read_secret(
     file: str | None,
     env: str | None,
     *,
-    where: Any,
+    fail: Callable[[str, str], NoReturn],
     key: str,
     base: Path,
 ) -> str | None:
+    """The secret from ``file`` or the environment variable ``env``; ``fail(detail, key)``
+    raises the error naming where the key is (a section's key, or an adapter's option)."""
     if file is not None and env is not None:
-        raise ConfigError(f"{where(key + '_file')}: give {key}_file or {key}_env, not both")
+        fail(f"give {key}_file or {key}_env, not both", f"{key}_file")
     if file is not None:
         path = Path(file)
         if not path.is_absolute():
@@ -511,13 +511,11 @@ def _read_secret(
         try:
             return path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(
-                f"{where(key + '_file')}: cannot read {path}: {exc.strerror or exc}"
-            ) from None
+            fail(f"cannot read {path}: {exc.strerror or exc}", f"{key}_file")
     if env is not None:
         value = os.environ.get(env)
         if value is None:
-            raise ConfigError(f"{where(key + '_env')}: environment variable {env} is not set")
+            fail(f"environment variable {env} is not set", f"{key}_env")
         return value
     return None
 
@@ -540,9 +538,11 @@ def resolve_secret(
     for name, value in ((f"{key}_file", file), (f"{key}_env", env)):
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{where}.{name}: must be a string")
-    return _read_secret(
-        file, env, where=lambda k: f"{where}.{k}", key=key, base=base or Path.cwd()
-    )
+
+    def fail(detail: str, name: str) -> NoReturn:
+        raise ConfigError(f"{where}.{name}: {detail}")
+
+    return _read_secret(file, env, fail=fail, key=key, base=base or Path.cwd())
 
 
 # ------------------------------------------------------------------------------ sections
@@ -988,18 +988,19 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
         for sink in route.sinks:
             if sink not in sink_names:
                 allowed = ", ".join(sorted(sink_names)) or "(no [[sink]] defined)"
-                raise ConfigError(
-                    f"{file}: {item_path('route', i, route.name)}.sinks: no sink named {sink!r};"
-                    f" defined: {allowed}"
+                raise ConfigError.at(
+                    file,
+                    f"{item_path('route', i, route.name)}.sinks",
+                    f"no sink named {sink!r}; defined: {allowed}",
                 )
         # Incident routes also take what radio sinks hear.
         known = source_names | sink_names if route.input == "incident" else source_names
         for source in sorted(route.sources or ()):
             if source not in known:
-                raise ConfigError(
-                    f"{file}: {item_path('route', i, route.name)}.sources: no source named"
-                    f" {source!r}; defined: "
-                    + ", ".join(sorted(known))
+                raise ConfigError.at(
+                    file,
+                    f"{item_path('route', i, route.name)}.sources",
+                    f"no source named {source!r}; defined: {', '.join(sorted(known))}",
                 )
     return Config(
         path=path,
@@ -1019,10 +1020,10 @@ def _unique(file: str, what: str, names: list[str], reserved: Sequence[str] = ()
     seen: set[str] = set()
     for i, name in enumerate(names):
         if name in seen:
-            raise ConfigError(f"{file}: {item_path(what, i, name)}.name: is used twice")
+            raise ConfigError.at(file, f"{item_path(what, i, name)}.name", "is used twice")
         if name in reserved:
-            raise ConfigError(
-                f"{file}: {item_path(what, i, name)}.name: is reserved for the built-in input"
+            raise ConfigError.at(
+                file, f"{item_path(what, i, name)}.name", "is reserved for the built-in input"
             )
         seen.add(name)
 
@@ -1035,6 +1036,11 @@ def _env_value(text: str) -> Any:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+
+
+def _env_error(variable: str, detail: str) -> ConfigError:
+    """A ``BORDERLINK_*`` variable that names nothing the file has: the variable is the place."""
+    return ConfigError(f"environment {variable}: {detail}", variable=variable, detail=detail)
 
 
 def apply_env_overrides(
@@ -1058,7 +1064,7 @@ def apply_env_overrides(
         if section in ("gateway", "mqtt", "http", "ledger") and len(parts) == 2:
             table = out.setdefault(section, {})
             if not isinstance(table, dict):
-                raise ConfigError(f"environment {name}: [{section}] is not a table")
+                raise _env_error(name, f"[{section}] is not a table")
             table[parts[1].lower()] = _env_value(text)
             origins[f"{section}.{parts[1].lower()}"] = name
         elif section in ("source", "sink") and len(parts) == 3:
@@ -1071,16 +1077,17 @@ def apply_env_overrides(
                 and str(e.get("name", "")).lower().replace("-", "_") == wanted
             ]
             if not matches:
-                raise ConfigError(f"environment {name}: no [[{section}]] named {parts[1]!r}")
+                raise _env_error(name, f"no [[{section}]] named {parts[1]!r}")
             copy = dict(matches[0])
             copy[parts[2].lower()] = _env_value(text)
             index = next(i for i, e in enumerate(entries) if e is matches[0])
             origins[f"{item_path(section, index, copy.get('name'))}.{parts[2].lower()}"] = name
             out[section] = [copy if e is matches[0] else e for e in entries]
         else:
-            raise ConfigError(
-                f"environment {name}: expected BORDERLINK_<gateway|mqtt|http|ledger>__<KEY>"
-                " or BORDERLINK_<SOURCE|SINK>__<NAME>__<KEY>"
+            raise _env_error(
+                name,
+                "expected BORDERLINK_<gateway|mqtt|http|ledger>__<KEY>"
+                " or BORDERLINK_<SOURCE|SINK>__<NAME>__<KEY>",
             )
     return out
 
@@ -1095,13 +1102,14 @@ def load_config(
     try:
         raw = file.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+        raise ConfigError.at(file, None, f"cannot read: {exc.strerror or exc}") from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        detail = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+        raise ConfigError.at(file, None, detail) from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+        raise ConfigError.at(file, None, f"not valid TOML: {exc}") from None
     origins: dict[str, str] = {}
     overridden = apply_env_overrides(data, environ, origins)
     token = _ENV_ORIGINS.set(origins)

@@ -181,8 +181,7 @@ class Daemon:
         try:
             signature = SignaturePolicy.for_source(kind, sig, base_dir=self.config.base_dir)
         except (ValueError, OSError) as exc:
-            msg = f"{self.config.path}: source {name!r}: {exc}"
-            raise ConfigError(msg) from exc
+            raise ConfigError.at(self.config.path, f"source {name!r}", str(exc)) from exc
         return SourcePolicy(name=name, signature=signature, **kw)
 
     def _context(self, name: str, options: Mapping[str, Any]) -> AdapterContext:
@@ -272,8 +271,7 @@ class Daemon:
             return load_factory(item.type)(self._context(item.name, options))
         except ConfigError as exc:
             kind = "source" if isinstance(item, SourceConfig) else "sink"
-            msg = f"{self.config.path}: {kind} {item.name!r}: {exc}"
-            raise ConfigError(msg) from exc
+            raise ConfigError.at(self.config.path, f"{kind} {item.name!r}", str(exc)) from exc
 
     async def _seen(self, key: AlertKey) -> bool:
         return await asyncio.to_thread(self.ledger.seen, key)

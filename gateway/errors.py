@@ -22,7 +22,42 @@ class GatewayError(Exception):
 
 
 class ConfigError(GatewayError, ValueError):
-    """The configuration is wrong; the message names the file, the key path and what is allowed."""
+    """The configuration is wrong; the message names the file, the key path and what is allowed.
+
+    Raised with :meth:`at`, it keeps those parts apart too (``file``, ``place``: the key path,
+    ``variable``: the ``BORDERLINK_*`` variable that set the value, ``detail``: what is wrong),
+    so a report for scripts (``check-config --json``) never has to take the message apart.
+    Raised with a message alone (an adapter checking its options), ``detail`` is the message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        place: str | None = None,
+        variable: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.file = file
+        self.place = place
+        self.variable = variable
+        self.detail = message if detail is None else detail
+
+    @classmethod
+    def at(
+        cls, file: object, place: str | None, detail: str, *, variable: str | None = None
+    ) -> ConfigError:
+        """``detail`` at key path ``place`` (None: the file as a whole) of ``file``, worded as
+        every configuration error is; ``variable`` when the environment set the value."""
+        if variable is not None:
+            message = f"environment {variable} ({place} of {file}): {detail}"
+        elif place is None:
+            message = f"{file}: {detail}"
+        else:
+            message = f"{file}: {place}: {detail}"
+        return cls(message, file=str(file), place=place, variable=variable, detail=detail)
 
 
 class AdapterError(GatewayError):

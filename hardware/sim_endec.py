@@ -33,6 +33,7 @@ from adapters.eas import audio, same_modem
 from adapters.eas.adapter import write_alert_wav
 from adapters.eas.endec import EndecCodec, EndecFraming
 from gateway.commands import Subparsers
+from hardware.command import add_kind, run_until_stopped
 
 log = structlog.get_logger(__name__)
 
@@ -217,9 +218,10 @@ def simulator(options: Mapping[str, Any]) -> SimEndec:
 
 
 def register(kinds: Subparsers) -> None:
-    parser = kinds.add_parser(
+    parser = add_kind(
+        kinds,
         "endec",
-        help="EAS ENDEC simulator: reports headers decoded from audio, airs headers it is sent",
+        summary="EAS ENDEC simulator: reports headers decoded from audio, airs headers it is sent",
         description=(
             "Serve an ENDEC's serial side on a loopback TCP port (socket://HOST:PORT). Audio "
             "files given with --play are decoded and their headers reported on the line; "
@@ -252,6 +254,4 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
-    return 0
+    return run_until_stopped("endec", lambda: _serve(args))

@@ -42,6 +42,7 @@ from cap_schemas.model import Alert
 from cap_schemas.parse import parse_alert
 from gateway.adapter import Clock, SystemClock
 from gateway.commands import Subparsers
+from hardware.command import add_kind, run_until_stopped
 from hardware.feed_alerts import load_alerts, make_live
 
 log = structlog.get_logger(__name__)
@@ -480,9 +481,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
-    return 0
+    return run_until_stopped(args.sim_kind, lambda: _serve(args))
 
 
 def register(kinds: Subparsers) -> None:
@@ -490,9 +489,10 @@ def register(kinds: Subparsers) -> None:
         ("ipaws", 18090, "IPAWS-OPEN public feeds simulator (eas, nwem, PublicWEA, public...)"),
         ("nws", 18091, "api.weather.gov active-alerts simulator (GeoJSON index, CAP XML)"),
     ):
-        parser = kinds.add_parser(
+        parser = add_kind(
+            kinds,
             kind,
-            help=what,
+            summary=what,
             description=what + ". Fault controls: POST /control/fail?count=N&status=S"
             "[&retry_after=S], /control/slow?seconds=S, /control/oversize?count=N&bytes=B, "
             "/control/garbage?count=N, /control/publish (body = CAP), /control/reset; "

@@ -41,6 +41,7 @@ from aiohttp import web
 from adapters.naad.codec import archive_component
 from cap_schemas.model import format_cap_datetime
 from gateway.commands import Subparsers
+from hardware.command import add_kind, run_until_stopped
 from hardware.feed_alerts import load_alerts, make_live, triple_of
 
 log = structlog.get_logger(__name__)
@@ -535,15 +536,14 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
-    return 0
+    return run_until_stopped("naad", lambda: _serve(args))
 
 
 def register(kinds: Subparsers) -> None:
-    parser = kinds.add_parser(
+    parser = add_kind(
+        kinds,
         "naad",
-        help="NAAD System simulator: CAP streams with heartbeats, the archive, fault controls",
+        summary="NAAD System simulator: CAP streams with heartbeats, the archive, fault controls",
         description=(
             "Serve NAAD-style CAP streams on 127.0.0.1 with heartbeats and an HTTP archive. "
             "Fault controls: POST http://HOST:ARCHIVE_PORT/control/ACTION with ACTION one of "

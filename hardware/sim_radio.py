@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from gateway.commands import Subparsers
+from hardware.command import add_kind, run_until_stopped
 from hardware.rf_channel import simulation
+
+Handler = Callable[[argparse.Namespace], int]
 
 
 def _common(parser: argparse.ArgumentParser, *, port: int, rate: int) -> None:
@@ -118,28 +120,26 @@ def tap_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def serve(options: dict[str, Any]) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    """Run the stations of ``options``, print their ports as one JSON line, serve until
+    cancelled (by SIGINT or SIGTERM: :func:`hardware.command.run_until_stopped`)."""
     async with simulation(options) as sim:
         ports = {name: station.url for name, station in sim.stations.items() if station.url}
         sys.stdout.write(json.dumps(ports) + "\n")
         sys.stdout.flush()
-        await stop.wait()
+        await asyncio.Event().wait()
 
 
-def _runner(build: Any) -> Any:
+def _runner(build: Callable[[argparse.Namespace], dict[str, Any]]) -> Handler:
     def run(args: argparse.Namespace) -> int:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(serve(build(args)))
-        return 0
+        return run_until_stopped(args.sim_kind, lambda: serve(build(args)))
 
     return run
 
 
 def register(kinds: Subparsers) -> None:
-    tnc = kinds.add_parser("tnc", help="a simulated KISS TNC (TCP or pty), optionally in loopback")
+    tnc = add_kind(
+        kinds, "tnc", summary="a simulated KISS TNC (TCP or pty), optionally in loopback"
+    )
     _common(tnc, port=8001, rate=1200)
     tnc.add_argument(
         "--peer-tcp",
@@ -148,7 +148,7 @@ def register(kinds: Subparsers) -> None:
     )
     tnc.set_defaults(handler=_runner(tnc_options))
 
-    radio = kinds.add_parser("radio", help="a simulated data radio and a handheld console")
+    radio = add_kind(kinds, "radio", summary="a simulated data radio and a handheld console")
     _common(radio, port=7301, rate=9600)
     radio.add_argument("--unit", default="9001", help="the radio's unit ID")
     radio.add_argument("--talkgroup", action="append", default=[], help="talkgroup (repeatable)")
@@ -156,16 +156,16 @@ def register(kinds: Subparsers) -> None:
     radio.add_argument("--console-unit", default="2001", help="the handheld's unit ID")
     radio.set_defaults(handler=_runner(radio_options))
 
-    modem = kinds.add_parser("modem", help="a simulated data radio in loopback")
+    modem = add_kind(kinds, "modem", summary="a simulated data radio in loopback")
     _common(modem, port=7302, rate=9600)
     modem.add_argument("--unit", default="9001")
     modem.set_defaults(handler=_runner(lambda a: radio_options(_loop(a))))
 
-    raw = kinds.add_parser("raw", help="a serial loopback plug: every line comes back")
+    raw = add_kind(kinds, "raw", summary="a serial loopback plug: every line comes back")
     _common(raw, port=7501, rate=9600)
     raw.set_defaults(handler=_runner(raw_options))
 
-    tap = kinds.add_parser("tap", help="a simulated TAP paging terminal and a pager")
+    tap = add_kind(kinds, "tap", summary="a simulated TAP paging terminal and a pager")
     _common(tap, port=7401, rate=9600)
     tap.add_argument("--password", default="", help="the PG1 logon password")
     tap.add_argument("--max-length", type=int, default=80, help="characters a page (80)")

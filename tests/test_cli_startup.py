@@ -29,7 +29,17 @@ def _loaded(*argv: str) -> set[str]:
     return set(done.stderr.split())
 
 
-@pytest.mark.parametrize("argv", [("--version",), ("tcp", "--help"), ("mqtt-passwd", "--help")])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--version",),
+        ("tcp", "--help"),
+        ("mqtt-passwd", "--help"),
+        ("validate", "--help"),
+        ("inspect", "--help"),
+        ("same", "decode", "--help"),
+    ],
+)
 def test_light_command_lines_import_nothing_heavy(argv: tuple[str, ...]) -> None:
     loaded = _loaded(*argv)
     assert "gateway.cli" in loaded

@@ -3,9 +3,9 @@
 Asks a running gateway's HTTP API (``--url``, default http://127.0.0.1:8080) for the alerts in
 force (``--active``, most urgent first) or the most recently received, and prints one line
 each: priority, state, severity, event, expiry (UTC), source and headline, cut to the
-terminal's width (whole lines into a pipe). ``--json`` prints the API's answer as it came.
-Exit codes: 0 printed, 2 the gateway could not be reached or refused the request (its message
-is shown).
+terminal's width (whole lines into a pipe). ``--json`` prints the API's answer as it came:
+``{"alerts": [...], "count": N}``, each alert as ``GET /api/v1/alerts`` gives it (see
+``borderlink help http-api``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,12 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from gateway.commands import Subparsers
+from gateway.commands import Subparsers, add_command, described
+
+EXIT_CODES = {
+    0: "printed (also when there is no alert)",
+    2: "the gateway could not be reached or refused the request (its message is shown)",
+}
 
 COLUMNS = (
     ("PRI", "priority", 3),
@@ -112,10 +117,12 @@ def _limit(text: str) -> int:
 
 
 def register(subparsers: Subparsers) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "alerts",
-        help="the running gateway's alerts as a table (or --json)",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        summary="the running gateway's alerts as a table (or --json)",
+        description=described(__doc__),
+        codes=EXIT_CODES,
     )
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="the gateway's HTTP API")
     parser.add_argument("--active", action="store_true", help="only the alerts in force")

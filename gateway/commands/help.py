@@ -1,8 +1,7 @@
 """``borderlink help [TOPIC]``: the guides, from the command line.
 
 Without a topic, lists the guides (configuration, http-api, ledger, radio ...) with their
-titles; with one, prints that guide (a unique prefix is enough: ``help conf``). Exit codes:
-0 printed, 2 an unknown topic or no guides beside this installation.
+titles; with one, prints that guide (a unique prefix is enough: ``help conf``).
 """
 
 from __future__ import annotations
@@ -11,9 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from gateway.commands import Subparsers
+from gateway.commands import Subparsers, add_command, described
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
+EXIT_CODES = {
+    0: "printed",
+    2: "an unknown or ambiguous topic (the topics are listed), or no guides beside this "
+    "installation",
+}
 
 
 def topics(docs: Path = DOCS) -> dict[str, tuple[str, Path]]:
@@ -54,10 +58,12 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Subparsers) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "help",
-        help="list the guides, or print one (configuration, http-api, radio ...)",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        summary="list the guides, or print one (configuration, http-api, radio ...)",
+        description=described(__doc__),
+        codes=EXIT_CODES,
     )
     parser.add_argument("topic", nargs="?", metavar="TOPIC", help="a guide, or a prefix of one")
     parser.set_defaults(handler=handle)

@@ -4,9 +4,9 @@ Sends numbered test frames through a physical loopback plug, a radio or TNC in l
 simulator, and reports what came back: sent, received, lost, corrupted, out of order,
 duplicates, latency p50/p99 and the throughput measured against the line's theoretical rate
 (``--rate``, bits per second). A progress bar is drawn on a terminal; ``--json`` prints one
-object for scripts. Exit status: 0 when the link meets every threshold -- ``--max-loss`` and
-``--max-corrupt`` always (both 0 by default: none accepted), ``--max-p99-ms`` and
-``--min-throughput`` when given -- 1 when it does not, 2 when the port cannot be opened.
+object for scripts (the report's fields, as in ``borderlink help radio``). The thresholds:
+``--max-loss`` and ``--max-corrupt`` always (both 0 by default: none accepted),
+``--max-p99-ms`` and ``--min-throughput`` when given.
 
 Frames carry ``SEQ CRC32 PAYLOAD``: a KISS data frame holding an AX.25 UI frame (kiss), an
 ``AT+TXT=LOOP,...`` command whose ``+RXT:`` echo comes back (modem, in the default text-modem
@@ -27,11 +27,16 @@ import zlib
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 
-from gateway.commands import Subparsers
+from gateway.commands import Subparsers, add_command, described
 from gateway.errors import AdapterConnectionError, ConfigError, FrameError
 
 PROTOCOLS = ("kiss", "tap", "modem", "raw")
 DEFAULT_RATES = {"kiss": 1200, "tap": 9600, "modem": 9600, "raw": 9600}
+EXIT_CODES = {
+    0: "the link meets every threshold",
+    1: "it does not (the report says which threshold failed)",
+    2: "the port cannot be opened, or a bad argument",
+}
 
 
 @dataclass
@@ -495,10 +500,12 @@ def _fraction(value: str) -> float:
 
 
 def register(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "loopback",
-        help="send numbered test frames through a looped-back radio link and measure it",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        summary="send numbered test frames through a looped-back radio link and measure it",
+        description=described(__doc__),
+        codes=EXIT_CODES,
     )
     parser.add_argument(
         "port", metavar="PORT", help="/dev/ttyUSB0, a pty path, or socket://host:port"

@@ -1,8 +1,7 @@
 """``borderlink mqtt-passwd NAME``: one account line for the embedded broker's users file.
 
 Reads the password from standard input (the first line; nothing is echoed) and prints
-``NAME:scrypt$...`` for ``[mqtt] embedded_users_file``. Exit codes: 0 printed, 2 a bad name or
-an empty password.
+``NAME:scrypt$...`` for ``[mqtt] embedded_users_file``.
 """
 
 from __future__ import annotations
@@ -11,9 +10,13 @@ import argparse
 import re
 import sys
 
-from gateway.commands import Subparsers
+from gateway.commands import Subparsers, add_command, described
 from gateway.passwords import hash_password
 
+EXIT_CODES = {
+    0: "printed",
+    2: "a bad name (what is allowed is said), or no password on standard input",
+}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 
@@ -34,10 +37,12 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Subparsers) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "mqtt-passwd",
-        help="make an account line for the embedded broker's users file",
-        description=__doc__.splitlines()[2] if __doc__ else None,
+        summary="make an account line for the embedded broker's users file",
+        description=described(__doc__),
+        codes=EXIT_CODES,
     )
     parser.add_argument("name", metavar="NAME", help="the account name")
     parser.set_defaults(handler=handle)

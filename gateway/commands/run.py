@@ -1,8 +1,8 @@
 """``borderlink run CONFIG``: the daemon.
 
-Exit codes: 0 after a clean stop (SIGTERM/SIGINT), 1 when the daemon cannot start or run
-(a port taken, the ledger unreadable), 2 when the configuration is refused.
-SIGHUP re-reads the routes of CONFIG.
+Runs the gateway on a TOML configuration until SIGTERM or SIGINT (then it finishes what it
+is delivering, up to ``[gateway] drain_timeout``). SIGHUP re-reads the routes of CONFIG.
+'borderlink check-config CONFIG' checks a configuration without running it.
 """
 
 from __future__ import annotations
@@ -14,11 +14,19 @@ import sys
 
 import structlog
 
-from gateway.commands import Subparsers
+from gateway.commands import Subparsers, add_command, described
 from gateway.config import load_config
 from gateway.errors import ConfigError, GatewayError
 
 log = structlog.get_logger(__name__)
+
+EXIT_CODES = {
+    0: "stopped cleanly (SIGTERM or SIGINT)",
+    1: "the daemon could not start or stopped on an error (a port taken, the ledger "
+    "unreadable); the reason is printed",
+    2: "the configuration was refused (the message names the file, the key path and what is "
+    "allowed)",
+}
 
 
 async def _main(path: str) -> int:
@@ -62,17 +70,19 @@ def handle(args: argparse.Namespace) -> int:
         log.error("config_refused", error=str(exc))  # noqa: TRY400 - the message is the point
         print(f"borderlink: {exc}", file=sys.stderr)  # noqa: T201 - for the operator
         return 2
-    except GatewayError as exc:  # the broker port is taken, the ledger cannot be opened...
+    except (GatewayError, OSError) as exc:  # a port is taken, the ledger cannot be opened...
         log.error("daemon_failed", error=str(exc))  # noqa: TRY400 - the message is the point
         print(f"borderlink: {exc}", file=sys.stderr)  # noqa: T201 - for the operator
         return 1
 
 
 def register(subparsers: Subparsers) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "run",
-        help="run the gateway daemon",
-        description="Run the gateway on a TOML configuration until SIGTERM/SIGINT.",
+        summary="run the gateway daemon",
+        description=described(__doc__),
+        codes=EXIT_CODES,
     )
     parser.add_argument("config", metavar="CONFIG", help="TOML configuration file")
     parser.set_defaults(handler=handle)

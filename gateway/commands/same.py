@@ -9,18 +9,48 @@ for each end of message, as ``multimon-ng -a EAS`` does.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeAlias
 
-from gateway.commands import Subparsers
+from gateway.commands import Subparsers, add_command, described
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
+    from adapters.eas.same_modem import SameMessage
+
     Chunk: TypeAlias = "npt.NDArray[np.float64] | bytes"
+
+SAME_CODES = {
+    0: "the action was done (each ACTION's --help says what that means)",
+    2: "no or an unknown ACTION, or the action failed (each ACTION's --help says how)",
+}
+ENCODE_CODES = {
+    0: "the audio was written",
+    2: "a bad header or option, message audio that cannot be read, or an output that cannot "
+    "be written (what and where is said)",
+}
+DECODE_CODES = {
+    0: "the input was read to its end (or Ctrl-C), whether or not it held a header",
+    2: "the input could not be read or is not audio this reads (with --json, also the last "
+    "line, of kind error)",
+}
+DECODE_DOC = """\
+Prints one 'EAS: ' line per header and per end of message, like 'multimon-ng -a EAS', so
+scripts that read multimon-ng's output can switch over.
+
+'--json' prints one JSON object a line instead, each with the same keys: 'kind' (header,
+eom, or error when the input fails), 'raw' (the 'ZCZC-...' header or 'NNNN' as heard),
+'originator', 'event', 'locations' (PSSCCC codes), 'duration_minutes', 'issued' and
+'expires' (CAP times; SAME gives no year: the latest such time not after now),
+'station' (without padding), 'seconds' (where in the input it starts), 'bursts' (how many
+were combined) and 'error' (why a header heard is not a valid one, or why the input
+failed). What does not apply is null.
+"""
 
 
 def _out(line: str) -> None:
@@ -33,10 +63,23 @@ def _err(line: str) -> None:
 
 
 def register(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser("same", help="encode or decode SAME/EAS header audio")
+    parser = add_command(
+        subparsers,
+        "same",
+        summary="encode or decode SAME/EAS header audio",
+        description=described(__doc__),
+        codes=SAME_CODES,
+    )
     actions = parser.add_subparsers(dest="same_action", metavar="ACTION", required=True)
 
-    enc = actions.add_parser("encode", help="write the audio of a SAME header")
+    enc = add_command(
+        actions,
+        "encode",
+        summary="write the audio of a SAME header",
+        description="Writes the complete transmission of a header: three bursts, the "
+        "attention signal, the message (a WAV file or speech), then the end of message.",
+        codes=ENCODE_CODES,
+    )
     enc.add_argument("header", help="ZCZC-ORG-EEE-PSSCCC...+TTTT-JJJHHMM-LLLLLLLL-")
     enc.add_argument("-o", "--output", required=True, help="output WAV file, or - for stdout")
     enc.add_argument("--rate", type=int, default=22050, help="sample rate in Hz (8000-48000)")
@@ -55,12 +98,19 @@ def register(subparsers: Subparsers) -> None:
     enc.add_argument("--raw", action="store_true", help="raw signed 16-bit PCM instead of WAV")
     enc.set_defaults(handler=_encode)
 
-    dec = actions.add_parser("decode", help="print the SAME headers found in audio")
+    dec = add_command(
+        actions,
+        "decode",
+        summary="print the SAME headers found in audio (or --json lines)",
+        description=DECODE_DOC,
+        codes=DECODE_CODES,
+    )
     dec.add_argument(
         "input", help="WAV file, or a raw PCM file with --raw, or - for raw PCM on stdin"
     )
     dec.add_argument("--rate", type=int, default=22050, help="sample rate of raw input in Hz")
     dec.add_argument("--raw", action="store_true", help="input is raw PCM even if it looks WAV")
+    dec.add_argument("--json", action="store_true", help="one JSON object a line")
     dec.set_defaults(handler=_decode)
 
 
@@ -144,9 +194,74 @@ _CONTAINERS = (
 )
 
 
+# The keys of every --json line of 'same decode' (see DECODE_DOC), null unless they apply.
+DECODED_KEYS = (
+    "kind",
+    "raw",
+    "originator",
+    "event",
+    "locations",
+    "duration_minutes",
+    "issued",
+    "expires",
+    "station",
+    "seconds",
+    "bursts",
+    "error",
+)
+
+
+def header_facts(text: str) -> dict[str, Any]:
+    """The fields of a header heard, or ``error`` saying why it is not a valid one (SAME has
+    no checksum: the decoder's layout check passes a header whose values make no sense)."""
+    from cap_schemas.errors import CapParseError  # noqa: PLC0415 - only for --json
+    from cap_schemas.model import format_cap_datetime  # noqa: PLC0415
+    from cap_schemas.same import SameHeader  # noqa: PLC0415
+
+    try:
+        header = SameHeader.parse(text)
+    except CapParseError as exc:
+        return {"error": str(exc)}
+    return {
+        "originator": header.originator,
+        "event": header.event,
+        "locations": list(header.locations),
+        "duration_minutes": int(header.duration.total_seconds() // 60),
+        "issued": format_cap_datetime(header.issued),
+        "expires": format_cap_datetime(header.expires),
+        "station": header.station.strip(),
+    }
+
+
+def decoded(message: SameMessage, rate: int) -> dict[str, Any]:
+    """One ``--json`` line: a header with its fields, or an end of message."""
+    facts = dict.fromkeys(DECODED_KEYS) | {
+        "kind": message.kind,
+        "raw": message.text,
+        "seconds": round(message.start / rate, 3),
+        "bursts": message.bursts,
+    }
+    return facts | (header_facts(message.text) if message.kind == "header" else {})
+
+
+def _printer(as_json: bool) -> Callable[[SameMessage, int], None]:
+    if as_json:
+        return lambda message, rate: _out(json.dumps(decoded(message, rate)))
+    return lambda message, _: _out(message.line)
+
+
+def _decode_failed(args: argparse.Namespace, exc: Exception) -> int:
+    text = f"{args.input}: {exc}"
+    _err(f"borderlink same decode: {text}")
+    if args.json:
+        _out(json.dumps(dict.fromkeys(DECODED_KEYS) | {"kind": "error", "error": text}))
+    return 2
+
+
 def _decode(args: argparse.Namespace) -> int:
     from adapters.eas import same_modem  # noqa: PLC0415 - gateway loads adapters lazily
 
+    show = _printer(args.json)
     try:
         stream: BinaryIO = (
             sys.stdin.buffer
@@ -154,19 +269,17 @@ def _decode(args: argparse.Namespace) -> int:
             else Path(args.input).open("rb")  # noqa: SIM115 - closed in the finally below
         )
     except OSError as exc:
-        _err(f"borderlink same decode: {args.input}: {exc}")
-        return 2
+        return _decode_failed(args, exc)
     try:
         rate, chunks = _chunks_of(stream, raw=args.raw or args.input == "-", rate=args.rate)
         decoder = same_modem.SameDecoder(rate)
         for chunk in chunks:
             for message in decoder.feed(chunk):
-                _out(message.line)
+                show(message, rate)
         for message in decoder.flush():
-            _out(message.line)
+            show(message, rate)
     except (OSError, ValueError) as exc:
-        _err(f"borderlink same decode: {args.input}: {exc}")
-        return 2
+        return _decode_failed(args, exc)
     except KeyboardInterrupt:
         return 0
     finally:

@@ -1,25 +1,33 @@
 """``borderlink sim KIND ...``: run a hardware or feed simulator.
 
-Each simulator module in :mod:`hardware` named ``sim_*.py`` exposes
-``register(subparsers)`` and adds its own kinds (``naad``, ``ipaws``, ``tnc`` ...).
+Runs one simulator of a feed or a radio device on loopback ports, for tests and technicians:
+it prints one JSON line saying where to connect, then serves until Ctrl-C or SIGTERM.
+'borderlink sim KIND --help' gives the options of a kind.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import pkgutil
 
-from gateway.commands import Subparsers
+from gateway.commands import Subparsers, add_command, described
 
 
+# Each simulator module in the hardware package named sim_*.py exposes register(kinds) and
+# adds its own kinds (naad, ipaws, tnc ...) with hardware.command.add_kind; they share one
+# runner and one set of exit codes, listed here too.
 def register(subparsers: Subparsers) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "sim", help="run a simulator of a feed or radio device (for tests and technicians)"
+    import hardware  # noqa: PLC0415 - simulators are only loaded for this command's parser
+    from hardware.command import EXIT_CODES  # noqa: PLC0415
+
+    parser = add_command(
+        subparsers,
+        "sim",
+        summary="run a simulator of a feed or radio device (for tests and technicians)",
+        description=described(__doc__),
+        codes={**EXIT_CODES, 2: f"no or an unknown KIND, or {EXIT_CODES[2]}"},
     )
     kinds = parser.add_subparsers(dest="sim_kind", metavar="KIND", required=True)
-    import hardware  # noqa: PLC0415 - simulators are only loaded for this command's parser
-
     for info in sorted(pkgutil.iter_modules(hardware.__path__), key=lambda m: m.name):
         if info.name.startswith("sim_"):
             importlib.import_module(f"hardware.{info.name}").register(kinds)

@@ -3,8 +3,7 @@ pager displays and any device served on a loopback port, with no other tool inst
 
 What arrives is written to standard output as it comes; what is typed (or piped) on standard
 input is sent. End of input (Ctrl-D, or the end of a pipe) closes the sending side and the
-command keeps printing until the other end closes; Ctrl-C ends it. Exit codes: 0 the
-connection ended, 2 a bad address or a port that cannot be reached.
+command keeps printing until the other end closes; Ctrl-C ends it.
 """
 
 from __future__ import annotations
@@ -16,9 +15,13 @@ import selectors
 import socket
 import sys
 
-from gateway.commands import Subparsers
+from gateway.commands import Subparsers, add_command, described
 
 _CHUNK = 4096
+EXIT_CODES = {
+    0: "the connection ended (closed by the other end, or Ctrl-C)",
+    2: "a bad address, or a port that cannot be reached (the address is named)",
+}
 
 
 def split_address(text: str) -> tuple[str, int]:
@@ -78,10 +81,12 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Subparsers) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "tcp",
-        help="a line terminal on a TCP port (simulated handhelds, pager displays)",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        summary="a line terminal on a TCP port (simulated handhelds, pager displays)",
+        description=described(__doc__),
+        codes=EXIT_CODES,
     )
     parser.add_argument("address", metavar="HOST:PORT", help="e.g. 127.0.0.1:7311")
     parser.add_argument(

@@ -3,9 +3,6 @@
 FILE is a CAP document, an EDXL-DE envelope carrying CAP (each alert is translated), or for
 ``--to cap`` a SAME header line; ``-`` reads stdin. The output goes to stdout: a CAP or
 EDXL document, a SAME header, or radio text parts one per line.
-
-Exit codes: 0 translated, 1 the alert cannot be expressed in the target format (the reason
-is printed), 2 the input could not be read or was refused.
 """
 
 from __future__ import annotations
@@ -23,7 +20,7 @@ from cap_schemas.model import Alert
 from cap_schemas.parse import parse_alert
 from cap_schemas.same import SameHeader
 from cap_schemas.serialize import to_xml
-from gateway.commands import Subparsers
+from gateway.commands import Subparsers, add_command, described
 from gateway.commands.validate import InputError, read_input
 from gateway.errors import ConfigError, TranslationError
 from gateway.metrics import INPUT_REJECTED
@@ -37,14 +34,22 @@ TARGETS = ("ipaws", "cap-cp", "same", "text", "edxl", "incident", "incident-text
 EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_UNREADABLE = 2
+EXIT_CODES = {
+    EXIT_OK: "translated",
+    EXIT_REFUSED: "an alert cannot be expressed in the target format (the reason is printed; "
+    "the others are translated)",
+    EXIT_UNREADABLE: "the input could not be read or was refused, or an option has a value "
+    "the translation does not take (it is named)",
+}
 
 
 def register(subparsers: Subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "translate",
-        help="translate an alert to IPAWS, CAP-CP, SAME, radio text, EDXL-DE or incident form",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        summary="translate an alert to IPAWS, CAP-CP, SAME, radio text, EDXL-DE or incident form",
+        description=described(__doc__),
+        codes=EXIT_CODES,
     )
     parser.add_argument("file", help="CAP or EDXL-DE file (a SAME header for --to cap); - = stdin")
     parser.add_argument("--to", required=True, choices=TARGETS, help="target format")
@@ -157,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
             rendered = renderer(alert, options)
         except (TranslationError, ConfigError) as exc:
             sys.stderr.write(f"{args.file}: {alert.key}: {exc}\n")
+            if any(isinstance(e, ConfigError) for e in (exc, exc.__cause__)):
+                return EXIT_UNREADABLE  # an option's value: no other alert would fare better
             status = EXIT_REFUSED
             continue
         _write(rendered.parts, rendered.content_type)

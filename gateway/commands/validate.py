@@ -1,10 +1,13 @@
 """``borderlink validate FILE...``: check CAP files against the XSD and a profile.
 
-An EDXL-DE 1.0 or 2.0 envelope is checked against its own schema, and each CAP alert it
-carries as a CAP alert (``FILE alert N``).
+Checks CAP files (CAP 1.2, or 1.1/1.0 read as 1.2) against the CAP 1.2 XSD, the CAP rules
+and a profile; an EDXL-DE 1.0 or 2.0 envelope against its own schema, and each CAP alert it
+carries as a CAP alert (``FILE alert N``). ``-`` reads stdin.
 
-Exit codes: 0 every file is valid, 1 at least one file has an error finding, 2 at least one
-file could not be read or was refused as hostile (that wins over 1). ``-`` reads stdin.
+``--json`` prints a list of one object per file (and per alert of an envelope): ``file``,
+``status`` (valid, invalid, unreadable or hostile), ``profile``, ``version``, ``key``,
+``error`` and ``reason`` (why a file was refused), ``warnings`` (notes on reading it) and
+``findings``, each with ``severity``, ``rule``, ``xpath`` and ``message``.
 """
 
 from __future__ import annotations
@@ -14,23 +17,29 @@ import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import structlog
-
-from cap_schemas.edxl import looks_like_edxl, unwrap, unwrap_alerts, validate_edxl
-from cap_schemas.errors import CapHostileError, CapParseError
-from cap_schemas.model import Alert
-from cap_schemas.parse import ParseLimits, parse_alert_with_warnings
-from cap_schemas.validate import PROFILES, Finding, detect_profile, is_valid, validate
-from gateway.commands import Subparsers
+from gateway.commands import Subparsers, add_command, described
 from gateway.metrics import INPUT_REJECTED
 
-log = structlog.get_logger(__name__)
+# The CAP library (lxml, the schemas) and structlog are imported when a file is checked: a
+# technician's 'borderlink validate --help' stays instant.
+if TYPE_CHECKING:
+    from cap_schemas.model import Alert
+    from cap_schemas.parse import ParseLimits
+    from cap_schemas.validate import Finding
 
 EXIT_VALID = 0
 EXIT_INVALID = 1
 EXIT_UNREADABLE = 2
+EXIT_CODES = {
+    EXIT_VALID: "every file is valid",
+    EXIT_INVALID: "at least one file has an error finding",
+    EXIT_UNREADABLE: "at least one file could not be read or was refused as hostile "
+    "(this wins over 1)",
+}
+# cap_schemas.validate.PROFILES (a test holds them equal), without loading lxml for --help.
+PROFILES = ("auto", "cap", "cap-cp", "ipaws")
 
 
 class InputError(Exception):
@@ -63,12 +72,18 @@ def parse_input(
     data: bytes, name: str, *, limits: ParseLimits | None = None
 ) -> tuple[Alert, list[str]]:
     """Parse the bytes of ``name``; failures are counted and raised as :class:`InputError`."""
+    import structlog  # noqa: PLC0415 - loaded with the CAP library, when a file is read
+
+    from cap_schemas.errors import CapHostileError, CapParseError  # noqa: PLC0415
+    from cap_schemas.parse import parse_alert_with_warnings  # noqa: PLC0415
+
     try:
         if limits is None:
             return parse_alert_with_warnings(data)
         return parse_alert_with_warnings(data, limits=limits)
     except CapParseError as exc:
         INPUT_REJECTED.inc(component="cli", reason=exc.reason)
+        log = structlog.get_logger(__name__)
         log.warning("input_rejected", file=name, reason=exc.reason, error=str(exc))
         kind = "refused as hostile" if isinstance(exc, CapHostileError) else "not readable CAP"
         raise InputError(
@@ -106,6 +121,8 @@ def _refused(name: str, exc: InputError) -> FileResult:
 
 
 def _checked(name: str, alert: Alert, profile: str, warnings: list[str]) -> FileResult:
+    from cap_schemas.validate import detect_profile, is_valid, validate  # noqa: PLC0415
+
     chosen = detect_profile(alert) if profile == "auto" else profile
     findings = validate(alert, profile=chosen)
     return FileResult(
@@ -122,6 +139,9 @@ def _checked(name: str, alert: Alert, profile: str, warnings: list[str]) -> File
 def check_file(name: str, profile: str, *, limits: ParseLimits | None = None) -> list[FileResult]:
     """One result for a CAP file; for an EDXL-DE envelope, one for the envelope and one for
     each alert in it."""
+    from cap_schemas.edxl import looks_like_edxl  # noqa: PLC0415
+    from cap_schemas.parse import ParseLimits  # noqa: PLC0415
+
     try:
         data = read_input(name)
         if looks_like_edxl(data):
@@ -133,6 +153,10 @@ def check_file(name: str, profile: str, *, limits: ParseLimits | None = None) ->
 
 
 def _check_envelope(name: str, data: bytes, profile: str, limits: ParseLimits) -> list[FileResult]:
+    from cap_schemas.edxl import unwrap, unwrap_alerts, validate_edxl  # noqa: PLC0415
+    from cap_schemas.errors import CapHostileError, CapParseError  # noqa: PLC0415
+    from cap_schemas.validate import is_valid  # noqa: PLC0415
+
     try:
         envelope = unwrap(data, limits=limits)
         alerts = unwrap_alerts(data, limits=limits)
@@ -189,6 +213,8 @@ def exit_code(results: list[FileResult]) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cap_schemas.parse import ParseLimits  # noqa: PLC0415
+
     limits = ParseLimits(max_bytes=args.max_bytes) if args.max_bytes else None
     results = [r for name in args.files for r in check_file(name, args.profile, limits=limits)]
     out = sys.stdout
@@ -203,14 +229,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Subparsers) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "validate",
-        help="check CAP files against the CAP 1.2 XSD and the CAP-CP or IPAWS profile",
-        description=(
-            "Check CAP files (CAP 1.2, or 1.1/1.0 read as 1.2), and EDXL-DE envelopes with "
-            "each alert in them. Exit 0 when all are valid, "
-            "1 when one has an error, 2 when one cannot be read or is refused as hostile."
-        ),
+        summary="check CAP files against the CAP 1.2 XSD and the CAP-CP or IPAWS profile",
+        description=described(__doc__),
+        codes=EXIT_CODES,
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="CAP file, or - for stdin")
     parser.add_argument(

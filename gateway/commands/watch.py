@@ -1,15 +1,21 @@
-"""``borderlink watch``: a live view of what the gateway admits and delivers.
+"""``borderlink watch [--json]``: a live view of what the gateway admits and delivers.
 
 Polls a running gateway's HTTP API (``--url``, every ``--interval`` seconds) and prints one
 line per event as it happens: an alert admitted (with its decision: new, update, cancel ...),
 an alert whose state changed (cancelled, superseded, expired), and each delivery that reached
-a new state (delivered, held, failed ...) with its sink and attempts. Ctrl-C ends it. Exit
-codes: 0 ended by the user, 2 the gateway could not be reached at the start.
+a new state (delivered, held, failed ...) with its sink and attempts. Ctrl-C ends it.
+
+``--json`` prints each event as one JSON object a line, with ``time`` (UTC, ISO 8601),
+``kind`` and ``key`` (the alert's sender,identifier,sent) and, by kind: ``admitted``:
+``decision``, ``status``, ``severity``, ``event``, ``headline``; ``alert`` (its state
+changed): ``from``, ``to``; ``delivery``: ``sink``, ``state``, ``attempts``, ``reason``
+(null unless the gateway gave one).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -17,8 +23,13 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from gateway.commands import Subparsers
+from gateway.commands import Subparsers, add_command, described
 from gateway.commands.alerts import fetch, get_json
+
+EXIT_CODES = {
+    0: "ended by the user (Ctrl-C)",
+    2: "the gateway could not be reached at the start (its message is shown)",
+}
 
 # Delivery states after which nothing more happens to an entry: the ledger's TERMINAL_STATES
 # by name (a test holds them equal), without loading the ledger into a light command.
@@ -26,26 +37,33 @@ FINAL = frozenset({"delivered", "superseded", "expired", "failed"})
 
 
 class Watcher:
-    """What was seen so far, and the lines that say what changed since."""
+    """What was seen so far, and the events that say what changed since."""
 
     def __init__(self, get: Callable[[str], dict[str, Any]]) -> None:
         self._get = get
         self.status: dict[str, str] = {}
         self.deliveries: dict[str, dict[str, str]] = {}
 
-    def poll(self, limit: int) -> Iterator[str]:
+    def poll(self, limit: int) -> Iterator[dict[str, Any]]:
+        """The events since the last poll, oldest first, as the objects ``--json`` prints
+        (without their ``time``)."""
         listed = self._get(f"/api/v1/alerts?limit={limit}").get("alerts", [])
         for alert in reversed(listed):  # oldest first, as they happened
             key = str(alert.get("key"))
             status = str(alert.get("status"))
             before = self.status.get(key)
             if before is None:
-                yield (
-                    f"admitted   {alert.get('decision', '-'):<9} {alert.get('severity') or '-':<8}"
-                    f" {alert.get('event') or '-'}: {alert.get('headline') or '-'}  [{key}]"
-                )
+                yield {
+                    "kind": "admitted",
+                    "key": key,
+                    "decision": alert.get("decision"),
+                    "status": status,
+                    "severity": alert.get("severity"),
+                    "event": alert.get("event"),
+                    "headline": alert.get("headline"),
+                }
             elif before != status:
-                yield f"alert      {before} -> {status}  [{key}]"
+                yield {"kind": "alert", "key": key, "from": before, "to": status}
             self.status[key] = status
             seen = self.deliveries.setdefault(key, {})
             if seen and all(state in FINAL for state in seen.values()):
@@ -56,11 +74,40 @@ class Watcher:
                 if seen.get(sink) == state:
                     continue
                 seen[sink] = state
-                reason = f" ({entry['reason']})" if entry.get("reason") else ""
-                yield (
-                    f"delivery   {state:<9} {sink}, attempts {entry.get('attempts', 0)}"
-                    f"{reason}  [{key}]"
-                )
+                yield {
+                    "kind": "delivery",
+                    "key": key,
+                    "sink": sink,
+                    "state": state,
+                    "attempts": entry.get("attempts", 0),
+                    "reason": entry.get("reason") or None,
+                }
+
+
+def line(event: dict[str, Any]) -> str:
+    """One event as the terminal shows it (after the time)."""
+    key = event["key"]
+    if event["kind"] == "admitted":
+        return (
+            f"admitted   {event['decision'] or '-':<9} {event['severity'] or '-':<8}"
+            f" {event['event'] or '-'}: {event['headline'] or '-'}  [{key}]"
+        )
+    if event["kind"] == "alert":
+        return f"alert      {event['from']} -> {event['to']}  [{key}]"
+    reason = f" ({event['reason']})" if event["reason"] else ""
+    return (
+        f"delivery   {event['state']:<9} {event['sink']}, attempts {event['attempts']}"
+        f"{reason}  [{key}]"
+    )
+
+
+def _show(event: dict[str, Any], *, as_json: bool) -> None:
+    now = datetime.now(UTC)
+    if as_json:
+        stamped = {"time": now.isoformat(timespec="seconds"), **event}
+        print(json.dumps(stamped, ensure_ascii=False), flush=True)  # noqa: T201 - the output
+    else:
+        print(f"{now:%H:%M:%S} {line(event)}", flush=True)  # noqa: T201 - the output
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -77,9 +124,8 @@ def handle(args: argparse.Namespace) -> int:
     try:
         while True:
             try:
-                for line in watcher.poll(args.limit):
-                    stamp = datetime.now(UTC).strftime("%H:%M:%S")
-                    print(f"{stamp} {line}", flush=True)  # noqa: T201 - the output
+                for event in watcher.poll(args.limit):
+                    _show(event, as_json=args.json)
             except (OSError, ValueError) as exc:
                 print(f"borderlink watch: {exc}; trying again", file=sys.stderr, flush=True)  # noqa: T201
             time.sleep(args.interval)
@@ -88,13 +134,16 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def register(subparsers: Subparsers) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "watch",
-        help="a live view of the gateway's admissions and deliveries",
-        description=__doc__.split("\n\n")[1] if __doc__ else None,
+        summary="a live view of the gateway's admissions and deliveries (or --json lines)",
+        description=described(__doc__),
+        codes=EXIT_CODES,
     )
     parser.add_argument("--url", default="http://127.0.0.1:8080", help="the gateway's HTTP API")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between polls (1)")
     parser.add_argument("--limit", type=int, default=50, help="recent alerts followed (50)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds (10)")
+    parser.add_argument("--json", action="store_true", help="one JSON object a line")
     parser.set_defaults(handler=handle)

@@ -10,9 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import structlog
 
-import gateway.commands.validate as validate_command
 from cap_schemas.edxl import wrap
 from cap_schemas.model import Alert
 from cap_schemas.serialize import to_xml
@@ -22,13 +20,6 @@ from tests.cap.test_hostile import BILLION_LAUGHS
 from tests.helpers import corpus_dir
 
 MakeAlert = Callable[..., Alert]
-
-
-@pytest.fixture(autouse=True)
-def fresh_logger(monkeypatch: pytest.MonkeyPatch) -> None:
-    """main() configures structlog for the current (captured) stderr; the command module's
-    cached logger would otherwise keep writing to a previous test's closed capture."""
-    monkeypatch.setattr(validate_command, "log", structlog.get_logger(validate_command.__name__))
 
 
 @pytest.fixture

@@ -1,11 +1,15 @@
 """``borderlink watch`` against a running daemon, as a subprocess: an alert posted shows as
-admitted, then each of its deliveries as delivered; an unreachable gateway exits 2."""
+admitted, then each of its deliveries as delivered, as lines or as JSON lines; an unreachable
+gateway exits 2."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -26,15 +30,15 @@ async def _watch(*argv: str) -> asyncio.subprocess.Process:
     )
 
 
-async def test_admission_then_deliveries_as_they_happen(
-    mosquitto: Broker, tmp_path: Path, cap: CapFactory
-) -> None:
+async def _follow(
+    mosquitto: Broker, tmp_path: Path, raw: bytes, done: Callable[[list[str]], bool], *argv: str
+) -> list[str]:
+    """Run ``watch ARGV`` on a running daemon, post ``raw`` once it watches, and return the
+    lines it printed until ``done(lines)`` (each line waited for 30 s at most)."""
     config = load(daemon_toml(tmp_path, mosquitto.url))
-    raw = cap(severity="Extreme", headline="Watch me")
-    key = CapFactory.key_of(raw)
     async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
         url = f"http://127.0.0.1:{daemon.http_port}"
-        proc = await _watch("--url", url, "--interval", "0.1")
+        proc = await _watch("--url", url, "--interval", "0.1", *argv)
         try:
             assert proc.stderr is not None
             assert proc.stdout is not None
@@ -43,27 +47,70 @@ async def test_admission_then_deliveries_as_they_happen(
             async with http.post(f"{url}/api/v1/alerts", data=raw, headers=AUTH) as resp:
                 assert resp.status == 202
             lines: list[str] = []
-
-            def delivered() -> set[str]:
-                return {
-                    line.split(",")[0].split()[-1]
-                    for line in lines
-                    if " delivery   delivered " in line and key in line
-                }
-
-            while delivered() != {"out-cap", "out-json"}:
+            while not done(lines):
                 line = await asyncio.wait_for(proc.stdout.readline(), 30)
                 assert line, "watch ended early"
                 lines.append(line.decode())
-            admitted = [line for line in lines if " admitted " in line]
-            assert len(admitted) == 1
-            assert "new" in admitted[0]
-            assert "Watch me" in admitted[0]
-            assert lines.index(admitted[0]) == 0  # the admission comes before its deliveries
+            return lines
         finally:
             with contextlib.suppress(ProcessLookupError):
                 proc.terminate()
             await proc.wait()
+
+
+async def test_admission_then_deliveries_as_they_happen(
+    mosquitto: Broker, tmp_path: Path, cap: CapFactory
+) -> None:
+    raw = cap(severity="Extreme", headline="Watch me")
+    key = CapFactory.key_of(raw)
+
+    def delivered(lines: list[str]) -> bool:
+        sinks = {
+            line.split(",")[0].split()[-1]
+            for line in lines
+            if " delivery   delivered " in line and key in line
+        }
+        return sinks == {"out-cap", "out-json"}
+
+    lines = await _follow(mosquitto, tmp_path, raw, delivered)
+    admitted = [line for line in lines if " admitted " in line]
+    assert len(admitted) == 1
+    assert "new" in admitted[0]
+    assert "Watch me" in admitted[0]
+    assert lines.index(admitted[0]) == 0  # the admission comes before its deliveries
+
+
+async def test_json_lines_for_scripts(mosquitto: Broker, tmp_path: Path, cap: CapFactory) -> None:
+    raw = cap(severity="Extreme", headline="Watch me as JSON")
+    key = CapFactory.key_of(raw)
+
+    def delivered(lines: list[str]) -> bool:
+        events = [json.loads(line) for line in lines]
+        sinks = {e["sink"] for e in events if e["kind"] == "delivery" and e["state"] == "delivered"}
+        return sinks == {"out-cap", "out-json"}
+
+    events = [
+        json.loads(line) for line in await _follow(mosquitto, tmp_path, raw, delivered, "--json")
+    ]
+    admitted, *deliveries = events
+    assert set(admitted) == {
+        "time",
+        "kind",
+        "key",
+        "decision",
+        "status",
+        "severity",
+        "event",
+        "headline",
+    }
+    assert (admitted["kind"], admitted["key"], admitted["decision"]) == ("admitted", key, "new")
+    assert (admitted["severity"], admitted["headline"]) == ("Extreme", "Watch me as JSON")
+    assert datetime.fromisoformat(admitted["time"]).utcoffset() == timedelta(0)
+    for delivery in deliveries:
+        assert delivery["kind"] == "delivery"
+        assert set(delivery) == {"time", "kind", "key", "sink", "state", "attempts", "reason"}
+        assert delivery["key"] == key
+    assert deliveries[-1]["attempts"] >= 1
 
 
 async def test_unreachable_gateway_exits_2() -> None:

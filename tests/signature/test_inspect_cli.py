@@ -1,8 +1,10 @@
 """``borderlink inspect`` on an alert with two signatures (as NAAD alerts carry): said why it
-is refused, and verified when the technician allows several, as a subprocess on real files."""
+is refused, and verified when the technician allows several; ``--json`` gives the verified
+signer and the trust it earns. As a subprocess on real files."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +44,31 @@ def test_two_signatures_refused_then_verified_when_allowed(
     allowed = _inspect(str(alert), "--trust", str(anchor), "--allow-multiple-signatures")
     assert allowed.returncode == 0, allowed.stderr
     assert _signature_line(allowed.stdout).startswith("signatures: 2, valid (verified)")
+
+
+def test_json_reports_the_verified_signer_and_its_trust(
+    pki: Pki, signed: bytes, tmp_path: Path
+) -> None:
+    alert = tmp_path / "signed.xml"
+    alert.write_bytes(signed)
+    anchor = tmp_path / "ca.pem"
+    anchor.write_bytes(pem(pki.ca))
+
+    done = _inspect("--json", str(alert), "--trust", str(anchor))
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    signatures = seen["signatures"]
+    assert (signatures["count"], signatures["state"], signatures["reason"]) == (
+        1,
+        "valid",
+        "verified",
+    )
+    assert signatures["anchors"] is True
+    assert signatures["signers"]
+    assert signatures["error"] is None
+    assert seen["provenance"]["trust"] == "verified"
+
+    untrusted = json.loads(_inspect("--json", str(alert)).stdout)
+    assert untrusted["signatures"]["state"] == "invalid"
+    assert untrusted["signatures"]["anchors"] is False
+    assert untrusted["provenance"]["trust"] == "anonymous"
