@@ -38,6 +38,7 @@ def _loaded(*argv: str) -> set[str]:
         ("validate", "--help"),
         ("inspect", "--help"),
         ("same", "decode", "--help"),
+        ("user", "add", "--help"),
     ],
 )
 def test_light_command_lines_import_nothing_heavy(argv: tuple[str, ...]) -> None:

@@ -27,10 +27,10 @@ from lxml import etree
 
 from adapters.feedbase import FeedError
 from adapters.naad.codec import CapStreamSplitter, Document
-from adapters.statefile import atomic_write
 from cap_schemas.errors import CapParseError
 from cap_schemas.model import CAP10_NS, CAP11_NS, CAP12_NS
 from cap_schemas.parse import ParseLimits, parse_xml
+from gateway.statefile import atomic_write
 
 __all__ = [
     "DEFAULT_BASE_URL",

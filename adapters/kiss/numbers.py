@@ -25,8 +25,8 @@ from pathlib import Path
 
 import structlog
 
-from adapters.statefile import atomic_write
 from gateway.metrics import INPUT_REJECTED
+from gateway.statefile import atomic_write
 
 log = structlog.get_logger(__name__)
 

@@ -7,26 +7,21 @@ Reads the password from standard input (the first line; nothing is echoed) and p
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 from gateway.commands import Subparsers, add_command, described
-from gateway.passwords import hash_password
+from gateway.passwords import ACCOUNT_NAME, ACCOUNT_NAME_RULE, hash_password
 
 EXIT_CODES = {
     0: "printed",
     2: "a bad name (what is allowed is said), or no password on standard input",
 }
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 
 
 def handle(args: argparse.Namespace) -> int:
     name: str = args.name
-    if not _NAME.match(name):
-        print(  # noqa: T201 - the command's message
-            f"borderlink mqtt-passwd: {name!r}: 1-64 letters, digits, '.', '_', '@' or '-'",
-            file=sys.stderr,
-        )
+    if not ACCOUNT_NAME.fullmatch(name):
+        print(f"borderlink mqtt-passwd: {name!r}: {ACCOUNT_NAME_RULE}", file=sys.stderr)  # noqa: T201
         return 2
     password = sys.stdin.readline().rstrip("\r\n")
     if not password:
