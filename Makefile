@@ -12,7 +12,7 @@ RUN_TOOLS := mosquitto_sub:mosquitto-clients mosquitto_pub:mosquitto-clients cur
 # System tools the tests use as real peers and referees.
 SYSTEM_TOOLS := $(RUN_TOOLS) mosquitto:mosquitto multimon-ng:multimon-ng \
 	minimodem:minimodem direwolf:direwolf atest:direwolf gen_packets:direwolf socat:socat \
-	sox:sox espeak-ng:espeak-ng xmlsec1:xmlsec1
+	sox:sox espeak-ng:espeak-ng xmlsec1:xmlsec1 chromium:chromium
 
 .PHONY: setup system-tools run-tools run test smoke lint typecheck pytest bench fuzz chaos clean
 

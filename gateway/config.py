@@ -189,6 +189,28 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """``[console]``: the EOC's web console on the HTTP port (``/``)."""
+
+    enabled: bool = True
+    title: str = ""  # shown in the header; the gateway's name when empty
+    language: str = "en"  # the interface's default language: en or fr
+    users_file: Path = Path("var/console-users")  # NAME:ROLE:scrypt$... per line
+    secret_file: Path = Path("var/console-secret")  # signs sessions; share it between instances
+    # With no account in users_file, create "operator" with a generated password (the demo).
+    generate_operator: bool = False
+    password_file: Path = Path("var/console-password")
+    session_hours: float = 12.0
+    lockout_failures: int = 5
+    lockout_minutes: float = 15.0
+    # A required source whose last success is older than this turns the health strip red.
+    stale_seconds: float = 300.0
+
+
+CONSOLE_LANGUAGES = ("en", "fr")
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerConfig:
     path: Path = Path("var/ledger.sqlite3")
     dedup_floor_days: float = 7.0
@@ -299,6 +321,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     sources: tuple[SourceConfig, ...] = ()
     sinks: tuple[SinkConfig, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
@@ -743,6 +766,28 @@ def _http(r: _Reader, base: Path) -> HttpConfig:
     return out
 
 
+def _console(r: _Reader, data_dir: Path) -> ConsoleConfig:
+    def under_data_dir(key: str, default: str) -> Path:
+        path = Path(r.string(key, default))
+        return path if path.is_absolute() else data_dir / path
+
+    out = ConsoleConfig(
+        enabled=r.boolean("enabled", True),
+        title=r.string("title", ""),
+        language=r.string("language", "en", choices=CONSOLE_LANGUAGES),
+        users_file=under_data_dir("users_file", "console-users"),
+        secret_file=under_data_dir("secret_file", "console-secret"),
+        generate_operator=r.boolean("generate_operator", False),
+        password_file=under_data_dir("password_file", "console-password"),
+        session_hours=r.number("session_hours", 12.0, minimum=0.01, maximum=24.0 * 30),
+        lockout_failures=r.integer("lockout_failures", 5, minimum=1, maximum=1000),
+        lockout_minutes=r.number("lockout_minutes", 15.0, minimum=0.01, maximum=24.0 * 60),
+        stale_seconds=r.number("stale_seconds", 300.0, minimum=1.0, maximum=86400.0 * 7),
+    )
+    r.finish()
+    return out
+
+
 def _ledger(r: _Reader, data_dir: Path, base: Path) -> LedgerConfig:
     path = r.string("path", None)
     out = LedgerConfig(
@@ -956,7 +1001,9 @@ LEDGER_BACKENDS = ("sqlite", "postgresql")
 # The embedded broker's account for the gateway itself (its password is made at each start).
 EMBEDDED_GATEWAY_USER = "borderlink-gateway"
 
-_TOP_LEVEL = ("gateway", "mqtt", "http", "ledger", "source", "sink", "route", "simulator", "link")
+_TOP_LEVEL = (
+    "gateway", "mqtt", "http", "console", "ledger", "source", "sink", "route", "simulator", "link",
+)  # fmt: skip
 
 
 def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
@@ -971,6 +1018,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     mqtt = _mqtt(_Reader(file, "mqtt", top.table_of("mqtt")), base)
     http = _http(_Reader(file, "http", top.table_of("http")), base)
     ledger = _ledger(_Reader(file, "ledger", top.table_of("ledger")), gateway.data_dir, base)
+    console = _console(_Reader(file, "console", top.table_of("console")), gateway.data_dir)
     sources = tuple(_source(sr) for sr, _ in _array(top, "source"))
     sinks = tuple(_sink(sr) for sr, _ in _array(top, "sink"))
     routes = tuple(_route(rr, i) for rr, i in _array(top, "route"))
@@ -1008,6 +1056,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
         mqtt=mqtt,
         http=http,
         ledger=ledger,
+        console=console,
         sources=sources,
         sinks=sinks,
         routes=routes,
@@ -1061,7 +1110,7 @@ def apply_env_overrides(
             continue  # BORDERLINK_LOG_LEVEL, secrets named in *_env keys, ...
         parts = rest.split("__")
         section = parts[0].lower()
-        if section in ("gateway", "mqtt", "http", "ledger") and len(parts) == 2:
+        if section in ("gateway", "mqtt", "http", "console", "ledger") and len(parts) == 2:
             table = out.setdefault(section, {})
             if not isinstance(table, dict):
                 raise _env_error(name, f"[{section}] is not a table")

@@ -56,6 +56,7 @@ from gateway.config import (
     SourceConfig,
     load_config,
 )
+from gateway.console.accounts import ensure_generated_operator
 from gateway.delivery import SinkWorkers
 from gateway.errors import (
     AdapterConnectionError,
@@ -133,6 +134,7 @@ class Daemon:
         self.components: list[object] = []
         self.inbound_sinks: dict[str, Any] = {}
         self.mqtt_password_file: Path | None = None
+        self.console_password_file: Path | None = None  # the generated operator's
         # Sources run on one instance at a time, and those this instance leads now.
         self.leader_only = {s.name for s in config.sources if s.enabled and s.leader_only}
         self.leading: set[str] = set()
@@ -539,6 +541,27 @@ class Daemon:
         self.token_file, token = self._secret_file(http.generate_token_file)
         self.tokens = (token,)
 
+    def _prepare_console(self) -> None:
+        """The demo's console account: ``operator`` with a generated password, made once."""
+        console = self.config.console
+        if not (self.config.http.enabled and console.enabled and console.generate_operator):
+            return
+        ensure_generated_operator(console.users_file, console.password_file)
+        if console.password_file.exists():
+            self.console_password_file = console.password_file
+
+    def sink_health(self) -> list[dict[str, Any]]:
+        """Each sink's worker: running or not, and its last error."""
+        return [
+            {
+                "name": sink.name,
+                "running": self.supervisor.running.get(sink.name, False),
+                "error": self.supervisor.last_error.get(sink.name),
+            }
+            for sink in self.config.sinks
+            if sink.name in self.sinks
+        ]
+
     def _prepare_mqtt_access(self) -> None:
         """The embedded broker's accounts: the gateway's own for this run (never written),
         and the operator's, whose password is kept in ``embedded_password_file``."""
@@ -588,6 +611,7 @@ class Daemon:
             lambda sink: policies.get(sink, "resend"),
         )
         self._prepare_tokens()
+        self._prepare_console()
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self.ledger.close)
             for sim in cfg.simulators:

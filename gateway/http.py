@@ -30,6 +30,7 @@ from cap_schemas.validate import Finding
 from gateway import __version__
 from gateway.adapter import Clock, Received
 from gateway.config import Config
+from gateway.console.web import install as install_console
 from gateway.ledger import (
     Admission,
     EntryNotFoundError,
@@ -88,6 +89,8 @@ class Gateway(Protocol):
     def wake(self, sink: str) -> None: ...
 
     def health(self) -> tuple[bool, list[dict[str, Any]]]: ...
+
+    def sink_health(self) -> list[dict[str, Any]]: ...
 
     def cluster(self) -> dict[str, Any]: ...
 
@@ -650,6 +653,8 @@ def create_app(daemon: Gateway) -> web.Application:
             web.get("/api/v1/openapi.json", openapi),
         ]
     )
+    if daemon.config.console.enabled:
+        install_console(app, daemon)
     for component in daemon.components:
         if isinstance(component, LinkControl):
             app.add_routes(link_routes(component))

@@ -787,17 +787,18 @@ def failed(entry: OutboxEntry, reason: str, retry_at: datetime | None) -> Change
     return Change(EntryState.FAILED, reason, "failed", attempt=True)
 
 
-def approved(entry: OutboxEntry, by: str = "operator") -> Change:
-    """An operator releases a held entry: pending and due at once."""
+def approved(entry: OutboxEntry, by: str = "operator", comment: str = "") -> Change:
+    """An operator releases a held entry: pending and due at once. The reason names who
+    (a console account, or ``operator`` for an API token) and their comment."""
     _require(entry, (EntryState.HELD,), "approve")
-    reason = "approved by operator" if by == "operator" else f"approved by {by}"
+    reason = f"approved by {by}" + (f": {comment}" if comment else "")
     return Change(EntryState.PENDING, reason, "approved")
 
 
-def rejected(entry: OutboxEntry, reason: str) -> Change:
-    """An operator refuses a held entry: it fails with the reason."""
+def rejected(entry: OutboxEntry, reason: str, by: str = "operator") -> Change:
+    """An operator refuses a held entry: it fails with who refused it and why."""
     _require(entry, (EntryState.HELD,), "reject")
-    return Change(EntryState.FAILED, f"rejected by operator: {reason}", "rejected")
+    return Change(EntryState.FAILED, f"rejected by {by}: {reason}", "rejected")
 
 
 # ------------------------------------------------------------------------------ contract
@@ -882,9 +883,15 @@ class Ledger(Protocol):
 
     def holds(self, *, limit: int = 1000) -> list[OutboxEntry]: ...
 
-    def approve(self, entry_id: int, *, by: str = "operator") -> OutboxEntry: ...
+    def approve(
+        self, entry_id: int, *, by: str = "operator", comment: str = ""
+    ) -> OutboxEntry: ...
 
-    def reject(self, entry_id: int, reason: str) -> OutboxEntry: ...
+    def reject(self, entry_id: int, reason: str, *, by: str = "operator") -> OutboxEntry: ...
+
+    def acknowledge(self, key: AlertKey, by: str, at: datetime) -> bool: ...
+
+    def acknowledgements(self, keys: Sequence[AlertKey]) -> dict[AlertKey, str]: ...
 
     def journal(self, key: AlertKey, *, limit: int | None = None) -> list[JournalEntry]: ...
 

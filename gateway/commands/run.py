@@ -58,6 +58,12 @@ async def _main(path: str) -> int:
             f" user operator, password in {daemon.mqtt_password_file}",
             file=sys.stderr,
         )
+    if started.done() and daemon.console_password_file is not None:
+        print(  # noqa: T201 - what a newcomer needs to see on the terminal
+            f"borderlink: console on http://{config.http.host}:{daemon.http_port}/;"
+            f" user operator, password in {daemon.console_password_file}",
+            file=sys.stderr,
+        )
     started.cancel()
     await run
     return 0

@@ -498,14 +498,14 @@ class SqlLedger(LedgerBase):
             "o.state = 'held'", (), f"ORDER BY o.priority, o.enqueued_at, o.id LIMIT {int(limit)}"
         )
 
-    def approve(self, entry_id: int, *, by: str = "operator") -> OutboxEntry:
+    def approve(self, entry_id: int, *, by: str = "operator", comment: str = "") -> OutboxEntry:
         """Release a held entry: it becomes pending and is due at once. ``by`` (the
-        operator) is recorded with the alert; a held update or cancel then withdraws what it
-        references, in the same transaction."""
+        operator) and ``comment`` are recorded with the alert; a held update or cancel then
+        withdraws what it references, in the same transaction."""
         now = self._clock.now()
         with self._write() as conn:
             after, before, change = apply(
-                conn, entry_id, at=now, decide=lambda entry: approved(entry, by)
+                conn, entry_id, at=now, decide=lambda entry: approved(entry, by, comment)
             )
             alert_id = int(
                 conn.execute(
@@ -529,15 +529,43 @@ class SqlLedger(LedgerBase):
             )
         return after
 
-    def reject(self, entry_id: int, reason: str) -> OutboxEntry:
-        """Refuse a held entry: it fails with ``rejected by operator: <reason>``."""
+    def reject(self, entry_id: int, reason: str, *, by: str = "operator") -> OutboxEntry:
+        """Refuse a held entry: it fails with ``rejected by <by>: <reason>``."""
 
         def decide(entry: OutboxEntry) -> Change:
-            return rejected(entry, reason)
+            return rejected(entry, reason, by)
 
         return self._transition(entry_id, at=self._clock.now(), decide=decide)
 
     # ------------------------------------------------------------------ journal
+
+    def acknowledge(self, key: AlertKey, by: str, at: datetime) -> bool:
+        """An operator has seen an alert that rings (journalled ``acknowledged``, ``by NAME``);
+        False when the ledger has no such alert."""
+        with self._write() as conn:
+            found = conn.execute(
+                "SELECT 1 FROM alerts WHERE sender = ? AND identifier = ? AND sent = ?",
+                (key.sender, key.identifier, key.sent),
+            ).fetchone()
+            if found is None:
+                return False
+            journal(conn, at, key, "acknowledged", f"by {by}")
+        log.info("alert_acknowledged", alert=str(key), by=by)
+        return True
+
+    def acknowledgements(self, keys: Sequence[AlertKey]) -> dict[AlertKey, str]:
+        """Who acknowledged each of ``keys`` first (the keys nobody acknowledged are absent)."""
+        out: dict[AlertKey, str] = {}
+        with self._read() as conn:
+            for key in keys:
+                row = conn.execute(
+                    "SELECT detail FROM journal WHERE sender = ? AND identifier = ? AND sent = ?"
+                    " AND event = 'acknowledged' ORDER BY id LIMIT 1",
+                    (key.sender, key.identifier, key.sent),
+                ).fetchone()
+                if row is not None:
+                    out[key] = str(row["detail"]).removeprefix("by ")
+        return out
 
     def journal(self, key: AlertKey, *, limit: int | None = None) -> list[JournalEntry]:
         """The audit trail of one alert (admission and every delivery change), oldest first."""

@@ -260,7 +260,7 @@ class TestJsonErrors:
         async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
             base = f"http://127.0.0.1:{daemon.http_port}"
             for path, status, error in (
-                ("/", 404, "not_found"),
+                ("/api/v1/nope", 404, "not_found"),
                 ("/nope", 404, "not_found"),
                 ("/api/v1/alerts?limit=0", 400, "bad_limit"),
                 ("/api/v1/alerts?limit=5000", 400, "bad_limit"),
@@ -270,6 +270,10 @@ class TestJsonErrors:
                     assert resp.status == status, path
                     assert resp.content_type == "application/json", path
                     assert (await resp.json())["error"] == error, path
+            # "/" is the console: a person without a session is sent to sign in.
+            async with http.get(base + "/", allow_redirects=False) as resp:
+                assert resp.status == 302
+                assert resp.headers["Location"].startswith("/login?next=")
             async with http.delete(f"{base}/api/v1/alerts") as resp:
                 assert resp.status == 405
                 body = await resp.json()

@@ -519,7 +519,7 @@ class TestAprsThroughTheDaemon:
                 callsign="VA3FLD-5",
                 mode="message",
                 addressees=["VE3BDR-10"],
-                retry_initial=0.5,
+                message_retry_initial=0.5,
             )
             async with (
                 subscriber(mosquitto, ["eoc/#"]) as seen,

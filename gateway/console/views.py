@@ -1,0 +1,307 @@
+"""What the console's pages show, computed from the ledger (no HTML here).
+
+Each function reads the ledger synchronously (the web handlers run it in a thread) and
+returns plain data for a template: the board's rows, one alert's whole record, the holds
+queue grouped by alert, and the health strip. Alert content is parsed from the stored
+bytes; a parsed alert is cached by its SHA-256 so a board refreshed every second does not
+parse the same thousand alerts again.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from cap_schemas.model import Alert, AlertKey
+from cap_schemas.parse import parse_alert
+from cap_schemas.rules import broadcast_immediately
+from gateway.ledger import EntryState, JournalEntry, Ledger, OutboxEntry, StoredAlert
+from gateway.summary import alert_country, topic_key
+
+__all__ = [
+    "AlertPage",
+    "BoardRow",
+    "HealthLine",
+    "HoldGroup",
+    "ParsedCache",
+    "alert_page",
+    "board_rows",
+    "duration",
+    "health_lines",
+    "hold_groups",
+]
+
+_SEVERITY_RANK = {"Extreme": 0, "Severe": 1, "Moderate": 2, "Minor": 3, "Unknown": 4}
+
+
+def duration(seconds: float) -> str:
+    """A short human duration: ``45 s``, ``12 min``, ``3 h 05 min``, ``2 d 4 h``."""
+    s = int(abs(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+class ParsedCache:
+    """Parsed alerts by the SHA-256 of their bytes (bounded, least recently used out)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._items: OrderedDict[str, Alert | None] = OrderedDict()
+
+    def get(self, stored: StoredAlert) -> Alert | None:
+        digest = stored.raw_sha256
+        if digest in self._items:
+            self._items.move_to_end(digest)
+            return self._items[digest]
+        alert: Alert | None
+        try:
+            alert = parse_alert(stored.raw) if stored.raw else None
+        except Exception:  # noqa: BLE001 - a stored alert that no longer parses is shown bare
+            alert = None
+        self._items[digest] = alert
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return alert
+
+
+@dataclass(frozen=True, slots=True)
+class BoardRow:
+    key: str
+    href: str
+    country: str
+    event: str
+    headline: str
+    severity: str
+    urgency: str
+    certainty: str
+    areas: str
+    sender: str
+    age: float
+    expires_in: float | None
+    languages: tuple[str, ...]
+    signature: str
+    trust: str
+    broadcast_immediately: bool
+    msg_type: str
+    deliveries: Mapping[str, tuple[str, ...]]  # state -> sinks
+    acknowledged_by: str = ""  # the operator who acknowledged a row that rings
+
+    @property
+    def attention(self) -> bool:
+        """Extreme, or Broadcast Immediately: the rows that ring until acknowledged."""
+        return self.severity == "Extreme" or self.broadcast_immediately
+
+    @property
+    def sound(self) -> str:
+        """The alarm it rings (see :mod:`gateway.console.sounds`)."""
+        if self.attention:
+            return "extreme"
+        return "severe" if self.severity == "Severe" else "notice"
+
+
+def alert_href(key: AlertKey | str) -> str:
+    return f"/alerts/{topic_key(key)}"
+
+
+def _deliveries(entries: Sequence[OutboxEntry]) -> dict[str, tuple[str, ...]]:
+    by_state: dict[str, list[str]] = defaultdict(list)
+    for entry in entries:
+        by_state[entry.state.value].append(entry.sink)
+    return {state: tuple(sorted(sinks)) for state, sinks in sorted(by_state.items())}
+
+
+def _row(
+    stored: StoredAlert, alert: Alert | None, entries: Sequence[OutboxEntry], now: datetime
+) -> BoardRow:
+    info = alert.infos[0] if alert is not None and alert.infos else None
+    provenance = stored.provenance
+    return BoardRow(
+        key=str(stored.key),
+        href=alert_href(stored.key),
+        country=alert_country(alert) if alert is not None else "xx",
+        event=(info.event if info is not None else stored.event) or stored.event,
+        headline=stored.headline,
+        severity=stored.severity,
+        urgency=stored.urgency,
+        certainty=info.certainty.value if info is not None else "",
+        areas=", ".join(stored.areas),
+        sender=stored.sender_name or stored.key.sender,
+        age=(now - stored.received_at).total_seconds(),
+        expires_in=None if stored.expires is None else (stored.expires - now).total_seconds(),
+        languages=tuple(i.language for i in alert.infos) if alert is not None else (),
+        signature=provenance.signature if provenance is not None else "unsigned",
+        trust=provenance.level if provenance is not None else "",
+        broadcast_immediately=alert is not None and broadcast_immediately(alert),
+        msg_type=stored.msg_type,
+        deliveries=_deliveries(entries),
+    )
+
+
+def board_rows(
+    ledger: Ledger, now: datetime, cache: ParsedCache, *, limit: int = 500
+) -> list[BoardRow]:
+    """The alerts in force, most urgent first (the ledger's priority, then severity)."""
+    active = ledger.active(now, with_raw=True)[:limit]
+    rows = [_row(s, cache.get(s), ledger.deliveries(s.key), now) for s in active]
+    ringing = [AlertKey.from_reference(r.key) for r in rows if r.attention]
+    if ringing:
+        acks = {str(k): who for k, who in ledger.acknowledgements(ringing).items()}
+        rows = [replace(r, acknowledged_by=acks.get(r.key, "")) for r in rows]
+    order = {s.key: (s.priority, i) for i, s in enumerate(active)}
+    rows.sort(
+        key=lambda r: (
+            _SEVERITY_RANK.get(r.severity, 5),
+            order[AlertKey.from_reference(r.key)],
+        )
+    )
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPage:
+    stored: StoredAlert
+    alert: Alert | None
+    row: BoardRow
+    deliveries: list[OutboxEntry]
+    journal: list[JournalEntry]
+    raw_text: str
+    decision_line: str
+    references: list[tuple[str, str]]  # (key, href)
+    superseded_by: tuple[str, str] | None
+    holds: list[OutboxEntry] = field(default_factory=list)
+
+
+def alert_page(
+    ledger: Ledger, key: AlertKey, now: datetime, cache: ParsedCache
+) -> AlertPage | None:
+    """Everything the detail page shows of one alert, or None when the ledger has no such."""
+    stored = ledger.get(key)
+    if stored is None:
+        return None
+    alert = cache.get(stored)
+    deliveries = ledger.deliveries(key)
+    journal = ledger.journal(key, limit=500)
+    # The journal's admission line tells the decision, why, from where and what it planned.
+    admitted = next((j for j in journal if j.event == "admitted"), None)
+    decision = stored.decision.value + (f": {stored.reason}" if stored.reason else "")
+    if admitted is not None and admitted.detail:
+        decision = admitted.detail
+    return AlertPage(
+        stored=stored,
+        alert=alert,
+        row=_row(stored, alert, deliveries, now),
+        deliveries=deliveries,
+        journal=journal,
+        raw_text=stored.raw.decode("utf-8", "replace"),
+        decision_line=decision,
+        references=[(str(k), alert_href(k)) for k in stored.references],
+        superseded_by=None
+        if stored.superseded_by is None
+        else (str(stored.superseded_by), alert_href(stored.superseded_by)),
+        holds=[e for e in deliveries if e.state is EntryState.HELD],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class HoldGroup:
+    key: str
+    href: str
+    headline: str
+    event: str
+    severity: str
+    entries: tuple[OutboxEntry, ...]
+
+
+def hold_groups(ledger: Ledger) -> list[HoldGroup]:
+    """Held deliveries grouped by alert, most urgent alert first (the ledger's order)."""
+    groups: dict[AlertKey, list[OutboxEntry]] = {}
+    for entry in ledger.holds():
+        groups.setdefault(entry.key, []).append(entry)
+    out = []
+    for key, entries in groups.items():
+        stored = ledger.get(key)
+        out.append(
+            HoldGroup(
+                key=str(key),
+                href=alert_href(key),
+                headline=stored.headline if stored is not None else "",
+                event=stored.event if stored is not None else "",
+                severity=stored.severity if stored is not None else "",
+                entries=tuple(entries),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class HealthLine:
+    kind: str  # source, stream or sink
+    name: str
+    state: str  # ok, down, stale, led_elsewhere
+    required: bool
+    last_message_age: float | None
+    error: str
+
+
+def _stale(last: str | None, now: datetime, stale_seconds: float) -> tuple[bool, float | None]:
+    if not last:
+        return False, None
+    age = (now - datetime.fromisoformat(last)).total_seconds()
+    return age > stale_seconds, age
+
+
+def health_lines(
+    sources: Sequence[Mapping[str, Any]],
+    sinks: Sequence[Mapping[str, Any]],
+    outbox: Mapping[tuple[str, EntryState], int],
+    now: datetime,
+    stale_seconds: float,
+) -> list[HealthLine]:
+    """One line per source (and per stream of a source that has several), then per sink.
+
+    A source is ``down`` when not running or unhealthy, ``stale`` when every stream's last
+    message is older than ``stale_seconds``; a sink is ``down`` when its worker is not
+    running (its last error shown).
+    """
+    out: list[HealthLine] = []
+    for source in sources:
+        required = bool(source.get("required"))
+        if source.get("led_elsewhere"):
+            out.append(HealthLine("source", source["source"], "led_elsewhere", required, None, ""))
+            continue
+        streams = source.get("streams") or []
+        ages = [_stale(s.get("last_message_at"), now, stale_seconds) for s in streams]
+        state = "ok" if source.get("healthy") else "down"
+        if state == "ok" and ages and all(stale for stale, _age in ages):
+            state = "stale"
+        known = [age for _flag, age in ages if age is not None]
+        error = str(source.get("error") or "")
+        out.append(
+            HealthLine("source", source["source"], state, required, min(known, default=None), error)
+        )
+        for stream, (stale, age) in zip(streams, ages, strict=True):
+            stream_state = "ok" if stream.get("healthy") else "down"
+            if stream_state == "ok" and stale:
+                stream_state = "stale"
+            name = f"{source['source']} · {stream.get('name', '')}"
+            detail = str(stream.get("detail") or "")
+            out.append(HealthLine("stream", name, stream_state, False, age, detail))
+    for sink in sinks:
+        name = str(sink["name"])
+        counts = {state: outbox.get((name, state), 0) for state in EntryState}
+        detail = ", ".join(
+            f"{counts[state]} {state.value}"
+            for state in (EntryState.PENDING, EntryState.HELD, EntryState.FAILED)
+        )
+        error = str(sink.get("error") or "")
+        state = "ok" if sink.get("running") else "down"
+        out.append(HealthLine("sink", name, state, False, None, error or detail))
+    return out

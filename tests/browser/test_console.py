@@ -1,0 +1,167 @@
+"""The console in a real browser (the system's Chromium): what an EOC duty officer does."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from playwright.sync_api import Page, expect
+
+from adapters.demo.codec import bundled_templates, render
+from tests.browser.conftest import PASSWORDS, ConsoleDaemon, artifacts
+from tests.daemon.conftest import CapFactory
+
+
+def sign_in(browser: Any, daemon: ConsoleDaemon, name: str) -> Page:
+    page: Page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    page.goto(f"{daemon.url}/")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.fill("#name", name)
+    page.fill("#password", PASSWORDS[name])
+    page.click("form.login button[type=submit]")
+    expect(page.get_by_test_id("who")).to_contain_text(name)
+    return page
+
+
+def tornado_warning() -> bytes:
+    """The demo's bilingual CAP-CP tornado warning (Extreme, Broadcast Immediately), fresh."""
+    template = next(t for t in bundled_templates() if t.name == "01-ca-tornado-warning")
+    return render(
+        template,
+        now=datetime.now(UTC),
+        serial=uuid.uuid4().hex[:8],
+        lifetime=timedelta(hours=1),
+        earlier={},
+    )
+
+
+def wait_until(check: Any, within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+class TestBoard:
+    def test_a_posted_alert_appears_without_reloading(
+        self, browser: Any, console_daemon: ConsoleDaemon
+    ) -> None:
+        page = sign_in(browser, console_daemon, "alice")
+        expect(page.locator("body[data-live=stream]")).to_have_count(1, timeout=10_000)
+        headline = f"Board check {uuid.uuid4().hex[:6]}"
+        alert = CapFactory()(severity="Severe", urgency="Immediate", headline=headline)
+        started = time.monotonic()
+        assert console_daemon.post(alert)["decision"] == "new"
+        row = page.get_by_test_id("alert-row").filter(has_text=headline)
+        expect(row).to_be_visible(timeout=5_000)
+        print(f"board showed the alert {time.monotonic() - started:.2f} s after the POST")
+        expect(row).to_contain_text("Severe")
+        expect(row).to_contain_text("delivered: eoc-files")
+        page.screenshot(path=str(artifacts() / "console-board.png"), full_page=True)
+
+    def test_a_required_source_down_turns_the_strip_red(
+        self, browser: Any, console_daemon: ConsoleDaemon
+    ) -> None:
+        page = sign_in(browser, console_daemon, "victor")
+        item = page.get_by_test_id("health-naad-east")
+        expect(item).to_have_attribute("data-state", "down")
+        expect(item).to_have_class(re.compile(r"\brequired\b"))
+        expect(item).to_have_css("background-color", "rgb(253, 231, 234)")
+        sinks = page.get_by_test_id("health-sinks-ok")  # the sinks that are well: one chip
+        expect(sinks).to_contain_text("2 sinks ok")
+        expect(sinks).to_have_attribute("title", "eoc-files, air-files")
+
+
+class TestAlertDetail:
+    def test_both_languages_side_by_side(self, browser: Any, console_daemon: ConsoleDaemon) -> None:
+        page = sign_in(browser, console_daemon, "alice")
+        console_daemon.post(tornado_warning())
+        page.get_by_test_id("alert-row").filter(has_text="tornado").first.get_by_role(
+            "link"
+        ).click()
+        english, french = page.get_by_test_id("info-en-CA"), page.get_by_test_id("info-fr-CA")
+        expect(english).to_contain_text("Take cover now")
+        expect(french).to_contain_text("Mettez-vous à l'abri")
+        left, right = english.bounding_box(), french.bounding_box()
+        assert left is not None
+        assert right is not None
+        assert abs(left["y"] - right["y"]) < 5
+        assert right["x"] > left["x"]
+        expect(page.get_by_test_id("decision")).to_contain_text("new")
+        expect(page.get_by_test_id("delivery-air-files")).to_have_attribute("data-state", "held")
+        page.screenshot(path=str(artifacts() / "console-alert.png"), full_page=True)
+
+
+class TestHolds:
+    def test_an_operator_approves_by_name_and_it_goes_out(
+        self, browser: Any, console_daemon: ConsoleDaemon
+    ) -> None:
+        alert = tornado_warning()
+        key = console_daemon.post(alert)["key"]
+        before = len(console_daemon.files("air-files"))
+        page = sign_in(browser, console_daemon, "alice")
+        page.goto(f"{console_daemon.url}/holds")
+        group = page.locator(f'[data-testid="hold-group"][data-key="{key}"]')
+        expect(group).to_be_visible()
+        page.screenshot(path=str(artifacts() / "console-holds.png"), full_page=True)
+        group.get_by_label("Comment").fill("checked with the Windsor EOC")
+        group.get_by_role("button", name="Approve").click()
+        expect(page.locator(".flash")).to_contain_text("Approved 1")
+        wait_until(lambda: len(console_daemon.files("air-files")) > before)
+        page.goto(f"{console_daemon.url}/alerts/{key}")
+        expect(page.get_by_test_id("delivery-air-files")).to_have_attribute(
+            "data-state", "delivered"
+        )
+        expect(page.locator(".timeline")).to_contain_text(
+            "approved by alice: checked with the Windsor EOC"
+        )
+
+    def test_a_viewer_cannot_approve(self, browser: Any, console_daemon: ConsoleDaemon) -> None:
+        key = console_daemon.post(tornado_warning())["key"]
+        page = sign_in(browser, console_daemon, "victor")
+        page.goto(f"{console_daemon.url}/holds")
+        group = page.locator(f'[data-testid="hold-group"][data-key="{key}"]')
+        expect(group).to_contain_text("may look but not approve")
+        expect(group.get_by_role("button", name="Approve")).to_have_count(0)
+        # The form itself, sent anyway with the viewer's own token: refused.
+        csrf = page.locator('header input[name="csrf"]').get_attribute("value")
+        entry = group.locator('input[name="entry"]').first.get_attribute("value")
+        answer = page.request.post(
+            f"{console_daemon.url}/holds",
+            form={"csrf": csrf or "", "entry": entry or "", "action": "approve", "back": "/holds"},
+            max_redirects=0,
+        )
+        assert answer.status == 403
+        page.reload()
+        expect(group).to_be_visible()  # still held
+
+
+class TestAttention:
+    def test_an_extreme_alert_rings_until_a_named_operator_acknowledges_it(
+        self, browser: Any, console_daemon: ConsoleDaemon
+    ) -> None:
+        page = sign_in(browser, console_daemon, "alice")
+        page.get_by_role("button", name="Sound: off").click()
+        expect(page.get_by_role("button", name="Sound: on")).to_be_visible()
+        key = console_daemon.post(tornado_warning())["key"]
+        banner = page.locator(f'[data-testid="banner"][data-key="{key}"]')
+        expect(banner).to_be_visible(timeout=5_000)
+        expect(banner).to_have_attribute("data-sound", "extreme")
+        expect(page.locator(f'body[data-rang="{key}"]')).to_have_count(1)
+        # The sound it plays is a real WAV, made by the gateway.
+        wav = page.request.get(f"{console_daemon.url}/sounds/extreme.wav")
+        assert wav.ok
+        assert wav.body()[:4] == b"RIFF"
+        # Another operator's page shows the same banner; one acknowledgement clears both.
+        other = sign_in(browser, console_daemon, "ada")
+        other_banner = other.locator(f'[data-testid="banner"][data-key="{key}"]')
+        expect(other_banner).to_be_visible()
+        banner.get_by_role("button", name="Acknowledge").click()
+        expect(banner).to_have_count(0)
+        expect(other_banner).to_have_count(0, timeout=5_000)
+        page.goto(f"{console_daemon.url}/alerts/{key}")
+        expect(page.locator(".timeline")).to_contain_text("acknowledged")
+        expect(page.locator(".timeline")).to_contain_text("by alice")

@@ -1,0 +1,144 @@
+"""What the console's pages show, from a real ledger (SQLite and PostgreSQL), and its feed."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from cap_schemas.parse import parse_alert
+from gateway.console.live import JournalFeed
+from gateway.console.views import ParsedCache, alert_page, board_rows, duration, health_lines
+from gateway.ledger import EntryState
+from gateway.storage.sqlite import SqliteLedger
+from tests.daemon.conftest import CapFactory
+from tests.ledger.conftest import T0, FakeClock, Planner, clock, ledger, open_ledger
+
+__all__ = ["clock", "ledger", "open_ledger"]  # fixtures of the ledger suite, used here
+
+cap = CapFactory(sender="views@borderlink.invalid")
+
+
+def _admit(led: SqliteLedger, raw: bytes, planner: Planner) -> None:
+    led.admit(parse_alert(raw), source="http", received_at=T0, plan=planner)
+
+
+class TestDuration:
+    def test_units(self) -> None:
+        assert [duration(s) for s in (5, 59, 60, 3599, 3600, 3725, 90000, -120)] == [
+            "5 s", "59 s", "1 min", "59 min", "1 h 00 min", "1 h 02 min", "1 d 1 h", "2 min",
+        ]  # fmt: skip
+
+
+class TestBoard:
+    def test_most_severe_first_with_deliveries_by_state(
+        self, ledger: SqliteLedger, clock: FakeClock
+    ) -> None:
+        minor = cap(severity="Minor", headline="minor one", sent=T0)
+        extreme = cap(severity="Extreme", urgency="Immediate", headline="extreme one", sent=T0)
+        _admit(ledger, minor, Planner(sinks=("mqtt",)))
+        _admit(ledger, extreme, Planner(sinks=("mqtt", "air"), held=[False, True]))
+        rows = board_rows(ledger, clock.now(), ParsedCache())
+        assert [r.headline for r in rows] == ["extreme one", "minor one"]
+        top = rows[0]
+        assert top.deliveries == {"held": ("air",), "pending": ("mqtt",)}
+        assert top.attention
+        assert top.languages == ("en-US",)
+        assert top.certainty == "Likely"
+        assert top.country == "us"
+        assert top.href.startswith("/alerts/views@borderlink.invalid,")
+        assert not rows[1].attention
+
+    def test_detail_has_the_journal_and_holds(self, ledger: SqliteLedger, clock: FakeClock) -> None:
+        raw = cap(severity="Extreme", sent=T0)
+        _admit(ledger, raw, Planner(sinks=("air",), held=True))
+        key = parse_alert(raw).key
+        page = alert_page(ledger, key, clock.now(), ParsedCache())
+        assert page is not None
+        assert [e.sink for e in page.holds] == ["air"]
+        assert page.decision_line == (
+            "held from http: every delivery waits for an operator; 1 deliveries (1 held)"
+        )
+        assert "admitted" in [j.event for j in page.journal]
+        assert page.raw_text.startswith("<?xml")
+        assert page.alert is not None
+        ledger.approve(page.holds[0].id, by="alice", comment="checked")
+        again = alert_page(ledger, key, clock.now(), ParsedCache())
+        assert again is not None
+        assert again.deliveries[0].state is EntryState.PENDING
+        assert "approved by alice: checked" in again.deliveries[0].reason
+
+
+class TestHealth:
+    def test_sources_streams_and_sinks(self) -> None:
+        now = T0
+        fresh = (now - timedelta(seconds=10)).isoformat()
+        old = (now - timedelta(seconds=900)).isoformat()
+        sources = [
+            {"source": "naad", "required": True, "healthy": True, "error": None,
+             "streams": [{"name": "a", "healthy": True, "last_message_at": old, "detail": ""},
+                         {"name": "b", "healthy": True, "last_message_at": old, "detail": ""}]},
+            {"source": "ipaws", "required": False, "healthy": True, "error": None,
+             "streams": [{"name": "poll", "healthy": True, "last_message_at": fresh,
+                          "detail": ""}]},
+            {"source": "nws", "required": True, "healthy": False, "error": "refused",
+             "streams": []},
+            {"source": "naad-2", "required": True, "led_elsewhere": True},
+        ]  # fmt: skip
+        sinks = [{"name": "air", "running": True, "error": None},
+                 {"name": "pager", "running": False, "error": "OSError: gone"}]  # fmt: skip
+        outbox = {("air", EntryState.HELD): 2, ("air", EntryState.PENDING): 1}
+        lines = {
+            (line.kind, line.name): line for line in health_lines(sources, sinks, outbox, now, 300)
+        }
+        assert lines["source", "naad"].state == "stale"
+        assert lines["source", "naad"].last_message_age == 900
+        assert lines["stream", "naad · a"].state == "stale"
+        assert lines["source", "ipaws"].state == "ok"
+        assert lines["source", "nws"].state == "down"
+        assert lines["source", "nws"].error == "refused"
+        assert lines["source", "naad-2"].state == "led_elsewhere"
+        assert lines["sink", "air"].error == "1 pending, 2 held, 0 failed"
+        assert lines["sink", "pager"].state == "down"
+        assert lines["sink", "pager"].error == "OSError: gone"
+
+
+class TestJournalFeed:
+    async def test_each_new_line_once_to_every_subscriber(
+        self, ledger: SqliteLedger, clock: FakeClock
+    ) -> None:
+        feed = JournalFeed(lambda: ledger, clock.now, interval=0.02)
+        await feed.start()
+        try:
+            async with feed.subscribe() as first, feed.subscribe() as second:
+                await asyncio.sleep(0.05)  # the feed's first read: nothing yet
+                raw = cap(sent=T0)
+                _admit(ledger, raw, Planner(sinks=("mqtt",)))
+                key = str(parse_alert(raw).key)
+                got = [await asyncio.wait_for(first.get(), 5)]
+                got2 = [await asyncio.wait_for(second.get(), 5)]
+                await asyncio.sleep(0.2)  # several overlapping reads of the same window
+                while not first.empty():
+                    got.append(first.get_nowait())
+                assert all(line is not None and str(line.key) == key for line in got + got2)
+                ids = [line.id for line in got if line is not None]
+                assert len(ids) == len(set(ids)) == len(ledger.journal(parse_alert(raw).key))
+        finally:
+            await feed.stop()
+
+    async def test_a_slow_subscriber_is_told_to_reload(
+        self, ledger: SqliteLedger, clock: FakeClock
+    ) -> None:
+        feed = JournalFeed(lambda: ledger, clock.now, interval=0.02, queue_size=2)
+        await feed.start()
+        try:
+            async with feed.subscribe() as queue:
+                for _ in range(3):
+                    _admit(ledger, cap(sent=T0), Planner(sinks=("a", "b")))
+                deadline = asyncio.get_running_loop().time() + 5
+                seen = []
+                while None not in seen:
+                    assert asyncio.get_running_loop().time() < deadline
+                    seen.append(await asyncio.wait_for(queue.get(), 5))
+                assert feed.subscribers == 1
+        finally:
+            await feed.stop()
