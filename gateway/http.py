@@ -30,10 +30,12 @@ from cap_schemas.validate import Finding
 from gateway import __version__
 from gateway.adapter import Clock, Received
 from gateway.config import Config
+from gateway.console.web import identify as identify_console_user
 from gateway.console.web import install as install_console
 from gateway.ledger import (
     Admission,
     EntryNotFoundError,
+    EntryState,
     EntryStateError,
     Ledger,
     OutboxEntry,
@@ -123,17 +125,27 @@ def _error(status: int, error: str, message: str, **extra: Any) -> web.Response:
     return _json({"error": error, "message": message, **extra}, status=status)
 
 
-def require_token(handler: Handler) -> Handler:
-    """Refuse the request with 401 unless it carries a configured bearer token."""
+WHO: web.RequestKey[str] = web.RequestKey("who", str)  # the name a write is recorded under
+
+
+def require_token(handler: Handler, action: str = "approve") -> Handler:
+    """Refuse the request unless it is allowed to write: a configured machine token (recorded
+    as ``operator``), or a console account that may ``action`` -- by its personal token, or
+    by its session with the CSRF header (recorded under its name). 401 without either, 403
+    for an account whose role may not."""
 
     async def wrapped(request: web.Request) -> web.StreamResponse:
         daemon = request.app[DAEMON_KEY]
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        ok = scheme.lower() == "bearer" and any(
+        machine = scheme.lower() == "bearer" and any(
             hmac.compare_digest(token.strip().encode(), t.encode()) for t in daemon.tokens
         )
-        if not ok:
+        if machine:
+            request[WHO] = "operator"
+            return await handler(request)
+        person = identify_console_user(request)
+        if person is None:
             INPUT_REJECTED.inc(component=COMPONENT, reason="unauthorized")
             log.warning("http_unauthorized", path=request.path, remote=request.remote)
             return web.json_response(
@@ -141,6 +153,11 @@ def require_token(handler: Handler) -> Handler:
                 status=401,
                 headers={"WWW-Authenticate": 'Bearer realm="borderlink"'},
             )
+        if not person.can(action):
+            INPUT_REJECTED.inc(component=COMPONENT, reason="forbidden")
+            log.warning("http_forbidden", path=request.path, name=person.name, role=person.role)
+            return _error(403, "forbidden", f"the role {person.role!r} may not do this")
+        request[WHO] = person.name
         return await handler(request)
 
     return wrapped
@@ -321,11 +338,75 @@ def _entry_id(request: web.Request) -> int:
         ) from None
 
 
+async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
+    """An optional JSON object body (``{}`` when there is none), or the 400 to answer."""
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        INPUT_REJECTED.inc(component=COMPONENT, reason="bad_json")
+        return _error(400, "bad_json", "the body must be a JSON object")
+    return body
+
+
+async def act_on_alert(request: web.Request) -> web.Response:
+    """``POST /api/v1/alerts/{key}/approve`` or ``/reject``: every held delivery of one alert
+    at once, or those of ``"sinks"``; ``"comment"`` (approve) or ``"reason"`` (reject)."""
+    daemon = request.app[DAEMON_KEY]
+    key = _key(request)
+    action = request.match_info["action"]
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    sinks = body.get("sinks")
+    if sinks is not None and not (
+        isinstance(sinks, list) and all(isinstance(x, str) for x in sinks)
+    ):
+        return _error(400, "bad_sinks", '"sinks" is a list of sink names')
+    deliveries = await _to_thread(daemon.ledger.deliveries, key)
+    held = [
+        e for e in deliveries
+        if e.state is EntryState.HELD and (sinks is None or e.sink in sinks)
+    ]  # fmt: skip
+    if not held:
+        return _error(
+            409, "conflict", f"no held delivery of {key}" + (f" to {sinks}" if sinks else "")
+        )
+    who = request[WHO]
+    changed = []
+    for entry in held:
+        try:
+            if action == "approve":
+                after = await _to_thread(
+                    daemon.ledger.approve,
+                    entry.id,
+                    by=who,
+                    comment=str(body.get("comment", ""))[:500],
+                )
+                daemon.wake(after.sink)
+            else:
+                reason = str(body.get("reason") or "no reason given")[:500]
+                after = await _to_thread(daemon.ledger.reject, entry.id, reason, by=who)
+        except (EntryNotFoundError, EntryStateError):
+            continue  # settled meanwhile (another operator, another instance)
+        changed.append(after)
+        event = "hold_approved" if action == "approve" else "hold_rejected"
+        log.info(event, entry=entry.id, alert=str(key), sink=entry.sink, by=who)
+    return _json({"key": str(key), "changed": [_entry(e) for e in changed]})
+
+
 async def approve_hold(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON_KEY]
     entry_id = _entry_id(request)
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    comment = str(body.get("comment", ""))[:500]
     try:
-        entry = await _to_thread(daemon.ledger.approve, entry_id)
+        entry = await _to_thread(daemon.ledger.approve, entry_id, by=request[WHO], comment=comment)
     except EntryNotFoundError as exc:
         return _error(404, "not_found", str(exc))
     except EntryStateError as exc:
@@ -338,17 +419,12 @@ async def approve_hold(request: web.Request) -> web.Response:
 async def reject_hold(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON_KEY]
     entry_id = _entry_id(request)
-    reason = "no reason given"
-    if request.can_read_body:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            INPUT_REJECTED.inc(component=COMPONENT, reason="bad_json")
-            return _error(400, "bad_json", 'the body must be JSON: {"reason": "..."}')
-        if isinstance(body, dict) and isinstance(body.get("reason"), str):
-            reason = body["reason"][:500]
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    reason = str(body.get("reason") or "no reason given")[:500]
     try:
-        entry = await _to_thread(daemon.ledger.reject, entry_id, reason)
+        entry = await _to_thread(daemon.ledger.reject, entry_id, reason, by=request[WHO])
     except EntryNotFoundError as exc:
         return _error(404, "not_found", str(exc))
     except EntryStateError as exc:
@@ -376,7 +452,9 @@ async def metrics(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON_KEY]
     await _to_thread(daemon.ledger.outbox_counts)
     return web.Response(
-        text=REGISTRY.render(), content_type="text/plain", charset="utf-8",
+        text=REGISTRY.render(),
+        content_type="text/plain",
+        charset="utf-8",
         headers={"X-Content-Type-Options": "nosniff"},
     )
 
@@ -480,7 +558,13 @@ OPENAPI: dict[str, Any] = {
                     "key": {"type": "string"},
                     "decision": {
                         "enum": [
-                            "new", "duplicate", "update", "cancel", "expired", "held", "stale",
+                            "new",
+                            "duplicate",
+                            "update",
+                            "cancel",
+                            "expired",
+                            "held",
+                            "stale",
                         ]
                     },
                     "reason": {"type": "string"},
@@ -488,10 +572,12 @@ OPENAPI: dict[str, Any] = {
                     "signature": {"enum": ["valid", "unsigned"]},
                     "trust": {"$ref": "#/components/schemas/Trust"},
                     "findings": {
-                        "type": "array", "items": {"$ref": "#/components/schemas/Finding"}
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/Finding"},
                     },
                     "deliveries": {
-                        "type": "array", "items": {"$ref": "#/components/schemas/Delivery"}
+                        "type": "array",
+                        "items": {"$ref": "#/components/schemas/Delivery"},
                     },
                 },
             },
@@ -567,8 +653,12 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Release a held delivery",
                 "security": [{"bearer": []}],
                 "parameters": [_ID_PARAM],
-                "responses": {"200": {}, "401": _JSON_ERROR, "404": _JSON_ERROR,
-                              "409": _JSON_ERROR},
+                "responses": {
+                    "200": {},
+                    "401": _JSON_ERROR,
+                    "404": _JSON_ERROR,
+                    "409": _JSON_ERROR,
+                },
             }
         },
         "/api/v1/holds/{id}/reject": {
@@ -583,8 +673,12 @@ OPENAPI: dict[str, Any] = {
                         }
                     }
                 },
-                "responses": {"200": {}, "401": _JSON_ERROR, "404": _JSON_ERROR,
-                              "409": _JSON_ERROR},
+                "responses": {
+                    "200": {},
+                    "401": _JSON_ERROR,
+                    "404": _JSON_ERROR,
+                    "409": _JSON_ERROR,
+                },
             }
         },
         "/healthz": {
@@ -624,8 +718,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         message = exc.reason
         if exc.status == 404:
             message = (
-                f"no such path {request.path}; the API is under /api/v1"
-                " (see /api/v1/openapi.json)"
+                f"no such path {request.path}; the API is under /api/v1 (see /api/v1/openapi.json)"
             )
         elif exc.status == 405:
             message = f"{request.method} is not allowed on {request.path}"
@@ -634,9 +727,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 def create_app(daemon: Gateway) -> web.Application:
     """The aiohttp application of ``daemon`` (with every component's extra routes)."""
-    app = web.Application(
-        client_max_size=daemon.config.http.max_body_bytes, middlewares=[_errors]
-    )
+    app = web.Application(client_max_size=daemon.config.http.max_body_bytes, middlewares=[_errors])
     app[DAEMON_KEY] = daemon
     app[BUDGET_KEY] = ByteBudget(daemon.config.http.max_inflight_bytes)
     app.add_routes(
@@ -646,6 +737,7 @@ def create_app(daemon: Gateway) -> web.Application:
             web.get("/api/v1/alerts/{key}/raw", get_raw),
             web.get("/api/v1/alerts/{key}", get_alert),
             web.get("/api/v1/holds", list_holds),
+            web.post("/api/v1/alerts/{key}/{action:approve|reject}", require_token(act_on_alert)),
             web.post("/api/v1/holds/{id}/approve", require_token(approve_hold)),
             web.post("/api/v1/holds/{id}/reject", require_token(reject_hold)),
             web.get("/healthz", healthz),

@@ -30,7 +30,7 @@ from aiohttp import web
 from cap_schemas.model import AlertKey
 from gateway.config import ConsoleConfig
 from gateway.console import views
-from gateway.console.accounts import Account, read_accounts
+from gateway.console.accounts import Account, account_for_token, read_accounts
 from gateway.console.i18n import LANGUAGES, words
 from gateway.console.live import JournalFeed, sse_event
 from gateway.console.lockout import Lockout, LoginRefused, login
@@ -183,6 +183,22 @@ class Console:
 
 
 CONSOLE_KEY: web.AppKey[Console] = web.AppKey("console", Console)
+
+
+def identify(request: web.Request) -> Session | Account | None:
+    """Who a request to the JSON API is, as a console account: a personal token
+    (``Authorization: Bearer blk_...``), or the console's session cookie with its CSRF token
+    in ``X-CSRF-Token`` (the page's own script). None when neither holds."""
+    console = request.app.get(CONSOLE_KEY)
+    if console is None:
+        return None
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return account_for_token(console.accounts.get(), token.strip())
+    session = console.session(request)
+    if session is not None and session.csrf_ok(request.headers.get("X-CSRF-Token")):
+        return session
+    return None
 
 
 def _signed_in(handler: Callable[[web.Request, Session], Awaitable[web.StreamResponse]]) -> Handler:
