@@ -42,7 +42,7 @@ class JournalFeed:
         ledger: Callable[[], Ledger],
         now: Callable[[], datetime],
         *,
-        interval: float = 0.25,
+        interval: float = 0.1,
         overlap: timedelta = timedelta(seconds=2),
         queue_size: int = 256,
     ) -> None:

@@ -146,9 +146,10 @@ def _row(
 
 
 def board_rows(
-    ledger: Ledger, now: datetime, cache: ParsedCache, *, limit: int = 500
+    ledger: Ledger, now: datetime, cache: ParsedCache, *, limit: int = 5000
 ) -> list[BoardRow]:
-    """The alerts in force, most urgent first (the ledger's priority, then severity)."""
+    """The alerts in force (up to ``limit``), most urgent first: severity, then the ledger's
+    priority."""
     active = ledger.active(now, with_raw=True)[:limit]
     rows = [_row(s, cache.get(s), ledger.deliveries(s.key), now) for s in active]
     ringing = [AlertKey.from_reference(r.key) for r in rows if r.attention]
@@ -163,6 +164,22 @@ def board_rows(
         )
     )
     return rows
+
+
+def ringing_rows(ledger: Ledger, now: datetime, cache: ParsedCache) -> list[BoardRow]:
+    """The alerts in force that ring (Extreme or Broadcast Immediately) and nobody has
+    acknowledged: the banner's, without the board's delivery look-ups."""
+    rows = []
+    for stored in ledger.active(now, with_raw=True):
+        alert = cache.get(stored)
+        row = _row(stored, alert, (), now)
+        if row.attention:
+            rows.append(row)
+    if not rows:
+        return []
+    acks = ledger.acknowledgements([AlertKey.from_reference(r.key) for r in rows])
+    acked = {str(k) for k in acks}
+    return [r for r in rows if r.key not in acked]
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,13 +153,15 @@ class Console:
             path=request.path_qs,
             **values,
         )
-        return web.Response(
+        response = web.Response(
             text=page,
             status=status,
             content_type="text/html",
             charset="utf-8",
             headers=SECURITY_HEADERS,
         )
+        response.enable_compression()  # a board of a thousand alerts is ~1.5 MB of HTML
+        return response
 
     async def page(
         self, request: web.Request, session: Session, template: str, **values: Any
@@ -444,10 +446,9 @@ async def act_on_holds(request: web.Request, session: Session) -> web.StreamResp
 async def attention(request: web.Request, session: Session) -> web.StreamResponse:
     """The banner of alerts that ring and nobody has acknowledged yet (a fragment)."""
     console = request.app[CONSOLE_KEY]
-    rows = await asyncio.to_thread(
-        views.board_rows, console.daemon.ledger, console.now(), console.cache
+    ringing = await asyncio.to_thread(
+        views.ringing_rows, console.daemon.ledger, console.now(), console.cache
     )
-    ringing = [r for r in rows if r.attention and not r.acknowledged_by]
     return console.render(request, "attention.html", session=session, ringing=ringing)
 
 

@@ -7,7 +7,14 @@ from datetime import timedelta
 
 from cap_schemas.parse import parse_alert
 from gateway.console.live import JournalFeed
-from gateway.console.views import ParsedCache, alert_page, board_rows, duration, health_lines
+from gateway.console.views import (
+    ParsedCache,
+    alert_page,
+    board_rows,
+    duration,
+    health_lines,
+    ringing_rows,
+)
 from gateway.ledger import EntryState
 from gateway.storage.sqlite import SqliteLedger
 from tests.daemon.conftest import CapFactory
@@ -66,6 +73,21 @@ class TestBoard:
         assert again is not None
         assert again.deliveries[0].state is EntryState.PENDING
         assert "approved by alice: checked" in again.deliveries[0].reason
+
+
+class TestRinging:
+    def test_extreme_rings_until_acknowledged(self, ledger: SqliteLedger, clock: FakeClock) -> None:
+        extreme = cap(severity="Extreme", headline="rings", sent=T0)
+        _admit(ledger, extreme, Planner(sinks=("mqtt",)))
+        _admit(ledger, cap(severity="Severe", sent=T0), Planner(sinks=("mqtt",)))
+        rows = ringing_rows(ledger, clock.now(), ParsedCache())
+        assert [r.headline for r in rows] == ["rings"]
+        assert rows[0].sound == "extreme"
+        key = parse_alert(extreme).key
+        assert ledger.acknowledge(key, "alice", clock.now())
+        assert ringing_rows(ledger, clock.now(), ParsedCache()) == []
+        assert ledger.acknowledgements([key]) == {key: "alice"}
+        assert board_rows(ledger, clock.now(), ParsedCache())[0].acknowledged_by == "alice"
 
 
 class TestHealth:

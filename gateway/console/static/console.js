@@ -43,7 +43,7 @@ function refreshAll() {
   timer = setTimeout(() => {
     timer = null;
     live().forEach(refresh);
-  }, 150);
+  }, 50);
 }
 
 function poll(on) {
