@@ -842,6 +842,18 @@ class Ledger(Protocol):
         self, *, limit: int = 100, before: datetime | None = None, with_raw: bool = False
     ) -> list[StoredAlert]: ...
 
+    def search(
+        self,
+        *,
+        text: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status: str | None = None,
+        before: datetime | None = None,
+        limit: int = 100,
+        with_raw: bool = False,
+    ) -> list[StoredAlert]: ...
+
     def expire_alerts(self, now: datetime) -> list[StoredAlert]: ...
 
     def deactivated_since(self, since: datetime, *, limit: int = 1000) -> list[StoredAlert]: ...

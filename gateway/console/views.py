@@ -322,3 +322,53 @@ def health_lines(
         state = "ok" if sink.get("running") else "down"
         out.append(HealthLine("sink", name, state, False, None, error or detail))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """What the history page asks: every field optional."""
+
+    text: str = ""
+    country: str = ""  # ca, us, or any
+    since: datetime | None = None
+    until: datetime | None = None
+    status: str | None = None
+    before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    stored: StoredAlert
+    alert: Alert | None
+    country: str
+    href: str
+
+
+def search(
+    ledger: Ledger, query: Search, cache: ParsedCache, *, limit: int = 50, scan: int = 20_000
+) -> tuple[list[Found], datetime | None]:
+    """One page of past and present alerts matching ``query``, newest first, and the
+    ``before`` of the next page (None on the last). The country is read from each alert (the
+    ledger does not index it), so batches are read until the page is full or ``scan`` alerts
+    have been looked at."""
+    found: list[Found] = []
+    before = query.before
+    looked = 0
+    while len(found) < limit and looked < scan:
+        batch = ledger.search(
+            text=query.text, since=query.since, until=query.until, status=query.status,
+            before=before, limit=200, with_raw=True,
+        )  # fmt: skip
+        if not batch:
+            return found, None
+        for stored in batch:
+            looked += 1
+            alert = cache.get(stored)
+            country = alert_country(alert) if alert is not None else "xx"
+            if query.country and country != query.country:
+                continue
+            found.append(Found(stored, alert, country, alert_href(stored.key)))
+            if len(found) == limit:
+                return found, stored.received_at
+        before = batch[-1].received_at
+    return found, before if looked >= scan else None

@@ -14,14 +14,16 @@ the account's name with the change.
 from __future__ import annotations
 
 import asyncio
+import csv
 import hmac
+import io
 import math
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlencode
 
 import jinja2
 import structlog
@@ -31,6 +33,7 @@ from cap_schemas.model import AlertKey
 from gateway.config import ConsoleConfig
 from gateway.console import views
 from gateway.console.accounts import Account, account_for_token, read_accounts
+from gateway.console.atom import atom_feed
 from gateway.console.i18n import LANGUAGES, words
 from gateway.console.live import JournalFeed, sse_event
 from gateway.console.lockout import Lockout, LoginRefused, login
@@ -48,6 +51,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 LANG_COOKIE = "borderlink_lang"
 LOGIN_COOKIE = "borderlink_login"  # double-submit token of the sign-in form
 COMPONENT = "console"
+STATUSES = ("active", "cancelled", "superseded", "expired")
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
@@ -481,6 +485,113 @@ async def sound(request: web.Request) -> web.StreamResponse:
     )
 
 
+def _when(text: str, name: str) -> datetime | None:
+    """A date (``2026-12-04``, the day's start in UTC) or a time with its zone, or None."""
+    if not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        INPUT_REJECTED.inc(component=COMPONENT, reason="bad_date")
+        raise web.HTTPBadRequest(text=f"{name}: {text!r} is not a date (YYYY-MM-DD)") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _search_of(request: web.Request) -> views.Search:
+    query = request.query
+    status = query.get("status", "")
+    if status and status not in STATUSES:
+        raise web.HTTPBadRequest(text=f"status: one of {', '.join(STATUSES)}")
+    country = query.get("country", "")
+    if country not in ("", "ca", "us"):
+        raise web.HTTPBadRequest(text="country: ca, us or empty")
+    until = _when(query.get("to", ""), "to")
+    if until is not None and len(query.get("to", "")) == 10:
+        until += timedelta(days=1)  # a date "to" includes that day
+    return views.Search(
+        text=query.get("q", "").strip()[:200],
+        country=country,
+        since=_when(query.get("from", ""), "from"),
+        until=until,
+        status=status or None,
+        before=_when(query.get("before", ""), "before"),
+    )
+
+
+@_signed_in
+async def history(request: web.Request, session: Session) -> web.StreamResponse:
+    """Past and present alerts by identifier, event, area, country and dates, with paging."""
+    console = request.app[CONSOLE_KEY]
+    query = _search_of(request)
+    found, more = await asyncio.to_thread(views.search, console.daemon.ledger, query, console.cache)
+    params = {k: v for k, v in request.query.items() if k != "before" and v}
+    older = None
+    if more is not None:
+        older = "/history?" + urlencode({**params, "before": more.isoformat()})
+    export = urlencode(params)
+    return await console.page(
+        request,
+        session,
+        "history.html",
+        found=found,
+        older=older,
+        query=query,
+        params=params,
+        export=export,
+        statuses=STATUSES,
+    )
+
+
+EXPORT_LIMIT = 10_000
+
+
+@_signed_in
+async def history_csv(request: web.Request, session: Session) -> web.StreamResponse:
+    """The search as CSV (up to 10,000 alerts), for a spreadsheet or a report."""
+    console = request.app[CONSOLE_KEY]
+    query = _search_of(request)
+    found, _more = await asyncio.to_thread(
+        views.search, console.daemon.ledger, query, console.cache,
+        limit=EXPORT_LIMIT, scan=EXPORT_LIMIT * 5,
+    )  # fmt: skip
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["received", "sender", "identifier", "sent", "country", "status", "msg_type",
+         "event", "severity", "urgency", "headline", "areas", "expires", "source"]
+    )  # fmt: skip
+    for f in found:
+        a = f.stored
+        writer.writerow(
+            [a.received_at.isoformat(), a.key.sender, a.key.identifier, a.key.sent, f.country,
+             a.status.value, a.msg_type, a.event, a.severity, a.urgency, a.headline,
+             "; ".join(a.areas), a.expires.isoformat() if a.expires else "", a.source]
+        )  # fmt: skip
+    log.info("console_export", kind="csv", name=session.name, rows=len(found))
+    return web.Response(
+        text=out.getvalue(), content_type="text/csv", charset="utf-8",
+        headers={"Content-Disposition": 'attachment; filename="borderlink-alerts.csv"'},
+    )  # fmt: skip
+
+
+@_signed_in
+async def history_atom(request: web.Request, session: Session) -> web.StreamResponse:
+    """The search as an Atom feed with each CAP alert inside its entry (up to 500)."""
+    console = request.app[CONSOLE_KEY]
+    query = _search_of(request)
+    found, _more = await asyncio.to_thread(
+        views.search, console.daemon.ledger, query, console.cache, limit=500
+    )
+    body = atom_feed(
+        found, title=f"{console.title}: alerts", url=str(request.url), now=console.now()
+    )
+    log.info("console_export", kind="atom", name=session.name, rows=len(found))
+    return web.Response(
+        body=body, content_type="application/atom+xml", charset="utf-8",
+        headers={"Content-Disposition": 'attachment; filename="borderlink-alerts.atom"'},
+    )  # fmt: skip
+
+
 @_signed_in
 async def events(request: web.Request, session: Session) -> web.StreamResponse:
     """The journal as server-sent events: ``change`` per line, ``reload`` when too slow."""
@@ -525,6 +636,9 @@ def console_routes() -> list[web.AbstractRouteDef]:
         web.get("/health", health_strip),
         web.get("/alerts/{key}", alert_detail),
         web.get("/holds", holds),
+        web.get("/history", history),
+        web.get("/history.csv", history_csv),
+        web.get("/history.atom", history_atom),
         web.post("/holds", act_on_holds),
         web.get("/events", events),
         web.get("/attention", attention),

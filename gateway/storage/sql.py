@@ -269,6 +269,50 @@ class SqlLedger(LedgerBase):
             where, params, with_raw=with_raw, order="received_at DESC, id DESC", limit=limit
         )
 
+    def search(
+        self,
+        *,
+        text: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+        status: str | None = None,
+        before: datetime | None = None,
+        limit: int = 100,
+        with_raw: bool = False,
+    ) -> list[StoredAlert]:
+        """Past and present alerts, newest first: ``text`` found (any case) in the
+        identifier, sender, sender's name, event, headline or area names; received in
+        ``[since, until)``; of one ``status``; ``before`` pages backwards."""
+        clauses: list[str] = ["kind = 'cap'"]
+        params: list[Any] = []
+        if text:
+            pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace(
+                "_", "\\_"
+            ) + "%"
+            fields = ("identifier", "sender", "sender_name", "event", "headline", "areas")
+            clauses.append(
+                "(" + " OR ".join(f"lower({f}) LIKE ? ESCAPE '\\'" for f in fields) + ")"
+            )
+            params.extend([pattern] * len(fields))
+        for clause, value in (
+            ("received_at >= ?", since),
+            ("received_at < ?", until),
+            ("received_at < ?", before),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(us(value))
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        return self._select_alerts(
+            " AND ".join(clauses),
+            params,
+            with_raw=with_raw,
+            order="received_at DESC, id DESC",
+            limit=limit,
+        )
+
     def expire_alerts(self, now: datetime) -> list[StoredAlert]:
         """Mark active alerts past their ``expires`` as expired; returns those just marked.
 

@@ -6,6 +6,7 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page, expect
@@ -165,3 +166,33 @@ class TestAttention:
         page.goto(f"{console_daemon.url}/alerts/{key}")
         expect(page.locator(".timeline")).to_contain_text("acknowledged")
         expect(page.locator(".timeline")).to_contain_text("by alice")
+
+
+class TestHistory:
+    def test_search_page_and_exports(self, browser: Any, console_daemon: ConsoleDaemon) -> None:
+        marker = f"History {uuid.uuid4().hex[:6]}"
+        key = console_daemon.post(CapFactory()(severity="Minor", headline=marker))["key"]
+        page = sign_in(browser, console_daemon, "victor")
+        page.get_by_role("link", name="History").click()
+        page.get_by_label("Identifier, event, area, sender").fill(marker)
+        page.get_by_label("Country").select_option("us")
+        page.get_by_role("button", name="Search").click()
+        rows = page.get_by_test_id("history-row")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text(marker)
+        page.screenshot(path=str(artifacts() / "console-history.png"), full_page=True)
+        with page.expect_download() as csv_download:
+            page.get_by_role("link", name="CSV").click()
+        text = Path(csv_download.value.path()).read_text(encoding="utf-8")
+        assert text.splitlines()[0].startswith("received,sender,identifier,sent,country")
+        assert marker in text
+        assert len(text.strip().splitlines()) == 2
+        with page.expect_download() as atom_download:
+            page.get_by_role("link", name="Atom + CAP").click()
+        feed = Path(atom_download.value.path()).read_text(encoding="utf-8")
+        assert f"urn:borderlink:alert:{key}" in feed
+        assert '<alert xmlns="urn:oasis:names:tc:emergency:cap:1.2">' in feed
+        # Nothing in Canada matches.
+        page.get_by_label("Country").select_option("ca")
+        page.get_by_role("button", name="Search").click()
+        expect(page.get_by_text("No alert matches.")).to_be_visible()
