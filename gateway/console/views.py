@@ -37,6 +37,11 @@ __all__ = [
 _SEVERITY_RANK = {"Extreme": 0, "Severe": 1, "Moderate": 2, "Minor": 3, "Unknown": 4}
 
 
+def severity_rank(severity: str) -> int:
+    """0 for Extreme ... 4 for Unknown, 5 for anything else: the order the board shows."""
+    return _SEVERITY_RANK.get(severity, 5)
+
+
 def duration(seconds: float) -> str:
     """A short human duration: ``45 s``, ``12 min``, ``3 h 05 min``, ``2 d 4 h``."""
     s = int(abs(seconds))
@@ -159,7 +164,7 @@ def board_rows(
     order = {s.key: (s.priority, i) for i, s in enumerate(active)}
     rows.sort(
         key=lambda r: (
-            _SEVERITY_RANK.get(r.severity, 5),
+            severity_rank(r.severity),
             order[AlertKey.from_reference(r.key)],
         )
     )

@@ -343,6 +343,22 @@ async def board(request: web.Request, session: Session) -> web.StreamResponse:
 
 
 @_signed_in
+async def on_air(request: web.Request, session: Session) -> web.StreamResponse:
+    """The wall display: the most urgent alerts in force, large, nothing else to press."""
+    console = request.app[CONSOLE_KEY]
+    rows = await asyncio.to_thread(
+        views.board_rows, console.daemon.ledger, console.now(), console.cache
+    )
+    # The most severe first and, among equals, the newest: what just came is what to see.
+    rows.sort(key=lambda r: (views.severity_rank(r.severity), r.age))
+    template = "onair_rows.html" if request.query.get("part") == "rows" else "onair.html"
+    return console.render(request, template, session=session, rows=rows[:ON_AIR_ROWS])
+
+
+ON_AIR_ROWS = 8
+
+
+@_signed_in
 async def board_rows(request: web.Request, session: Session) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
     return console.render(
@@ -633,6 +649,7 @@ def console_routes() -> list[web.AbstractRouteDef]:
     return [
         web.get("/", board),
         web.get("/board/rows", board_rows),
+        web.get("/onair", on_air),
         web.get("/health", health_strip),
         web.get("/alerts/{key}", alert_detail),
         web.get("/holds", holds),

@@ -196,3 +196,21 @@ class TestHistory:
         page.get_by_label("Country").select_option("ca")
         page.get_by_role("button", name="Search").click()
         expect(page.get_by_text("No alert matches.")).to_be_visible()
+
+
+class TestOnAir:
+    def test_the_wall_display_follows_the_board(
+        self, browser: Any, console_daemon: ConsoleDaemon
+    ) -> None:
+        page = sign_in(browser, console_daemon, "victor")
+        page.get_by_role("link", name="On air").click()
+        expect(page.locator("body.onair")).to_have_count(1)
+        expect(page.locator("body[data-live=stream]")).to_have_count(1, timeout=10_000)
+        headline = f"On air {uuid.uuid4().hex[:6]}"
+        console_daemon.post(
+            CapFactory()(severity="Extreme", urgency="Immediate", headline=headline)
+        )
+        alert = page.get_by_test_id("onair-alert").filter(has_text=headline)
+        expect(alert).to_be_visible(timeout=5_000)
+        expect(alert).to_contain_text("EXTREME")
+        page.screenshot(path=str(artifacts() / "console-onair.png"))
