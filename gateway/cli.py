@@ -9,13 +9,15 @@ not be done); ``--help`` says so, and each command's ``--help`` lists its own.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import pkgutil
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from gateway import __version__, commands
-from gateway.commands import CONVENTION, HelpFormatter, exit_codes
+from gateway.commands import CONVENTION, HelpFormatter, exit_codes, plain
 
 
 def _modules() -> dict[str, str]:
@@ -62,10 +64,29 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     names = _modules()
     wanted = None if argv is None else _chosen(argv, names)
+    if wanted is None and argv is not None:
+        # The list of commands (``--help``, or an unknown command's error): their summaries,
+        # read from the sources, without importing lxml, numpy or aiohttp for it.
+        for name, module_name in sorted(names.items()):
+            sub.add_parser(name, help=plain(_summary(module_name)))
+        return parser
     for module_name in sorted(names.values()) if wanted is None else wanted:
         module = importlib.import_module(f"{commands.__name__}.{module_name}")
         module.register(sub)
     return parser
+
+
+def _summary(module_name: str) -> str:
+    """A command module's ``SUMMARY``, read from its source (not imported)."""
+    source = Path(commands.__file__).with_name(f"{module_name}.py").read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "SUMMARY" for t in node.targets)
+            and isinstance(node.value, ast.Constant)
+        ):
+            return str(node.value.value)
+    return ""
 
 
 def main(argv: Sequence[str] | None = None) -> int:

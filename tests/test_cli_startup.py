@@ -33,6 +33,8 @@ def _loaded(*argv: str) -> set[str]:
     "argv",
     [
         ("--version",),
+        ("--help",),
+        ("nosuch",),
         ("tcp", "--help"),
         ("mqtt-passwd", "--help"),
         ("validate", "--help"),
@@ -66,3 +68,22 @@ def test_help_still_lists_every_command() -> None:
     assert done.returncode == 0
     for name in _modules():
         assert name in done.stdout
+
+
+def test_the_list_of_commands_is_read_not_imported() -> None:
+    """``--help`` reads each command's SUMMARY from its source; the summary each command
+    registers is that same constant."""
+    import argparse  # noqa: PLC0415
+
+    from gateway.cli import _summary, build_parser  # noqa: PLC0415
+
+    brief = build_parser(["--help"])
+    full = build_parser(None)
+
+    def listed(parser: argparse.ArgumentParser) -> dict[str, str]:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return {c.dest: str(c.help) for c in action._choices_actions}
+
+    assert listed(brief) == listed(full)
+    assert set(listed(brief)) == set(_modules())
+    assert all(_summary(m) for m in _modules().values())

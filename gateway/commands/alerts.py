@@ -22,6 +22,10 @@ from urllib.parse import urlencode
 
 from gateway.commands import Subparsers, add_command, described
 
+# What `borderlink --help` lists for this command (read there without importing it).
+SUMMARY = "the running gateway's alerts as a table (or --json)"
+
+
 EXIT_CODES = {
     0: "printed (also when there is no alert)",
     2: "the gateway could not be reached or refused the request (its message is shown)",
@@ -120,7 +124,7 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(
         subparsers,
         "alerts",
-        summary="the running gateway's alerts as a table (or --json)",
+        summary=SUMMARY,
         description=described(__doc__),
         codes=EXIT_CODES,
     )

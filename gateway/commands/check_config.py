@@ -25,6 +25,10 @@ from gateway.commands import Subparsers, add_command, described
 from gateway.config import Config, load_config
 from gateway.errors import ConfigError
 
+# What `borderlink --help` lists for this command (read there without importing it).
+SUMMARY = "check a configuration file (or --json)"
+
+
 EXIT_CODES = {
     0: "the configuration is valid",
     2: "it was refused, or the file could not be read (the message names the file, the key "
@@ -90,7 +94,7 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(
         subparsers,
         "check-config",
-        summary="check a configuration file (or --json)",
+        summary=SUMMARY,
         description=described(__doc__),
         codes=EXIT_CODES,
     )

@@ -12,6 +12,10 @@ from pathlib import Path
 
 from gateway.commands import Subparsers, add_command, described
 
+# What `borderlink --help` lists for this command (read there without importing it).
+SUMMARY = "list the guides, or print one (configuration, http-api, radio ...)"
+
+
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 EXIT_CODES = {
     0: "printed",
@@ -61,7 +65,7 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(
         subparsers,
         "help",
-        summary="list the guides, or print one (configuration, http-api, radio ...)",
+        summary=SUMMARY,
         description=described(__doc__),
         codes=EXIT_CODES,
     )

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     from cap_schemas.model import Alert, Info
     from cap_schemas.signature_trust import TrustStore
 
+# What `borderlink --help` lists for this command (read there without importing it).
+SUMMARY = "show a readable summary of a CAP alert (who, what, where, when, signatures)"
+
+
 EXIT_CODES = {
     EXIT_VALID: "the alert was read and summarised (valid or not, signed or not)",
     EXIT_UNREADABLE: "the file could not be read, is not CAP or was refused as hostile, or "
@@ -319,7 +323,7 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(
         subparsers,
         "inspect",
-        summary="show a readable summary of a CAP alert (who, what, where, when, signatures)",
+        summary=SUMMARY,
         description=described(__doc__),
         codes=EXIT_CODES,
     )

@@ -30,6 +30,10 @@ from dataclasses import asdict, dataclass, field
 from gateway.commands import Subparsers, add_command, described
 from gateway.errors import AdapterConnectionError, ConfigError, FrameError
 
+# What `borderlink --help` lists for this command (read there without importing it).
+SUMMARY = "send numbered test frames through a looped-back radio link and measure it"
+
+
 PROTOCOLS = ("kiss", "tap", "modem", "raw")
 DEFAULT_RATES = {"kiss": 1200, "tap": 9600, "modem": 9600, "raw": 9600}
 EXIT_CODES = {
@@ -503,7 +507,7 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(
         subparsers,
         "loopback",
-        summary="send numbered test frames through a looped-back radio link and measure it",
+        summary=SUMMARY,
         description=described(__doc__),
         codes=EXIT_CODES,
     )

@@ -12,6 +12,10 @@ import sys
 from gateway.commands import Subparsers, add_command, described
 from gateway.passwords import ACCOUNT_NAME, ACCOUNT_NAME_RULE, hash_password
 
+# What `borderlink --help` lists for this command (read there without importing it).
+SUMMARY = "make an account line for the embedded broker's users file"
+
+
 EXIT_CODES = {
     0: "printed",
     2: "a bad name (what is allowed is said), or no password on standard input",
@@ -35,7 +39,7 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(
         subparsers,
         "mqtt-passwd",
-        summary="make an account line for the embedded broker's users file",
+        summary=SUMMARY,
         description=described(__doc__),
         codes=EXIT_CODES,
     )

@@ -18,6 +18,10 @@ from gateway.commands import Subparsers, add_command, described
 from gateway.config import load_config
 from gateway.errors import ConfigError, GatewayError
 
+# What `borderlink --help` lists for this command (read there without importing it).
+SUMMARY = "run the gateway daemon"
+
+
 log = structlog.get_logger(__name__)
 
 EXIT_CODES = {
@@ -45,8 +49,7 @@ async def _main(path: str) -> int:
         where = f"http://{config.http.host}:{daemon.http_port}"
         if daemon.token_file is not None:
             print(  # noqa: T201 - what a newcomer needs to see on the terminal
-                f"borderlink: API on {where}; writes need the bearer token in"
-                f" {daemon.token_file}",
+                f"borderlink: API on {where}; writes need the bearer token in {daemon.token_file}",
                 file=sys.stderr,
             )
         else:
@@ -86,7 +89,7 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(
         subparsers,
         "run",
-        summary="run the gateway daemon",
+        summary=SUMMARY,
         description=described(__doc__),
         codes=EXIT_CODES,
     )

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
     Chunk: TypeAlias = "npt.NDArray[np.float64] | bytes"
 
+# What `borderlink --help` lists for this command (read there without importing it).
+SUMMARY = "encode or decode SAME/EAS header audio"
+
+
 SAME_CODES = {
     0: "the action was done (each ACTION's --help says what that means)",
     2: "no or an unknown ACTION, or the action failed (each ACTION's --help says how)",
@@ -66,7 +70,7 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(
         subparsers,
         "same",
-        summary="encode or decode SAME/EAS header audio",
+        summary=SUMMARY,
         description=described(__doc__),
         codes=SAME_CODES,
     )
@@ -264,9 +268,7 @@ def _decode(args: argparse.Namespace) -> int:
     show = _printer(args.json)
     try:
         stream: BinaryIO = (
-            sys.stdin.buffer
-            if args.input == "-"
-            else Path(args.input).open("rb")  # noqa: SIM115 - closed in the finally below
+            sys.stdin.buffer if args.input == "-" else Path(args.input).open("rb")  # noqa: SIM115 - closed in the finally below
         )
     except OSError as exc:
         return _decode_failed(args, exc)

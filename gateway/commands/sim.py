@@ -12,6 +12,9 @@ import pkgutil
 
 from gateway.commands import Subparsers, add_command, described
 
+# What `borderlink --help` lists for this command (read there without importing it).
+SUMMARY = "run a simulator of a feed or radio device (for tests and technicians)"
+
 
 # Each simulator module in the hardware package named sim_*.py exposes register(kinds) and
 # adds its own kinds (naad, ipaws, tnc ...) with hardware.command.add_kind; they share one
@@ -23,7 +26,7 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(
         subparsers,
         "sim",
-        summary="run a simulator of a feed or radio device (for tests and technicians)",
+        summary=SUMMARY,
         description=described(__doc__),
         codes={**EXIT_CODES, 2: f"no or an unknown KIND, or {EXIT_CODES[2]}"},
     )

@@ -17,6 +17,10 @@ import sys
 
 from gateway.commands import Subparsers, add_command, described
 
+# What `borderlink --help` lists for this command (read there without importing it).
+SUMMARY = "a line terminal on a TCP port (simulated handhelds, pager displays)"
+
+
 _CHUNK = 4096
 EXIT_CODES = {
     0: "the connection ended (closed by the other end, or Ctrl-C)",
@@ -84,7 +88,7 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(
         subparsers,
         "tcp",
-        summary="a line terminal on a TCP port (simulated handhelds, pager displays)",
+        summary=SUMMARY,
         description=described(__doc__),
         codes=EXIT_CODES,
     )

@@ -28,6 +28,10 @@ from gateway.translate.registry import RENDERERS
 from gateway.translate.same import same_to_alert
 from gateway.translate.text import RADIO_PROFILES
 
+# What `borderlink --help` lists for this command (read there without importing it).
+SUMMARY = "translate an alert to IPAWS, CAP-CP, SAME, radio text, EDXL-DE or incident form"
+
+
 log = structlog.get_logger(__name__)
 
 TARGETS = ("ipaws", "cap-cp", "same", "text", "edxl", "incident", "incident-text", "cap")
@@ -47,7 +51,7 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(
         subparsers,
         "translate",
-        summary="translate an alert to IPAWS, CAP-CP, SAME, radio text, EDXL-DE or incident form",
+        summary=SUMMARY,
         description=described(__doc__),
         codes=EXIT_CODES,
     )

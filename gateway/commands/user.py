@@ -28,6 +28,10 @@ from gateway.console.accounts import (
     set_token,
 )
 
+# What `borderlink --help` lists for this command (read there without importing it).
+SUMMARY = "add, remove, list the EOC console's accounts; give one an API token"
+
+
 _BAD_INPUT = "a bad name, or a users file that cannot be read or written (file:line and what)"
 USER_CODES = {
     0: "the action was done",
@@ -52,7 +56,7 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(
         subparsers,
         "user",
-        summary="add, remove, list the EOC console's accounts; give one an API token",
+        summary=SUMMARY,
         description=described(__doc__),
         codes=USER_CODES,
     )

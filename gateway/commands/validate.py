@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from cap_schemas.parse import ParseLimits
     from cap_schemas.validate import Finding
 
+# What `borderlink --help` lists for this command (read there without importing it).
+SUMMARY = "check CAP files against the CAP 1.2 XSD and the CAP-CP or IPAWS profile"
+
+
 EXIT_VALID = 0
 EXIT_INVALID = 1
 EXIT_UNREADABLE = 2
@@ -232,7 +236,7 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(
         subparsers,
         "validate",
-        summary="check CAP files against the CAP 1.2 XSD and the CAP-CP or IPAWS profile",
+        summary=SUMMARY,
         description=described(__doc__),
         codes=EXIT_CODES,
     )

@@ -26,6 +26,10 @@ from urllib.parse import quote
 from gateway.commands import Subparsers, add_command, described
 from gateway.commands.alerts import fetch, get_json
 
+# What `borderlink --help` lists for this command (read there without importing it).
+SUMMARY = "a live view of the gateway's admissions and deliveries (or --json lines)"
+
+
 EXIT_CODES = {
     0: "ended by the user (Ctrl-C)",
     2: "the gateway could not be reached at the start (its message is shown)",
@@ -137,7 +141,7 @@ def register(subparsers: Subparsers) -> None:
     parser = add_command(
         subparsers,
         "watch",
-        summary="a live view of the gateway's admissions and deliveries (or --json lines)",
+        summary=SUMMARY,
         description=described(__doc__),
         codes=EXIT_CODES,
     )
