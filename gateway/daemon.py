@@ -105,6 +105,7 @@ def _import(target: str) -> Any:
 # The MQTT pieces live in adapters/; the gateway reaches them by name only.
 MQTT_STATE_FACTORY = "adapters.mqtt.adapter:state_publisher"
 MQTT_BROKER_FACTORY = "adapters.mqtt.broker:embedded_broker"
+LEDGER_WAKEUPS = "ledger-wakeups"
 
 
 class Daemon:
@@ -287,6 +288,15 @@ class Daemon:
             self._stopping.set()
             self.supervisor.stopping.set()
             self.delivery.wake()
+
+    async def _follow_wakeups(self) -> None:
+        """Shared ledger: wake a sink worker the moment any instance makes one of its entries
+        pending (the workers still poll, more slowly, should a notification be missed)."""
+        assert isinstance(self.ledger, PostgresLedger)
+        local = set(self.sinks)
+        async for sink in self.ledger.wakeups():
+            if sink in local:
+                self.delivery.wake(sink)
 
     def wake(self, sink: str) -> None:
         """Tell a sink worker that an entry became due (an approved hold)."""
@@ -676,6 +686,13 @@ class Daemon:
                     sup.supervise("housekeeping", self._housekeeping), name="housekeeping"
                 )
             )
+            if isinstance(self.ledger, PostgresLedger):
+                other.append(
+                    group.create_task(
+                        sup.supervise(LEDGER_WAKEUPS, self._follow_wakeups),
+                        name=LEDGER_WAKEUPS,
+                    )
+                )
             self.started.set()
             log.info(
                 "daemon_started",

@@ -25,7 +25,7 @@ import functools
 import hashlib
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -227,6 +227,32 @@ class PostgresLedger(SqlLedger):
         if self._closed:
             msg = f"ledger {self._where} is closed"
             raise LedgerError(msg)
+
+    # ------------------------------------------------------------------ wake-ups
+
+    async def wakeups(self) -> AsyncIterator[str]:
+        """The sinks that have an entry become pending, on any instance, as they commit
+        (LISTEN on a connection of its own; the ledger's trigger notifies). Ends with
+        :class:`LedgerError` when the connection is lost: the caller restarts it."""
+        mine = self.schema or "public"
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.dsn, autocommit=True, password=self._password, connect_timeout=10
+            )
+        except psycopg.Error as exc:
+            msg = f"cannot listen on ledger {self._where}: {exc}"
+            raise LedgerError(msg) from exc
+        try:
+            await conn.execute(f"LISTEN {postgres_schema.DUE_CHANNEL}")
+            async for note in conn.notifies():
+                schema, _, sink = note.payload.partition(":")
+                if schema == mine and sink:
+                    yield sink
+        except psycopg.Error as exc:
+            msg = f"ledger {self._where}: listening ended: {exc}"
+            raise LedgerError(msg) from exc
+        finally:
+            await conn.close()
 
     # ------------------------------------------------------------------ admission
 

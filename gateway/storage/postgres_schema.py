@@ -141,8 +141,28 @@ _V2 = (
     """,
 )
 
+# 3: an outbox entry that becomes pending wakes the sink workers of every instance at once
+# (NOTIFY on commit, "schema:sink") instead of at their next poll.
+_V3 = (
+    """
+    CREATE FUNCTION outbox_due_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.state = 'pending' THEN
+            PERFORM pg_notify('borderlink_due', TG_TABLE_SCHEMA || ':' || NEW.sink);
+        END IF;
+        RETURN NULL;
+    END
+    $$
+    """,
+    """
+    CREATE TRIGGER outbox_due AFTER INSERT OR UPDATE OF state, next_attempt_at ON outbox
+    FOR EACH ROW EXECUTE FUNCTION outbox_due_notify()
+    """,
+)
+
 # version -> statements; append new versions, never edit a released one.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3}
+DUE_CHANNEL = "borderlink_due"
 LATEST = max(MIGRATIONS)
 _MIGRATION_LOCK = 0x626F72646C696E6B  # "borderlink": one migrating instance at a time
 
