@@ -120,6 +120,8 @@ class MqttConfig:
     timeout: int = 10
     session_expiry: int = 7 * 24 * 3600
     input: bool = True
+    # Several gateways on one MQTT 5 broker: the input as a shared subscription of this group.
+    shared_group: str = ""
     publish_status: bool = True
     publish_active: bool = True
     username: str | None = None
@@ -641,6 +643,7 @@ def _mqtt(r: _Reader, base: Path) -> MqttConfig:
         timeout=r.integer("timeout", 10, minimum=1, maximum=600),
         session_expiry=r.integer("session_expiry", 7 * 24 * 3600, minimum=0),
         input=r.boolean("input", True),
+        shared_group=r.string("shared_group", ""),
         publish_status=r.boolean("publish_status", True),
         publish_active=r.boolean("publish_active", True),
         username=r.string("username", None),
@@ -661,6 +664,12 @@ def _mqtt(r: _Reader, base: Path) -> MqttConfig:
         r.fail(
             "tls is how the gateway reaches a broker URL; the embedded broker's own TLS is"
             " embedded_tls = { cert_file, key_file }"
+        )
+    if out.shared_group and (out.embedded or out.protocol != "5"):
+        r.fail(
+            "shared subscriptions need an external MQTT 5 broker (broker = \"mqtt://...\","
+            " protocol = \"5\")",
+            "shared_group",
         )
     if out.embedded and not _loopback(out.embedded_host) and (
         not out.embedded_auth or out.embedded_tls is None

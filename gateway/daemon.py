@@ -224,7 +224,10 @@ class Daemon:
             door=door_trust(AUTHENTICATED, cfg.http.require_signature, cfg.http.trust),
         )
         if mqtt.enabled and mqtt.input:
-            options = self._mqtt_defaults({"topics": [f"{mqtt.prefix}/in/cap"]})
+            input_options: dict[str, Any] = {"topics": [f"{mqtt.prefix}/in/cap"]}
+            if mqtt.shared_group:
+                input_options["shared_group"] = mqtt.shared_group
+            options = self._mqtt_defaults(input_options)
             adapter = cast(
                 "SourceAdapter", load_factory("mqtt")(self._context(MQTT_SOURCE, options))
             )

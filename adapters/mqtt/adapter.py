@@ -188,10 +188,10 @@ class MqttAdapter:
         client = self._require()
         generation = self._generation
         try:
-            for topic in self.options.topics:
+            for topic in self.options.subscriptions:
                 await client.subscribe(topic, qos=1)
             self.subscribed.set()
-            log.info("mqtt_subscribed", adapter=self.name, topics=list(self.options.topics))
+            log.info("mqtt_subscribed", adapter=self.name, topics=list(self.options.subscriptions))
             async for message in client.messages:
                 RECEIVED.inc(adapter=self.name)
                 payload = message.payload

@@ -77,8 +77,10 @@ _KNOWN = frozenset(
         "qos",
         "max_payload",
         "log_wire",
+        "shared_group",
     }
 )
+_GROUP = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TOPIC_FORBIDDEN = re.compile(r"[+#\x00]")
 
 
@@ -148,10 +150,20 @@ class MqttOptions:
     max_payload: int = 8 * 1024 * 1024  # largest message a source takes (an alert's cap)
     log_wire: bool = False
     kind: str = "cap"  # what the subscribed topics carry: "cap" alerts or "incident" messages
+    # Several gateways on one broker: each input message goes to one member of the group.
+    shared_group: str = ""
 
     @property
     def v5(self) -> bool:
         return self.protocol == "5"
+
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        """The filters a source subscribes to: its topics, as MQTT 5 shared subscriptions
+        (``$share/GROUP/topic``) when it has a ``shared_group``."""
+        if not self.shared_group:
+            return self.topics
+        return tuple(f"$share/{self.shared_group}/{topic}" for topic in self.topics)
 
     @classmethod
     def from_mapping(
@@ -205,6 +217,11 @@ class MqttOptions:
         kind = str(options.get("kind", "cap"))
         if kind not in ("cap", "incident"):
             raise ConfigError(f"{where}.kind: {kind!r}; allowed: cap, incident")
+        shared_group = str(options.get("shared_group", ""))
+        if shared_group and not _GROUP.match(shared_group):
+            raise ConfigError(f"{where}.shared_group: 1-64 letters, digits, '_' or '-'")
+        if shared_group and protocol != "5":
+            raise ConfigError(f"{where}.shared_group: shared subscriptions need protocol = 5")
         topic_text = options.get("topic", DEFAULT_SINK_TOPIC)
         if not isinstance(topic_text, str):
             raise ConfigError(f"{where}.topic: must be a string template")
@@ -227,6 +244,7 @@ class MqttOptions:
             qos=_qos(options, where),
             max_payload=_int(options, "max_payload", 8 * 1024 * 1024, where, minimum=1024),
             log_wire=bool(options.get("log_wire", False)),
+            shared_group=shared_group,
         )
 
     @property

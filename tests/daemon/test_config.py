@@ -104,6 +104,14 @@ class TestErrors:
         assert "bogus" in message
         assert "allowed: gateway, mqtt" in message
 
+    def test_shared_group_needs_an_external_mqtt5_broker(self, tmp_path: Path) -> None:
+        embedded = BASE.replace('broker = "mqtt://127.0.0.1:1883"', 'shared_group = "eoc"')
+        message = refused(tmp_path, embedded)
+        assert "mqtt.shared_group" in message
+        assert "external MQTT 5 broker" in message
+        text = BASE.replace("[mqtt]\n", '[mqtt]\nshared_group = "eoc"\n', 1)
+        assert load_config(write(tmp_path, text), environ={}).mqtt.shared_group == "eoc"
+
     def test_unknown_key(self, tmp_path: Path) -> None:
         message = refused(tmp_path, "[http]\nprot = 1\n" + BASE)
         assert "http: unknown key(s) prot" in message

@@ -84,3 +84,57 @@ class TestBounds:
             await poll_until(second)
             reader.cancel()
         assert INPUT_REJECTED.value(component="mqtt", reason="too_large") == before + 1
+
+
+class TestSharedSubscription:
+    """Two gateways' inputs in one shared group on an MQTT 5 broker: each message is handled
+    by exactly one of them."""
+
+    async def test_each_message_goes_to_one_member(self, mosquitto: Broker) -> None:
+        def member(name: str) -> MqttAdapter:
+            options = {"url": mosquitto.url, "topics": ["in/cap"], "shared_group": "eoc",
+                       "client_id": f"gw-{name}"}  # fmt: skip
+            return MqttAdapter("mqtt", MqttOptions.from_mapping(options, name="mqtt"))
+
+        first, second = member("a"), member("b")
+        got: dict[str, list[bytes]] = {"a": [], "b": []}
+
+        async def read(name: str, source: MqttAdapter) -> None:
+            async for item in source.messages():
+                got[name].append(item.raw)
+                if item.ack is not None:
+                    await item.ack()
+
+        async with first, second:
+            readers = [
+                asyncio.create_task(read("a", first)),
+                asyncio.create_task(read("b", second)),
+            ]
+            await asyncio.wait_for(first.subscribed.wait(), 10)
+            await asyncio.wait_for(second.subscribed.wait(), 10)
+            sent = [f"alert {n}".encode() for n in range(30)]
+            async with aiomqtt.Client(mosquitto.host, mosquitto.port) as pub:
+                for body in sent:
+                    await pub.publish("in/cap", body, qos=1)
+
+            async def all_taken() -> bool:
+                return len(got["a"]) + len(got["b"]) >= len(sent)
+
+            await poll_until(all_taken)
+            for reader in readers:
+                reader.cancel()
+        assert sorted(got["a"] + got["b"]) == sorted(sent)  # each once, none twice
+        assert got["a"]
+        assert got["b"]
+
+    def test_shared_groups_need_mqtt5_and_a_plain_name(self) -> None:
+        with pytest.raises(ConfigError, match="shared subscriptions need protocol = 5"):
+            MqttOptions.from_mapping(
+                {"url": "mqtt://127.0.0.1:1", "shared_group": "eoc", "protocol": "3.1.1"}, name="s"
+            )
+        with pytest.raises(ConfigError, match="shared_group: 1-64 letters"):
+            MqttOptions.from_mapping({"url": "mqtt://127.0.0.1:1", "shared_group": "a/b"}, name="s")
+        options = MqttOptions.from_mapping(
+            {"url": "mqtt://127.0.0.1:1", "shared_group": "eoc", "topics": ["p/in/#"]}, name="s"
+        )
+        assert options.subscriptions == ("$share/eoc/p/in/#",)
