@@ -70,7 +70,7 @@ from gateway.ledger import (
     Ledger,
 )
 from gateway.links import from_config as links_from_config
-from gateway.metrics import INPUT_REJECTED
+from gateway.metrics import INPUT_REJECTED, REGISTRY
 from gateway.router import Router
 from gateway.simulators import load_simulator
 from gateway.state_publisher import RetainedState
@@ -616,6 +616,9 @@ class Daemon:
         cfg = self.config
         if self._ledger is None:
             self._ledger = self._open_ledger()
+        if isinstance(self._ledger, PostgresLedger):
+            # Several instances on one ledger: every sample says which one counted it.
+            REGISTRY.constant_labels["borderlink_instance"] = cfg.gateway.name
         # Attempts under way when the last run stopped are retried now, not after their lease.
         policies = {s.name: s.in_doubt for s in self.config.sinks}
         await asyncio.to_thread(
@@ -627,6 +630,7 @@ class Daemon:
         self._prepare_console()
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(self.ledger.close)
+            stack.callback(REGISTRY.constant_labels.pop, "borderlink_instance", None)
             for sim in cfg.simulators:
                 factory = load_simulator(sim.type)
                 await stack.enter_async_context(factory(sim.options))

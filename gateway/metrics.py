@@ -152,6 +152,8 @@ class Registry:
     def __init__(self) -> None:
         self._metrics: dict[str, _Metric] = {}
         self._lock = threading.Lock()
+        # Labels on every sample: the instance's name when several share one ledger.
+        self.constant_labels: dict[str, str] = {}
 
     def _get(self, cls: type[_M], name: str, help_text: str, labels: Sequence[str]) -> _M:
         with self._lock:
@@ -176,11 +178,23 @@ class Registry:
 
     def render(self) -> str:
         out: list[str] = []
+        extra = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(self.constant_labels.items()))
         for metric in sorted(self._metrics.values(), key=lambda m: m.name):
             out.append(f"# HELP {metric.name} {metric.help}")
             out.append(f"# TYPE {metric.name} {metric.kind}")
-            out.extend(metric.render())
+            lines = metric.render()
+            if extra:
+                lines = [_with_labels(line, extra) for line in lines]
+            out.extend(lines)
         return "\n".join(out) + "\n"
+
+
+def _with_labels(line: str, extra: str) -> str:
+    """A sample line with ``extra`` (``k="v",...``) added to its labels."""
+    series, _, value = line.rpartition(" ")
+    if series.endswith("}"):
+        return f"{series[:-1]},{extra}}} {value}"
+    return f"{series}{{{extra}}} {value}"
 
 
 REGISTRY = Registry()

@@ -263,6 +263,9 @@ def hold_groups(ledger: Ledger) -> list[HoldGroup]:
     return out
 
 
+PEER_SILENCE = 10.0  # s without a heartbeat before an instance is shown down
+
+
 @dataclass(frozen=True, slots=True)
 class HealthLine:
     kind: str  # source, stream or sink
@@ -286,6 +289,8 @@ def health_lines(
     outbox: Mapping[tuple[str, EntryState], int],
     now: datetime,
     stale_seconds: float,
+    *,
+    cluster: Mapping[str, Any] | None = None,
 ) -> list[HealthLine]:
     """One line per source (and per stream of a source that has several), then per sink.
 
@@ -316,6 +321,15 @@ def health_lines(
             name = f"{source['source']} · {stream.get('name', '')}"
             detail = str(stream.get("detail") or "")
             out.append(HealthLine("stream", name, stream_state, False, age, detail))
+    peers = (cluster or {}).get("peers") or []
+    if len(peers) > 1:  # several instances on one ledger: each, and what it leads
+        for peer in peers:
+            age = (now - datetime.fromisoformat(peer["last_seen"])).total_seconds()
+            state = "ok" if age <= PEER_SILENCE else "down"
+            leads = ", ".join(peer.get("leads") or []) or "-"
+            out.append(
+                HealthLine("instance", str(peer["name"]), state, False, age, f"leads {leads}")
+            )
     for sink in sinks:
         name = str(sink["name"])
         counts = {state: outbox.get((name, state), 0) for state in EntryState}

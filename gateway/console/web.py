@@ -183,8 +183,14 @@ class Console:
     async def health(self) -> list[views.HealthLine]:
         _ok, sources = self.daemon.health()
         outbox = await asyncio.to_thread(self.daemon.ledger.outbox_counts)
+        cluster = await asyncio.to_thread(self.daemon.cluster)
         return views.health_lines(
-            sources, self.daemon.sink_health(), outbox, self.now(), self.config.stale_seconds
+            sources,
+            self.daemon.sink_health(),
+            outbox,
+            self.now(),
+            self.config.stale_seconds,
+            cluster=cluster,
         )
 
 

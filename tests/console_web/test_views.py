@@ -109,9 +109,22 @@ class TestHealth:
         sinks = [{"name": "air", "running": True, "error": None},
                  {"name": "pager", "running": False, "error": "OSError: gone"}]  # fmt: skip
         outbox = {("air", EntryState.HELD): 2, ("air", EntryState.PENDING): 1}
-        lines = {
-            (line.kind, line.name): line for line in health_lines(sources, sinks, outbox, now, 300)
-        }
+        cluster = {
+            "peers": [
+                {"name": "gw-a", "last_seen": (now - timedelta(seconds=1)).isoformat(),
+                 "leads": ["naad"]},
+                {"name": "gw-b", "last_seen": (now - timedelta(seconds=60)).isoformat(),
+                 "leads": []},
+            ]
+        }  # fmt: skip
+        found = health_lines(sources, sinks, outbox, now, 300, cluster=cluster)
+        lines = {(line.kind, line.name): line for line in found}
+        assert lines["instance", "gw-a"].state == "ok"
+        assert lines["instance", "gw-a"].error == "leads naad"
+        assert lines["instance", "gw-b"].state == "down"
+        one = {"peers": cluster["peers"][:1]}
+        alone = health_lines(sources, sinks, outbox, now, 300, cluster=one)
+        assert not [line for line in alone if line.kind == "instance"]  # one instance: none
         assert lines["source", "naad"].state == "stale"
         assert lines["source", "naad"].last_message_age == 900
         assert lines["stream", "naad · a"].state == "stale"

@@ -132,6 +132,14 @@ class TestLeadership:
             (line,) = [s for s in body["sources"] if s["source"] == "feed"]
             assert line["led_elsewhere"] is True
             assert {p["name"] for p in body["peers"]} >= {leader.config.gateway.name}
+            async with aiohttp.ClientSession() as http:
+                metrics_url = f"http://127.0.0.1:{other.http_port}/metrics"
+                async with http.get(metrics_url) as resp:
+                    metrics = await resp.text()
+            # On a shared ledger every sample names the instance that counted it.
+            samples = [line for line in metrics.splitlines() if line.startswith("borderlink_")]
+            assert samples
+            assert all('borderlink_instance="' in line for line in samples)
             # The leader stops (cleanly: it gives the lease up; a dead one's runs out in 5 s).
             leader.request_stop()
             started = time.monotonic()
