@@ -63,7 +63,9 @@ def register(subparsers: Subparsers) -> None:
     parser.add_argument("--station", default="BORDERLK", help="SAME station id (8 chars max)")
     parser.add_argument("--sender", help="sender of translated alerts")
     parser.add_argument("--identifier-prefix", help="identifier namespace of translated alerts")
-    parser.add_argument("--timezone", help="IANA zone of IPAWS times (America/New_York)")
+    parser.add_argument(
+        "--timezone", help="IANA zone of IPAWS times, or auto: the area's (the default)"
+    )
     parser.add_argument("--blockchannel", action="append", default=[], help="IPAWS BLOCKCHANNEL")
     parser.add_argument("--crosswalk", help="crosswalk CSV (us_same,sgc), 'default' or 'none'")
     parser.add_argument("--fallback-sgc", help="SGC code for US areas the crosswalk misses")

@@ -6,8 +6,10 @@ source replaces or withdraws it (the references of the source are carried throug
 our translations of them have). Rules, in the order applied:
 
 * ``<code>IPAWSv1.0``; status, msgType, scope, restriction and addresses kept.
-* Times in the operator's ``timezone`` (the IPAWS profile wants the local offset), with the
-  parameter ``timezone`` (its abbreviation, e.g. ``EST``) as IPAWS origination tools write it.
+* Times in the area's zone (the IPAWS profile wants the local offset): ``timezone = "auto"``
+  (the default) takes the zone of the first US county the alert is translated to, a Surrey
+  alert reaching Whatcom County in Pacific time; an IANA name fixes it for the route. The
+  parameter ``timezone`` (its abbreviation, e.g. ``PDT``) as IPAWS origination tools write it.
 * Exactly one ``SAME`` eventCode: the source's own when a US EAS participant may emit it,
   else the CAP-CP event through ``capcp_same_map.csv`` (the ECCC alert type -- watch, warning,
   statement -- refines it), else ``CEM``. The CAP-CP eventCode is kept beside it.
@@ -25,7 +27,7 @@ our translations of them have). Rules, in the order applied:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -52,12 +54,15 @@ from gateway.translate.common import (
     require_valid,
     zone,
 )
+from gateway.translate.us_zones import zone_of_same_codes
 
 CMAM_TEXT_MAX = 90
 CMAM_LONG_TEXT_MAX = 360
 _DROPPED_PREFIXES = ("layer:SOREM:", "NAADS:", "layer:NAADS:")
 _OURS = frozenset({"EAS-ORG", "EAS-Must-Carry", "CMAMtext", "CMAMlongtext", "BLOCKCHANNEL"})
 BLOCKCHANNELS = frozenset({"EAS", "NWEM", "CMAS", "PUBLIC", "CAPEXCH"})
+AUTO_ZONE = "auto"
+FALLBACK_ZONE = "America/New_York"  # "auto" with no US county to go by
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +71,8 @@ class IpawsOptions:
 
     sender: str = "borderlink@example.org"
     identifier_prefix: str = "borderlink"
-    timezone: str = "America/New_York"
+    # "auto": the zone of the alert's first US county (see us_zones); or an IANA name.
+    timezone: str = AUTO_ZONE
     blockchannels: tuple[str, ...] = ()
     default_hours: int = 6
     crosswalk: Crosswalk = field(default_factory=Crosswalk.default)
@@ -86,7 +92,8 @@ class IpawsOptions:
 
     def check(self) -> None:
         check_identity(self.sender, self.identifier_prefix)
-        zone(self.timezone)
+        if self.timezone != AUTO_ZONE:
+            zone(self.timezone)
         bad = [b for b in self.blockchannels if b not in BLOCKCHANNELS]
         if bad:
             msg = f"blockchannel {bad[0]!r} is not one of {', '.join(sorted(BLOCKCHANNELS))}"
@@ -156,6 +163,14 @@ def _wireless(info: Info) -> tuple[ValuePair, ...]:
     return tuple(pairs)
 
 
+def _zone_name(configured: str, areas: Iterable[tuple[Area, ...]]) -> str:
+    """The configured zone, or with ``auto`` the zone of the first US county translated."""
+    if configured != AUTO_ZONE:
+        return configured
+    codes = (code for group in areas for area in group for code in area.geocode_values("SAME"))
+    return zone_of_same_codes(codes) or FALLBACK_ZONE
+
+
 def capcp_to_ipaws(
     alert: Alert, options: IpawsOptions | None = None, *, check: bool = True
 ) -> Alert:
@@ -164,7 +179,8 @@ def capcp_to_ipaws(
     if alert.msg_type in (MsgType.ACK, MsgType.ERROR):
         msg = f"a {alert.msg_type} message is not forwarded to IPAWS"
         raise TranslationError(msg)
-    tz = zone(opts.timezone)
+    areas = {id(info): _areas(info, opts.crosswalk) for info in alert.infos}
+    tz = zone(_zone_name(opts.timezone, areas.values()))
     same_code = choose_same_event(alert)
     org = eas_org(alert)
     must_carry = broadcast_immediately(alert)
@@ -207,7 +223,7 @@ def capcp_to_ipaws(
                 onset=local(info.onset, tz),
                 expires=expires,
                 parameters=tuple(params),
-                areas=_areas(info, opts.crosswalk),
+                areas=areas[id(info)],
             )
         )
     note = f"Translated from CAP-CP alert {alert.key} (sender {alert.sender}) by borderlink."

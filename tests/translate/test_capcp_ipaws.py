@@ -220,3 +220,41 @@ class TestCorpus:
             assert info.parameter("EAS-Must-Carry") == "True"
             if source.infos[0].parameter("layer:SOREM:2.0:WirelessText"):
                 assert info.parameter("CMAMtext")
+
+
+class TestAreasZone:
+    """IPAWS times in the zone of the area the alert reaches (``timezone = "auto"``, the
+    default), or in the route's fixed zone."""
+
+    def test_county_zones(self) -> None:
+        from gateway.translate.us_zones import county_zone, zone_of_same_codes  # noqa: PLC0415
+
+        assert county_zone("53073") == "America/Los_Angeles"  # Whatcom, WA
+        assert county_zone("16021") == "America/Los_Angeles"  # Boundary, ID (panhandle)
+        assert county_zone("16001") == "America/Boise"  # Ada, ID
+        assert county_zone("26053") == "America/Menominee"  # Gogebic, MI
+        assert county_zone("26163") == "America/Detroit"  # Wayne, MI
+        assert county_zone("38089") == "America/Denver"  # Stark, ND
+        assert county_zone("38017") == "America/Chicago"  # Cass, ND
+        assert county_zone("99001") is None
+        assert zone_of_same_codes(["bad", "053000"]) == "America/Los_Angeles"
+        assert zone_of_same_codes([]) is None
+
+    def test_a_bc_alert_reaches_whatcom_in_pacific_time(
+        self, eccc_alert: Callable[..., Alert]
+    ) -> None:
+        alert = eccc_alert(sgc=("5915",), clc=())
+        opts = IpawsOptions(sender="eoc@whatcom.example.gov", crosswalk=Crosswalk.default())
+        out = capcp_to_ipaws(alert, opts)
+        assert out.infos[0].areas[0].geocode_values("SAME") == ("053073",)
+        assert out.sent.utcoffset() in (timedelta(hours=-7), timedelta(hours=-8))
+        assert out.infos[0].parameter("timezone") in ("PDT", "PST")
+        assert out.sent == alert.sent  # the same instant, written in the area's zone
+        # A route that fixes the zone keeps it.
+        fixed = capcp_to_ipaws(alert, replace(opts, timezone="America/Detroit"))
+        assert fixed.sent.utcoffset() in (timedelta(hours=-4), timedelta(hours=-5))
+
+    def test_no_us_county_falls_back_to_eastern(self, eccc_alert: Callable[..., Alert]) -> None:
+        alert = eccc_alert(sgc=("2466",), clc=())  # Montreal: no county across the border
+        out = capcp_to_ipaws(alert, IpawsOptions(sender="eoc@x.example.gov"))
+        assert out.sent.utcoffset() in (timedelta(hours=-4), timedelta(hours=-5))

@@ -1,0 +1,168 @@
+"""Several gateways on one PostgreSQL ledger, against one gateway on SQLite, in one run.
+
+Each configuration takes CAP alerts from one Mosquitto (``borderlink/in/cap``; the instances
+of a cluster share it as the MQTT 5 shared subscription ``$share/bench/...``, so each message
+is admitted by one of them) and publishes each to ``out/{key}``. Measured per configuration:
+
+* **end-to-end alerts/s at p99 < 50 ms**: the rate ladder of ``bench_daemon`` (publish at a
+  steady rate for a few seconds, latency from publish to the sink's copy), the highest rate
+  whose p99 stays under 50 ms with nothing lost;
+* **admissions/s, unconstrained**: 2,000 alerts published as fast as the client can, divided
+  by the time until the last copy came out;
+* **peak RSS** of each instance.
+
+The machine has two cores: PostgreSQL, Mosquitto, the load generator and up to three
+gateways share them, so the cluster figures here are bounded by the cores, not by the
+design; the report says what one instance costs so three real machines can be estimated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiomqtt
+
+from bench.bench_daemon import P99_LIMIT, RATES, Result, _peak_rss_mb, _row, _run_rate
+from tests.daemon.conftest import CapFactory
+from tests.helpers import Postgres, free_port, run_mosquitto, run_postgres, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[1]
+STEP_SECONDS = 4
+BURST = 2000
+
+
+def _config(tmp: Path, n: int, broker_port: int, ledger: str, shared: bool) -> tuple[Path, int]:
+    http = free_port()
+    group = 'shared_group = "bench"\n' if shared else ""
+    path = tmp / f"gw{n}.toml"
+    path.write_text(
+        f'[gateway]\nname = "gw{n}"\ndata_dir = "{tmp / f"gw{n}"}"\n\n'
+        f'[mqtt]\nbroker = "mqtt://127.0.0.1:{broker_port}"\nclient_id = "bench-gw{n}"\n'
+        f'validation = "warn"\npublish_active = false\n{group}\n'
+        f"[http]\nport = {http}\n\n[console]\nenabled = false\n\n{ledger}\n"
+        '[[sink]]\nname = "out"\ntype = "mqtt"\ntopic = "out/{key}"\nbatch = 32\n\n'
+        '[[route]]\nname = "all"\nsinks = ["out"]\n',
+        encoding="utf-8",
+    )
+    return path, http
+
+
+def _ledger(tmp: Path, postgres: Postgres | None, schema: str) -> str:
+    if postgres is None:
+        return f'[ledger]\npath = "{tmp / "ledger.sqlite3"}"\n'
+    return f'[ledger]\nbackend = "postgresql"\ndsn = "{postgres.dsn}"\nschema = "{schema}"\n'
+
+
+async def _burst(port: int, count: int) -> float:
+    """Alerts per second from the first publish to the last copy out."""
+    factory = CapFactory(sender="burst@borderlink.invalid")
+    payloads = [factory(severity="Severe") for _ in range(count)]
+    seen: set[str] = set()
+    done = asyncio.Event()
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"burst-{uuid.uuid4().hex[:6]}") as sub:
+        await sub.subscribe("out/#", qos=1)
+
+        async def collect() -> None:
+            async for message in sub.messages:
+                seen.add(str(message.topic))
+                if len(seen) >= count:
+                    done.set()
+
+        collector = asyncio.create_task(collect())
+        async with aiomqtt.Client(
+            "127.0.0.1", port, identifier=f"burst-pub-{uuid.uuid4().hex[:6]}",
+            max_inflight_messages=1000,
+        ) as pub:  # fmt: skip
+            start = time.perf_counter()
+            await asyncio.gather(*(pub.publish("borderlink/in/cap", p, qos=1) for p in payloads))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), timeout=180)
+            elapsed = time.perf_counter() - start
+        collector.cancel()
+        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+            await collector
+    return len(seen) / elapsed
+
+
+async def _ladder(port: int, label: str) -> Result | None:
+    factory = CapFactory(sender=f"{label}@borderlink.invalid")
+    await _run_rate(port, 50, 1, factory, key_of_topic=False)  # warm-up
+    best: Result | None = None
+    for rate in RATES:
+        r = await _run_rate(port, rate, STEP_SECONDS, factory, key_of_topic=False)
+        print(_row(label, r), flush=True)
+        if r.received < r.sent or r.p99 >= P99_LIMIT:
+            break
+        best = r
+    return best
+
+
+def _run(broker_port: int, postgres: Postgres | None, instances: int) -> str:
+    label = f"{'pg' if postgres else 'sqlite'}x{instances}"
+    schema = "bench_" + uuid.uuid4().hex[:8]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as folder:
+        tmp = Path(folder)
+        daemons: list[subprocess.Popen[bytes]] = []
+        try:
+            for n in range(instances):
+                config, http = _config(
+                    tmp, n, broker_port, _ledger(tmp, postgres, schema), shared=instances > 1
+                )
+                daemons.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "gateway",
+                            "--log-level",
+                            "warning",
+                            "run",
+                            str(config),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        cwd=tmp,
+                        env=env,
+                    )
+                )
+                wait_for_port("127.0.0.1", http, timeout=60)
+            time.sleep(1.0)  # the MQTT inputs subscribe right after the HTTP listeners start
+            best = asyncio.run(_ladder(broker_port, label))
+            burst = asyncio.run(_burst(broker_port, BURST))
+            rss = [_peak_rss_mb(d.pid) for d in daemons]
+        finally:
+            for d in daemons:
+                d.terminate()
+            for d in daemons:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    d.wait(timeout=30)
+    rate = best.rate if best else 0
+    p99 = best.p99 * 1000 if best else float("nan")
+    return (
+        f"{label:<10} {rate:>14} {p99:>9.1f} {burst:>14.0f}   {', '.join(f'{r:.0f}' for r in rss)}"
+    )
+
+
+def main() -> None:
+    with run_mosquitto() as broker, run_postgres() as postgres:
+        rows = [
+            _run(broker.port, None, 1),
+            _run(broker.port, postgres, 1),
+            _run(broker.port, postgres, 2),
+            _run(broker.port, postgres, 3),
+        ]
+    print()
+    print(
+        f"{'config':<10} {'alerts/s p99<50':>14} {'p99 ms':>9} {'admissions/s':>14}   RSS MiB each"
+    )
+    for row in rows:
+        print(row)
