@@ -213,6 +213,15 @@ CONSOLE_LANGUAGES = ("en", "fr")
 
 
 @dataclass(frozen=True, slots=True)
+class PartnerConfig:
+    """``[[partner]]``: another EOC's tools reading our feeds (``/feeds/...``) with a token."""
+
+    name: str
+    token: str = field(repr=False)
+    requests_per_minute: int = 60
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerConfig:
     path: Path = Path("var/ledger.sqlite3")
     dedup_floor_days: float = 7.0
@@ -324,6 +333,7 @@ class Config:
     http: HttpConfig = field(default_factory=HttpConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    partners: tuple[PartnerConfig, ...] = ()
     sources: tuple[SourceConfig, ...] = ()
     sinks: tuple[SinkConfig, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
@@ -797,6 +807,22 @@ def _console(r: _Reader, data_dir: Path) -> ConsoleConfig:
     return out
 
 
+def _partner(r: _Reader, base: Path) -> PartnerConfig:
+    name = r.required_string("name")
+    token = r.secret("token", base=base)
+    if token is None:
+        r.fail("a partner reads the feeds with a token: token_file or token_env", "token_file")
+    if len(token) < 16:
+        r.fail("a partner's token must be at least 16 characters", "token_file")
+    out = PartnerConfig(
+        name=name,
+        token=token,
+        requests_per_minute=r.integer("requests_per_minute", 60, minimum=1, maximum=100_000),
+    )
+    r.finish()
+    return out
+
+
 def _ledger(r: _Reader, data_dir: Path, base: Path) -> LedgerConfig:
     path = r.string("path", None)
     out = LedgerConfig(
@@ -1012,6 +1038,7 @@ EMBEDDED_GATEWAY_USER = "borderlink-gateway"
 
 _TOP_LEVEL = (
     "gateway", "mqtt", "http", "console", "ledger", "source", "sink", "route", "simulator", "link",
+    "partner",
 )  # fmt: skip
 
 
@@ -1032,6 +1059,10 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     sinks = tuple(_sink(sr) for sr, _ in _array(top, "sink"))
     routes = tuple(_route(rr, i) for rr, i in _array(top, "route"))
     simulators = tuple(_simulator(sr) for sr, _ in _array(top, "simulator"))
+    partners = tuple(_partner(pr, base) for pr, _ in _array(top, "partner"))
+    _unique(file, "partner", [p.name for p in partners])
+    if len({p.token for p in partners}) < len(partners):
+        raise ConfigError(f"{file}: partner: two partners have the same token")
     links: list[Mapping[str, Any]] = []
     for lr, _ in _array(top, "link"):
         links.append(MappingProxyType(lr.table))
@@ -1066,6 +1097,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
         http=http,
         ledger=ledger,
         console=console,
+        partners=partners,
         sources=sources,
         sinks=sinks,
         routes=routes,

@@ -42,6 +42,7 @@ from gateway.ledger import (
     Provenance,
 )
 from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.partner_feeds import install as install_feeds
 
 log = structlog.get_logger(__name__)
 
@@ -747,6 +748,8 @@ def create_app(daemon: Gateway) -> web.Application:
     )
     if daemon.config.console.enabled:
         install_console(app, daemon)
+    if daemon.config.partners:
+        install_feeds(app, daemon)
     for component in daemon.components:
         if isinstance(component, LinkControl):
             app.add_routes(link_routes(component))
