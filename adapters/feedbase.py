@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar
@@ -176,7 +176,8 @@ async def fetch(
 
 
 class RecentKeys:
-    """Alert keys a source handled lately, each with the (monotonic) time it was noted.
+    """Alert keys (or other marks) a source handled lately, each with the (monotonic) time it
+    was noted.
 
     Two questions: ``key in keys`` (noted and not yet forgotten) and :meth:`fresh` (noted less
     than ``ttl`` seconds ago). Memory stays bounded: :meth:`prune`, once more than ``limit`` keys
@@ -187,9 +188,9 @@ class RecentKeys:
         self._clock = clock
         self.ttl = ttl
         self.limit = limit
-        self._at: dict[AlertKey, float] = {}
+        self._at: dict[Hashable, float] = {}
 
-    def add(self, key: AlertKey) -> None:
+    def add(self, key: Hashable) -> None:
         self._at[key] = self._clock.monotonic()
 
     def __contains__(self, key: object) -> bool:
@@ -198,7 +199,7 @@ class RecentKeys:
     def __len__(self) -> int:
         return len(self._at)
 
-    def fresh(self, key: AlertKey) -> bool:
+    def fresh(self, key: Hashable) -> bool:
         at = self._at.get(key)
         return at is not None and self._clock.monotonic() - at < self.ttl
 

@@ -25,7 +25,15 @@ from typing import Any, Generic, TypeVar
 import aiohttp
 import structlog
 
-from adapters.feedbase import FeedError, FeedSource, HttpResult, SeenCheck, fetch
+from adapters.feedbase import (
+    FeedError,
+    FeedSource,
+    HttpResult,
+    SeenCheck,
+    fetch,
+    integer_option,
+    number_option,
+)
 from gateway.adapter import Clock, SourceHealth
 from gateway.errors import AdapterError, ConfigError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
@@ -92,6 +100,27 @@ def interval_option(
     return float(interval)
 
 
+def limit_options(
+    options: Mapping[str, Any], *, source: str, interval: float, backoff_max: float, index_key: str
+) -> dict[str, Any]:
+    """The limits every polled feed takes: ``backoff_max`` (never below the interval),
+    ``timeout`` of one request, the cap on the feed document (``index_key``, 16 MiB) and on
+    one alert (``max_alert_bytes``, 8 MiB)."""
+    return {
+        "backoff_max": max(
+            interval,
+            number_option(options, "backoff_max", backoff_max, minimum=0.01, source=source),
+        ),
+        "timeout": number_option(options, "timeout", 30.0, minimum=0.01, source=source),
+        index_key: integer_option(
+            options, index_key, 16 * 1024 * 1024, minimum=1024, source=source
+        ),
+        "max_alert_bytes": integer_option(
+            options, "max_alert_bytes", 8 * 1024 * 1024, minimum=1024, source=source
+        ),
+    }
+
+
 def next_poll_wait(
     interval: float, failures: int, *, backoff_max: float, retry_after: float | None = None
 ) -> float:
@@ -130,6 +159,21 @@ class PollFailed(AdapterError):
         self.result = result
         self.retry_after = retry_after
         super().__init__(message)
+
+
+@dataclass
+class ConditionalState(PollState):
+    """A feed polled with conditional GET: the validators of its last complete answer."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    not_modified: int = 0
+
+    def remember(self, headers: Mapping[str, str]) -> None:
+        """Keep the validators of an answer whose every item was handled (a failed fetch must
+        not hide behind the next 304)."""
+        self.etag = headers.get("ETag")
+        self.last_modified = headers.get("Last-Modified")
 
 
 StateT = TypeVar("StateT", bound=PollState)
@@ -228,6 +272,36 @@ class PollingSource(FeedSource, Generic[StateT]):
             raise self._rejected(exc) from None
         except AdapterError as exc:
             raise PollFailed(str(exc)) from None
+
+    async def _conditional_get(
+        self,
+        part: str,
+        url: str,
+        *,
+        accept: str,
+        max_bytes: int,
+        time_limit: float,
+    ) -> HttpResult | None:
+        """GET ``url`` with the part's validators: the answer when it is a 200, None when a
+        304 said nothing changed (counted as such); PollFailed for any other status, with the
+        server's Retry-After."""
+        state = self._states[part]
+        assert isinstance(state, ConditionalState)
+        headers = {"Accept": accept}
+        if state.etag:
+            headers["If-None-Match"] = state.etag
+        if state.last_modified:
+            headers["If-Modified-Since"] = state.last_modified
+        started = self.clock.now()
+        result = await self._get(url, headers=headers, max_bytes=max_bytes, time_limit=time_limit)
+        if result.status == 304:
+            state.not_modified += 1
+            self._succeeded(part, started, result="not_modified")
+            return None
+        if result.status != 200:
+            retry = retry_after_seconds(result.headers.get("Retry-After"))
+            raise PollFailed(f"{url}: HTTP {result.status}", retry_after=retry)
+        return result
 
     def _rejected(self, exc: FeedError) -> PollFailed:
         """Count a hostile answer; the :class:`PollFailed` to raise for it."""

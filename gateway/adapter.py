@@ -174,6 +174,7 @@ REGISTRY: dict[str, str] = {
     "naad": "adapters.naad.adapter:from_context",
     "ipaws": "adapters.ipaws.adapter:from_context",
     "nws": "adapters.nws.adapter:from_context",
+    "atom": "adapters.atom.adapter:from_context",
     "kiss": "adapters.kiss.adapter:from_context",
     "afsk": "adapters.afsk.adapter:from_context",
     "tap": "adapters.pager.adapter:from_context",

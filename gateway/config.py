@@ -38,7 +38,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -47,6 +47,8 @@ from typing import Any, NoReturn, TypeVar
 from cap_schemas.model import Certainty, MsgType, Scope, Severity, Status, Urgency
 from gateway.errors import ConfigError
 from gateway.model import AUTHENTICATED, TRUST_LEVELS
+from gateway.secret_files import read_secret as _read_secret
+from gateway.secret_files import resolve_secret
 
 __all__ = [
     "EMBEDDED_GATEWAY_USER",
@@ -144,9 +146,7 @@ class MqttConfig:
 
     def connection_options(self) -> dict[str, Any]:
         """The connection keys an MQTT adapter takes (see ``adapters.mqtt.codec``)."""
-        url = (
-            f"mqtt://{self.embedded_host}:{self.embedded_port}" if self.embedded else self.broker
-        )
+        url = f"mqtt://{self.embedded_host}:{self.embedded_port}" if self.embedded else self.broker
         out: dict[str, Any] = {
             "url": url,
             "client_id": self.client_id,
@@ -356,7 +356,8 @@ class Config:
 
 # Key paths set by BORDERLINK_* variables while a file is read: their errors name the variable.
 _ENV_ORIGINS: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
-    "borderlink_env_origins", default={}  # noqa: B039 - read only, never mutated
+    "borderlink_env_origins",
+    default={},  # noqa: B039 - read only, never mutated
 )
 
 
@@ -527,59 +528,6 @@ def _kind(value: object) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def _read_secret(
-    file: str | None,
-    env: str | None,
-    *,
-    fail: Callable[[str, str], NoReturn],
-    key: str,
-    base: Path,
-) -> str | None:
-    """The secret from ``file`` or the environment variable ``env``; ``fail(detail, key)``
-    raises the error naming where the key is (a section's key, or an adapter's option)."""
-    if file is not None and env is not None:
-        fail(f"give {key}_file or {key}_env, not both", f"{key}_file")
-    if file is not None:
-        path = Path(file)
-        if not path.is_absolute():
-            path = base / path
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            fail(f"cannot read {path}: {exc.strerror or exc}", f"{key}_file")
-    if env is not None:
-        value = os.environ.get(env)
-        if value is None:
-            fail(f"environment variable {env} is not set", f"{key}_env")
-        return value
-    return None
-
-
-def resolve_secret(
-    options: Mapping[str, Any], key: str, *, where: str, base: Path | None = None
-) -> str | None:
-    """Read the secret ``key`` of an adapter's options from ``<key>_file`` or ``<key>_env``.
-
-    An inline value is accepted only when the daemon put it there (``_resolved`` keys are
-    passed by the daemon from ``[mqtt]``); a value written by hand in the file is refused.
-    """
-    if key in options:
-        value = options[key]
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}.{key}: must be a string")
-        return value
-    file = options.get(f"{key}_file")
-    env = options.get(f"{key}_env")
-    for name, value in ((f"{key}_file", file), (f"{key}_env", env)):
-        if value is not None and not isinstance(value, str):
-            raise ConfigError(f"{where}.{name}: must be a string")
-
-    def fail(detail: str, name: str) -> NoReturn:
-        raise ConfigError(f"{where}.{name}: {detail}")
-
-    return _read_secret(file, env, fail=fail, key=key, base=base or Path.cwd())
-
-
 # ------------------------------------------------------------------------------ sections
 
 
@@ -595,9 +543,7 @@ def _gateway(r: _Reader) -> GatewayConfig:
         name=_name(r) if r.has("name") else "borderlink",
         data_dir=Path(r.string("data_dir", "var")),
         drain_timeout=r.number("drain_timeout", 10.0, minimum=0.0, maximum=600.0),
-        housekeeping_interval=r.number(
-            "housekeeping_interval", 5.0, minimum=0.05, maximum=3600.0
-        ),
+        housekeeping_interval=r.number("housekeeping_interval", 5.0, minimum=0.05, maximum=3600.0),
         max_concurrent_parses=r.integer("max_concurrent_parses", 2, minimum=1, maximum=64),
     )
     r.finish()
@@ -634,7 +580,7 @@ _TOPIC_BAD = re.compile(r"[+#\x00]")
 def _mqtt(r: _Reader, base: Path) -> MqttConfig:
     broker = r.string("broker", "embedded")
     if broker != "embedded" and not re.match(r"^mqtts?://[^/]+", broker):
-        r.fail(f"{broker!r}: allowed: \"embedded\" or an mqtt:// or mqtts:// URL", "broker")
+        r.fail(f'{broker!r}: allowed: "embedded" or an mqtt:// or mqtts:// URL', "broker")
     prefix = r.string("prefix", "borderlink")
     if not prefix or _TOPIC_BAD.search(prefix) or prefix.startswith("/") or prefix.endswith("/"):
         r.fail(f"{prefix!r} must be a topic prefix without +, #, or edge slashes", "prefix")
@@ -677,12 +623,14 @@ def _mqtt(r: _Reader, base: Path) -> MqttConfig:
         )
     if out.shared_group and (out.embedded or out.protocol != "5"):
         r.fail(
-            "shared subscriptions need an external MQTT 5 broker (broker = \"mqtt://...\","
-            " protocol = \"5\")",
+            'shared subscriptions need an external MQTT 5 broker (broker = "mqtt://...",'
+            ' protocol = "5")',
             "shared_group",
         )
-    if out.embedded and not _loopback(out.embedded_host) and (
-        not out.embedded_auth or out.embedded_tls is None
+    if (
+        out.embedded
+        and not _loopback(out.embedded_host)
+        and (not out.embedded_auth or out.embedded_tls is None)
     ):
         r.fail(
             f"{out.embedded_host!r} is beyond loopback: the embedded broker listens there only"
@@ -704,8 +652,10 @@ def _acl(r: _Reader) -> dict[str, dict[str, tuple[str, ...]]]:
     if table is None:
         return {}
     if not isinstance(table, Mapping):
-        r.fail("must be a table of accounts: { name = { publish = [...], subscribe = [...] } }",
-               "embedded_acl")
+        r.fail(
+            "must be a table of accounts: { name = { publish = [...], subscribe = [...] } }",
+            "embedded_acl",
+        )
     out: dict[str, dict[str, tuple[str, ...]]] = {}
     for name, rules in table.items():
         a = _Reader(r.file, r.where(f"embedded_acl.{name}"), rules)
@@ -713,10 +663,15 @@ def _acl(r: _Reader) -> dict[str, dict[str, tuple[str, ...]]]:
         a.finish()
         for key, filters in entry.items():
             for topic in filters:
-                if not topic or "\x00" in topic or any(
-                    ("#" in level and level != "#") or ("+" in level and level != "+")
-                    for level in topic.split("/")
-                ) or ("#" in topic and not topic.endswith("#")):
+                if (
+                    not topic
+                    or "\x00" in topic
+                    or any(
+                        ("#" in level and level != "#") or ("+" in level and level != "+")
+                        for level in topic.split("/")
+                    )
+                    or ("#" in topic and not topic.endswith("#"))
+                ):
                     a.fail(f"{topic!r} is not an MQTT topic filter", key)
         out[str(name)] = entry
     return out
@@ -838,7 +793,7 @@ def _ledger(r: _Reader, data_dir: Path, base: Path) -> LedgerConfig:
     r.finish()
     if out.backend == "postgresql":
         if not out.dsn or not re.match(r"^postgres(ql)?://", out.dsn):
-            r.fail("the postgresql backend needs dsn = \"postgresql://user@host:5432/db\"", "dsn")
+            r.fail('the postgresql backend needs dsn = "postgresql://user@host:5432/db"', "dsn")
         if re.match(r"^postgres(ql)?://[^/@]*:[^/@]*@", out.dsn) or "password=" in out.dsn:
             r.fail("no password in the dsn: use password_file or password_env", "dsn")
         if out.schema is not None and not re.match(r"^[a-z_][a-z0-9_]{0,62}$", out.schema):
@@ -971,7 +926,7 @@ def _route(r: _Reader, index: int) -> RouteConfig:
     match = _filters(_Reader(r.file, r.where("match"), r.table_of("match")))
     if kind == "incident" and match != Filters():
         r.fail(
-            "filters CAP alerts; a route with input = \"incident\" filters by sources,"
+            'filters CAP alerts; a route with input = "incident" filters by sources,'
             " channels and senders",
             "match",
         )
@@ -1031,7 +986,7 @@ def item_path(section: str, index: int, name: object = None) -> str:
 
 IN_DOUBT_CHOICES = ("resend", "hold", "skip")
 # Source types that run on one instance at a time by default (see SourceConfig.leader_only).
-LEADER_ONLY_TYPES = ("naad", "ipaws", "nws", "demo")
+LEADER_ONLY_TYPES = ("naad", "ipaws", "nws", "demo", "atom")
 LEDGER_BACKENDS = ("sqlite", "postgresql")
 # The embedded broker's account for the gateway itself (its password is made at each start).
 EMBEDDED_GATEWAY_USER = "borderlink-gateway"

@@ -37,6 +37,7 @@ ADAPTER_GATEWAY = (
     "gateway.metrics",
     "gateway.passwords",
     "gateway.statefile",
+    "gateway.secret_files",
 )
 # Known departures: (importing file, imported package) -> what removes it.
 COMMANDS = "technician commands registered through entry points"
@@ -46,7 +47,6 @@ KNOWN: dict[tuple[str, str], str] = {
     ("gateway/commands/loopback.py", "adapters.textmodem"): COMMANDS,
     ("gateway/commands/loopback.py", "adapters.pager"): COMMANDS,
     ("gateway/commands/same.py", "adapters.eas"): COMMANDS,
-    ("adapters/mqtt/codec.py", "gateway.config"): "one public option reader for adapters",
     ("adapters/eas/adapter.py", "gateway.translate"): "SAME to CAP in the adapter's own codec",
 }
 

@@ -236,8 +236,9 @@ class MqttAdapter:
         now = self.clock.now()
         expiry = message_expiry(item.expires, now)
         if expiry == 0:
-            raise DeliveryError(f"mqtt {self.name}: the alert expired before it was published",
-                                retryable=False)
+            raise DeliveryError(
+                f"mqtt {self.name}: the alert expired before it was published", retryable=False
+            )
         values = {"prefix": self.options.prefix, "sink": self.name, **item.attributes}
         topic = self.options.topic.render(values)
         total = len(item.parts)
@@ -265,7 +266,6 @@ class MqttAdapter:
             if self.options.log_wire:
                 log.debug("mqtt_published", adapter=self.name, topic=topic, size=len(part))
 
-
     async def _publish(
         self, client: aiomqtt.Client, topic: str, part: bytes, properties: Properties | None
     ) -> None:
@@ -276,7 +276,10 @@ class MqttAdapter:
         """
         publish = asyncio.ensure_future(
             client.publish(
-                topic, part, qos=self.options.qos, retain=self.options.retain,
+                topic,
+                part,
+                qos=self.options.qos,
+                retain=self.options.retain,
                 properties=properties,
             )
         )
@@ -289,9 +292,7 @@ class MqttAdapter:
         with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
             await publish
         reason = lost.exception() if not lost.cancelled() else None  # marks it retrieved
-        raise AdapterConnectionError(
-            f"mqtt {self.name}: connection lost before PUBACK ({reason})"
-        )
+        raise AdapterConnectionError(f"mqtt {self.name}: connection lost before PUBACK ({reason})")
 
 
 class StatePublisher:

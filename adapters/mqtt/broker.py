@@ -56,6 +56,7 @@ GATEWAY_USER = "borderlink-gateway"
 OPERATOR_USER = "operator"
 COMPONENT = "mqtt-broker"
 
+
 def read_users(path: Path) -> dict[str, str]:
     """``name:hash`` lines (``#`` comments and blank lines allowed); a ConfigError names the
     file and line of anything else.
@@ -253,7 +254,6 @@ class _Broker(Broker):  # type: ignore[misc]  # amqtt has no type information
         ]
         if sends:
             await asyncio.wait(sends)
-
 
 
 def _config(

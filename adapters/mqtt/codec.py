@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from gateway.config import resolve_secret
 from gateway.errors import ConfigError
+from gateway.secret_files import resolve_secret
 
 __all__ = [
     "DEFAULT_SINK_TOPIC",

@@ -29,8 +29,6 @@ from adapters.feedbase import (
     SeenCheck,
     check_option_names,
     http_url_option,
-    integer_option,
-    number_option,
 )
 from adapters.naad.codec import peek_key
 from adapters.nws.codec import (
@@ -42,11 +40,11 @@ from adapters.nws.codec import (
     parse_active_counted,
 )
 from adapters.polling import (
+    ConditionalState,
     PollFailed,
     PollingSource,
-    PollState,
     interval_option,
-    retry_after_seconds,
+    limit_options,
 )
 from gateway.adapter import AdapterContext, Clock
 from gateway.errors import ConfigError
@@ -113,27 +111,14 @@ class NwsOptions:
             user_agent=agent.strip(),
             base_url=base_url,
             interval=interval,
-            backoff_max=max(
-                interval, number_option(options, "backoff_max", 900.0, minimum=0.01, source=source)
+            **limit_options(
+                options, source=source, interval=interval, backoff_max=900.0,
+                index_key="max_index_bytes",
             ),
-            timeout=number_option(options, "timeout", 30.0, minimum=0.01, source=source),
-            max_index_bytes=integer_option(
-                options, "max_index_bytes", 16 * 1024 * 1024, minimum=1024, source=source
-            ),
-            max_alert_bytes=integer_option(
-                options, "max_alert_bytes", 8 * 1024 * 1024, minimum=1024, source=source
-            ),
-        )
+        )  # fmt: skip
 
 
-@dataclass
-class _AreaState(PollState):
-    etag: str | None = None
-    last_modified: str | None = None
-    not_modified: int = 0
-
-
-class NwsSource(PollingSource[_AreaState]):
+class NwsSource(PollingSource[ConditionalState]):
     """The api.weather.gov source adapter (see the module docstring)."""
 
     component = "nws"
@@ -151,7 +136,7 @@ class NwsSource(PollingSource[_AreaState]):
             name,
             clock=clock,
             seen=seen,
-            states={a: _AreaState() for a in options.areas},
+            states={a: ConditionalState() for a in options.areas},
             interval=options.interval,
             backoff_max=options.backoff_max,
             stale_after=timedelta(seconds=options.interval * 3 + 60),
@@ -176,26 +161,16 @@ class NwsSource(PollingSource[_AreaState]):
 
     async def _poll(self, area: str) -> None:
         state = self._states[area]
-        headers = {"Accept": "application/geo+json"}
-        if state.etag:
-            headers["If-None-Match"] = state.etag
-        if state.last_modified:
-            headers["If-Modified-Since"] = state.last_modified
-        url = active_url(self.options.base_url, area)
         started = self.clock.now()
-        result = await self._get(
-            url,
-            headers=headers,
+        result = await self._conditional_get(
+            area,
+            active_url(self.options.base_url, area),
+            accept="application/geo+json",
             max_bytes=self.options.max_index_bytes,
             time_limit=self.options.timeout,
         )
-        if result.status == 304:
-            state.not_modified += 1
-            self._succeeded(area, started, result="not_modified")
+        if result is None:
             return
-        if result.status != 200:
-            retry = retry_after_seconds(result.headers.get("Retry-After"))
-            raise PollFailed(f"{url}: HTTP {result.status}", retry_after=retry)
         try:
             entries, skipped = parse_active_counted(result.body)
         except FeedError as exc:
@@ -210,8 +185,7 @@ class NwsSource(PollingSource[_AreaState]):
         # Remember the validators only once every listed alert was handled: a failed fetch
         # must not be hidden behind a 304 on the next poll.
         if all(e.key in self._fetched for e in entries):
-            state.etag = result.headers.get("ETag")
-            state.last_modified = result.headers.get("Last-Modified")
+            state.remember(result.headers)
         log.info("nws_polled", source=self.name, area=area, alerts=len(entries), new=new)
         self._fetched.prune()
 
