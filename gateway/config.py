@@ -91,6 +91,9 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     name: str = "borderlink"
+    # The CAP sender of what this gateway writes itself (receipts); NAME@borderlink.invalid
+    # when empty.
+    sender: str = ""
     data_dir: Path = Path("var")
     drain_timeout: float = 10.0
     housekeeping_interval: float = 5.0
@@ -249,6 +252,8 @@ class SourceConfig:
     # Run on one instance at a time when several share a ledger (feeds: polling twice would
     # be wasted and rate-limited); radios and MQTT inputs run everywhere.
     leader_only: bool = False
+    # Answer each alert admitted from it with a CAP Ack (a receipt for the partner).
+    acknowledge: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,6 +550,7 @@ def _gateway(r: _Reader) -> GatewayConfig:
         drain_timeout=r.number("drain_timeout", 10.0, minimum=0.0, maximum=600.0),
         housekeeping_interval=r.number("housekeeping_interval", 5.0, minimum=0.05, maximum=3600.0),
         max_concurrent_parses=r.integer("max_concurrent_parses", 2, minimum=1, maximum=64),
+        sender=r.string("sender", ""),
     )
     r.finish()
     return out
@@ -821,6 +827,7 @@ def _source(r: _Reader) -> SourceConfig:
         signature=MappingProxyType(signature),
         trust=r.string("trust", None, choices=TRUST_LEVELS),
         leader_only=r.boolean("leader_only", kind in LEADER_ONLY_TYPES),
+        acknowledge=r.boolean("acknowledge", False),
         options=MappingProxyType(r.rest()),
     )
 
@@ -987,6 +994,8 @@ def item_path(section: str, index: int, name: object = None) -> str:
 IN_DOUBT_CHOICES = ("resend", "hold", "skip")
 # Source types that run on one instance at a time by default (see SourceConfig.leader_only).
 LEADER_ONLY_TYPES = ("naad", "ipaws", "nws", "demo", "atom")
+# Sources every gateway has: alerts posted over HTTP, the MQTT input, and its own receipts.
+BUILT_IN_SOURCES = ("mqtt", "http", "receipts")
 LEDGER_BACKENDS = ("sqlite", "postgresql")
 # The embedded broker's account for the gateway itself (its password is made at each start).
 EMBEDDED_GATEWAY_USER = "borderlink-gateway"
@@ -1022,11 +1031,11 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     for lr, _ in _array(top, "link"):
         links.append(MappingProxyType(lr.table))
 
-    _unique(file, "source", [s.name for s in sources], reserved=("mqtt", "http"))
+    _unique(file, "source", [s.name for s in sources], reserved=BUILT_IN_SOURCES)
     _unique(file, "sink", [s.name for s in sinks])
     _unique(file, "route", [r.name for r in routes])
     sink_names = {s.name for s in sinks}
-    source_names = {s.name for s in sources} | {"http", "mqtt"}
+    source_names = {s.name for s in sources} | set(BUILT_IN_SOURCES)
     for i, route in enumerate(routes):
         for sink in route.sinks:
             if sink not in sink_names:

@@ -35,7 +35,7 @@ from typing import Any, cast
 
 import structlog
 
-from cap_schemas.model import AlertKey
+from cap_schemas.model import Alert, AlertKey
 from cap_schemas.signature import SignaturePolicy
 from gateway.adapter import (
     AdapterContext,
@@ -67,10 +67,12 @@ from gateway.http import start_http
 from gateway.intake import Intake, Outcome, SourcePolicy, adapter_trust, door_trust
 from gateway.ledger import (
     AUTHENTICATED,
+    Decision,
     Ledger,
 )
 from gateway.links import from_config as links_from_config
 from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.receipts import ack_for, default_sender
 from gateway.router import Router
 from gateway.simulators import load_simulator
 from gateway.state_publisher import RetainedState
@@ -86,6 +88,9 @@ COMPONENT = "daemon"
 
 HTTP_SOURCE = "http"
 MQTT_SOURCE = "mqtt"
+RECEIPT_SOURCE = "receipts"
+# What a receipt answers: an alert the ledger took in (not a duplicate, stale or expired one).
+ACKNOWLEDGED = frozenset({Decision.NEW, Decision.UPDATE, Decision.CANCEL, Decision.HELD})
 MQTT_STATE = "mqtt-state"
 _REOPEN_POLL = 1.0  # seconds between looks at a closed radio sink's inbound stream
 _LEAD_TTL = 5.0  # seconds a lease runs without renewal (a dead leader's tasks move on)
@@ -125,6 +130,8 @@ class Daemon:
         self.router = Router(config)
         self._ledger = ledger
         self.policies: dict[str, SourcePolicy] = {}
+        self._acknowledging: set[str] = set()
+        self._receipts: set[asyncio.Task[None]] = set()
         self.sources: dict[str, SourceAdapter] = {}
         self.sinks: dict[str, SinkAdapter] = {}
         self._stopping = asyncio.Event()
@@ -215,6 +222,11 @@ class Daemon:
         cfg = self.config
         mqtt = cfg.mqtt
         # Posting over HTTP needs a bearer token: the poster proved who it is.
+        # Our own receipts (CAP Acks): made here, so as trusted as an authenticated input.
+        self.policies[RECEIPT_SOURCE] = self._policy(
+            RECEIPT_SOURCE, "receipts", {}, validation="warn", door=AUTHENTICATED
+        )
+        self._acknowledging = {s.name for s in cfg.sources if s.enabled and s.acknowledge}
         self.policies[HTTP_SOURCE] = self._policy(
             HTTP_SOURCE,
             "http",
@@ -314,6 +326,29 @@ class Daemon:
         if admission is not None and admission.routed:
             self.delivery.wake()
         self.state.admitted(outcome)
+        if (
+            admission is not None
+            and admission.decision in ACKNOWLEDGED
+            and outcome.alert is not None
+            and outcome.source in self._acknowledging
+        ):
+            ack = ack_for(outcome.alert, sender=self.sender, received_at=self.clock.now())
+            task = asyncio.create_task(self._acknowledge(ack, outcome.alert), name="receipt")
+            self._receipts.add(task)
+            task.add_done_callback(self._receipts.discard)
+
+    @property
+    def sender(self) -> str:
+        """The CAP sender of what this gateway writes itself."""
+        gateway = self.config.gateway
+        return gateway.sender or default_sender(gateway.name)
+
+    async def _acknowledge(self, ack: bytes, alert: Alert) -> None:
+        """Admit our receipt for ``alert`` (routes carry it to the partner)."""
+        outcome = await self.ingest(
+            Received(raw=ack, source=RECEIPT_SOURCE, received_at=self.clock.now())
+        )
+        log.info("receipt_made", alert=str(alert.key), accepted=outcome.accepted)
 
     @property
     def stopping(self) -> bool:

@@ -566,6 +566,7 @@ OPENAPI: dict[str, Any] = {
                             "expired",
                             "held",
                             "stale",
+                            "receipt",
                         ]
                     },
                     "reason": {"type": "string"},

@@ -259,6 +259,9 @@ class Decision(enum.StrEnum):
     INVALID = "invalid"  # could not be parsed or validated: kept in the journal only
     HELD = "held"  # routed, but every planned delivery waits for an operator
     STALE = "stale"  # an update/cancel naming this alert was admitted first: stored, not routed
+    # msgType Ack or Error: a partner's receipt for what it references; never in force,
+    # routed only by routes that ask for Ack/Error by msg_type.
+    RECEIPT = "receipt"
 
 
 class EntryState(enum.StrEnum):
@@ -308,7 +311,9 @@ class Admission:
         return self.decision in _ROUTED
 
 
-_ROUTED = frozenset({Decision.NEW, Decision.UPDATE, Decision.CANCEL, Decision.HELD})
+_ROUTED = frozenset(
+    {Decision.NEW, Decision.UPDATE, Decision.CANCEL, Decision.HELD, Decision.RECEIPT}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -626,6 +631,9 @@ def decide(
         notes.append(f"already {status.value} by {superseded_by}")
     elif alert.msg_type is MsgType.CANCEL:
         status, decision = AlertStatus.CANCELLED, Decision.CANCEL  # never itself in force
+    elif alert.msg_type in (MsgType.ACK, MsgType.ERROR):
+        status, decision = AlertStatus.EXPIRED, Decision.RECEIPT  # a receipt, never in force
+        notes.append(f"a receipt ({alert.msg_type.value}) for {len(alert.references)} alert(s)")
     else:
         status = AlertStatus.ACTIVE
         decision = Decision.UPDATE if alert.msg_type is MsgType.UPDATE else Decision.NEW
@@ -853,6 +861,8 @@ class Ledger(Protocol):
         limit: int = 100,
         with_raw: bool = False,
     ) -> list[StoredAlert]: ...
+
+    def receipts(self, key: AlertKey) -> list[StoredAlert]: ...
 
     def expire_alerts(self, now: datetime) -> list[StoredAlert]: ...
 

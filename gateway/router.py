@@ -39,7 +39,7 @@ from typing import Any
 
 import structlog
 
-from cap_schemas.model import Alert, AlertKey, Area, Info, Status
+from cap_schemas.model import Alert, AlertKey, Area, Info, MsgType, Status
 from gateway.config import Config, Filters, Region, RouteConfig, SinkConfig
 from gateway.errors import FrameError, TranslationError
 from gateway.ledger import (
@@ -256,6 +256,7 @@ def _info_ok(f: Filters, info: Info) -> bool:
 
 
 _INFO_FILTERS = ("severity", "urgency", "certainty", "event", "language", "event_codes")
+RECEIPTS = (MsgType.ACK, MsgType.ERROR)
 
 
 def filters_match(
@@ -266,6 +267,8 @@ def filters_match(
         return False
     if f.msg_type and alert.msg_type.value not in f.msg_type:
         return False
+    if not f.msg_type and alert.msg_type in RECEIPTS:
+        return False  # an Ack or Error goes only where a route asks for it by msg_type
     if f.scope and alert.scope.value not in f.scope:
         return False
     if f.signature and signature not in f.signature:

@@ -199,6 +199,7 @@ class AlertPage:
     references: list[tuple[str, str]]  # (key, href)
     superseded_by: tuple[str, str] | None
     holds: list[OutboxEntry] = field(default_factory=list)
+    receipts: list[StoredAlert] = field(default_factory=list)
 
 
 def alert_page(
@@ -229,6 +230,7 @@ def alert_page(
         if stored.superseded_by is None
         else (str(stored.superseded_by), alert_href(stored.superseded_by)),
         holds=[e for e in deliveries if e.state is EntryState.HELD],
+        receipts=ledger.receipts(key),
     )
 
 

@@ -313,6 +313,17 @@ class SqlLedger(LedgerBase):
             limit=limit,
         )
 
+    def receipts(self, key: AlertKey) -> list[StoredAlert]:
+        """The Acks and Errors that reference ``key`` (partners' receipts), oldest first."""
+        return self._select_alerts(
+            "msg_type IN ('Ack', 'Error') AND id IN (SELECT alert_id FROM alert_refs"
+            " WHERE sender = ? AND identifier = ? AND sent = ?)",
+            (key.sender, key.identifier, key.sent),
+            with_raw=False,
+            order="received_at, id",
+            limit=200,
+        )
+
     def expire_alerts(self, now: datetime) -> list[StoredAlert]:
         """Mark active alerts past their ``expires`` as expired; returns those just marked.
 
