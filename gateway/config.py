@@ -210,6 +210,9 @@ class ConsoleConfig:
     lockout_minutes: float = 15.0
     # A required source whose last success is older than this turns the health strip red.
     stale_seconds: float = 300.0
+    # Alerts composed in the console are signed with this key and certificate (PEM files).
+    signing_key_file: Path | None = None
+    signing_cert_file: Path | None = None
 
 
 CONSOLE_LANGUAGES = ("en", "fr")
@@ -746,7 +749,7 @@ def _http(r: _Reader, base: Path) -> HttpConfig:
     return out
 
 
-def _console(r: _Reader, data_dir: Path) -> ConsoleConfig:
+def _console(r: _Reader, data_dir: Path, base: Path) -> ConsoleConfig:
     def under_data_dir(key: str, default: str) -> Path:
         path = Path(r.string(key, default))
         return path if path.is_absolute() else data_dir / path
@@ -763,8 +766,12 @@ def _console(r: _Reader, data_dir: Path) -> ConsoleConfig:
         lockout_failures=r.integer("lockout_failures", 5, minimum=1, maximum=1000),
         lockout_minutes=r.number("lockout_minutes", 15.0, minimum=0.01, maximum=24.0 * 60),
         stale_seconds=r.number("stale_seconds", 300.0, minimum=1.0, maximum=86400.0 * 7),
+        signing_key_file=_opt_path(r.string("signing_key_file", None), base),
+        signing_cert_file=_opt_path(r.string("signing_cert_file", None), base),
     )
     r.finish()
+    if (out.signing_key_file is None) != (out.signing_cert_file is None):
+        r.fail("signing needs both signing_key_file and signing_cert_file", "signing_key_file")
     return out
 
 
@@ -994,8 +1001,9 @@ def item_path(section: str, index: int, name: object = None) -> str:
 IN_DOUBT_CHOICES = ("resend", "hold", "skip")
 # Source types that run on one instance at a time by default (see SourceConfig.leader_only).
 LEADER_ONLY_TYPES = ("naad", "ipaws", "nws", "demo", "atom")
-# Sources every gateway has: alerts posted over HTTP, the MQTT input, and its own receipts.
-BUILT_IN_SOURCES = ("mqtt", "http", "receipts")
+# Sources every gateway has: alerts posted over HTTP, the MQTT input, its own receipts, and
+# the alerts its operators compose in the console.
+BUILT_IN_SOURCES = ("mqtt", "http", "receipts", "console")
 LEDGER_BACKENDS = ("sqlite", "postgresql")
 # The embedded broker's account for the gateway itself (its password is made at each start).
 EMBEDDED_GATEWAY_USER = "borderlink-gateway"
@@ -1018,7 +1026,7 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     mqtt = _mqtt(_Reader(file, "mqtt", top.table_of("mqtt")), base)
     http = _http(_Reader(file, "http", top.table_of("http")), base)
     ledger = _ledger(_Reader(file, "ledger", top.table_of("ledger")), gateway.data_dir, base)
-    console = _console(_Reader(file, "console", top.table_of("console")), gateway.data_dir)
+    console = _console(_Reader(file, "console", top.table_of("console")), gateway.data_dir, base)
     sources = tuple(_source(sr) for sr, _ in _array(top, "source"))
     sinks = tuple(_sink(sr) for sr, _ in _array(top, "sink"))
     routes = tuple(_route(rr, i) for rr, i in _array(top, "route"))

@@ -89,6 +89,7 @@ COMPONENT = "daemon"
 HTTP_SOURCE = "http"
 MQTT_SOURCE = "mqtt"
 RECEIPT_SOURCE = "receipts"
+CONSOLE_SOURCE = "console"
 # What a receipt answers: an alert the ledger took in (not a duplicate, stale or expired one).
 ACKNOWLEDGED = frozenset({Decision.NEW, Decision.UPDATE, Decision.CANCEL, Decision.HELD})
 MQTT_STATE = "mqtt-state"
@@ -225,6 +226,10 @@ class Daemon:
         # Our own receipts (CAP Acks): made here, so as trusted as an authenticated input.
         self.policies[RECEIPT_SOURCE] = self._policy(
             RECEIPT_SOURCE, "receipts", {}, validation="warn", door=AUTHENTICATED
+        )
+        # What operators compose in the console: named, signed in, checked before it comes.
+        self.policies[CONSOLE_SOURCE] = self._policy(
+            CONSOLE_SOURCE, "console", {}, validation="reject", door=AUTHENTICATED
         )
         self._acknowledging = {s.name for s in cfg.sources if s.enabled and s.acknowledge}
         self.policies[HTTP_SOURCE] = self._policy(

@@ -30,8 +30,11 @@ import structlog
 from aiohttp import web
 
 from cap_schemas.model import AlertKey
+from cap_schemas.serialize import to_xml
+from cap_schemas.signature import sign
+from gateway.adapter import Received
 from gateway.config import ConsoleConfig
-from gateway.console import views
+from gateway.console import compose, views
 from gateway.console.accounts import Account, account_for_token, read_accounts
 from gateway.console.atom import atom_feed
 from gateway.console.i18n import LANGUAGES, words
@@ -507,6 +510,128 @@ async def sound(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def _composed(
+    console: Console, session: Session, form: Mapping[str, Any]
+) -> tuple[compose.Draft, Any, list[Any], str]:
+    """The draft of a form, the alert it makes (None when it cannot make one), its findings
+    and the reason it could not be made."""
+    draft = compose.Draft.from_form(form)
+    try:
+        alert = compose.build(
+            draft, sender=console.daemon.sender, sender_name=console.title,
+            now=console.now(), issued_by=session.name,
+        )  # fmt: skip
+    except compose.DraftError as exc:
+        return draft, None, [], str(exc)
+    findings = await asyncio.to_thread(compose.check, alert, draft.profile)
+    return draft, alert, findings, ""
+
+
+@_signed_in
+async def compose_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """The form: a new alert, or an Update / Cancel of one (``?of=KEY&as=Update``)."""
+    console = request.app[CONSOLE_KEY]
+    profile = request.query.get("profile", "cap-cp")
+    draft = compose.Draft(profile=profile if profile in compose.PROFILES else "cap-cp")
+    of = request.query.get("of", "")
+    if of:
+        draft = await asyncio.to_thread(_prefill, console, of, request.query.get("as", "Update"))
+    return await console.page(
+        request, session, "compose.html", draft=draft, findings=[], problem="", previews=[]
+    )
+
+
+def _prefill(console: Console, of: str, msg_type: str) -> compose.Draft:
+    """A draft from an alert we hold: its fields, and ``references`` built to name it."""
+    try:
+        key = AlertKey.from_reference(unquote(of))
+    except ValueError:
+        raise web.HTTPBadRequest(text="of: an alert key") from None
+    stored = console.daemon.ledger.get(key)
+    alert = console.cache.get(stored) if stored is not None else None
+    if alert is None:
+        raise web.HTTPNotFound(text=f"no alert {key}")
+    en = next((i for i in alert.infos if not i.language.lower().startswith("fr")), alert.infos[0])
+    fr = next((i for i in alert.infos if i.language.lower().startswith("fr")), None)
+    profile = "ipaws" if "IPAWSv1.0" in alert.codes else "cap-cp"
+    codes = [g.value for a in en.areas for g in a.geocodes]
+    refs = " ".join(str(k) for k in (*alert.references, alert.key))
+    return compose.Draft(
+        profile=profile,
+        status=alert.status.value,
+        msg_type=msg_type if msg_type in ("Update", "Cancel") else "Update",
+        references=refs,
+        event=(en.event_code("SAME") or "") if profile == "ipaws" else en.event,
+        category=en.categories[0].value if en.categories else "Safety",
+        urgency="Past" if msg_type == "Cancel" else en.urgency.value,
+        severity="Minor" if msg_type == "Cancel" else en.severity.value,
+        certainty=en.certainty.value,
+        headline_en=en.headline or "",
+        description_en=en.description or "",
+        instruction_en=en.instruction or "",
+        headline_fr=(fr.headline or "") if fr else "",
+        description_fr=(fr.description or "") if fr else "",
+        instruction_fr=(fr.instruction or "") if fr else "",
+        area_en=en.areas[0].area_desc if en.areas else "",
+        area_fr=fr.areas[0].area_desc if fr and fr.areas else "",
+        codes=" ".join(dict.fromkeys(codes)),
+    )
+
+
+@_signed_in
+async def compose_check(request: web.Request, session: Session) -> web.StreamResponse:
+    """The findings and previews of the form as it stands (fetched as the operator types)."""
+    console = request.app[CONSOLE_KEY]
+    form = await request.post()
+    _check_csrf(form, session)
+    draft, alert, findings, problem = await _composed(console, session, form)
+    previews = []
+    if alert is not None and not compose.errors(findings):
+        previews = await asyncio.to_thread(
+            compose.previews, alert, draft.profile, sender=console.daemon.sender
+        )
+    return console.render(
+        request, "compose_check.html", session=session, findings=findings, problem=problem,
+        previews=previews,
+    )  # fmt: skip
+
+
+@_signed_in
+async def compose_submit(request: web.Request, session: Session) -> web.StreamResponse:
+    """Issue the alert: checked again, signed when the deployment has a key, then admitted
+    through the same intake as any input; a failing check keeps the form as it was."""
+    console = request.app[CONSOLE_KEY]
+    form = await request.post()
+    _check_csrf(form, session)
+    if not session.can("approve"):
+        INPUT_REJECTED.inc(component=COMPONENT, reason="forbidden")
+        raise web.HTTPForbidden(text=f"the role {session.role!r} may not issue alerts")
+    draft, alert, findings, problem = await _composed(console, session, form)
+    if alert is None or compose.errors(findings):
+        return await console.page(
+            request, session, "compose.html", status=400, draft=draft, findings=findings,
+            problem=problem or "the alert has errors: fix them and send it again", previews=[],
+        )  # fmt: skip
+    raw = to_xml(alert)
+    config = console.config
+    if config.signing_key_file is not None and config.signing_cert_file is not None:
+        raw = await asyncio.to_thread(
+            sign, raw, key_pem=config.signing_key_file.read_bytes(),
+            cert_pem=config.signing_cert_file.read_bytes(),
+        )  # fmt: skip
+    outcome = await console.daemon.ingest(
+        Received(raw=raw, source="console", received_at=console.now())
+    )
+    log.info("console_alert_issued", alert=str(alert.key), by=session.name,
+             accepted=outcome.accepted, signed=config.signing_key_file is not None)  # fmt: skip
+    if not outcome.accepted:
+        return await console.page(
+            request, session, "compose.html", status=400, draft=draft, findings=findings,
+            problem=f"the gateway refused it: {outcome.message or outcome.rejected}", previews=[],
+        )  # fmt: skip
+    raise web.HTTPFound(views.alert_href(alert.key))
+
+
 def _when(text: str, name: str) -> datetime | None:
     """A date (``2026-12-04``, the day's start in UTC) or a time with its zone, or None."""
     if not text:
@@ -660,6 +785,9 @@ def console_routes() -> list[web.AbstractRouteDef]:
         web.get("/alerts/{key}", alert_detail),
         web.get("/holds", holds),
         web.get("/history", history),
+        web.get("/compose", compose_page),
+        web.post("/compose", compose_submit),
+        web.post("/compose/check", compose_check),
         web.get("/history.csv", history_csv),
         web.get("/history.atom", history_atom),
         web.post("/holds", act_on_holds),

@@ -25,6 +25,7 @@ import pytest
 
 from gateway.console.accounts import add_account
 from tests.helpers import free_port, in_ci
+from tests.signature.pki import build_pki, key_pem, pem
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "browser-test-token-0123456789"
@@ -91,6 +92,8 @@ users_file = "users"
 session_hours = 1
 lockout_failures = 5
 lockout_minutes = 10
+signing_key_file = "{folder / "eoc.key"}"
+signing_cert_file = "{folder / "eoc.pem"}"
 
 [ledger]
 path = "{folder / "ledger.sqlite3"}"
@@ -153,6 +156,9 @@ def console_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
     add_account(users, "alice", "operator", PASSWORDS["alice"])
     add_account(users, "victor", "viewer", PASSWORDS["victor"])
     add_account(users, "ada", "admin", PASSWORDS["ada"])
+    pki = build_pki()
+    (folder / "eoc.key").write_bytes(key_pem(pki.signer_key))
+    (folder / "eoc.pem").write_bytes(pem(pki.signer))
     port = free_port()
     config = _config(folder, port, free_port())
     log = (folder / "daemon.log").open("wb")

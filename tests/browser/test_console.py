@@ -214,3 +214,60 @@ class TestOnAir:
         expect(alert).to_be_visible(timeout=5_000)
         expect(alert).to_contain_text("EXTREME")
         page.screenshot(path=str(artifacts() / "console-onair.png"))
+
+
+class TestCompose:
+    def test_compose_check_preview_issue_and_cancel(
+        self, browser: Any, console_daemon: ConsoleDaemon
+    ) -> None:
+        page = sign_in(browser, console_daemon, "alice")
+        page.get_by_role("link", name="Compose").click()
+        headline = f"Compose check {uuid.uuid4().hex[:6]}"
+        page.get_by_label("Event").fill("tornado")
+        page.locator('input[name="headline_en"]').fill(headline)
+        page.locator('input[name="headline_fr"]').fill(f"Vérification {headline}")
+        page.locator('textarea[name="description_en"]').fill("A tornado was seen near Windsor.")
+        page.locator('textarea[name="description_fr"]').fill(
+            "Une tornade a été vue près de Windsor."
+        )
+        page.locator('input[name="area_en"]').fill("Windsor")
+        page.locator('input[name="area_fr"]').fill("Windsor")
+        page.get_by_label("Severity").select_option("Extreme")
+        # Checked as the operator types: no location code yet is an error, by rule id.
+        findings = page.get_by_test_id("findings")
+        expect(findings).to_contain_text("capcp.R9-location-code", timeout=5_000)
+        expect(findings).to_contain_text("error")
+        page.get_by_label("Location codes").fill("3537039")
+        previews = page.get_by_test_id("preview")
+        expect(previews.first).to_be_visible(timeout=5_000)
+        expect(page.locator("#compose-check")).to_contain_text("SAME header")
+        expect(page.locator("#compose-check")).to_contain_text("-TOR-")
+        page.screenshot(path=str(artifacts() / "console-compose.png"), full_page=True)
+        page.get_by_role("button", name="Issue the alert").click()
+        expect(page).to_have_url(re.compile(r"/alerts/"))
+        expect(page.get_by_test_id("info-en-CA")).to_contain_text(headline)
+        expect(page.get_by_test_id("info-fr-CA")).to_contain_text("Vérification")
+        expect(page.locator("details.raw")).to_contain_text("SignatureValue")  # signed
+        expect(page.get_by_test_id("alert-status")).to_have_text("active")
+        issued = page.url
+        # Cancel it: the form comes filled in, its references built.
+        page.get_by_test_id("cancel").click()
+        expect(page.locator('input[name="msg_type"]')).to_have_value("Cancel")
+        expect(page.locator('input[name="references"]')).to_have_value(
+            re.compile(r",borderlink-console-")
+        )
+        page.get_by_role("button", name="Issue the alert").click()
+        expect(page).to_have_url(re.compile(r"/alerts/"))
+        page.goto(issued)
+        expect(page.get_by_test_id("alert-status")).to_have_text("cancelled")
+
+    def test_a_viewer_cannot_issue(self, browser: Any, console_daemon: ConsoleDaemon) -> None:
+        page = sign_in(browser, console_daemon, "victor")
+        expect(page.get_by_role("link", name="Compose")).to_have_count(0)
+        csrf = page.locator('header input[name="csrf"]').get_attribute("value")
+        answer = page.request.post(
+            f"{console_daemon.url}/compose",
+            form={"csrf": csrf or "", "profile": "ipaws", "event": "TOR", "codes": "026163"},
+            max_redirects=0,
+        )
+        assert answer.status == 403

@@ -1,0 +1,82 @@
+"""The compose form's alert: each profile's shape, the checks of `borderlink validate`, the
+previews of what it becomes, and the fields that cannot make an alert."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from cap_schemas.model import MsgType
+from gateway.console.compose import Draft, DraftError, build, check, errors, previews
+
+NOW = datetime(2026, 7, 14, 18, 0, 5, 123, tzinfo=UTC)
+CAPCP = Draft(
+    profile="cap-cp", event="tornado", severity="Extreme", headline_en="Tornado warning",
+    headline_fr="Avertissement de tornade", description_en="A tornado.",
+    description_fr="Une tornade.", area_en="Windsor", area_fr="Windsor", codes="3537039",
+    broadcast_immediately=True,
+)  # fmt: skip
+
+
+class TestCompose:
+    def test_capcp_is_bilingual_and_valid(self) -> None:
+        alert = build(CAPCP, sender="eoc@windsor.example.ca", sender_name="Windsor EOC",
+                      now=NOW, issued_by="alice")  # fmt: skip
+        assert [i.language for i in alert.infos] == ["en-CA", "fr-CA"]
+        assert alert.codes == ("profile:CAP-CP:0.4",)
+        assert alert.infos[0].parameter("layer:SOREM:1.0:Broadcast_Immediately") == "Yes"
+        assert alert.infos[1].areas[0].geocode_values("profile:CAP-CP:Location:0.3") == ("3537039",)
+        assert "by alice" in (alert.note or "")
+        assert not errors(check(alert, "cap-cp"))
+        titles = [p.title for p in previews(alert, "cap-cp", sender="eoc@x.example")]
+        assert titles[:2] == ["IPAWS (the other side)", "SAME header"]
+
+    def test_ipaws_times_in_the_areas_zone(self) -> None:
+        draft = Draft(profile="ipaws", event="TOR", severity="Extreme", headline_en="Tornado",
+                      description_en="A tornado.", instruction_en="Take cover.",
+                      area_en="Whatcom, WA", codes="053073")  # fmt: skip
+        now = datetime.now(UTC)
+        alert = build(draft, sender="eoc@whatcom.example.gov", sender_name="Whatcom EOC",
+                      now=now, issued_by="bob")  # fmt: skip
+        pacific = ZoneInfo("America/Los_Angeles").utcoffset(now.replace(tzinfo=None))
+        assert alert.sent.utcoffset() == pacific
+        assert alert.infos[0].expires == alert.sent + timedelta(hours=6)
+        assert alert.infos[0].event_code("SAME") == "TOR"
+        assert not errors(check(alert, "ipaws"))
+        same = next(
+            p for p in previews(alert, "ipaws", sender="x@y.example") if p.title == "SAME header"
+        )
+        assert same.text.startswith("ZCZC-CIV-TOR-053073+")
+
+    def test_cancel_keeps_its_references(self) -> None:
+        key = "eoc@windsor.example.ca,borderlink-console-1,2026-07-14T18:00:00-00:00"
+        alert = build(_cancel(key), sender="eoc@windsor.example.ca",
+                      sender_name="Windsor EOC", now=NOW, issued_by="alice")  # fmt: skip
+        assert alert.msg_type is MsgType.CANCEL
+        assert [str(k) for k in alert.references] == [key]
+
+    @pytest.mark.parametrize(
+        ("change", "message"),
+        [
+            ({"event": ""}, "event: the event is required"),
+            ({"headline_fr": ""}, "headline_fr: a CAP-CP alert is issued in French too"),
+            ({"severity": "Huge"}, "severity: 'Huge' is not one of"),
+            ({"expires_hours": "soon"}, "expires_hours: 'soon' is not a number"),
+            ({"polygon": "42,-83 43"}, "polygon: write lat,lon pairs"),
+            ({"references": "not-a-key"}, "references: sender,identifier,sent"),
+        ],
+    )
+    def test_fields_that_cannot_make_an_alert_say_which(
+        self, change: dict[str, str], message: str
+    ) -> None:
+        fields = {f: getattr(CAPCP, f) for f in CAPCP.__dataclass_fields__}
+        with pytest.raises(DraftError, match=message):
+            build(Draft(**{**fields, **change}), sender="e@x.ca", sender_name="E", now=NOW,
+                  issued_by="a")  # fmt: skip
+
+
+def _cancel(key: str) -> Draft:
+    fields = {f: getattr(CAPCP, f) for f in CAPCP.__dataclass_fields__}
+    return Draft(**{**fields, "msg_type": "Cancel", "references": key})
