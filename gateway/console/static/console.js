@@ -44,6 +44,7 @@ function refreshAll() {
   timer = setTimeout(() => {
     timer = null;
     live().forEach(refresh);
+    document.dispatchEvent(new CustomEvent("borderlink:change")); // for scripts that draw (map.js)
   }, 50);
 }
 
