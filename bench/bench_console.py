@@ -9,6 +9,10 @@ expired (the history) -- and a daemon is started on it with its console. Measure
   system's Chromium through Playwright, the time from navigation to the ``load`` event;
 * **page weight**: the bytes on the wire for the board (gzip, as a browser asks) plus its
   style and script, and the same uncompressed;
+* **the map** (``/map``): the server's time for ``GET /map/alerts.geojson`` with the 1,000
+  alerts (median of 5), and the page's weight: everything it loads (HTML, styles, scripts,
+  Leaflet, the base boundaries, the alerts, and the US counties, which the page fetches
+  because the bench's alerts are located by SAME code only), gzip and uncompressed;
 * **SSE latency**: from a ``POST /api/v1/alerts`` being answered to the ``change`` event for
   that alert on ``/events`` (20 alerts, median and p95), and in the browser from the POST to
   the new row on the board.
@@ -42,6 +46,17 @@ ACTIVE = 1000
 HISTORY = 9000
 TOKEN = "bench-token-0123456789abcdef"
 PASSWORD = "bench-pass-0123"
+MAP_FILES = (
+    "/map",
+    "/static/console.css",
+    "/static/console.js",
+    "/static/vendor/leaflet/leaflet.css",
+    "/static/vendor/leaflet/leaflet.js",
+    "/static/map.js",
+    "/map/geo/base.geojson",
+    "/map/alerts.geojson",
+    "/map/geo/us-counties.geojson",
+)
 
 
 def _fill(path: Path) -> None:
@@ -198,10 +213,15 @@ async def _measure(base: str) -> dict[str, object]:
             )
             for gz in (True, False)
         }
+        geojson = [(await _timed_get(http, f"{base}/map/alerts.geojson"))[0] for _ in range(5)]
+        map_weight = {
+            gz: sum([await _wire_bytes(base, path, cookies, gz) for path in MAP_FILES])
+            for gz in (True, False)
+        }
         sse = await _sse_latency(http, base, 20)
     load, row = await asyncio.to_thread(_browser, base, cookies)
     return {"first": first, "board": board, "api": api, "weight": weight, "sse": sse,
-            "load": load, "row": row}  # fmt: skip
+            "load": load, "row": row, "geojson": geojson, "map_weight": map_weight}  # fmt: skip
 
 
 def main() -> None:
@@ -238,3 +258,8 @@ def main() -> None:
     print(f"{'SSE change after POST, median ms':<44} {statistics.median(sse) * 1000:>12.0f}")
     print(f"{'SSE change after POST, p95 ms':<44} {sse[int(len(sse) * 0.95) - 1] * 1000:>12.0f}")
     print(f"{'browser: POST to new row on the board, s':<44} {got['row']:>12.3f}")
+    geojson = statistics.median(got["geojson"])  # type: ignore[arg-type]
+    map_weight = got["map_weight"]
+    print(f"{'map GET /map/alerts.geojson median of 5, s':<44} {geojson:>12.3f}")
+    print(f"{'map page weight gzip (all it loads), KiB':<44} {map_weight[True] / 1024:>12.0f}")  # type: ignore[index]
+    print(f"{'map page weight uncompressed, KiB':<44} {map_weight[False] / 1024:>12.0f}")  # type: ignore[index]

@@ -114,6 +114,17 @@ _EN: dict[str, str] = {
     "acknowledge": "Acknowledge",
     "sound_on": "Sound: on",
     "sound_off": "Sound: off",
+    # the map
+    "map": "Map",
+    "map_title": "Map of the alerts in force",
+    "map_label": "Map of Canada and the United States with the areas of the alerts in force",
+    "map_help": "Click an area to open its alert. The same alerts, as links:",
+    "legend": "Legend",
+    "on_map": "Alerts on the map",
+    "not_on_map": "not on the map: no polygon, circle or known area",
+    "shapes": "{polygons} polygon(s), {circles} circle(s)",
+    "coded_areas": "areas by code: {codes}",
+    "map_sources": "Boundaries: Natural Earth; U.S. Census Bureau",
 }
 
 _FR: dict[str, str] = {
@@ -221,6 +232,17 @@ _FR: dict[str, str] = {
     "acknowledge": "Accuser réception",
     "sound_on": "Son : activé",
     "sound_off": "Son : coupé",
+    # the map
+    "map": "Carte",
+    "map_title": "Carte des alertes en vigueur",
+    "map_label": "Carte du Canada et des États-Unis avec les zones des alertes en vigueur",
+    "map_help": "Cliquez sur une zone pour ouvrir son alerte. Les mêmes alertes, en liens :",
+    "legend": "Légende",
+    "on_map": "Alertes sur la carte",
+    "not_on_map": "absente de la carte : ni polygone, ni cercle, ni zone connue",
+    "shapes": "{polygons} polygone(s), {circles} cercle(s)",
+    "coded_areas": "zones par code : {codes}",
+    "map_sources": "Limites : Natural Earth; U.S. Census Bureau",
 }
 
 _WORDS: Mapping[str, Mapping[str, str]] = {"en": _EN, "fr": _FR}

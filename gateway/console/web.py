@@ -777,7 +777,10 @@ async def events(request: web.Request, session: Session) -> web.StreamResponse:
 
 
 def console_routes() -> list[web.AbstractRouteDef]:
+    from gateway.console.mapdata import map_routes  # noqa: PLC0415 - mapdata imports this module
+
     return [
+        *map_routes(),
         web.get("/", board),
         web.get("/board/rows", board_rows),
         web.get("/onair", on_air),

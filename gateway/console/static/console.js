@@ -2,7 +2,8 @@
 // when the server's event stream (/events) reports a change, or every 5 s when the stream
 // is down. A fragment the operator is typing in waits until they leave it.
 
-const live = () => Array.from(document.querySelectorAll("[data-live]"));
+// (body[data-live] is the stream's state, not a fragment)
+const live = () => Array.from(document.querySelectorAll("[data-live]:not(body)"));
 let timer = null;
 let polling = null;
 
@@ -43,6 +44,7 @@ function refreshAll() {
   timer = setTimeout(() => {
     timer = null;
     live().forEach(refresh);
+    document.dispatchEvent(new CustomEvent("borderlink:change")); // for scripts that draw (map.js)
   }, 50);
 }
 
