@@ -187,6 +187,18 @@ REGISTRY: dict[str, str] = {
 ENTRY_POINT_GROUP = "borderlink.adapters"
 
 
+# Codecs the gateway's own pages use, loaded by name like the adapters (the console's play
+# button for a SAME header's audio).
+CODECS: dict[str, str] = {"same-audio": "adapters.eas.same_modem:header_wav"}
+
+
+def load_codec(name: str) -> Callable[..., Any]:
+    """Import the codec function registered under ``name``."""
+    module_name, _, attr = CODECS[name].partition(":")
+    function: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
+    return function
+
+
 def load_factory(kind: str) -> AdapterFactory:
     """Import the factory registered under ``kind``; unknown kinds are a ConfigError."""
     target = REGISTRY.get(kind)

@@ -22,6 +22,7 @@ result has the exact SAME header layout; anything else is rejected and counted.
 
 from __future__ import annotations
 
+import io
 import itertools
 import math
 import re
@@ -35,6 +36,7 @@ import numpy.typing as npt
 import structlog
 
 from adapters.afsk.fsk import FloatArray, FskDemodulator, FskModulator, as_float_samples
+from adapters.eas.audio import write_wav
 from gateway.metrics import INPUT_REJECTED
 
 log = structlog.get_logger(__name__)
@@ -484,3 +486,12 @@ def decode(samples: npt.ArrayLike | bytes, rate: int = 22050) -> list[SameMessag
     """Decode a whole recording at once (a convenience over :class:`SameDecoder`)."""
     decoder = SameDecoder(rate)
     return decoder.feed(samples) + decoder.flush()
+
+
+def header_wav(header: str, *, rate: int = 11025, attention: float = 2.0) -> bytes:
+    """A short listening copy of a header's transmission as WAV bytes: the three bursts, a
+    ``attention``-second attention signal and the EOM (the console's play button)."""
+    out = io.BytesIO()
+    options = EncoderOptions(rate=rate, attention=attention)
+    write_wav(out, encode(header, options), rate)
+    return out.getvalue()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import hmac
 import io
 import math
@@ -29,10 +30,12 @@ import jinja2
 import structlog
 from aiohttp import web
 
+from cap_schemas.errors import CapParseError
 from cap_schemas.model import AlertKey
+from cap_schemas.same import SameHeader
 from cap_schemas.serialize import to_xml
 from cap_schemas.signature import sign
-from gateway.adapter import Received
+from gateway.adapter import Received, load_codec
 from gateway.config import ConsoleConfig
 from gateway.console import compose, views
 from gateway.console.accounts import Account, account_for_token, read_accounts
@@ -500,6 +503,27 @@ async def acknowledge(request: web.Request, session: Session) -> web.StreamRespo
     raise web.HTTPFound(_safe_next(str(form.get("back", "/"))))
 
 
+@functools.lru_cache(maxsize=32)
+def _same_audio(header: str) -> bytes:
+    audio: bytes = load_codec("same-audio")(header)
+    return audio
+
+
+@_signed_in
+async def same_audio(request: web.Request, session: Session) -> web.StreamResponse:
+    """A SAME header's transmission, to listen to on the alert's page (``?header=ZCZC-...``)."""
+    header = request.query.get("header", "")
+    try:
+        SameHeader.parse(header)
+    except CapParseError as exc:
+        INPUT_REJECTED.inc(component=COMPONENT, reason="bad_same_header")
+        raise web.HTTPBadRequest(text=f"header: {exc}") from None
+    body = await asyncio.to_thread(_same_audio, header)
+    return web.Response(
+        body=body, content_type="audio/wav", headers={"Cache-Control": "private, max-age=3600"}
+    )
+
+
 async def sound(request: web.Request) -> web.StreamResponse:
     try:
         body = sound_wav(request.match_info["name"])
@@ -798,6 +822,7 @@ def console_routes() -> list[web.AbstractRouteDef]:
         web.get("/attention", attention),
         web.post("/attention", acknowledge),
         web.get("/sounds/{name}.wav", sound),
+        web.get("/same.wav", same_audio),
         web.get("/login", login_page),
         web.post("/login", login_post),
         web.post("/logout", logout),

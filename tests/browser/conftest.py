@@ -119,6 +119,18 @@ path = "air-files"
 name = "to-eoc"
 sinks = ["eoc-files"]
 
+# The SAME header of Extreme alerts, as an ENDEC would get it.
+[[sink]]
+name = "same-files"
+type = "file"
+path = "same-files"
+
+[[route]]
+name = "to-same"
+sinks = ["same-files"]
+translation = "same"
+match.severity = ["Extreme"]
+
 # Extreme alerts for the air wait for an operator.
 [[route]]
 name = "to-air"

@@ -72,8 +72,8 @@ class TestBoard:
         expect(item).to_have_class(re.compile(r"\brequired\b"))
         expect(item).to_have_css("background-color", "rgb(253, 231, 234)")
         sinks = page.get_by_test_id("health-sinks-ok")  # the sinks that are well: one chip
-        expect(sinks).to_contain_text("2 sinks ok")
-        expect(sinks).to_have_attribute("title", "eoc-files, air-files")
+        expect(sinks).to_contain_text("3 sinks ok")
+        expect(sinks).to_have_attribute("title", "eoc-files, air-files, same-files")
 
 
 class TestAlertDetail:
@@ -93,6 +93,14 @@ class TestAlertDetail:
         assert right["x"] > left["x"]
         expect(page.get_by_test_id("decision")).to_contain_text("new")
         expect(page.get_by_test_id("delivery-air-files")).to_have_attribute("data-state", "held")
+        # The SAME header made from it, with its audio to listen to.
+        audio = page.get_by_test_id("same-audio")
+        expect(audio).to_have_attribute("src", re.compile(r"^/same\.wav\?header=ZCZC-CIV-TOR-"))
+        wav = page.request.get(console_daemon.url + (audio.get_attribute("src") or ""))
+        assert wav.ok
+        assert wav.body()[:4] == b"RIFF"
+        bad = page.request.get(f"{console_daemon.url}/same.wav?header=ZCZC-nonsense")
+        assert bad.status == 400
         page.screenshot(path=str(artifacts() / "console-alert.png"), full_page=True)
 
 
