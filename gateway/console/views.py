@@ -200,6 +200,10 @@ class AlertPage:
     superseded_by: tuple[str, str] | None
     holds: list[OutboxEntry] = field(default_factory=list)
     receipts: list[StoredAlert] = field(default_factory=list)
+    # The same event received again: each duplicate copy (from which source, when), and
+    # alerts with the same identifier under another sender or time.
+    copies: list[JournalEntry] = field(default_factory=list)
+    namesakes: list[tuple[StoredAlert, str]] = field(default_factory=list)
 
 
 def alert_page(
@@ -231,6 +235,8 @@ def alert_page(
         else (str(stored.superseded_by), alert_href(stored.superseded_by)),
         holds=[e for e in deliveries if e.state is EntryState.HELD],
         receipts=ledger.receipts(key),
+        copies=[j for j in journal if j.event == "duplicate"],
+        namesakes=[(a, alert_href(a.key)) for a in ledger.namesakes(key)],
     )
 
 

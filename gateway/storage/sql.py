@@ -313,6 +313,17 @@ class SqlLedger(LedgerBase):
             limit=limit,
         )
 
+    def namesakes(self, key: AlertKey) -> list[StoredAlert]:
+        """Other alerts with the same identifier (another sender or ``sent``): the same
+        event as another feed or a relay wrote it."""
+        return self._select_alerts(
+            "identifier = ? AND NOT (sender = ? AND sent = ?)",
+            (key.identifier, key.sender, key.sent),
+            with_raw=False,
+            order="received_at, id",
+            limit=50,
+        )
+
     def receipts(self, key: AlertKey) -> list[StoredAlert]:
         """The Acks and Errors that reference ``key`` (partners' receipts), oldest first."""
         return self._select_alerts(

@@ -177,3 +177,18 @@ class TestJournalFeed:
                 assert feed.subscribers == 1
         finally:
             await feed.stop()
+
+
+class TestCopies:
+    def test_duplicates_and_namesakes_are_listed(
+        self, ledger: SqliteLedger, clock: FakeClock
+    ) -> None:
+        raw = cap(sent=T0, identifier="NWS-IDP-PROD-42")
+        _admit(ledger, raw, Planner(sinks=("mqtt",)))
+        ledger.admit(parse_alert(raw), source="nws", received_at=T0, plan=Planner(sinks=("mqtt",)))
+        other = CapFactory(sender="w-nws.webmaster@noaa.gov")(sent=T0, identifier="NWS-IDP-PROD-42")
+        ledger.admit(parse_alert(other), source="ipaws", received_at=T0, plan=Planner(sinks=()))
+        page = alert_page(ledger, parse_alert(raw).key, clock.now(), ParsedCache())
+        assert page is not None
+        assert [j.detail.split(":")[0] for j in page.copies] == ["from nws"]
+        assert [a.source for a, _href in page.namesakes] == ["ipaws"]
