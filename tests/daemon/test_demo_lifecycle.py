@@ -8,6 +8,8 @@ sink received: ``interval`` and ``pause`` from the ``sent`` times, ``lifetime`` 
 from __future__ import annotations
 
 import asyncio
+import re
+from collections.abc import Iterable
 from datetime import timedelta
 from pathlib import Path
 
@@ -33,6 +35,19 @@ def _config(tmp: Path, broker: Broker, *, repeat: bool) -> Path:
     )
 
 
+def _in_cycle_order(alerts: Iterable[Alert]) -> list[Alert]:
+    """The order the demo played them: by cycle, then by template (the sink gets them most
+    urgent first when several wait, so the tornado's Update may overtake the flood warning).
+    Identifiers end in ``NN-template.SERIAL-CYCLE``."""
+
+    def place(alert: Alert) -> tuple[int, int]:
+        found = re.search(r"(\d\d)-[a-z-]+\.[0-9a-f]+-(\d+)$", alert.identifier)
+        assert found is not None, alert.identifier
+        return int(found.group(2)), int(found.group(1))
+
+    return sorted(alerts, key=place)
+
+
 def _expires(alert: Alert) -> timedelta:
     expires = alert.infos[0].expires
     assert expires is not None
@@ -46,7 +61,7 @@ class TestDemoLifecycle:
         config = load(_config(tmp_path, mosquitto, repeat=False))
         async with subscriber(mosquitto, ["out/#"]) as out, running_daemon(config) as daemon:
             await out.wait_for(lambda: len(out.on("out/")) >= 4)
-            alerts = [parse_alert(m.payload) for m in out.on("out/")]
+            alerts = _in_cycle_order(parse_alert(m.payload) for m in out.on("out/"))
             tornado, flood, update, cancel = alerts
             assert [str(a.msg_type) for a in alerts] == list(CYCLE)
             assert update.references == (tornado.key,)
@@ -90,7 +105,7 @@ class TestDemoLifecycle:
                 return len(out.on("out/")) >= 8
 
             await poll_until(two_cycles, within=30)
-        alerts = [parse_alert(m.payload) for m in out.on("out/")][:8]
+        alerts = _in_cycle_order(parse_alert(m.payload) for m in out.on("out/"))[:8]
         assert [str(a.msg_type) for a in alerts] == list(CYCLE) * 2
         assert len({a.key for a in alerts}) == 8
         # interval = 1 s between the alerts of a cycle, pause = 3 s between two cycles
