@@ -125,7 +125,7 @@ _EN: dict[str, str] = {
     "not_on_map": "not on the map: no polygon, circle or known area",
     "shapes": "{polygons} polygon(s), {circles} circle(s)",
     "coded_areas": "areas by code: {codes}",
-    "map_sources": "Boundaries: Natural Earth; U.S. Census Bureau",
+    "map_sources": "Boundaries: Natural Earth; U.S. Census Bureau; Statistics Canada (OGL-Canada)",
 }
 
 _FR: dict[str, str] = {
@@ -244,7 +244,7 @@ _FR: dict[str, str] = {
     "not_on_map": "absente de la carte : ni polygone, ni cercle, ni zone connue",
     "shapes": "{polygons} polygone(s), {circles} cercle(s)",
     "coded_areas": "zones par code : {codes}",
-    "map_sources": "Limites : Natural Earth; U.S. Census Bureau",
+    "map_sources": "Limites : Natural Earth; U.S. Census Bureau; Statistique Canada (LGO-Canada)",
 }
 
 _WORDS: Mapping[str, Mapping[str, str]] = {"en": _EN, "fr": _FR}

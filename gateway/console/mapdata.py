@@ -5,8 +5,9 @@ pairs, turned into GeoJSON's ``[lon, lat]``), its circles (a point with ``radius
 for an alert that has neither, its geocodes, which the page looks up in the shipped
 boundaries (``gateway/console/geo/``): US counties by FIPS (a SAME or FIPS6 code ``PSSCCC`` is
 county ``SSCCC``, ``SS000`` the whole state; an NWS county UGC ``MIC163`` is ``26163``), and
-Canadian SGC codes (``profile:CAP-CP:Location:0.3``) by their province -- the first two
-digits: census-division boundaries are not shipped (see ``geo/SOURCES.md``).
+Canadian SGC codes (``profile:CAP-CP:Location:0.3``) by their census division -- the first
+four digits (``3537039`` is in ``3537``, Essex) -- or, for a division the shipped file does not
+know (or a bare 2-digit code), by their province -- the first two digits.
 
 The boundary files are served from memory, gzip-compressed once, under a URL that carries
 their digest, so a browser keeps them for a year and fetches them again only when they change.
@@ -18,6 +19,7 @@ import asyncio
 import functools
 import gzip
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,7 +40,7 @@ __all__ = ["SEVERITIES", "GeoFile", "MapAlert", "alert_features", "map_alerts", 
 
 #: The legend's order, most severe first; the rank of an alert on the list beside the map.
 SEVERITIES = ("Extreme", "Severe", "Moderate", "Minor", "Unknown")
-GEO_FILES = ("base.geojson", "us-counties.geojson")
+GEO_FILES = ("base.geojson", "us-counties.geojson", "ca-divisions.geojson")
 GEO_CACHE = "public, max-age=31536000, immutable"  # the URL changes with the content
 
 
@@ -51,11 +53,12 @@ class Codes:
     sgc: tuple[str, ...] = ()
     counties: tuple[str, ...] = ()  # 5-digit FIPS
     states: tuple[str, ...] = ()  # 2-digit FIPS: a SAME code for a whole state
-    provinces: tuple[str, ...] = ()  # 2-digit SGC
+    divisions: tuple[str, ...] = ()  # 4-digit SGC: a census division
+    provinces: tuple[str, ...] = ()  # 2-digit SGC: a code whose census division is unknown
 
     @property
     def mappable(self) -> bool:
-        return bool(self.counties or self.states or self.provinces)
+        return bool(self.counties or self.states or self.divisions or self.provinces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,13 @@ def state_fips() -> dict[str, str]:
     return {postal: fips for _name, postal, fips in rows}
 
 
+@functools.cache
+def census_divisions() -> frozenset[str]:
+    """The 4-digit SGC codes of the census divisions the page can fill."""
+    collection = json.loads(geo_file("ca-divisions.geojson").raw)
+    return frozenset(f["properties"]["sgc"] for f in collection["features"])
+
+
 def _unique(values: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(v for v in values if v))
 
@@ -114,13 +124,18 @@ def geocodes(areas: Iterable[Area]) -> Codes:
         fips = state_fips().get(code[:2])
         if len(code) == 6 and code[2] == "C" and code[3:].isdigit() and fips:
             counties.append(fips + code[3:])
+    # SGC: PPDD (census division) or PPDDSSS (subdivision); the province when the division
+    # is not one the page knows (a bare PP, or a division made after the boundary file).
+    divisions = [v[:4] for v in sgc if v[:4] in census_divisions()]
+    provinces = [v[:2] for v in sgc if v[:4] not in census_divisions() and v[:2] != "00"]
     return Codes(
         same=same,
         ugc=ugc,
         sgc=sgc,
         counties=_unique(counties),
         states=_unique(states),
-        provinces=_unique(v[:2] for v in sgc if v[:2] not in ("00", "0")),
+        divisions=_unique(divisions),
+        provinces=_unique(provinces),
     )
 
 
@@ -182,6 +197,7 @@ def _features(alert: MapAlert) -> list[dict[str, Any]]:
             "sgc": list(codes.sgc),
             "fips": list(codes.counties),
             "states": list(codes.states),
+            "divisions": list(codes.divisions),
             "provinces": list(codes.provinces),
         }
         features.append(_feature(None, properties))
@@ -195,7 +211,8 @@ def _feature(geometry: dict[str, Any] | None, properties: dict[str, Any]) -> dic
 def alert_features(ledger: Ledger, now: datetime, cache: views.ParsedCache) -> dict[str, Any]:
     """The alerts in force as a GeoJSON FeatureCollection: one feature per polygon and per
     circle, and for an alert with neither one feature without geometry that lists the
-    boundary keys to fill (``fips``, ``states``, ``provinces``) and the codes they came from."""
+    boundary keys to fill (``fips``, ``states``, ``divisions``, ``provinces``) and the codes
+    they came from."""
     alerts = map_alerts(ledger, now, cache)
     return {
         "type": "FeatureCollection",

