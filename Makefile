@@ -14,7 +14,8 @@ SYSTEM_TOOLS := $(RUN_TOOLS) mosquitto:mosquitto multimon-ng:multimon-ng \
 	minimodem:minimodem direwolf:direwolf atest:direwolf gen_packets:direwolf socat:socat \
 	sox:sox espeak-ng:espeak-ng xmlsec1:xmlsec1 chromium:chromium
 
-.PHONY: setup system-tools run-tools run test smoke lint typecheck pytest bench fuzz chaos clean
+.PHONY: setup system-tools run-tools run test smoke lint typecheck pytest bench fuzz chaos \
+	chaos-cluster clean
 
 setup: $(STAMP)
 
@@ -88,6 +89,13 @@ fuzz: setup
 CHAOS_ARGS ?= --alerts 1000 --kills 100 --broker-kills 20
 chaos: setup system-tools
 	PATH="$$PATH:/usr/sbin:/sbin" $(PY) -m bench.chaos $(CHAOS_ARGS)
+
+# Three instances on one PostgreSQL ledger: instance, leader, PostgreSQL and broker kills while
+# alerts flow; takeover times (the short version runs in make test).
+CHAOS_CLUSTER_ARGS ?= --cluster 3 --alerts 600 --kills 20 --leader-kills 5 --pg-restarts 3 \
+	--broker-kills 5
+chaos-cluster: setup system-tools
+	PATH="$$PATH:/usr/sbin:/sbin" $(PY) -m bench.chaos $(CHAOS_CLUSTER_ARGS)
 
 bench: setup system-tools
 	PATH="$$PATH:/usr/sbin:/sbin" $(PY) -m bench $(BENCH_ARGS)

@@ -114,18 +114,9 @@ class Report:
             f" {self.admitted}, {self.seconds:.0f} s",
             f"acknowledged by the broker, then lost when it was killed before passing them"
             f" on: {len(self.lost_in_broker)} (Mosquitto's own durability, not the gateway's)",
-            f"{'sink':<6} {'in_doubt':<8} {'received':>8} {'lost':>5} {'duplicates':>10}"
-            f" {'held':>5} {'doubted':>7}",
         ]
-        for sink, policy in SINKS.items():
-            dups = self.duplicates.get(sink, {})
-            lost = sum(1 for k in self.lost if k.startswith(sink + ":"))
-            lines.append(
-                f"{sink:<6} {policy:<8} {self.received.get(sink, 0):>8} {lost:>5}"
-                f" {sum(n - 1 for n in dups.values()):>10} {self.held.get(sink, 0):>5}"
-                f" {self.in_doubt_by_sink.get(sink, 0):>7}"
-            )
-            lines.extend(f"    repeated delivery id {d} x{n}" for d, n in sorted(dups.items()))
+        lines += sink_table(SINKS, self.received, self.lost, self.duplicates, self.held,
+                            self.in_doubt_by_sink)
         radio = self.radio
         lines.append(
             f"radio: {radio.frames} frames heard by {RADIO_CALL}; {radio.repeats} repeats of a"
@@ -137,6 +128,32 @@ class Report:
         lines.append(f"in doubt at restarts: {resolved}")
         lines.append("RESULT: " + ("ok" if self.ok else "FAILED"))
         return "\n".join(lines)
+
+
+def sink_table(
+    sinks: dict[str, str],
+    received: dict[str, int],
+    lost: list[str],
+    duplicates: dict[str, dict[str, int]],
+    held: dict[str, int],
+    doubted: Counter[str],
+) -> list[str]:
+    """The per-sink lines of a chaos report (the single-instance and the cluster one): what
+    each received, lost (``sink:key`` entries), repeated (each delivery id), held, doubted."""
+    lines = [
+        f"{'sink':<6} {'in_doubt':<8} {'received':>8} {'lost':>5} {'duplicates':>10}"
+        f" {'held':>5} {'doubted':>7}"
+    ]
+    for sink, policy in sinks.items():
+        dups = duplicates.get(sink, {})
+        missing = sum(1 for k in lost if k.startswith(sink + ":"))
+        lines.append(
+            f"{sink:<6} {policy:<8} {received.get(sink, 0):>8} {missing:>5}"
+            f" {sum(n - 1 for n in dups.values()):>10} {held.get(sink, 0):>5}"
+            f" {doubted.get(sink, 0):>7}"
+        )
+        lines.extend(f"    repeated delivery id {d} x{n}" for d, n in sorted(dups.items()))
+    return lines
 
 
 def _config(tmp: Path, broker_port: int, http_port: int, station_port: int) -> Path:
@@ -490,7 +507,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=100)
     parser.add_argument("--broker-kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=20261204)
+    cluster = parser.add_argument_group(
+        "cluster mode", "several instances on one PostgreSQL ledger (bench/chaos_cluster.py)"
+    )
+    cluster.add_argument("--cluster", type=int, default=0, metavar="N",
+                         help="run N instances on one PostgreSQL ledger (--kills: instance kills)")
+    cluster.add_argument("--leader-kills", type=int, default=5,
+                         help="of the instance kills, those of the leader (timed takeovers)")
+    cluster.add_argument("--pg-restarts", type=int, default=3,
+                         help="PostgreSQL crashes (pg_ctl stop -m immediate) and starts")
     args = parser.parse_args(argv)
+    if args.cluster:
+        from bench import chaos_cluster  # noqa: PLC0415 - it imports this module
+
+        cluster_report = chaos_cluster.run(
+            instances=args.cluster, alerts=args.alerts, kills=args.kills,
+            leader_kills=args.leader_kills, pg_restarts=args.pg_restarts,
+            broker_kills=args.broker_kills, seed=args.seed,
+        )
+        print(cluster_report.table())
+        return 0 if cluster_report.ok else 1
     report = run(
         alerts=args.alerts, kills=args.kills, broker_kills=args.broker_kills, seed=args.seed
     )

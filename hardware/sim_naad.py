@@ -412,6 +412,8 @@ class NaadSimulator:
                     for s in self._streams
                 ],
                 "published": len(self.published),
+                # each as "sender,identifier,sent": what a client must have seen, by key
+                "published_keys": [",".join(t) for t in self.published],
                 "withheld": len(self.withheld),
                 "heartbeats": self.heartbeats_sent,
                 "archive_faults": self.archive_faults,

@@ -125,10 +125,28 @@ class Postgres:
     host: str
     port: int
     datadir: Path
+    options: str = ""  # the server options it was started with (pg_ctl -o)
 
     @property
     def dsn(self) -> str:
         return f"postgresql://postgres@{self.host}:{self.port}/postgres"
+
+    def stop(self, mode: str = "immediate") -> None:
+        """``pg_ctl stop -m MODE``: ``immediate`` is a crash (no checkpoint, clients cut)."""
+        subprocess.run(
+            _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.datadir), "-m", mode, "-w", "stop"]),
+            check=False, capture_output=True, timeout=120,
+        )
+
+    def start(self) -> None:
+        """``pg_ctl start`` again with the same options, on the same port (after a
+        :meth:`stop`: crash recovery runs first)."""
+        subprocess.run(
+            _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.datadir), "-o", self.options,
+                          "-l", str(self.datadir.parent / "server.log"), "-w", "start"]),
+            check=True, capture_output=True, timeout=120,
+        )
+        wait_for_port(self.host, self.port, timeout=30)
 
 
 def _pg_bin(name: str) -> str:
@@ -172,11 +190,9 @@ def run_postgres() -> Iterator[Postgres]:
                           str(base / "server.log"), "-w", "start"]),
             check=True, capture_output=True, timeout=120,
         )
+        server = Postgres("127.0.0.1", port, datadir, options)
         try:
             wait_for_port("127.0.0.1", port, timeout=30)
-            yield Postgres("127.0.0.1", port, datadir)
+            yield server
         finally:
-            subprocess.run(
-                _as_postgres([pg_ctl, "-D", str(datadir), "-m", "immediate", "-w", "stop"]),
-                check=False, capture_output=True, timeout=120,
-            )
+            server.stop()

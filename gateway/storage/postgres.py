@@ -26,7 +26,7 @@ import hashlib
 import re
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -123,9 +123,10 @@ class PostgresLedger(SqlLedger):
         self._writer: int | None = None
         self._closed = False
         self._where = _redacted(dsn)
+        self._connect_timeout = connect_timeout
         self._conn = self._connect(connect_timeout)
         try:
-            self._rconn = self._connect(connect_timeout)
+            self._rconn = self._connect_reader(connect_timeout)
             found = postgres_schema.migrate(self._conn.raw, now_us=us(self._clock.now()))
         except postgres_schema.SchemaTooNewError as exc:
             self.close()
@@ -134,8 +135,6 @@ class PostgresLedger(SqlLedger):
             self.close()
             msg = f"cannot prepare ledger {self._where}: {exc}"
             raise LedgerError(msg) from exc
-        self._rconn.raw.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-        self._rconn.raw.read_only = True
         if found != postgres_schema.LATEST:
             log.info(
                 "ledger_migrated",
@@ -161,6 +160,33 @@ class PostgresLedger(SqlLedger):
             msg = f"cannot open ledger {self._where}: {exc}"
             raise LedgerError(msg) from exc
         return _Connection(conn)
+
+    def _connect_reader(self, timeout: float) -> _Connection:
+        """The connection of :meth:`_read`: consistent snapshots, never a write."""
+        conn = self._connect(timeout)
+        conn.raw.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.raw.read_only = True
+        return conn
+
+    def _reconnected(self, name: str) -> _Connection:
+        """The connection ``name`` (``_conn`` or ``_rconn``), opened again when the server
+        closed it (a restart, a fail-over, a cut link): the operation that saw it drop
+        failed with a :class:`LedgerError` and was retried by its caller; without this,
+        every later one would fail too, for the life of the process. Raises
+        :class:`LedgerError` while the server cannot be reached."""
+        current: _Connection = getattr(self, name)
+        if not (current.raw.closed or current.raw.broken):
+            return current
+        with suppress(psycopg.Error):
+            current.raw.close()
+        opened = (
+            self._connect_reader(self._connect_timeout)
+            if name == "_rconn"
+            else self._connect(self._connect_timeout)
+        )
+        setattr(self, name, opened)
+        log.warning("ledger_reconnected", path=self._where, connection=name.lstrip("_"))
+        return opened
 
     # ------------------------------------------------------------------ plumbing
 
@@ -195,9 +221,10 @@ class PostgresLedger(SqlLedger):
             return
         with self._read_lock:
             self._open()
+            conn = self._reconnected("_rconn")
             try:
-                with self._rconn.raw.transaction():
-                    yield self._rconn
+                with conn.raw.transaction():
+                    yield conn
             except psycopg.Error as exc:
                 msg = f"ledger {self._where}: read failed: {exc}"
                 raise LedgerError(msg) from exc
@@ -211,12 +238,13 @@ class PostgresLedger(SqlLedger):
             if self._writer is not None:
                 msg = f"ledger {self._where}: a write is already under way on this thread"
                 raise LedgerError(msg)
+            conn = self._reconnected("_conn")
             self._writer = threading.get_ident()
             try:
-                with self._conn.raw.transaction():
+                with conn.raw.transaction():
                     if not sync:
-                        self._conn.raw.execute("SET LOCAL synchronous_commit TO OFF")
-                    yield self._conn
+                        conn.raw.execute("SET LOCAL synchronous_commit TO OFF")
+                    yield conn
             except psycopg.Error as exc:
                 msg = f"ledger {self._where}: write failed, rolled back: {exc}"
                 raise LedgerError(msg) from exc

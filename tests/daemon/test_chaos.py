@@ -1,12 +1,15 @@
-"""The chaos scenario of ``make chaos``, short: daemon and broker SIGKILLs while alerts flow
-over HTTP and MQTT to MQTT, file and radio sinks; nothing acknowledged is lost, only resend
-sinks see repeats."""
+"""The chaos scenarios of ``make chaos`` and ``make chaos-cluster``, short: daemon and broker
+SIGKILLs while alerts flow over HTTP and MQTT to MQTT, file and radio sinks; and three
+instances on one PostgreSQL ledger with the leader killed and PostgreSQL restarted. Nothing
+acknowledged is lost, only resend sinks see repeats, a takeover takes at most 10 s."""
 
 from __future__ import annotations
 
 import pytest
 
 from bench.chaos import Report, run
+from bench.chaos_cluster import ClusterReport
+from bench.chaos_cluster import run as run_cluster
 from tests.helpers import require_tool
 
 
@@ -44,3 +47,48 @@ class TestChaosShort:
         # and the ledger's record of its ack)
         assert report.received["radio"] + report.held.get("radio", 0) >= report.admitted
         assert report.radio.frames == report.received["radio"] + report.radio.repeats
+
+
+@pytest.fixture(scope="module")
+def cluster_report() -> ClusterReport:
+    """One short cluster run (about fifteen seconds) that the tests below read."""
+    require_tool("mosquitto")
+    return run_cluster(
+        instances=3, alerts=60, kills=2, leader_kills=1, pg_restarts=1, broker_kills=0, seed=7
+    )
+
+
+class TestChaosClusterShort:
+    """Three instances on one PostgreSQL ledger; the leader and another instance SIGKILLed
+    and PostgreSQL restarted (-m immediate) while about sixty alerts flow."""
+
+    def test_the_run_and_the_led_feed(self, cluster_report: ClusterReport) -> None:
+        report = cluster_report
+        assert (report.kills, report.leader_kills, report.pg_restarts) == (2, 1, 1)
+        assert report.acked >= 40, report.table()  # attempts refused while PG was down: not lost
+        assert report.lost_in_broker == []  # no broker kill in the short run
+        assert report.unresolved == [], report.table()
+        assert report.naad_missed == [], report.table()  # the led feed missed nothing
+
+    @pytest.mark.xfail(
+        strict=False,
+        reason="issue #16, open: claims of an instance killed and restarted within its lease"
+        " are taken later as plain pending entries (in_doubt not applied), and MQTT messages"
+        " in flight to a killed member of the shared group can go unadmitted; see"
+        " docs/deployment.md",
+    )
+    def test_nothing_lost_repeats_only_where_allowed(self, cluster_report: ClusterReport) -> None:
+        report = cluster_report
+        assert report.lost == [], report.table()
+        assert report.admitted == report.acked, report.table()
+        assert "air" not in report.duplicates, report.table()  # in_doubt = hold: never twice
+        assert report.ok, report.table()
+
+    def test_takeover_within_ten_seconds(self, cluster_report: ClusterReport) -> None:
+        assert len(cluster_report.takeovers) == 1, cluster_report.table()
+        assert cluster_report.takeovers[0] <= 10, cluster_report.table()
+
+    def test_every_instance_back_on_the_ledger(self, cluster_report: ClusterReport) -> None:
+        """After PostgreSQL's restart every running instance writes its heartbeat again."""
+        assert cluster_report.unreconnected == [], cluster_report.table()
+        assert len(cluster_report.reconnects) == 1

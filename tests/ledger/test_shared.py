@@ -111,3 +111,34 @@ class TestClaimsAcrossInstances:
             {EntryState.PENDING: instances[1].pending_count("radio")}
         )
         assert states[EntryState.PENDING] == 0
+
+
+class TestReconnect:
+    """The server cuts the ledger's connections (a restart, a fail-over): the operation that
+    saw them drop fails with a LedgerError, the next ones open new connections and work --
+    an instance is never left on dead connections for the rest of its life."""
+
+    def test_reads_and_writes_after_the_connections_are_cut(
+        self, instances: list[PostgresLedger], postgres: Postgres
+    ) -> None:
+        import psycopg  # noqa: PLC0415 - the admin side of this test only
+
+        from gateway.ledger import LedgerError  # noqa: PLC0415
+
+        ledger = instances[0]
+        ledger.heartbeat("gw-a", T0, [])
+        pids = [ledger._conn.raw.info.backend_pid, ledger._rconn.raw.info.backend_pid]
+        with psycopg.connect(postgres.dsn, autocommit=True) as admin:
+            for pid in pids:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        failures = 0
+        for _ in range(3):  # the first use of each connection (write, read) may see it drop
+            try:
+                ledger.heartbeat("gw-a", T0 + timedelta(seconds=1), ["naad"])
+                peers = ledger.peers()
+            except LedgerError:
+                failures += 1
+                continue
+            break
+        assert failures <= 2
+        assert [p["leads"] for p in peers if p["name"] == "gw-a"] == [["naad"]]
