@@ -62,6 +62,24 @@ def client(console_daemon: ConsoleDaemon) -> Iterator[Client]:
     return Client(console_daemon.url)
 
 
+class TestStaticFiles:
+    def test_served_compressed_and_only_from_their_folder(
+        self, console_daemon: ConsoleDaemon
+    ) -> None:
+        url = f"{console_daemon.url}/static/vendor/leaflet/leaflet.js"
+        request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.headers["Content-Encoding"] == "gzip"
+            assert answer.headers["Content-Type"].startswith("text/javascript")
+            assert len(answer.read()) < 60_000  # 144 KiB raw
+        icon = f"{console_daemon.url}/static/vendor/leaflet/images/marker-icon.png"
+        with urllib.request.urlopen(icon, timeout=10) as answer:
+            assert answer.read(8) == b"\x89PNG\r\n\x1a\n"
+        client = Client(console_daemon.url)
+        for path in ("/static/%2e%2e/web.py", "/static/vendor/README.md", "/static/nope.js"):
+            assert client.call(path)[0] == 404, path
+
+
 class TestSignIn:
     def test_pages_need_a_session(self, client: Client) -> None:
         status, _page, headers = client.call("/holds")
