@@ -55,6 +55,8 @@ class JournalFeed:
         self._seen: deque[int] = deque(maxlen=10_000)
         self._seen_set: set[int] = set()
         self._task: asyncio.Task[None] | None = None
+        self.reads = 0  # journal reads done (set once each read is handed out)
+        self.read = asyncio.Event()
 
     @property
     def subscribers(self) -> int:
@@ -121,4 +123,6 @@ class JournalFeed:
                 since = max(since, *(line.at for line in fresh))
             else:
                 since = max(since, self._now() - self.overlap)
+            self.reads += 1
+            self.read.set()
             await asyncio.sleep(self.interval)

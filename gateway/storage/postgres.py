@@ -21,6 +21,7 @@ connections (one writes, one reads, each behind its own lock). Across instances:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import re
@@ -258,9 +259,10 @@ class PostgresLedger(SqlLedger):
 
     # ------------------------------------------------------------------ wake-ups
 
-    async def wakeups(self) -> AsyncIterator[str]:
+    async def wakeups(self, listening: asyncio.Event | None = None) -> AsyncIterator[str]:
         """The sinks that have an entry become pending, on any instance, as they commit
-        (LISTEN on a connection of its own; the ledger's trigger notifies). Ends with
+        (LISTEN on a connection of its own; the ledger's trigger notifies; ``listening`` is
+        set once LISTEN is in place). Ends with
         :class:`LedgerError` when the connection is lost: the caller restarts it."""
         mine = self.schema or "public"
         try:
@@ -272,6 +274,8 @@ class PostgresLedger(SqlLedger):
             raise LedgerError(msg) from exc
         try:
             await conn.execute(f"LISTEN {postgres_schema.DUE_CHANNEL}")
+            if listening is not None:
+                listening.set()  # from here on, no commit goes unheard
             async for note in conn.notifies():
                 schema, _, sink = note.payload.partition(":")
                 if schema == mine and sink:

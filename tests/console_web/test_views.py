@@ -137,6 +137,14 @@ class TestHealth:
         assert lines["sink", "pager"].error == "OSError: gone"
 
 
+async def _reads(feed: JournalFeed, count: int) -> None:
+    """Wait (with a deadline) until the feed has read the journal ``count`` times."""
+    async with asyncio.timeout(10):
+        while feed.reads < count:
+            feed.read.clear()
+            await feed.read.wait()
+
+
 class TestJournalFeed:
     async def test_each_new_line_once_to_every_subscriber(
         self, ledger: SqliteLedger, clock: FakeClock
@@ -145,13 +153,13 @@ class TestJournalFeed:
         await feed.start()
         try:
             async with feed.subscribe() as first, feed.subscribe() as second:
-                await asyncio.sleep(0.05)  # the feed's first read: nothing yet
+                await _reads(feed, 1)  # the feed's first read: nothing yet
                 raw = cap(sent=T0)
                 _admit(ledger, raw, Planner(sinks=("mqtt",)))
                 key = str(parse_alert(raw).key)
                 got = [await asyncio.wait_for(first.get(), 5)]
                 got2 = [await asyncio.wait_for(second.get(), 5)]
-                await asyncio.sleep(0.2)  # several overlapping reads of the same window
+                await _reads(feed, feed.reads + 3)  # overlapping reads of the same window
                 while not first.empty():
                     got.append(first.get_nowait())
                 assert all(line is not None and str(line.key) == key for line in got + got2)

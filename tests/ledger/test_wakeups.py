@@ -16,13 +16,14 @@ from tests.ledger.conftest import T0, FakeClock, Planner, make_alert
 @contextlib.asynccontextmanager
 async def _listening(ledger: PostgresLedger) -> AsyncIterator[asyncio.Queue[str]]:
     heard: asyncio.Queue[str] = asyncio.Queue()
+    listening = asyncio.Event()
 
     async def listen() -> None:
-        async for sink in ledger.wakeups():
+        async for sink in ledger.wakeups(listening):
             heard.put_nowait(sink)
 
     task = asyncio.create_task(listen())
-    await asyncio.sleep(0.3)  # LISTEN is in place before anything is admitted
+    await asyncio.wait_for(listening.wait(), 10)  # LISTEN in place before anything is admitted
     try:
         yield heard
     finally:
