@@ -152,6 +152,7 @@ class ClusterReport:
     reconnects: list[float] = field(default_factory=list)
     unreconnected: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    evidence: list[str] = field(default_factory=list)  # the ledger's story of a few findings
 
     @property
     def ok(self) -> bool:
@@ -195,6 +196,8 @@ class ClusterReport:
             + (", ".join(f"{t:.1f}" for t in self.reconnects) or "none")
             + (f"; never: {', '.join(self.unreconnected)}" if self.unreconnected else "")
         )
+        if not self.ok:
+            lines.extend(self.evidence)
         lines.append("RESULT: " + ("ok" if self.ok else "FAILED"))
         return "\n".join(lines)
 
@@ -607,6 +610,35 @@ def _account(postgres: Postgres, schema: str, report: ClusterReport, flow: _Flow
             if entry in ("held", "failed", "expired", "superseded"):
                 continue  # accounted for by the ledger, with its reason
             report.lost.append(f"{sink}:{key}")
+    repeated = sorted({(s, k) for (s, k, i) in seen
+                       if copies[(s, i)] > 1 and SINKS.get(s) != "resend"})
+    lost = [item.split(":", 1) for item in report.lost if not item.startswith("mqtt:")]
+    report.evidence = _evidence(postgres, schema, repeated[:5] + [(s, k) for s, k in lost[:5]],
+                                files.parent, [k.split(":", 1)[1] for k in report.lost
+                                               if k.startswith("mqtt:")][:5])
+
+
+def _evidence(postgres: Postgres, schema: str, findings: list[tuple[str, str]],
+              tmp: Path, unadmitted: list[str]) -> list[str]:
+    """For a few findings, what the ledger journalled of that sink's entry and what the
+    instances' logs said of an MQTT alert never admitted: where to look first."""
+    lines: list[str] = []
+    for sink, key in findings:
+        lines.append(f"  journal of {sink}:{key}")
+        rows = _query(postgres, schema,
+                      f"SELECT j.at, j.event, j.detail FROM journal j JOIN alerts a"
+                      f" ON a.sender = j.sender AND a.identifier = j.identifier"
+                      f" AND a.sent = j.sent WHERE {_KEY} = %s AND (j.sink = %s OR j.sink IS NULL"
+                      " OR j.sink = '') ORDER BY j.id", key, sink)
+        lines.extend(f"    {at} {event}: {detail}" for at, event, detail in rows)
+    for key in unadmitted:
+        ident = key.split(",")[1]
+        lines.append(f"  logs on {ident} (never admitted)")
+        for log in sorted(tmp.glob("gw*/daemon.log")):
+            for text in log.read_text(encoding="utf-8", errors="replace").splitlines():
+                if ident in text:
+                    lines.append(f"    {log.parent.name}: {text[:300]}")
+    return lines
 
 
 def run(*, instances: int = 3, alerts: int, kills: int, leader_kills: int, pg_restarts: int,

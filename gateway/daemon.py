@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -167,6 +168,7 @@ class Daemon:
             rng=self.supervisor.backoff.rng,
             stopping=self._stopping,
             sinks=list(self.sinks),
+            instance=config.gateway.name,
         )
         self.state = RetainedState(
             MQTT_STATE,
@@ -235,8 +237,10 @@ class Daemon:
         self.policies[HTTP_SOURCE] = self._policy(
             HTTP_SOURCE,
             "http",
-            {"trust_anchors": list(cfg.http.trust_anchors),
-             "require_signature": cfg.http.require_signature},
+            {
+                "trust_anchors": list(cfg.http.trust_anchors),
+                "require_signature": cfg.http.require_signature,
+            },
             validation=cfg.http.validation,
             door=door_trust(AUTHENTICATED, cfg.http.require_signature, cfg.http.trust),
         )
@@ -251,8 +255,10 @@ class Daemon:
             self.policies[MQTT_SOURCE] = self._policy(
                 MQTT_SOURCE,
                 "mqtt",
-                {"trust_anchors": list(mqtt.trust_anchors),
-                 "require_signature": mqtt.require_signature},
+                {
+                    "trust_anchors": list(mqtt.trust_anchors),
+                    "require_signature": mqtt.require_signature,
+                },
                 validation=mqtt.validation,
                 door=door_trust(adapter_trust(adapter), mqtt.require_signature, mqtt.trust),
             )
@@ -490,7 +496,21 @@ class Daemon:
             sinks=list(self.sinks),
             stopping=self._stopping,
             gone=self.state.gone,
+            wake=self.delivery.wake,
             beat=self._heartbeat,
+            settle=self._settle_claims,
+        )
+
+    def _in_doubt_policy(self, sink: str) -> str:
+        return next((s.in_doubt for s in self.config.sinks if s.name == sink), "resend")
+
+    def _settle_claims(self) -> int:
+        """The routine sweep: attempts whose lease ran out, and (on a shared ledger) those
+        of an instance whose heartbeat lags its peers' by ``3 x housekeeping_interval``
+        (at least 10 s)."""
+        silent = timedelta(seconds=max(10.0, 3 * self.config.gateway.housekeeping_interval))
+        return self.ledger.release_claims(
+            self.clock.now(), self._in_doubt_policy, owner=None, silent_after=silent
         )
 
     def _heartbeat(self) -> None:
@@ -520,8 +540,15 @@ class Daemon:
             if name in self.leader_only and name not in self.leading:
                 # another instance on the ledger leads it (this one takes over if it dies)
                 lines.append(
-                    {"source": name, "required": required, "running": False,
-                     "healthy": True, "led_elsewhere": True, "error": None, "streams": []}
+                    {
+                        "source": name,
+                        "required": required,
+                        "running": False,
+                        "healthy": True,
+                        "led_elsewhere": True,
+                        "error": None,
+                        "streams": [],
+                    }
                 )
                 continue
             streams: list[SourceHealth] = []
@@ -659,12 +686,15 @@ class Daemon:
         if isinstance(self._ledger, PostgresLedger):
             # Several instances on one ledger: every sample says which one counted it.
             REGISTRY.constant_labels["borderlink_instance"] = cfg.gateway.name
-        # Attempts under way when the last run stopped are retried now, not after their lease.
-        policies = {s.name: s.in_doubt for s in self.config.sinks}
+        # Attempts under way when this instance last stopped are settled now (in doubt: each
+        # sink's policy), not when their lease would have run out.
         await asyncio.to_thread(
-            self.ledger.release_claims,
-            self.clock.now(),
-            lambda sink: policies.get(sink, "resend"),
+            functools.partial(
+                self.ledger.release_claims,
+                self.clock.now(),
+                self._in_doubt_policy,
+                owner=cfg.gateway.name,
+            )
         )
         self._prepare_tokens()
         self._prepare_console()
@@ -763,9 +793,7 @@ class Daemon:
         log.info("daemon_stopped")
 
 
-def _bind(
-    func: Callable[..., Awaitable[None]], *args: Any
-) -> Callable[[], Awaitable[None]]:
+def _bind(func: Callable[..., Awaitable[None]], *args: Any) -> Callable[[], Awaitable[None]]:
     def call() -> Awaitable[None]:
         return func(*args)
 

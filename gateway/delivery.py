@@ -23,7 +23,7 @@ import structlog
 from gateway.adapter import Clock, SinkAdapter
 from gateway.config import SinkConfig
 from gateway.errors import AdapterError, DeliveryError
-from gateway.ledger import Ledger, OutboxEntry
+from gateway.ledger import EntryStateError, Ledger, OutboxEntry
 from gateway.metrics import REGISTRY
 
 log = structlog.get_logger(__name__)
@@ -56,8 +56,10 @@ class SinkWorkers:
         rng: random.Random,
         stopping: asyncio.Event,
         sinks: Sequence[str],
+        instance: str = "",
     ) -> None:
         self._ledger = ledger
+        self._instance = instance
         self.clock = clock
         self._rng = rng
         self._stopping = stopping
@@ -102,7 +104,9 @@ class SinkWorkers:
         delivered = [entry for entry, error in results if error is None]
         if delivered:
             now = self.clock.now()
-            _done, refused = ledger.mark_delivered_many([e.id for e in delivered], now)
+            _done, refused = ledger.mark_delivered_many(
+                [e.id for e in delivered], now, claims=_claims(delivered)
+            )
             for problem in refused:
                 log.error("delivery_record_refused", sink=cfg.name, error=str(problem))
             for entry in delivered:
@@ -124,11 +128,10 @@ class SinkWorkers:
                 continue
             if isinstance(error, DeliveryError):
                 attempts = max(1, entry.attempts)  # claim() counted this attempt
-                final = not error.retryable or (
-                    cfg.max_attempts and attempts >= cfg.max_attempts
-                )
+                final = not error.retryable or (cfg.max_attempts and attempts >= cfg.max_attempts)
                 retry_at = None if final else self._retry_at(cfg, attempts)
-                ledger.mark_failed(entry.id, str(error), retry_at=retry_at, at=now)
+                if not _record_failure(ledger, entry, str(error), retry_at, now):
+                    continue
                 DELIVERIES.inc(sink=cfg.name, outcome="failed" if final else "retry")
                 log.warning(
                     "delivery_failed",
@@ -138,9 +141,8 @@ class SinkWorkers:
                     error=str(error),
                     retry_at=None if retry_at is None else retry_at.isoformat(),
                 )
-            else:
-                # The link is down: retry as soon as it is back, in priority order.
-                ledger.mark_failed(entry.id, str(error), retry_at=now, at=now)
+            # The link is down: retry as soon as it is back, in priority order.
+            elif _record_failure(ledger, entry, str(error), now, now):
                 DELIVERIES.inc(sink=cfg.name, outcome="retry")
 
     async def _deliver(
@@ -192,6 +194,7 @@ class SinkWorkers:
                 self.clock.now(),
                 limit=limit,
                 lease=timedelta(seconds=cfg.send_timeout + _LEASE_MARGIN),
+                by=self._instance,
             )
             if not entries:
                 if self._stopping.is_set():
@@ -204,3 +207,21 @@ class SinkWorkers:
                 waiter.cancel()
                 continue
             await self._deliver(cfg, adapter, entries)
+
+
+def _claims(entries: Sequence[OutboxEntry]) -> dict[int, datetime]:
+    """Each claimed entry's ``started_at``: the fence its outcome is recorded under."""
+    return {e.id: e.started_at for e in entries if e.started_at is not None}
+
+
+def _record_failure(
+    ledger: Ledger, entry: OutboxEntry, reason: str, retry_at: datetime | None, at: datetime
+) -> bool:
+    """Record a failed attempt under its claim; False when the claim had already been
+    settled in doubt (the late outcome is journalled by the ledger and changes nothing)."""
+    try:
+        ledger.mark_failed(entry.id, reason, retry_at=retry_at, at=at, claimed_at=entry.started_at)
+    except EntryStateError as exc:
+        log.warning("delivery_outcome_late", sink=entry.sink, entry=entry.id, error=str(exc))
+        return False
+    return True

@@ -161,9 +161,7 @@ class Intake:
     async def ingest(self, item: Received) -> Outcome:
         """Process one received document; acknowledge it once its outcome is durable."""
         async with self._slots:
-            outcome = await asyncio.to_thread(
-                self.process, item.raw, item.source, item.received_at
-            )
+            outcome = await asyncio.to_thread(self.process, item.raw, item.source, item.received_at)
         if item.ack is not None:
             await item.ack()
         self._on_admitted(outcome)
@@ -265,9 +263,7 @@ class Intake:
         except FrameError as exc:
             INPUT_REJECTED.inc(component=COMPONENT, reason="message")
             REJECTED.inc(source=item.source, reason="message")
-            log.warning(
-                "message_rejected", source=item.source, error=str(exc), size=len(item.raw)
-            )
+            log.warning("message_rejected", source=item.source, error=str(exc), size=len(item.raw))
             self.ledger.record_invalid(
                 item.raw,
                 source=item.source,

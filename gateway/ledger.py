@@ -54,6 +54,7 @@ Errors (all derive from :class:`gateway.errors.GatewayError`)::
     ├── PlanError (ValueError)        a plan the outbox refuses (the same sink twice)
     ├── EntryNotFoundError (KeyError) no outbox entry with that id
     └── EntryStateError (ValueError)  the entry is not in a state that allows the change
+        └── LateResultError             an outcome reported after its claim was settled
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ __all__ = [
     "AUTHENTICATED",
     "IN_DOUBT",
     "IN_DOUBT_POLICIES",
+    "LATE_OUTCOMES",
     "OPEN_STATES",
     "OUTBOX_ENTRIES",
     "OUTBOX_TRANSITIONS",
@@ -109,6 +111,7 @@ __all__ = [
     "InvalidRecord",
     "JournalEntry",
     "Known",
+    "LateResultError",
     "Ledger",
     "LedgerBase",
     "LedgerError",
@@ -157,9 +160,14 @@ OUTBOX_ENTRIES = REGISTRY.gauge(
 )
 IN_DOUBT = REGISTRY.counter(
     "borderlink_outbox_in_doubt_total",
-    "Attempts found under way at a start (they may have reached their sink), by sink and"
-    " resolution (resend, hold, skip)",
+    "Attempts settled in doubt (under way at a start, lease run out, instance gone silent:"
+    " they may have reached their sink), by sink and resolution (resend, hold, skip)",
     ("sink", "resolution"),
+)
+LATE_OUTCOMES = REGISTRY.counter(
+    "borderlink_outbox_late_outcomes_total",
+    "Outcomes of attempts reported after their claim was settled in doubt (journalled as"
+    " late_outcome; a late delivery of an entry nobody else holds is recorded)",
 )
 IN_DOUBT_POLICIES = ("resend", "hold", "skip")
 ADMIT_SECONDS = REGISTRY.histogram(
@@ -194,12 +202,19 @@ class EntryStateError(LedgerError, ValueError):
     """The outbox entry's state does not allow the requested change."""
 
 
+class LateResultError(EntryStateError):
+    """The outcome of an attempt whose claim was already settled (in doubt) or taken over:
+    journalled, and the entry left as its new holder or policy has it -- unless the late
+    outcome is a delivery nobody else is making, which is recorded (it settles the doubt)."""
+
+
 class FactsChangedError(LedgerError):
     """What an admission was decided on changed before it could be recorded (another
     admission or a delivery claim came first); :meth:`LedgerBase.admit` decides again."""
 
 
 # ----------------------------------------------------------------------------- provenance
+
 
 @dataclass(frozen=True, slots=True)
 class Provenance:
@@ -368,6 +383,7 @@ class OutboxEntry:
     reason: str
     updated_at: datetime | None = None
     started_at: datetime | None = None  # set while an attempt taken by claim() is under way
+    claimed_by: str = ""  # the instance whose attempt it is (while ``started_at`` is set)
 
     @property
     def terminal(self) -> bool:
@@ -616,9 +632,7 @@ def decide(
         return _duplicate(alert, facts.existing)
     expires = alert.expires
     notes: list[str] = []
-    later = [
-        k for k in facts.later if cross_sender_references or k.key.sender == key.sender
-    ]
+    later = [k for k in facts.later if cross_sender_references or k.key.sender == key.sender]
     superseded_by: AlertKey | None = None
     if expires is not None and expires <= received_at:
         status, decision = AlertStatus.EXPIRED, Decision.EXPIRED
@@ -728,9 +742,7 @@ def settle(admission: Admission, planned: Sequence[PlannedDelivery]) -> Admissio
         notes = [admission.hold, admission.reason]
         if not planned:
             notes.append("no delivery planned")
-        return replace(
-            admission, decision=Decision.HELD, reason="; ".join(n for n in notes if n)
-        )
+        return replace(admission, decision=Decision.HELD, reason="; ".join(n for n in notes if n))
     held = sum(1 for p in planned if p.held)
     if planned and held == len(planned):
         return replace(
@@ -877,11 +889,22 @@ class Ledger(Protocol):
     def due(self, sink: str, now: datetime, limit: int = 1) -> list[OutboxEntry]: ...
 
     def claim(
-        self, sink: str, now: datetime, *, limit: int = 1, lease: timedelta = ...
+        self,
+        sink: str,
+        now: datetime,
+        *,
+        limit: int = 1,
+        lease: timedelta = ...,
+        by: str = "",
     ) -> list[OutboxEntry]: ...
 
     def release_claims(
-        self, now: datetime, in_doubt: Callable[[str], str] | None = None
+        self,
+        now: datetime,
+        in_doubt: Callable[[str], str] | None = None,
+        *,
+        owner: str | None = "",
+        silent_after: timedelta | None = None,
     ) -> int: ...
 
     def pending_count(self, sink: str | None = None) -> int: ...
@@ -891,7 +914,11 @@ class Ledger(Protocol):
     def mark_delivered(self, entry_id: int, at: datetime) -> OutboxEntry: ...
 
     def mark_delivered_many(
-        self, entry_ids: Sequence[int], at: datetime
+        self,
+        entry_ids: Sequence[int],
+        at: datetime,
+        *,
+        claims: Mapping[int, datetime] | None = None,
     ) -> tuple[list[OutboxEntry], list[EntryStateError]]: ...
 
     def mark_failed(
@@ -901,15 +928,14 @@ class Ledger(Protocol):
         *,
         retry_at: datetime | None,
         at: datetime | None = None,
+        claimed_at: datetime | None = None,
     ) -> OutboxEntry: ...
 
     def expire_due(self, now: datetime) -> list[OutboxEntry]: ...
 
     def holds(self, *, limit: int = 1000) -> list[OutboxEntry]: ...
 
-    def approve(
-        self, entry_id: int, *, by: str = "operator", comment: str = ""
-    ) -> OutboxEntry: ...
+    def approve(self, entry_id: int, *, by: str = "operator", comment: str = "") -> OutboxEntry: ...
 
     def reject(self, entry_id: int, reason: str, *, by: str = "operator") -> OutboxEntry: ...
 

@@ -127,9 +127,7 @@ def _orient(a: tuple[float, float], b: tuple[float, float], c: tuple[float, floa
 
 
 def _on_segment(a: tuple[float, float], b: tuple[float, float], p: tuple[float, float]) -> bool:
-    return min(a[0], b[0]) <= p[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= p[1] <= max(
-        a[1], b[1]
-    )
+    return min(a[0], b[0]) <= p[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= p[1] <= max(a[1], b[1])
 
 
 Vec = tuple[float, float]
@@ -462,9 +460,7 @@ def _rendering_key(route: RouteConfig) -> str:
     return f"{route.translation}\n{options}"
 
 
-def _live_refusal(
-    route: RouteConfig, sink: SinkConfig, ctx: PlanContext
-) -> tuple[str, str] | None:
+def _live_refusal(route: RouteConfig, sink: SinkConfig, ctx: PlanContext) -> tuple[str, str] | None:
     """Why a live sink may not get this alert at all (reason code, words), or None."""
     if not sink.live:
         return None

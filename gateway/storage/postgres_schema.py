@@ -160,8 +160,12 @@ _V3 = (
     """,
 )
 
+# 4: who holds each claim (the instance's name), so that an instance starting again settles
+# its own attempts at once and others settle those of an instance gone silent.
+_V4 = ("ALTER TABLE outbox ADD COLUMN claimed_by TEXT NOT NULL DEFAULT ''",)
+
 # version -> statements; append new versions, never edit a released one.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 DUE_CHANNEL = "borderlink_due"
 LATEST = max(MIGRATIONS)
 _MIGRATION_LOCK = 0x626F72646C696E6B  # "borderlink": one migrating instance at a time
@@ -196,7 +200,5 @@ def migrate(conn: Any, *, now_us: int) -> int:
 
 
 def current_version(conn: Any) -> int:
-    row = conn.execute(
-        "SELECT MAX(version) AS v FROM schema_version"
-    ).fetchone()
+    row = conn.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
     return int(row["v"] or 0)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -24,6 +24,7 @@ from gateway.ledger import (
     ADMISSIONS,
     IN_DOUBT,
     IN_DOUBT_POLICIES,
+    LATE_OUTCOMES,
     OPEN_STATES,
     OUTBOX_ENTRIES,
     OUTBOX_TRANSITIONS,
@@ -36,6 +37,7 @@ from gateway.ledger import (
     Facts,
     InvalidRecord,
     JournalEntry,
+    LateResultError,
     LedgerBase,
     MessageRecord,
     OutboxEntry,
@@ -286,9 +288,11 @@ class SqlLedger(LedgerBase):
         clauses: list[str] = ["kind = 'cap'"]
         params: list[Any] = []
         if text:
-            pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace(
-                "_", "\\_"
-            ) + "%"
+            pattern = (
+                "%"
+                + text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                + "%"
+            )
             fields = ("identifier", "sender", "sender_name", "event", "headline", "areas")
             clauses.append(
                 "(" + " OR ".join(f"lower({f}) LIKE ? ESCAPE '\\'" for f in fields) + ")"
@@ -424,34 +428,53 @@ class SqlLedger(LedgerBase):
         *,
         limit: int = 1,
         lease: timedelta = timedelta(seconds=60),
+        by: str = "",
     ) -> list[OutboxEntry]:
-        """Take due entries for delivery: :meth:`due`, with a lease on each entry taken.
+        """Take due entries for delivery: :meth:`due`, with a lease on each entry taken by
+        ``by`` (the instance's name).
 
-        Each returned entry's next attempt moves to ``now + lease``, so a second worker (or
-        a second instance on the same store) does not take it too; a worker that dies before
-        :meth:`mark_delivered` / :meth:`mark_failed` leaves it to be retried when the lease
-        runs out. The start of each attempt is journalled (``attempt_started``).
+        An entry taken stays taken -- no second worker, of this instance or another, takes
+        it -- until its outcome is recorded (:meth:`mark_delivered` / :meth:`mark_failed`,
+        given the entry's ``started_at``) or :meth:`release_claims` settles it as in doubt
+        (its lease ran out, its instance started again or went silent). The start of each
+        attempt is journalled (``attempt_started``).
         """
         if limit < 1:
             return []
         # Not synced: a claim lost with the power only means the attempt is not known to
         # have started; the outcome that follows is written synced (and syncs this with it).
         with self._write(sync=False) as conn:
-            return claim(conn, sink, now, limit=limit, lease=lease, lock=self._claim_lock)
+            return claim(conn, sink, now, limit=limit, lease=lease, lock=self._claim_lock, by=by)
 
     def release_claims(
-        self, now: datetime, in_doubt: Callable[[str], str] | None = None
+        self,
+        now: datetime,
+        in_doubt: Callable[[str], str] | None = None,
+        *,
+        owner: str | None = "",
+        silent_after: timedelta | None = None,
     ) -> int:
-        """Resolve the attempts that were under way when the (single) process using this
-        store stopped: each is **in doubt** (it may have reached its sink). ``in_doubt(sink)``
-        names the sink's policy -- ``resend`` (the default: due at once, so the attempt is
-        retried now and not when its lease would have run out), ``hold`` or ``skip``. The
-        attempt stays counted: the sink may have received it, so an update or a cancel of
-        the alert still goes to that sink. Returns how many entries were in doubt.
+        """Settle the attempts whose outcome will never be reported: each is **in doubt**
+        (it may have reached its sink). ``in_doubt(sink)`` names the sink's policy --
+        ``resend`` (the default: due at once), ``hold`` or ``skip``. The attempt stays
+        counted: the sink may have received it, so an update or a cancel of the alert still
+        goes to that sink. Returns how many entries were in doubt.
+
+        Which attempts: those whose lease ran out; with ``owner`` (the name of the instance
+        that is starting; on a store only one process uses, every claim), that instance's;
+        with ``silent_after`` on a shared store, those of an instance whose heartbeat lags
+        its peers' newest by more than that (see :func:`~gateway.storage.sql_outbox.
+        release_claims`). ``owner=None`` is the routine sweep of a running instance.
         """
         with self._write() as conn:
             resolved = release_claims(
-                conn, now, in_doubt or (lambda _sink: "resend"), shared=self._shared
+                conn,
+                now,
+                in_doubt or (lambda _sink: "resend"),
+                shared=self._shared,
+                owner=owner,
+                silent_after=silent_after,
+                lock=self._claim_lock,
             )
         for entry, policy in resolved:
             IN_DOUBT.inc(sink=entry.sink, resolution=policy)
@@ -491,11 +514,26 @@ class SqlLedger(LedgerBase):
         return counts
 
     def _transition(
-        self, entry_id: int, *, at: datetime, decide: Callable[[OutboxEntry], Change]
+        self,
+        entry_id: int,
+        *,
+        at: datetime,
+        decide: Callable[[OutboxEntry], Change],
+        claimed_at: datetime | None = None,
     ) -> OutboxEntry:
-        """Change one entry in one transaction; ``decide`` sees it as stored first."""
+        """Change one entry in one transaction; ``decide`` sees it as stored first. A late
+        outcome (``claimed_at`` no longer the entry's claim) is journalled, then refused."""
+        late: LateResultError | None = None
         with self._write() as conn:
-            after, before, change = apply(conn, entry_id, at=at, decide=decide)
+            try:
+                after, before, change = apply(
+                    conn, entry_id, at=at, decide=decide, claimed_at=claimed_at
+                )
+            except LateResultError as exc:
+                late = exc
+        if late is not None:
+            LATE_OUTCOMES.inc()
+            raise late
         _changed(before, change)
         return after
 
@@ -509,19 +547,31 @@ class SqlLedger(LedgerBase):
         return self._transition(entry_id, at=at, decide=delivered)
 
     def mark_delivered_many(
-        self, entry_ids: Sequence[int], at: datetime
+        self,
+        entry_ids: Sequence[int],
+        at: datetime,
+        *,
+        claims: Mapping[int, datetime] | None = None,
     ) -> tuple[list[OutboxEntry], list[EntryStateError]]:
         """:meth:`mark_delivered` for a batch in one transaction (one disk sync).
 
         An entry the rule refuses (held, already delivered) is returned with its error and
-        does not stop the others from being recorded.
+        does not stop the others from being recorded. ``claims`` maps an entry taken by
+        :meth:`claim` to its ``started_at``: the outcome of a claim already settled is late
+        (see :func:`~gateway.storage.sql_outbox.apply`).
         """
         done: list[tuple[OutboxEntry, OutboxEntry, Change]] = []
         refused: list[EntryStateError] = []
         with self._write() as conn:
             for entry_id in entry_ids:
+                claimed_at = None if claims is None else claims.get(entry_id)
                 try:
-                    done.append(apply(conn, entry_id, at=at, decide=delivered))
+                    done.append(
+                        apply(conn, entry_id, at=at, decide=delivered, claimed_at=claimed_at)
+                    )
+                except LateResultError as exc:
+                    LATE_OUTCOMES.inc()
+                    refused.append(exc)
                 except EntryStateError as exc:
                     refused.append(exc)
         for _after, before, change in done:
@@ -535,10 +585,13 @@ class SqlLedger(LedgerBase):
         *,
         retry_at: datetime | None,
         at: datetime | None = None,
+        claimed_at: datetime | None = None,
     ) -> OutboxEntry:
         """Record a failed attempt: retry at ``retry_at``, or fail for good when None.
 
-        ``at`` is when the attempt failed (the ledger's clock when not given).
+        ``at`` is when the attempt failed (the ledger's clock when not given);
+        ``claimed_at``, the ``started_at`` of the claim it was made under (a late outcome
+        raises :class:`~gateway.storage.sql_outbox.LateResultError`).
 
         An entry superseded or expired while its attempt was under way keeps that terminal
         state; the failed attempt is still counted and journalled.
@@ -547,7 +600,9 @@ class SqlLedger(LedgerBase):
         def decide(entry: OutboxEntry) -> Change:
             return failed(entry, reason, retry_at)
 
-        return self._transition(entry_id, at=at or self._clock.now(), decide=decide)
+        return self._transition(
+            entry_id, at=at or self._clock.now(), decide=decide, claimed_at=claimed_at
+        )
 
     def expire_due(self, now: datetime) -> list[OutboxEntry]:
         """Mark pending and held entries whose ``expires`` passed; returns them."""
@@ -574,9 +629,9 @@ class SqlLedger(LedgerBase):
                 conn, entry_id, at=now, decide=lambda entry: approved(entry, by, comment)
             )
             alert_id = int(
-                conn.execute(
-                    "SELECT alert_id FROM outbox WHERE id = ?", (entry_id,)
-                ).fetchone()["alert_id"]
+                conn.execute("SELECT alert_id FROM outbox WHERE id = ?", (entry_id,)).fetchone()[
+                    "alert_id"
+                ]
             )
             withdrawn = approve_withdrawals(
                 conn,
@@ -637,8 +692,7 @@ class SqlLedger(LedgerBase):
         """The audit trail of one alert (admission and every delivery change), oldest first."""
         with self._read() as conn:
             sql = (
-                "SELECT * FROM journal WHERE sender = ? AND identifier = ? AND sent = ?"
-                " ORDER BY id"
+                "SELECT * FROM journal WHERE sender = ? AND identifier = ? AND sent = ? ORDER BY id"
             )
             params: tuple[Any, ...] = (key.sender, key.identifier, key.sent)
             if limit is not None:

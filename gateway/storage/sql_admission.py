@@ -76,9 +76,7 @@ def _reached(conn: Connection, alert_id: int) -> list[tuple[str, str]]:
     return [(r["sink"], r["route"]) for r in rows]
 
 
-def read_facts(
-    conn: Connection, key: AlertKey, references: Sequence[AlertKey] = ()
-) -> Facts:
+def read_facts(conn: Connection, key: AlertKey, references: Sequence[AlertKey] = ()) -> Facts:
     """What an admission of ``key`` (referencing ``references``) depends on."""
     existing = _known(conn, key)
     later = conn.execute(
@@ -189,9 +187,7 @@ def record_alert(
     return admission
 
 
-def _duplicate(
-    conn: Connection, now: datetime, admission: Admission, source: str
-) -> Admission:
+def _duplicate(conn: Connection, now: datetime, admission: Admission, source: str) -> Admission:
     journal(conn, now, admission.key, "duplicate", f"from {source}: {admission.reason}")
     return admission
 
@@ -252,9 +248,7 @@ def withdraw(
                 "UPDATE outbox SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
                 (EntryState.SUPERSEDED.value, reason, received_us, entry["id"]),
             )
-            journal(
-                conn, now, ref, "superseded", reason, entry_id=entry["id"], sink=entry["sink"]
-            )
+            journal(conn, now, ref, "superseded", reason, entry_id=entry["id"], sink=entry["sink"])
             OUTBOX_TRANSITIONS.inc(sink=entry["sink"], state=EntryState.SUPERSEDED.value)
 
 

@@ -131,7 +131,7 @@ ALERT_COLUMNS = (
 ENTRY_COLUMNS = (
     "o.id, o.sink, o.route, o.content_type, o.attributes, o.parts, o.priority, o.enqueued_at, "
     "o.expires, o.attempts, o.next_attempt_at, o.state, o.reason, o.updated_at, o.started_at, "
-    "a.sender, a.identifier, a.sent"
+    "o.claimed_by, a.sender, a.identifier, a.sent"
 )
 
 
@@ -189,6 +189,7 @@ def row_to_entry(row: Row) -> OutboxEntry:
         reason=row["reason"],
         updated_at=opt_dt(row["updated_at"]),
         started_at=opt_dt(row["started_at"]),
+        claimed_by=row["claimed_by"],
     )
 
 

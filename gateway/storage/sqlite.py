@@ -27,6 +27,7 @@ __all__ = ["SqliteLedger"]
 
 log = structlog.get_logger(__name__)
 
+
 class _Now(Protocol):
     def now(self) -> datetime: ...
 

@@ -157,8 +157,12 @@ _V5 = (
     """,
 )
 
+# 6: who holds each claim (the instance's name), so that an instance starting again settles
+# its own attempts at once and others settle those of an instance gone silent.
+_V6 = ("ALTER TABLE outbox ADD COLUMN claimed_by TEXT NOT NULL DEFAULT ''",)
+
 # version -> statements; append new versions, never edit a released one.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6}
 LATEST = max(MIGRATIONS)
 
 

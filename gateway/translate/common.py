@@ -160,5 +160,3 @@ def require_valid(alert: Alert, profile: str) -> Alert:
         msg = f"the {profile} translation breaks its profile: {listed}"
         raise TranslationError(msg)
     return alert
-
-

@@ -398,12 +398,29 @@ class TestClaim:
         assert events == ["enqueued", "admitted", "attempt_started", "delivered"]
 
     def test_lease_runs_out_after_a_dead_worker(self, ledger: SqliteLedger) -> None:
+        """A claim whose lease ran out is in doubt: no worker takes it again by chance; the
+        routine sweep settles it by the sink's policy first."""
         admit(ledger, make_alert())
-        (taken,) = ledger.claim("mqtt", T0, lease=timedelta(seconds=30))
-        # the worker died without reporting: the entry comes back when the lease ends
-        (again,) = ledger.claim("mqtt", T0 + timedelta(seconds=30))
-        assert again.id == taken.id
+        (taken,) = ledger.claim("mqtt", T0, lease=timedelta(seconds=30), by="gw-1")
+        assert taken.claimed_by == "gw-1"
+        late = T0 + timedelta(seconds=31)
+        assert ledger.claim("mqtt", late) == []
+        assert ledger.release_claims(late, {"mqtt": "hold"}.__getitem__, owner=None) == 1
+        assert ledger.claim("mqtt", late) == []
+        (held,) = ledger.holds()
+        assert (held.id, held.claimed_by, held.started_at) == (taken.id, "", None)
+        assert held.reason.startswith("in doubt: attempt 1 by gw-1 may have reached the sink")
         assert ledger.claim("mqtt", T0, limit=0) == []
+
+    def test_routine_sweep_leaves_running_claims(self, ledger: SqliteLedger) -> None:
+        admit(ledger, make_alert())
+        ledger.claim("mqtt", T0, lease=timedelta(seconds=30), by="gw-1")
+        assert ledger.release_claims(T0 + timedelta(seconds=29), owner=None) == 0
+        assert ledger.claim("mqtt", T0 + timedelta(seconds=29)) == []
+        after = T0 + timedelta(seconds=31)
+        assert ledger.release_claims(after, owner=None) == 1  # resend: due at once
+        (again,) = ledger.claim("mqtt", after, by="gw-1")
+        assert again.attempts == 2
 
     def test_cancel_while_being_sent(self, ledger: SqliteLedger) -> None:
         """An entry under way when its alert is cancelled still counts as attempted."""
@@ -443,7 +460,7 @@ class TestInDoubt:
             alert = make_alert()
             admit(led, alert, Planner(sinks=("mqtt", "endec", "pager")))
             for sink in ("mqtt", "endec", "pager"):
-                (taken,) = led.claim(sink, T0, lease=timedelta(minutes=5))
+                (taken,) = led.claim(sink, T0, lease=timedelta(minutes=5), by="gw-1")
                 assert taken.attempts == 1  # counted before the bytes leave
             # the process dies here: no outcome is recorded
         return alert.key
@@ -467,8 +484,9 @@ class TestInDoubt:
             assert entries["mqtt"].next_attempt_at == at
             assert entries["endec"].state is EntryState.HELD
             assert entries["endec"].reason == (
-                "in doubt after a restart: attempt 1 may have reached the sink: approving sends"
-                " it again, perhaps a second time (in_doubt = hold)"
+                "in doubt: attempt 1 by gw-1 may have reached the sink and its outcome was"
+                " never recorded: approving sends it again, perhaps a second time"
+                " (in_doubt = hold)"
             )
             assert entries["pager"].state is EntryState.FAILED
             assert "not sent again" in entries["pager"].reason
@@ -478,7 +496,7 @@ class TestInDoubt:
             assert events.count("in_doubt") == 3
             # Each journal line says the doubt once, then what became of the entry.
             details = [j.detail for j in led.journal(key) if j.event == "in_doubt"]
-            assert all(d.count("in doubt after a restart") == 1 for d in details), details
+            assert all(d.count("in doubt") == 1 for d in details), details
             # Released once: a second look at the same instant finds nothing more.
             assert led.release_claims(at, policies.__getitem__) == 0
 
@@ -502,6 +520,74 @@ class TestInDoubt:
             (entry,) = led.deliveries(alert.key)
             done = led.mark_delivered(entry.id, T0 + timedelta(seconds=3))
             assert (done.state, done.attempts) == (EntryState.DELIVERED, 3)
+
+    def test_an_instance_starting_again_settles_its_own_claims_at_once(
+        self, open_ledger: OpenLedger, clock: FakeClock, backend: str
+    ) -> None:
+        """On a shared store, a peer's running claims are left alone, but the instance that
+        made them settles them as it starts again, without waiting for their lease."""
+        key = self._crash_mid_attempt(open_ledger, clock)
+        with open_ledger(clock=clock) as led:
+            if backend != "sqlite":
+                assert led.release_claims(T0, owner="gw-2") == 0
+            assert led.release_claims(T0, owner="gw-1") == 3
+            assert all(e.started_at is None for e in led.deliveries(key))
+
+    def test_a_silent_instance_loses_its_claims(
+        self, open_ledger: OpenLedger, clock: FakeClock, backend: str
+    ) -> None:
+        """Claims of an instance whose heartbeat lags its peers' newest by more than
+        ``silent_after`` are settled before their lease runs out (shared stores); an outage
+        that silences every instance alike condemns none. SQLite has one process, whose
+        running claims no heartbeat condemns."""
+        key = self._crash_mid_attempt(open_ledger, clock)
+        silent = timedelta(seconds=10)
+        with open_ledger(clock=clock) as led:
+            led.heartbeat("gw-1", T0)
+            led.heartbeat("gw-2", T0)
+            later = T0 + timedelta(seconds=30)  # both silent alike: a store outage
+            assert led.release_claims(later, owner=None, silent_after=silent) == 0
+            led.heartbeat("gw-2", later)
+            expected = 0 if backend == "sqlite" else 3
+            assert led.release_claims(later, owner=None, silent_after=silent) == expected
+            assert all((e.started_at is None) == bool(expected) for e in led.deliveries(key))
+
+    def test_late_outcomes_are_fenced(self, open_ledger: OpenLedger, clock: FakeClock) -> None:
+        """The outcome of a claim already settled in doubt changes nothing but settles the
+        doubt of a delivery nobody else is making."""
+        with open_ledger(clock=clock) as led:
+            alert = make_alert()
+            admit(led, alert, Planner(sinks=("endec", "mqtt", "pager")))
+            taken = {
+                sink: led.claim(sink, T0, lease=timedelta(seconds=30), by="gw-1")[0]
+                for sink in ("endec", "mqtt", "pager")
+            }
+            later = T0 + timedelta(seconds=31)
+            policies = {"endec": "hold", "mqtt": "resend", "pager": "resend"}
+            assert led.release_claims(later, policies.__getitem__, owner=None) == 3
+            # endec: held in doubt, then its attempt reports delivered: it went out once
+            done, refused = led.mark_delivered_many(
+                [taken["endec"].id], later, claims={taken["endec"].id: taken["endec"].started_at}
+            )
+            assert refused == []
+            assert done[0].state is EntryState.DELIVERED
+            assert led.holds() == []
+            # mqtt: resent by another instance, then the first attempt reports: refused
+            (again,) = led.claim("mqtt", later, by="gw-2")
+            _done, (late,) = led.mark_delivered_many(
+                [again.id], later, claims={again.id: taken["mqtt"].started_at}
+            )
+            assert "late outcome (delivered)" in str(late)
+            assert led.mark_delivered_many([again.id], later, claims={again.id: again.started_at})
+            # pager: its first attempt fails late: the resend stands
+            with pytest.raises(EntryStateError, match="late outcome"):
+                led.mark_failed(
+                    taken["pager"].id, "no answer", retry_at=later, claimed_at=T0
+                )
+            (pager,) = [e for e in led.deliveries(alert.key) if e.sink == "pager"]
+            assert (pager.state, pager.next_attempt_at) == (EntryState.PENDING, later)
+            events = [j.event for j in led.journal(alert.key)]
+            assert events.count("late_outcome") == 2
 
     def test_failed_attempt_after_claim_counts_once(self, ledger: SqliteLedger) -> None:
         admit(ledger, make_alert())
