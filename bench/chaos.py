@@ -53,6 +53,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import aiomqtt
@@ -61,7 +62,7 @@ from paho.mqtt.properties import Properties
 from cap_schemas.model import AlertKey
 from gateway.summary import delivery_id
 from tests.daemon.conftest import CapFactory
-from tests.helpers import Broker, _spawn_mosquitto, free_port, wait_for_port
+from tests.helpers import Broker, _spawn_mosquitto, free_port, mosquitto_user, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "chaos-token-0123456789abcdef"
@@ -93,6 +94,7 @@ class Report:
     lost: list[str] = field(default_factory=list)
     received: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, dict[str, int]] = field(default_factory=dict)
+    broker_repeats: dict[str, dict[str, int]] = field(default_factory=dict)
     held: dict[str, int] = field(default_factory=dict)
     in_doubt: Counter[str] = field(default_factory=Counter)
     in_doubt_by_sink: Counter[str] = field(default_factory=Counter)
@@ -114,9 +116,11 @@ class Report:
             f" {self.admitted}, {self.seconds:.0f} s",
             f"acknowledged by the broker, then lost when it was killed before passing them"
             f" on: {len(self.lost_in_broker)} (Mosquitto's own durability, not the gateway's)",
+            publish_answers(),
         ]
         lines += sink_table(SINKS, self.received, self.lost, self.duplicates, self.held,
                             self.in_doubt_by_sink)
+        lines.append(broker_repeats_line(self.broker_repeats))
         radio = self.radio
         lines.append(
             f"radio: {radio.frames} frames heard by {RADIO_CALL}; {radio.repeats} repeats of a"
@@ -128,6 +132,43 @@ class Report:
         lines.append(f"in doubt at restarts: {resolved}")
         lines.append("RESULT: " + ("ok" if self.ok else "FAILED"))
         return "\n".join(lines)
+
+
+def publish_answers() -> str:
+    """What the broker answered the harness's MQTT 5 publishes besides success."""
+    return (
+        f"MQTT publishes answered 16, no matching subscribers (a broker just restarted, the"
+        f" gateways not yet subscribed again), and sent again: {PUBLISH_ANSWERS['unheard']};"
+        f" never accepted, so not counted as acknowledged: {PUBLISH_ANSWERS['given_up']}"
+    )
+
+
+def split_repeats(
+    seen: list[tuple[str, str, str]], attempts: dict[tuple[str, str], int]
+) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """The delivery ids a sink heard more than once, per sink, as (the gateway's, the
+    broker's). The ledger counts an attempt before its bytes leave, so an entry with one
+    attempt (``attempts[(sink, key)]``) was sent once: a second copy of it was passed on by
+    the broker, after a kill of its own lost the record of the first."""
+    copies = Counter((sink, ident) for sink, _key, ident in seen)
+    key_of = {(sink, ident): key for sink, key, ident in seen}
+    gateway: dict[str, dict[str, int]] = {}
+    broker: dict[str, dict[str, int]] = {}
+    for (sink, ident), n in copies.items():
+        if n > 1:
+            sent = attempts.get((sink, key_of[(sink, ident)]), n)
+            (gateway if sent > 1 else broker).setdefault(sink, {})[ident] = n
+    return gateway, broker
+
+
+def broker_repeats_line(broker: dict[str, dict[str, int]]) -> str:
+    per_sink = ", ".join(
+        f"{sink} {sum(n - 1 for n in ids.values())}" for sink, ids in sorted(broker.items())
+    )
+    return (
+        "copies the broker passed on twice though the gateway sent them once (one attempt in"
+        f" the ledger; after a broker kill; a consumer drops them by delivery id): {per_sink or 0}"
+    )
 
 
 def sink_table(
@@ -168,7 +209,7 @@ def _config(tmp: Path, broker_port: int, http_port: int, station_port: int) -> P
         f'[ledger]\npath = "{tmp / "ledger.sqlite3"}"\n\n'
         '[[sink]]\nname = "feed"\ntype = "mqtt"\ntopic = "out/feed/{key}"\n'
         "retry_initial = 0.05\nretry_max = 0.5\n\n"
-        '[[sink]]\nname = "air"\ntype = "mqtt"\ntopic = "out/air/{key}"\nlive = true\n'
+        '[[sink]]\nname = "air"\ntype = "mqtt"\ntopic = "out/air/{key}"\nlive = true\nqos = 2\n'
         "retry_initial = 0.05\nretry_max = 0.5\n\n"
         '[[sink]]\nname = "files"\ntype = "file"\npath = "files"\n'
         "retry_initial = 0.05\nretry_max = 0.5\n\n"
@@ -231,7 +272,7 @@ def _broker(tmp: Path) -> Broker:
     store = tmp / "mosquitto-store"
     store.mkdir()
     config.write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+        f"{mosquitto_user()}listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
         f"persistence_location {store}/\nautosave_interval 1\nautosave_on_changes true\n"
         "max_queued_messages 100000\n",
         encoding="utf-8",
@@ -251,7 +292,8 @@ async def _collect(broker: Broker, seen: list[tuple[str, str, str]], stop: async
                 broker.host, broker.port, identifier="chaos-sub", clean_start=False,
                 properties=props, protocol=aiomqtt.ProtocolVersion.V5,
             ) as sub:
-                await sub.subscribe("out/#", qos=1)
+                await sub.subscribe("out/feed/#", qos=1)
+                await sub.subscribe("out/air/#", qos=2)  # a transmitter hears each once
                 async for message in sub.messages:
                     user = dict(message.properties.UserProperty or [])  # type: ignore[union-attr]
                     sink = str(message.topic).split("/")[1]
@@ -273,15 +315,50 @@ async def _post(http: aiohttp.ClientSession, url: str, body: bytes) -> bool:
         return False
 
 
-async def _publish(broker: Broker, body: bytes) -> bool:
-    try:
-        async with aiomqtt.Client(
-            broker.host, broker.port, identifier=f"chaos-pub-{uuid.uuid4().hex[:8]}", timeout=5
-        ) as pub:
-            await pub.publish("borderlink/in/cap", body, qos=1)
+# What the broker answered the careful publisher: "unheard" (code 16, sent again), "given_up"
+# (still not accepted after every try: not counted as acknowledged).
+PUBLISH_ANSWERS: Counter[str] = Counter()
+
+
+async def _publish(broker: Broker, body: bytes, *, tries: int = 3) -> bool:
+    """Publish with QoS 1 over MQTT 5 as a careful publisher does: a PUBACK whose reason code
+    is not 0 is no acceptance, and the publish is sent again (at most ``tries`` times). Code
+    16, no matching subscribers, is what Mosquitto 2.0 answers after a restart until the
+    gateways have subscribed again: it keeps sessions but not their shared subscriptions."""
+    for attempt in range(tries):
+        codes: dict[int, int] = {}
+        try:
+            async with aiomqtt.Client(
+                broker.host,
+                broker.port,
+                identifier=f"chaos-pub-{uuid.uuid4().hex[:8]}",
+                timeout=5,
+                protocol=aiomqtt.ProtocolVersion.V5,
+            ) as pub:
+                chain: Any = pub._client.on_publish
+
+                def answered(
+                    client: Any,
+                    userdata: Any,
+                    mid: int,
+                    reason: Any,
+                    props: Any,
+                    chain: Any = chain,
+                    codes: dict[int, int] = codes,
+                ) -> None:
+                    codes[mid] = int(getattr(reason, "value", 0))
+                    chain(client, userdata, mid, reason, props)
+
+                pub._client.on_publish = answered
+                await pub.publish("borderlink/in/cap", body, qos=1)
+        except aiomqtt.MqttError:
+            return False
+        if codes and all(code == 0 for code in codes.values()):
             return True
-    except aiomqtt.MqttError:
-        return False
+        PUBLISH_ANSWERS["unheard"] += 1
+        await asyncio.sleep(0.5 * (attempt + 1))
+    PUBLISH_ANSWERS["given_up"] += 1
+    return False
 
 
 async def _scenario(
@@ -458,7 +535,7 @@ def _account(
     with contextlib.closing(sqlite3.connect(tmp / "ledger.sqlite3")) as db:
         rows = db.execute(
             "SELECT a.sender || ',' || a.identifier || ',' || a.sent, o.sink, o.state,"
-            " o.attributes FROM outbox o JOIN alerts a ON a.id = o.alert_id"
+            " o.attributes, o.attempts FROM outbox o JOIN alerts a ON a.id = o.alert_id"
         ).fetchall()
         admitted = {r[0] for r in db.execute(
             "SELECT sender || ',' || identifier || ',' || sent FROM alerts"
@@ -479,10 +556,10 @@ def _account(
     received = {(sink, key) for sink, key, _ident in seen}
     for sink in SINKS:
         report.received[sink] = sum(n for (s, _i), n in copies.items() if s == sink)
-        dups = {i: n for (s, i), n in copies.items() if s == sink and n > 1}
-        if dups:
-            report.duplicates[sink] = dups
-    state = {(key, sink): (st, json.loads(attrs)) for key, sink, st, attrs in rows}
+    report.duplicates, report.broker_repeats = split_repeats(
+        seen, {(sink, key): n for key, sink, _st, _attrs, n in rows}
+    )
+    state = {(key, sink): (st, json.loads(attrs)) for key, sink, st, attrs, _n in rows}
     report.held = dict(Counter(sink for (_k, sink), (st, _a) in state.items() if st == "held"))
     for key in sorted(gateway_owned):
         for sink in SINKS:

@@ -68,7 +68,10 @@ from bench.chaos import (
     _publish,
     _spawn,
     _stop,
+    broker_repeats_line,
+    publish_answers,
     sink_table,
+    split_repeats,
 )
 from tests.daemon.conftest import CapFactory
 from tests.helpers import Broker, Postgres, _spawn_mosquitto, free_port, run_postgres, wait_for_port
@@ -144,6 +147,7 @@ class ClusterReport:
     lost: list[str] = field(default_factory=list)
     received: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, dict[str, int]] = field(default_factory=dict)
+    broker_repeats: dict[str, dict[str, int]] = field(default_factory=dict)
     held: dict[str, int] = field(default_factory=dict)
     in_doubt: Counter[str] = field(default_factory=Counter)
     in_doubt_by_sink: Counter[str] = field(default_factory=Counter)
@@ -179,9 +183,11 @@ class ClusterReport:
             f" only): {self.naad_published} published, {len(self.naad_missed)} missed",
             f"acknowledged by the broker, then lost when it was killed before passing them"
             f" on: {len(self.lost_in_broker)} (Mosquitto's own durability, not the gateway's)",
+            publish_answers(),
         ]
         lines += sink_table(SINKS, self.received, self.lost, self.duplicates, self.held,
                             self.in_doubt_by_sink)
+        lines.append(broker_repeats_line(self.broker_repeats))
         resolved = ", ".join(f"{k} {v}" for k, v in sorted(self.in_doubt.items())) or "none"
         lines.append(f"in doubt: {resolved}; unresolved at the end: {len(self.unresolved)}")
         lines.extend(f"    {what}" for what in self.lost + self.naad_missed + self.unresolved)
@@ -231,7 +237,8 @@ def _config(tmp: Path, n: int, *, broker: Broker, postgres: Postgres, schema: st
         f'streams = ["tcp://127.0.0.1:{stream}"]\narchive_templates = {json.dumps(templates)}\n'
         "liveness_timeout = 10\n\n"
         f'[[sink]]\nname = "feed"\ntype = "mqtt"\ntopic = "out/feed/{{key}}"\n{retry}\n'
-        f'[[sink]]\nname = "air"\ntype = "mqtt"\ntopic = "out/air/{{key}}"\nlive = true\n{retry}\n'
+        '[[sink]]\nname = "air"\ntype = "mqtt"\ntopic = "out/air/{key}"\nlive = true\nqos = 2\n'
+        f"{retry}\n"
         f'[[sink]]\nname = "files"\ntype = "file"\npath = "{tmp / "files"}"\n{retry}\n'
         '[[route]]\nname = "all"\nsinks = ["feed", "air", "files"]\nallow_unsigned_live = true\n'
         'live_trust = "anonymous"\n',  # the test broker is anonymous
@@ -568,7 +575,7 @@ def _account(postgres: Postgres, schema: str, report: ClusterReport, flow: _Flow
     of its own SIGKILL and never passed on is the broker's loss, counted apart; any other
     acknowledged publish never admitted is lost."""
     rows = _query(postgres, schema,
-                  f"SELECT {_KEY}, o.sink, o.state, o.started_at IS NOT NULL"
+                  f"SELECT {_KEY}, o.sink, o.state, o.started_at IS NOT NULL, o.attempts"
                   " FROM outbox o JOIN alerts a ON a.id = o.alert_id")
     admitted = _admitted(postgres, schema)
     for sink, detail in _query(postgres, schema,
@@ -592,12 +599,13 @@ def _account(postgres: Postgres, schema: str, report: ClusterReport, flow: _Flow
     received = {(sink, key) for sink, key, _ident in seen}
     for sink in SINKS:
         report.received[sink] = sum(n for (s, _i), n in copies.items() if s == sink)
-        dups = {i: n for (s, i), n in copies.items() if s == sink and n > 1}
-        if dups:
-            report.duplicates[sink] = dups
-    state = {(key, sink): st for key, sink, st, _claimed in rows}
+    report.duplicates, report.broker_repeats = split_repeats(
+        seen, {(sink, key): n for key, sink, _st, _claimed, n in rows}
+    )
+    state = {(key, sink): st for key, sink, st, _claimed, _n in rows}
     report.unresolved = sorted(f"claim left under way: {sink}:{key}"
-                               for key, sink, st, claimed in rows if st == "pending" and claimed)
+                               for key, sink, st, claimed, _n in rows
+                               if st == "pending" and claimed)
     report.held = dict(Counter(sink for (_k, sink), st in state.items() if st == "held"))
     chaos_owned = flow.acked_http | (admitted & flow.acked)
     for key in sorted(chaos_owned | (naad & admitted)):
@@ -611,7 +619,7 @@ def _account(postgres: Postgres, schema: str, report: ClusterReport, flow: _Flow
                 continue  # accounted for by the ledger, with its reason
             report.lost.append(f"{sink}:{key}")
     repeated = sorted({(s, k) for (s, k, i) in seen
-                       if copies[(s, i)] > 1 and SINKS.get(s) != "resend"})
+                       if i in report.duplicates.get(s, {}) and SINKS.get(s) != "resend"})
     lost = [item.split(":", 1) for item in report.lost if not item.startswith("mqtt:")]
     report.evidence = _evidence(postgres, schema, repeated[:5] + [(s, k) for s, k in lost[:5]],
                                 files.parent, [k.split(":", 1)[1] for k in report.lost

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -87,6 +88,13 @@ class Broker:
         wait_for_port(self.host, self.port)
 
 
+def mosquitto_user() -> str:
+    """The ``user`` line that keeps Mosquitto as the user running it: started as root it
+    would become ``mosquitto``, which cannot write a persistence file into (or read an ACL
+    file from) a private temporary folder -- and says so only in a log nobody reads."""
+    return f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
+
+
 def _spawn_mosquitto(config: Path) -> subprocess.Popen[bytes]:
     binary = require_tool("mosquitto")
     return subprocess.Popen(
@@ -97,14 +105,15 @@ def _spawn_mosquitto(config: Path) -> subprocess.Popen[bytes]:
 
 
 @contextlib.contextmanager
-def run_mosquitto(port: int | None = None) -> Iterator[Broker]:
-    """Start Mosquitto on 127.0.0.1 on a free port (or ``port``) and stop it afterwards."""
+def run_mosquitto(port: int | None = None, *, extra: str = "") -> Iterator[Broker]:
+    """Start Mosquitto on 127.0.0.1 on a free port (or ``port``) and stop it afterwards;
+    ``extra`` lines are added to its configuration (``{tmp}`` is its folder)."""
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="mosq-") as tmp:
         config = Path(tmp) / "mosquitto.conf"
         config.write_text(
-            f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 100000\n",
+            f"{mosquitto_user()}listener {port} 127.0.0.1\nallow_anonymous true\n"
+            "persistence false\nmax_queued_messages 100000\n" + extra.replace("{tmp}", tmp),
             encoding="utf-8",
         )
         broker = Broker("127.0.0.1", port, _spawn_mosquitto(config), config)

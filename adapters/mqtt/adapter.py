@@ -53,6 +53,66 @@ PUBLISHED = REGISTRY.counter(
 RECEIVED = REGISTRY.counter(
     "borderlink_mqtt_received_total", "MQTT messages received on input topics", ("adapter",)
 )
+UNHEARD = REGISTRY.counter(
+    "borderlink_mqtt_no_subscribers_total",
+    "Publishes the broker accepted with reason code 16, no matching subscribers (MQTT 5): the"
+    " delivery is recorded, nobody was listening",
+    ("adapter",),
+)
+
+# MQTT 5 PUBACK/PUBREC reason codes of a refusal (section 3.4.2.1); those worth trying again.
+_REFUSALS = {
+    0x80: "unspecified error",
+    0x83: "implementation specific error",
+    0x87: "not authorized",
+    0x90: "topic name invalid",
+    0x91: "packet identifier in use",
+    0x97: "quota exceeded",
+    0x99: "payload format invalid",
+}
+_RETRYABLE = frozenset({0x80, 0x83, 0x91, 0x97})
+_NO_SUBSCRIBERS = 0x10
+
+
+class _BoundConfirmations:
+    """The reason code of each publish's PUBACK (or PUBREC), which aiomqtt drops: a broker
+    that refuses a publish still answers it, and that answer is not a delivery."""
+
+    def __init__(self, client: aiomqtt.Client) -> None:
+        self.client = client
+        self._waiting: dict[int, asyncio.Future[int]] = {}
+        paho_client = client._client
+        self._chain: Any = paho_client.on_publish  # aiomqtt's, which wakes its own waiters
+        paho_client.on_publish = self._on_publish
+        # paho-mqtt ignores the reason code of a PUBREC (QoS 2) and goes on with PUBREL, so
+        # a refusal at QoS 2 would end as a success: read it from the packet (MQTT 5
+        # section 3.5.2: packet identifier, then the reason code when present).
+        handle = getattr(paho_client, "_handle_pubrec", None)
+        incoming = getattr(paho_client, "_in_packet", None)
+        if handle is not None and isinstance(incoming, dict):
+
+            def pubrec() -> Any:
+                packet = bytes(paho_client._in_packet.get("packet", b""))
+                if len(packet) >= 3 and packet[2] >= 0x80:
+                    self._answer(int.from_bytes(packet[:2], "big"), packet[2])
+                return handle()
+
+            paho_client._handle_pubrec = pubrec  # type: ignore[method-assign]
+
+    def expect(self, mid: int) -> asyncio.Future[int]:
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiting[mid] = future
+        return future
+
+    def _answer(self, mid: int, code: int) -> None:
+        future = self._waiting.pop(mid, None)
+        if future is not None and not future.done():
+            future.set_result(code)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        self._answer(mid, int(getattr(reason, "value", 0)))
+        if self._chain is not None:
+            self._chain(client, userdata, mid, reason, props)
 
 
 def _tls_context(options: MqttOptions) -> ssl.SSLContext | None:
@@ -127,6 +187,7 @@ class MqttAdapter:
         self.options = options
         self.clock: Clock = clock or SystemClock()
         self._client: aiomqtt.Client | None = None
+        self._confirmations: _BoundConfirmations | None = None
         self._generation = 0
         #: Set while connected, and (for a source) once its topics are subscribed.
         self.connected = asyncio.Event()
@@ -269,30 +330,47 @@ class MqttAdapter:
     async def _publish(
         self, client: aiomqtt.Client, topic: str, part: bytes, properties: Properties | None
     ) -> None:
-        """Publish and wait for the PUBACK, or fail at once when the connection drops.
+        """Publish and wait for the broker's answer; fail at once when the connection drops,
+        and when the broker refuses the publish (an MQTT 5 reason code of 0x80 or more).
 
         aiomqtt leaves a publish waiting for its PUBACK until the timeout even when the
-        connection is gone; the daemon must learn of a lost link at once to reconnect.
+        connection is gone, and drops the PUBACK's reason code; the daemon must learn of a
+        lost link at once to reconnect, and a refusal is not a delivery.
         """
-        publish = asyncio.ensure_future(
-            client.publish(
-                topic,
-                part,
-                qos=self.options.qos,
-                retain=self.options.retain,
-                properties=properties,
-            )
+        confirmations = self._confirmations
+        if confirmations is None or confirmations.client is not client:
+            confirmations = self._confirmations = _BoundConfirmations(client)
+        info = client._client.publish(
+            topic, part, self.options.qos, self.options.retain, properties
         )
+        if info.rc != paho.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        answer = confirmations.expect(info.mid)
         lost: asyncio.Future[None] = client._disconnected
-        done, _ = await asyncio.wait({publish, lost}, return_when=asyncio.FIRST_COMPLETED)
-        if publish in done:
-            publish.result()
+        watched: set[asyncio.Future[Any]] = {answer, lost}
+        done, _ = await asyncio.wait(
+            watched, timeout=self.options.timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if answer in done:
+            self._judge(topic, answer.result())
             return
-        publish.cancel()
-        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-            await publish
+        answer.cancel()
+        if lost not in done:
+            raise aiomqtt.MqttError(f"no answer within {self.options.timeout} s")
         reason = lost.exception() if not lost.cancelled() else None  # marks it retrieved
         raise AdapterConnectionError(f"mqtt {self.name}: connection lost before PUBACK ({reason})")
+
+    def _judge(self, topic: str, code: int) -> None:
+        if code == _NO_SUBSCRIBERS:
+            UNHEARD.inc(adapter=self.name)
+            log.info("mqtt_no_subscribers", adapter=self.name, topic=topic)
+        elif code >= 0x80:
+            what = _REFUSALS.get(code, "refused")
+            raise DeliveryError(
+                f"mqtt {self.name}: the broker refused the publish to {topic}: {what}"
+                f" (reason code 0x{code:02x})",
+                retryable=code in _RETRYABLE,
+            )
 
 
 class StatePublisher:

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from pathlib import Path
 
 import aiomqtt
 import pytest
 
-from adapters.mqtt.adapter import MqttAdapter
+from adapters.mqtt.adapter import UNHEARD, MqttAdapter
 from adapters.mqtt.codec import MqttOptions
 from cap_schemas.model import AlertKey
 from gateway.adapter import Outbound
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, DeliveryError
+from gateway.ledger import EntryState
 from gateway.metrics import INPUT_REJECTED
 from tests.daemon.conftest import (
+    CapFactory,
+    daemon_toml,
+    load,
     poll_until,
+    publish_all,
+    running_daemon,
 )
-from tests.helpers import Broker
+from tests.helpers import Broker, run_mosquitto
 
 
 def _sink(broker: Broker, **options: object) -> MqttAdapter:
@@ -138,3 +146,70 @@ class TestSharedSubscription:
             {"url": "mqtt://127.0.0.1:1", "shared_group": "eoc", "topics": ["p/in/#"]}, name="s"
         )
         assert options.subscriptions == ("$share/eoc/p/in/#",)
+
+
+@pytest.fixture
+def refusing_mosquitto(tmp_path: Path) -> Iterator[Broker]:
+    """Mosquitto whose ACL lets anyone write only under ``allowed/`` and ``borderlink/``."""
+    acl = tmp_path / "acl"
+    acl.write_text(
+        "topic write allowed/#\ntopic write borderlink/#\ntopic read #\n", encoding="utf-8"
+    )
+    with run_mosquitto(extra=f"acl_file {acl}\n") as broker:
+        yield broker
+
+
+def _item(n: str) -> Outbound:
+    return Outbound(
+        key=AlertKey("s@example.org", f"answer-{n}", "2026-12-04T00:00:00-00:00"),
+        sink="sink",
+        parts=(b"<alert/>",),
+        content_type="application/cap+xml",
+        attributes={"key": f"k-{n}", "delivery_id": f"d-{n}"},
+    )
+
+
+class TestBrokerAnswers:
+    """An MQTT 5 broker answers every publish; an answer of 0x80 or more is a refusal and
+    not a delivery, and 16 (no matching subscribers) is a delivery nobody heard."""
+
+    @pytest.mark.parametrize("qos", [1, 2])
+    async def test_a_refused_publish_is_not_delivered(
+        self, refusing_mosquitto: Broker, qos: int
+    ) -> None:
+        async with _sink(refusing_mosquitto, topic="denied/{key}", qos=qos) as sink:
+            with pytest.raises(DeliveryError, match=r"not authorized \(reason code 0x87\)") as e:
+                await sink.send(_item(f"denied-{qos}"))
+        assert not e.value.retryable
+        assert "denied/k-denied" in str(e.value)
+
+    async def test_nobody_listening_is_counted(self, refusing_mosquitto: Broker) -> None:
+        before = UNHEARD.value(adapter="sink")
+        async with _sink(refusing_mosquitto, topic="allowed/{key}") as sink:
+            await sink.send(_item("unheard"))
+        assert UNHEARD.value(adapter="sink") == before + 1
+
+    async def test_the_daemon_records_the_refusal(
+        self, refusing_mosquitto: Broker, tmp_path: Path
+    ) -> None:
+        """Through the daemon: the entry ends failed with the broker's reason, never
+        delivered."""
+        sinks = (
+            '[[sink]]\nname = "denied"\ntype = "mqtt"\ntopic = "denied/{key}"\n'
+            "retry_initial = 0.05\nretry_max = 0.5\n"
+        )
+        routes = '[[route]]\nname = "all"\nsinks = ["denied"]\n'
+        config = load(daemon_toml(tmp_path, refusing_mosquitto.url, sinks=sinks, routes=routes))
+        body = CapFactory()(event="Refused")
+        key = AlertKey(*CapFactory.key_of(body).split(","))
+        async with running_daemon(config) as daemon:
+            await publish_all(refusing_mosquitto, [body])
+
+            async def failed() -> bool:
+                found = daemon.ledger.deliveries(key)
+                return bool(found) and found[0].state is EntryState.FAILED
+
+            await poll_until(failed, within=15)
+            (entry,) = daemon.ledger.deliveries(key)
+        assert entry.reason.endswith("not authorized (reason code 0x87)"), entry.reason
+        assert entry.attempts == 1
