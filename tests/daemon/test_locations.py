@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cap_schemas.parse import parse_alert
 from gateway.assembly import check_names
 from gateway.config import parse_config
 from gateway.errors import ConfigError
@@ -83,3 +84,37 @@ def test_a_bad_widen_is_refused_with_the_route(tmp_path: Path, translation: str)
         check_names(config)
     assert 'route #1 "endec".translation_options' in str(info.value)
     assert "widen 'state' is not one of none, province" in str(info.value)
+
+
+async def test_ipaws_state_wide_row_only_with_widen(
+    mosquitto: Broker, tmp_path: Path, cap: CapFactory
+) -> None:
+    # A deployment crosswalk that pairs Greater Vancouver with all of Washington.
+    (tmp_path / "walk.csv").write_text("us_same,sgc\n053000,5915\n", encoding="utf-8")
+    options = f'sender = "eoc@whatcom.example.gov", crosswalk = "{tmp_path / "walk.csv"}"'
+    routes = (
+        '[[route]]\nname = "ipaws-strict"\nsinks = ["endec-strict"]\ntranslation = "ipaws"\n'
+        f"translation_options = {{ {options} }}\n\n"
+        '[[route]]\nname = "ipaws-wide"\nsinks = ["endec-wide"]\ntranslation = "ipaws"\n'
+        f'translation_options = {{ {options}, widen = "province" }}\n'
+    )
+    config = load(daemon_toml(tmp_path, mosquitto.url, sinks=SINKS, routes=routes))
+    surrey = cap(
+        geocodes=((SGC, "5915004"),),
+        event_codes=(("profile:CAP-CP:Event:0.4", "tornado"),),
+    )
+    strict, wide = tmp_path / "spool" / "strict", tmp_path / "spool" / "wide"
+    skipped = ROUTE_SKIPPED.value(route="ipaws-strict", sink="endec-strict", reason="widening")
+    async with running_daemon(config):
+        await publish_all(mosquitto, [surrey])
+
+        async def planned_and_written() -> bool:
+            refused = ROUTE_SKIPPED.value(
+                route="ipaws-strict", sink="endec-strict", reason="widening"
+            )
+            return refused == skipped + 1 and len(list(wide.glob("*.json"))) == 1
+
+        await poll_until(planned_and_written)
+    assert not list(strict.glob("*"))
+    (translated,) = [parse_alert(p.read_bytes()) for p in wide.glob("*.1")]
+    assert translated.infos[0].areas[0].geocode_values("SAME") == ("053000",)
