@@ -33,17 +33,6 @@ class Scale(IntEnum):
     PROVINCE = 3  # province, territory or a group of them; US state; a whole marine area
     NATION = 4  # all of Canada; all of the United States
 
-    @property
-    def words(self) -> str:
-        return _WORDS[self]
-
-
-_WORDS = {
-    Scale.SUBDIVISION: "subdivision",
-    Scale.DIVISION: "division or region",
-    Scale.PROVINCE: "province or state",
-    Scale.NATION: "nation",
-}
 
 # SGC scale column of sgc_clc.csv -> Scale (marine: WB a whole area, WBD a zone in it).
 _SGC_SCALES = {

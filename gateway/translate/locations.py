@@ -6,7 +6,8 @@ The codes of one ``<area>`` come, in this order, from
    ECCC ``layer:EC-MSC-SMC:1.0:CLC`` geocodes for a Canadian one;
 2. its CAP-CP locations (Statistics Canada SGC) through ``sgc_clc.csv`` (Canada) or the
    cross-border crosswalk (United States);
-3. for a Canadian station, its US counties through the crosswalk, then SGC -> CLC.
+3. for a Canadian station, when its SGC codes give none, its US counties through the
+   crosswalk, then SGC -> CLC.
 
 An alert's own code is taken as it is. A derived code that covers a province, a state or more
 while the area it was derived from is smaller (a whole-province CLC for a municipality, a
@@ -126,10 +127,9 @@ def _area_codes(area: Area, country: str, crosswalk: Crosswalk) -> Iterator[Loca
     if own:
         yield from own
         return
-    sgcs = area.geocode_values(CAPCP_LOCATION)
-    for sgc in sgcs:
-        yield from _clc_from_sgc(sgc)
-    if not sgcs:
+    mapped = [loc for sgc in area.geocode_values(CAPCP_LOCATION) for loc in _clc_from_sgc(sgc)]
+    yield from mapped
+    if not mapped:
         for us in _us_values(area):
             yield from _clc_from_us(us, crosswalk)
 
@@ -160,7 +160,7 @@ def refuse_widening(locations: Iterable[LocationCode], widen: str, *, what: str)
         return
     listed = "; ".join(loc.describe() for loc in refused)
     hint = (
-        'a national code is never allowed for a smaller area'
+        "a national code is never allowed for a smaller area"
         if any(loc.area.scale is Scale.NATION for loc in refused)
         else 'a route may allow it with widen = "province"'
     )

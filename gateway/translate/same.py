@@ -68,19 +68,6 @@ def _refuse(reason: str) -> TranslationError:
     return TranslationError(f"no SAME header: {reason}")
 
 
-def locations_for(info: Info, country: str, crosswalk: Crosswalk) -> tuple[str, ...]:
-    """The PSSCCC codes for a station in ``country``: ``US`` (FIPS; Canadian areas through
-    the crosswalk), ``CA`` (CLC; US areas through the crosswalk and SGC -> CLC), or ``auto``
-    (the alert's own: SAME/FIPS6, else CLC, else SGC -> CLC). Not checked for widening (see
-    :func:`gateway.translate.locations.resolve`)."""
-    return tuple(loc.code for loc in resolve(info, country, crosswalk))
-
-
-def same_locations(info: Info) -> tuple[str, ...]:
-    """The PSSCCC codes of an info block, in order, without repeats (not yet capped)."""
-    return locations_for(info, "auto", Crosswalk.default())
-
-
 def alert_to_same(
     alert: Alert,
     *,
