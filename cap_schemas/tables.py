@@ -32,6 +32,7 @@ __all__ = [
     "Crosswalk",
     "EventMapping",
     "SameEvent",
+    "SgcEntry",
     "TableError",
     "capcp_events",
     "capcp_to_same",
@@ -39,6 +40,8 @@ __all__ = [
     "fips_names",
     "same_events",
     "same_to_capcp",
+    "sgc_entries",
+    "sgc_entry",
     "sgc_names",
     "sgc_to_clc",
     "state_names",
@@ -156,18 +159,29 @@ def same_to_capcp(code: str) -> EventMapping | None:
 
 @dataclass(frozen=True, slots=True)
 class SgcEntry:
+    """One row of ``sgc_clc.csv``: the CLC codes used for an SGC code, and where they come
+    from (``basis``: ``source``, the community table as it is; ``division``, a subdivision
+    the source maps to a whole province, given its census division's codes instead)."""
+
     sgc: str
     clcs: tuple[str, ...]
     scale: str
     name: str
+    basis: str = "source"
+    source_clcs: tuple[str, ...] = ()
 
 
 @functools.cache
 def _sgc_table() -> Mapping[str, SgcEntry]:
     table: dict[str, SgcEntry] = {}
-    for row in _data("sgc_clc.csv", ("sgc", "clc", "scale", "name")):
+    for row in _data("sgc_clc.csv", ("sgc", "clc", "scale", "name", "basis", "clc_source")):
         table[row["sgc"]] = SgcEntry(
-            row["sgc"], tuple(row["clc"].split()), row["scale"], row["name"]
+            row["sgc"],
+            tuple(row["clc"].split()),
+            row["scale"],
+            row["name"],
+            row["basis"],
+            tuple(row["clc_source"].split()),
         )
     return table
 
@@ -176,6 +190,16 @@ def sgc_to_clc(sgc: str) -> tuple[str, ...]:
     """The CLC codes covering an SGC code (empty when unknown)."""
     entry = _sgc_table().get(sgc)
     return entry.clcs if entry else ()
+
+
+def sgc_entry(sgc: str) -> SgcEntry | None:
+    """The ``sgc_clc.csv`` row of an SGC code (None when it is not listed)."""
+    return _sgc_table().get(sgc)
+
+
+def sgc_entries() -> Mapping[str, SgcEntry]:
+    """Every row of ``sgc_clc.csv``, by SGC code."""
+    return _sgc_table()
 
 
 @functools.cache

@@ -86,3 +86,8 @@ class DeliveryError(GatewayError):
 
 class TranslationError(GatewayError, ValueError):
     """An alert cannot be expressed in the target format; the message says why."""
+
+
+class LocationWideningError(TranslationError):
+    """A translation would address a much larger area than the alert (a whole province for a
+    municipality, a whole state for a county); the message names each code and its origin."""

@@ -41,7 +41,7 @@ import structlog
 
 from cap_schemas.model import Alert, AlertKey, Area, Info, MsgType, Status
 from gateway.config import Config, Filters, Region, RouteConfig, SinkConfig
-from gateway.errors import FrameError, TranslationError
+from gateway.errors import FrameError, LocationWideningError, TranslationError
 from gateway.ledger import (
     ANONYMOUS,
     MESSAGE_PRIORITY,
@@ -349,7 +349,7 @@ class Router:
     def plan(self, ctx: PlanContext, admission: Admission) -> list[PlannedDelivery]:
         alert = ctx.alert
         planned: dict[str, PlannedDelivery] = {}
-        rendered: dict[str, Rendered | None] = {}  # by translation and its options
+        rendered: dict[str, Rendered | str] = {}  # by translation and its options (str: why not)
         routes = self.matching(ctx)
         pairs: list[tuple[RouteConfig, str]] = [(r, s) for r in routes for s in r.sinks]
         for route in routes:
@@ -385,8 +385,8 @@ class Router:
             if rendering not in rendered:
                 rendered[rendering] = self._render(route, alert)
             result = rendered[rendering]
-            if result is None:
-                ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason="translation")
+            if isinstance(result, str):
+                ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason=result)
                 continue
             held = route.action == "hold" or bool(admission.hold)
             if sink.live and ctx.signature != "valid" and not route.allow_unsigned_live:
@@ -395,18 +395,22 @@ class Router:
         return list(planned.values())
 
     @staticmethod
-    def _render(route: RouteConfig, alert: Alert) -> Rendered | None:
+    def _render(route: RouteConfig, alert: Alert) -> Rendered | str:
+        """The rendering, or the reason code of the skip (``widening``: a location code
+        would cover much more than the alert; ``translation``: any other refusal)."""
         try:
             return RENDERERS[route.translation](alert, route.translation_options)
         except TranslationError as exc:
+            code = "widening" if isinstance(exc, LocationWideningError) else "translation"
             log.warning(
                 "translation_failed",
                 alert=str(alert.key),
                 route=route.name,
                 translation=route.translation,
                 reason=str(exc),
+                code=code,
             )
-            return None
+            return code
         except Exception:  # a renderer's bug must not block the input (the alert is kept)
             log.exception(
                 "translation_crashed",
@@ -414,7 +418,7 @@ class Router:
                 route=route.name,
                 translation=route.translation,
             )
-            return None
+            return "translation"
 
     @staticmethod
     def _delivery(

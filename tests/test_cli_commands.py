@@ -136,6 +136,21 @@ class TestValidate:
         assert f"{missing}: UNREADABLE: cannot read the file" in done.stdout
 
 
+def tornado_for(tmp_path: Path, *sgc: str) -> Path:
+    """The ECCC tornado warning with its first area's geocodes replaced by ``sgc`` codes."""
+    source = TORNADO.read_text(encoding="utf-8")
+    start, end = source.index("<area>"), source.index("</area>") + len("</area>")
+    geocodes = "".join(
+        f"<geocode><valueName>profile:CAP-CP:Location:0.3</valueName><value>{code}</value>"
+        "</geocode>"
+        for code in sgc
+    )
+    area = f"<area><areaDesc>{' - '.join(sgc)}</areaDesc>{geocodes}</area>"
+    path = tmp_path / "tornado.xml"
+    path.write_text(source[:start] + area + source[end:], encoding="utf-8")
+    return path
+
+
 class TestInspect:
     """inspect: the facts as text or one JSON object; 2 for a file or anchor it cannot read."""
 
@@ -176,6 +191,37 @@ class TestInspect:
         assert seen["validation"]["warnings"] == severities.count("warning") == 2
         assert "validation: valid under cap-cp (0 error(s), 2 warning(s))" in text.stdout
 
+    def test_each_location_code_with_its_area(self, tmp_path: Path) -> None:
+        # Sidney (5917010) is mapped to all of British Columbia; Surrey (5915004) to its
+        # division's forecast regions.
+        path = tornado_for(tmp_path, "5917010", "5915004")
+        seen = json.loads(borderlink("inspect", "--json", str(path)).stdout)
+        canada = seen["infos"][0]["locations"]["CA"]
+        assert canada[0] == {
+            "code": "080000",
+            "area": "British Columbia",
+            "kind": "whole province or territory",
+            "scale": "province",
+            "from": "SGC 5917010 Sidney (census subdivision)",
+            "widens": True,
+        }
+        assert [c["code"] for c in canada[1:]] == ["081200", "081300", "081400", "081500", "082600"]
+        assert all(not c["widens"] for c in canada[1:])
+        assert canada[2]["from"] == (
+            "SGC 5915004 Surrey (census subdivision, through its census division 5915)"
+        )
+        assert [c["code"] for c in seen["infos"][0]["locations"]["US"]] == ["053073"]
+        text = borderlink("inspect", str(path)).stdout
+        assert (
+            "  SAME CA 080000: British Columbia (whole province or territory) from SGC 5917010"
+            ' Sidney (census subdivision) -- WIDENS the alert: refused unless the route says'
+            ' widen = "province"'
+        ) in text
+        assert (
+            "  SAME US 053073: Whatcom County, Washington (county) from SGC 5915004 Surrey"
+            " (census subdivision) through the crosswalk"
+        ) in text
+
     def test_unreadable_file_or_anchor_is_2_and_named(self, tmp_path: Path) -> None:
         missing = tmp_path / "nowhere.xml"
         done = borderlink("inspect", "--json", str(missing))
@@ -209,6 +255,17 @@ class TestTranslate:
         assert bad.returncode == 2
         assert f"{TORNADO}: " in bad.stderr
         assert "timezone 'Nowhere/X' is not an IANA zone name" in bad.stderr
+
+    def test_widening_is_1_with_the_reason_unless_widen_province(self, tmp_path: Path) -> None:
+        path = tornado_for(tmp_path, "5917010")  # Sidney, BC: the table says all of BC
+        now = ("--now", "2025-07-14T19:45", "--country", "CA")
+        refused = borderlink("translate", str(path), "--to", "same", *now)
+        assert refused.returncode == 1
+        assert "080000 British Columbia (whole province or territory)" in refused.stderr
+        assert 'widen = "province"' in refused.stderr
+        done = borderlink("translate", str(path), "--to", "same", *now, "--widen", "province")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("ZCZC-WXR-TOR-080000+")
 
 
 class TestCheckConfig:

@@ -9,8 +9,13 @@ can only be "untrusted"), where it says it came from, and how it validates.
 - the gateway's summary of an alert, as the HTTP API gives it: ``alert_key``, ``sender``,
   ``identifier``, ``sent``, ``status``, ``msg_type``, ``scope``, ``country``, ``event``,
   ``expires``, ``references`` and ``infos``, each info also with ``categories``,
-  ``response_types``, ``parameters`` (the key ones, as [name, value]) and ``resources``
-  (``description``, ``mime_type``, ``size``, ``uri``, ``embedded``);
+  ``response_types``, ``parameters`` (the key ones, as [name, value]), ``resources``
+  (``description``, ``mime_type``, ``size``, ``uri``, ``embedded``) and ``locations``: for
+  a Canadian (``CA``, CLC codes) and a US station (``US``, county codes), the SAME location
+  codes the block leads to, each with ``code``, ``area`` (its name), ``kind``, ``scale``
+  (subdivision, division, province, nation), ``from`` (what in the alert it comes from)
+  and ``widens`` (a whole province or state for a smaller area: refused unless a route
+  says ``widen = "province"``);
 - ``file``, ``version`` (of CAP), ``profile``, ``codes``, ``languages``;
 - ``signatures``: ``count``, ``state`` (unsigned, valid or invalid; null when they could not
   be checked, and ``error`` says why), ``reason``, ``message``, ``signers``, ``algorithms``,
@@ -126,9 +131,33 @@ def signature_facts(
     }
 
 
+def location_facts(info: Info) -> dict[str, list[dict[str, Any]]]:
+    """The SAME location codes the info block leads to for a Canadian (CLC) and a US (county)
+    station, each with the area it covers, what it comes from, and whether it widens the
+    alert (a route refuses such a code unless it says ``widen = "province"``)."""
+    from cap_schemas.tables import Crosswalk  # noqa: PLC0415 - tables on demand
+    from gateway.translate.locations import resolve  # noqa: PLC0415
+
+    return {
+        country: [
+            {
+                "code": loc.code,
+                "area": loc.area.name,
+                "kind": loc.area.kind,
+                "scale": loc.area.scale.name.lower(),
+                "from": loc.origin,
+                "widens": loc.widens,
+            }
+            for loc in resolve(info, country, Crosswalk.default())
+        ]
+        for country in ("CA", "US")
+    }
+
+
 def _info_extras(info: Info) -> dict[str, Any]:
     """What the summary of an info block does not carry and an operator reads here."""
     return {
+        "locations": location_facts(info),
         "categories": [c.value for c in info.categories],
         "response_types": [r.value for r in info.response_types],
         "parameters": [
@@ -224,6 +253,14 @@ def _area_line(area: dict[str, Any]) -> str:
     return f"  area: {_short(area['desc'], 80)}" + (f" ({extra})" if extra else "")
 
 
+def _location_line(country: str, location: dict[str, Any]) -> str:
+    widens = ' -- WIDENS the alert: refused unless the route says widen = "province"'
+    return (
+        f"  SAME {country} {location['code']}: {location['area']} ({location['kind']})"
+        f" from {location['from']}{widens if location['widens'] else ''}"
+    )
+
+
 def _resource_line(resource: dict[str, Any]) -> str:
     size = f", {resource['size']} bytes" if resource["size"] is not None else ""
     embedded = ", embedded" if resource["embedded"] else ""
@@ -251,6 +288,10 @@ def _info_lines(index: int, info: dict[str, Any]) -> list[str]:
         lines.append(f"  event codes: {', '.join(codes)}")
     lines.extend(f"  {name}: {_short(value)}" for name, value in info["parameters"])
     lines.extend(_area_line(area) for area in info["areas"])
+    for country, found in info["locations"].items():
+        if not found:
+            lines.append(f"  SAME {country}: none")
+        lines.extend(_location_line(country, location) for location in found)
     lines.extend(_resource_line(resource) for resource in info["resources"])
     return lines
 

@@ -77,6 +77,12 @@ def register(subparsers: Subparsers) -> None:
         help="where a SAME header is aired (location codes of that country)",
     )
     parser.add_argument(
+        "--widen",
+        choices=("none", "province"),
+        help="let a derived SAME/IPAWS location code cover a whole province or state for a"
+        " smaller area (refused by default)",
+    )
+    parser.add_argument(
         "--now", help="the time to judge expiry by (ISO 8601), e.g. to replay an old alert"
     )
     parser.set_defaults(handler=run)
@@ -89,7 +95,15 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "station": args.station,
         "country": args.country,
     }
-    for key in ("sender", "identifier_prefix", "timezone", "crosswalk", "fallback_sgc", "budget"):
+    for key in (
+        "sender",
+        "identifier_prefix",
+        "timezone",
+        "crosswalk",
+        "fallback_sgc",
+        "budget",
+        "widen",
+    ):
         value = getattr(args, key)
         if value is not None:
             options[key] = value

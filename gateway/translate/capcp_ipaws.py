@@ -20,7 +20,9 @@ our translations of them have). Rules, in the order applied:
 * ``BLOCKCHANNEL`` values from the route options.
 * ``expires`` always set: the source's, else ``sent + default_hours``.
 * Areas keep their description, polygons, circles and geocodes; US ``SAME`` geocodes are added
-  through the crosswalk (SGC census divisions facing US counties).
+  through the crosswalk (SGC census divisions facing US counties). A crosswalk row that gives
+  a whole state (``0SS000``) or the nation for a smaller area is refused with the reason,
+  unless the route allows ``widen = "province"``.
 * The French block is kept beside the English one (same event codes and parameters).
 * SOREM and NAADS layer parameters are dropped: they instruct Canadian last-mile distributors.
 """
@@ -54,6 +56,7 @@ from gateway.translate.common import (
     require_valid,
     zone,
 )
+from gateway.translate.locations import refuse_widening, us_from_sgc, widen_option
 from gateway.translate.us_zones import zone_of_same_codes
 
 CMAM_TEXT_MAX = 90
@@ -76,6 +79,8 @@ class IpawsOptions:
     blockchannels: tuple[str, ...] = ()
     default_hours: int = 6
     crosswalk: Crosswalk = field(default_factory=Crosswalk.default)
+    # "province": a crosswalk row may give a whole state for a smaller Canadian area.
+    widen: str = "none"
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> IpawsOptions:
@@ -86,6 +91,7 @@ class IpawsOptions:
             blockchannels=option_list(options, "blockchannel"),
             default_hours=option_int(options, "default_hours", _DEFAULTS.default_hours),
             crosswalk=crosswalk_option(options),
+            widen=widen_option(options),
         )
         made.check()
         return made
@@ -140,13 +146,15 @@ def eas_org(alert: Alert) -> str:
     return "CIV"
 
 
-def _areas(info: Info, crosswalk: Crosswalk) -> tuple[Area, ...]:
+def _areas(info: Info, crosswalk: Crosswalk, widen: str) -> tuple[Area, ...]:
     out = []
     for area in info.areas:
         same: dict[str, None] = {}
         for code in area.geocode_values(CAPCP_LOCATION):
-            for us in crosswalk.us_for_sgc(code):
-                same.setdefault(us, None)
+            found = list(us_from_sgc(code, crosswalk))
+            refuse_widening(found, widen, what="not translated to IPAWS")
+            for location in found:
+                same.setdefault(location.code, None)
         existing = set(area.geocode_values("SAME"))
         added = tuple(ValuePair("SAME", c) for c in same if c not in existing)
         out.append(replace(area, geocodes=area.geocodes + added))
@@ -179,7 +187,7 @@ def capcp_to_ipaws(
     if alert.msg_type in (MsgType.ACK, MsgType.ERROR):
         msg = f"a {alert.msg_type} message is not forwarded to IPAWS"
         raise TranslationError(msg)
-    areas = {id(info): _areas(info, opts.crosswalk) for info in alert.infos}
+    areas = {id(info): _areas(info, opts.crosswalk, opts.widen) for info in alert.infos}
     tz = zone(_zone_name(opts.timezone, areas.values()))
     same_code = choose_same_event(alert)
     org = eas_org(alert)

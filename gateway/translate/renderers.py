@@ -4,9 +4,10 @@
 name             options (``[route.translation_options]``)
 ===============  ==========================================================================
 ``ipaws``        sender, identifier_prefix, timezone, blockchannel (list), default_hours,
-                 crosswalk (CSV path, "default" or "none")
+                 crosswalk (CSV path, "default" or "none"), widen (none, province)
 ``cap-cp``       sender, identifier_prefix, crosswalk, fallback_sgc
-``same``         station (8 characters at most), country (auto, US, CA), crosswalk
+``same``         station (8 characters at most), country (auto, US, CA), crosswalk,
+                 widen (none, province)
 ``text``         radio (aprs, aprs-bulletin, pager, dmr, generic), lang (en, fr, both),
                  budget, ascii_only, forbidden, max_parts
 ``edxl``         version ("1.0" or "2.0"), sender_id
@@ -31,6 +32,7 @@ from gateway.translate.common import crosswalk_option, option_str
 from gateway.translate.edxl import cap_to_edxl
 from gateway.translate.incident import incident_to_json, incident_to_text
 from gateway.translate.ipaws_capcp import CapCpOptions, ipaws_to_capcp
+from gateway.translate.locations import widen_option
 from gateway.translate.same import alert_to_same
 from gateway.translate.text import radio_options, render_radio_text
 
@@ -78,6 +80,7 @@ def render_same(alert: Alert, options: Mapping[str, Any]) -> Rendered:
         now=now or datetime.now(UTC),
         country=option_str(options, "country", "auto"),
         crosswalk=crosswalk_option(options),
+        widen=widen_option(options),
     )
     return Rendered(
         (header.to_text().encode("ascii"),),
@@ -164,6 +167,7 @@ def _check_same(options: Mapping[str, Any]) -> None:
         msg = "country must be auto, US or CA"
         raise ConfigError(msg)
     crosswalk_option(options)
+    widen_option(options)
 
 
 def _check_edxl(options: Mapping[str, Any]) -> None:
@@ -186,10 +190,18 @@ def _check_text(options: Mapping[str, Any]) -> None:
 OPTION_NAMES: Mapping[str, frozenset[str]] = {
     "identity": frozenset(),
     "ipaws": frozenset(
-        {"sender", "identifier_prefix", "timezone", "blockchannel", "default_hours", "crosswalk"}
+        {
+            "sender",
+            "identifier_prefix",
+            "timezone",
+            "blockchannel",
+            "default_hours",
+            "crosswalk",
+            "widen",
+        }
     ),
     "cap-cp": frozenset({"sender", "identifier_prefix", "crosswalk", "fallback_sgc"}),
-    "same": frozenset({"station", "country", "crosswalk", "now"}),
+    "same": frozenset({"station", "country", "crosswalk", "widen", "now"}),
     "text": frozenset({"radio", "lang", "budget", "ascii_only", "forbidden", "max_parts"}),
     "edxl": frozenset({"version", "sender_id"}),
     "incident": frozenset(),

@@ -8,10 +8,12 @@ other than ``Public``, msgType Cancel/Ack/Error, no or past ``expires``, no even
 * EEE: the ``SAME`` eventCode; for a CAP-CP alert without one, the CAP-CP event through the
   event map (the ECCC alert type refines watch/warning). An IPAWS/NWS alert without a SAME
   eventCode SHALL NOT be aired (ECIG) and is refused.
-* PSSCCC: ``SAME`` (and CAP 1.1 ``FIPS6``) geocodes in the order met; for Canadian alerts the
-  ECCC ``CLC`` geocodes, else the SGC codes through ``sgc_clc.csv``. The first 31. A station
-  in the other country (``country="US"``/``"CA"``) gets its own country's codes through the
-  cross-border crosswalk.
+* PSSCCC: ``SAME`` (and CAP 1.1 ``FIPS6``) geocodes in the order met; for Canadian alerts, area
+  by area, the ECCC ``CLC`` geocodes, else the SGC codes through ``sgc_clc.csv``. The first 31.
+  A station in the other country (``country="US"``/``"CA"``) gets its own country's codes
+  through the cross-border crosswalk (:mod:`gateway.translate.locations`). A derived code that
+  covers a whole province or state (or the nation) for a smaller area is refused with the
+  reason, unless the route allows ``widen = "province"``.
 * TTTT: ``expires - sent`` rounded up (15-minute steps to one hour, then 30-minute steps).
 * JJJHHMM: ``sent`` in UTC. LLLLLLLL: the station id from the route.
 
@@ -48,17 +50,15 @@ from cap_schemas.tables import (
     capcp_to_same,
     same_events,
     same_location_name,
-    sgc_to_clc,
 )
 from gateway.errors import ConfigError, TranslationError
 from gateway.translate.common import (
     CAPCP_EVENT,
-    CAPCP_LOCATION,
     ECCC_ALERT_TYPE,
-    ECCC_CLC,
     ECCC_SENDERS,
     first_info,
 )
+from gateway.translate.locations import WIDEN_CHOICES, refuse_widening, resolve
 
 TEST_EVENTS = frozenset({"RWT", "RMT", "NPT", "DMO"})
 DERIVED_PARAMETER = "borderlink:authenticated"
@@ -68,75 +68,6 @@ def _refuse(reason: str) -> TranslationError:
     return TranslationError(f"no SAME header: {reason}")
 
 
-def _us_codes(info: Info) -> dict[str, None]:
-    out: dict[str, None] = {}
-    for area in info.areas:
-        for g in area.geocodes:
-            if g.name in ("SAME", "FIPS6") and len(g.value) == 6 and g.value.isdigit():
-                out.setdefault(g.value, None)
-    return out
-
-
-def _sgc_codes(info: Info) -> list[str]:
-    return [v for area in info.areas for v in area.geocode_values(CAPCP_LOCATION)]
-
-
-def _clc_codes(info: Info) -> dict[str, None]:
-    out: dict[str, None] = {}
-    for area in info.areas:
-        for value in area.geocode_values(ECCC_CLC):
-            if len(value) == 6 and value.isdigit():
-                out.setdefault(value, None)
-    for value in _sgc_codes(info) if not out else ():
-        for clc in sgc_to_clc(value):
-            out.setdefault(clc, None)
-    return out
-
-
-def locations_for(info: Info, country: str, crosswalk: Crosswalk) -> tuple[str, ...]:
-    """The PSSCCC codes for a station in ``country``: ``US`` (FIPS; Canadian areas through
-    the crosswalk), ``CA`` (CLC; US areas through the crosswalk and SGC -> CLC), or ``auto``
-    (the alert's own: SAME/FIPS6, else CLC, else SGC -> CLC)."""
-    if country == "US":
-        out = _us_codes(info)
-        if not out:
-            for sgc in _sgc_codes(info):
-                for us in crosswalk.us_for_sgc(sgc):
-                    out.setdefault(us, None)
-        return tuple(out)
-    if country == "CA":
-        out = _clc_codes(info)
-        if not out:
-            for us in _us_codes(info):
-                for sgc in crosswalk.sgc_for_us(us):
-                    for clc in sgc_to_clc(sgc):
-                        out.setdefault(clc, None)
-        return tuple(out)
-    return same_locations(info)
-
-
-def same_locations(info: Info) -> tuple[str, ...]:
-    """The PSSCCC codes of an info block, in order, without repeats (not yet capped)."""
-    out: dict[str, None] = {}
-    for area in info.areas:
-        for g in area.geocodes:
-            if g.name in ("SAME", "FIPS6") and len(g.value) == 6 and g.value.isdigit():
-                out.setdefault(g.value, None)
-    if out:
-        return tuple(out)
-    for area in info.areas:
-        for value in area.geocode_values(ECCC_CLC):
-            if len(value) == 6 and value.isdigit():
-                out.setdefault(value, None)
-    if out:
-        return tuple(out)
-    for area in info.areas:
-        for value in area.geocode_values(CAPCP_LOCATION):
-            for clc in sgc_to_clc(value):
-                out.setdefault(clc, None)
-    return tuple(out)
-
-
 def alert_to_same(
     alert: Alert,
     *,
@@ -144,13 +75,19 @@ def alert_to_same(
     now: datetime | None = None,
     country: str = "auto",
     crosswalk: Crosswalk | None = None,
+    widen: str = "none",
 ) -> SameHeader:
     """The SAME header for ``alert`` (see the module docstring), or TranslationError.
 
     ``country`` is where the header is aired: ``US`` takes FIPS codes (a Canadian alert's
     SGC codes through the crosswalk) and only event codes US EAS may emit; ``CA`` takes CLC
     codes (a US alert's counties through the crosswalk); ``auto`` uses the alert's own codes.
+    ``widen = "province"`` lets a derived code cover a whole province or state for a smaller
+    area (:class:`LocationWideningError` otherwise).
     """
+    if widen not in WIDEN_CHOICES:
+        msg = f"widen {widen!r} is not one of {', '.join(WIDEN_CHOICES)}"
+        raise ConfigError(msg)
     if country not in ("auto", "US", "CA"):
         msg = f"country {country!r} is not auto, US or CA"
         raise ConfigError(msg)
@@ -183,9 +120,11 @@ def alert_to_same(
     if org not in ORIGINATORS:
         org = "WXR" if alert.sender.lower() in ECCC_SENDERS else "CIV"
     walk = crosswalk if crosswalk is not None else Crosswalk.default()
-    locations = locations_for(info, country, walk)[:MAX_LOCATIONS]
-    if not locations:
+    found = resolve(info, country, walk)
+    if not found:
         raise _refuse("no SAME, CLC or mapped SGC location code")
+    refuse_widening(found, widen, what="no SAME header")
+    locations = tuple(loc.code for loc in found)[:MAX_LOCATIONS]
     try:
         duration = round_duration(expires - alert.sent)
         issued = alert.sent.astimezone(UTC).replace(second=0, microsecond=0)
