@@ -159,6 +159,9 @@ class TestBorderDistance:
     def test_shapes(self) -> None:
         square = ((-118.3, 48.63), (-118.0, 48.63), (-118.0, 48.81), (-118.3, 48.81))
         assert shape_border_km([(*square, square[0])]) == pytest.approx(20, abs=1.5)
+        # With a limit below the distance the answer only has to lie above the limit.
+        assert shape_border_km([(*square, square[0])], limit=10) > 10
+        assert shape_border_km([(*square, square[0])], limit=30) == pytest.approx(20, abs=1.5)
         crossing = ((-100.1, 48.9), (-99.9, 48.9), (-99.9, 49.1), (-100.1, 49.1), (-100.1, 48.9))
         assert shape_border_km([crossing]) == 0
         assert shape_border_km([]) == math.inf
