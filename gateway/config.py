@@ -75,6 +75,9 @@ ENV_PREFIX = "BORDERLINK_"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 PROFILES = ("auto", "cap", "cap-cp", "ipaws")
 SIGNATURE_STATES = ("valid", "unsigned")
+#: The largest near_border_km a route may set (beyond it every alert of both countries but
+#: Hawaii, the southern states and their neighbours would match).
+MAX_BORDER_KM = 2000.0
 VALIDATION_MODES = ("reject", "hold", "warn")
 ACTIONS = ("deliver", "hold")
 INPUTS = ("cap", "incident")
@@ -300,6 +303,8 @@ class Filters:
     language: tuple[str, ...] = ()
     geocodes: tuple[str, ...] = ()  # "valueName=prefix" or a bare prefix
     regions: tuple[Region, ...] = ()
+    # An area within this many km of the Canada-US border (gateway.border), or None.
+    near_border_km: float | None = None
     signature: tuple[str, ...] = ()
     profile: tuple[str, ...] = ()
     trust: tuple[str, ...] = ()  # anonymous | authenticated | verified
@@ -922,6 +927,11 @@ def _filters(r: _Reader) -> Filters:
         language=tuple(x.lower() for x in r.strings("language")),
         geocodes=r.strings("geocodes"),
         regions=regions,
+        near_border_km=(
+            r.number("near_border_km", 0.0, minimum=0.0, maximum=MAX_BORDER_KM)
+            if r.has("near_border_km")
+            else None
+        ),
         signature=r.strings("signature", choices=SIGNATURE_STATES),
         profile=r.strings("profile", choices=PROFILES[1:]),
         trust=r.strings("trust", choices=TRUST_LEVELS),

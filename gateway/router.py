@@ -22,10 +22,13 @@ Safety rules applied here, whatever the routes say:
   never keeps an alert in force that was withdrawn, even when the filters no longer match.
 
 Area filters: a geocode prefix (``"SAME=036"``, ``"profile:CAP-CP:Location:0.3=35"``, or a
-bare prefix matching any geocode), or a region (polygon or circle) that must intersect an
-alert polygon or circle. Geometry is planar on a local equirectangular projection (good to a
-fraction of a percent at the size of a county or a province; regions must not span the
-antimeridian); circle to circle distance is haversine.
+bare prefix matching any geocode), a region (polygon or circle) that must intersect an
+alert polygon or circle, or ``near_border_km``: an area whose polygons, circles or (without
+either) mapped geocodes lie within that many km of the Canada-US border
+(:mod:`gateway.border`). An area passes when it meets any one of them. Geometry is planar
+on a local equirectangular projection (good to a fraction of a percent at the size of a
+county or a province; regions must not span the antimeridian); circle to circle distance is
+haversine.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from typing import Any
 import structlog
 
 from cap_schemas.model import Alert, AlertKey, Area, Info, MsgType, Status
+from gateway.border import near_border
+from gateway.border import preload as preload_border
 from gateway.config import Config, Filters, Region, RouteConfig, SinkConfig
 from gateway.errors import FrameError, LocationWideningError, TranslationError
 from gateway.ledger import (
@@ -210,12 +215,14 @@ def _prefix_match(spec: str, area: Area) -> bool:
 
 
 def _area_ok(f: Filters, info: Info) -> bool:
-    if not f.geocodes and not f.regions:
+    if not f.geocodes and not f.regions and f.near_border_km is None:
         return True
     for area in info.areas:
         if any(_prefix_match(spec, area) for spec in f.geocodes):
             return True
         if any(area_intersects_region(area, region) for region in f.regions):
+            return True
+        if f.near_border_km is not None and near_border(area, f.near_border_km):
             return True
     return False
 
@@ -275,7 +282,12 @@ def filters_match(
         return False
     if f.profile and profile not in f.profile:
         return False
-    info_filtered = any(getattr(f, name) for name in _INFO_FILTERS) or f.geocodes or f.regions
+    info_filtered = (
+        any(getattr(f, name) for name in _INFO_FILTERS)
+        or f.geocodes
+        or f.regions
+        or f.near_border_km is not None
+    )
     if not info_filtered:
         return True
     return any(_info_ok(f, info) for info in alert.infos)
@@ -315,6 +327,8 @@ class Router:
             r for r in enabled if r.input == "incident"
         )
         self.sinks: dict[str, SinkConfig] = {s.name: s for s in config.sinks if s.enabled}
+        if any(r.match.near_border_km is not None for r in self.routes):
+            preload_border()  # read the border and the boundary files now, not per alert
         for route in self.routes:
             if route.translation not in RENDERERS:
                 msg = f"route {route.name!r}: unknown translation {route.translation!r}"

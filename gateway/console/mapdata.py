@@ -7,7 +7,8 @@ boundaries (``gateway/console/geo/``): US counties by FIPS (a SAME or FIPS6 code
 county ``SSCCC``, ``SS000`` the whole state; an NWS county UGC ``MIC163`` is ``26163``), and
 Canadian SGC codes (``profile:CAP-CP:Location:0.3``) by their census division -- the first
 four digits (``3537039`` is in ``3537``, Essex) -- or, for a division the shipped file does not
-know (or a bare 2-digit code), by their province -- the first two digits.
+know (or a bare 2-digit code), by their province -- the first two digits
+(:func:`gateway.places.geocodes`, which the routes' distance to the border shares).
 
 The boundary files are served from memory, gzip-compressed once, under a URL that carries
 their digest, so a browser keeps them for a year and fetches them again only when they change.
@@ -19,8 +20,6 @@ import asyncio
 import functools
 import gzip
 import hashlib
-import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -29,36 +28,27 @@ from typing import Any
 from aiohttp import web
 
 from cap_schemas.model import Alert, Area
-from cap_schemas.tables import state_names
 from gateway.console import views
 from gateway.console.sessions import Session
 from gateway.console.web import CONSOLE_KEY, SECURITY_HEADERS, _signed_in
 from gateway.ledger import Ledger, StoredAlert
-from gateway.translate.common import CAPCP_LOCATION
+from gateway.places import Codes, geocodes
 
-__all__ = ["SEVERITIES", "GeoFile", "MapAlert", "alert_features", "map_alerts", "map_routes"]
+__all__ = [
+    "SEVERITIES",
+    "Codes",
+    "GeoFile",
+    "MapAlert",
+    "alert_features",
+    "geocodes",
+    "map_alerts",
+    "map_routes",
+]
 
 #: The legend's order, most severe first; the rank of an alert on the list beside the map.
 SEVERITIES = ("Extreme", "Severe", "Moderate", "Minor", "Unknown")
 GEO_FILES = ("base.geojson", "us-counties.geojson", "ca-divisions.geojson")
 GEO_CACHE = "public, max-age=31536000, immutable"  # the URL changes with the content
-
-
-@dataclass(frozen=True, slots=True)
-class Codes:
-    """The places an alert without shapes names, as the page's boundary files key them."""
-
-    same: tuple[str, ...] = ()
-    ugc: tuple[str, ...] = ()
-    sgc: tuple[str, ...] = ()
-    counties: tuple[str, ...] = ()  # 5-digit FIPS
-    states: tuple[str, ...] = ()  # 2-digit FIPS: a SAME code for a whole state
-    divisions: tuple[str, ...] = ()  # 4-digit SGC: a census division
-    provinces: tuple[str, ...] = ()  # 2-digit SGC: a code whose census division is unknown
-
-    @property
-    def mappable(self) -> bool:
-        return bool(self.counties or self.states or self.divisions or self.provinces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,55 +78,6 @@ class MapAlert:
             "headline": self.headline,
             "severity": self.severity if self.severity in SEVERITIES else "Unknown",
         }
-
-
-@functools.cache
-def state_fips() -> dict[str, str]:
-    """Postal abbreviation -> state FIPS (the Census Bureau's, through ``addfips``), for NWS
-    UGC codes (``MIC163``) and the state boundaries."""
-    text = resources.files("addfips").joinpath("data/states.csv").read_text(encoding="utf-8")
-    rows = [line.split(",") for line in text.splitlines()[1:] if line.strip()]
-    return {postal: fips for _name, postal, fips in rows}
-
-
-@functools.cache
-def census_divisions() -> frozenset[str]:
-    """The 4-digit SGC codes of the census divisions the page can fill."""
-    collection = json.loads(geo_file("ca-divisions.geojson").raw)
-    return frozenset(f["properties"]["sgc"] for f in collection["features"])
-
-
-def _unique(values: Iterable[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(v for v in values if v))
-
-
-def geocodes(areas: Iterable[Area]) -> Codes:
-    """The geocodes of some areas, and the boundary keys they come to."""
-    areas = list(areas)
-    same = _unique(v for a in areas for name in ("SAME", "FIPS6") for v in a.geocode_values(name))
-    same = tuple(v for v in same if len(v) == 6 and v.isdigit())
-    ugc = _unique(v.strip().upper() for a in areas for v in a.geocode_values("UGC"))
-    sgc = _unique(v.strip() for a in areas for v in a.geocode_values(CAPCP_LOCATION))
-    sgc = tuple(v for v in sgc if v.isdigit() and len(v) >= 2)
-    counties = [v[1:] for v in same if not v.endswith("000")]
-    states = [v[1:3] for v in same if v.endswith("000") and v[1:3] in state_names()]
-    for code in ugc:  # SSCNNN: state, C for county (Z, a forecast zone, has no boundary here)
-        fips = state_fips().get(code[:2])
-        if len(code) == 6 and code[2] == "C" and code[3:].isdigit() and fips:
-            counties.append(fips + code[3:])
-    # SGC: PPDD (census division) or PPDDSSS (subdivision); the province when the division
-    # is not one the page knows (a bare PP, or a division made after the boundary file).
-    divisions = [v[:4] for v in sgc if v[:4] in census_divisions()]
-    provinces = [v[:2] for v in sgc if v[:4] not in census_divisions() and v[:2] != "00"]
-    return Codes(
-        same=same,
-        ugc=ugc,
-        sgc=sgc,
-        counties=_unique(counties),
-        states=_unique(states),
-        divisions=_unique(divisions),
-        provinces=_unique(provinces),
-    )
 
 
 def _areas(alert: Alert | None) -> list[Area]:

@@ -18,6 +18,10 @@ from gateway.translate.capcp_ipaws import IpawsOptions, capcp_to_ipaws
 from gateway.translate.common import derived_identifier
 from tests.translate.conftest import SENT
 
+#: The US counties facing Essex (3537) in the shipped crosswalk: Macomb, Monroe and Wayne,
+#: Michigan (Lake St. Clair, the Detroit River), Cuyahoga, Erie, Lorain and Ottawa, Ohio
+#: (Lake Erie).
+FACING_ESSEX = ("026099", "026115", "026163", "039035", "039043", "039093", "039123")
 OPTS = IpawsOptions(sender="eoc@wayne.example.gov", identifier_prefix="WAYNE-EOC")
 BI = ValuePair("layer:SOREM:1.0:Broadcast_Immediately", "Yes")
 
@@ -137,7 +141,7 @@ class TestTimesAndAreas:
 
     def test_crosswalk_adds_same_geocodes(self, eccc_alert: Callable[..., Alert]) -> None:
         area = capcp_to_ipaws(eccc_alert(), OPTS).infos[0].areas[0]
-        assert area.geocode_values("SAME") == ("026163",)
+        assert area.geocode_values("SAME") == FACING_ESSEX
         assert area.geocode_values("profile:CAP-CP:Location:0.3") == ("3537",)
         assert area.polygons
 

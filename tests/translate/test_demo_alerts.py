@@ -39,7 +39,8 @@ class TestDemoAlerts:
             rendered = RENDERERS["ipaws"](alerts[name], {"sender": "eoc@wayne.example.gov"})
             result = parse_alert(rendered.parts[0])
             assert is_valid(validate(result, profile="ipaws")), name
-            assert result.infos[0].areas[0].geocode_values("SAME") == ("026163",)
+            # Essex faces Wayne County (the Detroit River) among others.
+            assert "026163" in result.infos[0].areas[0].geocode_values("SAME")
 
     def test_cancel_references_the_translated_warning(self) -> None:
         alerts = _replay()
@@ -68,7 +69,7 @@ class TestDemoAlerts:
             alert, {"station": "WWJ/AM", "country": "US", "now": NOW + timedelta(minutes=1)}
         )
         assert rendered.parts[0].startswith(b"ZCZC-")
-        assert b"-026163+" in rendered.parts[0]
+        assert b"-026163" in rendered.parts[0]
 
 
 class TestRoutes:
@@ -99,7 +100,7 @@ class TestRoutes:
         warning = plans["01-ca-tornado-warning"]
         assert set(warning) >= {"mqtt-us-ipaws", "mqtt-radio-aprs", "mqtt-radio-pager"}
         ipaws = parse_alert(warning["mqtt-us-ipaws"].parts[0])
-        assert ipaws.sender == "eoc@wayne.example.gov"
+        assert ipaws.sender == "eoc@border.example.gov"
         assert all(len(p) <= 67 for p in warning["mqtt-radio-aprs"].parts)
         flood = plans["02-us-flash-flood-warning"]
         assert "mqtt-ca-capcp" in flood

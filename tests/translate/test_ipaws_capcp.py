@@ -114,7 +114,9 @@ class TestFrenchBlock:
         assert (fr.description or "").startswith(UNTRANSLATED_FR)
         assert "a severe thunderstorm capable" in (fr.description or "")
         assert (fr.instruction or "").startswith(INSTRUCTION_FR)
-        assert fr.areas[0].area_desc == "comté de Wayne (Michigan, É.-U.) — en face de : Essex"
+        assert fr.areas[0].area_desc == (
+            "comté de Wayne (Michigan, É.-U.) — en face de : Essex, Lambton"
+        )
         assert fr.event_codes == result.infos[0].event_codes
 
     def test_english_block_kept(self, us_alert: Callable[..., Alert]) -> None:
@@ -156,7 +158,8 @@ class TestAreas:
 
     def test_geocodes_and_geometry(self, us_alert: Callable[..., Alert]) -> None:
         area = ipaws_to_capcp(us_alert(), OPTS).infos[0].areas[0]
-        assert area.geocode_values("profile:CAP-CP:Location:0.3") == ("3537",)
+        # Wayne County faces Essex, and Lambton across Lake St. Clair.
+        assert area.geocode_values("profile:CAP-CP:Location:0.3") == ("3537", "3538")
         assert area.geocode_values("SAME") == ("026163",)
         assert area.polygons
         assert area.circles

@@ -16,6 +16,10 @@ from gateway.translate.same import alert_to_same, same_to_alert
 from tests.helpers import corpus_dir
 from tests.translate.conftest import SENT
 
+#: The US counties facing Essex (3537) in the shipped crosswalk: Macomb, Monroe and Wayne,
+#: Michigan (Lake St. Clair, the Detroit River), Cuyahoga, Erie, Lorain and Ottawa, Ohio
+#: (Lake Erie).
+FACING_ESSEX = ("026099", "026115", "026163", "039035", "039043", "039093", "039123")
 NOW = SENT + timedelta(minutes=5)
 
 
@@ -184,7 +188,7 @@ class TestCountry:
 
     def test_canadian_alert_on_us_station(self, eccc_alert: Callable[..., Alert]) -> None:
         header = alert_to_same(eccc_alert(), station="WWJ/AM", now=NOW, country="US")
-        assert header.locations == ("026163",)
+        assert header.locations == FACING_ESSEX
 
     def test_canada_only_event_mapped_for_us(self, eccc_alert: Callable[..., Alert]) -> None:
         alert = eccc_alert(capcp="flashFreeze", same="FSW")
@@ -193,7 +197,7 @@ class TestCountry:
 
     def test_us_alert_on_canadian_station(self, us_alert: Callable[..., Alert]) -> None:
         header = alert_to_same(us_alert(), station="CKLW/AM", now=NOW, country="CA")
-        assert header.locations == ("041420",)
+        assert header.locations == ("041420", "041310", "041320")  # Essex, Lambton
 
     def test_nothing_across_the_border(self, us_alert: Callable[..., Alert]) -> None:
         with pytest.raises(TranslationError, match="location"):

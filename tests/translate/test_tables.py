@@ -143,10 +143,14 @@ class TestCrosswalk:
         assert "026163" in cw.us_for_sgc("3537")
 
     def test_subdivision_is_covered_by_its_division(self) -> None:
-        assert Crosswalk.default().us_for_sgc("3526043") == ("036029", "036063")
+        # Niagara Falls (3526043) is in Niagara (3526): Chautauqua, Erie and Niagara, New
+        # York, face it across Lake Erie and the Niagara River.
+        assert Crosswalk.default().us_for_sgc("3526043") == ("036013", "036029", "036063")
 
     def test_subdivision_digit_ignored_for_us(self) -> None:
-        assert Crosswalk.default().sgc_for_us("626163") == ("3537",)
+        cw = Crosswalk.default()
+        assert cw.sgc_for_us("626163") == cw.sgc_for_us("026163")
+        assert cw.sgc_for_us("626163")[0] == "3537"  # Wayne County, Michigan -> Essex
 
     def test_province_rows_do_not_swallow_divisions(self) -> None:
         cw = Crosswalk.from_text("us_same,sgc\n026163,35\n")

