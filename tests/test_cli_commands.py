@@ -210,7 +210,12 @@ class TestInspect:
         assert canada[2]["from"] == (
             "SGC 5915004 Surrey (census subdivision, through its census division 5915)"
         )
-        assert [c["code"] for c in seen["infos"][0]["locations"]["US"]] == ["053073"]
+        # the counties facing Greater Vancouver and Capital across the border (the crosswalk)
+        assert [c["code"] for c in seen["infos"][0]["locations"]["US"]] == [
+            "053009",
+            "053055",
+            "053073",
+        ]
         text = borderlink("inspect", str(path)).stdout
         assert (
             "  SAME CA 080000: British Columbia (whole province or territory) from SGC 5917010"
@@ -218,7 +223,7 @@ class TestInspect:
             ' widen = "province"'
         ) in text
         assert (
-            "  SAME US 053073: Whatcom County, Washington (county) from SGC 5915004 Surrey"
+            "  SAME US 053009: Clallam County, Washington (county) from SGC 5917010 Sidney"
             " (census subdivision) through the crosswalk"
         ) in text
 
