@@ -278,6 +278,9 @@ class SinkConfig:
     # What to do with an attempt found under way at a start (it may have reached the sink):
     # "resend", "hold" for an operator, or "skip"; live sinks default to "hold".
     in_doubt: str = "resend"
+    # On a shared ledger, the [gateway] name of the one instance that has this sink's
+    # hardware: every instance plans its deliveries, only that one opens it and claims them.
+    instance: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -861,6 +864,7 @@ def _sink(r: _Reader) -> SinkConfig:
         batch=r.integer("batch", 16, minimum=1, maximum=1000),
         send_timeout=r.number("send_timeout", 30.0, minimum=0.1, maximum=3600.0),
         in_doubt=r.string("in_doubt", "hold" if live else "resend", choices=IN_DOUBT_CHOICES),
+        instance=r.string("instance", ""),
         options=MappingProxyType(r.rest()),
     )
 
@@ -1053,6 +1057,14 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     _unique(file, "sink", [s.name for s in sinks])
     _unique(file, "route", [r.name for r in routes])
     sink_names = {s.name for s in sinks}
+    for i, bound in enumerate(sinks):
+        if bound.instance and ledger.backend != "postgresql":
+            raise ConfigError.at(
+                file,
+                f"{item_path('sink', i, bound.name)}.instance",
+                f"{bound.instance!r}: a sink bound to one instance needs a ledger shared by"
+                ' several ([ledger] backend = "postgresql"); with one instance, leave it out',
+            )
     source_names = {s.name for s in sources} | set(BUILT_IN_SOURCES)
     for i, route in enumerate(routes):
         for sink in route.sinks:

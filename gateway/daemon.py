@@ -136,6 +136,7 @@ class Daemon:
         self._receipts: set[asyncio.Task[None]] = set()
         self.sources: dict[str, SourceAdapter] = {}
         self.sinks: dict[str, SinkAdapter] = {}
+        self.elsewhere: dict[str, str] = {}  # sink -> the instance that delivers to it
         self._stopping = asyncio.Event()
         self.started = asyncio.Event()
         self.tokens: tuple[str, ...] = config.http.tokens
@@ -284,6 +285,10 @@ class Daemon:
         for sink in cfg.sinks:
             if not sink.enabled:
                 continue
+            if sink.instance and sink.instance != cfg.gateway.name:
+                # Its hardware is on another instance: routed here, opened and claimed there.
+                self.elsewhere[sink.name] = sink.instance
+                continue
             self.sinks[sink.name] = cast("SinkAdapter", self._adapter(sink))
         # Radios are sinks that also hear traffic: the daemon reads what they hear.
         self.inbound_sinks = {
@@ -374,7 +379,7 @@ class Daemon:
         except (ConfigError, ValueError) as exc:
             log.error("routes_reload_failed", path=str(self.config.path), error=str(exc))  # noqa: TRY400 - the message is the point
             return False
-        unknown = set(router.sinks) - set(self.sinks)
+        unknown = set(router.sinks) - set(self.sinks) - set(self.elsewhere)
         if unknown:
             log.error(
                 "routes_reload_failed",

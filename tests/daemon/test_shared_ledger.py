@@ -13,6 +13,7 @@ import pytest
 
 from cap_schemas.model import AlertKey
 from gateway import adapter
+from gateway.errors import ConfigError
 from gateway.storage.postgres import PostgresLedger
 from tests.daemon.conftest import (
     CapFactory,
@@ -191,3 +192,64 @@ class TestLeadership:
             if first.poll() is None:
                 first.kill()
                 first.wait()
+
+
+class TestHardwareOwnership:
+    """A sink bound to one instance (``instance = "gw-b"``, its radio is there) gets the
+    alerts every instance admits, delivered by that instance only."""
+
+    async def test_bound_sink_delivered_by_its_instance(
+        self, mosquitto: Broker, postgres: Postgres, tmp_path: Path, cap: CapFactory
+    ) -> None:
+        schema = "gw_" + uuid.uuid4().hex[:10]
+        aired = tmp_path / "aired"
+        radio = (
+            f'\n[[sink]]\nname = "radio"\ntype = "file"\npath = "{aired}"\n'
+            'instance = "gw-b"\nretry_initial = 0.05\nretry_max = 0.5\n\n'
+            '[[route]]\nname = "to-radio"\nsinks = ["radio"]\n'
+        )
+        configs = []
+        for name in ("gw-a", "gw-b"):
+            path = _instance(tmp_path / name, mosquitto, postgres, schema)
+            text = path.read_text().replace('name = "test"', f'name = "{name}"') + radio
+            path.write_text(text)
+            configs.append(load(path))
+        body = cap(severity="Severe")
+        key = _key(CapFactory.key_of(body))
+        async with running_daemon(configs[0]) as a:
+            assert "radio" not in a.sinks
+            assert a.elsewhere == {"radio": "gw-b"}
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    f"http://127.0.0.1:{a.http_port}/api/v1/alerts",
+                    data=body,
+                    headers={"Authorization": "Bearer test-token-0123456789abcdef"},
+                ) as resp,
+            ):
+                assert resp.status == 202, await resp.text()
+            # Admitted by gw-a, which plans the radio's delivery but never opens the radio.
+            (entry,) = [e for e in a.ledger.deliveries(key) if e.sink == "radio"]
+            assert (entry.state.value, entry.attempts, entry.claimed_by) == ("pending", 0, "")
+            async with running_daemon(configs[1]) as b:
+                assert "radio" in b.sinks
+
+                async def aired_once() -> bool:
+                    done = [e for e in b.ledger.deliveries(key) if e.sink == "radio"]
+                    return bool(done) and done[0].state.value == "delivered"
+
+                await poll_until(aired_once, within=20)
+                starts = [j.detail for j in b.ledger.journal(key) if j.event == "attempt_started"]
+                radio_starts = [d for d in starts if " by gw-b" in d]
+                assert len(radio_starts) == 1, starts
+                assert not [d for d in starts if " by gw-a" in d and "radio" in d]
+        assert len(list(aired.glob("*.json"))) == 1
+
+    def test_bound_sink_needs_a_shared_ledger(self, tmp_path: Path, mosquitto: Broker) -> None:
+        path = daemon_toml(tmp_path, mosquitto.url)
+        path.write_text(
+            path.read_text()
+            + '\n[[sink]]\nname = "radio"\ntype = "file"\npath = "aired"\ninstance = "gw-b"\n'
+        )
+        with pytest.raises(ConfigError, match=r"sink #3 \"radio\"\.instance: 'gw-b': a sink bound"):
+            load(path)
