@@ -15,8 +15,10 @@ connections (one writes, one reads, each behind its own lock). Across instances:
   and the second decides on what the first committed (a duplicate, a stale alert);
 * **claims** take due entries with ``FOR UPDATE OF o SKIP LOCKED``: one delivery of an entry
   at a time across all instances, each with a lease a dead instance loses;
-* claims commit with ``synchronous_commit = off`` (lost only with the server's power, like
-  SQLite's unsynced claims); everything else waits for the commit to be durable.
+* every change waits for its commit to be durable, claims included: a server crash loses the
+  recent commits made with ``synchronous_commit = off``, and a lost claim would hide an
+  attempt whose bytes went out (``make chaos-cluster`` saw it). Only heartbeats are
+  asynchronous.
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class PostgresLedger(SqlLedger):
     """
 
     _claim_lock = " FOR UPDATE OF o SKIP LOCKED"
+    _claim_sync = True  # a server crash must not lose the count of an attempt under way
     _shared = True
 
     def __init__(

@@ -108,6 +108,11 @@ class SqlLedger(LedgerBase):
     _clock: _Now
     _claim_lock = ""
     _shared = False  # several instances on one store (see release_claims)
+    # Whether a claim waits for its commit to be durable. SQLite's unsynced commit survives a
+    # crash of the process (only the machine's power loses it); a PostgreSQL server that
+    # crashes loses its recent asynchronous commits, and with them the count of an attempt
+    # whose bytes went out -- so there a claim is made durable before anything is sent.
+    _claim_sync = False
 
     def __init__(self) -> None:
         self._gauged_sinks: set[str] = set()
@@ -441,9 +446,9 @@ class SqlLedger(LedgerBase):
         """
         if limit < 1:
             return []
-        # Not synced: a claim lost with the power only means the attempt is not known to
-        # have started; the outcome that follows is written synced (and syncs this with it).
-        with self._write(sync=False) as conn:
+        # SQLite: not synced; a claim lost with the power only means the attempt is not known
+        # to have started; the outcome that follows is written synced (and syncs this too).
+        with self._write(sync=self._claim_sync) as conn:
             return claim(conn, sink, now, limit=limit, lease=lease, lock=self._claim_lock, by=by)
 
     def release_claims(
