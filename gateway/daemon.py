@@ -522,12 +522,14 @@ class Daemon:
         self.ledger.heartbeat(self.config.gateway.name, self.clock.now(), sorted(self.leading))
 
     def cluster(self) -> dict[str, Any]:
-        """This instance, what it leads, and every instance seen on the ledger (a worker
-        thread: it reads the ledger)."""
+        """This instance, what it leads, every instance seen on the ledger with what it leads
+        and has under way, and the sinks delivered by another instance (a worker thread: it
+        reads the ledger)."""
         return {
             "instance": self.config.gateway.name,
             "leads": sorted(self.leading),
             "peers": self.ledger.peers(),
+            "sinks_elsewhere": dict(sorted(self.elsewhere.items())),
         }
 
     # ------------------------------------------------------------------ health

@@ -335,9 +335,10 @@ def health_lines(
             age = (now - datetime.fromisoformat(peer["last_seen"])).total_seconds()
             state = "ok" if age <= PEER_SILENCE else "down"
             leads = ", ".join(peer.get("leads") or []) or "-"
-            out.append(
-                HealthLine("instance", str(peer["name"]), state, False, age, f"leads {leads}")
-            )
+            claims = peer.get("claims") or {}
+            under_way = ", ".join(f"{sink} {n}" for sink, n in sorted(claims.items()))
+            detail = f"leads {leads}" + (f"; under way: {under_way}" if under_way else "")
+            out.append(HealthLine("instance", str(peer["name"]), state, False, age, detail))
     for sink in sinks:
         name = str(sink["name"])
         counts = {state: outbox.get((name, state), 0) for state in EntryState}

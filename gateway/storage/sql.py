@@ -796,17 +796,27 @@ class SqlLedger(LedgerBase):
             )
 
     def peers(self) -> list[dict[str, Any]]:
-        """Every instance that reported on this ledger, most recently seen first."""
+        """Every instance that reported on this ledger, most recently seen first, with what
+        it leads and its claims: the deliveries it has under way, per sink."""
         with self._read() as conn:
             rows = conn.execute(
                 "SELECT name, started_at, last_seen, leads FROM instances ORDER BY last_seen DESC"
             ).fetchall()
+            claimed = conn.execute(
+                "SELECT claimed_by, sink, COUNT(*) AS n FROM outbox"
+                " WHERE state = 'pending' AND started_at IS NOT NULL"
+                " GROUP BY claimed_by, sink ORDER BY claimed_by, sink"
+            ).fetchall()
+        claims: dict[str, dict[str, int]] = {}
+        for c in claimed:
+            claims.setdefault(c["claimed_by"], {})[c["sink"]] = int(c["n"])
         return [
             {
                 "name": r["name"],
                 "started_at": dt(r["started_at"]).isoformat(),
                 "last_seen": dt(r["last_seen"]).isoformat(),
                 "leads": json.loads(r["leads"]),
+                "claims": claims.get(r["name"], {}),
             }
             for r in rows
         ]

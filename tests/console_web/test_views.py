@@ -114,7 +114,7 @@ class TestHealth:
                 {"name": "gw-a", "last_seen": (now - timedelta(seconds=1)).isoformat(),
                  "leads": ["naad"]},
                 {"name": "gw-b", "last_seen": (now - timedelta(seconds=60)).isoformat(),
-                 "leads": []},
+                 "leads": [], "claims": {"radio": 2, "air": 1}},
             ]
         }  # fmt: skip
         found = health_lines(sources, sinks, outbox, now, 300, cluster=cluster)
@@ -122,6 +122,7 @@ class TestHealth:
         assert lines["instance", "gw-a"].state == "ok"
         assert lines["instance", "gw-a"].error == "leads naad"
         assert lines["instance", "gw-b"].state == "down"
+        assert lines["instance", "gw-b"].error == "leads -; under way: air 1, radio 2"
         one = {"peers": cluster["peers"][:1]}
         alone = health_lines(sources, sinks, outbox, now, 300, cluster=one)
         assert not [line for line in alone if line.kind == "instance"]  # one instance: none

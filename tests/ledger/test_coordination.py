@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.ledger.conftest import T0, FakeClock, OpenLedger
+from tests.ledger.conftest import T0, FakeClock, OpenLedger, Planner, admit, make_alert
 
 TTL = timedelta(seconds=5)
 
@@ -44,3 +44,17 @@ class TestLeases:
             assert [p["name"] for p in peers] == ["gw-a", "gw-b"]
             assert peers[0]["leads"] == ["naad", "nws"]
             assert peers[0]["last_seen"] == (T0 + timedelta(seconds=2)).isoformat()
+
+    def test_peers_show_their_claims(self, open_ledger: OpenLedger, clock: FakeClock) -> None:
+        """Each instance's deliveries under way, per sink; settled ones leave the count."""
+        with open_ledger(clock=clock) as led:
+            led.heartbeat("gw-a", T0)
+            led.heartbeat("gw-b", T0)
+            for _ in range(3):
+                admit(led, make_alert(), Planner(sinks=("radio", "feed")))
+            led.claim("radio", T0, limit=2, by="gw-a")
+            (feed,) = led.claim("feed", T0, by="gw-b")
+            claims = {p["name"]: p["claims"] for p in led.peers()}
+            assert claims == {"gw-a": {"radio": 2}, "gw-b": {"feed": 1}}
+            led.mark_delivered(feed.id, T0)
+            assert {p["name"]: p["claims"] for p in led.peers()}["gw-b"] == {}
