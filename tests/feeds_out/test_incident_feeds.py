@@ -23,13 +23,12 @@ from lxml import etree
 from gateway.console.incidents import current_incidents
 from tests.daemon.conftest import (
     CapFactory,
-    daemon_toml,
     load,
     poll_until,
     publish_all,
     running_daemon,
 )
-from tests.feeds_out.test_partner_feeds import PARTNER, _get, _post, _tornado
+from tests.feeds_out.test_partner_feeds import _config, _get, _post, _tornado
 from tests.helpers import Broker
 
 SCHEMA = Path(__file__).resolve().parent / "schemas" / "atom-rfc4287.rng"
@@ -64,15 +63,7 @@ def check_atom(schema: etree.RelaxNG, body: bytes) -> list[str]:
     return problems
 
 
-def _config(tmp: Path, broker: Broker) -> Path:
-    (tmp / "partner").write_text(PARTNER + "\n", encoding="utf-8")
-    extra = (
-        '[[partner]]\nname = "wayne-eoc"\ntoken_file = "partner"\nrequests_per_minute = 6000\n\n'
-        '[[source]]\nname = "field"\ntype = "mqtt"\nkind = "incident"\ntopics = ["field/#"]\n'
-    )
-    sinks = '[[sink]]\nname = "out"\ntype = "file"\npath = "out"\n'
-    routes = '[[route]]\nname = "all"\nsinks = ["out"]\n'
-    return daemon_toml(tmp, broker.url, sinks=sinks, routes=routes, extra=extra)
+FIELD = '[[source]]\nname = "field"\ntype = "mqtt"\nkind = "incident"\ntopics = ["field/#"]\n'
 
 
 def incident_json(ident: str, *, status: str = "active", later: float = 0) -> bytes:
@@ -107,7 +98,7 @@ class TestIncidentsInTheFeeds:
     async def test_atom_geojson_filters_and_schema(
         self, mosquitto: Broker, tmp_path: Path, atom_schema: etree.RelaxNG
     ) -> None:
-        config = load(_config(tmp_path, mosquitto))
+        config = load(_config(tmp_path, mosquitto, FIELD))
         async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
             field = daemon.sources["field"]
             await asyncio.wait_for(field.subscribed.wait(), 10)  # type: ignore[attr-defined]
