@@ -20,6 +20,7 @@ import geojson
 import pytest
 from lxml import etree
 
+from adapters.atom.codec import parse_feed
 from gateway.console.incidents import current_incidents
 from tests.daemon.conftest import (
     CapFactory,
@@ -238,6 +239,10 @@ class TestSchemaRefusesBrokenFeeds:
         assert check_atom(atom_schema, body) == []
         doc = etree.fromstring(body)
         assert doc.xpath("a:entry/georss:point/text()", namespaces=NS) == ["42.3314 -83.0458"]
+
+    def test_a_partners_atom_source_passes_incidents_over(self) -> None:
+        entries, skipped = parse_feed(_feed_of_incident(), base_url="http://127.0.0.1/f")
+        assert (entries, skipped) == ([], 0)
 
     @pytest.mark.parametrize(
         ("change", "says"),
