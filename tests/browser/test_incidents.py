@@ -155,8 +155,12 @@ class TestIncomingIncident:
         page.screenshot(path=str(artifacts() / "console-incidents.png"), full_page=True)
         # The map draws it as a point marker.
         page.goto(f"{daemon.url}/map")
-        expect(page.locator("#map[data-incidents='1']")).to_have_count(1, timeout=10_000)
+        expect(page.locator("#map[data-incident-points='1']")).to_have_count(1, timeout=10_000)
         expect(page.locator("path.incident-marker.prio-urgent")).to_have_count(1)
+        # A second one is drawn without reloading the map.
+        publish(broker, "field/us/uscg2", field_incident("USCG-0002", f"{notes} (second)"))
+        expect(page.locator("#map[data-incident-points='2']")).to_have_count(1, timeout=10_000)
+        expect(page.locator("path.incident-marker.prio-urgent")).to_have_count(2)
         assert complaints == []
 
 

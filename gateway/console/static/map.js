@@ -153,7 +153,7 @@ async function drawAlerts() {
   drawn.clearLayers(); // only now, so a slow answer never leaves the map empty
   for (const layer of [...layers, ...points]) drawn.addLayer(layer);
   element.dataset.shapes = String(layers.length);
-  element.dataset.incidents = String(points.length);
+  element.dataset.incidentPoints = String(points.length);
   element.dataset.drawnAt = String(Date.now());
 }
 
