@@ -650,6 +650,7 @@ OPENAPI: dict[str, Any] = {
                     "location": {"type": "string"},
                     "units": {"type": ["array", "string"], "items": {"type": "string"}},
                     "incident_id": {"type": "string"},
+                    "created": {"type": "string", "format": "date-time"},
                     "destinations": {"type": "array", "items": {"type": "string"}},
                 },
             },

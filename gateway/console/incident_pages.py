@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from aiohttp import web
 
+from cap_schemas.model import AlertKey
 from gateway.console.incidents import (
     INCIDENT_TYPES,
     Destination,
@@ -20,7 +21,9 @@ from gateway.console.incidents import (
     build_incident,
     current_incidents,
     destinations,
+    incident_of,
     point_feature,
+    report_of,
     submit,
 )
 from gateway.console.sessions import Session
@@ -77,8 +80,21 @@ async def _form(
 
 @_signed_in
 async def incident_form(request: web.Request, session: Session) -> web.StreamResponse:
+    """The form: a new report, or an update of one we sent (``?of=KEY``, filled in)."""
     _operator(session)
-    return await _form(request, session, Report())
+    of = request.query.get("of", "")
+    if not of:
+        return await _form(request, session, Report())
+    console = request.app[CONSOLE_KEY]
+    try:
+        key = AlertKey.from_reference(unquote(of))
+    except ValueError:
+        raise web.HTTPBadRequest(text="of: an incident key") from None
+    stored = await asyncio.to_thread(console.daemon.ledger.get, key)
+    incident = None if stored is None else incident_of(stored.raw)
+    if incident is None:
+        raise web.HTTPNotFound(text=f"no incident {key}")
+    return await _form(request, session, report_of(incident))
 
 
 async def _posted(request: web.Request, session: Session) -> Report:

@@ -18,11 +18,12 @@ update, unless it is ``closed`` or ``cancelled``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -97,6 +98,7 @@ class Report:
     location: str = ""  # civic address or landmark
     units: str = ""  # comma or space separated
     incident_id: str = ""  # empty: a new incident; else an update of that one
+    created: str = ""  # an update: when the incident was first reported (ISO 8601, with zone)
     destinations: tuple[str, ...] | None = None  # sinks; None: every one available
 
     @classmethod
@@ -165,6 +167,36 @@ def _location(report: Report) -> Location | None:
     )
 
 
+def _created(text: str, now: datetime) -> datetime:
+    if not text:
+        return now
+    try:
+        created = datetime.fromisoformat(text)
+    except ValueError:
+        raise _refuse(f"created: {text[:40]!r} is not an ISO 8601 time", "bad_field") from None
+    if created.tzinfo is None or created > now:
+        raise _refuse("created: a past time with its zone", "bad_field")
+    return created
+
+
+def report_of(incident: Incident) -> Report:
+    """The form filled in from an incident, to send an update of it."""
+    loc = incident.location
+    return Report(
+        incident_type=incident.incident_type,
+        status=incident.status,
+        priority=incident.priority or "normal",
+        description_en=incident.text,
+        description_fr=incident.text_fr,
+        latitude="" if loc is None else f"{loc.latitude:.5f}",
+        longitude="" if loc is None else f"{loc.longitude:.5f}",
+        location="" if loc is None else loc.description,
+        units=" ".join(incident.units),
+        incident_id=incident.incident_id,
+        created=incident.created.isoformat(),
+    )
+
+
 def new_incident_id(agency: str, now: datetime) -> str:
     return f"{agency.upper()}-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4].upper()}"
 
@@ -184,6 +216,7 @@ def build_incident(report: Report, *, agency: str, now: datetime) -> Incident:
     if report.incident_id and any(c.isspace() for c in report.incident_id):
         raise _refuse("incident_id: no spaces in an incident id", "bad_field")
     stamp = now.replace(microsecond=0)
+    created = _created(report.created, stamp) if report.incident_id else stamp
     return Incident(
         incident_id=report.incident_id or new_incident_id(agency, stamp),
         incident_type=report.incident_type,
@@ -192,7 +225,7 @@ def build_incident(report: Report, *, agency: str, now: datetime) -> Incident:
         units=tuple(u for u in report.units.replace(",", " ").split() if u),
         text=report.description_en,
         agency=agency,
-        created=stamp,
+        created=created,
         updated=stamp,
         text_fr=report.description_fr,
         priority=report.priority,
@@ -281,6 +314,8 @@ async def submit(daemon: Any, report: Report, *, who: str) -> Submitted:
     """Build, check and send a report through the daemon's intake (source ``console``)."""
     now = daemon.clock.now()
     incident = build_incident(report, agency=agency_of(daemon), now=now)
+    if report.incident_id:
+        incident = await asyncio.to_thread(_after_last_update, daemon.ledger, incident, now)
     sinks = chosen_sinks(report, destinations(daemon.router, None, now))
     item = Received(
         raw=incident_to_json(incident),
@@ -297,6 +332,24 @@ async def submit(daemon: Any, report: Report, *, who: str) -> Submitted:
     log.info("console_incident_sent", incident=incident.incident_id, by=who,
              decision=admission.decision.value, sinks=list(sinks))  # fmt: skip
     return Submitted(incident, admission, sinks)
+
+
+def _after_last_update(ledger: Ledger, incident: Incident, now: datetime) -> Incident:
+    """An update is later than the last one the ledger holds of the incident: its time is
+    part of the incident's identity, so two updates within one second would be one."""
+    sender = f"incident:{incident.agency}"
+    last = max(
+        (
+            found.updated
+            for row in ledger.incidents(now - timedelta(hours=SHOWN_HOURS), with_raw=True)
+            if (row.key.sender, row.key.identifier) == (sender, incident.incident_id)
+            and (found := incident_of(row.raw)) is not None
+        ),
+        default=None,
+    )
+    if last is None or incident.updated > last:
+        return incident
+    return replace(incident, updated=last + timedelta(seconds=1))
 
 
 def agency_of(daemon: Any) -> str:

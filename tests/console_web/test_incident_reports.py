@@ -29,7 +29,7 @@ from gateway.console.incidents import (
 from gateway.ledger import Decision
 from gateway.metrics import INPUT_REJECTED
 from gateway.router import Router
-from gateway.translate.incident import incident_from_edxl, text_to_incident
+from gateway.translate.incident import incident_from_edxl, incident_from_json, text_to_incident
 from tests.daemon.conftest import (
     daemon_toml,
     load,
@@ -117,6 +117,8 @@ class TestReport:
             ({"longitude": ""}, "latitude: give both latitude and longitude"),
             ({"latitude": "", "longitude": ""}, "latitude: a civic address needs its point"),
             ({"incident_id": "two words"}, "incident_id: no spaces"),
+            ({"incident_id": "A-1", "created": "monday"}, "created: 'monday' is not an ISO"),
+            ({"incident_id": "A-1", "created": "2027-01-01T00:00:00+00:00"}, "created: a past"),
         ],
     )
     def test_fields_that_cannot_make_a_report_say_which(
@@ -269,6 +271,26 @@ class TestSendingThroughTheDaemon:
             ]
             async with http.get(f"{base}/board/rows") as resp:
                 assert incident.incident_id in await resp.text()
+            # An update of it, from its row on the board: the form comes filled in.
+            quoted = aiohttp.helpers.quote(rows[0].key, safe="")
+            async with http.get(f"{base}/board/rows") as resp:
+                assert f"/incidents/new?of={quoted}" in await resp.text()
+            async with http.get(f"{base}/incidents/new?of={quoted}") as resp:
+                update_page = await resp.text()
+            assert f'name="incident_id" value="{incident.incident_id}"' in update_page
+            created = rows[0].incident.created.isoformat()  # seconds: the JSON's precision
+            assert f'name="created" value="{created}"' in update_page
+            closing = _form(csrf, destination="tg-ca", incident_id=incident.incident_id,
+                            created=created, status="closed")  # fmt: skip
+            async with http.post(f"{base}/incidents", data=closing, allow_redirects=False) as resp:
+                assert resp.status == 302, await resp.text()
+            await seen.wait_for(lambda: len(seen.on("radio/tg/ca")) == 2)
+            closed = text_to_incident(seen.on("radio/tg/ca")[1].payload.decode())
+            assert (closed.incident_id, closed.status) == (incident.incident_id, "closed")
+            assert closed.created == incident.created  # the radio line's minute
+            (stored,) = daemon.ledger.incidents(rows[0].received_at, limit=1, with_raw=True)
+            assert incident_from_json(stored.raw).created.isoformat() == created
+            assert current_incidents(daemon.ledger, daemon.clock.now()) == []
             # A field that cannot make a report: the form comes back, nothing is sent.
             async with http.post(
                 f"{base}/incidents", data=_form(csrf, incident_type="", destination="tg-ca")
