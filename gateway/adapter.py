@@ -42,6 +42,9 @@ class Received:
     channel: str = ""
     kind: str = "cap"
     ack: Callable[[], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
+    # The sinks an operator chose for an incident report they wrote (None: every sink its
+    # routes name); a route's other sinks are skipped for it.
+    destinations: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,7 @@ from gateway.http import start_http
 from gateway.intake import Intake, Outcome, SourcePolicy, adapter_trust, door_trust
 from gateway.ledger import (
     AUTHENTICATED,
+    Admission,
     Decision,
     Ledger,
 )
@@ -446,15 +447,21 @@ class Daemon:
                     continue
                 await self.ingest(item)
 
+    async def ingest_message(self, item: Received) -> Admission | None:
+        """Admit one incident or radio message and route it (``input = "incident"`` routes);
+        None when it is refused (counted and kept among the invalid records)."""
+        admission = await asyncio.to_thread(self.intake.process_message, item)
+        if admission is not None and admission.routed:
+            self.delivery.wake()
+        return admission
+
     async def _dispatch_other(self, item: Received) -> None:
         """Items that are not CAP: incident and radio messages are admitted and routed
         (``input = "incident"`` routes), then offered to the talkgroup links; acknowledged
         once that is durable."""
         handled = False
         if item.kind == "incident":
-            admission = await asyncio.to_thread(self.intake.process_message, item)
-            if admission is not None and admission.routed:
-                self.delivery.wake()
+            await self.ingest_message(item)
             handled = True
         for component in self.components:
             handler = getattr(component, "handle_received", None)

@@ -30,6 +30,7 @@ from cap_schemas.validate import Finding
 from gateway import __version__
 from gateway.adapter import Clock, Received
 from gateway.config import Config
+from gateway.console.incidents import Report, ReportError, current_incidents, point_feature, submit
 from gateway.console.web import identify as identify_console_user
 from gateway.console.web import install as install_console
 from gateway.ledger import (
@@ -42,7 +43,9 @@ from gateway.ledger import (
     Provenance,
 )
 from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.model import INCIDENT_PRIORITIES, INCIDENT_STATUSES
 from gateway.partner_feeds import install as install_feeds
+from gateway.translate.incident import incident_to_json, incident_to_text
 
 log = structlog.get_logger(__name__)
 
@@ -271,6 +274,42 @@ async def post_alert(request: web.Request) -> web.Response:
         },
         status=202,
     )
+
+
+async def post_incident(request: web.Request) -> web.Response:
+    """``POST /api/v1/incidents``: an incident report (the console form's fields as JSON)
+    sent to its ``destinations`` (or every one available) through the intake."""
+    daemon = request.app[DAEMON_KEY]
+    body = await _json_body(request)
+    if isinstance(body, web.Response):
+        return body
+    try:
+        sent = await submit(daemon, Report.from_json(body), who=request[WHO])
+    except ReportError as exc:
+        return _error(400, "bad_report", str(exc))
+    admission = sent.admission
+    deliveries = await _to_thread(daemon.ledger.deliveries, admission.key)
+    return _json(
+        {
+            "key": str(admission.key),
+            "incident_id": sent.incident.incident_id,
+            "decision": admission.decision.value,
+            "destinations": list(sent.destinations),
+            "incident": json.loads(incident_to_json(sent.incident)),
+            "radio_text": incident_to_text(sent.incident),
+            "deliveries": [_entry(e) for e in deliveries],
+        },
+        status=202,
+    )
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    """``GET /api/v1/incidents``: the current incidents (latest update of each) as GeoJSON
+    features (``geometry`` null for one without a location)."""
+    daemon = request.app[DAEMON_KEY]
+    rows = await _to_thread(current_incidents, daemon.ledger, daemon.clock.now())
+    features = [point_feature(row) for row in rows]
+    return _json({"type": "FeatureCollection", "features": features})
 
 
 async def _to_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -596,6 +635,25 @@ OPENAPI: dict[str, Any] = {
                 },
             },
             "AlertSummary": {"type": "object", "additionalProperties": True},
+            "IncidentReport": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["incident_type", "description_en"],
+                "properties": {
+                    "incident_type": {"type": "string"},
+                    "status": {"enum": list(INCIDENT_STATUSES)},
+                    "priority": {"enum": list(INCIDENT_PRIORITIES)},
+                    "description_en": {"type": "string"},
+                    "description_fr": {"type": "string"},
+                    "latitude": {"type": ["number", "string"]},
+                    "longitude": {"type": ["number", "string"]},
+                    "location": {"type": "string"},
+                    "units": {"type": ["array", "string"], "items": {"type": "string"}},
+                    "incident_id": {"type": "string"},
+                    "created": {"type": "string", "format": "date-time"},
+                    "destinations": {"type": "array", "items": {"type": "string"}},
+                },
+            },
         },
     },
     "paths": {
@@ -628,6 +686,30 @@ OPENAPI: dict[str, Any] = {
                     {"name": "limit", "in": "query", "schema": {"type": "integer"}},
                 ],
                 "responses": {"200": {"description": "Alert summaries"}},
+            },
+        },
+        "/api/v1/incidents": {
+            "post": {
+                "summary": "Send an incident report to its destinations",
+                "security": [{"bearer": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/IncidentReport"}
+                        }
+                    },
+                },
+                "responses": {
+                    "202": {"description": "Admitted and routed to the destinations"},
+                    "400": {"description": "A field that cannot make a report", **_JSON_ERROR},
+                    "401": {"description": "No or wrong bearer token", **_JSON_ERROR},
+                    "403": {"description": "A console account that may not write", **_JSON_ERROR},
+                },
+            },
+            "get": {
+                "summary": "The current incidents (latest update of each), as GeoJSON",
+                "responses": {"200": {"description": "A FeatureCollection"}},
             },
         },
         "/api/v1/alerts/{key}": {
@@ -739,6 +821,8 @@ def create_app(daemon: Gateway) -> web.Application:
             web.get("/api/v1/alerts/{key}/raw", get_raw),
             web.get("/api/v1/alerts/{key}", get_alert),
             web.get("/api/v1/holds", list_holds),
+            web.post("/api/v1/incidents", require_token(post_incident)),
+            web.get("/api/v1/incidents", list_incidents),
             web.post("/api/v1/alerts/{key}/{action:approve|reject}", require_token(act_on_alert)),
             web.post("/api/v1/holds/{id}/approve", require_token(approve_hold)),
             web.post("/api/v1/holds/{id}/reject", require_token(reject_hold)),

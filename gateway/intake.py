@@ -272,7 +272,7 @@ class Intake:
             )
             return None
         key = message_key(inbound, source=item.source, received_at=item.received_at, raw=item.raw)
-        ctx = MessageContext(inbound, item.source, key, item.received_at)
+        ctx = MessageContext(inbound, item.source, key, item.received_at, item.destinations)
         router = self.router
         admission = self.ledger.admit_message(
             message_record(inbound, key, item.raw),

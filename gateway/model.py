@@ -18,12 +18,17 @@ Object) that field units and EOCs exchange over MQTT and radio. Its JSON form (s
       "units": ["E12", "M3"],
       "notesText": "Two-storey house, smoke showing",
       "agencyIdentifier": "SURREY-FD",
+      "notesTextFr": "Maison de deux étages, fumée visible",
+      "incidentPriority": "high",
       "createdTimestamp": "2026-11-29T07:10:00+00:00",
       "lastUpdateTimestamp": "2026-11-29T07:12:00+00:00"
     }
 
 :class:`RadioText` is what a radio sink sends: the parts in order, the language(s) and the
 priority word every part starts with.
+
+``notesTextFr`` (the notes in French) and ``incidentPriority`` (``urgent``, ``high``,
+``normal`` or ``low``) are borderlink's own members, written only when set.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from typing import Any
 from gateway.errors import FrameError
 
 INCIDENT_STATUSES = ("active", "pending", "dispatched", "onscene", "closed", "cancelled")
+#: How urgent an incident report is, most urgent first (borderlink's own scale; EIDO has none).
+INCIDENT_PRIORITIES = ("urgent", "high", "normal", "low")
 
 # How far an input is believed, lowest first: a door that proves nothing, one whose peer
 # proved who it is, an alert whose XML signature verified against a pinned anchor.
@@ -71,6 +78,8 @@ class Incident:
     agency: str
     created: datetime
     updated: datetime
+    text_fr: str = ""  # the notes in French, when the report has them in both languages
+    priority: str = ""  # one of INCIDENT_PRIORITIES, or "" when not given
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,16 @@ behind an ``enclosure`` link; the same as a GeoJSON FeatureCollection (RFC 7946:
 closed rings, counter-clockwise exteriors; a CAP circle becomes a 32-sided polygon); and each
 CAP alert byte for byte (``/feeds/alerts/{key}.cap``), so its signature still verifies.
 
+Current incident reports (:mod:`gateway.console.incidents`: the latest update of each, for a
+day, unless closed or cancelled) are in the same feeds: an Atom entry each (``id``
+``urn:borderlink:incident:...``, the type and notes in English and French, the point as
+``georss:point``, ``age:expires`` a day after the update, categories ``kind=incident``, type,
+status and priority, and the incident JSON behind its ``alternate`` link,
+``/feeds/incidents/{key}.json``), and a GeoJSON Point feature each (``"kind": "incident"``).
+``kind=alerts`` or ``kind=incidents`` keeps one of the two; the other filters apply to
+incidents as to alerts (``event`` matches their type, the spatial filters their point), but an
+incident has no country: ``country=`` leaves incidents out.
+
 Only ``[[partner]]`` tokens read them (``Authorization: Bearer``, or ``?token=`` for feed
 readers that cannot set a header), each within its ``requests_per_minute``. Filters:
 ``bbox=minlon,minlat,maxlon,maxlat``, ``point=lat,lon&radius_km=R``, ``lang=en|fr``,
@@ -36,10 +46,12 @@ from lxml import etree
 
 from cap_schemas.model import Alert, AlertKey, Area, Info
 from gateway.config import PartnerConfig
+from gateway.console.incidents import IncidentRow, current_incidents, incident_of, point_feature
 from gateway.console.views import ParsedCache
 from gateway.ledger import Ledger, StoredAlert
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 from gateway.summary import alert_country
+from gateway.translate.incident import incident_to_json
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +63,9 @@ AGE = "http://purl.org/atompub/age/1.0"
 XHTML = "http://www.w3.org/1999/xhtml"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 CAP_TYPE = "application/common-alerting-protocol+xml"
+INCIDENT_TYPE = "application/vnd.borderlink.incident+json"
+KINDS = ("", "alerts", "incidents")
+MESSAGE_TYPES = ("Incident", "RadioMessage")  # rows of inbound messages, never CAP
 COMPONENT = "feeds"
 CIRCLE_SIDES = 32
 EARTH_KM = 6371.0088
@@ -71,6 +86,7 @@ class Filters:
     lang: str = ""
     country: str = ""
     event: str = ""
+    kind: str = ""  # "alerts", "incidents" or both
 
     @classmethod
     def from_query(cls, query: Any) -> Filters:
@@ -94,9 +110,33 @@ class Filters:
         country = query.get("country", "")
         if country not in ("", "ca", "us"):
             raise ValueError("country=ca or country=us")
-        return cls(bbox, point, radius, lang, country, query.get("event", "").lower()[:100])
+        kind = query.get("kind", "")
+        if kind not in KINDS:
+            raise ValueError("kind=alerts or kind=incidents")
+        event = query.get("event", "").lower()[:100]
+        return cls(bbox, point, radius, lang, country, event, kind)
+
+    def keep_incident(self, row: IncidentRow) -> bool:
+        """An incident has no country (``country=`` leaves it out); ``event`` is a word of
+        its type; the spatial filters need its point."""
+        incident = row.incident
+        if self.country or self.kind == "alerts":
+            return False
+        if self.event and self.event not in incident.incident_type.lower():
+            return False
+        if self.bbox is None and self.point is None:
+            return True
+        if incident.location is None:
+            return False
+        lat, lon = incident.location.latitude, incident.location.longitude
+        box = (lon, lat, lon, lat)
+        if self.bbox is not None and not _overlap(box, self.bbox):
+            return False
+        return self.point is None or _km_to_box(self.point, box) <= self.radius_km
 
     def keep(self, alert: Alert) -> bool:
+        if self.kind == "incidents":
+            return False
         if self.country and alert_country(alert) != self.country:
             return False
         if self.event and not any(self.event in i.event.lower() for i in alert.infos):
@@ -203,6 +243,10 @@ def cap_path(key: AlertKey) -> str:
     return f"/feeds/alerts/{quote(str(key), safe='')}.cap"
 
 
+def incident_path(key: str) -> str:
+    return f"/feeds/incidents/{quote(key, safe='')}.json"
+
+
 def _xhtml(parent: etree._Element, name: str, infos: Sequence[Info], text: Any) -> None:
     element = etree.SubElement(parent, f"{{{ATOM}}}{name}", type="xhtml")
     outer = etree.SubElement(element, f"{{{XHTML}}}div")
@@ -211,8 +255,55 @@ def _xhtml(parent: etree._Element, name: str, infos: Sequence[Info], text: Any) 
         div.text = text(info)
 
 
-def atom_document(items: Sequence[Item], *, title: str, self_url: str, lang: str) -> bytes:
-    """The Atom feed (RFC 4287) of ``items``."""
+def _incident_texts(row: IncidentRow, lang: str) -> list[tuple[str, str, str]]:
+    """(language, title, notes) of an incident in each language it has (or the one asked)."""
+    incident = row.incident
+    where = incident.location.description if incident.location is not None else ""
+    where = where or incident.incident_id
+    texts = [("en", f"Incident: {incident.incident_type} ({incident.status}), {where}",
+              incident.text or incident.incident_type)]  # fmt: skip
+    if incident.text_fr:
+        texts.append(("fr", f"Incident : {incident.incident_type} ({incident.status}), {where}",
+                      incident.text_fr))  # fmt: skip
+    chosen = [t for t in texts if t[0] == lang] if lang else []
+    return chosen or texts
+
+
+def _incident_entry(feed: etree._Element, row: IncidentRow, lang: str, el: Any) -> None:
+    incident = row.incident
+    texts = _incident_texts(row, lang)
+    entry = el(feed, "entry")
+    el(entry, "id", f"urn:borderlink:incident:{row.key}")
+    for name, index in (("title", 1), ("summary", 2)):
+        element = el(entry, name, type="xhtml")
+        outer = etree.SubElement(element, f"{{{XHTML}}}div")
+        for text in texts:
+            div = etree.SubElement(outer, f"{{{XHTML}}}div", {XML_LANG: text[0]})
+            div.text = text[index]
+    el(entry, "updated", incident.updated.isoformat())
+    el(entry, "published", incident.created.isoformat())
+    el(el(entry, "author"), "name", incident.agency or row.source)
+    el(entry, "category", term="incident", label="kind")
+    el(entry, "category", term=incident.incident_type or "other", label="event")
+    el(entry, "category", term=incident.status, label="status")
+    el(entry, "category", term=row.priority, label="priority")
+    el(entry, "link", rel="alternate", type=INCIDENT_TYPE, href=incident_path(row.key))
+    if incident.location is not None:
+        point = etree.SubElement(entry, f"{{{GEORSS}}}point")
+        point.text = f"{incident.location.latitude:g} {incident.location.longitude:g}"
+    expires = etree.SubElement(entry, f"{{{AGE}}}expires")
+    expires.text = row.expires.isoformat()
+
+
+def atom_document(
+    items: Sequence[Item],
+    *,
+    title: str,
+    self_url: str,
+    lang: str,
+    incidents: Sequence[IncidentRow] = (),
+) -> bytes:
+    """The Atom feed (RFC 4287) of ``items`` and ``incidents``."""
     nsmap = {None: ATOM, "georss": GEORSS, "age": AGE}
     feed = etree.Element(f"{{{ATOM}}}feed", nsmap=nsmap)
 
@@ -224,7 +315,7 @@ def atom_document(items: Sequence[Item], *, title: str, self_url: str, lang: str
 
     el(feed, "id", f"urn:borderlink:feed:{hashlib.sha256(title.encode()).hexdigest()[:16]}")
     el(feed, "title", title)
-    newest = max((i.updated for i in items), default=None)
+    newest = _newest(items, incidents)
     el(feed, "updated", (newest or datetime.fromtimestamp(0).astimezone()).isoformat())
     el(feed, "link", rel="self", href=self_url, type="application/atom+xml")
     el(el(feed, "author"), "name", title)
@@ -251,11 +342,29 @@ def atom_document(items: Sequence[Item], *, title: str, self_url: str, lang: str
         if stored.expires is not None:
             expires = etree.SubElement(entry, f"{{{AGE}}}expires")
             expires.text = stored.expires.isoformat()
+    for row in incidents:
+        _incident_entry(feed, row, lang, el)
     return bytes(etree.tostring(feed, xml_declaration=True, encoding="UTF-8"))
 
 
-def feature_collection(items: Sequence[Item], *, lang: str) -> dict[str, Any]:
-    """The GeoJSON FeatureCollection (RFC 7946) of ``items``."""
+def _newest(items: Sequence[Item], incidents: Sequence[IncidentRow]) -> datetime | None:
+    times = [i.updated for i in items] + [r.incident.updated for r in incidents]
+    return max(times, default=None)
+
+
+def _incident_feature(row: IncidentRow, lang: str) -> dict[str, Any]:
+    feature = point_feature(row)
+    properties = feature["properties"]
+    properties["title"] = {t[0]: t[1] for t in _incident_texts(row, lang)}
+    properties["notes"] = {t[0]: t[2] for t in _incident_texts(row, lang)}
+    properties["incident"] = incident_path(row.key)
+    return feature
+
+
+def feature_collection(
+    items: Sequence[Item], *, lang: str, incidents: Sequence[IncidentRow] = ()
+) -> dict[str, Any]:
+    """The GeoJSON FeatureCollection (RFC 7946) of ``items`` and ``incidents``."""
     features = []
     for item in items:
         alert, stored = item.alert, item.stored
@@ -290,6 +399,7 @@ def feature_collection(items: Sequence[Item], *, lang: str) -> dict[str, Any]:
                 },
             }
         )
+    features += [_incident_feature(row, lang) for row in incidents]
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -352,6 +462,10 @@ class PartnerFeeds:
                 out.append(Item(stored, alert))
         return out
 
+    def incidents(self, filters: Filters) -> list[IncidentRow]:
+        rows = current_incidents(self.daemon.ledger, self.daemon.clock.now())
+        return [row for row in rows if filters.keep_incident(row)]
+
 
 FEEDS_KEY: web.AppKey[PartnerFeeds] = web.AppKey("partner_feeds", PartnerFeeds)
 
@@ -369,11 +483,10 @@ def _error(
 
 
 def _conditional(
-    request: web.Request, body: bytes, content_type: str, items: Sequence[Item]
+    request: web.Request, body: bytes, content_type: str, newest: datetime | None
 ) -> web.Response:
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
     headers = {"ETag": etag, "Cache-Control": "private, max-age=0, must-revalidate"}
-    newest = max((i.updated for i in items), default=None)
     if newest is not None:
         headers["Last-Modified"] = newest.strftime("%a, %d %b %Y %H:%M:%S GMT")
     if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
@@ -392,16 +505,20 @@ async def _feed(request: web.Request, kind: str) -> web.StreamResponse:
         INPUT_REJECTED.inc(component=COMPONENT, reason="bad_filter")
         raise _error(400, "bad_filter", str(exc)) from None
     items = await asyncio.to_thread(feeds.items, filters)
+    incidents = await asyncio.to_thread(feeds.incidents, filters)
     if kind == "atom":
         config = feeds.daemon.config
         title = f"{config.console.title or config.gateway.name}: alerts in force"
-        body = atom_document(items, title=title, self_url=str(request.url), lang=filters.lang)
+        body = atom_document(
+            items, title=title, self_url=str(request.url), lang=filters.lang, incidents=incidents
+        )
         content_type = "application/atom+xml"
     else:
-        body = json.dumps(feature_collection(items, lang=filters.lang), ensure_ascii=False).encode()
+        collection = feature_collection(items, lang=filters.lang, incidents=incidents)
+        body = json.dumps(collection, ensure_ascii=False).encode()
         content_type = "application/geo+json"
     SERVED.inc(partner=partner.name, outcome=kind)
-    return _conditional(request, body, content_type, items)
+    return _conditional(request, body, content_type, _newest(items, incidents))
 
 
 async def atom_feed(request: web.Request) -> web.StreamResponse:
@@ -412,7 +529,8 @@ async def geojson_feed(request: web.Request) -> web.StreamResponse:
     return await _feed(request, "geojson")
 
 
-async def cap_document(request: web.Request) -> web.StreamResponse:
+async def _stored(request: web.Request, outcome: str) -> tuple[AlertKey, StoredAlert | None]:
+    """The ledger's row named by the path's key, for a partner (counted as ``outcome``)."""
     feeds = request.app[FEEDS_KEY]
     partner = feeds.partner(request)
     try:
@@ -420,12 +538,26 @@ async def cap_document(request: web.Request) -> web.StreamResponse:
     except ValueError:
         raise _error(400, "bad_key", "the key is sender,identifier,sent (URL-encoded)") from None
     stored = await asyncio.to_thread(feeds.daemon.ledger.get, key)
-    if stored is None:
+    SERVED.inc(partner=partner.name, outcome=outcome)
+    return key, stored
+
+
+async def cap_document(request: web.Request) -> web.StreamResponse:
+    key, stored = await _stored(request, "cap")
+    if stored is None or stored.msg_type in MESSAGE_TYPES:
         raise _error(404, "not_found", f"no alert {key}")
-    SERVED.inc(partner=partner.name, outcome="cap")
     return web.Response(
         body=stored.raw, content_type=CAP_TYPE, headers={"ETag": f'"{stored.raw_sha256[:32]}"'}
     )
+
+
+async def incident_document(request: web.Request) -> web.StreamResponse:
+    """One incident update's JSON, as the ledger received it in any form (EIDO subset)."""
+    key, stored = await _stored(request, "incident")
+    incident = None if stored is None else incident_of(stored.raw)
+    if incident is None:
+        raise _error(404, "not_found", f"no incident {key}")
+    return web.Response(body=incident_to_json(incident), content_type=INCIDENT_TYPE)
 
 
 def feed_routes() -> list[web.RouteDef]:
@@ -433,6 +565,7 @@ def feed_routes() -> list[web.RouteDef]:
         web.get("/feeds/alerts.atom", atom_feed),
         web.get("/feeds/alerts.geojson", geojson_feed),
         web.get("/feeds/alerts/{key}.cap", cap_document),
+        web.get("/feeds/incidents/{key}.json", incident_document),
     ]
 
 

@@ -315,6 +315,7 @@ class MessageContext:
     source: str
     key: AlertKey
     received_at: datetime
+    destinations: frozenset[str] | None = None  # the sinks an operator chose (None: all)
 
 
 class Router:
@@ -506,6 +507,12 @@ def _message_matches(route: RouteConfig, ctx: MessageContext) -> bool:
     return True
 
 
+def message_routes_for(router: Router, ctx: MessageContext) -> list[RouteConfig]:
+    """The ``input = "incident"`` routes that take this message, in configuration order
+    (counts nothing: the console's previews ask before anything is sent)."""
+    return [route for route in router.message_routes if _message_matches(route, ctx)]
+
+
 def plan_message(router: Router, ctx: MessageContext) -> list[PlannedDelivery]:
     """Deliveries of an inbound message by the routes with ``input = "incident"``.
 
@@ -540,6 +547,9 @@ def plan_message(router: Router, ctx: MessageContext) -> list[PlannedDelivery]:
                 continue
             if sink_name == ctx.source:
                 ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason="origin")
+                continue
+            if ctx.destinations is not None and sink_name not in ctx.destinations:
+                ROUTE_SKIPPED.inc(route=route.name, sink=sink_name, reason="not_chosen")
                 continue
             sink = router.sinks.get(sink_name)
             if sink is None:

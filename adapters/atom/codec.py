@@ -29,6 +29,8 @@ CAP_NAMESPACES = (
     "urn:oasis:names:tc:emergency:cap:1.0",
 )
 CAP_TYPES = ("application/common-alerting-protocol+xml", "application/cap+xml")
+# A borderlink partner feed also lists incident reports: not alerts, passed over uncounted.
+INCIDENT_TYPE = "application/vnd.borderlink.incident+json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,10 @@ def _cap_link(entry: etree._Element, base: str) -> str | None:
     return None
 
 
+def _is_incident(entry: etree._Element) -> bool:
+    return any(link.get("type") == INCIDENT_TYPE for link in entry.findall(f"{{{ATOM}}}link"))
+
+
 def parse_feed(
     data: bytes, *, base_url: str, limits: ParseLimits | None = None
 ) -> tuple[list[FeedEntry], int]:
@@ -84,6 +90,8 @@ def parse_feed(
         updated = (entry.findtext(f"{{{ATOM}}}updated") or "").strip()
         inline = _inline(entry)
         url = None if inline is not None else _cap_link(entry, base_url)
+        if inline is None and url is None and _is_incident(entry):
+            continue
         if not ident or (inline is None and url is None):
             skipped += 1
             continue

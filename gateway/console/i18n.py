@@ -126,6 +126,30 @@ _EN: dict[str, str] = {
     "shapes": "{polygons} polygon(s), {circles} circle(s)",
     "coded_areas": "areas by code: {codes}",
     "map_sources": "Boundaries: Natural Earth; U.S. Census Bureau; Statistics Canada (OGL-Canada)",
+    # incident reports
+    "incidents": "Incidents",
+    "no_incidents": "No current incident report.",
+    "incident_report": "Incident report",
+    "incident_type": "Type",
+    "incident_status": "Status",
+    "incident_notes": "Notes",
+    "incident_id": "Incident id (an update)",
+    "incident_id_help": "empty: a new incident",
+    "priority": "Priority",
+    "location": "Location",
+    "units": "Units",
+    "agency": "Agency",
+    "updated": "Updated",
+    "updates": "{count} updates",
+    "latitude": "Latitude",
+    "longitude": "Longitude",
+    "civic_address": "Address or landmark",
+    "pick_on_map": "Click the map to place the incident (or type its latitude and longitude).",
+    "destinations": "Send to",
+    "route": "route",
+    "no_destinations": "No route for incident reports takes the console: it is only listed.",
+    "send_incident": "Send the incident report",
+    "previews_incident": "What each destination gets",
 }
 
 _FR: dict[str, str] = {
@@ -245,6 +269,34 @@ _FR: dict[str, str] = {
     "shapes": "{polygons} polygone(s), {circles} cercle(s)",
     "coded_areas": "zones par code : {codes}",
     "map_sources": "Limites : Natural Earth; U.S. Census Bureau; Statistique Canada (LGO-Canada)",
+    # incident reports
+    "incidents": "Incidents",
+    "no_incidents": "Aucun rapport d'incident en cours.",
+    "incident_report": "Rapport d'incident",
+    "incident_type": "Type",
+    "incident_status": "État",
+    "incident_notes": "Notes",
+    "incident_id": "Identifiant (une mise à jour)",
+    "incident_id_help": "vide : un nouvel incident",
+    "priority": "Priorité",
+    "location": "Lieu",
+    "units": "Unités",
+    "agency": "Organisme",
+    "updated": "Mis à jour",
+    "updates": "{count} mises à jour",
+    "latitude": "Latitude",
+    "longitude": "Longitude",
+    "civic_address": "Adresse ou repère",
+    "pick_on_map": (
+        "Cliquez sur la carte pour placer l'incident (ou tapez sa latitude et sa longitude)."
+    ),
+    "destinations": "Envoyer à",
+    "route": "route",
+    "no_destinations": (
+        "Aucune route de rapports d'incident ne prend la console : il est seulement listé."
+    ),
+    "send_incident": "Envoyer le rapport d'incident",
+    "previews_incident": "Ce que reçoit chaque destination",
 }
 
 _WORDS: Mapping[str, Mapping[str, str]] = {"en": _EN, "fr": _FR}

@@ -41,6 +41,7 @@ from gateway.console import compose, views
 from gateway.console.accounts import Account, account_for_token, read_accounts
 from gateway.console.atom import atom_feed
 from gateway.console.i18n import LANGUAGES, words
+from gateway.console.incidents import current_incidents
 from gateway.console.live import JournalFeed, sse_event
 from gateway.console.lockout import Lockout, LoginRefused, login
 from gateway.console.sessions import COOKIE_NAME, Session, SessionSigner, load_or_create_secret
@@ -345,7 +346,8 @@ async def _board_values(console: Console) -> dict[str, Any]:
     rows = await asyncio.to_thread(
         views.board_rows, console.daemon.ledger, console.now(), console.cache
     )
-    return {"rows": rows, "health": await console.health()}
+    incidents = await asyncio.to_thread(current_incidents, console.daemon.ledger, console.now())
+    return {"rows": rows, "incidents": incidents, "health": await console.health()}
 
 
 @_signed_in
@@ -838,10 +840,12 @@ async def events(request: web.Request, session: Session) -> web.StreamResponse:
 
 
 def console_routes() -> list[web.AbstractRouteDef]:
+    from gateway.console.incident_pages import incident_routes  # noqa: PLC0415 - imports this
     from gateway.console.mapdata import map_routes  # noqa: PLC0415 - mapdata imports this module
 
     return [
         *map_routes(),
+        *incident_routes(),
         web.get("/", board),
         web.get("/board/rows", board_rows),
         web.get("/onair", on_air),

@@ -344,6 +344,19 @@ class SqlLedger(LedgerBase):
             limit=200,
         )
 
+    def incidents(
+        self, since: datetime, *, limit: int = 1000, with_raw: bool = False
+    ) -> list[StoredAlert]:
+        """Inbound incident reports (``kind = 'incident'``, not plain radio text) received
+        from ``since`` on, newest first (every update of an incident is its own row)."""
+        return self._select_alerts(
+            "kind = 'incident' AND msg_type = 'Incident' AND received_at >= ?",
+            (us(since),),
+            with_raw=with_raw,
+            order="received_at DESC, id DESC",
+            limit=limit,
+        )
+
     def expire_alerts(self, now: datetime) -> list[StoredAlert]:
         """Mark active alerts past their ``expires`` as expired; returns those just marked.
 

@@ -11,7 +11,9 @@ The radio line (one line, printable ASCII, fits APRS/pager/DMR text links)::
   ``%7C``, ``~`` ``%7E``, ``{`` ``%7B``, non-ASCII as UTF-8 bytes).
 * Fields: ``ID`` (required), ``ST`` status, ``TY`` type, ``LL`` latitude,longitude (5
   decimals, about a metre), ``U`` units (comma separated), ``AG`` agency, ``CT``/``UT`` created
-  and updated (UTC, ``YYYYMMDDTHHMMZ``), ``LOC`` location description.
+  and updated (UTC, ``YYYYMMDDTHHMMZ``), ``LOC`` location description, ``PR`` priority
+  (``urgent``, ``high``, ``normal``, ``low``), ``FR`` the notes in French (a reader that does
+  not know ``PR`` or ``FR`` skips them).
 * `` // `` then the free text to the end of the line (the characters APRS forbids are
   percent-encoded there too).
 
@@ -32,7 +34,7 @@ from cap_schemas.edxl import unwrap, wrap
 from cap_schemas.errors import CapParseError
 from gateway.errors import FrameError
 from gateway.metrics import INPUT_REJECTED
-from gateway.model import INCIDENT_STATUSES, Incident, Location
+from gateway.model import INCIDENT_PRIORITIES, INCIDENT_STATUSES, Incident, Location
 
 SCHEMA = "borderlink:incident:1"
 LINE_PREFIX = "INC1"
@@ -69,6 +71,9 @@ def _check(incident: Incident) -> None:
     if incident.status not in INCIDENT_STATUSES:
         allowed = ", ".join(INCIDENT_STATUSES)
         raise _reject(f"status {incident.status!r} is not one of {allowed}", "bad_status")
+    if incident.priority and incident.priority not in INCIDENT_PRIORITIES:
+        allowed = ", ".join(INCIDENT_PRIORITIES)
+        raise _reject(f"priority {incident.priority!r} is not one of {allowed}", "bad_priority")
     loc = incident.location
     if loc is not None and not (
         math.isfinite(loc.latitude)
@@ -103,6 +108,11 @@ def incident_to_text(incident: Incident) -> str:
     fields.append(f"UT={_utc_minute(incident.updated)}")
     if incident.location is not None and incident.location.description:
         fields.append(f"LOC={_q(incident.location.description)}")
+    if incident.priority:
+        fields.append(f"PR={_q(incident.priority)}")
+    text_fr = " ".join(incident.text_fr.split())
+    if text_fr:
+        fields.append(f"FR={_q(text_fr)}")
     line = " ".join(fields)
     text = " ".join(incident.text.split())
     if text:
@@ -162,6 +172,8 @@ def text_to_incident(line: str) -> Incident:
             agency=unquote(values.get("AG", ""), errors="strict"),
             created=created,
             updated=updated,
+            text_fr=unquote(values.get("FR", ""), errors="strict"),
+            priority=unquote(values.get("PR", ""), errors="strict"),
         )
     except UnicodeDecodeError:
         raise _reject("a percent-encoded value is not UTF-8", "encoding") from None
@@ -184,6 +196,10 @@ def incident_to_json(incident: Incident) -> bytes:
         "createdTimestamp": incident.created.isoformat(),
         "lastUpdateTimestamp": incident.updated.isoformat(),
     }
+    if incident.text_fr:
+        doc["notesTextFr"] = incident.text_fr
+    if incident.priority:
+        doc["incidentPriority"] = incident.priority
     if incident.location is not None:
         doc["location"] = {
             "latitude": incident.location.latitude,
@@ -254,6 +270,8 @@ def incident_from_json(data: bytes) -> Incident:
         agency=_str(doc, "agencyIdentifier"),
         created=_time(doc, "createdTimestamp"),
         updated=_time(doc, "lastUpdateTimestamp"),
+        text_fr=_str(doc, "notesTextFr"),
+        priority=_str(doc, "incidentPriority"),
     )
     _check(incident)
     return incident

@@ -172,7 +172,13 @@ def console_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
     (folder / "eoc.key").write_bytes(key_pem(pki.signer_key))
     (folder / "eoc.pem").write_bytes(pem(pki.signer))
     port = free_port()
-    config = _config(folder, port, free_port())
+    with console_process(_config(folder, port, free_port()), folder, port) as daemon:
+        yield daemon
+
+
+@contextlib.contextmanager
+def console_process(config: Path, folder: Path, port: int) -> Iterator[ConsoleDaemon]:
+    """``borderlink run config`` in ``folder``, once its console answers on ``port``."""
     log = (folder / "daemon.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "--log-json", "run", str(config)],

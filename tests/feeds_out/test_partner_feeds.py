@@ -24,12 +24,14 @@ PARTNER = "partner-token-0123456789abcdef"
 SLOW = "slow-partner-token-0123456789"
 
 
-def _config(tmp: Path, broker: Broker) -> Path:
+def _config(tmp: Path, broker: Broker, more: str = "") -> Path:
+    """Two partners (one allowed 3 requests a minute), a file sink, and ``more``."""
     (tmp / "partner").write_text(PARTNER + "\n", encoding="utf-8")
     (tmp / "slow").write_text(SLOW + "\n", encoding="utf-8")
     extra = (
         '[[partner]]\nname = "wayne-eoc"\ntoken_file = "partner"\n\n'
         '[[partner]]\nname = "slow"\ntoken_file = "slow"\nrequests_per_minute = 3\n'
+        f"\n{more}"
     )
     sinks = '[[sink]]\nname = "out"\ntype = "file"\npath = "out"\n'
     routes = '[[route]]\nname = "all"\nsinks = ["out"]\n'

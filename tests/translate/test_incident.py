@@ -50,6 +50,7 @@ REASONS = (
     "encoding",
     "too_large",
     "bad_value",
+    "bad_priority",
 )
 
 
@@ -154,6 +155,48 @@ class TestJson:
         with pytest.raises(IncidentFormatError, match=what):
             incident_from_json(data)
         assert _rejections() == before + 1
+
+
+BILINGUAL = replace(
+    INCIDENT,
+    text="Wires down across the road",
+    text_fr="Fils tombés sur la route / 100 % bloquée",
+    priority="urgent",
+)
+
+
+class TestBilingualAndPriority:
+    """The French notes and the priority travel in every form; older readers skip them."""
+
+    def test_radio_line_carries_fr_and_pr(self) -> None:
+        line = incident_to_text(BILINGUAL)
+        assert " PR=urgent " in line
+        assert " FR=Fils%20tomb%C3%A9s%20sur%20la%20route%20%2F%20100%20%25%20bloqu%C3%A9e " in line
+        assert line.endswith("// Wires down across the road")
+        assert text_to_incident(line) == BILINGUAL
+
+    def test_json_members_only_when_set(self) -> None:
+        doc = incident_to_json(BILINGUAL)
+        assert b'"notesTextFr": "Fils' in doc
+        assert b'"incidentPriority": "urgent"' in doc
+        assert incident_from_json(doc) == BILINGUAL
+        plain = incident_to_json(INCIDENT)
+        assert b"notesTextFr" not in plain
+        assert b"incidentPriority" not in plain
+
+    def test_edxl_round_trip(self) -> None:
+        wrapped = incident_to_edxl(BILINGUAL, sender_id="eoc@example.ca")
+        assert incident_from_edxl(wrapped) == BILINGUAL
+
+    def test_unknown_priority_is_refused_and_counted(self) -> None:
+        before = INPUT_REJECTED.value(component="incident", reason="bad_priority")
+        with pytest.raises(IncidentFormatError, match="priority 'soon' is not one of urgent"):
+            incident_to_json(replace(BILINGUAL, priority="soon"))
+        line = incident_to_text(BILINGUAL).replace("PR=urgent", "PR=soon")
+        with pytest.raises(IncidentFormatError, match="priority 'soon'"):
+            text_to_incident(line)
+        after = INPUT_REJECTED.value(component="incident", reason="bad_priority")
+        assert after == before + 2
 
 
 class TestEdxl:

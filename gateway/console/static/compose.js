@@ -4,8 +4,9 @@ const form = document.getElementById("compose");
 const target = document.getElementById("compose-check");
 let timer = null;
 
-async function check() {
-  const answer = await fetch("/compose/check", {
+// Post a form to its check URL and show the answer in target (the incident form's too).
+export async function checkForm(url, form, target) {
+  const answer = await fetch(url, {
     method: "POST",
     body: new FormData(form),
     headers: { "X-Requested-With": "fetch" },
@@ -16,6 +17,8 @@ async function check() {
     document.body.dataset.checked = String(Date.now());
   }
 }
+
+const check = () => checkForm("/compose/check", form, target);
 
 if (form && target) {
   form.addEventListener("input", () => {

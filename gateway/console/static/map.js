@@ -28,7 +28,7 @@ const regions = { state: new Map(), province: new Map() };
 // fetched the first time an alert names one of its areas.
 const indexes = new Map(); // url -> Promise<Map(code -> feature)>
 
-function drawBase(map, base) {
+export function drawBase(map, base) {
   for (const kind of BASE_ORDER) {
     const features = base.features.filter((f) => f.properties.kind === kind);
     L.geoJSON(features, { interactive: false, style: { className: `base-${kind}` } }).addTo(map);
@@ -115,15 +115,45 @@ async function alertLayers(collection) {
   return layers;
 }
 
+// ------------------------------------------------------------------------ the incidents
+
+function incidentTip(p) {
+  const tip = document.createElement("div");
+  tip.className = "map-tip";
+  const title = document.createElement("strong");
+  title.textContent = `${p.type} · ${p.status} · ${p.priority}`;
+  const notes = document.createElement("span");
+  notes.textContent = [p.notes.en, p.notes.fr].filter(Boolean).join(" / ");
+  const where = document.createElement("span");
+  where.textContent = `${p.agency} ${p.incident_id} ${p.location}`.trim();
+  tip.append(title, notes, where);
+  return tip;
+}
+
+function incidentLayers(collection) {
+  return collection.features.map((feature) => {
+    const [lon, lat] = feature.geometry.coordinates;
+    const p = feature.properties;
+    const marker = L.circleMarker([lat, lon], {
+      radius: 8,
+      className: `incident-marker prio-${p.priority}`,
+    });
+    marker.bindTooltip(incidentTip(p), { sticky: true });
+    return marker;
+  });
+}
+
 const drawn = L.featureGroup();
 let loading = null;
 let again = false;
 
 async function drawAlerts() {
   const layers = await alertLayers(await getJSON(element.dataset.alerts));
+  const points = incidentLayers(await getJSON(element.dataset.incidents));
   drawn.clearLayers(); // only now, so a slow answer never leaves the map empty
-  for (const layer of layers) drawn.addLayer(layer);
+  for (const layer of [...layers, ...points]) drawn.addLayer(layer);
   element.dataset.shapes = String(layers.length);
+  element.dataset.incidentPoints = String(points.length);
   element.dataset.drawnAt = String(Date.now());
 }
 
@@ -155,4 +185,4 @@ async function start() {
   reload();
 }
 
-if (element && L) start();
+if (element && L && element.id === "map") start();
