@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from adapters.kiss import ax25, kiss
-from adapters.kiss.port import TxGate
+from adapters.ports import TxGate
 from gateway.adapter import AdapterContext, Outbound
 from gateway.commands.loopback import LoopbackReport, Progress, measure
 from hardware.rf_channel import RadioStation, simulation

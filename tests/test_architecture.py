@@ -44,6 +44,7 @@ COMMANDS = "technician commands registered through entry points"
 KNOWN: dict[tuple[str, str], str] = {
     ("gateway/commands/sim.py", "hardware"): "simulators registered through entry points",
     ("gateway/commands/loopback.py", "adapters.kiss"): COMMANDS,
+    ("gateway/commands/loopback.py", "adapters.ports"): COMMANDS,
     ("gateway/commands/loopback.py", "adapters.textmodem"): COMMANDS,
     ("gateway/commands/loopback.py", "adapters.pager"): COMMANDS,
     ("gateway/commands/same.py", "adapters.eas"): COMMANDS,

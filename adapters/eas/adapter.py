@@ -50,6 +50,7 @@ import structlog
 from adapters.afsk.fsk import FloatArray
 from adapters.eas import audio, same_modem
 from adapters.eas.endec import EndecCodec, EndecFrameError, EndecFraming
+from adapters.ports import close_writer, open_port
 from gateway.adapter import (
     AdapterContext,
     Clock,
@@ -185,8 +186,6 @@ class EndecAdapter:
         self._connected = False
 
     async def __aenter__(self) -> Self:
-        from adapters.kiss.port import open_port  # noqa: PLC0415 - shared port opener
-
         self._reader, self._writer = await open_port(
             self.options.port, baudrate=self.options.baudrate
         )
@@ -200,8 +199,6 @@ class EndecAdapter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        from adapters.kiss.port import close_writer  # noqa: PLC0415
-
         self._connected = False
         if self._writer is not None:
             await close_writer(self._writer)

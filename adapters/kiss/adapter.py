@@ -31,13 +31,13 @@ from typing import Any, Self
 import structlog
 
 from adapters.kiss import kiss
-from adapters.kiss.port import StreamLink
 from adapters.kiss.station import (
     MESSAGE_RETRIES,
     AprsStation,
     StationOptions,
     int_option,
 )
+from adapters.ports import StreamLink
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SystemClock
 from gateway.errors import ConfigError, DeliveryError
 from gateway.metrics import REGISTRY

@@ -55,7 +55,7 @@ import structlog
 
 from adapters.kiss import aprs, ax25
 from adapters.kiss.numbers import MessageNumberStore, state_path
-from adapters.kiss.port import Fanout, TxGate
+from adapters.ports import Fanout, TxGate
 from gateway.adapter import Clock, Outbound, Received
 from gateway.errors import ConfigError, DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED, REGISTRY

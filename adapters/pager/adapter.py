@@ -26,8 +26,8 @@ from typing import Any, Self
 import structlog
 
 from adapters.kiss.aprs import split_text
-from adapters.kiss.port import TxGate, close_writer, open_port
 from adapters.pager import tap
+from adapters.ports import TxGate, close_writer, open_port
 from gateway.adapter import AdapterContext, Clock, Outbound, SystemClock
 from gateway.errors import AdapterError, ConfigError, DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED, REGISTRY

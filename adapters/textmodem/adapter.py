@@ -29,8 +29,8 @@ from typing import Any, Self
 import structlog
 
 from adapters.kiss.aprs import split_text
-from adapters.kiss.port import Fanout, StreamLink, TxGate
 from adapters.pager.tap import sanitize
+from adapters.ports import Fanout, StreamLink, TxGate
 from adapters.textmodem.codec import Dialect, Event, LineDecoder
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SystemClock
 from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError, FrameError

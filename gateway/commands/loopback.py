@@ -175,7 +175,7 @@ class LineFraming(Framing):
 
 
 async def _open(port: str, rate: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    from adapters.kiss.port import open_port  # noqa: PLC0415 - keeps pyserial out of gateway
+    from adapters.ports import open_port  # noqa: PLC0415 - keeps pyserial out of gateway
 
     return await open_port(port, baudrate=rate)
 
