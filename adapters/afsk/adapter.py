@@ -59,10 +59,10 @@ from adapters.afsk.audio_io import (
     make_input,
     make_output,
 )
-from adapters.afsk.fsk import FloatArray, as_float_samples, to_pcm16
-from adapters.afsk.hdlc import HdlcFrame
 from adapters.afsk.ptt import NoPtt, Ptt, SerialPtt
 from adapters.kiss.station import AprsStation, StationOptions, int_option, number_option
+from adapters.modem.fsk import FloatArray, as_float_samples, to_pcm16
+from adapters.modem.hdlc import HdlcFrame
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SourceHealth, SystemClock
 from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED, REGISTRY

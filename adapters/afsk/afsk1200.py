@@ -3,7 +3,7 @@
 :class:`Afsk1200Modulator` turns frames (raw AX.25 bytes, as :mod:`adapters.kiss.ax25` builds
 them) into audio: TXDELAY flags, the HDLC frame (bit stuffing, FCS), NRZI, phase-continuous
 AFSK. :class:`Afsk1200Demodulator` is the streaming receiver: band-pass and matched-filter
-discriminator, feed-forward bit clock (:mod:`adapters.afsk.fsk`), NRZI decoding, HDLC
+discriminator, feed-forward bit clock (:mod:`adapters.modem.fsk`), NRZI decoding, HDLC
 deframing. The discriminator does not depend on the signal level and the clock has no loop to
 lock, so level steps, gaps and a sound-card clock off by a percent or two do not cost the
 first bits of a frame. Two bit clocks, each with two ways of deciding bits (see ``SLICERS``
@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from adapters.afsk.fsk import (
+from adapters.modem.fsk import (
     FloatArray,
     FskDemodulator,
     FskModulator,
@@ -35,10 +35,10 @@ from adapters.afsk.fsk import (
     SpectralLineClock,
     as_float_samples,
 )
-from adapters.afsk.hdlc import (
+from adapters.modem.hdlc import (
     COMPONENT as HDLC_COMPONENT,
 )
-from adapters.afsk.hdlc import (
+from adapters.modem.hdlc import (
     FLAG,
     MAX_FRAME,
     MIN_FRAME,
@@ -136,7 +136,7 @@ def _plausible_ax25(data: bytes) -> bool:
 BAND = (1300.0, 2100.0)
 WINDOW = 1.1
 # The bit clocks run side by side on the one discriminator, each as (clock window in bits,
-# decision offset in bits); see :class:`adapters.afsk.fsk.SpectralLineClock`. The long window
+# decision offset in bits); see :class:`adapters.modem.fsk.SpectralLineClock`. The long window
 # hears the weakest signals; the short one follows a sound-card clock off by 2 to 3 %, where
 # the long one's view of the bit-rate line smears.
 Slicer = tuple[float, float]

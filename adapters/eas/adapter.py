@@ -47,9 +47,9 @@ from typing import Any, Self
 
 import structlog
 
-from adapters.afsk.fsk import FloatArray
 from adapters.eas import audio, same_modem
 from adapters.eas.endec import EndecCodec, EndecFrameError, EndecFraming
+from adapters.modem.fsk import FloatArray
 from adapters.ports import close_writer, open_port
 from gateway.adapter import (
     AdapterContext,

@@ -12,7 +12,7 @@ Signal facts (47 CFR 11.31(a); NWSI 10-1712):
 The encoder is a generator of sample chunks (any length of message audio in bounded memory).
 The decoder is a streaming, sans-IO state machine: :meth:`SameDecoder.feed` takes samples and
 returns :class:`SameMessage` events as soon as they are complete. It demodulates with matched
-filters and a tracking bit clock (:mod:`adapters.afsk.fsk`), hunts for the 0xAB preamble,
+filters and a tracking bit clock (:mod:`adapters.modem.fsk`), hunts for the 0xAB preamble,
 collects each burst as *soft* bits, and combines the bursts of one transmission bit by bit,
 each burst voting with the confidence of its own demodulator output. A header is only accepted
 from at least two bursts, every character covered by two or more of them, when few bit errors
@@ -35,8 +35,8 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from adapters.afsk.fsk import FloatArray, FskDemodulator, FskModulator, as_float_samples
 from adapters.eas.audio import write_wav
+from adapters.modem.fsk import FloatArray, FskDemodulator, FskModulator, as_float_samples
 from gateway.metrics import INPUT_REJECTED
 
 log = structlog.get_logger(__name__)

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from adapters.afsk.fsk import BitClock, FloatArray, as_float_samples
+from adapters.modem.fsk import BitClock, FloatArray, as_float_samples
 from gateway.errors import FrameError
 from gateway.metrics import INPUT_REJECTED
 

@@ -13,10 +13,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.afsk import afsk1200, hdlc
-from adapters.afsk.fsk import FskDemodulator, FskModulator, SpectralLineClock
+from adapters.afsk import afsk1200
 from adapters.afsk.ptt import NoPtt, SerialPtt, keyed
 from adapters.kiss.ax25 import Frame
+from adapters.modem import hdlc
+from adapters.modem.fsk import FskDemodulator, FskModulator, SpectralLineClock
 from gateway.errors import AdapterConnectionError, ConfigError, FrameError
 from gateway.metrics import INPUT_REJECTED
 from tests.audio.conftest import add_noise, read_wav, write_raw, write_wav

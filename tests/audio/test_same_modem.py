@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.afsk.fsk import FskModulator, to_pcm16
 from adapters.eas import same_modem as sm
+from adapters.modem.fsk import FskModulator, to_pcm16
 from gateway.metrics import INPUT_REJECTED
 from tests.audio.conftest import add_noise
 

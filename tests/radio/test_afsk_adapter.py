@@ -26,9 +26,9 @@ from structlog.testing import capture_logs
 from adapters.afsk.adapter import CHANNEL_BUSY, FRAMES_SENT, AfskAdapter, CarrierDetect
 from adapters.afsk.afsk1200 import Afsk1200Modulator
 from adapters.afsk.audio_io import AUDIO_RESTARTS, AudioDevice
-from adapters.afsk.fsk import to_pcm16
 from adapters.kiss import aprs, ax25
 from adapters.kiss.station import MESSAGE_RETRIES
+from adapters.modem.fsk import to_pcm16
 from gateway.adapter import AdapterContext, Outbound, load_factory
 from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError
 from gateway.metrics import INPUT_REJECTED
