@@ -49,7 +49,6 @@ from adapters.ipaws.codec import (
     recent_url,
     save_state,
 )
-from adapters.naad.codec import peek_key
 from adapters.polling import (
     PollFailed,
     PollingSource,
@@ -58,6 +57,7 @@ from adapters.polling import (
     retry_after_seconds,
 )
 from cap_schemas.model import AlertKey
+from cap_schemas.stream import peek_key
 from gateway.adapter import AdapterContext, Clock
 from gateway.errors import ConfigError
 

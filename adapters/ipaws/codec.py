@@ -26,10 +26,10 @@ from pathlib import Path
 from lxml import etree
 
 from adapters.feedbase import FeedError
-from adapters.naad.codec import CapStreamSplitter, Document
 from cap_schemas.errors import CapParseError
 from cap_schemas.model import CAP10_NS, CAP11_NS, CAP12_NS
 from cap_schemas.parse import ParseLimits, parse_xml
+from cap_schemas.stream import CapStreamSplitter, Document
 from gateway.statefile import atomic_write
 
 __all__ = [

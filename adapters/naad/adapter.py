@@ -48,19 +48,21 @@ from adapters.feedbase import (
 )
 from adapters.naad.codec import (
     DEFAULT_ARCHIVE_TEMPLATES,
-    DEFAULT_MAX_DOCUMENT_BYTES,
-    CapStreamSplitter,
-    Discarded,
-    Document,
     Heartbeat,
     HeartbeatError,
     HeartbeatReference,
     archive_url,
     check_archive_template,
-    peek_key,
     read_heartbeat,
 )
 from cap_schemas.model import AlertKey
+from cap_schemas.stream import (
+    DEFAULT_MAX_DOCUMENT_BYTES,
+    CapStreamSplitter,
+    Discarded,
+    Document,
+    peek_key,
+)
 from gateway.adapter import AdapterContext, Clock, SourceHealth
 from gateway.errors import AdapterError, ConfigError
 from gateway.metrics import INPUT_REJECTED, REGISTRY

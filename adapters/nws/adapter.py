@@ -30,7 +30,6 @@ from adapters.feedbase import (
     check_option_names,
     http_url_option,
 )
-from adapters.naad.codec import peek_key
 from adapters.nws.codec import (
     DEFAULT_BASE_URL,
     IndexEntry,
@@ -46,6 +45,7 @@ from adapters.polling import (
     interval_option,
     limit_options,
 )
+from cap_schemas.stream import peek_key
 from gateway.adapter import AdapterContext, Clock
 from gateway.errors import ConfigError
 from gateway.metrics import INPUT_REJECTED

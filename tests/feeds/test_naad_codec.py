@@ -11,20 +11,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.naad.codec import (
-    CapStreamSplitter,
-    Discarded,
-    Document,
-    Event,
     HeartbeatError,
     HeartbeatReference,
     archive_url,
-    canonical_key,
     check_archive_template,
-    peek_key,
     read_heartbeat,
 )
 from cap_schemas.model import AlertKey
 from cap_schemas.parse import parse_alert
+from cap_schemas.stream import (
+    CapStreamSplitter,
+    Discarded,
+    Document,
+    Event,
+    canonical_key,
+    peek_key,
+)
 from gateway.errors import ConfigError, FrameError
 from hardware.feed_alerts import load_alerts
 from hardware.sim_naad import heartbeat_document
