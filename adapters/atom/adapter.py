@@ -26,14 +26,14 @@ from typing import Any, Self
 import structlog
 
 from adapters.atom.codec import FeedEntry, parse_feed
-from adapters.feedbase import (
+from adapters.feeds.base import (
     FeedError,
     RecentKeys,
     SeenCheck,
     check_option_names,
     http_url_option,
 )
-from adapters.polling import (
+from adapters.feeds.polling import (
     ConditionalState,
     PollFailed,
     PollingSource,

@@ -30,7 +30,7 @@ from typing import Any, Self
 
 import structlog
 
-from adapters.feedbase import (
+from adapters.feeds.base import (
     DEFAULT_USER_AGENT,
     FeedError,
     RecentKeys,
@@ -41,20 +41,19 @@ from adapters.feedbase import (
     number_option,
     string_options,
 )
-from adapters.ipaws.codec import (
-    DEFAULT_BASE_URL,
-    FEEDS,
-    extract_alerts,
-    load_state,
-    recent_url,
-    save_state,
-)
-from adapters.polling import (
+from adapters.feeds.polling import (
     PollFailed,
     PollingSource,
     PollState,
     interval_option,
     retry_after_seconds,
+)
+from adapters.feeds.state import load_state, save_state
+from adapters.ipaws.codec import (
+    DEFAULT_BASE_URL,
+    FEEDS,
+    extract_alerts,
+    recent_url,
 )
 from cap_schemas.model import AlertKey
 from cap_schemas.stream import peek_key

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import structlog
 
-from adapters.feedbase import (
+from adapters.feeds.base import (
     DEFAULT_USER_AGENT,
     FeedError,
     FeedSource,

@@ -22,13 +22,20 @@ from typing import Any, Self
 
 import structlog
 
-from adapters.feedbase import (
+from adapters.feeds.base import (
     DEFAULT_USER_AGENT,
     FeedError,
     RecentKeys,
     SeenCheck,
     check_option_names,
     http_url_option,
+)
+from adapters.feeds.polling import (
+    ConditionalState,
+    PollFailed,
+    PollingSource,
+    interval_option,
+    limit_options,
 )
 from adapters.nws.codec import (
     DEFAULT_BASE_URL,
@@ -37,13 +44,6 @@ from adapters.nws.codec import (
     alert_url,
     check_area,
     parse_active_counted,
-)
-from adapters.polling import (
-    ConditionalState,
-    PollFailed,
-    PollingSource,
-    interval_option,
-    limit_options,
 )
 from cap_schemas.stream import peek_key
 from gateway.adapter import AdapterContext, Clock

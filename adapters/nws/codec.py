@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
-from adapters.feedbase import FeedError
+from adapters.feeds.base import FeedError
 from cap_schemas.model import AlertKey
 from cap_schemas.stream import canonical_key
 

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from adapters.feedbase import (
+from adapters.feeds.base import (
     PASSTHROUGH_OPTIONS,
     FeedError,
     FeedSource,
@@ -28,9 +28,7 @@ from adapters.feedbase import (
     number_option,
     string_options,
 )
-from adapters.ipaws.codec import extract_alerts
-from adapters.nws.codec import parse_active
-from adapters.polling import (
+from adapters.feeds.polling import (
     POLLS,
     PollFailed,
     PollingSource,
@@ -38,6 +36,8 @@ from adapters.polling import (
     interval_option,
     next_poll_wait,
 )
+from adapters.ipaws.codec import extract_alerts
+from adapters.nws.codec import parse_active
 from cap_schemas.model import AlertKey
 from gateway.adapter import SourceHealth
 from gateway.errors import AdapterConnectionError, ConfigError, FrameError

@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 import aiohttp
 import structlog
 
-from adapters.feedbase import (
+from adapters.feeds.base import (
     FeedError,
     FeedSource,
     HttpResult,

@@ -1,7 +1,7 @@
 """What the national feed sources (NAAD, IPAWS-OPEN, NWS) have in common.
 
 The three sources differ in how alerts reach them — NAAD pushes CAP over long-lived TCP
-streams, IPAWS-OPEN and NWS are polled over HTTP (see :mod:`adapters.polling`) — but they are
+streams, IPAWS-OPEN and NWS are polled over HTTP (see :mod:`adapters.feeds.polling`) — but they are
 built the same way, and this module holds that once:
 
 * **Options.** A ``[[source]]`` table carries the adapter's own keys plus the keys the daemon
