@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from gateway.adapter import Clock, SinkAdapter
+from gateway.backoff import Backoff
 from gateway.config import SinkConfig
 from gateway.errors import AdapterError, DeliveryError
 from gateway.ledger import Ledger, OutboxEntry
@@ -78,8 +79,8 @@ class SinkWorkers:
                 event.set()
 
     def _retry_at(self, sink: SinkConfig, attempts: int) -> datetime:
-        delay = min(sink.retry_max, sink.retry_initial * 2 ** max(0, attempts - 1))
-        delay *= 1.0 - 0.25 * self._rng.random()
+        policy = Backoff(sink.retry_initial, sink.retry_max, jitter=0.25, rng=self._rng)
+        delay = policy.delay(attempts)
         return self.clock.now() + timedelta(seconds=delay)
 
     async def _attempt(

@@ -48,6 +48,7 @@ from typing import Any, Self
 import structlog
 
 from gateway.adapter import Clock, Outbound, Received, SystemClock
+from gateway.backoff import Backoff
 from gateway.errors import ConfigError, FrameError, GatewayError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 from gateway.model import RadioMessage
@@ -341,13 +342,13 @@ class LinkManager:
 
     async def _listen(self, adapter_name: str) -> None:
         adapter = self.adapters[adapter_name]
-        delay = 1.0
+        retries = Backoff(initial=1.0, maximum=30.0).retries()
         heard = False
         while True:
             stream = adapter.subscribe() if hasattr(adapter, "subscribe") else adapter.messages()
             try:
                 async for received in stream:
-                    delay = 1.0
+                    retries.reset()
                     heard = True
                     self.offer(received)
                     if received.ack is not None:
@@ -356,8 +357,7 @@ class LinkManager:
                 # Until the daemon has opened the adapter, waiting is normal.
                 event = "link_source_lost" if heard else "link_source_waiting"
                 (log.warning if heard else log.info)(event, adapter=adapter_name, error=str(exc))
-            await self.clock.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            await self.clock.sleep(retries.next_delay())
 
     async def __aenter__(self) -> Self:
         """Run in the background while open (how the daemon hosts the manager)."""

@@ -32,6 +32,7 @@ RULES: dict[str, tuple[str, ...]] = {
 ADAPTER_GATEWAY = (
     "gateway",  # the package itself: __version__
     "gateway.adapter",
+    "gateway.backoff",
     "gateway.model",
     "gateway.errors",
     "gateway.metrics",

@@ -64,6 +64,7 @@ from adapters.kiss.station import AprsStation, StationOptions, int_option, numbe
 from adapters.modem.fsk import FloatArray, as_float_samples, to_pcm16
 from adapters.modem.hdlc import HdlcFrame
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SourceHealth, SystemClock
+from gateway.backoff import Backoff
 from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 
@@ -383,15 +384,16 @@ class AfskAdapter:
         """Run the audio input for as long as the adapter runs; a failure of the input itself
         (not of the audio it carries) is logged and the input started again."""
         assert self.input is not None
-        delay = self.options.restart_initial
+        retries = Backoff(
+            self.options.restart_initial, self.options.restart_max, jitter=0.0
+        ).retries()
         while True:
             try:
                 await self.input.run(self._on_audio, self._on_gap)
             except (OSError, ValueError, RuntimeError) as exc:
                 log.exception("afsk_receiver_failed", adapter=self.name, error=str(exc))
                 self._on_gap("receiver failed")
-                await self.clock.sleep(delay)
-                delay = min(delay * 2, self.options.restart_max)
+                await self.clock.sleep(retries.next_delay())
                 continue
             return  # a regular file read to its end
 

@@ -15,7 +15,6 @@ refused as hostile input, also counted in ``INPUT_REJECTED``).
 from __future__ import annotations
 
 import email.utils
-import random
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from adapters.feeds.base import (
     number_option,
 )
 from gateway.adapter import Clock, SourceHealth
+from gateway.backoff import Backoff
 from gateway.errors import AdapterError, ConfigError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 
@@ -127,9 +127,8 @@ def next_poll_wait(
     """Seconds from the start of one round to the start of the next (see the module doc)."""
     if not failures:
         return interval
-    # The exponent is capped: a feed down for weeks must not overflow the float.
-    backoff = min(interval * 2.0 ** min(failures, 64), backoff_max)
-    return max(interval, backoff * random.uniform(0.9, 1.0), retry_after or 0.0)
+    backoff = Backoff(interval * 2.0, backoff_max, jitter=0.1).delay(failures)
+    return max(interval, backoff, retry_after or 0.0)
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -57,6 +57,7 @@ from adapters.kiss import aprs, ax25
 from adapters.kiss.numbers import MessageNumberStore, state_path
 from adapters.ports import Fanout, TxGate
 from gateway.adapter import Clock, Outbound, Received
+from gateway.backoff import Backoff
 from gateway.errors import ConfigError, DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 from gateway.model import RadioMessage
@@ -513,7 +514,8 @@ class AprsStation:
         key = (addressee, message.number)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
-        interval = self.options.retry_initial
+        # The addressee expects the protocol's timing: no jitter.
+        resend = Backoff(self.options.retry_initial, self.options.retry_max, jitter=0.0)
         try:
             for attempt in range(1, self.options.retries + 1):
                 if attempt > 1:
@@ -527,7 +529,7 @@ class AprsStation:
                     )
                 async with self.gate.hold(urgent=urgent):
                     await self._transmit([self._frame(message.to_info())], "message")
-                outcome = await self._settled(future, interval)
+                outcome = await self._settled(future, resend.delay(attempt))
                 if outcome is False:
                     raise DeliveryError(
                         f"{self.name}: {addressee} rejected message {message.number}",
@@ -542,7 +544,6 @@ class AprsStation:
                         attempts=attempt,
                     )
                     return
-                interval = min(interval * 2, self.options.retry_max)
         finally:
             self._pending.pop(key, None)
         raise DeliveryError(

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import socket
 import ssl
 from collections.abc import Mapping
@@ -64,6 +63,7 @@ from cap_schemas.stream import (
     peek_key,
 )
 from gateway.adapter import AdapterContext, Clock, SourceHealth
+from gateway.backoff import Backoff
 from gateway.errors import AdapterError, ConfigError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 
@@ -333,12 +333,9 @@ class NaadSource(FeedSource):
 
     # -- streams ------------------------------------------------------------------------------
 
-    def _backoff(self, delay: float) -> float:
-        return delay * random.uniform(0.5, 1.0)
-
     async def _run_stream(self, state: _StreamState) -> None:
         cfg = state.config
-        delay = self.options.reconnect_initial
+        retries = Backoff(self.options.reconnect_initial, self.options.reconnect_max).retries()
         while True:
             try:
                 reader, writer = await asyncio.wait_for(
@@ -355,6 +352,7 @@ class NaadSource(FeedSource):
                 )
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 state.detail = f"connect failed: {exc!r}"
+                delay = retries.next_delay()
                 log.warning(
                     "naad_connect_failed",
                     source=self.name,
@@ -362,8 +360,7 @@ class NaadSource(FeedSource):
                     error=repr(exc),
                     retry_in=round(delay, 3),
                 )
-                await self.clock.sleep(self._backoff(delay))
-                delay = min(delay * 2, self.options.reconnect_max)
+                await self.clock.sleep(delay)
                 continue
             sock = writer.get_extra_info("socket")
             if sock is not None:
@@ -390,7 +387,8 @@ class NaadSource(FeedSource):
                 writer.transport.abort()
             RECONNECTS.inc(source=self.name, stream=cfg.name, reason=reason)
             if state.documents > before:
-                delay = self.options.reconnect_initial
+                retries.reset()
+            delay = retries.next_delay()
             log.warning(
                 "naad_stream_dropped",
                 source=self.name,
@@ -398,8 +396,7 @@ class NaadSource(FeedSource):
                 reason=reason,
                 retry_in=round(delay, 3),
             )
-            await self.clock.sleep(self._backoff(delay))
-            delay = min(delay * 2, self.options.reconnect_max)
+            await self.clock.sleep(delay)
 
     async def _read_connection(
         self, state: _StreamState, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
