@@ -21,6 +21,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 
 from cap_schemas.model import AlertKey
 from gateway.errors import ConfigError
+from gateway.options import OptionReader, adapter_options
 
 
 def utcnow() -> datetime:
@@ -101,6 +102,12 @@ class AdapterContext:
     config_path: str = ""
     # The deployment's data directory ([gateway] data_dir): where adapters keep durable state.
     data_dir: str = ""
+
+    def options_reader(self, role: str) -> OptionReader:
+        """The one reader of this adapter's options (``role``: ``source`` or ``sink``, as the
+        errors name the table): every error names the file and the key path, and
+        :meth:`~gateway.options.OptionReader.finish` refuses the keys nobody read."""
+        return adapter_options(role, self.name, self.options, file=self.config_path)
 
 
 @dataclass(frozen=True, slots=True)

@@ -293,7 +293,14 @@ class Daemon:
         try:
             return load_factory(item.type)(self._context(item.name, options))
         except ConfigError as exc:
+            if exc.file is not None:
+                raise
             kind = "source" if isinstance(item, SourceConfig) else "sink"
+            if exc.place is not None:  # read with an OptionReader: the key path is known
+                # An adapter that is both names its table one way; the daemon knows which.
+                rest = exc.place.partition(f'"{item.name}"')[2]
+                place = f'{kind} "{item.name}"{rest}'
+                raise ConfigError.at(self.config.path, place, exc.detail) from exc
             raise ConfigError.at(self.config.path, f"{kind} {item.name!r}", str(exc)) from exc
 
     async def _seen(self, key: AlertKey) -> bool:

@@ -36,6 +36,7 @@ ADAPTER_GATEWAY = (
     "gateway.model",
     "gateway.errors",
     "gateway.metrics",
+    "gateway.options",
     "gateway.passwords",
     "gateway.statefile",
     "gateway.secret_files",

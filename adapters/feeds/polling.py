@@ -30,13 +30,12 @@ from adapters.feeds.base import (
     HttpResult,
     SeenCheck,
     fetch,
-    integer_option,
-    number_option,
 )
 from gateway.adapter import Clock, SourceHealth
 from gateway.backoff import Backoff
-from gateway.errors import AdapterError, ConfigError
+from gateway.errors import AdapterError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.options import OptionReader
 
 log = structlog.get_logger(__name__)
 
@@ -84,40 +83,28 @@ def poll_health(
 
 
 def interval_option(
-    options: Mapping[str, Any], default: float, *, floor: float, source: str, why: str = ""
+    r: OptionReader, default: float, *, floor: float, why: str = ""
 ) -> float:
-    """``options["interval"]`` (or ``default``): seconds between polls, never below ``floor``
-    (``why`` says whose rule the floor is)."""
-    interval = options.get("interval", default)
-    if isinstance(interval, bool) or not isinstance(interval, int | float):
-        raise ConfigError(f"source {source!r}: options.interval must be a number of seconds")
+    """``interval`` (or ``default``): seconds between polls, never below ``floor`` (``why``
+    says whose rule the floor is)."""
+    interval = r.number("interval", default)
     if interval < floor:
         because = f" ({why})" if why else ""
-        raise ConfigError(
-            f"source {source!r}: options.interval = {interval} is below the floor of "
-            f"{floor:g} s{because}"
-        )
-    return float(interval)
+        r.fail(f"{interval:g} is below the floor of {floor:g} s{because}", "interval")
+    return interval
 
 
 def limit_options(
-    options: Mapping[str, Any], *, source: str, interval: float, backoff_max: float, index_key: str
+    r: OptionReader, *, interval: float, backoff_max: float, index_key: str
 ) -> dict[str, Any]:
     """The limits every polled feed takes: ``backoff_max`` (never below the interval),
     ``timeout`` of one request, the cap on the feed document (``index_key``, 16 MiB) and on
     one alert (``max_alert_bytes``, 8 MiB)."""
     return {
-        "backoff_max": max(
-            interval,
-            number_option(options, "backoff_max", backoff_max, minimum=0.01, source=source),
-        ),
-        "timeout": number_option(options, "timeout", 30.0, minimum=0.01, source=source),
-        index_key: integer_option(
-            options, index_key, 16 * 1024 * 1024, minimum=1024, source=source
-        ),
-        "max_alert_bytes": integer_option(
-            options, "max_alert_bytes", 8 * 1024 * 1024, minimum=1024, source=source
-        ),
+        "backoff_max": max(interval, r.number("backoff_max", backoff_max, minimum=0.01)),
+        "timeout": r.number("timeout", 30.0, minimum=0.01),
+        index_key: r.integer(index_key, 16 * 1024 * 1024, minimum=1024),
+        "max_alert_bytes": r.integer("max_alert_bytes", 8 * 1024 * 1024, minimum=1024),
     }
 
 

@@ -35,15 +35,12 @@ import structlog
 
 from adapters.feeds.base import (
     DEFAULT_USER_AGENT,
+    PASSTHROUGH_OPTIONS,
     FeedError,
     FeedSource,
     RecentKeys,
     SeenCheck,
-    check_option_names,
     fetch,
-    integer_option,
-    number_option,
-    string_options,
 )
 from adapters.naad.codec import (
     DEFAULT_ARCHIVE_TEMPLATES,
@@ -66,6 +63,7 @@ from gateway.adapter import AdapterContext, Clock, SourceHealth
 from gateway.backoff import Backoff
 from gateway.errors import AdapterError, ConfigError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.options import adapter_options
 
 log = structlog.get_logger(__name__)
 
@@ -158,77 +156,48 @@ class NaadOptions:
     tls_server_name: str | None = None
     user_agent: str = DEFAULT_USER_AGENT
 
-    KEYS = frozenset(
-        {
-            "streams",
-            "liveness_timeout",
-            "connect_timeout",
-            "reconnect_initial",
-            "reconnect_max",
-            "read_size",
-            "max_document_bytes",
-            "backfill",
-            "archive_templates",
-            "archive_timeout",
-            "archive_attempts",
-            "archive_retry_delay",
-            "archive_max_bytes",
-            "archive_concurrency",
-            "tls_ca_file",
-            "tls_server_name",
-            "user_agent",
-        }
-    )
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any], *, source: str = "naad") -> NaadOptions:
-        check_option_names(options, cls.KEYS, source=source)
-        raw_streams = options.get("streams", DEFAULT_STREAMS)
+        r = adapter_options("source", source, options)
+        raw_streams = r.raw("streams")
+        raw_streams = DEFAULT_STREAMS if raw_streams is None else raw_streams
         if not isinstance(raw_streams, list | tuple) or not raw_streams:
-            raise ConfigError(f"source {source!r}: options.streams must be a non-empty list")
+            r.fail("must be a non-empty list", "streams")
         streams = tuple(
-            StreamConfig.parse(s, where=f"options.streams[{i}]") for i, s in enumerate(raw_streams)
+            StreamConfig.parse(s, where=r.where(f"streams[{i}]")) for i, s in enumerate(raw_streams)
         )
         if len({s.name for s in streams}) != len(streams):
-            raise ConfigError(f"source {source!r}: options.streams has duplicate names")
-        templates = options.get("archive_templates", DEFAULT_ARCHIVE_TEMPLATES)
-        if not isinstance(templates, list | tuple) or not all(
-            isinstance(t, str) for t in templates
-        ):
-            raise ConfigError(f"source {source!r}: options.archive_templates must be strings")
-        for i, template in enumerate(templates):
-            check_archive_template(template, where=f"options.archive_templates[{i}]")
-        backfill = options.get("backfill", True)
-        if not isinstance(backfill, bool):
-            raise ConfigError(f"source {source!r}: options.backfill must be true or false")
-        string_options(options, ("tls_ca_file", "tls_server_name", "user_agent"), source=source)
-
-        def number(key: str, default: float, minimum: float) -> float:
-            return number_option(options, key, default, minimum=minimum, source=source)
-
-        def integer(key: str, default: int, minimum: int) -> int:
-            return integer_option(options, key, default, minimum=minimum, source=source)
-
-        reconnect_initial = number("reconnect_initial", 1.0, 0.01)
-        return cls(
+            r.fail("has duplicate names", "streams")
+        templates = r.strings("archive_templates") if r.has("archive_templates") else None
+        for i, template in enumerate(templates or ()):
+            check_archive_template(template, where=r.where(f"archive_templates[{i}]"))
+        reconnect_initial = r.number("reconnect_initial", 1.0, minimum=0.01)
+        options_read = cls(
             streams=streams,
-            liveness_timeout=number("liveness_timeout", 75.0, 0.05),
-            connect_timeout=number("connect_timeout", 10.0, 0.05),
+            liveness_timeout=r.number("liveness_timeout", 75.0, minimum=0.05),
+            connect_timeout=r.number("connect_timeout", 10.0, minimum=0.05),
             reconnect_initial=reconnect_initial,
-            reconnect_max=max(reconnect_initial, number("reconnect_max", 30.0, 0.01)),
-            read_size=integer("read_size", 64 * 1024, 1),
-            max_document_bytes=integer("max_document_bytes", DEFAULT_MAX_DOCUMENT_BYTES, 1024),
-            backfill=backfill,
-            archive_templates=tuple(templates),
-            archive_timeout=number("archive_timeout", 10.0, 0.05),
-            archive_attempts=integer("archive_attempts", 2, 1),
-            archive_retry_delay=number("archive_retry_delay", 1.0, 0.0),
-            archive_max_bytes=integer("archive_max_bytes", DEFAULT_MAX_DOCUMENT_BYTES, 1024),
-            archive_concurrency=integer("archive_concurrency", 4, 1),
-            tls_ca_file=options.get("tls_ca_file"),
-            tls_server_name=options.get("tls_server_name"),
-            user_agent=options.get("user_agent", DEFAULT_USER_AGENT),
+            reconnect_max=max(reconnect_initial, r.number("reconnect_max", 30.0, minimum=0.01)),
+            read_size=r.integer("read_size", 64 * 1024, minimum=1),
+            max_document_bytes=r.integer(
+                "max_document_bytes", DEFAULT_MAX_DOCUMENT_BYTES, minimum=1024
+            ),
+            backfill=r.boolean("backfill", True),
+            archive_templates=DEFAULT_ARCHIVE_TEMPLATES if templates is None else templates,
+            archive_timeout=r.number("archive_timeout", 10.0, minimum=0.05),
+            archive_attempts=r.integer("archive_attempts", 2, minimum=1),
+            archive_retry_delay=r.number("archive_retry_delay", 1.0, minimum=0.0),
+            archive_max_bytes=r.integer(
+                "archive_max_bytes", DEFAULT_MAX_DOCUMENT_BYTES, minimum=1024
+            ),
+            archive_concurrency=r.integer("archive_concurrency", 4, minimum=1),
+            tls_ca_file=r.string("tls_ca_file", None),
+            tls_server_name=r.string("tls_server_name", None),
+            user_agent=r.string("user_agent", DEFAULT_USER_AGENT),
         )
+        r.finish(allowed_extra=PASSTHROUGH_OPTIONS)
+        return options_read
 
 
 @dataclass

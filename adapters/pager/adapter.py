@@ -29,8 +29,9 @@ from adapters.kiss.aprs import split_text
 from adapters.pager import tap
 from adapters.ports import TxGate, close_writer, open_port
 from gateway.adapter import AdapterContext, Clock, Outbound, SystemClock
-from gateway.errors import AdapterError, ConfigError, DeliveryError, FrameError
+from gateway.errors import AdapterError, DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.options import adapter_options
 
 log = structlog.get_logger(__name__)
 
@@ -57,25 +58,33 @@ class TapOptions:
 
     @classmethod
     def from_mapping(cls, name: str, options: Mapping[str, Any]) -> TapOptions:
-        where = f"sink {name!r}"
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown tap option(s) {unknown}; allowed: {sorted(known)}")
-        if not options.get("port"):
-            raise ConfigError(f"{where}: option 'port' is required")
-        values: dict[str, Any] = {k: options[k] for k in known & set(options)}
-        ids = options.get("pager_ids", ())
-        values["pager_ids"] = tuple(str(i) for i in ([ids] if isinstance(ids, str) else ids))
+        r = adapter_options("sink", name, options)
+        ids = r.raw("pager_ids")
+        if isinstance(ids, list):  # pager ids are often written as TOML integers
+            ids = [str(i) if isinstance(i, int) and not isinstance(i, bool) else i for i in ids]
+        r.table["pager_ids"] = ids if ids is not None else []
+        result = cls(
+            port=r.required_string("port"),
+            pager_ids=r.strings("pager_ids"),
+            password=r.string("password", ""),
+            baudrate=r.integer("baudrate", 1200, minimum=50, maximum=4_000_000),
+            max_length=r.integer("max_length", 80, minimum=10, maximum=1000),
+            max_block=r.integer("max_block", tap.MAX_BLOCK_DATA, minimum=1),
+            response_timeout=r.number("response_timeout", 10.0, minimum=0.01),
+            wake_interval=r.number("wake_interval", 2.0, minimum=0.01),
+            retries=r.integer("retries", 3, minimum=0),
+            log_wire=r.boolean("log_wire", False),
+        )
+        r.finish()
         try:
-            result = cls(**values)
             tap.login(result.password)
-            for pager_id in result.pager_ids:
+        except FrameError as exc:
+            r.fail(str(exc), "password")
+        for pager_id in result.pager_ids:
+            try:
                 tap.encode_page(pager_id, "", max_block=result.max_block)
-        except (FrameError, TypeError) as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        if not 10 <= result.max_length <= 1000:
-            raise ConfigError(f"{where}: max_length {result.max_length} out of range 10-1000")
+            except FrameError as exc:
+                r.fail(str(exc), "pager_ids")
         return result
 
 

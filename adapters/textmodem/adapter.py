@@ -33,9 +33,10 @@ from adapters.pager.tap import sanitize
 from adapters.ports import Fanout, StreamLink, TxGate
 from adapters.textmodem.codec import Dialect, Event, LineDecoder
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SystemClock
-from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError, FrameError
+from gateway.errors import AdapterConnectionError, DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 from gateway.model import RadioMessage
+from gateway.options import adapter_options
 
 log = structlog.get_logger(__name__)
 
@@ -60,28 +61,23 @@ class TextModemOptions:
 
     @classmethod
     def from_mapping(cls, name: str, options: Mapping[str, Any]) -> TextModemOptions:
-        where = f"sink/source {name!r}"
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown textmodem option(s) {unknown}; allowed: {sorted(known)}"
-            )
-        if not options.get("port"):
-            raise ConfigError(f"{where}: option 'port' is required")
-        values: dict[str, Any] = {k: options[k] for k in known & set(options)}
-        for key in ("talkgroups", "listen"):
-            raw = options.get(key, ())
-            values[key] = tuple(str(t) for t in ([raw] if isinstance(raw, str) else raw))
-        try:
-            values["dialect"] = Dialect.from_mapping(options.get("dialect", {}))
-            result = cls(**values)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        except TypeError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        if result.retries < 1:
-            raise ConfigError(f"{where}: option 'retries' must be at least 1")
+        r = adapter_options("sink", name, options)
+        for key in ("talkgroups", "listen"):  # talkgroup numbers may be TOML integers
+            raw = r.table.get(key)
+            if isinstance(raw, list):
+                r.table[key] = [str(t) if isinstance(t, int) else t for t in raw]
+        result = cls(
+            port=r.required_string("port"),
+            talkgroups=r.strings("talkgroups"),
+            listen=r.strings("listen"),
+            baudrate=r.integer("baudrate", 9600, minimum=50, maximum=4_000_000),
+            reply_timeout=r.number("reply_timeout", 5.0, minimum=0.01),
+            retries=r.integer("retries", 3, minimum=1),
+            line_rate=r.integer("line_rate", 9600, minimum=1),
+            dialect=Dialect.from_reader(r.sub("dialect")),
+            log_wire=r.boolean("log_wire", False),
+        )
+        r.finish()
         return result
 
 

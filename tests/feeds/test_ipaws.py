@@ -325,7 +325,7 @@ class TestDurableTimestamp:
 
 
 def test_factory_rejects_unknown_option() -> None:
-    with pytest.raises(ConfigError, match="unknown option"):
+    with pytest.raises(ConfigError, match="unknown key"):
         from_context(AdapterContext(name="x", options={"intervall": 120}))
 
 

@@ -609,21 +609,21 @@ class TestChannelAccess:
 
 
 class TestConfig:
-    """Option errors name the key and what is allowed."""
+    """Option errors name the key path and what is allowed."""
 
     @pytest.mark.parametrize(
         ("options", "message"),
         [
-            ({}, "'audio_out' is required"),
+            ({}, 'sink "x".audio_out: is required'),
             ({"audio_out": "udp:nope"}, "udp:PORT or udp:HOST:PORT"),
             ({"audio_out": "exec:"}, "'exec:' needs a command"),
-            ({"audio_out": "x.raw", "ptt_line": "cts"}, "'ptt_line' is 'cts'; allowed: rts, dtr"),
-            ({"audio_out": "x.raw", "rate": 4000}, "'rate' must be an integer 8000-192000"),
-            ({"audio_out": "x.raw", "persistence": 300}, "'persistence' must be an integer"),
-            ({"audio_out": "x.raw", "amplitude": 2}, "'amplitude' must be 0-1"),
-            ({"audio_out": "x.raw", "colour": 1}, "unknown afsk option"),
+            ({"audio_out": "x.raw", "ptt_line": "cts"}, "ptt_line: 'cts' is not allowed"),
+            ({"audio_out": "x.raw", "rate": 4000}, "rate: must be at least 8000, got 4000"),
+            ({"audio_out": "x.raw", "persistence": 300}, "persistence: must be at most 255"),
+            ({"audio_out": "x.raw", "amplitude": 2}, "amplitude: must be at most 1.0, got 2"),
+            ({"audio_out": "x.raw", "colour": 1}, "unknown key(s) colour; allowed: "),
             ({"audio_out": "x.raw", "mode": "message", "addressees": "W2EOC"}, "needs 'audio_in'"),
-            ({"audio_out": "x.raw", "ptt_invert": "yes"}, "'ptt_invert' must be true or false"),
+            ({"audio_out": "x.raw", "ptt_invert": "yes"}, "ptt_invert: must be true or false"),
         ],
     )
     def test_errors_name_the_key(self, options: dict[str, Any], message: str) -> None:
