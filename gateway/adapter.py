@@ -22,6 +22,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 from cap_schemas.model import AlertKey
 from gateway.errors import ConfigError
 from gateway.options import OptionReader, adapter_options
+from gateway.plaintext import TextProfile
 
 
 def utcnow() -> datetime:
@@ -135,6 +136,67 @@ class DoorTrust(Protocol):
     verified), ``"anonymous"`` otherwise. A source without it is anonymous."""
 
     def door_trust(self) -> str: ...
+
+
+# -- optional abilities: an adapter has them or not; the gateway asks with isinstance().
+
+
+@runtime_checkable
+class Sender(Protocol):
+    """Anything that takes deliveries (what a ``[[link]]`` target needs of its adapter)."""
+
+    async def send(self, item: Outbound) -> None: ...
+
+
+@runtime_checkable
+class Yielding(Protocol):
+    """Anything that yields received items (what a ``[[link]]`` source needs, with
+    :class:`Hearing` for a radio sink that also hears)."""
+
+    def messages(self) -> AsyncIterator[Received]: ...
+
+
+@runtime_checkable
+class Hearing(Protocol):
+    """A sink that also hears traffic (a radio): ``subscribe()`` yields what it hears, to
+    every subscriber, while the sink is open; the daemon reads it like a source's messages."""
+
+    def subscribe(self) -> AsyncIterator[Received]: ...
+
+
+@runtime_checkable
+class ClosingWatch(Protocol):
+    """A sink that knows when its link dropped: ``wait_closed()`` returns (or raises) then, so
+    the gateway reopens it at once instead of at the next delivery."""
+
+    async def wait_closed(self) -> None: ...
+
+
+@runtime_checkable
+class ConcurrentSends(Protocol):
+    """A sink whose ``send`` may run several deliveries at once (an MQTT client with QoS
+    flows in flight) when ``concurrent_sends`` is true; others get one at a time."""
+
+    concurrent_sends: bool
+
+
+@runtime_checkable
+class LineRate(Protocol):
+    """A radio sink with a line rate in bit/s: ``[[link]]`` targets budget air time by it."""
+
+    @property
+    def line_rate(self) -> int: ...
+
+
+@runtime_checkable
+class TextProfiled(Protocol):
+    """Implemented by radio sinks that carry short text: ``text_profile`` says how many
+    characters one part takes, in which character set, numbered or not. Routes with the
+    ``text`` translation are checked against it when the daemon starts, so the text is sized
+    once, by the translation, to what the radio takes."""
+
+    @property
+    def text_profile(self) -> TextProfile: ...
 
 
 @runtime_checkable

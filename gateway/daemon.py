@@ -41,11 +41,13 @@ from gateway.adapter import (
     AdapterContext,
     Clock,
     HealthReporting,
+    Hearing,
     Received,
     SinkAdapter,
     SourceAdapter,
     SourceHealth,
     SystemClock,
+    TextProfiled,
     load_factory,
 )
 from gateway.assembly import check_names
@@ -79,6 +81,7 @@ from gateway.state_publisher import RetainedState
 from gateway.storage.postgres import PostgresLedger
 from gateway.storage.sqlite import SqliteLedger
 from gateway.supervisor import Backoff, Supervisor
+from gateway.translate.text import profile_mismatch
 
 log = structlog.get_logger(__name__)
 
@@ -279,12 +282,30 @@ class Daemon:
             if not sink.enabled:
                 continue
             self.sinks[sink.name] = cast("SinkAdapter", self._adapter(sink))
+        self._check_text_routes(cfg)
         # Radios are sinks that also hear traffic: the daemon reads what they hear.
         self.inbound_sinks = {
             name: adapter
             for name, adapter in self.sinks.items()
-            if name not in self.sources and callable(getattr(adapter, "subscribe", None))
+            if name not in self.sources and isinstance(adapter, Hearing)
         }
+
+    def _check_text_routes(self, cfg: Config) -> None:
+        """A ``text`` route must size its parts to what each of its radio sinks takes."""
+        for route in cfg.routes:
+            if route.translation != "text":
+                continue
+            for name in route.sinks:
+                adapter: object = self.sinks.get(name)
+                if not isinstance(adapter, TextProfiled):
+                    continue
+                why = profile_mismatch(route.translation_options, adapter.text_profile)
+                if why is not None:
+                    raise ConfigError.at(
+                        self.config.path,
+                        f"route {route.name!r}.translation_options",
+                        f"the text translation would give sink {name!r} {why}",
+                    )
 
     def _adapter(self, item: SourceConfig | SinkConfig) -> object:
         options: Mapping[str, Any] = item.options

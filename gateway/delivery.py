@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from gateway.adapter import Clock, SinkAdapter
+from gateway.adapter import Clock, ClosingWatch, ConcurrentSends, SinkAdapter
 from gateway.backoff import Backoff
 from gateway.config import SinkConfig
 from gateway.errors import AdapterError, DeliveryError
@@ -160,13 +160,17 @@ class SinkWorkers:
         """Deliver the sink's due entries until the daemon stops (supervised: a link that
         fails raises, and the supervisor reopens it)."""
         wake = self.wake_event(cfg.name)
-        concurrent = bool(getattr(adapter, "concurrent_sends", False))
+        concurrent = isinstance(adapter, ConcurrentSends) and adapter.concurrent_sends
         limit = cfg.batch if concurrent else 1
         async with adapter:
             # A sink that can tell when its link drops is restarted at once, not at its
             # next delivery attempt.
-            watch = getattr(adapter, "wait_closed", None)
-            closed = asyncio.ensure_future(watch()) if watch is not None else None
+            watched: object = adapter
+            closed = (
+                asyncio.ensure_future(watched.wait_closed())
+                if isinstance(watched, ClosingWatch)
+                else None
+            )
             try:
                 await self._sink_loop(cfg, adapter, wake, limit, closed)
             finally:

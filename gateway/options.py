@@ -58,6 +58,8 @@ class OptionReader:
         raise ConfigError.at(self.file, where, message, variable=ENV_ORIGINS.get().get(where))
 
     def has(self, key: str) -> bool:
+        """Whether ``key`` is set; asking makes it a key of this table (allowed by finish)."""
+        self.used.add(key)
         return key in self.table
 
     def raw(self, key: str) -> Any:
@@ -176,7 +178,7 @@ class OptionReader:
 
     def secret(self, key: str, *, base: Path) -> str | None:
         """``key_file`` or ``key_env``; an inline ``key`` is refused."""
-        if self.has(key):
+        if key in self.table:
             self.used.add(key)
             self.fail(
                 f"secrets are not written inline; use {key}_file (a file holding it) or"

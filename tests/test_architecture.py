@@ -38,6 +38,7 @@ ADAPTER_GATEWAY = (
     "gateway.metrics",
     "gateway.options",
     "gateway.passwords",
+    "gateway.plaintext",
     "gateway.statefile",
     "gateway.secret_files",
 )

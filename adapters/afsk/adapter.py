@@ -67,6 +67,7 @@ from gateway.adapter import AdapterContext, Clock, Outbound, Received, SourceHea
 from gateway.backoff import Backoff
 from gateway.errors import AdapterConnectionError, DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.plaintext import TextProfile
 
 log = structlog.get_logger(__name__)
 
@@ -326,6 +327,11 @@ class AfskAdapter:
         async for item in self.station.subscribe():
             yield item
 
+    @property
+    def text_profile(self) -> TextProfile:
+        """The APRS text this radio sends (bulletins or directed messages)."""
+        return self.station.text_profile
+
     def subscribe(self) -> AsyncIterator[Received]:
         """An independent stream of inbound items (one per consumer)."""
         return self.station.subscribe()
@@ -388,6 +394,11 @@ class AfskAdapter:
         return self.clock.monotonic() < self._busy_until
 
     # -- sink side -------------------------------------------------------------------------
+    @property
+    def line_rate(self) -> int:
+        """Bit/s on the air, for the air-time budget of ``[[link]]`` targets."""
+        return self.options.line_rate
+
     async def send(self, item: Outbound) -> None:
         if not self._open:
             raise DeliveryError(f"{self.name}: the sound-card station is not running")

@@ -40,6 +40,7 @@ from adapters.ports import StreamLink
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SystemClock
 from gateway.errors import DeliveryError
 from gateway.metrics import REGISTRY
+from gateway.plaintext import TextProfile
 
 __all__ = ["MESSAGE_RETRIES", "KissAdapter", "KissOptions", "air_time", "from_context"]
 
@@ -178,6 +179,11 @@ class KissAdapter:
         async for item in self.station.subscribe():
             yield item
 
+    @property
+    def text_profile(self) -> TextProfile:
+        """The APRS text this radio sends (bulletins or directed messages)."""
+        return self.station.text_profile
+
     def subscribe(self) -> AsyncIterator[Received]:
         """An independent stream of inbound items (one per consumer)."""
         return self.station.subscribe()
@@ -194,6 +200,11 @@ class KissAdapter:
             self.station.reject("kiss", exc)
 
     # -- sink side -------------------------------------------------------------------------
+    @property
+    def line_rate(self) -> int:
+        """Bit/s on the air, for the air-time budget of ``[[link]]`` targets."""
+        return self.options.line_rate
+
     async def send(self, item: Outbound) -> None:
         if not self._link.is_open:
             raise DeliveryError(f"{self.name}: port {self.options.port} is not open")

@@ -62,6 +62,7 @@ from gateway.errors import DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 from gateway.model import RadioMessage
 from gateway.options import OptionReader, adapter_options
+from gateway.plaintext import APRS_BULLETIN, APRS_MESSAGE, TextProfile
 
 log = structlog.get_logger(__name__)
 
@@ -447,11 +448,18 @@ class AprsStation:
             key=str(item.key),
         )
 
+    @property
+    def text_profile(self) -> TextProfile:
+        """What the station's configured mode sends: bulletins or directed messages."""
+        return APRS_BULLETIN if self.options.mode == "bulletin" else APRS_MESSAGE
+
     def _texts(self, item: Outbound, *, bulletin: bool) -> list[str]:
+        """The delivery's parts as APRS texts: parts sized by the ``text`` translation for
+        this profile go as they are; anything else is cleaned and cut to fit."""
+        profile = APRS_BULLETIN if bulletin else APRS_MESSAGE
         texts: list[str] = []
         for part in item.parts:
-            clean = aprs.sanitize(part.decode("utf-8", "replace"), bulletin=bulletin)
-            texts.extend(aprs.split_text(clean))
+            texts.extend(profile.parts(part.decode("utf-8", "replace")))
         return texts
 
     async def _send_directed(self, addressee: str, text: str, *, urgent: bool) -> None:

@@ -210,7 +210,8 @@ class MqttOptions:
             log_wire=r.boolean("log_wire", False),
             shared_group=shared_group,
         )
-        r.finish(allowed_extra=("_daemon",))
+        r.table.pop("_daemon", None)  # set by the daemon itself, not a user's key
+        r.finish()
         return result
 
     @property

@@ -25,13 +25,13 @@ from typing import Any, Self
 
 import structlog
 
-from adapters.kiss.aprs import split_text
 from adapters.pager import tap
 from adapters.ports import TxGate, close_writer, open_port
 from gateway.adapter import AdapterContext, Clock, Outbound, SystemClock
 from gateway.errors import AdapterError, DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 from gateway.options import adapter_options
+from gateway.plaintext import TextProfile, clean, wrap
 
 log = structlog.get_logger(__name__)
 
@@ -89,11 +89,11 @@ class TapOptions:
 
 
 def split_page(text: str, max_length: int) -> list[str]:
-    """Split text to the terminal's limit; parts beyond one carry a "k/n " prefix."""
+    """Split text to the terminal's limit; parts beyond one carry a "k/n " prefix (text the
+    ``text`` translation sized for this pager fits and goes as it is)."""
     if len(text) <= max_length:
         return [text]
-
-    chunks = split_text(text, max_length - 6)  # room for "99/99 "
+    chunks = wrap(text, max_length - 6)  # room for "99/99 "
     total = len(chunks)
     return [f"{i}/{total} {chunk}" for i, chunk in enumerate(chunks, 1)]
 
@@ -122,6 +122,11 @@ class TapAdapter:
     ) -> None:
         await self._close()
 
+    @property
+    def text_profile(self) -> TextProfile:
+        """Pagers take printable ASCII (TAP), up to the terminal's page length."""
+        return TextProfile(self.options.max_length, ascii_only=True)
+
     async def send(self, item: Outbound) -> None:
         if item.expires is not None and item.expires <= self.clock.now():
             raise DeliveryError(f"{self.name}: delivery expired at {item.expires}", retryable=False)
@@ -135,7 +140,7 @@ class TapAdapter:
             raise DeliveryError(f"{self.name}: no pager ID to page", retryable=False)
         pages: list[tuple[str, str]] = []
         for part in item.parts:
-            text = tap.sanitize(part.decode("utf-8", "replace"))
+            text = clean(part.decode("utf-8", "replace"), profile=self.text_profile)
             if text:
                 pages.extend(
                     (p, chunk)

@@ -28,8 +28,6 @@ from typing import Any, Self
 
 import structlog
 
-from adapters.kiss.aprs import split_text
-from adapters.pager.tap import sanitize
 from adapters.ports import Fanout, StreamLink, TxGate
 from adapters.textmodem.codec import Dialect, Event, LineDecoder
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SystemClock
@@ -37,6 +35,7 @@ from gateway.errors import AdapterConnectionError, DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 from gateway.model import RadioMessage
 from gateway.options import adapter_options
+from gateway.plaintext import TextProfile
 
 log = structlog.get_logger(__name__)
 
@@ -187,6 +186,16 @@ class TextModemAdapter:
             raise DeliveryError(f"{self.name}: {event.reason}")
         return event
 
+    @property
+    def line_rate(self) -> int:
+        """Bit/s on the air, for the air-time budget of ``[[link]]`` targets."""
+        return self.options.line_rate
+
+    @property
+    def text_profile(self) -> TextProfile:
+        """The dialect's line carries ASCII, up to its ``max_text`` characters per message."""
+        return TextProfile(self.options.dialect.max_text, ascii_only=True)
+
     async def send(self, item: Outbound) -> None:
         if item.expires is not None and item.expires <= self.clock.now():
             raise DeliveryError(f"{self.name}: delivery expired at {item.expires}", retryable=False)
@@ -201,9 +210,7 @@ class TextModemAdapter:
             raise DeliveryError(f"{self.name}: no talkgroup or unit to send to", retryable=False)
         texts: list[str] = []
         for part in item.parts:
-            texts.extend(
-                split_text(sanitize(part.decode("utf-8", "replace")), self.options.dialect.max_text)
-            )
+            texts.extend(self.text_profile.parts(part.decode("utf-8", "replace")))
         if not texts:
             raise DeliveryError(f"{self.name}: nothing to send (empty text)", retryable=False)
         urgent = attrs.get("priority", "alert") != "chatter"

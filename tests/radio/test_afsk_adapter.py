@@ -33,6 +33,7 @@ from gateway.adapter import AdapterContext, Outbound, load_factory
 from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError
 from gateway.metrics import INPUT_REJECTED
 from gateway.model import RadioMessage
+from gateway.plaintext import APRS_BULLETIN
 from tests.helpers import require_tool
 from tests.radio.conftest import Inbox
 
@@ -267,7 +268,7 @@ class TestDirewolfReferees:
         async with station:
             await station.send(outbound("Flood watch Ottawa River", "Tornado warning Essex " * 4))
         decoded = atest_frames(raw_out, tmp_path)
-        texts = aprs.split_text(aprs.sanitize("Tornado warning Essex " * 4, bulletin=True))
+        texts = APRS_BULLETIN.parts("Tornado warning Essex " * 4)
         expected = [
             ax25.Frame(
                 ax25.Address("APZBDL"),

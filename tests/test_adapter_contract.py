@@ -1,0 +1,80 @@
+"""The adapter contract (gateway/adapter.py, docs/adapters.md): the optional abilities are
+Protocols the gateway asks for with isinstance(), and the built-in adapters claim them."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from adapters.afsk.adapter import AfskAdapter
+from adapters.eas.adapter import EndecAdapter
+from adapters.file.adapter import FileSink
+from adapters.kiss.adapter import KissAdapter
+from adapters.mqtt.adapter import MqttAdapter
+from adapters.naad.adapter import NaadSource
+from adapters.pager.adapter import TapAdapter
+from adapters.textmodem.adapter import TextModemAdapter
+from gateway.adapter import (
+    ClosingWatch,
+    ConcurrentSends,
+    DoorTrust,
+    HealthReporting,
+    Hearing,
+    LineRate,
+    SinkAdapter,
+    SourceAdapter,
+    TextProfiled,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ABILITIES: list[tuple[type, tuple[type, ...]]] = [
+    (KissAdapter, (SinkAdapter, Hearing, ClosingWatch, LineRate, TextProfiled)),
+    (AfskAdapter, (SinkAdapter, Hearing, LineRate, TextProfiled, HealthReporting)),
+    (TextModemAdapter, (SinkAdapter, Hearing, ClosingWatch, LineRate, TextProfiled)),
+    (TapAdapter, (SinkAdapter, TextProfiled)),
+    (MqttAdapter, (SinkAdapter, SourceAdapter, ConcurrentSends, ClosingWatch, DoorTrust)),
+    (FileSink, (SinkAdapter, ConcurrentSends)),
+    (EndecAdapter, (SinkAdapter, SourceAdapter, HealthReporting)),
+    (NaadSource, (SourceAdapter, HealthReporting, DoorTrust)),
+]
+
+
+class TestAbilities:
+    """Each built-in adapter has the abilities it is known for, as Protocols."""
+
+    @pytest.mark.parametrize(
+        ("cls", "abilities"), ABILITIES, ids=[c.__name__ for c, _ in ABILITIES]
+    )
+    def test_claims(self, cls: type, abilities: tuple[type, ...]) -> None:
+        for ability in abilities:
+            members = [m for m in dir(ability) if not m.startswith("_")] + (
+                ["__aenter__", "__aexit__"] if ability in (SinkAdapter, SourceAdapter) else []
+            )
+            missing = [m for m in members if not hasattr(cls, m) and m != "name"]
+            assert missing == [], f"{cls.__name__} lacks {ability.__name__}: {missing}"
+
+    def test_a_sink_without_them_is_asked_not_guessed(self) -> None:
+        class Plain:
+            name = "plain"
+
+            async def send(self, item: object) -> None: ...
+
+        plain = Plain()
+        for ability in (Hearing, ClosingWatch, ConcurrentSends, LineRate, TextProfiled):
+            assert not isinstance(plain, ability)
+
+    def test_the_gateway_does_not_look_for_abilities_by_name(self) -> None:
+        pattern = re.compile(
+            r"(getattr|hasattr)\([^)]*\"(subscribe|wait_closed|concurrent_sends|line_rate|"
+            r"text_profile|send|messages)\""
+        )
+        found = [
+            f"{path.relative_to(ROOT)}:{number}"
+            for path in sorted((ROOT / "gateway").rglob("*.py"))
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+            if pattern.search(line)
+        ]
+        assert found == []
