@@ -42,6 +42,7 @@ from gateway.adapter import (
     Clock,
     HealthReporting,
     Hearing,
+    MultipleSignatures,
     Received,
     SinkAdapter,
     SourceAdapter,
@@ -191,9 +192,16 @@ class Daemon:
             raise RuntimeError(msg)
         return self._ledger
 
-    def _policy(self, name: str, kind: str, sig: Mapping[str, Any], **kw: Any) -> SourcePolicy:
+    def _policy(
+        self, name: str, adapter: object, sig: Mapping[str, Any], **kw: Any
+    ) -> SourcePolicy:
+        """The source's policy; a source whose alerts carry several signatures (the
+        :class:`~gateway.adapter.MultipleSignatures` ability) allows them by default."""
+        several = isinstance(adapter, MultipleSignatures) and adapter.multiple_signatures
         try:
-            signature = SignaturePolicy.for_source(kind, sig, base_dir=self.config.base_dir)
+            signature = SignaturePolicy.from_options(
+                sig, base_dir=self.config.base_dir, allow_multiple=several
+            )
         except (ValueError, OSError) as exc:
             raise ConfigError.at(self.config.path, f"source {name!r}", str(exc)) from exc
         return SourcePolicy(name=name, signature=signature, **kw)
@@ -228,16 +236,16 @@ class Daemon:
         # Posting over HTTP needs a bearer token: the poster proved who it is.
         # Our own receipts (CAP Acks): made here, so as trusted as an authenticated input.
         self.policies[RECEIPT_SOURCE] = self._policy(
-            RECEIPT_SOURCE, "receipts", {}, validation="warn", door=AUTHENTICATED
+            RECEIPT_SOURCE, None, {}, validation="warn", door=AUTHENTICATED
         )
         # What operators compose in the console: named, signed in, checked before it comes.
         self.policies[CONSOLE_SOURCE] = self._policy(
-            CONSOLE_SOURCE, "console", {}, validation="reject", door=AUTHENTICATED
+            CONSOLE_SOURCE, None, {}, validation="reject", door=AUTHENTICATED
         )
         self._acknowledging = {s.name for s in cfg.sources if s.enabled and s.acknowledge}
         self.policies[HTTP_SOURCE] = self._policy(
             HTTP_SOURCE,
-            "http",
+            None,
             {"trust_anchors": list(cfg.http.trust_anchors),
              "require_signature": cfg.http.require_signature},
             validation=cfg.http.validation,
@@ -253,7 +261,7 @@ class Daemon:
             )
             self.policies[MQTT_SOURCE] = self._policy(
                 MQTT_SOURCE,
-                "mqtt",
+                adapter,
                 {"trust_anchors": list(mqtt.trust_anchors),
                  "require_signature": mqtt.require_signature},
                 validation=mqtt.validation,
@@ -266,7 +274,7 @@ class Daemon:
             adapter = cast("SourceAdapter", self._adapter(src))
             self.policies[src.name] = self._policy(
                 src.name,
-                src.type,
+                adapter,
                 src.signature,
                 validation=src.validation,
                 profile=src.profile,

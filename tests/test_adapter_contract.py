@@ -23,10 +23,13 @@ from gateway.adapter import (
     HealthReporting,
     Hearing,
     LineRate,
+    MultipleSignatures,
     SinkAdapter,
     SourceAdapter,
     TextProfiled,
 )
+from gateway.config import load_config
+from gateway.daemon import Daemon
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +41,7 @@ ABILITIES: list[tuple[type, tuple[type, ...]]] = [
     (MqttAdapter, (SinkAdapter, SourceAdapter, ConcurrentSends, ClosingWatch, DoorTrust)),
     (FileSink, (SinkAdapter, ConcurrentSends)),
     (EndecAdapter, (SinkAdapter, SourceAdapter, HealthReporting)),
-    (NaadSource, (SourceAdapter, HealthReporting, DoorTrust)),
+    (NaadSource, (SourceAdapter, HealthReporting, DoorTrust, MultipleSignatures)),
 ]
 
 
@@ -78,3 +81,20 @@ class TestAbilities:
             if pattern.search(line)
         ]
         assert found == []
+
+
+class TestSignaturesByAbility:
+    """The CAP library names no adapter: a NAAD source allows two signatures because its
+    adapter says so, an IPAWS source does not."""
+
+    def test_policy_follows_the_adapter(self, tmp_path: Path) -> None:
+        path = tmp_path / "site.toml"
+        path.write_text(
+            f'[gateway]\ndata_dir = "{tmp_path}"\n[mqtt]\nenabled = false\n\n'
+            '[[source]]\nname = "naad"\ntype = "naad"\nstreams = ["tcp://127.0.0.1:9"]\n\n'
+            '[[source]]\nname = "fema"\ntype = "ipaws"\nstate_dir = "."\n',
+            encoding="utf-8",
+        )
+        daemon = Daemon(load_config(path))
+        assert daemon.policies["naad"].signature.allow_multiple
+        assert not daemon.policies["fema"].signature.allow_multiple

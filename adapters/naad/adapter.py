@@ -222,6 +222,8 @@ class NaadSource(FeedSource):
     """The NAAD source adapter (see the module docstring)."""
 
     component = COMPONENT
+    # NAAD relays carry the issuer's signature and the NAAD System's own.
+    multiple_signatures = True
 
     def __init__(
         self,
