@@ -98,3 +98,47 @@ class TestSignaturesByAbility:
         daemon = Daemon(load_config(path))
         assert daemon.policies["naad"].signature.allow_multiple
         assert not daemon.policies["fema"].signature.allow_multiple
+
+
+# Where each adapter package's tests live (docs/adapters.md, "Where the tests of an adapter go").
+TEST_HOMES = {
+    "mqtt": "mqtt",
+    "naad": "feeds",
+    "ipaws": "feeds",
+    "nws": "feeds",
+    "feeds": "feeds",
+    "atom": "feeds_out",
+    "kiss": "radio",
+    "pager": "radio",
+    "textmodem": "radio",
+    "afsk": "radio",
+    "ports": "radio",
+    "loopback": "radio",
+    "eas": "audio",
+    "modem": "audio",
+    "file": "file",
+    "demo": "daemon",
+}
+
+
+class TestEveryAdapterIsTested:
+    """Each package of adapters/ has its tests in its one folder of tests/."""
+
+    def test_the_table_names_every_package(self) -> None:
+        packages = {
+            p.stem if p.is_file() else p.name
+            for p in (ROOT / "adapters").iterdir()
+            if (p.is_dir() and (p / "__init__.py").exists())
+            or (p.suffix == ".py" and p.stem != "__init__")
+        }
+        assert packages == set(TEST_HOMES)
+
+    @pytest.mark.parametrize(("package", "home"), sorted(TEST_HOMES.items()))
+    def test_its_folder_tests_it(self, package: str, home: str) -> None:
+        imports = re.compile(rf"\badapters\.{package}\b|from adapters import {package}\b")
+        tests = [
+            path.name
+            for path in sorted((ROOT / "tests" / home).glob("test_*.py"))
+            if imports.search(path.read_text(encoding="utf-8"))
+        ]
+        assert tests, f"no test in tests/{home}/ imports adapters.{package}"
