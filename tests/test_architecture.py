@@ -138,6 +138,36 @@ class TestLayers:
         assert ("gateway.model" in _imports(sample)) is expected
 
 
+# The sans-IO codecs: bytes or samples in, frames out. They report what they refuse (a
+# gateway.errors.Rejections tally, a Discarded event, an error) and never count it themselves.
+CODECS = (
+    "adapters/*/codec.py",
+    "adapters/modem/*.py",
+    "adapters/kiss/kiss.py",
+    "adapters/kiss/ax25.py",
+    "adapters/kiss/aprs.py",
+    "adapters/pager/tap.py",
+    "adapters/pager/pocsag.py",
+    "adapters/eas/endec.py",
+    "adapters/eas/same_modem.py",
+    "adapters/afsk/afsk1200.py",
+)
+
+
+class TestCodecs:
+    """A codec is pure: no asyncio, no metrics (the adapter that runs it counts)."""
+
+    def test_codecs_count_nothing(self) -> None:
+        found = [
+            (str(path.relative_to(ROOT)), module)
+            for pattern in CODECS
+            for path in sorted(ROOT.glob(pattern))
+            for module in sorted(_imports(path))
+            if _under(module, ("asyncio", "gateway.metrics"))
+        ]
+        assert found == []
+
+
 class TestCircles:
     """No module of the house imports itself back, directly or through others, when it loads."""
 

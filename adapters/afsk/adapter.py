@@ -66,7 +66,7 @@ from adapters.modem.hdlc import HdlcFrame
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SourceHealth, SystemClock
 from gateway.backoff import Backoff
 from gateway.errors import AdapterConnectionError, DeliveryError, FrameError
-from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.metrics import INPUT_REJECTED, REGISTRY, count_rejections
 from gateway.plaintext import TextProfile
 
 log = structlog.get_logger(__name__)
@@ -386,9 +386,14 @@ class AfskAdapter:
             self.station.on_frame(frame.data)
 
     def _demodulate(self, pcm: bytes) -> tuple[list[HdlcFrame], bool]:
-        """Worker-thread part of reception: demodulate and detect a carrier."""
+        """Worker-thread part of reception: demodulate and detect a carrier; count what the
+        demodulator refused."""
         samples = as_float_samples(pcm)
-        return self._demod.feed(samples), self._dcd.update(samples)
+        demod = self._demod
+        try:
+            return demod.feed(samples), self._dcd.update(samples)
+        finally:
+            count_rejections(demod.rejections)
 
     def channel_busy(self) -> bool:
         return self.clock.monotonic() < self._busy_until

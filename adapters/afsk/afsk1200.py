@@ -50,7 +50,7 @@ from adapters.modem.hdlc import (
     nrzi_encode,
     unstuff_octets,
 )
-from gateway.metrics import INPUT_REJECTED
+from gateway.errors import Rejections
 
 log = structlog.get_logger(__name__)
 
@@ -182,6 +182,7 @@ class _Slicer:
         self,
         decision: Decision,
         *,
+        rejections: Rejections,
         repair: int,
         pairs: int,
         primary: bool,
@@ -191,8 +192,9 @@ class _Slicer:
             msg = f"unknown bit decision {decision!r}; expected 'level', 'tones' or 'sequence'"
             raise ValueError(msg)
         self.decision = decision
-        self.segments = FlagSegmenter(count=primary)
+        self.segments = FlagSegmenter(rejections=rejections if primary else None)
         self.primary = primary
+        self.rejections = rejections
         self.prev = 1.0
         self.repair = repair
         self.pairs = pairs
@@ -305,7 +307,7 @@ class _Slicer:
             if check_fcs(data):
                 return HdlcFrame(data[:-2])
             if self.primary:
-                INPUT_REJECTED.inc(component=HDLC_COMPONENT, reason="bad_fcs")
+                self.rejections.add(HDLC_COMPONENT, "bad_fcs")
                 log.debug("hdlc_frame_rejected", reason="bad_fcs")
         if self.repair or self.pairs:
             return self._try_repair(segment)
@@ -426,9 +428,12 @@ class Afsk1200Demodulator:
         # A bit ends where the filters' window, centred on the bit at the decision sample,
         # starts to reach past it: (window - 1 - samples per bit) / 2 samples before it.
         end = (self._demod.window - 1 - rate / BAUD) / 2
+        # What the primary slicer refuses and bad samples: for the adapter to count.
+        self.rejections = Rejections()
         self._slicers = [
             _Slicer(
                 decision,
+                rejections=self.rejections,
                 repair=repair,
                 pairs=pairs,
                 primary=i == 0,
@@ -461,7 +466,7 @@ class Afsk1200Demodulator:
             # Float input can carry NaN or infinity (a broken source): they would poison the
             # filters' state for good. Treat them as silence and say so.
             bad = int(np.count_nonzero(~np.isfinite(x)))
-            INPUT_REJECTED.inc(component=COMPONENT, reason="non_finite_samples")
+            self.rejections.add(COMPONENT, "non_finite_samples")
             log.warning("afsk_samples_rejected", reason="non_finite", count=bad)
             x = np.where(np.isfinite(x), x, 0.0)
         z_m, z_s = self._demod.correlations(np.clip(x, -_CLIP, _CLIP))

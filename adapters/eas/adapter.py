@@ -60,7 +60,7 @@ from gateway.adapter import (
     SystemClock,
 )
 from gateway.errors import AdapterConnectionError, DeliveryError
-from gateway.metrics import INPUT_REJECTED
+from gateway.metrics import INPUT_REJECTED, count_rejections
 from gateway.options import adapter_options
 
 log = structlog.get_logger(__name__)
@@ -208,7 +208,9 @@ class EndecAdapter:
             if not data:
                 self._connected = False
                 raise AdapterConnectionError(f"endec {self.name}: port closed by the device")
-            for line in self._codec.feed(data):
+            lines = self._codec.feed(data)
+            count_rejections(self._codec.rejections)
+            for line in lines:
                 if line.kind == "eom":
                     log.info("endec_eom_received", adapter=self.name)
                     continue

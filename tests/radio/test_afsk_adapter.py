@@ -12,6 +12,7 @@ import threading
 import wave
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,7 +29,8 @@ from adapters.afsk.afsk1200 import Afsk1200Modulator
 from adapters.afsk.audio_io import AUDIO_RESTARTS, AudioDevice
 from adapters.kiss import aprs, ax25
 from adapters.kiss.station import MESSAGE_RETRIES
-from adapters.modem.fsk import to_pcm16
+from adapters.modem import hdlc
+from adapters.modem.fsk import FskModulator, to_pcm16
 from gateway.adapter import AdapterContext, Outbound, load_factory
 from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError
 from gateway.metrics import INPUT_REJECTED
@@ -660,3 +662,21 @@ class TestConfig:
 
     def test_line_rate_feeds_link_air_time(self) -> None:
         assert afsk("x", callsign="VE3BDR", audio_out="x.raw").options.line_rate == 1200
+
+
+class TestReceiverCounts:
+    """The demodulator only reports what it refuses; the adapter running it counts it."""
+
+    def test_a_bad_frame_is_counted_by_the_adapter(self) -> None:
+        adapter = afsk("counts", callsign="VE3BDR", audio_out="x.raw")
+        frame = ax25.Frame(ax25.Address("APZBDL"), ax25.Address("VE3BDR"), (), b">test").to_bytes()
+        levels, _ = hdlc.nrzi_encode(hdlc.frame_bits(frame, leading_flags=20))
+        levels[20 * 8 + 100] ^= 1  # a strong wrong bit: the FCS fails
+        signal = FskModulator(
+            RATE, mark=Fraction(1200), space=Fraction(2200), baud=Fraction(1200), amplitude=0.5
+        ).modulate(levels)
+        pcm = to_pcm16(np.concatenate([np.zeros(2000), signal, np.zeros(RATE)]))
+        before = INPUT_REJECTED.value(component="hdlc", reason="bad_fcs")
+        frames, _ = adapter._demodulate(pcm)
+        assert frames == []
+        assert INPUT_REJECTED.value(component="hdlc", reason="bad_fcs") == before + 1
