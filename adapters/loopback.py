@@ -27,10 +27,6 @@ import zlib
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 
-from adapters.kiss import ax25, kiss
-from adapters.pager import tap
-from adapters.ports import open_port
-from adapters.textmodem.codec import Dialect, LineDecoder
 from gateway.commands import Subparsers, add_command, described
 from gateway.errors import AdapterConnectionError, ConfigError, FrameError
 
@@ -112,6 +108,7 @@ class Framing(ABC):
 
 class KissFraming(Framing):
     def __init__(self) -> None:
+        from adapters.kiss import ax25, kiss  # noqa: PLC0415 - keeps `loopback --help` light
 
         self._ax25 = ax25
         self._kiss = kiss
@@ -146,6 +143,7 @@ class LineFraming(Framing):
     """raw (a line per frame) and modem (the default text-modem dialect)."""
 
     def __init__(self, modem: bool) -> None:
+        from adapters.textmodem.codec import Dialect, LineDecoder  # noqa: PLC0415
 
         self._modem = modem
         self._dialect = Dialect()
@@ -177,6 +175,7 @@ class LineFraming(Framing):
 
 
 async def _open(port: str, rate: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    from adapters.ports import open_port  # noqa: PLC0415 - keeps `loopback --help` light
 
     return await open_port(port, baudrate=rate)
 
@@ -310,6 +309,7 @@ async def run_tap(
     password: str,
     progress: Progress,
 ) -> LoopbackReport:
+    from adapters.pager import tap  # noqa: PLC0415
 
     report = LoopbackReport("tap", port, line_rate_bps=rate)
     reader, writer = await _open(port, rate)

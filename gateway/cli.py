@@ -23,16 +23,17 @@ from gateway import __version__, commands, plugins
 from gateway.commands import CONVENTION, HelpFormatter, exit_codes, plain
 
 
-def _modules() -> dict[str, str]:
+def _modules(*, registered: bool = True) -> dict[str, str]:
     """Command name -> ``"module:register"``: the gateway's own under :mod:`gateway.commands`
-    (``check_config`` is ``check-config``), then the technician commands other packages
-    register as ``borderlink.commands`` entry points (``sim``, ``loopback``, ``same``)."""
+    (``check_config`` is ``check-config``), then (``registered``) the technician commands
+    other packages register as ``borderlink.commands`` entry points (``sim``, ``loopback``,
+    ``same``)."""
     own = {
         info.name.replace("_", "-"): f"{commands.__name__}.{info.name}:register"
         for info in pkgutil.iter_modules(commands.__path__)
         if not info.name.startswith("_")
     }
-    return {**plugins.table(plugins.COMMANDS), **own}
+    return {**plugins.table(plugins.COMMANDS), **own} if registered else own
 
 
 def _chosen(argv: Sequence[str], names: Mapping[str, str]) -> list[str] | None:
@@ -67,8 +68,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
     parser.add_argument("--log-json", action="store_true", help="JSON log lines even on a TTY")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    names = _modules()
+    # The gateway's own commands are found without reading the installed packages' metadata.
+    names = _modules(registered=False)
     wanted = None if argv is None else _chosen(argv, names)
+    if wanted is None:
+        names = _modules()
+        wanted = None if argv is None else _chosen(argv, names)
     if wanted is None and argv is not None:
         # The list of commands (``--help``, or an unknown command's error): their summaries,
         # read from the sources, without importing lxml, numpy or aiohttp for it.
