@@ -33,10 +33,11 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from adapters.afsk import afsk1200, hdlc
-from adapters.afsk.fsk import FskModulator, to_pcm16
+from adapters.afsk import afsk1200
 from adapters.eas import same_modem as sm
 from adapters.kiss.ax25 import Frame
+from adapters.modem import hdlc
+from adapters.modem.fsk import FskModulator, to_pcm16
 from gateway.errors import FrameError
 
 RATE = 22050

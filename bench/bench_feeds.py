@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from adapters.naad.adapter import NaadSource, from_context
-from adapters.naad.codec import CapStreamSplitter, Document
+from cap_schemas.stream import CapStreamSplitter, Document
 from gateway.adapter import AdapterContext, Received
 from hardware.sim_naad import NaadSimulator
 

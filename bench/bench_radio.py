@@ -19,9 +19,9 @@ import time
 from typing import Any
 
 from adapters.kiss import ax25, kiss
-from adapters.kiss.port import TxGate
+from adapters.loopback import LoopbackReport, Progress, measure
+from adapters.ports import TxGate
 from gateway.adapter import AdapterContext, Outbound
-from gateway.commands.loopback import LoopbackReport, Progress, measure
 from hardware.rf_channel import RadioStation, simulation
 
 TRIALS = 5

@@ -83,7 +83,6 @@ from cap_schemas.signature_trust import (
 
 __all__ = [
     "MAX_SIGNATURES",
-    "MULTI_SIGNATURE_SOURCES",
     "TRUST_REASONS",
     "Reason",
     "SignatureDetail",
@@ -106,8 +105,6 @@ _DSIG11 = "http://www.w3.org/2009/xmldsig11#"
 
 #: Most signatures examined on one alert (NAAD carries two); more is refused as "multiple".
 MAX_SIGNATURES = 4
-#: Source types whose alerts normally carry more than one signature.
-MULTI_SIGNATURE_SOURCES = frozenset({"naad"})
 #: Most certificates read from one signature's KeyInfo.
 MAX_CERTIFICATES = 8
 
@@ -1142,23 +1139,6 @@ class SignaturePolicy:
                 options, "allow_multiple_signatures", default=allow_multiple,
             ),
             allow_sha1=_bool_option(options, "allow_sha1", default=False),
-        )
-
-    @classmethod
-    def for_source(
-        cls,
-        source_type: str,
-        options: Mapping[str, Any],
-        *,
-        base_dir: str | Path | None = None,
-    ) -> SignaturePolicy:
-        """The policy of a ``[[source]]`` table: :meth:`from_options` with the defaults of the
-        source type (NAAD relays carry the issuer's and NAADS's signatures, so ``"naad"``
-        allows several unless ``allow_multiple_signatures = false``)."""
-        return cls.from_options(
-            options,
-            base_dir=base_dir,
-            allow_multiple=source_type in MULTI_SIGNATURE_SOURCES,
         )
 
     def check(self, raw: bytes, now: datetime | None = None) -> SignatureReport:

@@ -2,25 +2,27 @@
 
 A *source* adapter yields :class:`Received` items; a *sink* adapter takes :class:`Outbound`
 items. Both are async context managers; reconnection loops belong to the gateway's supervisor,
-not to the adapter. Adapters are found by name in :data:`REGISTRY` (``name -> "module:Class"``,
-imported lazily, extended by the ``borderlink.adapters`` entry-point group) so the gateway never
-imports an external system's transport library itself.
+not to the adapter. Adapters are found by name through the ``borderlink.adapters`` entry points
+(:mod:`gateway.plugins`; in-process additions in :data:`REGISTRY`) and imported when used, so
+the gateway never names an adapter module nor imports an external system's transport library.
+What an adapter must and may implement is written down in ``docs/adapters.md``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import entry_points
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 from cap_schemas.model import AlertKey
+from gateway import plugins
 from gateway.errors import ConfigError
+from gateway.options import OptionReader, adapter_options
+from gateway.plaintext import TextProfile
 
 
 def utcnow() -> datetime:
@@ -105,6 +107,12 @@ class AdapterContext:
     # The deployment's data directory ([gateway] data_dir): where adapters keep durable state.
     data_dir: str = ""
 
+    def options_reader(self, role: str) -> OptionReader:
+        """The one reader of this adapter's options (``role``: ``source`` or ``sink``, as the
+        errors name the table): every error names the file and the key path, and
+        :meth:`~gateway.options.OptionReader.finish` refuses the keys nobody read."""
+        return adapter_options(role, self.name, self.options, file=self.config_path)
+
 
 @dataclass(frozen=True, slots=True)
 class SourceHealth:
@@ -131,6 +139,76 @@ class DoorTrust(Protocol):
     verified), ``"anonymous"`` otherwise. A source without it is anonymous."""
 
     def door_trust(self) -> str: ...
+
+
+# -- optional abilities: an adapter has them or not; the gateway asks with isinstance().
+
+
+@runtime_checkable
+class Sender(Protocol):
+    """Anything that takes deliveries (what a ``[[link]]`` target needs of its adapter)."""
+
+    async def send(self, item: Outbound) -> None: ...
+
+
+@runtime_checkable
+class Yielding(Protocol):
+    """Anything that yields received items (what a ``[[link]]`` source needs, with
+    :class:`Hearing` for a radio sink that also hears)."""
+
+    def messages(self) -> AsyncIterator[Received]: ...
+
+
+@runtime_checkable
+class Hearing(Protocol):
+    """A sink that also hears traffic (a radio): ``subscribe()`` yields what it hears, to
+    every subscriber, while the sink is open; the daemon reads it like a source's messages."""
+
+    def subscribe(self) -> AsyncIterator[Received]: ...
+
+
+@runtime_checkable
+class ClosingWatch(Protocol):
+    """A sink that knows when its link dropped: ``wait_closed()`` returns (or raises) then, so
+    the gateway reopens it at once instead of at the next delivery."""
+
+    async def wait_closed(self) -> None: ...
+
+
+@runtime_checkable
+class ConcurrentSends(Protocol):
+    """A sink whose ``send`` may run several deliveries at once (an MQTT client with QoS
+    flows in flight) when ``concurrent_sends`` is true; others get one at a time."""
+
+    concurrent_sends: bool
+
+
+@runtime_checkable
+class LineRate(Protocol):
+    """A radio sink with a line rate in bit/s: ``[[link]]`` targets budget air time by it."""
+
+    @property
+    def line_rate(self) -> int: ...
+
+
+@runtime_checkable
+class MultipleSignatures(Protocol):
+    """A source whose alerts normally carry more than one XML signature (NAAD relays carry the
+    issuer's and the NAAD System's) when ``multiple_signatures`` is true: its signature policy
+    allows several unless the source's table says ``allow_multiple_signatures = false``."""
+
+    multiple_signatures: bool
+
+
+@runtime_checkable
+class TextProfiled(Protocol):
+    """Implemented by radio sinks that carry short text: ``text_profile`` says how many
+    characters one part takes, in which character set, numbered or not. Routes with the
+    ``text`` translation are checked against it when the daemon starts, so the text is sized
+    once, by the translation, to what the radio takes."""
+
+    @property
+    def text_profile(self) -> TextProfile: ...
 
 
 @runtime_checkable
@@ -171,50 +249,39 @@ class AdapterFactory(Protocol):
     def __call__(self, ctx: AdapterContext) -> SourceAdapter | SinkAdapter: ...
 
 
-# name -> "module:attribute"; the attribute is a class or function taking an AdapterContext.
-REGISTRY: dict[str, str] = {
-    "mqtt": "adapters.mqtt.adapter:from_context",
-    "naad": "adapters.naad.adapter:from_context",
-    "ipaws": "adapters.ipaws.adapter:from_context",
-    "nws": "adapters.nws.adapter:from_context",
-    "atom": "adapters.atom.adapter:from_context",
-    "kiss": "adapters.kiss.adapter:from_context",
-    "afsk": "adapters.afsk.adapter:from_context",
-    "tap": "adapters.pager.adapter:from_context",
-    "textmodem": "adapters.textmodem.adapter:from_context",
-    "endec": "adapters.eas.adapter:from_context",
-    "demo": "adapters.demo.adapter:from_context",
-    "file": "adapters.file.adapter:from_context",
-}
+# Adapters registered in-process (``name -> "module:attribute"``), over the installed ones: an
+# application embedding the gateway, or a test, adds its own here. The installed adapters are
+# the ``borderlink.adapters`` entry points (the built-in table is ``adapters.BUILTIN_ADAPTERS``).
+REGISTRY: dict[str, str] = {}
 
-ENTRY_POINT_GROUP = "borderlink.adapters"
+ENTRY_POINT_GROUP = plugins.ADAPTERS
+
+# Codecs registered in-process, over the ``borderlink.codecs`` entry points.
+CODECS: dict[str, str] = {}
 
 
-# Codecs the gateway's own pages use, loaded by name like the adapters (the console's play
-# button for a SAME header's audio).
-CODECS: dict[str, str] = {"same-audio": "adapters.eas.same_modem:header_wav"}
+def known_adapters() -> dict[str, str]:
+    """Every adapter type a configuration may name -> its factory's ``"module:attribute"``."""
+    return plugins.table(plugins.ADAPTERS, REGISTRY)
 
 
 def load_codec(name: str) -> Callable[..., Any]:
     """Import the codec function registered under ``name``."""
-    module_name, _, attr = CODECS[name].partition(":")
-    function: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
+    target = plugins.table(plugins.CODECS, CODECS).get(name)
+    if target is None:
+        msg = f"no codec {name!r} is installed"
+        raise ConfigError(msg)
+    function: Callable[..., Any] = plugins.load(target, what=f"codec {name!r}")
     return function
 
 
 def load_factory(kind: str) -> AdapterFactory:
     """Import the factory registered under ``kind``; unknown kinds are a ConfigError."""
-    target = REGISTRY.get(kind)
+    known = known_adapters()
+    target = known.get(kind)
     if target is None:
-        for ep in entry_points(group=ENTRY_POINT_GROUP):
-            if ep.name == kind:
-                target = ep.value
-                break
-    if target is None:
-        allowed = ", ".join(sorted(REGISTRY))
+        allowed = ", ".join(sorted(known))
         msg = f"unknown adapter type {kind!r}; allowed: {allowed}"
         raise ConfigError(msg)
-    module_name, _, attr = target.partition(":")
-    module = importlib.import_module(module_name)
-    factory: AdapterFactory = getattr(module, attr)
+    factory: AdapterFactory = plugins.load(target, what=f"adapter type {kind!r}")
     return factory

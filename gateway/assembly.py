@@ -9,13 +9,12 @@ built (``borderlink run``, ``check-config``) and when it reloads its routes.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib.metadata import entry_points
 
-from gateway import simulators
-from gateway.adapter import REGISTRY
+from gateway.adapter import known_adapters
 from gateway.config import Config, SinkConfig, SourceConfig, item_path
 from gateway.errors import ConfigError
 from gateway.messages import MESSAGE_RENDERERS
+from gateway.simulators import known_simulators
 from gateway.translate.registry import RENDERERS, check_options
 
 __all__ = ["check_names"]
@@ -26,7 +25,7 @@ def check_names(config: Config) -> None:
 
     file = str(config.path)
 
-    known = set(REGISTRY) | {ep.name for ep in entry_points(group="borderlink.adapters")}
+    known = set(known_adapters())
     adapters: list[tuple[str, Sequence[SourceConfig | SinkConfig]]] = [
         ("source", config.sources),
         ("sink", config.sinks),
@@ -62,11 +61,12 @@ def check_names(config: Config) -> None:
         except ConfigError as exc:
             place = f"{item_path('route', i, route.name)}.translation_options"
             raise ConfigError.at(file, place, str(exc)) from None
+    sims = known_simulators()
     for i, sim in enumerate(config.simulators):
-        if sim.type not in simulators.REGISTRY:
+        if sim.type not in sims:
             raise ConfigError.at(
                 file,
                 f"{item_path('simulator', i, sim.name)}.type",
                 f"unknown simulator {sim.type!r};"
-                f" allowed: {', '.join(sorted(simulators.REGISTRY))}",
+                f" allowed: {', '.join(sorted(sims))}",
             )

@@ -1,7 +1,9 @@
 """The ``borderlink`` command line.
 
-Each sub-command lives in its own module under :mod:`gateway.commands` and exposes
-``register(subparsers)``; this module only finds them, builds the parser and dispatches.
+Each sub-command lives in its own module and exposes ``register(subparsers)``: the gateway's
+under :mod:`gateway.commands`, the technician commands of the adapters and simulators
+(``loopback``, ``same``, ``sim``) registered as ``borderlink.commands`` entry points; this
+module only finds them, builds the parser and dispatches.
 Exit codes follow :data:`gateway.commands.CONVENTION` (0 done, 1 the answer is no, 2 it could
 not be done); ``--help`` says so, and each command's ``--help`` lists its own.
 """
@@ -11,23 +13,27 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import importlib.util
 import pkgutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from gateway import __version__, commands
+from gateway import __version__, commands, plugins
 from gateway.commands import CONVENTION, HelpFormatter, exit_codes, plain
 
 
-def _modules() -> dict[str, str]:
-    """Command name -> its module under :mod:`gateway.commands` (``check_config`` is
-    ``check-config``)."""
-    return {
-        info.name.replace("_", "-"): info.name
+def _modules(*, registered: bool = True) -> dict[str, str]:
+    """Command name -> ``"module:register"``: the gateway's own under :mod:`gateway.commands`
+    (``check_config`` is ``check-config``), then (``registered``) the technician commands
+    other packages register as ``borderlink.commands`` entry points (``sim``, ``loopback``,
+    ``same``)."""
+    own = {
+        info.name.replace("_", "-"): f"{commands.__name__}.{info.name}:register"
         for info in pkgutil.iter_modules(commands.__path__)
         if not info.name.startswith("_")
     }
+    return {**plugins.table(plugins.COMMANDS), **own} if registered else own
 
 
 def _chosen(argv: Sequence[str], names: Mapping[str, str]) -> list[str] | None:
@@ -62,23 +68,30 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
     parser.add_argument("--log-json", action="store_true", help="JSON log lines even on a TTY")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    names = _modules()
+    # The gateway's own commands are found without reading the installed packages' metadata.
+    names = _modules(registered=False)
     wanted = None if argv is None else _chosen(argv, names)
+    if wanted is None:
+        names = _modules()
+        wanted = None if argv is None else _chosen(argv, names)
     if wanted is None and argv is not None:
         # The list of commands (``--help``, or an unknown command's error): their summaries,
         # read from the sources, without importing lxml, numpy or aiohttp for it.
         for name, module_name in sorted(names.items()):
             sub.add_parser(name, help=plain(_summary(module_name)))
         return parser
-    for module_name in sorted(names.values()) if wanted is None else wanted:
-        module = importlib.import_module(f"{commands.__name__}.{module_name}")
-        module.register(sub)
+    for target in sorted(names.values()) if wanted is None else wanted:
+        module_name, _, attr = target.partition(":")
+        getattr(importlib.import_module(module_name), attr)(sub)
     return parser
 
 
-def _summary(module_name: str) -> str:
+def _summary(target: str) -> str:
     """A command module's ``SUMMARY``, read from its source (not imported)."""
-    source = Path(commands.__file__).with_name(f"{module_name}.py").read_text(encoding="utf-8")
+    spec = importlib.util.find_spec(target.partition(":")[0])
+    if spec is None or spec.origin is None:
+        return ""
+    source = Path(spec.origin).read_text(encoding="utf-8")
     for node in ast.parse(source).body:
         if (
             isinstance(node, ast.Assign)

@@ -32,22 +32,20 @@ Secrets are never written inline: ``password_file``/``password_env``, ``token_fi
 
 from __future__ import annotations
 
-import contextvars
 import ipaddress
-import math
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 from cap_schemas.model import Certainty, MsgType, Scope, Severity, Status, Urgency
 from gateway.errors import ConfigError
 from gateway.model import AUTHENTICATED, TRUST_LEVELS
-from gateway.secret_files import read_secret as _read_secret
+from gateway.options import ENV_ORIGINS, OptionReader, kind_of
 from gateway.secret_files import resolve_secret
 
 __all__ = [
@@ -370,191 +368,17 @@ class Config:
 # ------------------------------------------------------------------------------- reading
 
 
-# Key paths set by BORDERLINK_* variables while a file is read: their errors name the variable.
-_ENV_ORIGINS: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
-    "borderlink_env_origins",
-    default={},  # noqa: B039 - read only, never mutated
-)
-
-
-class _Reader:
-    """Takes keys out of one table, naming the file and key path in every error."""
-
-    def __init__(self, file: str, path: str, table: object) -> None:
-        self.file = file
-        self.path = path
-        if not isinstance(table, Mapping):
-            self.fail(f"must be a table, got {_kind(table)}")
-        self.table: dict[str, Any] = dict(table)
-        self.used: set[str] = set()
-
-    def where(self, key: str | None = None) -> str:
-        if key is None:
-            return self.path or "(top level)"
-        return f"{self.path}.{key}" if self.path else key
-
-    def fail(self, message: str, key: str | None = None) -> NoReturn:
-        where = self.where(key)
-        # A value that came from the environment names its variable, not only the file.
-        raise ConfigError.at(self.file, where, message, variable=_ENV_ORIGINS.get().get(where))
-
-    def has(self, key: str) -> bool:
-        return key in self.table
-
-    def raw(self, key: str) -> Any:
-        self.used.add(key)
-        return self.table.get(key)
-
-    def string(self, key: str, default: T, *, choices: Sequence[str] = ()) -> str | T:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if not isinstance(value, str):
-            self.fail(f"must be a string, got {_kind(value)}", key)
-        if choices and value not in choices:
-            self.fail(f"{value!r} is not allowed; allowed: {', '.join(choices)}", key)
-        text: str = value
-        return text
-
-    def required_string(self, key: str, *, choices: Sequence[str] = ()) -> str:
-        value = self.string(key, None, choices=choices)
-        if value is None or value == "":
-            allowed = f"; allowed: {', '.join(choices)}" if choices else ""
-            self.fail(f"is required (a non-empty string){allowed}", key)
-        assert value is not None
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.fail(f"must be true or false, got {value!r}", key)
-        flag: bool = value
-        return flag
-
-    def number(
-        self,
-        key: str,
-        default: float,
-        *,
-        minimum: float | None = None,
-        maximum: float | None = None,
-    ) -> float:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-            self.fail(f"must be a number, got {value!r}", key)
-        if minimum is not None and value < minimum:
-            self.fail(f"must be at least {minimum}, got {value}", key)
-        if maximum is not None and value > maximum:
-            self.fail(f"must be at most {maximum}, got {value}", key)
-        return float(value)
-
-    def integer(
-        self, key: str, default: int, *, minimum: int | None = None, maximum: int | None = None
-    ) -> int:
-        value = self.raw(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(f"must be an integer, got {value!r}", key)
-        if minimum is not None and value < minimum:
-            self.fail(f"must be at least {minimum}, got {value}", key)
-        if maximum is not None and value > maximum:
-            self.fail(f"must be at most {maximum}, got {value}", key)
-        return int(value)
-
-    def strings(
-        self, key: str, *, choices: Sequence[str] = (), fold: bool = False
-    ) -> tuple[str, ...]:
-        """A list of strings (a single string is taken as a list of one)."""
-        value = self.raw(key)
-        if value is None:
-            return ()
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.fail(f"must be a list of strings, got {value!r}", key)
-        out: list[str] = []
-        for item in value:
-            if choices:
-                match = _choice(item, choices) if fold else (item if item in choices else None)
-                if match is None:
-                    self.fail(f"{item!r} is not allowed; allowed: {', '.join(choices)}", key)
-                assert match is not None
-                out.append(match)
-            else:
-                out.append(item)
-        return tuple(dict.fromkeys(out))
-
-    def table_of(self, key: str) -> dict[str, Any]:
-        value = self.raw(key)
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            self.fail(f"must be a table, got {_kind(value)}", key)
-        return dict(value)
-
-    def secret(self, key: str, *, base: Path) -> str | None:
-        """``key_file`` or ``key_env``; an inline ``key`` is refused."""
-        if self.has(key):
-            self.used.add(key)
-            self.fail(
-                f"secrets are not written inline; use {key}_file (a file holding it) or"
-                f" {key}_env (an environment variable name)",
-                key,
-            )
-        return _read_secret(
-            self.string(f"{key}_file", None),
-            self.string(f"{key}_env", None),
-            fail=self.fail,
-            key=key,
-            base=base,
-        )
-
-    def finish(self, *, allowed_extra: Iterable[str] = ()) -> None:
-        unknown = set(self.table) - self.used - set(allowed_extra)
-        if unknown:
-            allowed = ", ".join(sorted(self.used | set(allowed_extra)))
-            self.fail(f"unknown key(s) {', '.join(sorted(unknown))}; allowed: {allowed}")
-
-    def rest(self) -> dict[str, Any]:
-        """Every key not taken yet (the adapter's own options)."""
-        return {k: v for k, v in self.table.items() if k not in self.used}
-
-
-def _choice(value: str, choices: Sequence[str]) -> str | None:
-    lowered = value.lower()
-    for choice in choices:
-        if choice.lower() == lowered:
-            return choice
-    return None
-
-
-def _kind(value: object) -> str:
-    return {
-        dict: "a table",
-        list: "a list",
-        str: "a string",
-        bool: "a boolean",
-        int: "an integer",
-        float: "a number",
-    }.get(type(value), type(value).__name__)
-
-
 # ------------------------------------------------------------------------------ sections
 
 
-def _name(r: _Reader, key: str = "name") -> str:
+def _name(r: OptionReader, key: str = "name") -> str:
     value = r.required_string(key)
     if not NAME_RE.match(value):
         r.fail(f"{value!r} must be 1-64 letters, digits, '.', '_' or '-'", key)
     return value
 
 
-def _gateway(r: _Reader) -> GatewayConfig:
+def _gateway(r: OptionReader) -> GatewayConfig:
     out = GatewayConfig(
         name=_name(r) if r.has("name") else "borderlink",
         data_dir=Path(r.string("data_dir", "var")),
@@ -567,11 +391,11 @@ def _gateway(r: _Reader) -> GatewayConfig:
     return out
 
 
-def _tls(r: _Reader) -> TlsConfig | None:
+def _tls(r: OptionReader) -> TlsConfig | None:
     table = r.raw("tls")
     if table is None:
         return None
-    t = _Reader(r.file, r.where("tls"), table)
+    t = OptionReader(r.file, r.where("tls"), table)
     out = TlsConfig(
         ca_file=_opt_path(t.string("ca_file", None)),
         cert_file=_opt_path(t.string("cert_file", None)),
@@ -594,7 +418,7 @@ def _opt_path(value: str | None, base: Path | None = None) -> Path | None:
 _TOPIC_BAD = re.compile(r"[+#\x00]")
 
 
-def _mqtt(r: _Reader, base: Path) -> MqttConfig:
+def _mqtt(r: OptionReader, base: Path) -> MqttConfig:
     broker = r.string("broker", "embedded")
     if broker != "embedded" and not re.match(r"^mqtts?://[^/]+", broker):
         r.fail(f'{broker!r}: allowed: "embedded" or an mqtt:// or mqtts:// URL', "broker")
@@ -664,7 +488,7 @@ def _loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def _acl(r: _Reader) -> dict[str, dict[str, tuple[str, ...]]]:
+def _acl(r: OptionReader) -> dict[str, dict[str, tuple[str, ...]]]:
     table = r.raw("embedded_acl")
     if table is None:
         return {}
@@ -675,7 +499,7 @@ def _acl(r: _Reader) -> dict[str, dict[str, tuple[str, ...]]]:
         )
     out: dict[str, dict[str, tuple[str, ...]]] = {}
     for name, rules in table.items():
-        a = _Reader(r.file, r.where(f"embedded_acl.{name}"), rules)
+        a = OptionReader(r.file, r.where(f"embedded_acl.{name}"), rules)
         entry = {key: a.strings(key) for key in ("publish", "subscribe")}
         a.finish()
         for key, filters in entry.items():
@@ -694,11 +518,11 @@ def _acl(r: _Reader) -> dict[str, dict[str, tuple[str, ...]]]:
     return out
 
 
-def _embedded_tls(r: _Reader, base: Path) -> TlsConfig | None:
+def _embedded_tls(r: OptionReader, base: Path) -> TlsConfig | None:
     table = r.raw("embedded_tls")
     if table is None:
         return None
-    t = _Reader(r.file, r.where("embedded_tls"), table)
+    t = OptionReader(r.file, r.where("embedded_tls"), table)
     cert = _opt_path(t.string("cert_file", None), base)
     key = _opt_path(t.string("key_file", None), base)
     t.finish()
@@ -710,7 +534,7 @@ def _embedded_tls(r: _Reader, base: Path) -> TlsConfig | None:
     return TlsConfig(cert_file=cert, key_file=key)
 
 
-def _http(r: _Reader, base: Path) -> HttpConfig:
+def _http(r: OptionReader, base: Path) -> HttpConfig:
     tokens: list[str] = []
     origin: list[str] = []  # the key each token came from
     single = r.secret("token", base=base)
@@ -757,7 +581,7 @@ def _http(r: _Reader, base: Path) -> HttpConfig:
     return out
 
 
-def _console(r: _Reader, data_dir: Path, base: Path) -> ConsoleConfig:
+def _console(r: OptionReader, data_dir: Path, base: Path) -> ConsoleConfig:
     def under_data_dir(key: str, default: str) -> Path:
         path = Path(r.string(key, default))
         return path if path.is_absolute() else data_dir / path
@@ -783,7 +607,7 @@ def _console(r: _Reader, data_dir: Path, base: Path) -> ConsoleConfig:
     return out
 
 
-def _partner(r: _Reader, base: Path) -> PartnerConfig:
+def _partner(r: OptionReader, base: Path) -> PartnerConfig:
     name = r.required_string("name")
     token = r.secret("token", base=base)
     if token is None:
@@ -799,7 +623,7 @@ def _partner(r: _Reader, base: Path) -> PartnerConfig:
     return out
 
 
-def _ledger(r: _Reader, data_dir: Path, base: Path) -> LedgerConfig:
+def _ledger(r: OptionReader, data_dir: Path, base: Path) -> LedgerConfig:
     path = r.string("path", None)
     out = LedgerConfig(
         path=Path(path) if path is not None else data_dir / "ledger.sqlite3",
@@ -828,7 +652,7 @@ def _ledger(r: _Reader, data_dir: Path, base: Path) -> LedgerConfig:
 _SIGNATURE_KEYS = ("trust_anchors", "require_signature", "allow_sha1", "allow_multiple_signatures")
 
 
-def _source(r: _Reader) -> SourceConfig:
+def _source(r: OptionReader) -> SourceConfig:
     name = _name(r)
     kind = r.required_string("type")
     signature = {k: r.raw(k) for k in _SIGNATURE_KEYS if r.has(k)}
@@ -847,7 +671,7 @@ def _source(r: _Reader) -> SourceConfig:
     )
 
 
-def _sink(r: _Reader) -> SinkConfig:
+def _sink(r: OptionReader) -> SinkConfig:
     name = _name(r)
     kind = r.required_string("type")
     retry_initial = r.number("retry_initial", 1.0, minimum=0.01, maximum=3600.0)
@@ -869,7 +693,7 @@ def _sink(r: _Reader) -> SinkConfig:
     )
 
 
-def _region(r: _Reader) -> Region:
+def _region(r: OptionReader) -> Region:
     polygon = r.raw("polygon")
     circle = r.raw("circle")
     if (polygon is None) == (circle is None):
@@ -906,7 +730,7 @@ def _region(r: _Reader) -> Region:
     return Region(circle=(lat, lon, radius))
 
 
-def _filters(r: _Reader) -> Filters:
+def _filters(r: OptionReader) -> Filters:
     regions_raw = r.raw("regions")
     region_one = r.raw("region")
     tables: list[object] = []
@@ -917,7 +741,7 @@ def _filters(r: _Reader) -> Filters:
             r.fail("must be a list of tables", "regions")
         tables.extend(regions_raw)
     regions = tuple(
-        _region(_Reader(r.file, r.where(f"regions[{i}]"), t)) for i, t in enumerate(tables)
+        _region(OptionReader(r.file, r.where(f"regions[{i}]"), t)) for i, t in enumerate(tables)
     )
     out = Filters(
         status=r.strings("status", choices=[s.value for s in Status], fold=True),
@@ -944,14 +768,14 @@ def _filters(r: _Reader) -> Filters:
     return out
 
 
-def _route(r: _Reader, index: int) -> RouteConfig:
+def _route(r: OptionReader, index: int) -> RouteConfig:
     name = _name(r) if r.has("name") else f"route-{index + 1}"
     sinks = r.strings("sinks")
     if not sinks:
         r.fail("is required: the names of the sinks this route delivers to", "sinks")
     sources = r.strings("sources")
     kind = r.string("input", "cap", choices=INPUTS)
-    match = _filters(_Reader(r.file, r.where("match"), r.table_of("match")))
+    match = _filters(OptionReader(r.file, r.where("match"), r.table_of("match")))
     if kind == "incident" and match != Filters():
         r.fail(
             'filters CAP alerts; a route with input = "incident" filters by sources,'
@@ -986,22 +810,22 @@ def _route(r: _Reader, index: int) -> RouteConfig:
     return out
 
 
-def _simulator(r: _Reader) -> SimulatorConfig:
+def _simulator(r: OptionReader) -> SimulatorConfig:
     kind = r.required_string("type")
     name = r.string("name", kind)
     return SimulatorConfig(type=kind, name=name, options=MappingProxyType(r.rest()))
 
 
-def _array(r: _Reader, key: str) -> list[tuple[_Reader, int]]:
+def _array(r: OptionReader, key: str) -> list[tuple[OptionReader, int]]:
     value = r.raw(key)
     if value is None:
         return []
     if not isinstance(value, list):
-        r.fail(f"must be an array of tables ([[{key}]]), got {_kind(value)}", key)
+        r.fail(f"must be an array of tables ([[{key}]]), got {kind_of(value)}", key)
     readers = []
     for i, table in enumerate(value):
         name = table.get("name") if isinstance(table, Mapping) else None
-        readers.append((_Reader(r.file, item_path(key, i, name), table), i))
+        readers.append((OptionReader(r.file, item_path(key, i, name), table), i))
     return readers
 
 
@@ -1032,15 +856,17 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     """Build a :class:`Config` from an already-read TOML mapping."""
     file = str(path)
     base = path.parent
-    top = _Reader(file, "", data)
+    top = OptionReader(file, "", data)
     for key in data:
         if key not in _TOP_LEVEL:
             top.fail(f"unknown section {key!r}; allowed: {', '.join(_TOP_LEVEL)}")
-    gateway = _gateway(_Reader(file, "gateway", top.table_of("gateway")))
-    mqtt = _mqtt(_Reader(file, "mqtt", top.table_of("mqtt")), base)
-    http = _http(_Reader(file, "http", top.table_of("http")), base)
-    ledger = _ledger(_Reader(file, "ledger", top.table_of("ledger")), gateway.data_dir, base)
-    console = _console(_Reader(file, "console", top.table_of("console")), gateway.data_dir, base)
+    gateway = _gateway(OptionReader(file, "gateway", top.table_of("gateway")))
+    mqtt = _mqtt(OptionReader(file, "mqtt", top.table_of("mqtt")), base)
+    http = _http(OptionReader(file, "http", top.table_of("http")), base)
+    ledger = _ledger(OptionReader(file, "ledger", top.table_of("ledger")), gateway.data_dir, base)
+    console = _console(
+        OptionReader(file, "console", top.table_of("console")), gateway.data_dir, base
+    )
     sources = tuple(_source(sr) for sr, _ in _array(top, "source"))
     sinks = tuple(_sink(sr) for sr, _ in _array(top, "sink"))
     routes = tuple(_route(rr, i) for rr, i in _array(top, "route"))
@@ -1196,8 +1022,8 @@ def load_config(
         raise ConfigError.at(file, None, f"not valid TOML: {exc}") from None
     origins: dict[str, str] = {}
     overridden = apply_env_overrides(data, environ, origins)
-    token = _ENV_ORIGINS.set(origins)
+    token = ENV_ORIGINS.set(origins)
     try:
         return parse_config(overridden, path=file)
     finally:
-        _ENV_ORIGINS.reset(token)
+        ENV_ORIGINS.reset(token)

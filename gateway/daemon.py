@@ -42,11 +42,14 @@ from gateway.adapter import (
     AdapterContext,
     Clock,
     HealthReporting,
+    Hearing,
+    MultipleSignatures,
     Received,
     SinkAdapter,
     SourceAdapter,
     SourceHealth,
     SystemClock,
+    TextProfiled,
     load_factory,
 )
 from gateway.assembly import check_names
@@ -81,6 +84,7 @@ from gateway.state_publisher import RetainedState
 from gateway.storage.postgres import PostgresLedger
 from gateway.storage.sqlite import SqliteLedger
 from gateway.supervisor import Backoff, Supervisor
+from gateway.translate.text import profile_mismatch
 
 log = structlog.get_logger(__name__)
 
@@ -192,9 +196,16 @@ class Daemon:
             raise RuntimeError(msg)
         return self._ledger
 
-    def _policy(self, name: str, kind: str, sig: Mapping[str, Any], **kw: Any) -> SourcePolicy:
+    def _policy(
+        self, name: str, adapter: object, sig: Mapping[str, Any], **kw: Any
+    ) -> SourcePolicy:
+        """The source's policy; a source whose alerts carry several signatures (the
+        :class:`~gateway.adapter.MultipleSignatures` ability) allows them by default."""
+        several = isinstance(adapter, MultipleSignatures) and adapter.multiple_signatures
         try:
-            signature = SignaturePolicy.for_source(kind, sig, base_dir=self.config.base_dir)
+            signature = SignaturePolicy.from_options(
+                sig, base_dir=self.config.base_dir, allow_multiple=several
+            )
         except (ValueError, OSError) as exc:
             raise ConfigError.at(self.config.path, f"source {name!r}", str(exc)) from exc
         return SourcePolicy(name=name, signature=signature, **kw)
@@ -229,16 +240,16 @@ class Daemon:
         # Posting over HTTP needs a bearer token: the poster proved who it is.
         # Our own receipts (CAP Acks): made here, so as trusted as an authenticated input.
         self.policies[RECEIPT_SOURCE] = self._policy(
-            RECEIPT_SOURCE, "receipts", {}, validation="warn", door=AUTHENTICATED
+            RECEIPT_SOURCE, None, {}, validation="warn", door=AUTHENTICATED
         )
         # What operators compose in the console: named, signed in, checked before it comes.
         self.policies[CONSOLE_SOURCE] = self._policy(
-            CONSOLE_SOURCE, "console", {}, validation="reject", door=AUTHENTICATED
+            CONSOLE_SOURCE, None, {}, validation="reject", door=AUTHENTICATED
         )
         self._acknowledging = {s.name for s in cfg.sources if s.enabled and s.acknowledge}
         self.policies[HTTP_SOURCE] = self._policy(
             HTTP_SOURCE,
-            "http",
+            None,
             {
                 "trust_anchors": list(cfg.http.trust_anchors),
                 "require_signature": cfg.http.require_signature,
@@ -256,7 +267,7 @@ class Daemon:
             )
             self.policies[MQTT_SOURCE] = self._policy(
                 MQTT_SOURCE,
-                "mqtt",
+                adapter,
                 {
                     "trust_anchors": list(mqtt.trust_anchors),
                     "require_signature": mqtt.require_signature,
@@ -271,7 +282,7 @@ class Daemon:
             adapter = cast("SourceAdapter", self._adapter(src))
             self.policies[src.name] = self._policy(
                 src.name,
-                src.type,
+                adapter,
                 src.signature,
                 validation=src.validation,
                 profile=src.profile,
@@ -291,12 +302,30 @@ class Daemon:
                 self.elsewhere[sink.name] = sink.instance
                 continue
             self.sinks[sink.name] = cast("SinkAdapter", self._adapter(sink))
+        self._check_text_routes(cfg)
         # Radios are sinks that also hear traffic: the daemon reads what they hear.
         self.inbound_sinks = {
             name: adapter
             for name, adapter in self.sinks.items()
-            if name not in self.sources and callable(getattr(adapter, "subscribe", None))
+            if name not in self.sources and isinstance(adapter, Hearing)
         }
+
+    def _check_text_routes(self, cfg: Config) -> None:
+        """A ``text`` route must size its parts to what each of its radio sinks takes."""
+        for route in cfg.routes:
+            if route.translation != "text":
+                continue
+            for name in route.sinks:
+                adapter: object = self.sinks.get(name)
+                if not isinstance(adapter, TextProfiled):
+                    continue
+                why = profile_mismatch(route.translation_options, adapter.text_profile)
+                if why is not None:
+                    raise ConfigError.at(
+                        self.config.path,
+                        f"route {route.name!r}.translation_options",
+                        f"the text translation would give sink {name!r} {why}",
+                    )
 
     def _adapter(self, item: SourceConfig | SinkConfig) -> object:
         options: Mapping[str, Any] = item.options
@@ -305,7 +334,14 @@ class Daemon:
         try:
             return load_factory(item.type)(self._context(item.name, options))
         except ConfigError as exc:
+            if exc.file is not None:
+                raise
             kind = "source" if isinstance(item, SourceConfig) else "sink"
+            if exc.place is not None:  # read with an OptionReader: the key path is known
+                # An adapter that is both names its table one way; the daemon knows which.
+                rest = exc.place.partition(f'"{item.name}"')[2]
+                place = f'{kind} "{item.name}"{rest}'
+                raise ConfigError.at(self.config.path, place, exc.detail) from exc
             raise ConfigError.at(self.config.path, f"{kind} {item.name!r}", str(exc)) from exc
 
     async def _seen(self, key: AlertKey) -> bool:

@@ -20,7 +20,8 @@ from typing import Any
 
 import structlog
 
-from gateway.adapter import Clock, SinkAdapter
+from gateway.adapter import Clock, ClosingWatch, ConcurrentSends, SinkAdapter
+from gateway.backoff import Backoff
 from gateway.config import SinkConfig
 from gateway.errors import AdapterError, DeliveryError
 from gateway.ledger import EntryStateError, Ledger, OutboxEntry
@@ -80,8 +81,8 @@ class SinkWorkers:
                 event.set()
 
     def _retry_at(self, sink: SinkConfig, attempts: int) -> datetime:
-        delay = min(sink.retry_max, sink.retry_initial * 2 ** max(0, attempts - 1))
-        delay *= 1.0 - 0.25 * self._rng.random()
+        policy = Backoff(sink.retry_initial, sink.retry_max, jitter=0.25, rng=self._rng)
+        delay = policy.delay(attempts)
         return self.clock.now() + timedelta(seconds=delay)
 
     async def _attempt(
@@ -161,13 +162,17 @@ class SinkWorkers:
         """Deliver the sink's due entries until the daemon stops (supervised: a link that
         fails raises, and the supervisor reopens it)."""
         wake = self.wake_event(cfg.name)
-        concurrent = bool(getattr(adapter, "concurrent_sends", False))
+        concurrent = isinstance(adapter, ConcurrentSends) and adapter.concurrent_sends
         limit = cfg.batch if concurrent else 1
         async with adapter:
             # A sink that can tell when its link drops is restarted at once, not at its
             # next delivery attempt.
-            watch = getattr(adapter, "wait_closed", None)
-            closed = asyncio.ensure_future(watch()) if watch is not None else None
+            watched: object = adapter
+            closed = (
+                asyncio.ensure_future(watched.wait_closed())
+                if isinstance(watched, ClosingWatch)
+                else None
+            )
             try:
                 await self._sink_loop(cfg, adapter, wake, limit, closed)
             finally:

@@ -16,6 +16,8 @@ mixed with the standard exception it resembles so callers may catch either::
 
 from __future__ import annotations
 
+from collections import Counter
+
 
 class GatewayError(Exception):
     """Root of the gateway's errors."""
@@ -91,3 +93,29 @@ class TranslationError(GatewayError, ValueError):
 class LocationWideningError(TranslationError):
     """A translation would address a much larger area than the alert (a whole province for a
     municipality, a whole state for a county); the message names each code and its origin."""
+
+
+class Rejections:
+    """Input a sans-IO decoder refused, by ``(component, reason)``, until its owner counts it.
+
+    A codec never touches the metrics: it adds here, and the adapter that runs it passes the
+    tally to :func:`gateway.metrics.count_rejections` (into
+    ``borderlink_input_rejected_total``) after each ``feed``. ``total`` keeps the count of the
+    decoder's life, for tests and tools that run a codec alone.
+    """
+
+    __slots__ = ("_pending", "total")
+
+    def __init__(self) -> None:
+        self._pending: Counter[tuple[str, str]] = Counter()
+        self.total: Counter[tuple[str, str]] = Counter()
+
+    def add(self, component: str, reason: str) -> None:
+        self._pending[component, reason] += 1
+        self.total[component, reason] += 1
+
+    def drain(self) -> list[tuple[str, str, int]]:
+        """What was added since the last drain, as ``(component, reason, count)``."""
+        out = [(c, r, n) for (c, r), n in sorted(self._pending.items())]
+        self._pending.clear()
+        return out

@@ -38,7 +38,6 @@ import asyncio
 import collections
 import contextlib
 import hashlib
-import unicodedata
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,10 +46,21 @@ from typing import Any, Self
 
 import structlog
 
-from gateway.adapter import Clock, Outbound, Received, SystemClock
+from gateway.adapter import (
+    Clock,
+    Hearing,
+    LineRate,
+    Outbound,
+    Received,
+    Sender,
+    SystemClock,
+    Yielding,
+)
+from gateway.backoff import Backoff
 from gateway.errors import ConfigError, FrameError, GatewayError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 from gateway.model import RadioMessage
+from gateway.plaintext import fold
 
 log = structlog.get_logger(__name__)
 
@@ -281,20 +291,19 @@ class LinkManager:
                         f"[[link]] {cfg.name!r}: endpoint {ep.key!r} names no sink or source "
                         f"{ep.adapter!r}; known: {allowed}"
                     )
-                if ep in cfg.targets and not callable(getattr(adapter, "send", None)):
+                if ep in cfg.targets and not isinstance(adapter, Sender):
                     raise ConfigError(
                         f"[[link]] {cfg.name!r}: {ep.adapter!r} cannot send (not a sink)"
                     )
-                if ep in cfg.sources and not (
-                    hasattr(adapter, "subscribe") or hasattr(adapter, "messages")
-                ):
+                if ep in cfg.sources and not isinstance(adapter, Hearing | Yielding):
                     raise ConfigError(
                         f"[[link]] {cfg.name!r}: {ep.adapter!r} cannot receive (not a source)"
                     )
             for ep in cfg.targets:
                 if ep.key not in self._targets:
-                    rate = ep.line_rate or getattr(
-                        getattr(self.adapters[ep.adapter], "options", None), "line_rate", None
+                    target: object = self.adapters[ep.adapter]
+                    rate = ep.line_rate or (
+                        target.line_rate if isinstance(target, LineRate) else None
                     )
                     budget = (
                         AirtimeBudget(int(rate), cfg.duty_cycle, cfg.budget_window, self.clock)
@@ -341,13 +350,13 @@ class LinkManager:
 
     async def _listen(self, adapter_name: str) -> None:
         adapter = self.adapters[adapter_name]
-        delay = 1.0
+        retries = Backoff(initial=1.0, maximum=30.0).retries()
         heard = False
         while True:
-            stream = adapter.subscribe() if hasattr(adapter, "subscribe") else adapter.messages()
+            stream = adapter.subscribe() if isinstance(adapter, Hearing) else adapter.messages()
             try:
                 async for received in stream:
-                    delay = 1.0
+                    retries.reset()
                     heard = True
                     self.offer(received)
                     if received.ack is not None:
@@ -356,8 +365,7 @@ class LinkManager:
                 # Until the daemon has opened the adapter, waiting is normal.
                 event = "link_source_lost" if heard else "link_source_waiting"
                 (log.warning if heard else log.info)(event, adapter=adapter_name, error=str(exc))
-            await self.clock.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            await self.clock.sleep(retries.next_delay())
 
     async def __aenter__(self) -> Self:
         """Run in the background while open (how the daemon hosts the manager)."""
@@ -605,8 +613,7 @@ def from_config(tables: Sequence[Mapping[str, Any]], daemon: Any) -> LinkManager
 
 def _normal(text: str) -> str:
     """Text reduced to what survives every radio's sanitising: ASCII letters and digits."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return "".join(ch for ch in folded.casefold() if ch.isalnum())
+    return "".join(ch for ch in fold(text).casefold() if ch.isalnum())
 
 
 def _fingerprint(text: str) -> str:

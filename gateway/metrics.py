@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
+from gateway.errors import Rejections
+
 LabelValues = tuple[str, ...]
 
 DEFAULT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -205,3 +207,9 @@ INPUT_REJECTED = REGISTRY.counter(
     "Inputs rejected by a parser or port, by component and reason",
     ("component", "reason"),
 )
+
+
+def count_rejections(rejections: Rejections) -> None:
+    """Count what a decoder refused since the last call in :data:`INPUT_REJECTED`."""
+    for component, reason, count in rejections.drain():
+        INPUT_REJECTED.inc(count, component=component, reason=reason)

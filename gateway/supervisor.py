@@ -2,23 +2,22 @@
 
 Each adapter runs as one task of the daemon's :class:`asyncio.TaskGroup`, wrapped in
 :meth:`Supervisor.supervise`: when it fails (connection lost, device gone, a bug) it is
-logged, counted, and started again after ``initial * factor**(failures-1)`` seconds (capped at
-``maximum``, times a random factor in ``[1 - jitter, 1]``) while every other component keeps
-running. A component that ran for ``healthy_after`` seconds before failing starts again from
-the initial delay. A :class:`~gateway.errors.ConfigError` is not retried: it ends the daemon.
-Once :attr:`Supervisor.stopping` is set, a component that fails is not started again.
+logged, counted, and started again after a :class:`~gateway.backoff.Backoff` delay while
+every other component keeps running. A component that ran for ``healthy_after`` seconds before
+failing starts again from the initial delay. A :class:`~gateway.errors.ConfigError` is not
+retried: it ends the daemon. Once :attr:`Supervisor.stopping` is set, a component that fails
+is not started again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 import structlog
 
 from gateway.adapter import Clock, SystemClock
+from gateway.backoff import Backoff
 from gateway.errors import ConfigError
 from gateway.metrics import REGISTRY
 
@@ -34,22 +33,6 @@ COMPONENT_RESTARTS = REGISTRY.counter(
 COMPONENT_UP = REGISTRY.gauge(
     "borderlink_component_up", "1 while a supervised component is running", ("component",)
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Capped exponential backoff with jitter."""
-
-    initial: float = 0.5
-    maximum: float = 30.0
-    factor: float = 2.0
-    jitter: float = 0.5
-    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
-
-    def delay(self, failures: int) -> float:
-        """Seconds to wait after the ``failures``-th consecutive failure (1-based)."""
-        base = min(self.maximum, self.initial * self.factor ** max(0, failures - 1))
-        return base * (1.0 - self.jitter * self.rng.random())
 
 
 class Supervisor:

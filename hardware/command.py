@@ -1,4 +1,7 @@
-"""``borderlink sim KIND``: what every simulator kind shares on the command line.
+"""``borderlink sim KIND``: the command, and what every simulator kind shares on it.
+
+Registered as the ``sim`` entry point of ``borderlink.commands`` (``pyproject.toml``), so the
+gateway's command line finds it without naming this package.
 
 A simulator prints one JSON line saying where to connect, then serves until Ctrl-C or
 SIGTERM (exit 0, after closing its ports). When it cannot start -- a port taken or not
@@ -13,11 +16,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
+import pkgutil
 import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from gateway.commands import Subparsers, add_command
+import hardware
+from gateway.commands import Subparsers, add_command, described
+
+# What `borderlink --help` lists for this command (read there without importing it).
+SUMMARY = "run a simulator of a feed or radio device (for tests and technicians)"
+
+_DESCRIPTION = """``borderlink sim KIND ...``: run a hardware or feed simulator.
+
+Runs one simulator of a feed or a radio device on loopback ports, for tests and technicians:
+it prints one JSON line saying where to connect, then serves until Ctrl-C or SIGTERM.
+'borderlink sim KIND --help' gives the options of a kind.
+"""
 
 EXIT_CODES = {
     0: "stopped by Ctrl-C or SIGTERM",
@@ -52,3 +68,19 @@ async def _until_signalled(main: Callable[[], Awaitable[None]]) -> None:
         loop.add_signal_handler(signum, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+# Each simulator module in this package named sim_*.py exposes register(kinds) and adds its own
+# kinds (naad, ipaws, tnc ...) with add_kind; they share one runner and one set of exit codes.
+def register(subparsers: Subparsers) -> None:
+    parser = add_command(
+        subparsers,
+        "sim",
+        summary=SUMMARY,
+        description=described(_DESCRIPTION),
+        codes={**EXIT_CODES, 2: f"no or an unknown KIND, or {EXIT_CODES[2]}"},
+    )
+    kinds = parser.add_subparsers(dest="sim_kind", metavar="KIND", required=True)
+    for info in sorted(pkgutil.iter_modules(hardware.__path__), key=lambda m: m.name):
+        if info.name.startswith("sim_"):
+            importlib.import_module(f"hardware.{info.name}").register(kinds)

@@ -28,10 +28,10 @@ from typing import Any, Self
 import numpy as np
 import structlog
 
-from adapters.afsk.fsk import FloatArray
 from adapters.eas import audio, same_modem
 from adapters.eas.adapter import write_alert_wav
 from adapters.eas.endec import EndecCodec, EndecFraming
+from adapters.modem.fsk import FloatArray
 from gateway.commands import Subparsers
 from hardware.command import add_kind, run_until_stopped
 

@@ -51,8 +51,13 @@ def test_light_command_lines_import_nothing_heavy(argv: tuple[str, ...]) -> None
 
 def test_a_named_command_loads_only_its_module() -> None:
     names = _modules()
-    assert names["check-config"] == "check_config"
-    assert _chosen(["--log-level", "debug", "validate", "x.xml"], names) == ["validate"]
+    assert names["check-config"] == "gateway.commands.check_config:register"
+    # Technician commands come from entry points: the gateway names no adapter module.
+    assert names["sim"] == "hardware.command:register"
+    assert names["loopback"] == "adapters.loopback:register"
+    assert _chosen(["--log-level", "debug", "validate", "x.xml"], names) == [
+        "gateway.commands.validate:register"
+    ]
     assert _chosen(["--version"], names) == []
     assert _chosen(["--help"], names) is None
     assert _chosen(["nosuch"], names) is None  # the error lists every command

@@ -38,7 +38,7 @@ def test_a_topic_or_its_prefix_prints_the_guide() -> None:
 def test_unknown_and_ambiguous_topics_exit_2() -> None:
     unknown = _run("help", "weather")
     assert unknown.returncode == 2
-    assert "'weather' is not a topic; topics: audio" in unknown.stderr
+    assert "'weather' is not a topic; topics: adapters, audio" in unknown.stderr
     several = _run("help", "s")
     assert several.returncode == 2
     assert "matches several; topics: security, signatures" in several.stderr

@@ -59,13 +59,15 @@ from adapters.afsk.audio_io import (
     make_input,
     make_output,
 )
-from adapters.afsk.fsk import FloatArray, as_float_samples, to_pcm16
-from adapters.afsk.hdlc import HdlcFrame
 from adapters.afsk.ptt import NoPtt, Ptt, SerialPtt
-from adapters.kiss.station import AprsStation, StationOptions, int_option, number_option
+from adapters.kiss.station import AprsStation, StationOptions
+from adapters.modem.fsk import FloatArray, as_float_samples, to_pcm16
+from adapters.modem.hdlc import HdlcFrame
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SourceHealth, SystemClock
-from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError, FrameError
-from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.backoff import Backoff
+from gateway.errors import AdapterConnectionError, DeliveryError, FrameError
+from gateway.metrics import INPUT_REJECTED, REGISTRY, count_rejections
+from gateway.plaintext import TextProfile
 
 log = structlog.get_logger(__name__)
 
@@ -90,35 +92,6 @@ CHANNEL_BUSY = REGISTRY.counter(
 
 LINE_RATE = 1200
 PLAY_GRACE = 15.0  # seconds an output may take beyond the audio's duration
-_KEYS = frozenset(
-    {
-        "audio_in",
-        "audio_out",
-        "rate",
-        "ptt",
-        "ptt_line",
-        "ptt_invert",
-        "ptt_limit",
-        "txdelay_ms",
-        "txtail_ms",
-        "amplitude",
-        "persistence",
-        "slot_time_ms",
-        "full_duplex",
-        "busy_timeout",
-        "dcd_threshold",
-        "repair",
-        "restart_initial",
-        "restart_max",
-    }
-)
-
-
-def _bool_option(where: str, options: Mapping[str, Any], key: str) -> bool:
-    value = options.get(key, False)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: option {key!r} must be true or false, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,56 +125,44 @@ class AfskOptions:
     def from_mapping(
         cls, name: str, options: Mapping[str, Any], *, data_dir: str = ""
     ) -> AfskOptions:
-        where, station = StationOptions.for_adapter("afsk", name, options, _KEYS, data_dir=data_dir)
-        if "audio_out" not in options:
-            raise ConfigError(
-                f"{where}: option 'audio_out' is required (e.g. 'exec:aplay -q -t raw -f S16_LE "
-                "-r 48000 -c 1', 'udp:127.0.0.1:7356' or a FIFO path)"
+        r, station = StationOptions.for_adapter(name, options, data_dir=data_dir)
+        where = r.where()
+        if not r.has("audio_out"):
+            r.fail(
+                "is required (e.g. 'exec:aplay -q -t raw -f S16_LE -r 48000 -c 1', "
+                "'udp:127.0.0.1:7356' or a FIFO path)",
+                "audio_out",
             )
-        audio_out = AudioDevice.parse(where, "audio_out", options["audio_out"])
+        audio_out = AudioDevice.parse(where, "audio_out", r.raw("audio_out"))
         audio_in = (
-            AudioDevice.parse(where, "audio_in", options["audio_in"])
-            if options.get("audio_in")
-            else None
+            AudioDevice.parse(where, "audio_in", r.raw("audio_in")) if r.raw("audio_in") else None
         )
         if audio_in is None and station.mode == "message":
-            raise ConfigError(
-                f"{where}: mode 'message' needs 'audio_in' (acknowledgements are heard on it)"
-            )
-        ptt = options.get("ptt", "")
-        if not isinstance(ptt, str):
-            raise ConfigError(f"{where}: option 'ptt' must be a serial port path or URL")
-        ptt_line = options.get("ptt_line", "rts")
-        if ptt_line not in {"rts", "dtr"}:
-            raise ConfigError(f"{where}: option 'ptt_line' is {ptt_line!r}; allowed: rts, dtr")
-        amplitude = number_option(where, options, "amplitude", 0.5, 0.0)
-        if amplitude > 1.0:
-            raise ConfigError(f"{where}: option 'amplitude' must be 0-1, got {amplitude}")
-        dcd = number_option(where, options, "dcd_threshold", 0.5, 0.05)
-        if dcd >= 1.0:
-            raise ConfigError(f"{where}: option 'dcd_threshold' must be below 1, got {dcd}")
-        restart_initial = number_option(where, options, "restart_initial", 1.0, 0.01)
-        return cls(
+            r.fail("mode 'message' needs 'audio_in' (acknowledgements are heard on it)")
+        restart_initial = r.number("restart_initial", 1.0, minimum=0.01)
+        result = cls(
             station=station,
             audio_out=audio_out,
             audio_in=audio_in,
-            rate=int_option(where, options, "rate", 48000, low=8000, high=192000),
-            ptt=ptt,
-            ptt_line=ptt_line,
-            ptt_invert=_bool_option(where, options, "ptt_invert"),
-            ptt_limit=number_option(where, options, "ptt_limit", 30.0, 1.0),
-            txdelay_ms=int_option(where, options, "txdelay_ms", 300, low=0, high=2550),
-            txtail_ms=int_option(where, options, "txtail_ms", 30, low=0, high=2550),
-            amplitude=amplitude,
-            persistence=int_option(where, options, "persistence", 63, low=0, high=255),
-            slot_time_ms=int_option(where, options, "slot_time_ms", 100, low=1, high=2550),
-            full_duplex=_bool_option(where, options, "full_duplex"),
-            busy_timeout=number_option(where, options, "busy_timeout", 60.0, 0.1),
-            dcd_threshold=dcd,
-            repair=int_option(where, options, "repair", 0, low=0, high=2),
+            rate=r.integer("rate", 48000, minimum=8000, maximum=192000),
+            ptt=r.string("ptt", ""),
+            ptt_line=r.string("ptt_line", "rts", choices=("rts", "dtr")),
+            ptt_invert=r.boolean("ptt_invert", False),
+            ptt_limit=r.number("ptt_limit", 30.0, minimum=1.0),
+            txdelay_ms=r.integer("txdelay_ms", 300, minimum=0, maximum=2550),
+            txtail_ms=r.integer("txtail_ms", 30, minimum=0, maximum=2550),
+            amplitude=r.number("amplitude", 0.5, minimum=0.0, maximum=1.0),
+            persistence=r.integer("persistence", 63, minimum=0, maximum=255),
+            slot_time_ms=r.integer("slot_time_ms", 100, minimum=1, maximum=2550),
+            full_duplex=r.boolean("full_duplex", False),
+            busy_timeout=r.number("busy_timeout", 60.0, minimum=0.1),
+            dcd_threshold=r.number("dcd_threshold", 0.5, minimum=0.05, maximum=0.99),
+            repair=r.integer("repair", 0, minimum=0, maximum=2),
             restart_initial=restart_initial,
-            restart_max=number_option(where, options, "restart_max", 60.0, restart_initial),
+            restart_max=r.number("restart_max", 60.0, minimum=restart_initial),
         )
+        r.finish()
+        return result
 
 
 def air_time(frame_bytes: int) -> float:
@@ -366,6 +327,11 @@ class AfskAdapter:
         async for item in self.station.subscribe():
             yield item
 
+    @property
+    def text_profile(self) -> TextProfile:
+        """The APRS text this radio sends (bulletins or directed messages)."""
+        return self.station.text_profile
+
     def subscribe(self) -> AsyncIterator[Received]:
         """An independent stream of inbound items (one per consumer)."""
         return self.station.subscribe()
@@ -383,15 +349,16 @@ class AfskAdapter:
         """Run the audio input for as long as the adapter runs; a failure of the input itself
         (not of the audio it carries) is logged and the input started again."""
         assert self.input is not None
-        delay = self.options.restart_initial
+        retries = Backoff(
+            self.options.restart_initial, self.options.restart_max, jitter=0.0
+        ).retries()
         while True:
             try:
                 await self.input.run(self._on_audio, self._on_gap)
             except (OSError, ValueError, RuntimeError) as exc:
                 log.exception("afsk_receiver_failed", adapter=self.name, error=str(exc))
                 self._on_gap("receiver failed")
-                await self.clock.sleep(delay)
-                delay = min(delay * 2, self.options.restart_max)
+                await self.clock.sleep(retries.next_delay())
                 continue
             return  # a regular file read to its end
 
@@ -419,14 +386,24 @@ class AfskAdapter:
             self.station.on_frame(frame.data)
 
     def _demodulate(self, pcm: bytes) -> tuple[list[HdlcFrame], bool]:
-        """Worker-thread part of reception: demodulate and detect a carrier."""
+        """Worker-thread part of reception: demodulate and detect a carrier; count what the
+        demodulator refused."""
         samples = as_float_samples(pcm)
-        return self._demod.feed(samples), self._dcd.update(samples)
+        demod = self._demod
+        try:
+            return demod.feed(samples), self._dcd.update(samples)
+        finally:
+            count_rejections(demod.rejections)
 
     def channel_busy(self) -> bool:
         return self.clock.monotonic() < self._busy_until
 
     # -- sink side -------------------------------------------------------------------------
+    @property
+    def line_rate(self) -> int:
+        """Bit/s on the air, for the air-time budget of ``[[link]]`` targets."""
+        return self.options.line_rate
+
     async def send(self, item: Outbound) -> None:
         if not self._open:
             raise DeliveryError(f"{self.name}: the sound-card station is not running")

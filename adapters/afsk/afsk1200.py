@@ -3,7 +3,7 @@
 :class:`Afsk1200Modulator` turns frames (raw AX.25 bytes, as :mod:`adapters.kiss.ax25` builds
 them) into audio: TXDELAY flags, the HDLC frame (bit stuffing, FCS), NRZI, phase-continuous
 AFSK. :class:`Afsk1200Demodulator` is the streaming receiver: band-pass and matched-filter
-discriminator, feed-forward bit clock (:mod:`adapters.afsk.fsk`), NRZI decoding, HDLC
+discriminator, feed-forward bit clock (:mod:`adapters.modem.fsk`), NRZI decoding, HDLC
 deframing. The discriminator does not depend on the signal level and the clock has no loop to
 lock, so level steps, gaps and a sound-card clock off by a percent or two do not cost the
 first bits of a frame. Two bit clocks, each with two ways of deciding bits (see ``SLICERS``
@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from adapters.afsk.fsk import (
+from adapters.modem.fsk import (
     FloatArray,
     FskDemodulator,
     FskModulator,
@@ -35,10 +35,10 @@ from adapters.afsk.fsk import (
     SpectralLineClock,
     as_float_samples,
 )
-from adapters.afsk.hdlc import (
+from adapters.modem.hdlc import (
     COMPONENT as HDLC_COMPONENT,
 )
-from adapters.afsk.hdlc import (
+from adapters.modem.hdlc import (
     FLAG,
     MAX_FRAME,
     MIN_FRAME,
@@ -50,7 +50,7 @@ from adapters.afsk.hdlc import (
     nrzi_encode,
     unstuff_octets,
 )
-from gateway.metrics import INPUT_REJECTED
+from gateway.errors import Rejections
 
 log = structlog.get_logger(__name__)
 
@@ -136,7 +136,7 @@ def _plausible_ax25(data: bytes) -> bool:
 BAND = (1300.0, 2100.0)
 WINDOW = 1.1
 # The bit clocks run side by side on the one discriminator, each as (clock window in bits,
-# decision offset in bits); see :class:`adapters.afsk.fsk.SpectralLineClock`. The long window
+# decision offset in bits); see :class:`adapters.modem.fsk.SpectralLineClock`. The long window
 # hears the weakest signals; the short one follows a sound-card clock off by 2 to 3 %, where
 # the long one's view of the bit-rate line smears.
 Slicer = tuple[float, float]
@@ -182,6 +182,7 @@ class _Slicer:
         self,
         decision: Decision,
         *,
+        rejections: Rejections,
         repair: int,
         pairs: int,
         primary: bool,
@@ -191,8 +192,9 @@ class _Slicer:
             msg = f"unknown bit decision {decision!r}; expected 'level', 'tones' or 'sequence'"
             raise ValueError(msg)
         self.decision = decision
-        self.segments = FlagSegmenter(count=primary)
+        self.segments = FlagSegmenter(rejections=rejections if primary else None)
         self.primary = primary
+        self.rejections = rejections
         self.prev = 1.0
         self.repair = repair
         self.pairs = pairs
@@ -305,7 +307,7 @@ class _Slicer:
             if check_fcs(data):
                 return HdlcFrame(data[:-2])
             if self.primary:
-                INPUT_REJECTED.inc(component=HDLC_COMPONENT, reason="bad_fcs")
+                self.rejections.add(HDLC_COMPONENT, "bad_fcs")
                 log.debug("hdlc_frame_rejected", reason="bad_fcs")
         if self.repair or self.pairs:
             return self._try_repair(segment)
@@ -426,9 +428,12 @@ class Afsk1200Demodulator:
         # A bit ends where the filters' window, centred on the bit at the decision sample,
         # starts to reach past it: (window - 1 - samples per bit) / 2 samples before it.
         end = (self._demod.window - 1 - rate / BAUD) / 2
+        # What the primary slicer refuses and bad samples: for the adapter to count.
+        self.rejections = Rejections()
         self._slicers = [
             _Slicer(
                 decision,
+                rejections=self.rejections,
                 repair=repair,
                 pairs=pairs,
                 primary=i == 0,
@@ -461,7 +466,7 @@ class Afsk1200Demodulator:
             # Float input can carry NaN or infinity (a broken source): they would poison the
             # filters' state for good. Treat them as silence and say so.
             bad = int(np.count_nonzero(~np.isfinite(x)))
-            INPUT_REJECTED.inc(component=COMPONENT, reason="non_finite_samples")
+            self.rejections.add(COMPONENT, "non_finite_samples")
             log.warning("afsk_samples_rejected", reason="non_finite", count=bad)
             x = np.where(np.isfinite(x), x, 0.0)
         z_m, z_s = self._demod.correlations(np.clip(x, -_CLIP, _CLIP))

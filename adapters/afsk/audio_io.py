@@ -39,6 +39,7 @@ from typing import Literal
 import structlog
 
 from gateway.adapter import Clock
+from gateway.backoff import Backoff
 from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 
@@ -199,7 +200,7 @@ class ExecInput(AudioInput):
         self.pid: int | None = None
 
     async def run(self, on_audio: OnAudio, on_gap: OnGap) -> None:
-        delay = self.restart_initial
+        retries = Backoff(self.restart_initial, self.restart_max, jitter=0.0).retries()
         while True:
             started = self.clock.monotonic()
             reason = await self._run_once(on_audio)
@@ -208,7 +209,8 @@ class ExecInput(AudioInput):
             AUDIO_RESTARTS.inc(adapter=self.adapter)
             on_gap(reason)
             if self.clock.monotonic() - started >= self.stable_after:
-                delay = self.restart_initial
+                retries.reset()
+            delay = retries.next_delay()
             log.warning(
                 "afsk_audio_input_ended",
                 adapter=self.adapter,
@@ -217,7 +219,6 @@ class ExecInput(AudioInput):
                 restart_in=delay,
             )
             await self.clock.sleep(delay)
-            delay = min(delay * 2, self.restart_max)
 
     async def _run_once(self, on_audio: OnAudio) -> str:
         try:

@@ -26,14 +26,13 @@ from typing import Any, Self
 import structlog
 
 from adapters.atom.codec import FeedEntry, parse_feed
-from adapters.feedbase import (
+from adapters.feeds.base import (
+    PASSTHROUGH_OPTIONS,
     FeedError,
     RecentKeys,
     SeenCheck,
-    check_option_names,
-    http_url_option,
 )
-from adapters.polling import (
+from adapters.feeds.polling import (
     ConditionalState,
     PollFailed,
     PollingSource,
@@ -42,6 +41,7 @@ from adapters.polling import (
 )
 from gateway.adapter import AdapterContext, Clock
 from gateway.metrics import INPUT_REJECTED
+from gateway.options import adapter_options
 from gateway.secret_files import resolve_secret
 
 log = structlog.get_logger(__name__)
@@ -59,26 +59,22 @@ class AtomOptions:
     max_feed_bytes: int = 16 * 1024 * 1024
     max_alert_bytes: int = 8 * 1024 * 1024
 
-    KEYS = frozenset(
-        {"url", "token_file", "token_env", "interval", "backoff_max", "timeout",
-         "max_feed_bytes", "max_alert_bytes"}
-    )  # fmt: skip
 
     @classmethod
     def from_mapping(
         cls, options: Mapping[str, Any], *, source: str, base_dir: Path | None = None
     ) -> AtomOptions:
-        check_option_names(options, cls.KEYS, source=source)
-        interval = interval_option(options, 30.0, floor=MIN_INTERVAL, source=source)
-        return cls(
-            url=http_url_option(options, "url", "", source=source),
-            token=resolve_secret(options, "token", where=f"source {source!r}", base=base_dir),
+        r = adapter_options("source", source, options)
+        r.used.update({"token_file", "token_env"})
+        interval = interval_option(r, 30.0, floor=MIN_INTERVAL)
+        options_read = cls(
+            url=r.url("url", ""),
+            token=resolve_secret(options, "token", where=r.where(), base=base_dir),
             interval=interval,
-            **limit_options(
-                options, source=source, interval=interval, backoff_max=600.0,
-                index_key="max_feed_bytes",
-            ),
-        )  # fmt: skip
+            **limit_options(r, interval=interval, backoff_max=600.0, index_key="max_feed_bytes"),
+        )
+        r.finish(allowed_extra=PASSTHROUGH_OPTIONS)
+        return options_read
 
 
 class AtomSource(PollingSource[ConditionalState]):

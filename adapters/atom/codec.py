@@ -16,7 +16,7 @@ from urllib.parse import urljoin
 
 from lxml import etree
 
-from adapters.feedbase import FeedError
+from adapters.feeds.base import FeedError
 from cap_schemas.errors import CapParseError
 from cap_schemas.parse import ParseLimits, parse_xml
 
@@ -74,7 +74,7 @@ def parse_feed(
 ) -> tuple[list[FeedEntry], int]:
     """The entries of a feed, and how many carried no CAP alert (skipped).
 
-    Raises :class:`~adapters.feedbase.FeedError` for a document that is not an Atom feed,
+    Raises :class:`~adapters.feeds.base.FeedError` for a document that is not an Atom feed,
     or that the hardened parser refuses (``reason`` ``malformed`` or ``hostile``).
     """
     try:

@@ -20,30 +20,20 @@ never a pile of copies.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import structlog
 
 from adapters.demo.codec import Template, bundled_templates, render
 from gateway.adapter import AdapterContext, Clock, Received, SystemClock
-from gateway.errors import ConfigError
 
 log = structlog.get_logger(__name__)
 
 __all__ = ["DemoSource", "from_context"]
 
-_KEYS = frozenset({"interval", "start_delay", "lifetime", "short_lifetime", "pause", "repeat"})
-
-
-def _number(options: Mapping[str, Any], key: str, default: float, minimum: float) -> float:
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        msg = f"demo option {key!r} must be a number >= {minimum}, got {value!r}"
-        raise ConfigError(msg)
-    return float(value)
 
 
 class DemoSource:
@@ -112,24 +102,16 @@ class DemoSource:
 
 def from_context(ctx: AdapterContext) -> DemoSource:
     """The registry factory: ``type = "demo"``."""
-    unknown = set(ctx.options) - _KEYS
-    if unknown:
-        msg = (
-            f"demo source {ctx.name!r}: unknown option(s) {', '.join(sorted(unknown))};"
-            f" allowed: {', '.join(sorted(_KEYS))}"
-        )
-        raise ConfigError(msg)
-    repeat = ctx.options.get("repeat", True)
-    if not isinstance(repeat, bool):
-        msg = f"demo source {ctx.name!r}: repeat must be true or false"
-        raise ConfigError(msg)
-    return DemoSource(
+    r = ctx.options_reader("source")
+    source = DemoSource(
         ctx.name,
-        interval=_number(ctx.options, "interval", 20.0, 0.0),
-        start_delay=_number(ctx.options, "start_delay", 2.0, 0.0),
-        lifetime=_number(ctx.options, "lifetime", 3600.0, 60.0),
-        short_lifetime=_number(ctx.options, "short_lifetime", 90.0, 1.0),
-        pause=_number(ctx.options, "pause", 60.0, 0.0),
-        repeat=repeat,
+        interval=r.number("interval", 20.0, minimum=0.0),
+        start_delay=r.number("start_delay", 2.0, minimum=0.0),
+        lifetime=r.number("lifetime", 3600.0, minimum=60.0),
+        short_lifetime=r.number("short_lifetime", 90.0, minimum=1.0),
+        pause=r.number("pause", 60.0, minimum=0.0),
+        repeat=r.boolean("repeat", True),
         clock=ctx.clock,
     )
+    r.finish()
+    return source

@@ -43,13 +43,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self, cast
 
 import structlog
 
-from adapters.afsk.fsk import FloatArray
 from adapters.eas import audio, same_modem
 from adapters.eas.endec import EndecCodec, EndecFrameError, EndecFraming
+from adapters.modem.fsk import FloatArray
+from adapters.ports import close_writer, open_port
 from gateway.adapter import (
     AdapterContext,
     Clock,
@@ -58,26 +59,12 @@ from gateway.adapter import (
     SourceHealth,
     SystemClock,
 )
-from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError
-from gateway.metrics import INPUT_REJECTED
+from gateway.errors import AdapterConnectionError, DeliveryError
+from gateway.metrics import INPUT_REJECTED, count_rejections
+from gateway.options import adapter_options
 
 log = structlog.get_logger(__name__)
 
-_ALLOWED = {
-    "port",
-    "baudrate",
-    "prefix",
-    "terminator",
-    "send_eom",
-    "audio_dir",
-    "rate",
-    "attention",
-    "attention_tone",
-    "speak",
-    "output",
-    "country",
-    "sender",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,45 +82,40 @@ class EndecOptions:
 
     @classmethod
     def from_mapping(cls, name: str, options: Mapping[str, Any]) -> EndecOptions:
-        where = f"endec {name!r}"
-        unknown = sorted(set(options) - _ALLOWED)
-        if unknown:
-            allowed = ", ".join(sorted(_ALLOWED))
-            raise ConfigError(f"{where}: unknown option {unknown[0]!r}; allowed: {allowed}")
-        port = options.get("port")
-        if not isinstance(port, str) or not port:
-            raise ConfigError(f"{where}: 'port' is required (e.g. socket://127.0.0.1:7355)")
+        r = adapter_options("sink", name, options)
+        port = r.required_string("port")
         try:
             framing = EndecFraming.from_options(
-                str(options.get("prefix", "")), str(options.get("terminator", "\\r\\n"))
+                r.string("prefix", ""), r.string("terminator", "\\r\\n")
             )
+        except (ValueError, UnicodeError) as exc:
+            r.fail(str(exc), "prefix" if r.has("prefix") else "terminator")
+        try:
             encoder = same_modem.EncoderOptions(
-                rate=int(options.get("rate", 22050)),
-                attention=float(options.get("attention", 8.0)),
-                attention_tone=options.get("attention_tone", "eas"),
+                rate=r.integer("rate", 22050),
+                attention=r.number("attention", 8.0),
+                attention_tone=cast(
+                    "Literal['eas', 'nwr']",
+                    r.string("attention_tone", "eas", choices=("eas", "nwr")),
+                ),
             )
-            baudrate = int(options.get("baudrate", 9600))
-        except (ValueError, TypeError, UnicodeError) as exc:
-            raise ConfigError(f"{where}: {exc}") from exc
-        audio_dir = options.get("audio_dir")
-        output = str(options.get("output", "cap"))
-        if output not in {"cap", "same"}:
-            raise ConfigError(f"{where}: output {output!r}; allowed: cap, same")
-        country = str(options.get("country", "US"))
-        if country not in {"US", "CA"}:
-            raise ConfigError(f"{where}: country {country!r}; allowed: US, CA")
-        return cls(
+        except ValueError as exc:
+            r.fail(str(exc))
+        audio_dir = r.string("audio_dir", "")
+        result = cls(
             port=port,
-            baudrate=baudrate,
+            baudrate=r.integer("baudrate", 9600, minimum=50, maximum=4_000_000),
             framing=framing,
-            send_eom=bool(options.get("send_eom", False)),
+            send_eom=r.boolean("send_eom", False),
             audio_dir=Path(audio_dir) if audio_dir else None,
             encoder=encoder,
-            speak=bool(options.get("speak", False)),
-            output=output,
-            country=country,
-            sender=str(options.get("sender", "same-receiver@borderlink.invalid")),
+            speak=r.boolean("speak", False),
+            output=r.string("output", "cap", choices=("cap", "same")),
+            country=r.string("country", "US", choices=("US", "CA")),
+            sender=r.string("sender", "same-receiver@borderlink.invalid"),
         )
+        r.finish()
+        return result
 
 
 def wav_name(header: str) -> str:
@@ -185,8 +167,6 @@ class EndecAdapter:
         self._connected = False
 
     async def __aenter__(self) -> Self:
-        from adapters.kiss.port import open_port  # noqa: PLC0415 - shared port opener
-
         self._reader, self._writer = await open_port(
             self.options.port, baudrate=self.options.baudrate
         )
@@ -200,8 +180,6 @@ class EndecAdapter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        from adapters.kiss.port import close_writer  # noqa: PLC0415
-
         self._connected = False
         if self._writer is not None:
             await close_writer(self._writer)
@@ -230,7 +208,9 @@ class EndecAdapter:
             if not data:
                 self._connected = False
                 raise AdapterConnectionError(f"endec {self.name}: port closed by the device")
-            for line in self._codec.feed(data):
+            lines = self._codec.feed(data)
+            count_rejections(self._codec.rejections)
+            for line in lines:
                 if line.kind == "eom":
                     log.info("endec_eom_received", adapter=self.name)
                     continue

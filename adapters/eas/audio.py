@@ -17,7 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from adapters.afsk.fsk import FloatArray, to_pcm16
+from adapters.modem.fsk import FloatArray, to_pcm16
 
 CHUNK_FRAMES = 16384
 

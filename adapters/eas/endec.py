@@ -9,8 +9,8 @@ and the line terminator (CR LF by default; any of CR, LF or CR LF is accepted on
 :class:`EndecCodec` is the stream decoder (``feed(bytes) -> list[EndecLine]``) and encoder
 (``to_bytes(text)``). A line that is not a SAME header or EOM, an overlong line, or bytes
 outside printable ASCII are rejected with :class:`EndecFrameError` (from :meth:`decode_line`),
-counted in ``borderlink_input_rejected_total{component="endec"}`` and skipped; the decoder
-carries on with the next line.
+reported in ``rejections`` (the adapter counts them in ``borderlink_input_rejected_total``)
+and skipped; the decoder carries on with the next line.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from typing import Literal
 import structlog
 
 from adapters.eas.same_modem import EOM, HEADER_RE
-from gateway.errors import FrameError
-from gateway.metrics import INPUT_REJECTED
+from gateway.errors import FrameError, Rejections
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +79,7 @@ class EndecCodec:
     _discarding: bool = field(default=False, init=False, repr=False)
     _offset: int = field(default=0, init=False, repr=False)
     rejected: int = field(default=0, init=False)
+    rejections: Rejections = field(default_factory=Rejections, init=False, repr=False)
 
     def to_bytes(self, text: str) -> bytes:
         """Frame a header (or ``NNNN``) for the ENDEC; raises EndecFrameError if invalid."""
@@ -180,5 +180,5 @@ class EndecCodec:
 
     def _reject(self, exc: EndecFrameError) -> None:
         self.rejected += 1
-        INPUT_REJECTED.inc(component=COMPONENT, reason=exc.reason)
+        self.rejections.add(COMPONENT, exc.reason)
         log.warning("endec_line_rejected", reason=exc.reason, error=str(exc))

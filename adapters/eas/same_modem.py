@@ -12,12 +12,13 @@ Signal facts (47 CFR 11.31(a); NWSI 10-1712):
 The encoder is a generator of sample chunks (any length of message audio in bounded memory).
 The decoder is a streaming, sans-IO state machine: :meth:`SameDecoder.feed` takes samples and
 returns :class:`SameMessage` events as soon as they are complete. It demodulates with matched
-filters and a tracking bit clock (:mod:`adapters.afsk.fsk`), hunts for the 0xAB preamble,
+filters and a tracking bit clock (:mod:`adapters.modem.fsk`), hunts for the 0xAB preamble,
 collects each burst as *soft* bits, and combines the bursts of one transmission bit by bit,
 each burst voting with the confidence of its own demodulator output. A header is only accepted
 from at least two bursts, every character covered by two or more of them, when few bit errors
 can be left after voting (or two of three bursts agree bit for bit on their own), and when the
-result has the exact SAME header layout; anything else is rejected and counted.
+result has the exact SAME header layout; anything else is rejected and reported in
+``rejections`` (for its owner to count).
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from adapters.afsk.fsk import FloatArray, FskDemodulator, FskModulator, as_float_samples
 from adapters.eas.audio import write_wav
-from gateway.metrics import INPUT_REJECTED
+from adapters.modem.fsk import FloatArray, FskDemodulator, FskModulator, as_float_samples
+from gateway.errors import Rejections
 
 log = structlog.get_logger(__name__)
 
@@ -276,6 +277,7 @@ class SameDecoder:
         self._burst_start = 0
         self._group: _Group | None = None
         self.rejected = 0
+        self.rejections = Rejections()
 
     # ----------------------------------------------------------------- input
 
@@ -401,7 +403,7 @@ class SameDecoder:
 
     def _reject(self, reason: str, **data: object) -> None:
         self.rejected += 1
-        INPUT_REJECTED.inc(component=COMPONENT, reason=reason)
+        self.rejections.add(COMPONENT, reason)
         log.warning("same_burst_rejected", reason=reason, **data)
 
     def _combine(self, bursts: list[_Burst]) -> SameMessage | None:

@@ -21,10 +21,9 @@ import asyncio
 import json
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import structlog
 
@@ -35,7 +34,6 @@ log = structlog.get_logger(__name__)
 
 __all__ = ["FileSink", "from_context"]
 
-_KEYS = frozenset({"path"})
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
@@ -116,15 +114,9 @@ def _sync_dir(directory: Path) -> None:
 
 def from_context(ctx: AdapterContext) -> FileSink:
     """The registry factory: ``type = "file"`` (a sink)."""
-    options: Mapping[str, Any] = ctx.options
-    unknown = set(options) - _KEYS
-    if unknown:
-        raise ConfigError(
-            f"file sink {ctx.name!r}: unknown option(s) {', '.join(sorted(unknown))}; allowed: path"
-        )
-    raw = options.get("path")
-    if not isinstance(raw, str) or not raw.strip():
-        raise ConfigError(f"file sink {ctx.name!r}: path must name a directory")
+    r = ctx.options_reader("sink")
+    raw = r.required_string("path")
+    r.finish()
     path = Path(raw)
     if not path.is_absolute() and ctx.config_path:
         path = Path(ctx.config_path).parent / path

@@ -30,36 +30,31 @@ from typing import Any, Self
 
 import structlog
 
-from adapters.feedbase import (
+from adapters.feeds.base import (
     DEFAULT_USER_AGENT,
+    PASSTHROUGH_OPTIONS,
     FeedError,
     RecentKeys,
     SeenCheck,
-    check_option_names,
-    http_url_option,
-    integer_option,
-    number_option,
-    string_options,
 )
-from adapters.ipaws.codec import (
-    DEFAULT_BASE_URL,
-    FEEDS,
-    extract_alerts,
-    load_state,
-    recent_url,
-    save_state,
-)
-from adapters.naad.codec import peek_key
-from adapters.polling import (
+from adapters.feeds.polling import (
     PollFailed,
     PollingSource,
     PollState,
     interval_option,
     retry_after_seconds,
 )
+from adapters.feeds.state import load_state, save_state
+from adapters.ipaws.codec import (
+    DEFAULT_BASE_URL,
+    FEEDS,
+    extract_alerts,
+    recent_url,
+)
 from cap_schemas.model import AlertKey
+from cap_schemas.stream import peek_key
 from gateway.adapter import AdapterContext, Clock
-from gateway.errors import ConfigError
+from gateway.options import adapter_options
 
 log = structlog.get_logger(__name__)
 
@@ -84,62 +79,33 @@ class IpawsOptions:
     state_dir: str = field(default_factory=default_state_dir)
     user_agent: str = DEFAULT_USER_AGENT
 
-    KEYS = frozenset(
-        {
-            "base_url",
-            "feeds",
-            "interval",
-            "overlap",
-            "initial_lookback",
-            "backoff_max",
-            "timeout",
-            "max_response_bytes",
-            "state_dir",
-            "user_agent",
-        }
-    )
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any], *, source: str = "ipaws") -> IpawsOptions:
-        check_option_names(options, cls.KEYS, source=source)
-        base_url = http_url_option(options, "base_url", DEFAULT_BASE_URL, source=source)
-        feeds = options.get("feeds", ["public"])
-        if isinstance(feeds, str):
-            feeds = [feeds]
-        if not isinstance(feeds, list | tuple) or not feeds:
-            raise ConfigError(f"source {source!r}: options.feeds must be a non-empty list")
-        for feed in feeds:
-            if feed not in FEEDS:
-                raise ConfigError(
-                    f"source {source!r}: options.feeds: {feed!r} is not a feed; "
-                    f"allowed: {', '.join(FEEDS)}"
-                )
+        r = adapter_options("source", source, options)
+        feeds = r.strings("feeds", choices=FEEDS) if r.has("feeds") else ("public",)
+        if not feeds:
+            r.fail("must be a non-empty list", "feeds")
         interval = interval_option(
-            options,
+            r,
             MIN_INTERVAL,
             floor=MIN_INTERVAL,
-            source=source,
             why="FEMA: poll IPAWS-OPEN no more often than every 2 minutes",
         )
-        string_options(options, ("state_dir", "user_agent"), source=source)
-        return cls(
-            base_url=base_url,
-            feeds=tuple(feeds),
+        options_read = cls(
+            base_url=r.url("base_url", DEFAULT_BASE_URL),
+            feeds=feeds,
             interval=interval,
-            overlap=number_option(options, "overlap", 120.0, minimum=0, source=source),
-            initial_lookback=number_option(
-                options, "initial_lookback", 3600.0, minimum=0, source=source
-            ),
-            backoff_max=max(
-                interval, number_option(options, "backoff_max", 1800.0, minimum=0, source=source)
-            ),
-            timeout=number_option(options, "timeout", 30.0, minimum=0.01, source=source),
-            max_response_bytes=integer_option(
-                options, "max_response_bytes", 32 * 1024 * 1024, minimum=1024, source=source
-            ),
-            state_dir=options.get("state_dir", default_state_dir()),
-            user_agent=options.get("user_agent", DEFAULT_USER_AGENT),
+            overlap=r.number("overlap", 120.0, minimum=0),
+            initial_lookback=r.number("initial_lookback", 3600.0, minimum=0),
+            backoff_max=max(interval, r.number("backoff_max", 1800.0, minimum=0)),
+            timeout=r.number("timeout", 30.0, minimum=0.01),
+            max_response_bytes=r.integer("max_response_bytes", 32 * 1024 * 1024, minimum=1024),
+            state_dir=r.string("state_dir", default_state_dir()),
+            user_agent=r.string("user_agent", DEFAULT_USER_AGENT),
         )
+        r.finish(allowed_extra=PASSTHROUGH_OPTIONS)
+        return options_read
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""IPAWS-OPEN feed responses, sans-IO: URLs, the ``alerts`` envelope, the poll state file.
+"""IPAWS-OPEN feed responses, sans-IO: URLs, the ``alerts`` envelope.
 
 A ``GET .../rest/<feed>/recent/<timestamp>`` answers with the alerts posted since the
 timestamp, wrapped in one envelope (public clients and the IPAWS-OPEN message list model
@@ -19,27 +19,22 @@ guidance).
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 from lxml import etree
 
-from adapters.feedbase import FeedError
-from adapters.naad.codec import CapStreamSplitter, Document
+from adapters.feeds.base import FeedError
 from cap_schemas.errors import CapParseError
 from cap_schemas.model import CAP10_NS, CAP11_NS, CAP12_NS
 from cap_schemas.parse import ParseLimits, parse_xml
-from gateway.statefile import atomic_write
+from cap_schemas.stream import CapStreamSplitter, Document
 
 __all__ = [
     "DEFAULT_BASE_URL",
     "FEEDS",
     "FeedError",
     "extract_alerts",
-    "load_state",
     "recent_url",
-    "save_state",
 ]
 
 DEFAULT_BASE_URL = "https://apps.fema.gov/IPAWSOPEN_EAS_SERVICE/rest"
@@ -115,37 +110,3 @@ def extract_alerts(body: bytes, *, max_bytes: int) -> list[bytes]:
                 continue
         out.append(etree.tostring(element, encoding="UTF-8", xml_declaration=True))
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# The poll state: the last timestamp of each feed, durably.
-
-
-def load_state(path: Path) -> dict[str, datetime]:
-    """Read the state file; a missing file is an empty state, a corrupt one raises ValueError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    data = json.loads(text)
-    if not isinstance(data, dict) or not isinstance(data.get("since"), dict):
-        msg = f"{path}: not an IPAWS poll state file"
-        raise ValueError(msg)  # noqa: TRY004 - bad file content, not a caller's type error
-    out: dict[str, datetime] = {}
-    for feed, value in data["since"].items():
-        when = datetime.fromisoformat(str(value))
-        if when.tzinfo is None:
-            msg = f"{path}: timestamp of {feed!r} has no time zone"
-            raise ValueError(msg)
-        out[str(feed)] = when
-    return out
-
-
-def save_state(path: Path, since: dict[str, datetime]) -> None:
-    """Write the state atomically: a temporary file, fsync, rename, fsync of the folder."""
-    payload = json.dumps(
-        {"version": 1, "since": {k: v.astimezone(UTC).isoformat() for k, v in since.items()}},
-        indent=1,
-        sort_keys=True,
-    ).encode()
-    atomic_write(path, payload)

@@ -31,16 +31,16 @@ from typing import Any, Self
 import structlog
 
 from adapters.kiss import kiss
-from adapters.kiss.port import StreamLink
 from adapters.kiss.station import (
     MESSAGE_RETRIES,
     AprsStation,
     StationOptions,
-    int_option,
 )
+from adapters.ports import StreamLink
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SystemClock
-from gateway.errors import ConfigError, DeliveryError
+from gateway.errors import DeliveryError
 from gateway.metrics import REGISTRY
+from gateway.plaintext import TextProfile
 
 __all__ = ["MESSAGE_RETRIES", "KissAdapter", "KissOptions", "air_time", "from_context"]
 
@@ -53,20 +53,6 @@ FRAMES_RECEIVED = REGISTRY.counter(
     "borderlink_kiss_frames_received_total", "AX.25 frames received from a KISS TNC", ["adapter"]
 )
 
-_PORT_KEYS = frozenset(
-    {
-        "port",
-        "kiss_port",
-        "baudrate",
-        "line_rate",
-        "txdelay_ms",
-        "persistence",
-        "slot_time_ms",
-        "tx_tail_ms",
-        "full_duplex",
-        "log_wire",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,38 +73,32 @@ class KissOptions:
     def from_mapping(
         cls, name: str, options: Mapping[str, Any], *, data_dir: str = ""
     ) -> KissOptions:
-        where, station = StationOptions.for_adapter(
-            "kiss", name, options, _PORT_KEYS, data_dir=data_dir
-        )
-        port = str(options.get("port", ""))
-        if not port:
-            raise ConfigError(f"{where}: option 'port' is required (socket://host:port or device)")
-        optional: dict[str, int | None] = {}
-        for key, high in (
-            ("txdelay_ms", 2550),
-            ("persistence", 255),
-            ("slot_time_ms", 2550),
-            ("tx_tail_ms", 2550),
-        ):
-            optional[key] = (
-                int_option(where, options, key, 0, low=0, high=high) if key in options else None
+        r, station = StationOptions.for_adapter(name, options, data_dir=data_dir)
+        port = r.required_string("port")
+        optional = {
+            key: r.integer(key, 0, minimum=0, maximum=high) if r.has(key) else None
+            for key, high in (
+                ("txdelay_ms", 2550),
+                ("persistence", 255),
+                ("slot_time_ms", 2550),
+                ("tx_tail_ms", 2550),
             )
-        full_duplex = options.get("full_duplex")
-        if full_duplex is not None and not isinstance(full_duplex, bool):
-            raise ConfigError(f"{where}: option 'full_duplex' must be true or false")
-        return cls(
+        }
+        result = cls(
             port=port,
             station=station,
-            kiss_port=int_option(where, options, "kiss_port", 0, low=0, high=15),
-            baudrate=int_option(where, options, "baudrate", 9600, low=50, high=4_000_000),
-            line_rate=int_option(where, options, "line_rate", 1200, low=50, high=1_000_000),
+            kiss_port=r.integer("kiss_port", 0, minimum=0, maximum=15),
+            baudrate=r.integer("baudrate", 9600, minimum=50, maximum=4_000_000),
+            line_rate=r.integer("line_rate", 1200, minimum=50, maximum=1_000_000),
             txdelay_ms=optional["txdelay_ms"],
             persistence=optional["persistence"],
             slot_time_ms=optional["slot_time_ms"],
             tx_tail_ms=optional["tx_tail_ms"],
-            full_duplex=full_duplex,
-            log_wire=bool(options.get("log_wire", False)),
+            full_duplex=r.boolean("full_duplex", False) if r.has("full_duplex") else None,
+            log_wire=r.boolean("log_wire", False),
         )
+        r.finish()
+        return result
 
 
 def air_time(frame_bytes: int, line_rate: int) -> float:
@@ -199,6 +179,11 @@ class KissAdapter:
         async for item in self.station.subscribe():
             yield item
 
+    @property
+    def text_profile(self) -> TextProfile:
+        """The APRS text this radio sends (bulletins or directed messages)."""
+        return self.station.text_profile
+
     def subscribe(self) -> AsyncIterator[Received]:
         """An independent stream of inbound items (one per consumer)."""
         return self.station.subscribe()
@@ -215,6 +200,11 @@ class KissAdapter:
             self.station.reject("kiss", exc)
 
     # -- sink side -------------------------------------------------------------------------
+    @property
+    def line_rate(self) -> int:
+        """Bit/s on the air, for the air-time budget of ``[[link]]`` targets."""
+        return self.options.line_rate
+
     async def send(self, item: Outbound) -> None:
         if not self._link.is_open:
             raise DeliveryError(f"{self.name}: port {self.options.port} is not open")

@@ -17,18 +17,18 @@ The APRS 1.1 reply-ack extension (``{MM}AA``) is read: the part before ``}`` is 
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 
 from gateway.errors import FrameError
+from gateway.plaintext import APRS_BULLETIN, APRS_MESSAGE
 
-MAX_TEXT = 67
+MAX_TEXT = APRS_MESSAGE.budget
 ADDRESSEE_WIDTH = 9
 _NUMBER_RE = re.compile(r"^[A-Za-z0-9]{1,5}$")
 _ADDRESSEE_RE = re.compile(r"^[\x21-\x7e]{1,9}$")
 _GROUP_RE = re.compile(r"^[A-Za-z0-9]{0,5}$")
-MESSAGE_FORBIDDEN = "|~{"
-BULLETIN_FORBIDDEN = "|~"
+MESSAGE_FORBIDDEN = APRS_MESSAGE.forbidden
+BULLETIN_FORBIDDEN = APRS_BULLETIN.forbidden
 
 
 class AprsError(FrameError):
@@ -158,41 +158,6 @@ def decode(info: bytes) -> Packet | None:
         content, _, tail = content.partition("{")
         number = tail.split("}")[0]
     return Message(addressee, content, number)
-
-
-def sanitize(text: str, *, bulletin: bool = False) -> str:
-    """Make any text sendable: transliterate to ASCII, drop control and forbidden characters.
-
-    ``é`` becomes ``e`` (NFKD decomposition), other non-ASCII characters are dropped, runs of
-    whitespace collapse to one space.
-    """
-    forbidden = BULLETIN_FORBIDDEN if bulletin else MESSAGE_FORBIDDEN
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    cleaned = "".join(ch if " " <= ch <= "~" and ch not in forbidden else " " for ch in ascii_text)
-    return " ".join(cleaned.split())
-
-
-def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
-    """Split text into chunks of at most ``limit`` characters, at spaces where possible."""
-    words = text.split()
-    chunks: list[str] = []
-    current = ""
-    for word in words:
-        while len(word) > limit:
-            if current:
-                chunks.append(current)
-                current = ""
-            chunks.append(word[:limit])
-            word = word[limit:]  # noqa: PLW2901 - the remainder of an over-long word
-        candidate = f"{current} {word}" if current else word
-        if len(candidate) <= limit:
-            current = candidate
-        else:
-            chunks.append(current)
-            current = word
-    if current:
-        chunks.append(current)
-    return chunks
 
 
 class MessageNumbers:

@@ -49,19 +49,24 @@ import contextlib
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
 from adapters.kiss import aprs, ax25
 from adapters.kiss.numbers import MessageNumberStore, state_path
-from adapters.kiss.port import Fanout, TxGate
+from adapters.ports import Fanout, TxGate
 from gateway.adapter import Clock, Outbound, Received
-from gateway.errors import ConfigError, DeliveryError, FrameError
+from gateway.backoff import Backoff
+from gateway.errors import DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 from gateway.model import RadioMessage
+from gateway.options import OptionReader, adapter_options
+from gateway.plaintext import APRS_BULLETIN, APRS_MESSAGE, TextProfile
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 MESSAGE_RETRIES = REGISTRY.counter(
     "borderlink_aprs_message_retries_total", "APRS directed messages re-sent", ["adapter"]
@@ -77,35 +82,6 @@ ACK_QUEUE = 64
 
 # transmit(frames, kind): put AX.25 frames (bytes, no FCS) on the air as one transmission.
 Transmit = Callable[[Sequence[bytes], str], Awaitable[None]]
-
-
-def as_list(value: Any) -> list[Any]:
-    """A list option given as a TOML array or a comma-separated string."""
-    if isinstance(value, str):
-        return [v for v in (s.strip() for s in value.split(",")) if v]
-    if isinstance(value, Sequence):
-        return list(value)
-    raise ConfigError(f"expected a list or a comma-separated string, got {value!r}")
-
-
-def number_option(
-    where: str, options: Mapping[str, Any], key: str, default: float, minimum: float
-) -> float:
-    """A numeric option ``>= minimum``; the error names the key."""
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise ConfigError(f"{where}: option {key!r} must be a number >= {minimum:g}, got {value!r}")
-    return float(value)
-
-
-def int_option(
-    where: str, options: Mapping[str, Any], key: str, default: int, *, low: int, high: int
-) -> int:
-    """An integer option in ``low..high``; the error names the key."""
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{where}: option {key!r} must be an integer {low}-{high}, got {value!r}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,90 +102,66 @@ class StationOptions:
     dedup_seconds: float = 3600.0
     state_dir: str = ""
 
-    KEYS = frozenset(
-        {
-            "callsign",
-            "destination",
-            "path",
-            "mode",
-            "addressees",
-            "bulletin_id",
-            "group",
-            "listen_groups",
-            "retries",
-            "message_retry_initial",
-            "message_retry_max",
-            "dedup_seconds",
-            "state_dir",
-        }
-    )
-
     @classmethod
     def for_adapter(
-        cls,
-        kind: str,
-        name: str,
-        options: Mapping[str, Any],
-        own_keys: frozenset[str],
-        *,
-        data_dir: str = "",
-    ) -> tuple[str, StationOptions]:
-        """Check that ``options`` holds only station keys and the adapter's ``own_keys``;
-        return where errors are reported (``sink/source 'name'``) and the station part."""
-        where = f"sink/source {name!r}"
-        known = own_keys | cls.KEYS
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown {kind} option(s) {unknown}; allowed: {sorted(known)}"
-            )
-        return where, cls.from_mapping(where, options, data_dir=data_dir)
+        cls, name: str, options: Mapping[str, Any], *, data_dir: str = ""
+    ) -> tuple[OptionReader, StationOptions]:
+        """The reader of a radio sink's options, with the station keys read from it; the
+        caller reads its own keys and then calls ``finish()``."""
+        r = adapter_options("sink", name, options)
+        return r, cls.from_reader(r, data_dir=data_dir)
 
     @classmethod
     def from_mapping(
-        cls, where: str, options: Mapping[str, Any], *, data_dir: str = ""
+        cls, name: str, options: Mapping[str, Any], *, data_dir: str = ""
     ) -> StationOptions:
-        """Parse the station keys of ``options`` (other keys are the caller's business)."""
-        try:
-            callsign = ax25.Address.parse(str(options["callsign"]))
-        except KeyError:
-            raise ConfigError(f"{where}: option 'callsign' is required (e.g. VE3BDR-10)") from None
-        except FrameError as exc:
-            raise ConfigError(f"{where}: option 'callsign': {exc}") from None
-        mode = str(options.get("mode", "bulletin"))
-        if mode not in {"bulletin", "message"}:
-            raise ConfigError(f"{where}: option 'mode' is {mode!r}; allowed: bulletin, message")
-        retries = int_option(where, options, "retries", 5, low=1, high=100)
-        # Not retry_initial/retry_max: those keys of a [[sink]] are the outbox's.
-        retry_initial = number_option(where, options, "message_retry_initial", 15.0, 0.01)
-        retry_max = number_option(where, options, "message_retry_max", 120.0, retry_initial)
-        dedup_seconds = number_option(where, options, "dedup_seconds", 3600.0, 0.0)
-        state_dir = options.get("state_dir", data_dir)
-        if not isinstance(state_dir, str):
-            raise ConfigError(f"{where}: option 'state_dir' must be a folder path (a string)")
-        try:
-            path_opt = options.get("path", "")
-            path = ax25.parse_path(path_opt if isinstance(path_opt, str) else ",".join(path_opt))
-        except FrameError as exc:
-            raise ConfigError(f"{where}: option 'path': {exc}") from None
-        try:
-            dest = ax25.Address.parse(str(options.get("destination", DEFAULT_DESTINATION)))
-        except FrameError as exc:
-            raise ConfigError(f"{where}: option 'destination': {exc}") from None
-        lists: dict[str, tuple[str, ...]] = {}
-        for key in ("addressees", "listen_groups"):
+        """The station keys of sink ``name``'s ``options`` (other keys are the caller's)."""
+        return cls.from_reader(adapter_options("sink", name, options), data_dir=data_dir)
+
+    @classmethod
+    def from_reader(cls, r: OptionReader, *, data_dir: str = "") -> StationOptions:
+        """Read the station keys (the caller finishes the reader)."""
+
+        def parsed(key: str, default: str, parse: Callable[[str], T]) -> T:
+            text = r.string(key, default) if default else r.required_string(key)
             try:
-                lists[key] = tuple(str(a).upper() for a in as_list(options.get(key, ())))
-            except ConfigError as exc:
-                raise ConfigError(f"{where}: option {key!r}: {exc}") from None
+                return parse(text)
+            except FrameError as exc:
+                r.fail(str(exc), key)
+
+        callsign = parsed("callsign", "", ax25.Address.parse)
+        mode = r.string("mode", "bulletin", choices=("bulletin", "message"))
+        retries = r.integer("retries", 5, minimum=1, maximum=100)
+        # Not retry_initial/retry_max: those keys of a [[sink]] are the outbox's.
+        retry_initial = r.number("message_retry_initial", 15.0, minimum=0.01)
+        retry_max = r.number("message_retry_max", 120.0, minimum=retry_initial)
+        dedup_seconds = r.number("dedup_seconds", 3600.0, minimum=0.0)
+        state_dir = r.string("state_dir", data_dir)
+        try:
+            path = ax25.parse_path(",".join(r.strings("path")))
+        except FrameError as exc:
+            r.fail(str(exc), "path")
+        dest = parsed("destination", DEFAULT_DESTINATION, ax25.Address.parse)
+        # A list, or one comma-separated string.
+        lists = {
+            key: tuple(
+                part.strip().upper()
+                for item in r.strings(key)
+                for part in item.split(",")
+                if part.strip()
+            )
+            for key in ("addressees", "listen_groups")
+        }
+        bulletin_id = r.string("bulletin_id", "0")
+        group = r.string("group", "").upper()
         result = cls(
             callsign=callsign,
             destination=dest,
             path=path,
             mode=mode,
             addressees=lists["addressees"],
-            bulletin_id=str(options.get("bulletin_id", "0")),
-            group=str(options.get("group", "")).upper(),
+            bulletin_id=bulletin_id,
+            group=group,
             listen_groups=lists["listen_groups"],
             retries=retries,
             retry_initial=retry_initial,
@@ -221,14 +173,14 @@ class StationOptions:
         try:
             aprs.Bulletin(result.bulletin_id, "", result.group)
         except FrameError as exc:
-            raise ConfigError(f"{where}: option 'bulletin_id'/'group': {exc}") from None
+            r.fail(str(exc), "bulletin_id" if r.has("bulletin_id") else "group")
         for addressee in result.addressees:
             try:
                 aprs.Message(addressee, "")
             except FrameError as exc:
-                raise ConfigError(f"{where}: option 'addressees': {exc}") from None
+                r.fail(str(exc), "addressees")
         if mode == "message" and not result.addressees:
-            raise ConfigError(f"{where}: mode 'message' needs 'addressees'")
+            r.fail("mode 'message' needs 'addressees'")
         return result
 
 
@@ -463,7 +415,7 @@ class AprsStation:
             await self._send_bulletins(item, texts, urgent=urgent)
             return
         addressees = (
-            tuple(a.upper() for a in as_list(attrs["addressee"]))
+            tuple(a.strip().upper() for a in attrs["addressee"].split(",") if a.strip())
             if "addressee" in attrs
             else self.options.addressees
         )
@@ -496,11 +448,18 @@ class AprsStation:
             key=str(item.key),
         )
 
+    @property
+    def text_profile(self) -> TextProfile:
+        """What the station's configured mode sends: bulletins or directed messages."""
+        return APRS_BULLETIN if self.options.mode == "bulletin" else APRS_MESSAGE
+
     def _texts(self, item: Outbound, *, bulletin: bool) -> list[str]:
+        """The delivery's parts as APRS texts: parts sized by the ``text`` translation for
+        this profile go as they are; anything else is cleaned and cut to fit."""
+        profile = APRS_BULLETIN if bulletin else APRS_MESSAGE
         texts: list[str] = []
         for part in item.parts:
-            clean = aprs.sanitize(part.decode("utf-8", "replace"), bulletin=bulletin)
-            texts.extend(aprs.split_text(clean))
+            texts.extend(profile.parts(part.decode("utf-8", "replace")))
         return texts
 
     async def _send_directed(self, addressee: str, text: str, *, urgent: bool) -> None:
@@ -513,7 +472,8 @@ class AprsStation:
         key = (addressee, message.number)
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
-        interval = self.options.retry_initial
+        # The addressee expects the protocol's timing: no jitter.
+        resend = Backoff(self.options.retry_initial, self.options.retry_max, jitter=0.0)
         try:
             for attempt in range(1, self.options.retries + 1):
                 if attempt > 1:
@@ -527,7 +487,7 @@ class AprsStation:
                     )
                 async with self.gate.hold(urgent=urgent):
                     await self._transmit([self._frame(message.to_info())], "message")
-                outcome = await self._settled(future, interval)
+                outcome = await self._settled(future, resend.delay(attempt))
                 if outcome is False:
                     raise DeliveryError(
                         f"{self.name}: {addressee} rejected message {message.number}",
@@ -542,7 +502,6 @@ class AprsStation:
                         attempts=attempt,
                     )
                     return
-                interval = min(interval * 2, self.options.retry_max)
         finally:
             self._pending.pop(key, None)
         raise DeliveryError(

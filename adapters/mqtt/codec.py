@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from gateway.errors import ConfigError
+from gateway.options import adapter_options
 from gateway.secret_files import resolve_secret
 
 __all__ = [
@@ -56,30 +57,6 @@ PLACEHOLDERS = frozenset(
 STATUS_ONLINE = b"online"
 STATUS_OFFLINE = b"offline"
 
-_KNOWN = frozenset(
-    {
-        "url",
-        "client_id",
-        "protocol",
-        "keepalive",
-        "session_expiry",
-        "username",
-        "password",
-        "password_file",
-        "password_env",
-        "tls",
-        "timeout",
-        "prefix",
-        "topics",
-        "kind",
-        "topic",
-        "retain",
-        "qos",
-        "max_payload",
-        "log_wire",
-        "shared_group",
-    }
-)
 _GROUP = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TOPIC_FORBIDDEN = re.compile(r"[+#\x00]")
 
@@ -169,83 +146,73 @@ class MqttOptions:
     def from_mapping(
         cls, options: Mapping[str, Any], *, name: str, base_dir: Path | None = None
     ) -> MqttOptions:
-        where = f"mqtt adapter {name!r}"
-        unknown = set(options) - _KNOWN - {"_daemon"}
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown option(s) {', '.join(sorted(unknown))}; allowed: "
-                + ", ".join(sorted(_KNOWN))
-            )
-        url = options.get("url", "mqtt://127.0.0.1:1883")
-        if not isinstance(url, str):
-            raise ConfigError(f"{where}.url: must be an mqtt:// or mqtts:// URL")
+        r = adapter_options("sink", name, options)
+        where = r.where()
+        url = r.string("url", "mqtt://127.0.0.1:1883")
         parts = urlsplit(url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ConfigError(f"{where}.url: {url!r} must be mqtt://host[:port] or mqtts://...")
+            r.fail(f"{url!r} must be mqtt://host[:port] or mqtts://...", "url")
         try:
             port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
         except ValueError:
-            raise ConfigError(f"{where}.url: {url!r} has a bad port") from None
-        tls_raw = options.get("tls")
+            r.fail(f"{url!r} has a bad port", "url")
         tls: TlsOptions | None = None
-        if tls_raw is not None or parts.scheme == "mqtts":
-            if tls_raw is None:
-                tls_raw = {}
-            if not isinstance(tls_raw, Mapping):
-                raise ConfigError(f"{where}.tls: must be a table")
-            extra = set(tls_raw) - {"ca_file", "cert_file", "key_file", "insecure"}
-            if extra:
-                raise ConfigError(f"{where}.tls: unknown key(s) {', '.join(sorted(extra))}")
+        if r.has("tls") or parts.scheme == "mqtts":
+            t = r.sub("tls")
             tls = TlsOptions(
-                ca_file=_opt_str(tls_raw, "ca_file", where + ".tls"),
-                cert_file=_opt_str(tls_raw, "cert_file", where + ".tls"),
-                key_file=_opt_str(tls_raw, "key_file", where + ".tls"),
-                insecure=bool(tls_raw.get("insecure", False)),
+                ca_file=t.string("ca_file", None),
+                cert_file=t.string("cert_file", None),
+                key_file=t.string("key_file", None),
+                insecure=t.boolean("insecure", False),
             )
-        protocol = str(options.get("protocol", "5"))
-        if protocol not in ("5", "3.1.1"):
-            raise ConfigError(f"{where}.protocol: {protocol!r}; allowed: 5, 3.1.1")
-        prefix = str(options.get("prefix", "borderlink"))
-        client_id = str(options.get("client_id", "borderlink"))
-        topics_raw = options.get("topics", [f"{prefix}/in/cap"])
-        if isinstance(topics_raw, str):
-            topics_raw = [topics_raw]
-        if not isinstance(topics_raw, list) or not all(
-            isinstance(t, str) and t for t in topics_raw
-        ):
-            raise ConfigError(f"{where}.topics: must be a list of topic filters")
-        kind = str(options.get("kind", "cap"))
-        if kind not in ("cap", "incident"):
-            raise ConfigError(f"{where}.kind: {kind!r}; allowed: cap, incident")
-        shared_group = str(options.get("shared_group", ""))
+            t.finish()
+        protocol = r.string("protocol", "5", choices=("5", "3.1.1"))
+        prefix = r.string("prefix", "borderlink")
+        client_id = r.string("client_id", "borderlink")
+        topics = r.strings("topics") if r.has("topics") else (f"{prefix}/in/cap",)
+        if not topics or not all(topics):
+            r.fail("must be a list of topic filters", "topics")
+        kind = r.string("kind", "cap", choices=("cap", "incident"))
+        shared_group = r.string("shared_group", "")
         if shared_group and not _GROUP.match(shared_group):
-            raise ConfigError(f"{where}.shared_group: 1-64 letters, digits, '_' or '-'")
+            r.fail("1-64 letters, digits, '_' or '-'", "shared_group")
         if shared_group and protocol != "5":
-            raise ConfigError(f"{where}.shared_group: shared subscriptions need protocol = 5")
-        topic_text = options.get("topic", DEFAULT_SINK_TOPIC)
-        if not isinstance(topic_text, str):
-            raise ConfigError(f"{where}.topic: must be a string template")
-        return cls(
-            host=parts.hostname,
+            r.fail("shared subscriptions need protocol = 5", "shared_group")
+        qos = r.raw("qos")
+        qos = 1 if qos is None else qos
+        if isinstance(qos, bool) or qos not in (1, 2):
+            r.fail(
+                f"{qos!r}; allowed: 1 (at least once) or 2 (exactly once between the gateway and"
+                " the broker)",
+                "qos",
+            )
+        r.used.update({"password", "password_file", "password_env"})
+        result = cls(
+            host=parts.hostname or "",
             port=port,
             tls=tls,
             client_id=f"{client_id}-{name}",
             protocol=protocol,
-            keepalive=_int(options, "keepalive", 30, where, minimum=5),
-            session_expiry=_int(options, "session_expiry", 7 * 24 * 3600, where, minimum=0),
-            username=_opt_str(options, "username", where),
+            keepalive=r.integer("keepalive", 30, minimum=5),
+            session_expiry=r.integer("session_expiry", 7 * 24 * 3600, minimum=0),
+            username=r.string("username", None),
             password=resolve_secret(options, "password", where=where, base=base_dir),
-            timeout=float(_int(options, "timeout", 10, where, minimum=1)),
+            timeout=float(r.integer("timeout", 10, minimum=1)),
             prefix=prefix,
-            topics=tuple(topics_raw),
-            topic=TopicTemplate.parse(topic_text, where=f"{where}.topic"),
+            topics=topics,
+            topic=TopicTemplate.parse(
+                r.string("topic", DEFAULT_SINK_TOPIC), where=r.where("topic")
+            ),
             kind=kind,
-            retain=bool(options.get("retain", False)),
-            qos=_qos(options, where),
-            max_payload=_int(options, "max_payload", 8 * 1024 * 1024, where, minimum=1024),
-            log_wire=bool(options.get("log_wire", False)),
+            retain=r.boolean("retain", False),
+            qos=qos,
+            max_payload=r.integer("max_payload", 8 * 1024 * 1024, minimum=1024),
+            log_wire=r.boolean("log_wire", False),
             shared_group=shared_group,
         )
+        r.table.pop("_daemon", None)  # set by the daemon itself, not a user's key
+        r.finish()
+        return result
 
     @property
     def status_topic(self) -> str:
@@ -253,30 +220,6 @@ class MqttOptions:
 
     def active_topic(self, key_level: str) -> str:
         return f"{self.prefix}/active/{key_level}"
-
-
-def _qos(options: Mapping[str, Any], where: str) -> int:
-    value = options.get("qos", 1)
-    if value not in (1, 2) or isinstance(value, bool):
-        raise ConfigError(
-            f"{where}.qos: {value!r}; allowed: 1 (at least once) or 2 (exactly once between"
-            " the gateway and the broker)"
-        )
-    return int(value)
-
-
-def _opt_str(options: Mapping[str, Any], key: str, where: str) -> str | None:
-    value = options.get(key)
-    if value is not None and not isinstance(value, str):
-        raise ConfigError(f"{where}.{key}: must be a string")
-    return value
-
-
-def _int(options: Mapping[str, Any], key: str, default: int, where: str, *, minimum: int) -> int:
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{where}.{key}: must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 def message_expiry(expires: datetime | None, now: datetime) -> int | None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import socket
 import ssl
 from collections.abc import Mapping
@@ -34,36 +33,37 @@ from urllib.parse import urlsplit
 import aiohttp
 import structlog
 
-from adapters.feedbase import (
+from adapters.feeds.base import (
     DEFAULT_USER_AGENT,
+    PASSTHROUGH_OPTIONS,
     FeedError,
     FeedSource,
     RecentKeys,
     SeenCheck,
-    check_option_names,
     fetch,
-    integer_option,
-    number_option,
-    string_options,
 )
 from adapters.naad.codec import (
     DEFAULT_ARCHIVE_TEMPLATES,
-    DEFAULT_MAX_DOCUMENT_BYTES,
-    CapStreamSplitter,
-    Discarded,
-    Document,
     Heartbeat,
     HeartbeatError,
     HeartbeatReference,
     archive_url,
     check_archive_template,
-    peek_key,
     read_heartbeat,
 )
 from cap_schemas.model import AlertKey
+from cap_schemas.stream import (
+    DEFAULT_MAX_DOCUMENT_BYTES,
+    CapStreamSplitter,
+    Discarded,
+    Document,
+    peek_key,
+)
 from gateway.adapter import AdapterContext, Clock, SourceHealth
+from gateway.backoff import Backoff
 from gateway.errors import AdapterError, ConfigError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.options import adapter_options
 
 log = structlog.get_logger(__name__)
 
@@ -156,77 +156,48 @@ class NaadOptions:
     tls_server_name: str | None = None
     user_agent: str = DEFAULT_USER_AGENT
 
-    KEYS = frozenset(
-        {
-            "streams",
-            "liveness_timeout",
-            "connect_timeout",
-            "reconnect_initial",
-            "reconnect_max",
-            "read_size",
-            "max_document_bytes",
-            "backfill",
-            "archive_templates",
-            "archive_timeout",
-            "archive_attempts",
-            "archive_retry_delay",
-            "archive_max_bytes",
-            "archive_concurrency",
-            "tls_ca_file",
-            "tls_server_name",
-            "user_agent",
-        }
-    )
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any], *, source: str = "naad") -> NaadOptions:
-        check_option_names(options, cls.KEYS, source=source)
-        raw_streams = options.get("streams", DEFAULT_STREAMS)
+        r = adapter_options("source", source, options)
+        raw_streams = r.raw("streams")
+        raw_streams = DEFAULT_STREAMS if raw_streams is None else raw_streams
         if not isinstance(raw_streams, list | tuple) or not raw_streams:
-            raise ConfigError(f"source {source!r}: options.streams must be a non-empty list")
+            r.fail("must be a non-empty list", "streams")
         streams = tuple(
-            StreamConfig.parse(s, where=f"options.streams[{i}]") for i, s in enumerate(raw_streams)
+            StreamConfig.parse(s, where=r.where(f"streams[{i}]")) for i, s in enumerate(raw_streams)
         )
         if len({s.name for s in streams}) != len(streams):
-            raise ConfigError(f"source {source!r}: options.streams has duplicate names")
-        templates = options.get("archive_templates", DEFAULT_ARCHIVE_TEMPLATES)
-        if not isinstance(templates, list | tuple) or not all(
-            isinstance(t, str) for t in templates
-        ):
-            raise ConfigError(f"source {source!r}: options.archive_templates must be strings")
-        for i, template in enumerate(templates):
-            check_archive_template(template, where=f"options.archive_templates[{i}]")
-        backfill = options.get("backfill", True)
-        if not isinstance(backfill, bool):
-            raise ConfigError(f"source {source!r}: options.backfill must be true or false")
-        string_options(options, ("tls_ca_file", "tls_server_name", "user_agent"), source=source)
-
-        def number(key: str, default: float, minimum: float) -> float:
-            return number_option(options, key, default, minimum=minimum, source=source)
-
-        def integer(key: str, default: int, minimum: int) -> int:
-            return integer_option(options, key, default, minimum=minimum, source=source)
-
-        reconnect_initial = number("reconnect_initial", 1.0, 0.01)
-        return cls(
+            r.fail("has duplicate names", "streams")
+        templates = r.strings("archive_templates") if r.has("archive_templates") else None
+        for i, template in enumerate(templates or ()):
+            check_archive_template(template, where=r.where(f"archive_templates[{i}]"))
+        reconnect_initial = r.number("reconnect_initial", 1.0, minimum=0.01)
+        options_read = cls(
             streams=streams,
-            liveness_timeout=number("liveness_timeout", 75.0, 0.05),
-            connect_timeout=number("connect_timeout", 10.0, 0.05),
+            liveness_timeout=r.number("liveness_timeout", 75.0, minimum=0.05),
+            connect_timeout=r.number("connect_timeout", 10.0, minimum=0.05),
             reconnect_initial=reconnect_initial,
-            reconnect_max=max(reconnect_initial, number("reconnect_max", 30.0, 0.01)),
-            read_size=integer("read_size", 64 * 1024, 1),
-            max_document_bytes=integer("max_document_bytes", DEFAULT_MAX_DOCUMENT_BYTES, 1024),
-            backfill=backfill,
-            archive_templates=tuple(templates),
-            archive_timeout=number("archive_timeout", 10.0, 0.05),
-            archive_attempts=integer("archive_attempts", 2, 1),
-            archive_retry_delay=number("archive_retry_delay", 1.0, 0.0),
-            archive_max_bytes=integer("archive_max_bytes", DEFAULT_MAX_DOCUMENT_BYTES, 1024),
-            archive_concurrency=integer("archive_concurrency", 4, 1),
-            tls_ca_file=options.get("tls_ca_file"),
-            tls_server_name=options.get("tls_server_name"),
-            user_agent=options.get("user_agent", DEFAULT_USER_AGENT),
+            reconnect_max=max(reconnect_initial, r.number("reconnect_max", 30.0, minimum=0.01)),
+            read_size=r.integer("read_size", 64 * 1024, minimum=1),
+            max_document_bytes=r.integer(
+                "max_document_bytes", DEFAULT_MAX_DOCUMENT_BYTES, minimum=1024
+            ),
+            backfill=r.boolean("backfill", True),
+            archive_templates=DEFAULT_ARCHIVE_TEMPLATES if templates is None else templates,
+            archive_timeout=r.number("archive_timeout", 10.0, minimum=0.05),
+            archive_attempts=r.integer("archive_attempts", 2, minimum=1),
+            archive_retry_delay=r.number("archive_retry_delay", 1.0, minimum=0.0),
+            archive_max_bytes=r.integer(
+                "archive_max_bytes", DEFAULT_MAX_DOCUMENT_BYTES, minimum=1024
+            ),
+            archive_concurrency=r.integer("archive_concurrency", 4, minimum=1),
+            tls_ca_file=r.string("tls_ca_file", None),
+            tls_server_name=r.string("tls_server_name", None),
+            user_agent=r.string("user_agent", DEFAULT_USER_AGENT),
         )
+        r.finish(allowed_extra=PASSTHROUGH_OPTIONS)
+        return options_read
 
 
 @dataclass
@@ -251,6 +222,8 @@ class NaadSource(FeedSource):
     """The NAAD source adapter (see the module docstring)."""
 
     component = COMPONENT
+    # NAAD relays carry the issuer's signature and the NAAD System's own.
+    multiple_signatures = True
 
     def __init__(
         self,
@@ -331,12 +304,9 @@ class NaadSource(FeedSource):
 
     # -- streams ------------------------------------------------------------------------------
 
-    def _backoff(self, delay: float) -> float:
-        return delay * random.uniform(0.5, 1.0)
-
     async def _run_stream(self, state: _StreamState) -> None:
         cfg = state.config
-        delay = self.options.reconnect_initial
+        retries = Backoff(self.options.reconnect_initial, self.options.reconnect_max).retries()
         while True:
             try:
                 reader, writer = await asyncio.wait_for(
@@ -353,6 +323,7 @@ class NaadSource(FeedSource):
                 )
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 state.detail = f"connect failed: {exc!r}"
+                delay = retries.next_delay()
                 log.warning(
                     "naad_connect_failed",
                     source=self.name,
@@ -360,8 +331,7 @@ class NaadSource(FeedSource):
                     error=repr(exc),
                     retry_in=round(delay, 3),
                 )
-                await self.clock.sleep(self._backoff(delay))
-                delay = min(delay * 2, self.options.reconnect_max)
+                await self.clock.sleep(delay)
                 continue
             sock = writer.get_extra_info("socket")
             if sock is not None:
@@ -388,7 +358,8 @@ class NaadSource(FeedSource):
                 writer.transport.abort()
             RECONNECTS.inc(source=self.name, stream=cfg.name, reason=reason)
             if state.documents > before:
-                delay = self.options.reconnect_initial
+                retries.reset()
+            delay = retries.next_delay()
             log.warning(
                 "naad_stream_dropped",
                 source=self.name,
@@ -396,8 +367,7 @@ class NaadSource(FeedSource):
                 reason=reason,
                 retry_in=round(delay, 3),
             )
-            await self.clock.sleep(self._backoff(delay))
-            delay = min(delay * 2, self.options.reconnect_max)
+            await self.clock.sleep(delay)
 
     async def _read_connection(
         self, state: _StreamState, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -22,15 +22,20 @@ from typing import Any, Self
 
 import structlog
 
-from adapters.feedbase import (
+from adapters.feeds.base import (
     DEFAULT_USER_AGENT,
+    PASSTHROUGH_OPTIONS,
     FeedError,
     RecentKeys,
     SeenCheck,
-    check_option_names,
-    http_url_option,
 )
-from adapters.naad.codec import peek_key
+from adapters.feeds.polling import (
+    ConditionalState,
+    PollFailed,
+    PollingSource,
+    interval_option,
+    limit_options,
+)
 from adapters.nws.codec import (
     DEFAULT_BASE_URL,
     IndexEntry,
@@ -39,16 +44,10 @@ from adapters.nws.codec import (
     check_area,
     parse_active_counted,
 )
-from adapters.polling import (
-    ConditionalState,
-    PollFailed,
-    PollingSource,
-    interval_option,
-    limit_options,
-)
+from cap_schemas.stream import peek_key
 from gateway.adapter import AdapterContext, Clock
-from gateway.errors import ConfigError
 from gateway.metrics import INPUT_REJECTED
+from gateway.options import adapter_options
 
 log = structlog.get_logger(__name__)
 
@@ -66,56 +65,38 @@ class NwsOptions:
     max_index_bytes: int = 16 * 1024 * 1024
     max_alert_bytes: int = 8 * 1024 * 1024
 
-    KEYS = frozenset(
-        {
-            "areas",
-            "contact",
-            "user_agent",
-            "base_url",
-            "interval",
-            "backoff_max",
-            "timeout",
-            "max_index_bytes",
-            "max_alert_bytes",
-        }
-    )
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any], *, source: str = "nws") -> NwsOptions:
-        where = f"source {source!r}: options"
-        check_option_names(options, cls.KEYS, source=source)
-        areas = options.get("areas")
-        if isinstance(areas, str):
-            areas = [areas]
-        if not isinstance(areas, list | tuple) or not areas:
-            raise ConfigError(f"{where}.areas must list two-letter area codes, e.g. ['VT', 'ME']")
+        r = adapter_options("source", source, options)
+        areas = r.strings("areas")
+        if not areas:
+            r.fail("must list two-letter area codes, e.g. ['VT', 'ME']", "areas")
         try:
-            checked = tuple(check_area(str(a).upper()) for a in areas)
+            checked = tuple(check_area(a.upper()) for a in areas)
         except ValueError as exc:
-            raise ConfigError(f"{where}.areas: {exc}") from None
-        agent = options.get("user_agent")
-        contact = options.get("contact")
+            r.fail(str(exc), "areas")
+        agent = r.string("user_agent", None)
+        contact = r.string("contact", "").strip()
         if agent is None:
-            if not isinstance(contact, str) or not contact.strip():
-                raise ConfigError(
-                    f"{where}: api.weather.gov requires a User-Agent naming the deployment; "
+            if not contact:
+                r.fail(
+                    "api.weather.gov requires a User-Agent naming the deployment; "
                     "set contact = 'email or URL' (or user_agent)"
                 )
-            agent = f"{DEFAULT_USER_AGENT} ({source}; {contact.strip()})"
-        if not isinstance(agent, str) or not agent.strip():
-            raise ConfigError(f"{where}.user_agent must be a non-empty string")
-        base_url = http_url_option(options, "base_url", DEFAULT_BASE_URL, source=source)
-        interval = interval_option(options, 60.0, floor=MIN_INTERVAL, source=source)
-        return cls(
+            agent = f"{DEFAULT_USER_AGENT} ({source}; {contact})"
+        if not agent.strip():
+            r.fail("must be a non-empty string", "user_agent")
+        interval = interval_option(r, 60.0, floor=MIN_INTERVAL)
+        options_read = cls(
             areas=checked,
             user_agent=agent.strip(),
-            base_url=base_url,
+            base_url=r.url("base_url", DEFAULT_BASE_URL),
             interval=interval,
-            **limit_options(
-                options, source=source, interval=interval, backoff_max=900.0,
-                index_key="max_index_bytes",
-            ),
-        )  # fmt: skip
+            **limit_options(r, interval=interval, backoff_max=900.0, index_key="max_index_bytes"),
+        )
+        r.finish(allowed_extra=PASSTHROUGH_OPTIONS)
+        return options_read
 
 
 class NwsSource(PollingSource[ConditionalState]):

@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
-from adapters.feedbase import FeedError
-from adapters.naad.codec import canonical_key
+from adapters.feeds.base import FeedError
 from cap_schemas.model import AlertKey
+from cap_schemas.stream import canonical_key
 
 __all__ = ["DEFAULT_BASE_URL", "IndexEntry", "active_url", "alert_url", "parse_active"]
 

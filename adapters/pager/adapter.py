@@ -25,12 +25,13 @@ from typing import Any, Self
 
 import structlog
 
-from adapters.kiss.aprs import split_text
-from adapters.kiss.port import TxGate, close_writer, open_port
 from adapters.pager import tap
+from adapters.ports import TxGate, close_writer, open_port
 from gateway.adapter import AdapterContext, Clock, Outbound, SystemClock
-from gateway.errors import AdapterError, ConfigError, DeliveryError, FrameError
+from gateway.errors import AdapterError, DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.options import adapter_options
+from gateway.plaintext import TextProfile, clean, wrap
 
 log = structlog.get_logger(__name__)
 
@@ -57,34 +58,42 @@ class TapOptions:
 
     @classmethod
     def from_mapping(cls, name: str, options: Mapping[str, Any]) -> TapOptions:
-        where = f"sink {name!r}"
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"{where}: unknown tap option(s) {unknown}; allowed: {sorted(known)}")
-        if not options.get("port"):
-            raise ConfigError(f"{where}: option 'port' is required")
-        values: dict[str, Any] = {k: options[k] for k in known & set(options)}
-        ids = options.get("pager_ids", ())
-        values["pager_ids"] = tuple(str(i) for i in ([ids] if isinstance(ids, str) else ids))
+        r = adapter_options("sink", name, options)
+        ids = r.raw("pager_ids")
+        if isinstance(ids, list):  # pager ids are often written as TOML integers
+            ids = [str(i) if isinstance(i, int) and not isinstance(i, bool) else i for i in ids]
+        r.table["pager_ids"] = ids if ids is not None else []
+        result = cls(
+            port=r.required_string("port"),
+            pager_ids=r.strings("pager_ids"),
+            password=r.string("password", ""),
+            baudrate=r.integer("baudrate", 1200, minimum=50, maximum=4_000_000),
+            max_length=r.integer("max_length", 80, minimum=10, maximum=1000),
+            max_block=r.integer("max_block", tap.MAX_BLOCK_DATA, minimum=1),
+            response_timeout=r.number("response_timeout", 10.0, minimum=0.01),
+            wake_interval=r.number("wake_interval", 2.0, minimum=0.01),
+            retries=r.integer("retries", 3, minimum=0),
+            log_wire=r.boolean("log_wire", False),
+        )
+        r.finish()
         try:
-            result = cls(**values)
             tap.login(result.password)
-            for pager_id in result.pager_ids:
+        except FrameError as exc:
+            r.fail(str(exc), "password")
+        for pager_id in result.pager_ids:
+            try:
                 tap.encode_page(pager_id, "", max_block=result.max_block)
-        except (FrameError, TypeError) as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        if not 10 <= result.max_length <= 1000:
-            raise ConfigError(f"{where}: max_length {result.max_length} out of range 10-1000")
+            except FrameError as exc:
+                r.fail(str(exc), "pager_ids")
         return result
 
 
 def split_page(text: str, max_length: int) -> list[str]:
-    """Split text to the terminal's limit; parts beyond one carry a "k/n " prefix."""
+    """Split text to the terminal's limit; parts beyond one carry a "k/n " prefix (text the
+    ``text`` translation sized for this pager fits and goes as it is)."""
     if len(text) <= max_length:
         return [text]
-
-    chunks = split_text(text, max_length - 6)  # room for "99/99 "
+    chunks = wrap(text, max_length - 6)  # room for "99/99 "
     total = len(chunks)
     return [f"{i}/{total} {chunk}" for i, chunk in enumerate(chunks, 1)]
 
@@ -113,6 +122,11 @@ class TapAdapter:
     ) -> None:
         await self._close()
 
+    @property
+    def text_profile(self) -> TextProfile:
+        """Pagers take printable ASCII (TAP), up to the terminal's page length."""
+        return TextProfile(self.options.max_length, ascii_only=True)
+
     async def send(self, item: Outbound) -> None:
         if item.expires is not None and item.expires <= self.clock.now():
             raise DeliveryError(f"{self.name}: delivery expired at {item.expires}", retryable=False)
@@ -126,7 +140,7 @@ class TapAdapter:
             raise DeliveryError(f"{self.name}: no pager ID to page", retryable=False)
         pages: list[tuple[str, str]] = []
         for part in item.parts:
-            text = tap.sanitize(part.decode("utf-8", "replace"))
+            text = clean(part.decode("utf-8", "replace"), profile=self.text_profile)
             if text:
                 pages.extend(
                     (p, chunk)

@@ -29,9 +29,8 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from adapters.afsk.fsk import BitClock, FloatArray, as_float_samples
-from gateway.errors import FrameError
-from gateway.metrics import INPUT_REJECTED
+from adapters.modem.fsk import BitClock, FloatArray, as_float_samples
+from gateway.errors import FrameError, Rejections
 
 log = structlog.get_logger(__name__)
 
@@ -252,6 +251,7 @@ class PocsagDecoder:
     assembles address + message codewords. ``feed(bits)`` returns pages completed."""
 
     def __init__(self) -> None:
+        self.rejections = Rejections()
         self._reg = 0
         self._in_batch = False
         self._count = 0
@@ -293,7 +293,7 @@ class PocsagDecoder:
     def _on_codeword(self, slot: int, word: int, pages: list[DecodedPage]) -> None:
         fixed = correct(word)
         if fixed is None:
-            INPUT_REJECTED.inc(component=COMPONENT, reason="uncorrectable_codeword")
+            self.rejections.add(COMPONENT, "uncorrectable_codeword")
             self._end_message(pages)
             return
         word, changed = fixed
@@ -347,6 +347,7 @@ class PocsagReceiver:
         self._tail = np.zeros(self._window)
         self._sign = 1.0 if invert else -1.0  # 1 is the low level
         self._decoder = PocsagDecoder()
+        self.rejections = self._decoder.rejections
 
     def feed(self, samples: npt.ArrayLike | bytes) -> list[DecodedPage]:
         x = as_float_samples(samples)

@@ -26,7 +26,6 @@ nibbles each added to 0x30 (``STX 123 CR ABC CR ETX`` -> ``17;``).
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 
 from gateway.errors import FrameError
@@ -100,12 +99,6 @@ class Block:
                 f"(block of {len(raw)} bytes)"
             )
         return cls(body[1:-1], terminator)
-
-
-def sanitize(text: str) -> str:
-    """Pager text: ASCII (accents folded), printable only, single spaces."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return " ".join("".join(ch if " " <= ch <= "~" else " " for ch in folded).split())
 
 
 def encode_page(pager_id: str, message: str, *, max_block: int = MAX_BLOCK_DATA) -> list[Block]:

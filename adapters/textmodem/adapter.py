@@ -28,14 +28,14 @@ from typing import Any, Self
 
 import structlog
 
-from adapters.kiss.aprs import split_text
-from adapters.kiss.port import Fanout, StreamLink, TxGate
-from adapters.pager.tap import sanitize
+from adapters.ports import Fanout, StreamLink, TxGate
 from adapters.textmodem.codec import Dialect, Event, LineDecoder
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SystemClock
-from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError, FrameError
+from gateway.errors import AdapterConnectionError, DeliveryError, FrameError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 from gateway.model import RadioMessage
+from gateway.options import adapter_options
+from gateway.plaintext import TextProfile
 
 log = structlog.get_logger(__name__)
 
@@ -60,28 +60,23 @@ class TextModemOptions:
 
     @classmethod
     def from_mapping(cls, name: str, options: Mapping[str, Any]) -> TextModemOptions:
-        where = f"sink/source {name!r}"
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(
-                f"{where}: unknown textmodem option(s) {unknown}; allowed: {sorted(known)}"
-            )
-        if not options.get("port"):
-            raise ConfigError(f"{where}: option 'port' is required")
-        values: dict[str, Any] = {k: options[k] for k in known & set(options)}
-        for key in ("talkgroups", "listen"):
-            raw = options.get(key, ())
-            values[key] = tuple(str(t) for t in ([raw] if isinstance(raw, str) else raw))
-        try:
-            values["dialect"] = Dialect.from_mapping(options.get("dialect", {}))
-            result = cls(**values)
-        except ConfigError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        except TypeError as exc:
-            raise ConfigError(f"{where}: {exc}") from None
-        if result.retries < 1:
-            raise ConfigError(f"{where}: option 'retries' must be at least 1")
+        r = adapter_options("sink", name, options)
+        for key in ("talkgroups", "listen"):  # talkgroup numbers may be TOML integers
+            raw = r.table.get(key)
+            if isinstance(raw, list):
+                r.table[key] = [str(t) if isinstance(t, int) else t for t in raw]
+        result = cls(
+            port=r.required_string("port"),
+            talkgroups=r.strings("talkgroups"),
+            listen=r.strings("listen"),
+            baudrate=r.integer("baudrate", 9600, minimum=50, maximum=4_000_000),
+            reply_timeout=r.number("reply_timeout", 5.0, minimum=0.01),
+            retries=r.integer("retries", 3, minimum=1),
+            line_rate=r.integer("line_rate", 9600, minimum=1),
+            dialect=Dialect.from_reader(r.sub("dialect")),
+            log_wire=r.boolean("log_wire", False),
+        )
+        r.finish()
         return result
 
 
@@ -191,6 +186,16 @@ class TextModemAdapter:
             raise DeliveryError(f"{self.name}: {event.reason}")
         return event
 
+    @property
+    def line_rate(self) -> int:
+        """Bit/s on the air, for the air-time budget of ``[[link]]`` targets."""
+        return self.options.line_rate
+
+    @property
+    def text_profile(self) -> TextProfile:
+        """The dialect's line carries ASCII, up to its ``max_text`` characters per message."""
+        return TextProfile(self.options.dialect.max_text, ascii_only=True)
+
     async def send(self, item: Outbound) -> None:
         if item.expires is not None and item.expires <= self.clock.now():
             raise DeliveryError(f"{self.name}: delivery expired at {item.expires}", retryable=False)
@@ -205,9 +210,7 @@ class TextModemAdapter:
             raise DeliveryError(f"{self.name}: no talkgroup or unit to send to", retryable=False)
         texts: list[str] = []
         for part in item.parts:
-            texts.extend(
-                split_text(sanitize(part.decode("utf-8", "replace")), self.options.dialect.max_text)
-            )
+            texts.extend(self.text_profile.parts(part.decode("utf-8", "replace")))
         if not texts:
             raise DeliveryError(f"{self.name}: nothing to send (empty text)", retryable=False)
         urgent = attrs.get("priority", "alert") != "chatter"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import ConfigError, FrameError
+from gateway.options import OptionReader
 
 MAX_LINE = 1024
 
@@ -62,14 +63,23 @@ class Dialect:
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> Dialect:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"unknown dialect key(s) {unknown}; allowed: {sorted(known)}")
-        values = dict(options)
-        if "init" in values:
-            values["init"] = tuple(str(c) for c in values["init"])
-        return cls(**values)
+        """A dialect from a ``dialect`` table (errors name the key path ``dialect.KEY``)."""
+        return cls.from_reader(OptionReader("", "dialect", options))
+
+    @classmethod
+    def from_reader(cls, r: OptionReader) -> Dialect:
+        default = cls()
+        values: dict[str, Any] = {
+            key: r.string(key, getattr(default, key))
+            for key in ("tx", "ok", "error", "rx", "line_end", "tx_pattern", "rx_format")
+        }
+        values["max_text"] = r.integer("max_text", default.max_text, minimum=1, maximum=MAX_LINE)
+        values["init"] = r.strings("init")
+        r.finish()
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            r.fail(exc.detail)
 
     # -- host side --------------------------------------------------------------------------
     def format_tx(self, dest: str, text: str) -> bytes:

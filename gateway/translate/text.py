@@ -13,14 +13,16 @@ Rules (deterministic: the same alert and options always give the same parts):
   ``TEST`` (status other than Actual) -- and ``k/n`` when there are several parts.
 * Parts are cut on word boundaries to fit ``budget`` characters (a word longer than a part is
   cut). ``ascii_only`` transliterates to 7-bit ASCII (é -> e, ’ -> ', « -> "); characters in
-  ``forbidden`` are removed (APRS messages forbid ``|``, ``~`` and ``{``).
+  ``forbidden`` are removed (APRS messages forbid ``|``, ``~`` and ``{``). The defaults of
+  ``budget``, ``ascii_only`` and ``forbidden`` come from the ``radio`` profile
+  (:data:`gateway.plaintext.PROFILES`); a radio sink declares its own profile, and the daemon
+  refuses at start a route whose text would not fit it (:func:`profile_mismatch`), so the
+  text is sized here once and the sink sends the parts as they are.
 """
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +31,7 @@ from cap_schemas.rules import broadcast_immediately
 from cap_schemas.tables import capcp_events, same_events
 from gateway.errors import ConfigError, TranslationError
 from gateway.model import RadioText
+from gateway.plaintext import PROFILES, TextProfile, clean, wrap
 from gateway.translate.common import (
     CAPCP_EVENT,
     SOREM_WIRELESS_TEXT,
@@ -51,54 +54,13 @@ _MONTHS_FR = (
     "nov.",
     "déc.",
 )
-_ASCII = str.maketrans(
-    {
-        "\u2018": "'",
-        "\u2019": "'",
-        "\u201c": '"',
-        "\u201d": '"',
-        "\u00ab": '"',
-        "\u00bb": '"',
-        "\u2013": "-",
-        "\u2014": "-",
-        "\u2026": "...",
-        "\u00a0": " ",
-        "\u202f": " ",
-        "\u0153": "oe",
-        "\u0152": "OE",
-        "\u00e6": "ae",
-        "\u00c6": "AE",
-        "\u00df": "ss",
-        "\u00b0": " deg",
-    }
-)
-
-
-@dataclass(frozen=True, slots=True)
-class RadioProfile:
-    """Defaults of one kind of radio link."""
-
-    budget: int
-    ascii_only: bool
-    forbidden: str
-
-
-RADIO_PROFILES: Mapping[str, RadioProfile] = {
-    # APRS 1.01 ch. 14: message text <= 67 characters, printable ASCII without | ~ {.
-    "aprs": RadioProfile(67, True, "|~{"),
-    "aprs-bulletin": RadioProfile(67, True, "|~"),
-    # Alphanumeric pagers: 80 characters is the common display/message size; configurable.
-    "pager": RadioProfile(80, True, ""),
-    # DMR talkgroup short text (Motorola/Hytera text messaging), kept to 140 characters.
-    "dmr": RadioProfile(140, False, ""),
-    "generic": RadioProfile(160, False, ""),
-}
+# The named profiles of radio links (gateway.plaintext): a route's ``radio = "..."``.
+RADIO_PROFILES: Mapping[str, TextProfile] = PROFILES
 
 
 def to_ascii(text: str) -> str:
-    """7-bit printable ASCII: typographic marks mapped, accents removed, the rest dropped."""
-    mapped = unicodedata.normalize("NFKD", text.translate(_ASCII))
-    return "".join(c for c in mapped if " " <= c <= "~")
+    """7-bit printable ASCII, single spaces (:func:`gateway.plaintext.clean`)."""
+    return clean(text, ascii_only=True)
 
 
 def priority_word(alert: Alert) -> str:
@@ -175,34 +137,8 @@ def short_text(alert: Alert, lang: str) -> str:
     return " ".join(body.split())
 
 
-def _wrap(words: list[str], width: int) -> list[str]:
-    lines: list[str] = []
-    current = ""
-    for whole in words:
-        word = whole
-        while len(word) > width:
-            if current:
-                lines.append(current)
-                current = ""
-            lines.append(word[:width])
-            word = word[width:]
-        if not word:
-            continue
-        if not current:
-            current = word
-        elif len(current) + 1 + len(word) <= width:
-            current = f"{current} {word}"
-        else:
-            lines.append(current)
-            current = word
-    if current:
-        lines.append(current)
-    return lines
-
-
 def split_parts(text: str, *, budget: int, prefix: str) -> tuple[str, ...]:
     """Numbered parts of at most ``budget`` characters, cut on word boundaries."""
-    words = text.split()
     single = f"{prefix} "
     if len(single) + len(text) <= budget:
         return (f"{single}{text}".rstrip(),)
@@ -213,7 +149,7 @@ def split_parts(text: str, *, budget: int, prefix: str) -> tuple[str, ...]:
         if width < 1:
             msg = f"a budget of {budget} characters leaves no room after {prefix!r}"
             raise TranslationError(msg)
-        chunks = _wrap(words, width)
+        chunks = wrap(text, width)
         if len(str(len(chunks))) <= len(str(count)):
             total = len(chunks)
             return tuple(f"{prefix} {i}/{total} {chunk}" for i, chunk in enumerate(chunks, 1))
@@ -244,12 +180,9 @@ def render_radio_text(
     else:
         text = short_text(alert, lang)
         language = lang
-    if ascii_only:
-        text = to_ascii(text)
-    if forbidden:
-        text = text.translate({ord(c): None for c in forbidden})
+    text = clean(text, ascii_only=ascii_only, forbidden=forbidden)
     prio = priority_word(alert)
-    parts = split_parts(" ".join(text.split()), budget=budget, prefix=prio)
+    parts = split_parts(text, budget=budget, prefix=prio)
     if len(parts) > max_parts:
         kept = list(parts[:max_parts])
         kept[-1] = kept[-1][: budget - 3].rstrip() + "..."
@@ -275,3 +208,18 @@ def radio_options(options: Mapping[str, Any]) -> dict[str, Any]:
         "forbidden": option_str(options, "forbidden", profile.forbidden),
         "max_parts": option_int(options, "max_parts", 16),
     }
+
+
+def profile_mismatch(options: Mapping[str, Any], profile: TextProfile) -> str | None:
+    """Why text rendered with a route's ``options`` would not fit a sink's ``profile`` as it
+    is (None when it fits): a larger budget, non-ASCII text for an ASCII radio, or characters
+    the radio forbids."""
+    kwargs = radio_options(options)
+    if kwargs["budget"] > profile.budget:
+        return f"parts of up to {kwargs['budget']} characters; it takes {profile.budget}"
+    if profile.ascii_only and not kwargs["ascii_only"]:
+        return "text that is not ASCII; it takes ASCII only (set ascii_only = true)"
+    missing = "".join(c for c in profile.forbidden if c not in kwargs["forbidden"])
+    if missing:
+        return f"text that may contain {missing!r}, which it forbids"
+    return None

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import structlog
 
-from adapters.afsk.fsk import to_pcm16
+from adapters.modem.fsk import to_pcm16
 from tests.helpers import require_tool
 
 

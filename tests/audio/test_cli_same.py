@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from adapters.afsk.fsk import to_pcm16
 from adapters.eas import same_modem as sm
+from adapters.modem.fsk import to_pcm16
 from gateway.cli import main
 from tests.audio.conftest import read_wav
 from tests.helpers import require_tool

@@ -9,9 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.afsk.fsk import FskModulator, to_pcm16
 from adapters.eas import same_modem as sm
-from gateway.metrics import INPUT_REJECTED
+from adapters.modem.fsk import FskModulator, to_pcm16
 from tests.audio.conftest import add_noise
 
 HEADER = "ZCZC-WXR-TOR-048439-048113+0045-1231200-KFWD/NWS-"
@@ -248,17 +247,15 @@ class TestBurstVoting:
         assert [(m.text, m.bursts) for m in later] == [(HEADER, 2)]
 
     def test_single_burst_is_rejected_and_counted(self) -> None:
-        before = INPUT_REJECTED.value(component="same_decoder", reason="single_burst")
         decoder = sm.SameDecoder(RATE)
         assert decoder.feed(bursts([HEADER])) + decoder.flush() == []
-        after = INPUT_REJECTED.value(component="same_decoder", reason="single_burst")
-        assert after == before + 1
+        assert decoder.rejections.drain() == [("same_decoder", "single_burst", 1)]
         assert decoder.rejected == 1
 
     def test_two_disagreeing_bursts_are_rejected(self) -> None:
-        before = INPUT_REJECTED.value(component="same_decoder", reason="uncertain")
-        assert sm.decode(bursts([HEADER, flip_char(HEADER, 20)])) == []
-        assert INPUT_REJECTED.value(component="same_decoder", reason="uncertain") == before + 1
+        decoder = sm.SameDecoder(RATE)
+        assert decoder.feed(bursts([HEADER, flip_char(HEADER, 20)])) + decoder.flush() == []
+        assert decoder.rejections.drain() == [("same_decoder", "uncertain", 1)]
 
     def test_heavily_corrupted_bursts_are_not_guessed(self) -> None:
         corrupted = []
@@ -270,10 +267,10 @@ class TestBurstVoting:
         assert sm.decode(bursts(corrupted)) == []
 
     def test_invalid_layout_is_rejected(self) -> None:
-        before = INPUT_REJECTED.value(component="same_decoder", reason="invalid_header")
         bad = "ZCZC-WXR-TOR-04843X+0045-1231200-KFWD/NWS-"
-        assert sm.decode(bursts([bad] * 3)) == []
-        assert INPUT_REJECTED.value(component="same_decoder", reason="invalid_header") == before + 1
+        decoder = sm.SameDecoder(RATE)
+        assert decoder.feed(bursts([bad] * 3)) + decoder.flush() == []
+        assert decoder.rejections.drain() == [("same_decoder", "invalid_header", 1)]
 
     def test_eom_then_header_are_separate_messages(self) -> None:
         x = np.concatenate([bursts(["NNNN"] * 2), bursts([HEADER] * 3)])

@@ -86,7 +86,7 @@ class TestMqttOptions:
         [
             ({"url": "http://x"}, "url"),
             ({"protocol": "4"}, "protocol"),
-            ({"bogus": 1}, "unknown option"),
+            ({"bogus": 1}, "unknown key"),
             ({"keepalive": 1}, "keepalive"),
             ({"password_file": "/nonexistent/pw"}, "password_file"),
             ({"tls": {"ca": "x"}}, "tls"),

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from adapters.feedbase import SeenCheck
+from adapters.feeds.base import SeenCheck
 from adapters.naad.adapter import NaadSource, from_context
 from gateway.adapter import AdapterContext, Clock, Received, SystemClock
 from gateway.metrics import INPUT_REJECTED

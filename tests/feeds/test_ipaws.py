@@ -13,17 +13,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.feedbase import SeenCheck
+from adapters.feeds.base import SeenCheck
+from adapters.feeds.polling import retry_after_seconds
+from adapters.feeds.state import load_state, save_state
 from adapters.ipaws.adapter import MIN_INTERVAL, IpawsOptions, IpawsSource, from_context
 from adapters.ipaws.codec import (
     FeedError,
     extract_alerts,
     format_timestamp,
-    load_state,
     recent_url,
-    save_state,
 )
-from adapters.polling import retry_after_seconds
 from cap_schemas.model import AlertKey
 from cap_schemas.parse import parse_alert
 from cap_schemas.signature import TrustStore, sign, verify
@@ -153,7 +152,7 @@ class TestStateFile:
     def test_corrupt_state_is_an_error(self, tmp_path: Path) -> None:
         path = tmp_path / "state.json"
         path.write_text("[]")
-        with pytest.raises(ValueError, match="not an IPAWS"):
+        with pytest.raises(ValueError, match="not a poll state file"):
             load_state(path)
 
 
@@ -326,7 +325,7 @@ class TestDurableTimestamp:
 
 
 def test_factory_rejects_unknown_option() -> None:
-    with pytest.raises(ConfigError, match="unknown option"):
+    with pytest.raises(ConfigError, match="unknown key"):
         from_context(AdapterContext(name="x", options={"intervall": 120}))
 
 

@@ -287,7 +287,7 @@ class TestOptions:
             NaadOptions.from_mapping({"liveness_timeout": -1})
         with pytest.raises(ConfigError, match="allowed"):
             NaadOptions.from_mapping({"archive_templates": ["http://x/{nope}.xml"]})
-        with pytest.raises(ConfigError, match="unknown option"):
+        with pytest.raises(ConfigError, match="unknown key"):
             NaadOptions.from_mapping({"stream": ["tcp://x:1"]})
         # The daemon's signature policy keys travel in the same table and are accepted.
         NaadOptions.from_mapping({"trust_anchors": ["a.pem"], "require_signature": True})

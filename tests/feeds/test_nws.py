@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.feedbase import SeenCheck
+from adapters.feeds.base import SeenCheck
 from adapters.nws.adapter import NwsOptions, NwsSource, from_context
 from adapters.nws.codec import FeedError, active_url, alert_url, parse_active
 from cap_schemas.model import AlertKey

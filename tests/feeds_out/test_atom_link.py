@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from adapters.atom.codec import parse_feed
-from adapters.feedbase import FeedError
+from adapters.feeds.base import FeedError
 from cap_schemas.model import AlertKey
 from cap_schemas.signature import sign
 from tests.daemon.conftest import CapFactory, daemon_toml, load, poll_until, running_daemon

@@ -86,10 +86,10 @@ def test_relative_path_is_beside_the_configuration(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({}, "path must name a directory"),
-        ({"path": ""}, "path must name a directory"),
-        ({"path": 3}, "path must name a directory"),
-        ({"path": "x", "dir": "y"}, r"unknown option\(s\) dir; allowed: path"),
+        ({}, r'^sink "eoc"\.path: is required'),
+        ({"path": ""}, r'^sink "eoc"\.path: is required'),
+        ({"path": 3}, r'^sink "eoc"\.path: must be a string, got an integer'),
+        ({"path": "x", "dir": "y"}, r'^sink "eoc": unknown key\(s\) dir; allowed: path$'),
     ],
 )
 def test_bad_options_are_named(options: dict[str, object], message: str) -> None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from adapters.afsk.hdlc import HdlcDecoder
 from adapters.ipaws.codec import extract_alerts
 from adapters.kiss import aprs, ax25, kiss
-from adapters.naad.codec import CapStreamSplitter
+from adapters.modem.hdlc import HdlcDecoder
 from adapters.nws.codec import parse_active
 from adapters.pager.tap import ReplyDecoder, RequestDecoder
 from adapters.textmodem.codec import LineDecoder
@@ -21,6 +20,7 @@ from cap_schemas.edxl import unwrap
 from cap_schemas.errors import CapParseError
 from cap_schemas.parse import parse_alert
 from cap_schemas.same import SameHeader
+from cap_schemas.stream import CapStreamSplitter
 from gateway.errors import FrameError
 from gateway.messages import parse_inbound
 from gateway.model import RadioMessage

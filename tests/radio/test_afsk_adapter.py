@@ -12,6 +12,7 @@ import threading
 import wave
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,13 +27,15 @@ from structlog.testing import capture_logs
 from adapters.afsk.adapter import CHANNEL_BUSY, FRAMES_SENT, AfskAdapter, CarrierDetect
 from adapters.afsk.afsk1200 import Afsk1200Modulator
 from adapters.afsk.audio_io import AUDIO_RESTARTS, AudioDevice
-from adapters.afsk.fsk import to_pcm16
 from adapters.kiss import aprs, ax25
 from adapters.kiss.station import MESSAGE_RETRIES
+from adapters.modem import hdlc
+from adapters.modem.fsk import FskModulator, to_pcm16
 from gateway.adapter import AdapterContext, Outbound, load_factory
 from gateway.errors import AdapterConnectionError, ConfigError, DeliveryError
 from gateway.metrics import INPUT_REJECTED
 from gateway.model import RadioMessage
+from gateway.plaintext import APRS_BULLETIN
 from tests.helpers import require_tool
 from tests.radio.conftest import Inbox
 
@@ -267,7 +270,7 @@ class TestDirewolfReferees:
         async with station:
             await station.send(outbound("Flood watch Ottawa River", "Tornado warning Essex " * 4))
         decoded = atest_frames(raw_out, tmp_path)
-        texts = aprs.split_text(aprs.sanitize("Tornado warning Essex " * 4, bulletin=True))
+        texts = APRS_BULLETIN.parts("Tornado warning Essex " * 4)
         expected = [
             ax25.Frame(
                 ax25.Address("APZBDL"),
@@ -609,21 +612,21 @@ class TestChannelAccess:
 
 
 class TestConfig:
-    """Option errors name the key and what is allowed."""
+    """Option errors name the key path and what is allowed."""
 
     @pytest.mark.parametrize(
         ("options", "message"),
         [
-            ({}, "'audio_out' is required"),
+            ({}, 'sink "x".audio_out: is required'),
             ({"audio_out": "udp:nope"}, "udp:PORT or udp:HOST:PORT"),
             ({"audio_out": "exec:"}, "'exec:' needs a command"),
-            ({"audio_out": "x.raw", "ptt_line": "cts"}, "'ptt_line' is 'cts'; allowed: rts, dtr"),
-            ({"audio_out": "x.raw", "rate": 4000}, "'rate' must be an integer 8000-192000"),
-            ({"audio_out": "x.raw", "persistence": 300}, "'persistence' must be an integer"),
-            ({"audio_out": "x.raw", "amplitude": 2}, "'amplitude' must be 0-1"),
-            ({"audio_out": "x.raw", "colour": 1}, "unknown afsk option"),
+            ({"audio_out": "x.raw", "ptt_line": "cts"}, "ptt_line: 'cts' is not allowed"),
+            ({"audio_out": "x.raw", "rate": 4000}, "rate: must be at least 8000, got 4000"),
+            ({"audio_out": "x.raw", "persistence": 300}, "persistence: must be at most 255"),
+            ({"audio_out": "x.raw", "amplitude": 2}, "amplitude: must be at most 1.0, got 2"),
+            ({"audio_out": "x.raw", "colour": 1}, "unknown key(s) colour; allowed: "),
             ({"audio_out": "x.raw", "mode": "message", "addressees": "W2EOC"}, "needs 'audio_in'"),
-            ({"audio_out": "x.raw", "ptt_invert": "yes"}, "'ptt_invert' must be true or false"),
+            ({"audio_out": "x.raw", "ptt_invert": "yes"}, "ptt_invert: must be true or false"),
         ],
     )
     def test_errors_name_the_key(self, options: dict[str, Any], message: str) -> None:
@@ -659,3 +662,21 @@ class TestConfig:
 
     def test_line_rate_feeds_link_air_time(self) -> None:
         assert afsk("x", callsign="VE3BDR", audio_out="x.raw").options.line_rate == 1200
+
+
+class TestReceiverCounts:
+    """The demodulator only reports what it refuses; the adapter running it counts it."""
+
+    def test_a_bad_frame_is_counted_by_the_adapter(self) -> None:
+        adapter = afsk("counts", callsign="VE3BDR", audio_out="x.raw")
+        frame = ax25.Frame(ax25.Address("APZBDL"), ax25.Address("VE3BDR"), (), b">test").to_bytes()
+        levels, _ = hdlc.nrzi_encode(hdlc.frame_bits(frame, leading_flags=20))
+        levels[20 * 8 + 100] ^= 1  # a strong wrong bit: the FCS fails
+        signal = FskModulator(
+            RATE, mark=Fraction(1200), space=Fraction(2200), baud=Fraction(1200), amplitude=0.5
+        ).modulate(levels)
+        pcm = to_pcm16(np.concatenate([np.zeros(2000), signal, np.zeros(RATE)]))
+        before = INPUT_REJECTED.value(component="hdlc", reason="bad_fcs")
+        frames, _ = adapter._demodulate(pcm)
+        assert frames == []
+        assert INPUT_REJECTED.value(component="hdlc", reason="bad_fcs") == before + 1

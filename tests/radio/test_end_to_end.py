@@ -13,11 +13,11 @@ from typing import Any
 import aiomqtt
 
 from adapters.kiss import aprs, ax25
-from adapters.pager import tap
 from cap_schemas.parse import parse_alert
 from gateway.adapter import Outbound
 from gateway.links import LINK_DROPPED, LINK_RELAYS, LinkManager
 from gateway.model import RadioMessage
+from gateway.plaintext import clean
 from gateway.translate.text import RADIO_PROFILES, render_radio_text
 from hardware.rf_channel import RadioStation
 from tests.helpers import Broker
@@ -150,7 +150,7 @@ class TestAlertToRadios:
             ]
             assert bulletin.parts[0].startswith("EMERG")
             assert texts(eoc) == list(page.parts)
-            assert texts(hh) == [tap.sanitize(p) for p in dmr.parts]
+            assert texts(hh) == [clean(p) for p in dmr.parts]
             # Other talkgroups and the US side heard nothing of it.
             assert sim.stations["ca-west"].received == []
             assert sim.stations["us-handheld"].received == []

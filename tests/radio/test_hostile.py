@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from adapters.kiss import aprs, ax25, kiss
-from adapters.kiss.port import TxGate
+from adapters.ports import TxGate
 from gateway.adapter import Outbound
 from gateway.errors import DeliveryError
 from gateway.links import LinkManager

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from adapters.kiss import aprs, ax25, kiss
 from gateway.errors import FrameError
+from gateway.plaintext import APRS_BULLETIN, APRS_MESSAGE
 from hardware.faults import byte_at_a_time, with_garbage
 
 # AX.25 2.2 section 3.12: each callsign byte shifted left one bit; SSID byte CRRSSIDE.
@@ -253,14 +254,17 @@ class TestAprs:
         with pytest.raises(aprs.AprsError, match=message):
             aprs.decode(info)
 
-    def test_sanitize_and_split(self) -> None:
-        text = aprs.sanitize("Évacuation | route 17 fermée {urgent} ~ now\n")
-        assert text == "Evacuation route 17 fermee urgent} now"
-        assert aprs.sanitize("a{b|c~d", bulletin=True) == "a{b c d"
-        chunks = aprs.split_text("word " * 40)
+    def test_text_profiles(self) -> None:
+        """The codec's limits and the radio text profiles are one definition."""
+        assert (aprs.MAX_TEXT, aprs.MESSAGE_FORBIDDEN) == (67, "|~{")
+        assert APRS_MESSAGE.parts("Évacuation | route 17 fermée {urgent} ~ now\n") == [
+            "Evacuation route 17 fermee urgent} now"
+        ]
+        assert APRS_BULLETIN.parts("a{b|c~d") == ["a{bcd"]
+        chunks = APRS_MESSAGE.parts("word " * 40)
         assert all(len(c) <= 67 for c in chunks)
         assert " ".join(chunks) == ("word " * 40).strip()
-        assert aprs.split_text("x" * 150) == ["x" * 67, "x" * 67, "x" * 16]
+        assert APRS_MESSAGE.parts("x" * 150) == ["x" * 67, "x" * 67, "x" * 16]
 
     def test_message_numbers_wrap(self) -> None:
         numbers = aprs.MessageNumbers(start=99998)

@@ -48,8 +48,8 @@ class FakeRadio:
         self.fail = fail
         self.sent_event = asyncio.Event()
         self.changed = asyncio.Condition()
-        if line_rate:
-            self.options = type("O", (), {"line_rate": line_rate})()
+        if line_rate:  # a radio with a line rate has the LineRate ability
+            self.line_rate = line_rate
 
     async def send(self, item: Outbound) -> None:
         if self.fail:

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from adapters.loopback import LoopbackReport, Progress, frame_text, measure, parse_frame
 from gateway.cli import build_parser
-from gateway.commands.loopback import LoopbackReport, Progress, frame_text, measure, parse_frame
 from hardware.rf_channel import RFSimulation, TapTerminalStation
 from tests.helpers import free_port
 from tests.radio.conftest import SimFactory

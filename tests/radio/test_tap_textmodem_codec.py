@@ -12,6 +12,7 @@ from adapters.pager import tap
 from adapters.pager.adapter import split_page
 from adapters.textmodem.codec import Dialect, Event, LineDecoder, TextModemError
 from gateway.errors import ConfigError, FrameError
+from gateway.plaintext import clean
 from hardware.faults import byte_at_a_time, with_garbage
 
 
@@ -48,8 +49,8 @@ class TestTapBlocks:
             tap.login("TOOLONGPW")
         assert tap.login("ABC") == b"\x1bPG1ABC\r"
 
-    def test_sanitize_and_split_page(self) -> None:
-        assert tap.sanitize("Alerte: évacuez\tmaintenant\x00!") == "Alerte: evacuez maintenant !"
+    def test_clean_and_split_page(self) -> None:
+        assert clean("Alerte: évacuez\tmaintenant\x00!") == "Alerte: evacuez maintenant !"
         parts = split_page("word " * 60, 80)
         assert all(len(p) <= 80 for p in parts)
         assert parts[0].startswith("1/4 ")

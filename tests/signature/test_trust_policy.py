@@ -225,22 +225,23 @@ class TestPolicyLogging:
 
 
 class TestPolicyForSource:
-    """for_source() applies the defaults of the source type (NAAD: several signatures)."""
+    """A source's policy allows several signatures when its adapter says its alerts carry them
+    (NAAD); its table may still refuse them."""
 
     def test_naad_allows_multiple(self, pki: Pki, tmp_path: Path, double: bytes) -> None:
         (tmp_path / "ca.pem").write_bytes(pem(pki.ca))
         options = {"trust_anchors": ["ca.pem"]}
-        naad = SignaturePolicy.for_source("naad", options, base_dir=tmp_path)
+        naad = SignaturePolicy.from_options(options, base_dir=tmp_path, allow_multiple=True)
         assert naad.allow_multiple
         assert naad.check(double, NOW).state == "valid"
-        ipaws = SignaturePolicy.for_source("ipaws", options, base_dir=tmp_path)
+        ipaws = SignaturePolicy.from_options(options, base_dir=tmp_path)
         assert not ipaws.allow_multiple
         assert ipaws.check(double, NOW).reason == "multiple"
 
     def test_naad_can_refuse_multiple(self, pki: Pki, tmp_path: Path) -> None:
         (tmp_path / "ca.pem").write_bytes(pem(pki.ca))
-        policy = SignaturePolicy.for_source(
-            "naad", {"trust_anchors": ["ca.pem"], "allow_multiple_signatures": False},
-            base_dir=tmp_path,
+        policy = SignaturePolicy.from_options(
+            {"trust_anchors": ["ca.pem"], "allow_multiple_signatures": False},
+            base_dir=tmp_path, allow_multiple=True,
         )
         assert not policy.allow_multiple

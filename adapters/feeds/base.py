@@ -1,13 +1,13 @@
 """What the national feed sources (NAAD, IPAWS-OPEN, NWS) have in common.
 
 The three sources differ in how alerts reach them — NAAD pushes CAP over long-lived TCP
-streams, IPAWS-OPEN and NWS are polled over HTTP (see :mod:`adapters.polling`) — but they are
+streams, IPAWS-OPEN and NWS are polled over HTTP (see :mod:`adapters.feeds.polling`) — but they are
 built the same way, and this module holds that once:
 
 * **Options.** A ``[[source]]`` table carries the adapter's own keys plus the keys the daemon
-  reads from the same table (:data:`PASSTHROUGH_OPTIONS`); :func:`check_option_names`,
-  :func:`number_option`, :func:`integer_option`, :func:`string_options` and
-  :func:`http_url_option` refuse a bad value with a message naming the source and the key.
+  reads from the same table (:data:`PASSTHROUGH_OPTIONS`, allowed by every feed's
+  :meth:`~gateway.options.OptionReader.finish`); the values are read with the gateway's one
+  :class:`~gateway.options.OptionReader`.
 * **HTTP.** :func:`fetch` is one GET with a size cap, for the pollers and for the NAAD archive.
   Feeds are untrusted input: the body is read in chunks and refused (:class:`FeedError`,
   ``reason="oversize"``) as soon as it passes the cap, a ``Content-Length`` over the cap is
@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Hashable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import aiohttp
 import structlog
@@ -38,7 +38,6 @@ from gateway.adapter import Clock, Received, SourceHealth, SystemClock
 from gateway.errors import (
     AdapterConnectionError,
     AdapterTimeoutError,
-    ConfigError,
     FrameError,
 )
 
@@ -57,55 +56,6 @@ SeenCheck = Callable[[AlertKey], Awaitable[bool]]
 
 
 # -- options ----------------------------------------------------------------------------------
-
-
-def check_option_names(options: Mapping[str, Any], known: Collection[str], *, source: str) -> None:
-    """Refuse any key that is neither the adapter's own nor one the daemon reads."""
-    unknown = set(options) - set(known) - PASSTHROUGH_OPTIONS
-    if unknown:
-        allowed = ", ".join(sorted(set(known) | PASSTHROUGH_OPTIONS))
-        raise ConfigError(
-            f"source {source!r}: unknown option(s) {', '.join(sorted(unknown))}; allowed: {allowed}"
-        )
-
-
-def number_option(
-    options: Mapping[str, Any], key: str, default: float, *, minimum: float, source: str
-) -> float:
-    """``options[key]`` (or ``default``): a number, booleans refused, at least ``minimum``."""
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise ConfigError(
-            f"source {source!r}: options.{key} must be a number >= {minimum:g}, got {value!r}"
-        )
-    return float(value)
-
-
-def integer_option(
-    options: Mapping[str, Any], key: str, default: int, *, minimum: int, source: str
-) -> int:
-    """``options[key]`` (or ``default``): an integer, booleans refused, at least ``minimum``."""
-    value = options.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(
-            f"source {source!r}: options.{key} must be an integer >= {minimum}, got {value!r}"
-        )
-    return value
-
-
-def string_options(options: Mapping[str, Any], keys: Collection[str], *, source: str) -> None:
-    """Each of ``keys`` that is set must be a string."""
-    for key in keys:
-        if key in options and not isinstance(options[key], str):
-            raise ConfigError(f"source {source!r}: options.{key} must be a string")
-
-
-def http_url_option(options: Mapping[str, Any], key: str, default: str, *, source: str) -> str:
-    """``options[key]`` (or ``default``): an ``http://`` or ``https://`` URL."""
-    value = options.get(key, default)
-    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-        raise ConfigError(f"source {source!r}: options.{key} must be an http(s) URL")
-    return value
 
 
 # -- HTTP -------------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ class Framing(ABC):
 
 class KissFraming(Framing):
     def __init__(self) -> None:
-        from adapters.kiss import ax25, kiss  # noqa: PLC0415 - codecs only for this command
+        from adapters.kiss import ax25, kiss  # noqa: PLC0415 - keeps `loopback --help` light
 
         self._ax25 = ax25
         self._kiss = kiss
@@ -175,7 +175,7 @@ class LineFraming(Framing):
 
 
 async def _open(port: str, rate: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    from adapters.kiss.port import open_port  # noqa: PLC0415 - keeps pyserial out of gateway
+    from adapters.ports import open_port  # noqa: PLC0415 - keeps `loopback --help` light
 
     return await open_port(port, baudrate=rate)
 

@@ -1,4 +1,4 @@
-"""The pieces the feed sources share: option checks, the capped fetch, recent keys, the source
+"""The pieces the feed sources share: poll options, the capped fetch, recent keys, the source
 frame, and the poll loop with its backoff."""
 
 from __future__ import annotations
@@ -16,21 +16,14 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
-from adapters.feedbase import (
+from adapters.feeds.base import (
     PASSTHROUGH_OPTIONS,
     FeedError,
     FeedSource,
     RecentKeys,
-    check_option_names,
     fetch,
-    http_url_option,
-    integer_option,
-    number_option,
-    string_options,
 )
-from adapters.ipaws.codec import extract_alerts
-from adapters.nws.codec import parse_active
-from adapters.polling import (
+from adapters.feeds.polling import (
     POLLS,
     PollFailed,
     PollingSource,
@@ -38,48 +31,34 @@ from adapters.polling import (
     interval_option,
     next_poll_wait,
 )
+from adapters.ipaws.codec import extract_alerts
+from adapters.nws.codec import parse_active
 from cap_schemas.model import AlertKey
 from gateway.adapter import SourceHealth
 from gateway.errors import AdapterConnectionError, ConfigError, FrameError
+from gateway.options import adapter_options
 from tests.feeds.conftest import FakeClock, rejected
 from tests.helpers import free_port
 
 
-class TestOptionChecks:
-    """A bad option is refused with the source, the key and what is allowed."""
+class TestPollOptions:
+    """The options every poller shares are read with the gateway's one option reader."""
 
-    def test_unknown_names_refused_daemon_keys_accepted(self) -> None:
-        check_option_names({"a": 1, **dict.fromkeys(PASSTHROUGH_OPTIONS)}, {"a"}, source="s")
-        with pytest.raises(ConfigError, match=r"source 's': unknown option\(s\) b; allowed: a,"):
-            check_option_names({"a": 1, "b": 2}, {"a"}, source="s")
-
-    def test_numbers(self) -> None:
-        assert number_option({}, "t", 2, minimum=0.5, source="s") == 2.0
-        assert number_option({"t": 3}, "t", 2, minimum=0.5, source="s") == 3.0
-        for bad in (True, "3", 0.25):
-            with pytest.raises(
-                ConfigError, match=r"source 's': options\.t must be a number >= 0\.5"
-            ):
-                number_option({"t": bad}, "t", 2, minimum=0.5, source="s")
-        assert integer_option({"n": 4}, "n", 1, minimum=1, source="s") == 4
-        for bad in (False, 4.0, 0):
-            with pytest.raises(ConfigError, match=r"options\.n must be an integer >= 1, got"):
-                integer_option({"n": bad}, "n", 1, minimum=1, source="s")
-
-    def test_strings_and_urls(self) -> None:
-        string_options({"a": "x"}, ("a", "b"), source="s")
-        with pytest.raises(ConfigError, match=r"options\.b must be a string"):
-            string_options({"b": 1}, ("a", "b"), source="s")
-        assert http_url_option({}, "u", "https://x", source="s") == "https://x"
-        with pytest.raises(ConfigError, match=r"options\.u must be an http\(s\) URL"):
-            http_url_option({"u": "ftp://x"}, "u", "https://x", source="s")
+    def test_daemon_keys_are_accepted_by_every_feed(self) -> None:
+        r = adapter_options("source", "s", {"a": 1, **dict.fromkeys(PASSTHROUGH_OPTIONS)})
+        r.integer("a", 0)
+        r.finish(allowed_extra=PASSTHROUGH_OPTIONS)
 
     def test_interval_floor_names_its_reason(self) -> None:
-        assert interval_option({"interval": 45}, 60, floor=30, source="s") == 45.0
-        with pytest.raises(ConfigError, match=r"below the floor of 30 s \(the rule\)$"):
-            interval_option({"interval": 29}, 60, floor=30, source="s", why="the rule")
-        with pytest.raises(ConfigError, match="a number of seconds"):
-            interval_option({"interval": True}, 60, floor=30, source="s")
+        r = adapter_options("source", "s", {"interval": 45})
+        assert interval_option(r, 60, floor=30) == 45.0
+        low = adapter_options("source", "s", {"interval": 29})
+        with pytest.raises(
+            ConfigError, match=r'^source "s"\.interval: 29 is below the floor of 30 s \(the rule\)$'
+        ):
+            interval_option(low, 60, floor=30, why="the rule")
+        with pytest.raises(ConfigError, match=r'^source "s"\.interval: must be a number, got True'):
+            interval_option(adapter_options("source", "s", {"interval": True}), 60, floor=30)
 
 
 class TestNextPollWait:

@@ -1,6 +1,7 @@
 """Opening a port given as a URL, and a transmit gate that lets alerts pre-empt chatter.
 
-Shared by the KISS, TAP and text-modem adapters and by ``borderlink loopback``:
+The floor every serial or TCP radio adapter stands on (KISS, TAP, text modem, ENDEC) and
+``borderlink loopback``:
 
 - ``socket://host:port`` or ``tcp://host:port`` — asyncio TCP streams (a TNC's KISS TCP
   port such as direwolf's, a terminal server, a simulator);

@@ -119,7 +119,7 @@ def register(subparsers: Subparsers) -> None:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from adapters.eas import audio, same_modem  # noqa: PLC0415 - gateway loads adapters lazily
+    from adapters.eas import audio, same_modem  # noqa: PLC0415 - keeps `same --help` light
 
     try:
         options = same_modem.EncoderOptions(
@@ -263,7 +263,7 @@ def _decode_failed(args: argparse.Namespace, exc: Exception) -> int:
 
 
 def _decode(args: argparse.Namespace) -> int:
-    from adapters.eas import same_modem  # noqa: PLC0415 - gateway loads adapters lazily
+    from adapters.eas import same_modem  # noqa: PLC0415 - keeps `same --help` light
 
     show = _printer(args.json)
     try:

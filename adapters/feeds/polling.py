@@ -15,7 +15,6 @@ refused as hostile input, also counted in ``INPUT_REJECTED``).
 from __future__ import annotations
 
 import email.utils
-import random
 from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,18 +24,18 @@ from typing import Any, Generic, TypeVar
 import aiohttp
 import structlog
 
-from adapters.feedbase import (
+from adapters.feeds.base import (
     FeedError,
     FeedSource,
     HttpResult,
     SeenCheck,
     fetch,
-    integer_option,
-    number_option,
 )
 from gateway.adapter import Clock, SourceHealth
-from gateway.errors import AdapterError, ConfigError
+from gateway.backoff import Backoff
+from gateway.errors import AdapterError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.options import OptionReader
 
 log = structlog.get_logger(__name__)
 
@@ -84,40 +83,28 @@ def poll_health(
 
 
 def interval_option(
-    options: Mapping[str, Any], default: float, *, floor: float, source: str, why: str = ""
+    r: OptionReader, default: float, *, floor: float, why: str = ""
 ) -> float:
-    """``options["interval"]`` (or ``default``): seconds between polls, never below ``floor``
-    (``why`` says whose rule the floor is)."""
-    interval = options.get("interval", default)
-    if isinstance(interval, bool) or not isinstance(interval, int | float):
-        raise ConfigError(f"source {source!r}: options.interval must be a number of seconds")
+    """``interval`` (or ``default``): seconds between polls, never below ``floor`` (``why``
+    says whose rule the floor is)."""
+    interval = r.number("interval", default)
     if interval < floor:
         because = f" ({why})" if why else ""
-        raise ConfigError(
-            f"source {source!r}: options.interval = {interval} is below the floor of "
-            f"{floor:g} s{because}"
-        )
-    return float(interval)
+        r.fail(f"{interval:g} is below the floor of {floor:g} s{because}", "interval")
+    return interval
 
 
 def limit_options(
-    options: Mapping[str, Any], *, source: str, interval: float, backoff_max: float, index_key: str
+    r: OptionReader, *, interval: float, backoff_max: float, index_key: str
 ) -> dict[str, Any]:
     """The limits every polled feed takes: ``backoff_max`` (never below the interval),
     ``timeout`` of one request, the cap on the feed document (``index_key``, 16 MiB) and on
     one alert (``max_alert_bytes``, 8 MiB)."""
     return {
-        "backoff_max": max(
-            interval,
-            number_option(options, "backoff_max", backoff_max, minimum=0.01, source=source),
-        ),
-        "timeout": number_option(options, "timeout", 30.0, minimum=0.01, source=source),
-        index_key: integer_option(
-            options, index_key, 16 * 1024 * 1024, minimum=1024, source=source
-        ),
-        "max_alert_bytes": integer_option(
-            options, "max_alert_bytes", 8 * 1024 * 1024, minimum=1024, source=source
-        ),
+        "backoff_max": max(interval, r.number("backoff_max", backoff_max, minimum=0.01)),
+        "timeout": r.number("timeout", 30.0, minimum=0.01),
+        index_key: r.integer(index_key, 16 * 1024 * 1024, minimum=1024),
+        "max_alert_bytes": r.integer("max_alert_bytes", 8 * 1024 * 1024, minimum=1024),
     }
 
 
@@ -127,9 +114,8 @@ def next_poll_wait(
     """Seconds from the start of one round to the start of the next (see the module doc)."""
     if not failures:
         return interval
-    # The exponent is capped: a feed down for weeks must not overflow the float.
-    backoff = min(interval * 2.0 ** min(failures, 64), backoff_max)
-    return max(interval, backoff * random.uniform(0.9, 1.0), retry_after or 0.0)
+    backoff = Backoff(interval * 2.0, backoff_max, jitter=0.1).delay(failures)
+    return max(interval, backoff, retry_after or 0.0)
 
 
 def retry_after_seconds(value: str | None) -> float | None:

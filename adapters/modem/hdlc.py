@@ -23,8 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import structlog
 
-from gateway.errors import FrameError
-from gateway.metrics import INPUT_REJECTED
+from gateway.errors import FrameError, Rejections
 
 log = structlog.get_logger(__name__)
 
@@ -131,11 +130,11 @@ class HdlcFrame:
 class HdlcDecoder:
     """Streaming deframer: ``feed(bits)`` (already NRZI-decoded) returns the good frames.
 
-    Frames of a plausible length with a bad FCS, and overlong frames, are dropped and counted
-    in ``borderlink_input_rejected_total{component="hdlc"}``; fragments too short or not a
-    whole number of octets (what noise between two chance flags looks like) and aborts (seven
-    1s) are dropped silently. The decoder then waits for the next flag. ``count=False`` keeps
-    them out of the metric and the log (for checking bits that are not received input).
+    Frames of a plausible length with a bad FCS, and overlong frames, are dropped and reported
+    in :attr:`rejections` (component ``hdlc``, for the owner to count); fragments too short or
+    not a whole number of octets (what noise between two chance flags looks like) and aborts
+    (seven 1s) are dropped silently. The decoder then waits for the next flag. ``count=False``
+    keeps them out of the tally and the log (for checking bits that are not received input).
     """
 
     def __init__(
@@ -143,6 +142,7 @@ class HdlcDecoder:
     ) -> None:
         self._min = min_length
         self._count = count
+        self.rejections = Rejections()
         self._max = max_length
         self._ones = 0
         self._in_frame = False
@@ -206,7 +206,7 @@ class HdlcDecoder:
     def _reject(self, reason: str) -> None:
         if not self._count:
             return
-        INPUT_REJECTED.inc(component=COMPONENT, reason=reason)
+        self.rejections.add(COMPONENT, reason)
         log.debug("hdlc_frame_rejected", reason=reason)
 
 
@@ -251,11 +251,11 @@ class FlagSegmenter:
     """Vectorised flag hunting: ``feed(bits, soft)`` returns the stretches between flags that
     could hold a frame (whole frames' worth of line bits, no abort), for an HDLC frame check
     and soft-decision repair. Only the bits since the last flag are kept, and no more than the
-    longest frame: a stretch that grows beyond that is dropped (counted ``too_long`` when no
-    abort was seen in it, when ``count``)."""
+    longest frame: a stretch that grows beyond that is dropped (reported ``too_long`` when no
+    abort was seen in it, in ``rejections`` when given)."""
 
-    def __init__(self, *, count: bool = True) -> None:
-        self._count = count
+    def __init__(self, *, rejections: Rejections | None = None) -> None:
+        self._rejections = rejections
         self._tail = b"0"  # the last line bits (as text), for a flag across two calls
         self._bits = np.zeros(0, dtype=np.int8)
         self._soft = np.zeros(0)
@@ -290,10 +290,10 @@ class FlagSegmenter:
             start = at + 1
         self._bits, self._soft = all_bits[start:], all_soft[start:]
         if self._bits.size > _MAX_BITS + 8:
-            if self._whole and self._count:
+            if self._whole and self._rejections is not None:
                 line = (self._bits.astype(np.uint8) + 48).tobytes()
                 if b"1111111" not in line:
-                    INPUT_REJECTED.inc(component=COMPONENT, reason="too_long")
+                    self._rejections.add(COMPONENT, "too_long")
             self._whole = False
             self._bits, self._soft = self._bits[:0], self._soft[:0]
         self._tail = text[-7:]
