@@ -48,6 +48,12 @@ def _in_cycle_order(alerts: Iterable[Alert]) -> list[Alert]:
     return sorted(alerts, key=place)
 
 
+def _cycle_of(alert: Alert) -> int:
+    found = re.search(r"-(\d+)$", alert.identifier)
+    assert found is not None, alert.identifier
+    return int(found.group(1))
+
+
 def _expires(alert: Alert) -> timedelta:
     expires = alert.infos[0].expires
     assert expires is not None
@@ -98,14 +104,21 @@ class TestDemoLifecycle:
         most_active = 0
         async with subscriber(mosquitto, ["out/#"]) as out, running_daemon(config) as daemon:
 
+            def complete_cycles() -> list[int]:
+                cycles = [_cycle_of(parse_alert(m.payload)) for m in out.on("out/")]
+                return sorted(c for c in set(cycles) if cycles.count(c) == len(CYCLE))
+
             async def two_cycles() -> bool:
                 nonlocal most_active
                 active = await asyncio.to_thread(daemon.ledger.active, daemon.clock.now())
                 most_active = max(most_active, len(active))
-                return len(out.on("out/")) >= 8
+                # the first two cycles whole (a third may have begun: the sink sends the most
+                # urgent first, so its tornado warning can overtake the second's Cancel)
+                return complete_cycles()[:2] == [1, 2]
 
-            await poll_until(two_cycles, within=30)
-        alerts = _in_cycle_order(parse_alert(m.payload) for m in out.on("out/"))[:8]
+            await poll_until(two_cycles, within=40)
+        heard = [parse_alert(m.payload) for m in out.on("out/")]
+        alerts = _in_cycle_order(a for a in heard if _cycle_of(a) <= 2)
         assert [str(a.msg_type) for a in alerts] == list(CYCLE) * 2
         assert len({a.key for a in alerts}) == 8
         # interval = 1 s between the alerts of a cycle, pause = 3 s between two cycles
