@@ -17,6 +17,7 @@ from pathlib import Path
 from bench.timing import per_op
 from cap_schemas.parse import parse_alert
 from cap_schemas.same import SameHeader
+from cap_schemas.same_cap import same_to_alert
 from cap_schemas.tables import Crosswalk
 from cap_schemas.validate import validate
 from gateway.model import Incident, Location
@@ -29,7 +30,7 @@ from gateway.translate.incident import (
     text_to_incident,
 )
 from gateway.translate.ipaws_capcp import CapCpOptions, ipaws_to_capcp
-from gateway.translate.same import alert_to_same, same_to_alert
+from gateway.translate.same import alert_to_same
 from gateway.translate.text import render_radio_text
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"

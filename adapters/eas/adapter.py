@@ -2,7 +2,7 @@
 
 As a **source** it yields every header the ENDEC decodes off the air as a CAP alert
 (``Received(kind="cap", channel="air")``) built by
-:func:`gateway.translate.same.same_to_alert`: unsigned, ``source`` "SAME broadcast
+:func:`cap_schemas.same_cap.same_to_alert`: unsigned, ``source`` "SAME broadcast
 (unauthenticated)", parameter ``borderlink:authenticated=false``, identifier derived from
 the header without the station, so one header heard from two stations is one alert. With
 ``output = "same"`` it yields the header text itself (``kind="same"``). Off-air SAME carries
@@ -228,8 +228,8 @@ class EndecAdapter:
     def _to_cap(self, text: str, now: datetime) -> bytes | None:
         """SAME header -> CAP XML; None (counted) when the header cannot be read."""
         from cap_schemas.same import SameHeader  # noqa: PLC0415 - loaded with the source side
+        from cap_schemas.same_cap import same_to_alert  # noqa: PLC0415
         from cap_schemas.serialize import to_xml  # noqa: PLC0415
-        from gateway.translate.same import same_to_alert  # noqa: PLC0415
 
         try:
             header = SameHeader.parse(text, now=now)

@@ -19,13 +19,13 @@ from cap_schemas.errors import CapParseError
 from cap_schemas.model import Alert
 from cap_schemas.parse import parse_alert
 from cap_schemas.same import SameHeader
+from cap_schemas.same_cap import same_to_alert
 from cap_schemas.serialize import to_xml
 from gateway.commands import Subparsers, add_command, described
 from gateway.commands.validate import InputError, read_input
 from gateway.errors import ConfigError, TranslationError
 from gateway.metrics import INPUT_REJECTED
 from gateway.translate.registry import RENDERERS
-from gateway.translate.same import same_to_alert
 from gateway.translate.text import RADIO_PROFILES
 
 # What `borderlink --help` lists for this command (read there without importing it).

@@ -10,9 +10,10 @@ import pytest
 
 from cap_schemas.model import Alert, Area, MsgType, Scope, Status, ValuePair
 from cap_schemas.same import SameHeader, SameHeaderError
+from cap_schemas.same_cap import same_to_alert
 from cap_schemas.validate import is_valid, validate
 from gateway.errors import ConfigError, TranslationError
-from gateway.translate.same import alert_to_same, same_to_alert
+from gateway.translate.same import alert_to_same
 from tests.helpers import corpus_dir
 from tests.translate.conftest import SENT
 
