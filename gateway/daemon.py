@@ -426,14 +426,12 @@ class Daemon:
             stop.cancel()
 
     async def _run_source(self, name: str, adapter: SourceAdapter) -> None:
+        """Ingest a source's documents in its order, screening the next ones while earlier
+        ones wait for their commit (see :meth:`Intake.run_ordered`)."""
         async with adapter:
-            async for item in adapter.messages():
-                if self._stopping.is_set():
-                    return  # not acknowledged: the source sends it again after the restart
-                if item.kind != "cap":
-                    await self._dispatch_other(item)
-                    continue
-                await self.ingest(item)
+            await self.intake.run_ordered(
+                adapter.messages(), stopping=self._stopping.is_set, other=self._dispatch_other
+            )
 
     async def _dispatch_other(self, item: Received) -> None:
         """Items that are not CAP: incident and radio messages are admitted and routed
