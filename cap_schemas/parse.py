@@ -427,6 +427,14 @@ def parse_cap_time(
             reason="bad_value",
         )
     year, month, day, hour, minute, second, fraction, zone = match.groups()
+    # The common case, read by the C parser: an offset already seen valid (only those are in
+    # _ZONES), no fraction, ASCII digits. Whatever it refuses is read below as it always was.
+    known = _ZONES.get(zone) if zone is not None and fraction is None else None
+    if known is not None and value.isascii():
+        try:
+            return datetime.fromisoformat(value).replace(tzinfo=known)
+        except ValueError:
+            pass
     if zone is None:
         raise CapParseError(
             f"{where}: {value!r} has no time zone offset",
