@@ -8,14 +8,14 @@ An incident or radio message is parsed and admitted the same way (``input = "inc
 routes). Screening runs in worker threads, at most ``[gateway] max_concurrent_parses`` at
 once.
 
-Admission is a group commit: screened documents queue for one admitting worker thread,
-which admits whatever has gathered (up to :data:`MAX_BATCH`) one after the other, in the
-order they were screened, each in its own transaction, and waits for the disk only at the
-last one of the batch (the earlier ones are durable with it: the log is written in order).
-No document is acknowledged before that synced commit. A source whose order matters (MQTT,
-a NAAD stream) goes through :meth:`Intake.run_ordered`: up to ``max_concurrent_parses`` of
-its documents are screened at once while earlier ones wait for their commit, and they are
-admitted and acknowledged in the order they arrived.
+Admission is a group commit: documents admitted together (up to :data:`MAX_BATCH`) are
+admitted one after the other in one worker thread, each in its own transaction, and only the
+last commit of the batch waits for the disk (the earlier ones are durable with it: the log is
+written in order). No document is acknowledged before that synced commit. A source's own
+documents (MQTT, a NAAD stream) go through :meth:`Intake.run_ordered`: while one batch is
+screened and admitted (one parse slot), the next documents are read and gather; they are
+admitted and acknowledged in the order they arrived. Concurrent single documents (HTTP
+requests) are screened in their own parse slots and then queue for the same kind of batch.
 
 A document that cannot be admitted — not XML, hostile, not CAP, a broken or untrusted
 signature where one is required, errors under a ``reject`` validation mode — is counted in
@@ -224,7 +224,17 @@ class Intake:
         """Admit what waits, a batch at a time, until nothing does."""
         while self._waiting:
             batch = [self._waiting.popleft() for _ in range(min(MAX_BATCH, len(self._waiting)))]
-            results = await asyncio.to_thread(self.admit_batch, [s for s, _ in batch])
+            try:
+                results = await asyncio.to_thread(self.admit_batch, [s for s, _ in batch])
+            except BaseException as exc:  # nobody may wait forever: each hears of it
+                for _, done in batch:
+                    if done.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        done.cancel()
+                    else:
+                        done.set_exception(exc)
+                raise
             for (_, done), result in zip(batch, results, strict=True):
                 if done.cancelled():
                     continue
