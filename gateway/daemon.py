@@ -421,6 +421,8 @@ class Daemon:
                         runner.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await runner  # a failure of the source itself reaches the supervisor
+                if not runner.cancelled():
+                    break  # the source came to its end (a demo with repeat = false): done
             await asyncio.to_thread(self.ledger.release_lead, task, holder, self.clock.now())
         finally:
             stop.cancel()
