@@ -289,6 +289,13 @@ def _all_cases() -> Iterator[tuple[str, bytes]]:
         yield from corpus_cases(name, corpus_bytes(folder, name))
 
 
+def dumps(outcomes: dict[str, dict[str, object]]) -> str:
+    """The outcomes as JSON, one case a line."""
+    lines = [
+        f"  {json.dumps(c)}: {json.dumps(o, sort_keys=True)}" for c, o in sorted(outcomes.items())
+    ]
+    return "{\n" + ",\n".join(lines) + "\n}\n"
+
+
 if __name__ == "__main__":
-    json.dump(record(_all_cases), sys.stdout, indent=1, sort_keys=True)
-    sys.stdout.write("\n")
+    sys.stdout.write(dumps(record(_all_cases)))
