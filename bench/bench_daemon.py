@@ -97,7 +97,9 @@ def _config(tmp: Path, broker_port: int) -> Path:
     path = tmp / "bench.toml"
     path.write_text(
         f'[gateway]\ndata_dir = "{tmp}"\n\n'
-        f'[mqtt]\nbroker = "mqtt://127.0.0.1:{broker_port}"\nclient_id = "bench"\n'
+        # A client id per daemon: runs on one broker must not share MQTT sessions (a daemon
+        # would inherit the messages its predecessor left unacknowledged).
+        f'[mqtt]\nbroker = "mqtt://127.0.0.1:{broker_port}"\nclient_id = "bench-{tmp.name}"\n'
         'validation = "warn"\npublish_active = false\n\n'
         f'[http]\nport = {free_port()}\n\n'
         f'[ledger]\npath = "{tmp / "ledger.sqlite3"}"\n\n'
