@@ -15,6 +15,11 @@ The baseline is the least any store-and-forward MQTT relay does: a process (also
 one core) that subscribes with QoS 1 and republishes each payload with QoS 1, no parsing and
 no disk. The ratio shows what borderlink's checks and durability cost on top of MQTT itself.
 Alerts are ~1.3 KB unsigned CAP 1.2 documents with unique identifiers.
+
+Each run measures, one after the other on the same broker: the bare relay, borderlink at an
+earlier revision (``BENCH_DAEMON_BASELINE``, default the revision before the group commit;
+run from ``git archive``, skipped outside a git checkout) and the current borderlink;
+``BENCH_DAEMON_RUNS`` runs (default 3), then the medians.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ STEADY_SECONDS = 8
 STEP_SECONDS = 4
 RATES = (100, 150, 200, 250, 300, 400, 500, 700, 900, 1200)
 P99_LIMIT = 0.050
+# The revision before the intake's group commit (issue #17).
+BASELINE = os.environ.get("BENCH_DAEMON_BASELINE", "8e8bfa0e42e01728da53013beaaef22eeb053ebd")
+RUNS = int(os.environ.get("BENCH_DAEMON_RUNS", "3"))
 
 RELAY = """
 import asyncio, sys, aiomqtt
@@ -89,7 +97,9 @@ def _config(tmp: Path, broker_port: int) -> Path:
     path = tmp / "bench.toml"
     path.write_text(
         f'[gateway]\ndata_dir = "{tmp}"\n\n'
-        f'[mqtt]\nbroker = "mqtt://127.0.0.1:{broker_port}"\nclient_id = "bench"\n'
+        # A client id per daemon: runs on one broker must not share MQTT sessions (a daemon
+        # would inherit the messages its predecessor left unacknowledged).
+        f'[mqtt]\nbroker = "mqtt://127.0.0.1:{broker_port}"\nclient_id = "bench-{tmp.name}"\n'
         'validation = "warn"\npublish_active = false\n\n'
         f'[http]\nport = {free_port()}\n\n'
         f'[ledger]\npath = "{tmp / "ledger.sqlite3"}"\n\n'
@@ -170,13 +180,26 @@ def _row(name: str, r: Result) -> str:
     )
 
 
-async def _measure(port: int, *, key_of_topic: bool, label: str) -> tuple[Result, Result | None]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _measure(
+    port: int, *, key_of_topic: bool, label: str, pid: int
+) -> tuple[Result, Result | None, float]:
+    """The steady run, the highest rate with p99 under the limit, and the CPU milliseconds
+    the process spent per message in the steady run (robust to a busy machine, unlike
+    latency)."""
     factory = CapFactory(sender="bench@borderlink.invalid")
     await _run_rate(port, 50, 1, factory, key_of_topic=key_of_topic)  # warm-up
+    cpu = _cpu_seconds(pid)
     steady = await _run_rate(
         port, STEADY_RATE, STEADY_SECONDS, factory, key_of_topic=key_of_topic
     )
-    print(_row(label, steady), flush=True)
+    cpu_ms = (_cpu_seconds(pid) - cpu) * 1000 / max(steady.sent, 1)
+    print(f"{_row(label, steady)}  cpu {cpu_ms:.2f} ms/msg", flush=True)
     best: Result | None = None
     for rate in RATES:
         r = await _run_rate(port, rate, STEP_SECONDS, factory, key_of_topic=key_of_topic)
@@ -184,7 +207,70 @@ async def _measure(port: int, *, key_of_topic: bool, label: str) -> tuple[Result
         if r.received < r.sent or r.p99 >= P99_LIMIT:
             break
         best = r
-    return steady, best
+    return steady, best, cpu_ms
+
+
+def _baseline_tree(tmp: Path) -> Path | None:
+    """The baseline revision's files (``git archive``), or None outside a git checkout."""
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", BASELINE], capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        return None
+    tree = tmp / "baseline"
+    tree.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    return tree
+
+
+def _relay(port: int, env: dict[str, str], host: str) -> tuple[Result, Result | None, float]:
+    relay = subprocess.Popen(
+        [sys.executable, "-c", RELAY, host, str(port)], stdout=subprocess.PIPE, env=env
+    )
+    assert relay.stdout is not None
+    relay.stdout.readline()
+    _pin(relay.pid)
+    try:
+        return asyncio.run(_measure(port, key_of_topic=True, label="bare relay", pid=relay.pid))
+    finally:
+        relay.terminate()
+        relay.wait()
+
+
+def _borderlink(
+    root: Path, data: Path, port: int, label: str
+) -> tuple[Result, Result | None, float, float]:
+    """Run the daemon of the tree ``root`` on a fresh ledger in ``data`` and measure it."""
+    data.mkdir()
+    config = _config(data, port)
+    env = dict(os.environ, PYTHONPATH=str(root))
+    with (data / "daemon.log").open("wb") as handle:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "--log-level", "warning", "--log-json", "run",
+             str(config)],
+            stdout=handle, stderr=handle, cwd=root, env=env,
+        )
+    _pin(daemon.pid)
+    try:
+        text = config.read_text()
+        http_port = int(text.split("port = ")[1].split("\n")[0])
+        wait_for_port("127.0.0.1", http_port, timeout=20)
+        time.sleep(0.5)  # the MQTT input subscribes right after the HTTP listener starts
+        steady, best, cpu_ms = asyncio.run(
+            _measure(port, key_of_topic=False, label=label, pid=daemon.pid)
+        )
+        return steady, best, cpu_ms, _peak_rss_mb(daemon.pid)
+    finally:
+        daemon.terminate()
+        daemon.wait(timeout=30)
+
+
+def _rate(best: Result | None) -> int:
+    return best.rate if best else 0
+
+
+def _shown(rate: float) -> str:
+    return f"{rate:.0f}/s" if rate else f"<{RATES[0]}/s"
 
 
 def main() -> None:
@@ -193,55 +279,51 @@ def main() -> None:
         f"{'system':<12} {'rate/s':>6} {'sent':>6} {'recv':>6} {'p50 ms':>8} {'p99 ms':>8}"
         f" {'max ms':>8} {'p99<50':>6}"
     )
+    systems = ("bare relay", "before", "borderlink")
+    best: dict[str, list[int]] = {name: [] for name in systems}
+    steady: dict[str, list[Result]] = {name: [] for name in systems}
+    rss: list[float] = []
+    cpu: dict[str, list[float]] = {name: [] for name in systems}
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp, run_mosquitto() as broker:
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        baseline = _baseline_tree(Path(tmp))
         print("ingest -> MQTT publish, end to end through Mosquitto (QoS 1 both ways)")
-        print(header)
-        # Baseline: a bare QoS 1 relay.
-        relay = subprocess.Popen(
-            [sys.executable, "-c", RELAY, broker.host, str(broker.port)],
-            stdout=subprocess.PIPE, env=env,
+        if baseline is None:
+            print(f"(baseline revision {BASELINE[:12]} not available: 'before' not measured)")
+        for run in range(1, RUNS + 1):
+            print(f"\nrun {run} of {RUNS}")
+            print(header)
+            env = dict(os.environ, PYTHONPATH=str(ROOT))
+            s, b, c = _relay(broker.port, env, broker.host)
+            steady["bare relay"].append(s)
+            cpu["bare relay"].append(c)
+            best["bare relay"].append(_rate(b))
+            trees = [("before", baseline), ("borderlink", ROOT)] if baseline else [
+                ("borderlink", ROOT)
+            ]
+            for label, root in trees:
+                data = Path(tmp) / f"{label}-{run}"
+                s, b, c, peak = _borderlink(root, data, broker.port, label)
+                steady[label].append(s)
+                cpu[label].append(c)
+                best[label].append(_rate(b))
+                if label == "borderlink":
+                    rss.append(peak)
+    relay_rate = statistics.median(best["bare relay"])
+    print(f"\nmedians of {RUNS} runs (borderlink = this revision, before = {BASELINE[:12]})")
+    for name in systems:
+        if not steady[name]:
+            continue
+        rate = statistics.median(best[name])
+        share = f"{rate / relay_rate * 100:.0f} % of the bare relay" if relay_rate else ""
+        p50 = statistics.median(r.p50 for r in steady[name]) * 1000
+        p99 = statistics.median(r.p99 for r in steady[name]) * 1000
+        print(
+            f"{name:<12} highest rate with p99 < 50 ms: {_shown(rate):>8} {share:<28}"
+            f" steady {STEADY_RATE}/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms,"
+            f" cpu {statistics.median(cpu[name]):.2f} ms/msg"
+            f"  (per run: {', '.join(_shown(r) for r in best[name])})"
         )
-        assert relay.stdout is not None
-        relay.stdout.readline()
-        _pin(relay.pid)
-        try:
-            base_steady, base_best = asyncio.run(
-                _measure(broker.port, key_of_topic=True, label="bare relay")
-            )
-        finally:
-            relay.terminate()
-            relay.wait()
-        # borderlink.
-        config = _config(Path(tmp), broker.port)
-        log = Path(tmp) / "daemon.log"
-        with log.open("wb") as handle:
-            daemon = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "--log-level", "warning", "--log-json", "run",
-                 str(config)],
-                stdout=handle, stderr=handle, cwd=ROOT, env=env,
-            )
-        _pin(daemon.pid)
-        try:
-            text = config.read_text()
-            http_port = int(text.split("port = ")[1].split("\n")[0])
-            wait_for_port("127.0.0.1", http_port, timeout=20)
-            time.sleep(0.5)  # the MQTT input subscribes right after the HTTP listener starts
-            steady, best = asyncio.run(
-                _measure(broker.port, key_of_topic=False, label="borderlink")
-            )
-            rss = _peak_rss_mb(daemon.pid)
-        finally:
-            daemon.terminate()
-            daemon.wait(timeout=30)
-    print()
-    print(f"steady {STEADY_RATE}/s   borderlink p50 {steady.p50 * 1000:.1f} ms, p99"
-          f" {steady.p99 * 1000:.1f} ms; bare relay p50 {base_steady.p50 * 1000:.1f} ms, p99"
-          f" {base_steady.p99 * 1000:.1f} ms; p50 ratio {steady.p50 / base_steady.p50:.1f}x")
-    print(f"highest sustained rate with p99 < 50 ms on one core: borderlink"
-          f" {best.rate if best else '<' + str(RATES[0])}/s, bare relay"
-          f" {base_best.rate if base_best else '<' + str(RATES[0])}/s")
-    print(f"borderlink daemon peak RSS: {rss:.1f} MiB")
+    print(f"borderlink daemon peak RSS: {statistics.median(rss):.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -120,7 +120,13 @@ def format_cap_datetime(value: datetime) -> str:
         msg = "CAP times must carry a timezone"
         raise ValueError(msg)
     offset = value.utcoffset() or timedelta(0)
-    base = value.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%S")
+    if value.year >= 1000:  # what strftime writes, without its cost (a key is formatted often)
+        base = (
+            f"{value.year}-{value.month:02d}-{value.day:02d}"
+            f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}"
+        )
+    else:  # strftime's own (platform) way with years below 1000
+        base = value.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%S")
     total = int(offset.total_seconds()) // 60
     sign = "-" if total <= 0 else "+"
     hours, minutes = divmod(abs(total), 60)

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
+from itertools import repeat
 from typing import TypeVar
 
 from lxml import etree
@@ -106,18 +108,26 @@ class ParseLimits:
 DEFAULT_LIMITS = ParseLimits()
 
 
+_parsers = threading.local()
+
+
 def _parser() -> etree.XMLParser:
-    # A fresh parser per call: lxml parsers keep an error log and are not thread-safe.
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=False,
-        collect_ids=False,
-        remove_pis=False,
-    )
+    """This thread's parser: lxml parsers keep an error log and are not thread-safe, but one
+    thread may reuse its own (each parse starts with a clean error log)."""
+    parser: etree.XMLParser | None = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_comments=False,
+            collect_ids=False,
+            remove_pis=False,
+        )
+        _parsers.parser = parser
+    return parser
 
 
 def _line_col(data: bytes, offset: int) -> tuple[int, int]:
@@ -274,6 +284,10 @@ _probes = threading.local()
 
 # Elements of either XInclude namespace (never processed; their presence alone is refused).
 _XINCLUDE_TAGS = ("{http://www.w3.org/2001/XInclude}*", "{http://www.w3.org/2003/XInclude}*")
+# The blocks whose number is capped (in any namespace), then the XInclude elements: one walk
+# of the tree finds them all.
+_CAPPED_BLOCKS = ("info", "area", "resource")
+_WATCHED_TAGS = tuple(f"{{*}}{name}" for name in _CAPPED_BLOCKS) + _XINCLUDE_TAGS
 
 
 def _probe(query: str) -> etree.XPath:
@@ -350,18 +364,25 @@ def parse_xml(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> etree._El
             line=deep.sourceline,
             reason="too_deep",
         )
+    counts = dict.fromkeys(_CAPPED_BLOCKS, 0)
+    xinclude: etree._Element | None = None
+    for element in root.iter(*_WATCHED_TAGS):
+        ns, name = _local(element.tag)
+        if name in counts:
+            counts[name] += 1
+        if xinclude is None and ns in XINCLUDE_NAMESPACES:
+            xinclude = element
     for name, most in (
         ("info", limits.max_infos),
         ("area", limits.max_areas),
         ("resource", limits.max_resources),
     ):
-        count = sum(1 for _ in root.iter(f"{{*}}{name}"))
+        count = counts[name]
         if count > most:
             raise CapHostileError(
                 f"{count} <{name}> blocks; an alert may carry at most {most}",
                 reason="too_many_blocks",
             )
-    xinclude = next(root.iter(*_XINCLUDE_TAGS), None)
     if xinclude is not None:
         raise CapHostileError(
             "XInclude elements are not accepted",
@@ -377,6 +398,10 @@ def parse_xml(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> etree._El
 _TIME_RE = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d+)?(Z|[+-]\d{2}:\d{2})?$",
 )
+
+
+# Time zone objects by offset text ("-04:00"): the few a feed uses, built once.
+_ZONES: dict[str, timezone] = {}
 
 
 def parse_cap_time(
@@ -402,6 +427,14 @@ def parse_cap_time(
             reason="bad_value",
         )
     year, month, day, hour, minute, second, fraction, zone = match.groups()
+    # The common case, read by the C parser: an offset already seen valid (only those are in
+    # _ZONES), no fraction, ASCII digits. Whatever it refuses is read below as it always was.
+    known = _ZONES.get(zone) if zone is not None and fraction is None else None
+    if known is not None and value.isascii():
+        try:
+            return datetime.fromisoformat(value).replace(tzinfo=known)
+        except ValueError:
+            pass
     if zone is None:
         raise CapParseError(
             f"{where}: {value!r} has no time zone offset",
@@ -420,15 +453,20 @@ def parse_cap_time(
     if zone == "Z":
         tz = UTC
     else:
-        sign = -1 if zone[0] == "-" else 1
-        hours, minutes = int(zone[1:3]), int(zone[4:6])
-        if hours > 23 or minutes > 59:
-            raise CapParseError(
-                f"{where}: offset {zone!r} is out of range",
-                line=line,
-                reason="bad_value",
-            )
-        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
+        known = _ZONES.get(zone)
+        if known is None:
+            sign = -1 if zone[0] == "-" else 1
+            hours, minutes = int(zone[1:3]), int(zone[4:6])
+            if hours > 23 or minutes > 59:
+                raise CapParseError(
+                    f"{where}: offset {zone!r} is out of range",
+                    line=line,
+                    reason="bad_value",
+                )
+            known = timezone(sign * timedelta(hours=hours, minutes=minutes))
+            if len(_ZONES) < 4096:  # valid offsets only; at most 2 x 24 x 60 of them
+                _ZONES[zone] = known
+        tz = known
     micro = 0
     if fraction:
         micro = int((fraction[1:] + "000000")[:6])
@@ -476,6 +514,35 @@ def _local(tag: object) -> tuple[str | None, str]:
     return split
 
 
+# The elements of the CAP model, by their full tag in each CAP namespace.
+_CAP_ELEMENTS = (  # noqa: SIM905 - one word table reads better than 51 quoted lines
+    "alert identifier sender sent status msgType source scope restriction addresses code "
+    "note references incidents password info language category event responseType urgency "
+    "severity certainty audience eventCode effective onset expires senderName headline "
+    "description instruction web contact parameter resource resourceDesc mimeType size uri "
+    "derefUri digest area areaDesc polygon circle geocode altitude ceiling valueName value"
+).split()
+_CAP_NAMES: dict[str, dict[object, str]] = {
+    ns: {f"{{{ns}}}{name}": name for name in _CAP_ELEMENTS} for ns in CAP_NAMESPACES
+}
+
+_new_object = object.__new__
+# The slots' descriptors: setting through them skips the frozen dataclass's __setattr__.
+_set_lat: Callable[[Point, float], None] = Point.__dict__["lat"].__set__
+_set_lon: Callable[[Point, float], None] = Point.__dict__["lon"].__set__
+
+
+def _points(lats: list[float], lons: list[float]) -> tuple[Point, ...]:
+    """``tuple(map(Point, lats, lons))`` built in bulk: a polygon has tens to thousands of
+    points, and the frozen dataclass's ``__init__`` (two ``object.__setattr__`` calls from
+    Python) was the largest single cost of reading an alert. The objects are the same: a
+    ``Point`` with both slots set."""
+    points = list(map(_new_object, repeat(Point, len(lats))))
+    deque(map(_set_lat, points, lats), maxlen=0)
+    deque(map(_set_lon, points, lons), maxlen=0)
+    return tuple(points)
+
+
 class _Reader:
     """Reads one CAP document of a given namespace into the 1.2 model."""
 
@@ -484,15 +551,26 @@ class _Reader:
         self.version = version
         self.lenient = version != "1.2"
         self.warnings: list[str] = []
+        self.names = _CAP_NAMES[ns]
+        self.pair_tags = (f"{{{ns}}}valueName", f"{{{ns}}}value")
+        # Times already read in this document (the blocks of a bilingual alert repeat them).
+        self.times: dict[str, datetime] = {}
 
     # -- helpers -------------------------------------------------------------------------
 
-    def children(self, el: etree._Element) -> Iterator[tuple[str, etree._Element]]:
+    def children(self, el: etree._Element) -> list[tuple[str, etree._Element]]:
         """(local name, element) of the CAP children of ``el``; foreign elements are skipped."""
+        names = self.names
+        found = []
         for child in el:
-            ns, name = _local(child.tag)
-            if ns == self.ns:
-                yield name, child
+            tag = child.tag
+            name = names.get(tag)  # comments and PIs have a function as tag: not found
+            if name is None:
+                ns, name = _local(tag)
+                if ns != self.ns:
+                    continue
+            found.append((name, child))
+        return found
 
     def fail(self, el: etree._Element, message: str) -> CapParseError:
         return CapParseError(message, line=el.sourceline, reason="bad_value")
@@ -508,21 +586,30 @@ class _Reader:
         value = el.text
         return value if value is not None and value.strip() else None
 
-    def enum(self, cls: Callable[[str], E], el: etree._Element, name: str) -> E:
-        value = self.token(el)
-        try:
-            return cls(value)
-        except ValueError:
-            raise self.fail(el, f"<{name}> value {value!r} is not allowed") from None
+    def enum(self, cls: type[E], el: etree._Element, name: str) -> E:
+        value = (el.text or "").strip()
+        # The enumeration's own value table: what ``cls(value)`` looks up, without the call.
+        member = cls._value2member_map_.get(value)
+        if member is None:
+            raise self.fail(el, f"<{name}> value {value!r} is not allowed")
+        return member  # type: ignore[return-value]  # a member of cls
 
     def time(self, el: etree._Element, name: str) -> datetime:
-        return parse_cap_time(
-            self.text(el),
+        text = self.text(el)
+        if not self.lenient:  # CAP 1.2: a time that reads adds no warning, so it can be reused
+            known = self.times.get(text)
+            if known is not None:
+                return known
+        value = parse_cap_time(
+            text,
             lenient=self.lenient,
             warnings=self.warnings,
             where=f"<{name}>",
             line=el.sourceline,
         )
+        if not self.lenient:
+            self.times[text] = value
+        return value
 
     def number(self, el: etree._Element, name: str) -> float:
         value = self.token(el)
@@ -532,10 +619,16 @@ class _Reader:
             raise self.fail(el, f"<{name}> value {value!r} is not a number") from None
 
     def pair(self, el: etree._Element, name: str) -> ValuePair:
-        kids = dict(self.children(el))
-        if "valueName" in kids or "value" in kids:
-            vn = kids.get("valueName")
-            v = kids.get("value")
+        vn: etree._Element | None = None
+        v: etree._Element | None = None
+        value_name_tag, value_tag = self.pair_tags
+        for kid in el:  # the last of each name counts
+            tag = kid.tag
+            if tag == value_name_tag:
+                vn = kid
+            elif tag == value_tag:
+                v = kid
+        if vn is not None or v is not None:
             return ValuePair(
                 self.token(vn) if vn is not None else "",
                 self.token(v) if v is not None else "",
@@ -558,14 +651,16 @@ class _Reader:
 
     def polygon(self, el: etree._Element) -> Polygon:
         parts = self.token(el).split()
-        points: list[Point] = []
+        lats: list[float] = []
+        lons: list[float] = []
         try:  # the common case in one pass: every token "lat,lon"
             for part in parts:
                 lat_s, lon_s = part.split(",")
-                points.append(Point(float(lat_s), float(lon_s)))
+                lats.append(float(lat_s))
+                lons.append(float(lon_s))
         except ValueError:  # say which point is wrong, and how
             return Polygon(tuple(self.point(el, p, "polygon") for p in parts))
-        return Polygon(tuple(points))
+        return Polygon(_points(lats, lons))
 
     def circle(self, el: etree._Element) -> Circle:
         parts = self.token(el).split()
@@ -617,13 +712,17 @@ class _Reader:
         codes: list[str] = []
         infos: list[Info] = []
         signatures = 0
+        names = self.names
         for child in root:
-            ns, name = _local(child.tag)
-            if ns == XMLDSIG_NS and name == "Signature":
-                signatures += 1
-                continue
-            if ns != self.ns:
-                continue  # comments, PIs and foreign extension elements
+            tag = child.tag
+            name = names.get(tag)  # comments and PIs have a function as tag: not found
+            if name is None:
+                ns, name = _local(tag)
+                if ns == XMLDSIG_NS and name == "Signature":
+                    signatures += 1
+                    continue
+                if ns != self.ns:
+                    continue  # comments, PIs and foreign extension elements
             if name in ("identifier", "sender"):
                 values[name] = self.token(child)
             elif name == "sent":

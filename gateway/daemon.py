@@ -469,19 +469,19 @@ class Daemon:
                         runner.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await runner  # a failure of the source itself reaches the supervisor
+                if not runner.cancelled():
+                    break  # the source came to its end (a demo with repeat = false): done
             await asyncio.to_thread(self.ledger.release_lead, task, holder, self.clock.now())
         finally:
             stop.cancel()
 
     async def _run_source(self, name: str, adapter: SourceAdapter) -> None:
+        """Ingest a source's documents in its order, screening the next ones while earlier
+        ones wait for their commit (see :meth:`Intake.run_ordered`)."""
         async with adapter:
-            async for item in adapter.messages():
-                if self._stopping.is_set():
-                    return  # not acknowledged: the source sends it again after the restart
-                if item.kind != "cap":
-                    await self._dispatch_other(item)
-                    continue
-                await self.ingest(item)
+            await self.intake.run_ordered(
+                adapter.messages(), stopping=self._stopping.is_set, other=self._dispatch_other
+            )
 
     async def ingest_message(self, item: Received) -> Admission | None:
         """Admit one incident or radio message and route it (``input = "incident"`` routes);

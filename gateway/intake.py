@@ -8,6 +8,15 @@ An incident or radio message is parsed and admitted the same way (``input = "inc
 routes). Screening runs in worker threads, at most ``[gateway] max_concurrent_parses`` at
 once.
 
+Admission is a group commit: documents admitted together (up to :data:`MAX_BATCH`) are
+admitted one after the other in one worker thread, each in its own transaction, and only the
+last commit of the batch waits for the disk (the earlier ones are durable with it: the log is
+written in order). No document is acknowledged before that synced commit. A source's own
+documents (MQTT, a NAAD stream) go through :meth:`Intake.run_ordered`: while one batch is
+screened and admitted (one parse slot), the next documents are read and gather; they are
+admitted and acknowledged in the order they arrived. Concurrent single documents (HTTP
+requests) are screened in their own parse slots and then queue for the same kind of batch.
+
 A document that cannot be admitted — not XML, hostile, not CAP, a broken or untrusted
 signature where one is required, errors under a ``reject`` validation mode — is counted in
 ``borderlink_input_rejected_total``, logged with its reason, recorded by
@@ -21,7 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -49,7 +59,7 @@ from gateway.router import MessageContext, PlanContext, Router, plan_message
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["Intake", "Outcome", "SourcePolicy", "adapter_trust", "door_trust"]
+__all__ = ["Intake", "Outcome", "Screened", "SourcePolicy", "adapter_trust", "door_trust"]
 
 RECEIVED = REGISTRY.counter(
     "borderlink_received_total", "Documents received, by source", ("source",)
@@ -68,6 +78,14 @@ LAST_MESSAGE = REGISTRY.gauge(
     ("source",),
 )
 COMPONENT = "daemon"
+SYNCED_BATCHES = REGISTRY.counter(
+    "borderlink_admission_batches_total",
+    "Batches of screened alerts admitted behind one synced commit (group commit)",
+)
+#: Most documents admitted behind one synced commit.
+MAX_BATCH = 64
+#: Most documents of one ordered source in flight (screened or waiting for their commit).
+MAX_IN_FLIGHT = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +116,18 @@ class Outcome:
     @property
     def accepted(self) -> bool:
         return self.admission is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """A document that passed screening, ready for admission."""
+
+    source: str
+    received_at: datetime
+    alert: Alert
+    provenance: Provenance
+    findings: tuple[Finding, ...]
+    hold: str
 
 
 class _Rejected(Exception):
@@ -149,6 +179,8 @@ class Intake:
         self.clock = clock
         self._slots = asyncio.Semaphore(max_concurrent_parses)
         self._on_admitted = on_admitted
+        self._waiting: deque[tuple[Screened, asyncio.Future[Outcome]]] = deque()
+        self._admitter: asyncio.Task[None] | None = None
 
     @property
     def ledger(self) -> Ledger:
@@ -160,12 +192,155 @@ class Intake:
 
     async def ingest(self, item: Received) -> Outcome:
         """Process one received document; acknowledge it once its outcome is durable."""
-        async with self._slots:
-            outcome = await asyncio.to_thread(self.process, item.raw, item.source, item.received_at)
+        outcome = await self.admit(item)
         if item.ack is not None:
             await item.ack()
         self._on_admitted(outcome)
         return outcome
+
+    async def admit(self, item: Received) -> Outcome:
+        """Screen one document (a worker thread, within the parse slots), then admit it with
+        whatever else is waiting (group commit); returns once the outcome is durable."""
+        return await self._admitted(await self._screened(item))
+
+    async def _screened(self, item: Received) -> Outcome | Screened:
+        async with self._slots:
+            return await asyncio.to_thread(self.screen, item.raw, item.source, item.received_at)
+
+    def _admitted(self, screened: Outcome | Screened) -> Awaitable[Outcome]:
+        """Queue a screened document for admission (in the order of the calls); the awaitable
+        resolves once its admission is durable. A refusal is final already."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Outcome] = loop.create_future()
+        if isinstance(screened, Outcome):
+            done.set_result(screened)
+            return done
+        self._waiting.append((screened, done))
+        if self._admitter is None or self._admitter.done():
+            self._admitter = loop.create_task(self._admit_waiting(), name="admission")
+        return done
+
+    async def _admit_waiting(self) -> None:
+        """Admit what waits, a batch at a time, until nothing does."""
+        while self._waiting:
+            batch = [self._waiting.popleft() for _ in range(min(MAX_BATCH, len(self._waiting)))]
+            try:
+                results = await asyncio.to_thread(self.admit_batch, [s for s, _ in batch])
+            except BaseException as exc:  # nobody may wait forever: each hears of it
+                for _, done in batch:
+                    if done.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        done.cancel()
+                    else:
+                        done.set_exception(exc)
+                raise
+            for (_, done), result in zip(batch, results, strict=True):
+                if done.cancelled():
+                    continue
+                if isinstance(result, BaseException):
+                    done.set_exception(result)
+                else:
+                    done.set_result(result)
+
+    def admit_batch(self, batch: Sequence[Screened]) -> list[Outcome | Exception]:
+        """Admit screened documents in order (worker thread): each in its own transaction,
+        only the last one waiting for the disk. Should an admission fail, those before it
+        that were not synced yet fail with it (never acknowledged, their sources send them
+        again and the ledger knows them as duplicates if they did reach the disk)."""
+        results: list[Outcome | Exception] = []
+        unsynced: list[int] = []
+        for index, screened in enumerate(batch):
+            last = index == len(batch) - 1
+            try:
+                results.append(self._admit(screened, sync=last))
+            except Exception as exc:  # noqa: BLE001 - handed to the one waiting for it
+                results.append(exc)
+                if last:
+                    for earlier in unsynced:
+                        results[earlier] = exc
+                continue
+            if last:
+                unsynced.clear()
+            else:
+                unsynced.append(index)
+        SYNCED_BATCHES.inc()
+        return results
+
+    async def run_ordered(
+        self,
+        items: AsyncIterator[Received],
+        *,
+        stopping: Callable[[], bool],
+        other: Callable[[Received], Awaitable[None]],
+    ) -> None:
+        """Ingest a source's documents in its order, in batches: while one batch is screened
+        and admitted (one worker thread, one parse slot, one synced commit), the source's next
+        documents are read and gather for the next batch; each is acknowledged, in order,
+        once it is durable. Items that are not CAP go to ``other`` once everything before
+        them is acknowledged. Stops taking items when ``stopping()`` (a batch under way is
+        finished and acknowledged, what was read after it is not); an admission that fails
+        ends the run with its error, leaving it and what follows unacknowledged."""
+        queued: deque[Received] = deque()
+        arrived = asyncio.Event()
+        room = asyncio.Event()
+        ended = False
+
+        async def read() -> None:
+            nonlocal ended
+            try:
+                async for item in items:
+                    if stopping():
+                        break  # not acknowledged: the source sends it again after the restart
+                    while len(queued) >= MAX_IN_FLIGHT:
+                        room.clear()
+                        await room.wait()
+                    queued.append(item)
+                    arrived.set()
+            finally:
+                ended = True
+                arrived.set()
+
+        reader = asyncio.get_running_loop().create_task(read(), name="source-read")
+        try:
+            while True:
+                if not queued:
+                    if ended:
+                        break
+                    arrived.clear()
+                    await arrived.wait()  # set by each item and when the reading ends
+                    continue
+                if stopping():
+                    break
+                head = queued[0]
+                if head.kind != "cap":
+                    queued.popleft()
+                    room.set()
+                    await other(head)
+                    continue
+                batch: list[Received] = []
+                while queued and queued[0].kind == "cap" and len(batch) < MAX_BATCH:
+                    batch.append(queued.popleft())
+                room.set()
+                async with self._slots:
+                    results = await asyncio.to_thread(self.process_batch, batch)
+                for item, result in zip(batch, results, strict=True):
+                    if isinstance(result, Exception):
+                        raise result
+                    if item.ack is not None:
+                        await item.ack()
+                    self._on_admitted(result)
+            if reader.done():
+                await reader  # the source's own error, if it ended with one
+        finally:
+            reader.cancel()  # stopping: what was read and not admitted is not acknowledged
+
+    def process_batch(self, batch: Sequence[Received]) -> list[Outcome | Exception]:
+        """Screen documents, then admit those that passed, in order (worker thread; see
+        :meth:`admit_batch`)."""
+        screened = [self.screen(item.raw, item.source, item.received_at) for item in batch]
+        admitted = iter(self.admit_batch([s for s in screened if isinstance(s, Screened)]))
+        return [s if isinstance(s, Outcome) else next(admitted) for s in screened]
 
     def _reject(self, raw: bytes, source: str, received_at: datetime, exc: _Rejected) -> Outcome:
         INPUT_REJECTED.inc(component=COMPONENT, reason=exc.reason)
@@ -215,7 +390,13 @@ class Intake:
         return alert, provenance, findings, hold_reason
 
     def process(self, raw: bytes, source: str, received_at: datetime) -> Outcome:
-        """The synchronous part of the pipeline (run in a worker thread)."""
+        """Screen and admit one document on its own, synced (worker thread)."""
+        screened = self.screen(raw, source, received_at)
+        return screened if isinstance(screened, Outcome) else self._admit(screened, sync=True)
+
+    def screen(self, raw: bytes, source: str, received_at: datetime) -> Outcome | Screened:
+        """Parse, verify and validate (worker thread): the refusal's outcome (recorded), or
+        the document ready for admission."""
         RECEIVED.inc(source=source)
         LAST_MESSAGE.set(time.time(), source=source)
         policy = self.policies.get(source) or SourcePolicy(source)
@@ -227,9 +408,15 @@ class Intake:
             log.exception("alert_check_crashed", source=source, size=len(raw))
             problem = _Rejected("internal_error", f"{type(exc).__name__}: {exc}")
             return self._reject(raw, source, received_at, problem)
+        return Screened(source, received_at, alert, provenance, tuple(findings), hold_reason)
+
+    def _admit(self, screened: Screened, *, sync: bool) -> Outcome:
+        """Route and admit a screened document (worker thread)."""
+        alert = screened.alert
+        provenance = screened.provenance
         ctx = PlanContext(
             alert=alert,
-            source=source,
+            source=screened.source,
             signature=provenance.signature,
             profile=detect_profile(alert),
             trust=provenance.level,
@@ -237,18 +424,19 @@ class Intake:
         router = self.router
         admission = self.ledger.admit(
             alert,
-            source=source,
-            received_at=received_at,
+            source=screened.source,
+            received_at=screened.received_at,
             plan=router.planner(ctx),
             provenance=provenance,
-            hold=hold_reason,
+            hold=screened.hold,
+            sync=sync,
         )
         ADMITTED.inc(decision=admission.decision.value)
         return Outcome(
-            source,
+            screened.source,
             admission=admission,
             alert=alert,
-            findings=tuple(findings),
+            findings=screened.findings,
             signature=provenance.signature,
             provenance=provenance,
         )

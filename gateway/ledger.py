@@ -837,6 +837,7 @@ class Ledger(Protocol):
         plan: Callable[[Admission], Sequence[PlannedDelivery]],
         provenance: Provenance | None = None,
         hold: str = "",
+        sync: bool = True,
     ) -> Admission: ...
 
     def admit_message(
@@ -996,11 +997,15 @@ class LedgerBase(abc.ABC):
         source: str,
         received_at: datetime,
         provenance: Provenance | None = None,
+        sync: bool = True,
     ) -> Admission:
         """In one durable transaction: refuse with :class:`FactsChangedError` unless the
         facts still hold; store the alert with its provenance (or journal the duplicate),
         withdraw what the verdict withdraws (or keep its deferred withdrawals for the
-        operator's approval), enqueue ``planned``, journal; return the settled admission."""
+        operator's approval), enqueue ``planned``, journal; return the settled admission.
+
+        ``sync=False`` commits without waiting for the disk: the admission is durable once a
+        later synced commit is (group commit; the caller acknowledges nothing before that)."""
 
     @abc.abstractmethod
     def record_message(
@@ -1026,6 +1031,7 @@ class LedgerBase(abc.ABC):
         plan: Plan,
         provenance: Provenance | None = None,
         hold: str = "",
+        sync: bool = True,
     ) -> Admission:
         """Decide, plan, then store and enqueue one alert in one durable transaction.
 
@@ -1035,7 +1041,7 @@ class LedgerBase(abc.ABC):
         ``provenance`` is stored with the alert and decides whether an update or cancel may
         change what it references; ``hold`` makes the whole alert wait for an operator.
         Without a provenance (tests, tools) the alert is stored as anonymous and changes
-        what it references by the sender rule alone.
+        what it references by the sender rule alone. ``sync=False``: see :meth:`record`.
         """
         _aware(received_at)
         key = alert.key
@@ -1063,6 +1069,7 @@ class LedgerBase(abc.ABC):
                 source=source,
                 received_at=received_at,
                 provenance=provenance,
+                sync=sync,
             )
 
         admission = self._until_recorded(key, attempt)

@@ -23,6 +23,7 @@ _BAD_ID_CHARS = re.compile(r"[\s,<&]")
 _LANGUAGE = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")
 _SHA1_HEX = re.compile(r"^[0-9A-Fa-f]{40}$")
 _ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_MARKUP = re.compile(r"<[A-Za-z/!]")
 
 
 def _zero_offset_severity(profile: str, field: str) -> str:
@@ -120,7 +121,7 @@ def _references(alert: Alert) -> Iterator[Finding]:
             "/alert/msgType",
             f"a {alert.msg_type} must name the message(s) it replaces in <references>",
         )
-    own = alert.key
+    own = (alert.sender, alert.identifier)  # the sender and identifier of alert.key
     for n, ref in enumerate(alert.references, start=1):
         where = "/alert/references"
         for field, value in (("sender", ref.sender), ("identifier", ref.identifier)):
@@ -145,9 +146,7 @@ def _references(alert: Alert) -> Iterator[Finding]:
         except ValueError as exc:
             yield Finding(ERROR, "cap.references-syntax", where, str(exc))
             continue
-        if (ref.sender, ref.identifier) == (own.sender, own.identifier) and (
-            ref_sent == alert.sent
-        ):
+        if (ref.sender, ref.identifier) == own and (ref_sent == alert.sent):
             yield Finding(
                 ERROR,
                 "cap.self-reference",
@@ -208,7 +207,7 @@ def _info(info: Info, i: int) -> Iterator[Finding]:
         yield Finding(WARNING, "cap.empty-text", f"{base}/event", "<event> is empty")
     for field in ("headline", "description", "instruction"):
         text = getattr(info, field)
-        if text and re.search(r"<[A-Za-z/!]", text):
+        if text and _MARKUP.search(text):
             yield Finding(
                 WARNING,
                 "cap.markup-in-text",

@@ -6,6 +6,10 @@ rather than this process's own events. One task reads it every ``interval`` seco
 hands each new line to every open event stream; a browser then fetches the fragment it
 shows. The reading window overlaps the previous one by ``overlap`` seconds and lines are
 told apart by their id, so a line committed a moment after its timestamp is not missed.
+While no event stream is open the journal is not read at all (at a few hundred alerts a
+second, re-reading the overlapping window ten times a second cost more than the alerts
+themselves); the first read once a stream opens covers the overlap window before it, so a
+console also hears of the changes made while it was loading.
 """
 
 from __future__ import annotations
@@ -109,6 +113,10 @@ class JournalFeed:
     async def _run(self) -> None:
         since = self._now() - self.overlap
         while True:
+            if not self._subscribers:  # nobody to tell: read nothing, keep the window recent
+                since = max(since, self._now() - self.overlap)
+                await asyncio.sleep(self.interval)
+                continue
             end = self._now() + timedelta(seconds=1)  # lines stamped a little ahead, too
             try:
                 lines = await asyncio.to_thread(

@@ -154,9 +154,10 @@ class SqlLedger(LedgerBase):
         source: str,
         received_at: datetime,
         provenance: Provenance | None = None,
+        sync: bool = True,
     ) -> Admission:
         references = alert.references if alert.msg_type in _SUPERSEDING else ()
-        with self._write() as conn:
+        with self._write(sync=sync) as conn:
             self._serialise(conn, [alert.key, *references])
             require_facts(conn, alert.key, references, facts)
             return record_alert(

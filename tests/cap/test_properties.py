@@ -163,3 +163,27 @@ class TestEmbeddedAlerts:
         assert embedded == standalone
         assert embedded.signature_count == 2
         assert parse_alert(embedded.raw) == standalone
+
+
+class TestTimeFormat:
+    """CAP times are written as strftime writes them, with the offset after, for any aware
+    time (the writer formats the common years itself, for speed)."""
+
+    @settings(max_examples=500, deadline=None)
+    @given(
+        st.datetimes(
+            timezones=st.builds(
+                timezone, st.integers(-1439, 1439).map(lambda m: timedelta(minutes=m))
+            ),
+        )
+    )
+    def test_same_as_strftime(self, value: datetime) -> None:
+        offset = value.utcoffset()
+        assert offset is not None
+        minutes = int(offset.total_seconds()) // 60
+        sign = "-" if minutes <= 0 else "+"
+        expected = (
+            value.strftime("%Y-%m-%dT%H:%M:%S")
+            + f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+        )
+        assert format_cap_datetime(value) == expected

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
 
 from cap_schemas.parse import parse_alert
 from gateway.console.live import JournalFeed
@@ -166,6 +169,46 @@ class TestJournalFeed:
                 assert all(line is not None and str(line.key) == key for line in got + got2)
                 ids = [line.id for line in got if line is not None]
                 assert len(ids) == len(set(ids)) == len(ledger.journal(parse_alert(raw).key))
+        finally:
+            await feed.stop()
+
+    async def test_nobody_listening_reads_nothing_then_recent_lines_reach_the_first(
+        self, ledger: SqliteLedger, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """While no event stream is open the journal is not read; the first stream hears of
+        the changes of the overlap window before it (made while its page was loading)."""
+        reads: list[object] = []
+        original = ledger.journal_between
+
+        def journal_between(*args: Any, **kwargs: Any) -> Any:
+            reads.append(args)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(ledger, "journal_between", journal_between)
+        ticks = 0
+        ticked = asyncio.Event()
+
+        def now() -> datetime:
+            nonlocal ticks
+            ticks += 1
+            ticked.set()
+            return clock.now()
+
+        feed = JournalFeed(lambda: ledger, now, interval=0.02)
+        await feed.start()
+        try:
+            raw = cap(sent=T0)
+            _admit(ledger, raw, Planner(sinks=("mqtt",)))
+            async with asyncio.timeout(10):  # the feed's loop turns several times, idle
+                while ticks < 5:
+                    ticked.clear()
+                    await ticked.wait()
+            assert reads == []
+            async with feed.subscribe() as queue:
+                line = await asyncio.wait_for(queue.get(), 5)
+                assert line is not None
+                assert str(line.key) == str(parse_alert(raw).key)
+            assert reads
         finally:
             await feed.stop()
 

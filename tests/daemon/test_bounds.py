@@ -14,7 +14,7 @@ import pytest
 from gateway.adapter import Received
 from gateway.errors import ConfigError
 from gateway.http import ByteBudget
-from gateway.intake import Intake, Outcome
+from gateway.intake import Intake, Outcome, Screened
 from gateway.metrics import INPUT_REJECTED
 from tests.daemon.conftest import CapFactory, daemon_toml, load, poll_until, running_daemon
 from tests.helpers import Broker
@@ -71,9 +71,11 @@ class TestParseSlots:
         lock = threading.Lock()
         running = 0
         peak = 0
-        original = Intake.process
+        original = Intake.screen
 
-        def slow(self: Intake, raw: bytes, source: str, received_at: datetime) -> Outcome:
+        def slow(
+            self: Intake, raw: bytes, source: str, received_at: datetime
+        ) -> Outcome | Screened:
             nonlocal running, peak
             with lock:
                 running += 1
@@ -85,7 +87,7 @@ class TestParseSlots:
                 with lock:
                     running -= 1
 
-        monkeypatch.setattr(Intake, "process", slow)
+        monkeypatch.setattr(Intake, "screen", slow)
         async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
             url = f"http://127.0.0.1:{daemon.http_port}/api/v1/alerts"
 
@@ -155,9 +157,10 @@ class TestSlowAndManyClients:
                 w.close()
 
             async def healthy() -> bool:
-                async with aiohttp.ClientSession() as http, http.get(
-                    f"http://127.0.0.1:{port}/healthz"
-                ) as resp:
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.get(f"http://127.0.0.1:{port}/healthz") as resp,
+                ):
                     return resp.status == 200
 
             await poll_until(healthy)

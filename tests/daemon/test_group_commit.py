@@ -1,0 +1,154 @@
+"""Group commit on the way in: a source's documents are admitted in its order, several behind
+one synced commit, and none is acknowledged before a synced commit that covers it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cap_schemas.parse import parse_alert
+from gateway.adapter import Received
+from gateway.daemon import Daemon
+from gateway.ledger import AlertStatus, Decision, LedgerError
+from gateway.storage.sql import SqlLedger
+from tests.daemon.conftest import CapFactory, daemon_toml, load, running_daemon
+from tests.helpers import Broker
+
+# Alerts in force while the tests run.
+SENT = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+
+
+class _Events:
+    """What happened, in order: ("recorded", identifier, synced) once an admission's
+    transaction committed, ("ack", identifier) when its source was acknowledged."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, fail: str | None = None) -> None:
+        self.log: list[tuple[Any, ...]] = []
+        original = SqlLedger.record
+        events = self.log
+
+        def record(self: SqlLedger, alert: Any, *args: Any, **kwargs: Any) -> Any:
+            if alert.identifier == fail:
+                msg = "disk full"
+                raise LedgerError(msg)
+            admission = original(self, alert, *args, **kwargs)
+            events.append(("recorded", alert.identifier, kwargs.get("sync", True)))
+            return admission
+
+        monkeypatch.setattr(SqlLedger, "record", record)
+
+    def ack(self, identifier: str) -> Any:
+        async def ack() -> None:
+            self.log.append(("ack", identifier))
+
+        return ack
+
+
+async def _items(raws: Sequence[bytes], events: _Events) -> AsyncIterator[Received]:
+    """All documents at once (as a busy broker hands them over), then an idle source."""
+    for raw in raws:
+        ident = parse_alert(raw).identifier
+        yield Received(raw=raw, source="mqtt", ack=events.ack(ident))
+
+
+@pytest.fixture
+async def daemon(mosquitto: Broker, tmp_path: Path) -> AsyncIterator[Daemon]:
+    async with running_daemon(load(daemon_toml(tmp_path, mosquitto.url))) as running:
+        yield running
+
+
+async def _run(daemon: Daemon, raws: Sequence[bytes], events: _Events) -> None:
+    async def other(_item: Received) -> None:
+        raise AssertionError
+
+    await daemon.intake.run_ordered(_items(raws, events), stopping=lambda: False, other=other)
+
+
+class TestGroupCommit:
+    """Documents that arrive together share synced commits; each is acknowledged after one."""
+
+    async def test_fewer_syncs_than_alerts_and_no_ack_before_a_sync(
+        self, daemon: Daemon, cap: CapFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        events = _Events(monkeypatch)
+        raws = [cap(sent=SENT + timedelta(seconds=n)) for n in range(40)]
+        await _run(daemon, raws, events)
+        for raw in raws:
+            assert daemon.ledger.seen(parse_alert(raw).key)
+        recorded = [e for e in events.log if e[0] == "recorded"]
+        acks = [e[1] for e in events.log if e[0] == "ack"]
+        # In the source's order, every one of them.
+        assert [e[1] for e in recorded] == acks == [parse_alert(r).identifier for r in raws]
+        synced = [e for e in recorded if e[2]]
+        assert len(synced) < len(raws)  # several admissions behind one wait for the disk
+        assert recorded[-1][2]  # the last one of the last batch is synced
+        for n, event in enumerate(events.log):
+            if event[0] != "ack":
+                continue
+            mine = next(k for k, e in enumerate(events.log) if e[:2] == ("recorded", event[1]))
+            assert any(e[0] == "recorded" and e[2] for e in events.log[mine:n]), (
+                f"{event[1]} acknowledged before a synced commit covered it"
+            )
+
+    async def test_an_update_in_the_same_batch_finds_its_alert(
+        self, daemon: Daemon, cap: CapFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        events = _Events(monkeypatch)
+        first = cap(sent=SENT)
+        alert = parse_alert(first)
+        ref = f"{alert.sender},{alert.identifier},{alert.key.sent}"
+        update = cap(sent=SENT + timedelta(minutes=1), msg_type="Update", references=[ref])
+        cancel = cap(
+            sent=SENT + timedelta(minutes=2),
+            msg_type="Cancel",
+            references=[
+                f"{alert.sender},{parse_alert(update).identifier},{parse_alert(update).key.sent}"
+            ],
+        )
+        await _run(daemon, [first, update, cancel], events)
+        original = daemon.ledger.get(alert.key)
+        updated = daemon.ledger.get(parse_alert(update).key)
+        cancelled = daemon.ledger.get(parse_alert(cancel).key)
+        assert original is not None
+        assert updated is not None
+        assert cancelled is not None
+        assert original.decision is Decision.NEW
+        assert original.status is AlertStatus.SUPERSEDED
+        assert updated.decision is Decision.UPDATE
+        assert updated.status is AlertStatus.CANCELLED
+        assert cancelled.decision is Decision.CANCEL
+
+    async def test_a_failed_admission_leaves_its_batch_unacknowledged(
+        self, daemon: Daemon, cap: CapFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        raws = [cap(sent=SENT + timedelta(seconds=n)) for n in range(5)]
+        events = _Events(monkeypatch, fail=parse_alert(raws[-1]).identifier)
+        with pytest.raises(LedgerError, match="disk full"):
+            await _run(daemon, raws, events)
+        # The earlier ones were committed without waiting for the disk: never acknowledged.
+        assert [e for e in events.log if e[0] == "ack"] == []
+        assert all(not e[2] for e in events.log if e[0] == "recorded")
+
+
+class TestConcurrentRequests:
+    """Concurrent HTTP-style ingests share synced commits too, each answered once durable."""
+
+    async def test_concurrent_ingests(
+        self, daemon: Daemon, cap: CapFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        events = _Events(monkeypatch)
+        raws = [cap(sent=SENT + timedelta(seconds=n)) for n in range(30)]
+        outcomes = await asyncio.gather(
+            *(daemon.ingest(Received(raw=raw, source="http")) for raw in raws)
+        )
+        assert all(o.accepted for o in outcomes)
+        for raw in raws:
+            assert daemon.ledger.seen(parse_alert(raw).key)
+        recorded = [e for e in events.log if e[0] == "recorded"]
+        assert len(recorded) == len(raws)
+        assert recorded[-1][2]
