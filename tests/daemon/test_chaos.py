@@ -20,6 +20,11 @@ def report() -> Report:
     return run(alerts=80, kills=8, broker_kills=2, seed=7)
 
 
+# The runs are the fixtures: under a loaded machine (the whole suite, other work) starting the
+# daemons, the kills and the settling take longer than the usual two minutes.
+pytestmark = pytest.mark.timeout(300)
+
+
 class TestChaosShort:
     """Eight daemon kills, two broker kills, about eighty alerts."""
 
