@@ -144,6 +144,7 @@ class ClusterReport:
     naad_published: int = 0
     naad_missed: list[str] = field(default_factory=list)
     lost_in_broker: list[str] = field(default_factory=list)
+    lost_in_broker_out: list[str] = field(default_factory=list)  # sink:key, after its PUBACK
     lost: list[str] = field(default_factory=list)
     received: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -183,6 +184,9 @@ class ClusterReport:
             f" only): {self.naad_published} published, {len(self.naad_missed)} missed",
             f"acknowledged by the broker, then lost when it was killed before passing them"
             f" on: {len(self.lost_in_broker)} (Mosquitto's own durability, not the gateway's)",
+            f"delivered to the broker (its PUBACK or PUBCOMP) within {BROKER_WINDOW:.0f} s before"
+            f" it was killed and never passed on: {len(self.lost_in_broker_out)}"
+            + "".join(f"\n    {what}" for what in self.lost_in_broker_out),
             publish_answers(),
         ]
         lines += sink_table(SINKS, self.received, self.lost, self.duplicates, self.held,
@@ -384,6 +388,7 @@ class _Chaos:
     rng: random.Random
     restarts: set[asyncio.Task[None]] = field(default_factory=set)
     broker_killed_at: list[float] = field(default_factory=list)
+    broker_killed_wall: list[float] = field(default_factory=list)  # time.time(), as the ledger
 
     def _restart(self, instance: Instance) -> None:
         instance.start()
@@ -443,6 +448,7 @@ class _Chaos:
         self.broker.process.send_signal(signal.SIGKILL)
         self.broker.process.wait()
         self.broker_killed_at.append(time.monotonic())
+        self.broker_killed_wall.append(time.time())
         self.broker.process = _spawn_mosquitto(self.broker.config)
         await asyncio.to_thread(wait_for_port, self.broker.host, self.broker.port)
         self.report.broker_kills += 1
@@ -502,7 +508,7 @@ async def _scenario(tmp: Path, postgres: Postgres, *, instances: int, alerts: in
             await _copies_arrived(postgres, schema, seen)
         report.seconds = time.monotonic() - started
         _account(postgres, schema, report, flow, owned_naad, seen, tmp / "files",
-                 chaos.broker_killed_at)
+                 chaos.broker_killed_at, chaos.broker_killed_wall)
     finally:
         for instance in cluster:
             if instance.process is not None:
@@ -566,17 +572,23 @@ async def _copies_arrived(postgres: Postgres, schema: str,
         await asyncio.sleep(0.1)
 
 
+def _near(at: float, kills: list[float]) -> bool:
+    """Whether something the broker acknowledged at ``at`` came at most ``BROKER_WINDOW``
+    before one of its SIGKILLs (its persistence may not have saved it)."""
+    return any(0 <= k - at <= BROKER_WINDOW for k in kills)
+
+
 def _account(postgres: Postgres, schema: str, report: ClusterReport, flow: _Flow,
              naad: set[str], seen: list[tuple[str, str, str]], files: Path,
-             broker_kills: list[float]) -> None:
+             broker_kills: list[float], broker_wall: list[float]) -> None:
     """Lost: an alert a gateway acknowledged (a 202) or admitted (from MQTT or the feed)
     that a sink never received and the ledger does not account for (held, failed, expired,
     superseded -- each with its reason). An MQTT publish the broker acknowledged within 5 s
     of its own SIGKILL and never passed on is the broker's loss, counted apart; any other
     acknowledged publish never admitted is lost."""
     rows = _query(postgres, schema,
-                  f"SELECT {_KEY}, o.sink, o.state, o.started_at IS NOT NULL, o.attempts"
-                  " FROM outbox o JOIN alerts a ON a.id = o.alert_id")
+                  f"SELECT {_KEY}, o.sink, o.state, o.started_at IS NOT NULL, o.attempts,"
+                  " o.updated_at FROM outbox o JOIN alerts a ON a.id = o.alert_id")
     admitted = _admitted(postgres, schema)
     for sink, detail in _query(postgres, schema,
                                "SELECT sink, detail FROM journal WHERE event = 'in_doubt'"):
@@ -588,7 +600,7 @@ def _account(postgres: Postgres, schema: str, report: ClusterReport, flow: _Flow
     report.naad_missed = sorted(f"naad alert never admitted: {k}" for k in naad - admitted)
     for key in sorted(flow.acked - flow.acked_http - admitted):
         at = flow.published_at.get(key, 0.0)
-        near_kill = any(0 <= k - at <= BROKER_WINDOW for k in broker_kills)
+        near_kill = _near(at, broker_kills)
         (report.lost_in_broker if near_kill else report.lost).append(
             key if near_kill else f"mqtt:{key}"
         )
@@ -600,11 +612,12 @@ def _account(postgres: Postgres, schema: str, report: ClusterReport, flow: _Flow
     for sink in SINKS:
         report.received[sink] = sum(n for (s, _i), n in copies.items() if s == sink)
     report.duplicates, report.broker_repeats = split_repeats(
-        seen, {(sink, key): n for key, sink, _st, _claimed, n in rows}
+        seen, {(sink, key): n for key, sink, _st, _claimed, n, _at in rows}
     )
-    state = {(key, sink): st for key, sink, st, _claimed, _n in rows}
+    state = {(key, sink): st for key, sink, st, _claimed, _n, _at in rows}
+    changed = {(key, sink): at / 1e6 for key, sink, _st, _claimed, _n, at in rows}
     report.unresolved = sorted(f"claim left under way: {sink}:{key}"
-                               for key, sink, st, claimed, _n in rows
+                               for key, sink, st, claimed, _n, _at in rows
                                if st == "pending" and claimed)
     report.held = dict(Counter(sink for (_k, sink), st in state.items() if st == "held"))
     chaos_owned = flow.acked_http | (admitted & flow.acked)
@@ -617,6 +630,12 @@ def _account(postgres: Postgres, schema: str, report: ClusterReport, flow: _Flow
                 continue  # a feed alert no route sends to this sink
             if entry in ("held", "failed", "expired", "superseded"):
                 continue  # accounted for by the ledger, with its reason
+            if entry == "delivered" and sink in MQTT_SINKS and _near(
+                changed[(key, sink)], broker_wall
+            ):
+                # the broker acknowledged it (PUBACK / PUBCOMP), then died before saving it
+                report.lost_in_broker_out.append(f"{sink}:{key}")
+                continue
             report.lost.append(f"{sink}:{key}")
     repeated = sorted({(s, k) for (s, k, i) in seen
                        if i in report.duplicates.get(s, {}) and SINKS.get(s) != "resend"})
