@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from cap_schemas.model import Alert, AlertKey, MsgType
+from gateway.identity import Probe, relay_key
 from gateway.ledger import (
     MESSAGE_PRIORITY,
     OPEN_STATES,
@@ -40,6 +42,7 @@ from gateway.storage.sql_rows import (
     key_json,
     opt_us,
     pack_parts,
+    row_key,
     row_to_known,
     summary_fields,
     us,
@@ -56,6 +59,11 @@ __all__ = [
 
 _KEY = "sender = ? AND identifier = ? AND sent = ?"
 _OPEN = tuple(s.value for s in OPEN_STATES)
+_KNOWN_A = ", ".join(f"a.{c.strip()}" for c in KNOWN_COLUMNS.split(","))
+# an alert's VTEC identity key (the identity rules compare two alerts' VTEC events)
+_VTEC_OF_A = (
+    "(SELECT MIN(v.key) FROM identity_keys v WHERE v.alert_id = a.id AND v.key LIKE ?) AS vtec"
+)
 
 
 def _known(conn: Connection, key: AlertKey) -> Row | None:
@@ -76,13 +84,53 @@ def _reached(conn: Connection, alert_id: int) -> list[tuple[str, str]]:
     return [(r["sink"], r["route"]) for r in rows]
 
 
-def read_facts(conn: Connection, key: AlertKey, references: Sequence[AlertKey] = ()) -> Facts:
-    """What an admission of ``key`` (referencing ``references``) depends on."""
+def _matches(conn: Connection, keys: Sequence[str]) -> list[tuple[str, Known]]:
+    """(identity key, stored alert) for every stored alert sharing one of ``keys``."""
+    if not keys:
+        return []
+    marks = ", ".join("?" for _ in keys)
+    rows = conn.execute(
+        f"SELECT ik.key AS ikey, {_KNOWN_A}, {_VTEC_OF_A} FROM identity_keys ik"  # noqa: S608 - constant fragments
+        f" JOIN alerts a ON a.id = ik.alert_id WHERE ik.key IN ({marks}) AND a.kind = 'cap'"
+        " ORDER BY a.id, ik.key",
+        ("vtec:%", *keys),
+    ).fetchall()
+    return [(r["ikey"], row_to_known(r, vtec=r["vtec"] or "")) for r in rows]
+
+
+def _copies(conn: Connection, events: Sequence[str], also: Sequence[Known]) -> list[Known]:
+    """Every stored copy of ``events`` (with what each may have reached), and ``also``
+    (alerts stored before identities, whose event is their own key)."""
+    found: dict[AlertKey, Known] = {}
+    if events:
+        marks = ", ".join("?" for _ in events)
+        rows = conn.execute(
+            f"SELECT {KNOWN_COLUMNS} FROM alerts WHERE event_key IN ({marks})"  # noqa: S608 - constant fragments
+            " AND kind = 'cap' ORDER BY id",
+            tuple(events),
+        ).fetchall()
+        for row in rows:
+            found[row_key(row)] = row_to_known(row, _reached(conn, row["id"]))
+    for known in also:
+        if known.key not in found:
+            row = _known(conn, known.key)
+            if row is not None:
+                found[known.key] = row_to_known(row, _reached(conn, row["id"]))
+    return list(found.values())
+
+
+def read_facts(
+    conn: Connection,
+    key: AlertKey,
+    references: Sequence[AlertKey] = (),
+    probe: Probe | None = None,
+) -> Facts:
+    """What an admission of ``key`` (referencing ``references``) depends on; with ``probe``
+    (and a key not stored yet), the alerts sharing an identity key with it and the copies of
+    their events and of what it references."""
     existing = _known(conn, key)
     later = conn.execute(
-        "SELECT a.id, a.sender, a.identifier, a.sent, a.msg_type, a.status, a.priority,"
-        " a.source, a.received_at, a.raw_sha256, a.trust FROM alert_refs r"
-        " JOIN alerts a ON a.id = r.alert_id"
+        f"SELECT {_KNOWN_A} FROM alert_refs r JOIN alerts a ON a.id = r.alert_id"  # noqa: S608 - constant fragments
         " WHERE r.sender = ? AND r.identifier = ? AND r.sent = ? AND a.msg_type IN (?, ?)"
         " ORDER BY a.id",
         (key.sender, key.identifier, key.sent, MsgType.UPDATE.value, MsgType.CANCEL.value),
@@ -94,18 +142,38 @@ def read_facts(conn: Connection, key: AlertKey, references: Sequence[AlertKey] =
         row = _known(conn, ref)
         if row is not None:
             referenced.append(row_to_known(row, _reached(conn, row["id"])))
-    return Facts(
+    facts = Facts(
         existing=None if existing is None else row_to_known(existing),
         later=tuple(row_to_known(r) for r in later),
         referenced=tuple(referenced),
     )
+    if probe is None or existing is not None:
+        return facts
+    chain = probe.chain(k.event_id for k in referenced)
+    matches = _matches(conn, [*probe.keys, *((chain,) if chain else ())])
+    # a relay admitted first names this alert: it is the relay's original
+    relays = conn.execute(
+        f"SELECT {_KNOWN_A}, {_VTEC_OF_A} FROM alert_refs r JOIN alerts a ON a.id = r.alert_id"  # noqa: S608 - constant fragments
+        " WHERE r.sender = ? AND r.identifier = ? AND r.sent = ? AND a.sender <> ?"
+        " AND a.msg_type = ? AND a.kind = 'cap' ORDER BY a.id",
+        ("vtec:%", key.sender, key.identifier, key.sent, key.sender, probe.msg_type),
+    ).fetchall()
+    matches += [(relay_key(key), row_to_known(r, vtec=r["vtec"] or "")) for r in relays]
+    known = [k for _ikey, k in matches] + referenced
+    events = list(dict.fromkeys(k.event_key for k in known if k.event_key))
+    copies = _copies(conn, events, [k for k in known if not k.event_key])
+    return replace(facts, matches=tuple(matches), copies=tuple(copies))
 
 
 def require_facts(
-    conn: Connection, key: AlertKey, references: Sequence[AlertKey], facts: Facts
+    conn: Connection,
+    key: AlertKey,
+    references: Sequence[AlertKey],
+    facts: Facts,
+    probe: Probe | None = None,
 ) -> None:
     """Refuse to record a decision whose facts no longer hold."""
-    if read_facts(conn, key, references) != facts:
+    if read_facts(conn, key, references, probe) != facts:
         msg = f"the facts of {key} changed before its admission was recorded"
         raise FactsChangedError(msg)
 
@@ -136,12 +204,12 @@ def record_alert(
         " received_at, expires, forget_after, priority, msg_type, cap_status, event,"
         " severity, urgency, headline, sender_name, areas, refs, superseded_by,"
         " status_changed_at, raw_sha256, raw_size, raw, trust, door, signature, signer,"
-        " approved_by, pending_refs)"
+        " approved_by, pending_refs, event_key, event_rule, event_match)"
         " VALUES (:sender, :identifier, :sent, :decision, :status, :reason, :source,"
         " :received_at, :expires, :forget_after, :priority, :msg_type, :cap_status, :event,"
         " :severity, :urgency, :headline, :sender_name, :areas, :refs, :superseded_by,"
         " :received_at, :raw_sha256, :raw_size, :raw, :trust, :door, :signature, :signer,"
-        " :approved_by, :pending_refs) RETURNING id",
+        " :approved_by, :pending_refs, :event_key, :event_rule, :event_match) RETURNING id",
         {
             "sender": key.sender,
             "identifier": key.identifier,
@@ -169,10 +237,14 @@ def record_alert(
             "signer": trust.signer,
             "approved_by": trust.approved_by,
             "pending_refs": int(bool(verdict.deferred)),
+            "event_key": verdict.link.event or str(key),
+            "event_rule": verdict.link.rule,
+            "event_match": "" if verdict.link.matched is None else str(verdict.link.matched),
             **summary_fields(alert),
         },
     )
     alert_id = int(cursor.fetchone()["id"])
+    _identify(conn, alert_id, key, verdict, source=source, now=now)
     refs = list(dict.fromkeys(alert.references))
     if refs:
         conn.executemany(
@@ -187,7 +259,32 @@ def record_alert(
     return admission
 
 
-def _duplicate(conn: Connection, now: datetime, admission: Admission, source: str) -> Admission:
+def _identify(
+    conn: Connection,
+    alert_id: int,
+    key: AlertKey,
+    verdict: Verdict,
+    *,
+    source: str,
+    now: datetime,
+) -> None:
+    """Store the alert's identity keys; a copy is noted in the audit trail of the copy it
+    matched too (where the operator looks first)."""
+    link = verdict.link
+    if link.keys:
+        conn.executemany(
+            "INSERT INTO identity_keys (key, alert_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            [(k, alert_id) for k in dict.fromkeys(link.keys)],
+        )
+    if link.matched is not None:
+        word = "copy" if link.linked else "possible_copy"
+        detail = f"{key} from {source} (rule {link.rule}): {verdict.admission.decision.value}"
+        journal(conn, now, link.matched, word, detail)
+
+
+def _duplicate(
+    conn: Connection, now: datetime, admission: Admission, source: str
+) -> Admission:
     journal(conn, now, admission.key, "duplicate", f"from {source}: {admission.reason}")
     return admission
 
