@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from cap_schemas.model import Alert, AlertKey, MsgType, ValuePair
@@ -25,7 +26,8 @@ from gateway.ledger import (
     EntryState,
     Provenance,
 )
-from gateway.storage import sqlite_schema
+from gateway.storage import postgres_schema, sqlite_schema
+from gateway.storage.postgres import PostgresLedger
 from gateway.storage.sqlite import SqliteLedger
 from gateway.translate.same import alert_to_same, same_to_alert
 from tests.helpers import corpus_dir
@@ -446,3 +448,34 @@ class TestMigrationOrder:
         finally:
             led.close()
         assert self._versions(path) == {1, 2, 3, 4, 5, 6, 7}
+
+    @pytest.mark.parametrize("identity_first", [True, False])
+    def test_postgresql_either_order(
+        self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, identity_first: bool
+    ) -> None:
+        """The same on PostgreSQL, whose versions are 4 (elsewhere) and 5 (here)."""
+        server = request.getfixturevalue("postgres")
+        schema = f"t_migration_order_{int(identity_first)}"
+        v4 = ("ALTER TABLE outbox ADD COLUMN claimed_by TEXT",)
+        with monkeypatch.context() as patch:
+            if identity_first:
+                PostgresLedger(server.dsn, schema=schema).close()
+            else:
+                patch.setitem(postgres_schema.MIGRATIONS, 4, v4)
+                patch.delitem(postgres_schema.MIGRATIONS, postgres_schema.IDENTITY_VERSION)
+                patch.setattr(postgres_schema, "LATEST", 4)
+                PostgresLedger(server.dsn, schema=schema).close()
+        monkeypatch.setitem(postgres_schema.MIGRATIONS, 4, v4)
+        PostgresLedger(server.dsn, schema=schema).close()
+        with psycopg.connect(server.dsn) as conn:
+            versions = {r[0] for r in conn.execute(f"SELECT version FROM {schema}.schema_version")}
+            columns = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT column_name FROM information_schema.columns"
+                    " WHERE table_schema = %s AND table_name IN ('outbox', 'alerts')",
+                    (schema,),
+                )
+            }
+        assert versions == {1, 2, 3, 4, 5}
+        assert {"claimed_by", "event_key", "event_rule", "event_match"} <= columns
