@@ -409,63 +409,50 @@ class TestCancelByTheOtherPath:
 
 
 class TestMigrationOrder:
-    """Versions numbered by two changes made side by side (6: the outbox's claim holder,
-    elsewhere; 7: identities, here) are each applied once, in whichever order they meet a
-    database."""
-
-    V6 = ("ALTER TABLE outbox ADD COLUMN claimed_by TEXT",)
+    """Versions numbered by two changes made side by side (the outbox's claim holder: SQLite
+    6, PostgreSQL 4; identities: 7 and 5) are each applied once, in whichever order they meet
+    a database -- one written by either change alone is brought up to both."""
 
     def _versions(self, path: Path) -> set[int]:
         with sqlite3.connect(path) as conn:
             return {r[0] for r in conn.execute("SELECT version FROM schema_version")}
 
-    def test_identity_first_then_the_other_change(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        path = tmp_path / "ledger.sqlite3"
-        SqliteLedger(path).close()
-        assert self._versions(path) == {1, 2, 3, 4, 5, 7}
-        monkeypatch.setitem(sqlite_schema.MIGRATIONS, 6, self.V6)
-        SqliteLedger(path).close()
-        assert self._versions(path) == {1, 2, 3, 4, 5, 6, 7}
-        with sqlite3.connect(path) as conn:
-            columns = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
-        assert "claimed_by" in columns
-
-    def test_the_other_change_first_then_identity(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    @pytest.mark.parametrize("written_without", [6, sqlite_schema.IDENTITY_VERSION])
+    def test_sqlite(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, written_without: int
     ) -> None:
         path = tmp_path / "ledger.sqlite3"
         with monkeypatch.context() as patch:
-            patch.setitem(sqlite_schema.MIGRATIONS, 6, self.V6)
-            patch.delitem(sqlite_schema.MIGRATIONS, sqlite_schema.IDENTITY_VERSION)
-            patch.setattr(sqlite_schema, "LATEST", 6)
+            patch.delitem(sqlite_schema.MIGRATIONS, written_without)
+            patch.setattr(sqlite_schema, "LATEST", max(sqlite_schema.MIGRATIONS))
             SqliteLedger(path).close()
-        assert self._versions(path) == {1, 2, 3, 4, 5, 6}
+        assert self._versions(path) == {1, 2, 3, 4, 5, 6, 7} - {written_without}
         led = SqliteLedger(path)
         try:
-            admit(led, hurricane_ipaws())
+            first = admit(led, hurricane_ipaws())
+            assert admit(led, api_weather_gov_form(hurricane_ipaws())).event == str(first.key)
         finally:
             led.close()
         assert self._versions(path) == {1, 2, 3, 4, 5, 6, 7}
+        with sqlite3.connect(path) as conn:
+            outbox = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
+            alerts = {r[1] for r in conn.execute("PRAGMA table_info(alerts)")}
+        assert "claimed_by" in outbox
+        assert {"event_key", "event_rule", "event_match"} <= alerts
 
-    @pytest.mark.parametrize("identity_first", [True, False])
-    def test_postgresql_either_order(
-        self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, identity_first: bool
+    @pytest.mark.parametrize("written_without", [4, postgres_schema.IDENTITY_VERSION])
+    def test_postgresql(
+        self,
+        request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch,
+        written_without: int,
     ) -> None:
-        """The same on PostgreSQL, whose versions are 4 (elsewhere) and 5 (here)."""
         server = request.getfixturevalue("postgres")
-        schema = f"t_migration_order_{int(identity_first)}"
-        v4 = ("ALTER TABLE outbox ADD COLUMN claimed_by TEXT",)
+        schema = f"t_migration_order_{written_without}"
         with monkeypatch.context() as patch:
-            if identity_first:
-                PostgresLedger(server.dsn, schema=schema).close()
-            else:
-                patch.setitem(postgres_schema.MIGRATIONS, 4, v4)
-                patch.delitem(postgres_schema.MIGRATIONS, postgres_schema.IDENTITY_VERSION)
-                patch.setattr(postgres_schema, "LATEST", 4)
-                PostgresLedger(server.dsn, schema=schema).close()
-        monkeypatch.setitem(postgres_schema.MIGRATIONS, 4, v4)
+            patch.delitem(postgres_schema.MIGRATIONS, written_without)
+            patch.setattr(postgres_schema, "LATEST", max(postgres_schema.MIGRATIONS))
+            PostgresLedger(server.dsn, schema=schema).close()
         PostgresLedger(server.dsn, schema=schema).close()
         with psycopg.connect(server.dsn) as conn:
             versions = {r[0] for r in conn.execute(f"SELECT version FROM {schema}.schema_version")}
