@@ -27,7 +27,8 @@ Rules, strongest first (the first that matches wins):
 ``window``
     the same event (SAME code, CAP-CP event code, else the event name) for one of the same
     places within :data:`WINDOW` of each other: **logged and counted, never linking or
-    suppressing by itself**.
+    suppressing by itself**. Its keys carry the number of the window ``sent`` falls in, so a
+    lookup reads only the alerts sent in the windows around it, however many the place has.
 
 A key is a string whose prefix names its rule (``vtec:``, ``same:``, ``window:``,
 ``chain:``; ``relay:`` for a stored relay found through its references); the ledger stores
@@ -169,14 +170,22 @@ def _event_code(alert: Alert) -> str:
     return f"event={first}" if first else ""
 
 
-def window_keys(alert: Alert) -> tuple[str, ...]:
-    """``window:<event>|<place>`` for each place of the alert (at most
-    :data:`MAX_WINDOW_KEYS`); the time window is checked when two alerts meet."""
+def _bucket(when: datetime) -> int:
+    return int(when.timestamp() // WINDOW.total_seconds())
+
+
+def window_keys(alert: Alert, *, around: bool = False) -> tuple[str, ...]:
+    """``window:<event>|<place>|<n>`` for each place of the alert (at most
+    :data:`MAX_WINDOW_KEYS`), ``n`` numbering the :data:`WINDOW` its ``sent`` falls in;
+    ``around``: also the windows before and after (what a lookup asks for, so that it reads
+    only alerts sent near it). The exact time difference is checked when two alerts meet."""
     event = _event_code(alert)
     if not event:
         return ()
     places = _geocodes(alert, _PLACE_NAMES, qualified=True)[:MAX_WINDOW_KEYS]
-    return tuple(f"window:{event}|{place}" for place in places)
+    now = _bucket(alert.sent)
+    buckets = (now - 1, now, now + 1) if around else (now,)
+    return tuple(f"window:{event}|{place}|{n}" for place in places for n in buckets)
 
 
 def relay_key(key: AlertKey) -> str:
@@ -204,10 +213,12 @@ def identity_keys(alert: Alert) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Probe:
-    """What the ledger looks up for an alert being admitted: its own identity keys, and the
+    """What the ledger looks up for an alert being admitted: its own identity keys (stored
+    with it), the keys it looks for (its own, with the neighbouring time windows), and the
     msgType and ``sent`` its chain key is made of once its references' events are read."""
 
     keys: tuple[str, ...]
+    lookup: tuple[str, ...]
     msg_type: str
     sent: datetime
 
@@ -219,7 +230,9 @@ def probe(alert: Alert) -> Probe | None:
     """The probe of an alert; None for a receipt (never linked to an event)."""
     if alert.msg_type in _RECEIPTS:
         return None
-    return Probe(identity_keys(alert), alert.msg_type.value, alert.sent)
+    keys = identity_keys(alert)
+    lookup = (*(k for k in keys if not k.startswith("window:")), *window_keys(alert, around=True))
+    return Probe(keys, lookup, alert.msg_type.value, alert.sent)
 
 
 def sent_of(key_sent: str) -> datetime | None:

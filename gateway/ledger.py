@@ -706,16 +706,17 @@ def _identify(
         event = match.event_id
         copies = tuple(c for c in facts.copies if c.event_id == event)
         return EventLink(event, rule.value, match.key, keys), copies or (match,)
-    related = {k.key for k in facts.referenced} | {k.event_id for k in facts.referenced}
-    for _rule, k in found:
+    related = {k.key for k in facts.referenced} | {str(k.key) for k in facts.referenced}
+    related |= {k.event_id for k in facts.referenced}
+    near: list[tuple[timedelta, int, Known]] = []
+    for n, (_rule, k) in enumerate(found):
         when = sent_of(k.key.sent)
-        if (
-            when is not None
-            and abs(when - alert.sent) <= WINDOW
-            and k.key not in related
-            and k.event_id not in related
-        ):
-            return EventLink(own, Rule.WINDOW.value, k.key, keys), ()
+        if when is None or k.key in related or k.event_id in related:
+            continue
+        if abs(when - alert.sent) <= WINDOW:
+            near.append((abs(when - alert.sent), -n, k))
+    if near:  # the closest in time (the latest of equals) is the one to look at
+        return EventLink(own, Rule.WINDOW.value, min(near, key=lambda t: t[:2])[2].key, keys), ()
     return EventLink(own, "", None, keys), ()
 
 

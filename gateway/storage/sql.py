@@ -162,9 +162,11 @@ class SqlLedger(LedgerBase):
     ) -> Admission:
         references = read_references(alert)
         probe = identity_probe(alert)
-        # Copies of one event admitted at once (two instances, two feeds) take turns too.
+        # Copies of one event admitted at once (two instances, two feeds) take turns too (a
+        # possible copy by window is only noted: no turn taken for it).
         chain = probe.chain(k.event_id for k in facts.referenced) if probe else None
-        shared = [*(probe.keys if probe else ()), *((chain,) if chain else ())]
+        linking = [k for k in (probe.lookup if probe else ()) if not k.startswith("window:")]
+        shared = [*linking, *((chain,) if chain else ())]
         with self._write(sync=sync) as conn:
             self._serialise(
                 conn, [alert.key, *references, *(AlertKey("", k, "") for k in shared)]

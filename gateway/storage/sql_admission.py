@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from cap_schemas.model import Alert, AlertKey, MsgType
-from gateway.identity import Probe, relay_key
+from gateway.identity import Probe, Rule, relay_key, rule_of
 from gateway.ledger import (
     MESSAGE_PRIORITY,
     OPEN_STATES,
@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 _KEY = "sender = ? AND identifier = ? AND sent = ?"
+WINDOW_CANDIDATES = 8
 _OPEN = tuple(s.value for s in OPEN_STATES)
 _KNOWN_A = ", ".join(f"a.{c.strip()}" for c in KNOWN_COLUMNS.split(","))
 # an alert's VTEC identity key (the identity rules compare two alerts' VTEC events)
@@ -85,17 +86,31 @@ def _reached(conn: Connection, alert_id: int) -> list[tuple[str, str]]:
 
 
 def _matches(conn: Connection, keys: Sequence[str]) -> list[tuple[str, Known]]:
-    """(identity key, stored alert) for every stored alert sharing one of ``keys``."""
-    if not keys:
-        return []
-    marks = ", ".join("?" for _ in keys)
-    rows = conn.execute(
-        f"SELECT ik.key AS ikey, {_KNOWN_A}, {_VTEC_OF_A} FROM identity_keys ik"  # noqa: S608 - constant fragments
-        f" JOIN alerts a ON a.id = ik.alert_id WHERE ik.key IN ({marks}) AND a.kind = 'cap'"
-        " ORDER BY a.id, ik.key",
-        ("vtec:%", *keys),
-    ).fetchall()
-    return [(r["ikey"], row_to_known(r, vtec=r["vtec"] or "")) for r in rows]
+    """(identity key, stored alert) for every stored alert sharing one of ``keys`` -- of the
+    window keys (a possible copy, only noted), the latest :data:`WINDOW_CANDIDATES` alerts:
+    a place with many alerts in one half hour must not make every admission read them all."""
+    linking = [k for k in keys if not k.startswith("window:")]
+    window = [k for k in keys if k.startswith("window:")]
+    found: list[tuple[str, Known]] = []
+    if linking:
+        marks = ", ".join("?" for _ in linking)
+        rows = conn.execute(
+            f"SELECT ik.key AS ikey, {_KNOWN_A}, {_VTEC_OF_A} FROM identity_keys ik"  # noqa: S608 - constant fragments
+            f" JOIN alerts a ON a.id = ik.alert_id WHERE ik.key IN ({marks}) AND a.kind = 'cap'"
+            " ORDER BY a.id, ik.key",
+            ("vtec:%", *linking),
+        ).fetchall()
+        found += [(r["ikey"], row_to_known(r, vtec=r["vtec"] or "")) for r in rows]
+    if window:
+        marks = ", ".join("?" for _ in window)
+        rows = conn.execute(
+            f"SELECT {_KNOWN_A} FROM alerts a WHERE a.id IN ("  # noqa: S608 - constant fragments
+            f" SELECT DISTINCT alert_id FROM identity_keys WHERE key IN ({marks})"
+            f" ORDER BY alert_id DESC LIMIT {WINDOW_CANDIDATES}) AND a.kind = 'cap' ORDER BY a.id",
+            tuple(window),
+        ).fetchall()
+        found += [("window:", row_to_known(r)) for r in rows]
+    return found
 
 
 def _copies(conn: Connection, events: Sequence[str], also: Sequence[Known]) -> list[Known]:
@@ -150,7 +165,7 @@ def read_facts(
     if probe is None or existing is not None:
         return facts
     chain = probe.chain(k.event_id for k in referenced)
-    matches = _matches(conn, [*probe.keys, *((chain,) if chain else ())])
+    matches = _matches(conn, [*probe.lookup, *((chain,) if chain else ())])
     # a relay admitted first names this alert: it is the relay's original
     relays = conn.execute(
         f"SELECT {_KNOWN_A}, {_VTEC_OF_A} FROM alert_refs r JOIN alerts a ON a.id = r.alert_id"  # noqa: S608 - constant fragments
@@ -159,7 +174,8 @@ def read_facts(
         ("vtec:%", key.sender, key.identifier, key.sent, key.sender, probe.msg_type),
     ).fetchall()
     matches += [(relay_key(key), row_to_known(r, vtec=r["vtec"] or "")) for r in relays]
-    known = [k for _ikey, k in matches] + referenced
+    # the copies of the events it may join (a possible copy by window joins none)
+    known = [k for ikey, k in matches if rule_of(ikey) is not Rule.WINDOW] + referenced
     events = list(dict.fromkeys(k.event_key for k in known if k.event_key))
     copies = _copies(conn, events, [k for k in known if not k.event_key])
     return replace(facts, matches=tuple(matches), copies=tuple(copies))

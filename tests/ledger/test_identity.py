@@ -120,10 +120,12 @@ class TestIdentityKeys:
         alert = parse_alert(hurricane_ipaws())
         assert vtec_key(alert) == "vtec:O.KLCH.HU.W.1013|LAZ043|2020-08-26T09:14:00Z"
         assert same_key(alert) == "same:WXR-HUW-022001-20202390914"
+        window = int(alert.sent.timestamp() // 1800)  # the half hour it was sent in
         assert window_keys(alert) == (
-            "window:SAME=HUW|SAME=022001",
-            "window:SAME=HUW|UGC=LAZ043",
+            f"window:SAME=HUW|SAME=022001|{window}",
+            f"window:SAME=HUW|UGC=LAZ043|{window}",
         )
+        assert len(window_keys(alert, around=True)) == 6
         assert {rule_of(k) for k in (vtec_key(alert) or "", same_key(alert) or "")} == {
             "vtec",
             "same",
@@ -338,6 +340,18 @@ class TestWindow:
         }
         assert IDENTITY_MATCHES.value(rule="window", decision="new") == before + 1
         assert "possible_copy" in [j.event for j in ledger.journal(first.key)]
+
+    def test_a_busy_place_notes_the_latest_candidate(self, ledger: SqliteLedger) -> None:
+        """Twelve headers for one place in one half hour (one sender, so never linked): the
+        next notes the latest as its possible original."""
+        cap = parse_alert(hurricane_ipaws())
+        keys = [admit(ledger, off_air(cap, minutes=m)).key for m in range(12)]
+        last = admit(ledger, off_air(cap, minutes=13))
+        assert last.decision is Decision.NEW
+        assert last.rule == "window"
+        stored = ledger.get(last.key)
+        assert stored is not None
+        assert stored.event_match == str(keys[-1])
 
     def test_outside_the_window_nothing_is_noted(self, ledger: SqliteLedger) -> None:
         cap = parse_alert(hurricane_ipaws())
