@@ -706,12 +706,13 @@ def _identify(
         event = match.event_id
         copies = tuple(c for c in facts.copies if c.event_id == event)
         return EventLink(event, rule.value, match.key, keys), copies or (match,)
-    related = {k.key for k in facts.referenced} | {str(k.key) for k in facts.referenced}
-    related |= {k.event_id for k in facts.referenced}
+    # what it references (and their events) is its own history, not a possible copy
+    referenced = {k.key for k in facts.referenced}
+    events = {k.event_id for k in facts.referenced}
     near: list[tuple[timedelta, int, Known]] = []
     for n, (_rule, k) in enumerate(found):
         when = sent_of(k.key.sent)
-        if when is None or k.key in related or k.event_id in related:
+        if when is None or k.key in referenced or k.event_id in events:
             continue
         if abs(when - alert.sent) <= WINDOW:
             near.append((abs(when - alert.sent), -n, k))

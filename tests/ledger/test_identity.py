@@ -353,6 +353,19 @@ class TestWindow:
         assert stored is not None
         assert stored.event_match == str(keys[-1])
 
+    def test_an_update_of_it_is_not_a_possible_copy(self, ledger: SqliteLedger) -> None:
+        cap = parse_alert(without_vtec(hurricane_ipaws()))
+        first = admit(ledger, replace(cap, references=()))
+        update = replace(
+            cap,
+            identifier="NWS-IDP-PROD-4412300-3677420",
+            references=(first.key,),
+            sent=cap.sent + timedelta(minutes=10),
+        )
+        answer = admit(ledger, update)
+        assert (answer.decision, answer.rule) == (Decision.UPDATE, "")
+        assert answer.superseded == (first.key,)
+
     def test_outside_the_window_nothing_is_noted(self, ledger: SqliteLedger) -> None:
         cap = parse_alert(hurricane_ipaws())
         admit(ledger, cap)
