@@ -280,6 +280,16 @@ class TestSameHeader:
         assert heard.rule == "same"
         assert heard.event == str(first.key)
 
+    def test_canadian_header_of_an_eccc_alert(self, ledger: SqliteLedger) -> None:
+        """A Canadian station's header (CLC location codes) and the ECCC alert it aired."""
+        eccc = parse_alert(eccc_alert())
+        header = alert_to_same(eccc, station="CKXX", now=eccc.sent)
+        heard = replace(same_to_alert(header, country="CA"), raw=header.to_text().encode())
+        first = admit(ledger, eccc, source="naad")
+        answer = admit(ledger, heard, source="endec")
+        assert (answer.decision, answer.rule) == (Decision.COPY, "same")
+        assert answer.event == str(first.key)
+
     def test_signed_cap_after_the_off_air_header_is_an_update(self, ledger: SqliteLedger) -> None:
         cap = parse_alert(hurricane_ipaws())
         heard = admit(ledger, off_air(cap), source="endec", provenance=ANONYMOUS)
