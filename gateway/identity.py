@@ -21,19 +21,20 @@ Rules, strongest first (the first that matches wins):
     paths write it).
 ``same``
     the SAME header the alert stands for, without the station id: originator, event,
-    locations (as a set) and issue time (JJJHHMM, with the year) -- only between different
-    senders (one sender's two identifiers are two messages), and never when both carry
-    VTEC events that differ.
+    locations (as a set) and issue time (JJJHHMM, with the year) -- between an alert made
+    from a header heard off air (SAME -> CAP, marked ``borderlink:authenticated``) and
+    another sender's alert (or header): two CAP alerts of their own with one header are two
+    messages, and so are one sender's two identifiers.
 ``window``
     the same event (SAME code, CAP-CP event code, else the event name) for one of the same
     places within :data:`WINDOW` of each other: **logged and counted, never linking or
     suppressing by itself**. Its keys carry the number of the window ``sent`` falls in, so a
     lookup reads only the alerts sent in the windows around it, however many the place has.
 
-A key is a string whose prefix names its rule (``vtec:``, ``same:``, ``window:``,
-``chain:``; ``relay:`` for a stored relay found through its references); the ledger stores
-the keys of every alert and finds the stored alerts that share one. Receipts (Ack, Error)
-have no identity keys.
+A key is a string whose prefix names its rule (``vtec:``, ``same:`` -- ``heard:`` for a
+header heard off air --, ``window:``, ``chain:``; ``relay:`` for a stored relay found through
+its references); the ledger stores the keys of every alert and finds the stored alerts that
+share one. Receipts (Ack, Error) have no identity keys.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from cap_schemas.model import Alert, AlertKey, MsgType
 from cap_schemas.parse import parse_cap_time
 from cap_schemas.tables import Crosswalk
 from gateway.errors import TranslationError
-from gateway.translate.same import alert_to_same
+from gateway.translate.same import DERIVED_PARAMETER, alert_to_same
 
 __all__ = [
     "MAX_WINDOW_KEYS",
@@ -57,6 +58,7 @@ __all__ = [
     "Probe",
     "Rule",
     "chain_key",
+    "heard_off_air",
     "identity_keys",
     "probe",
     "relay_key",
@@ -86,6 +88,7 @@ _PREFIX = {
     "chain": Rule.REFERENCES,
     "vtec": Rule.VTEC,
     "same": Rule.SAME,
+    "heard": Rule.SAME,
     "window": Rule.WINDOW,
 }
 # P-VTEC: /k.aaa.cccc.pp.s.####.yymmddThhnnZ-yymmddThhnnZ/ (NWSI 10-1703)
@@ -203,12 +206,31 @@ def chain_key(msg_type: str, sent: datetime, events: Iterable[str]) -> str | Non
     return f"chain:{msg_type}|{_utc(sent)}|{' '.join(found)}"
 
 
+def heard_off_air(alert: Alert) -> bool:
+    """Whether the alert was made from a SAME header heard off air (SAME -> CAP)."""
+    return any(p.name == DERIVED_PARAMETER for info in alert.infos for p in info.parameters)
+
+
 def identity_keys(alert: Alert) -> tuple[str, ...]:
-    """The keys of an alert that do not depend on what is stored (the chain key does)."""
+    """The keys of an alert that do not depend on what is stored (the chain key does); the
+    SAME key of a header heard off air is stored as ``heard:``."""
     if alert.msg_type in _RECEIPTS:
         return ()
-    keys = [vtec_key(alert), same_key(alert)]
+    same = same_key(alert)
+    if same and heard_off_air(alert):
+        same = "heard:" + same.removeprefix("same:")
+    keys = [vtec_key(alert), same]
     return (*(k for k in keys if k), *window_keys(alert))
+
+
+def _lookup(key: str) -> tuple[str, ...]:
+    """What a key looks for: a CAP alert's SAME key finds headers heard off air, a heard
+    header's finds both."""
+    if key.startswith("same:"):
+        return ("heard:" + key.removeprefix("same:"),)
+    if key.startswith("heard:"):
+        return (key, "same:" + key.removeprefix("heard:"))
+    return (key,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +253,8 @@ def probe(alert: Alert) -> Probe | None:
     if alert.msg_type in _RECEIPTS:
         return None
     keys = identity_keys(alert)
-    lookup = (*(k for k in keys if not k.startswith("window:")), *window_keys(alert, around=True))
+    linking = (found for k in keys if not k.startswith("window:") for found in _lookup(k))
+    lookup = (*linking, *window_keys(alert, around=True))
     return Probe(keys, lookup, alert.msg_type.value, alert.sent)
 
 

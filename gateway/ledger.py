@@ -607,7 +607,6 @@ class Known:
     trust: str = ANONYMOUS  # Provenance.level of the stored alert
     event: str = ""  # the CAP event name of its first info block
     event_key: str = ""  # the event it belongs to ("" for rows from before identities)
-    vtec: str = ""  # its VTEC identity key, if it has one
 
     @property
     def event_id(self) -> str:
@@ -689,14 +688,10 @@ def _identify(
         and k.msg_type == alert.msg_type.value
         and k.event.strip().lower() == first
     ]
-    vtec = next((k for k in keys if k.startswith("vtec:")), "")
     for ikey, k in facts.matches:
         rule = rule_of(ikey)
-        if k.key == alert.key or (
-            rule is Rule.SAME
-            and (k.key.sender == alert.sender or (vtec and k.vtec and k.vtec != vtec))
-        ):
-            continue  # one sender's two identifiers, or two VTEC events: two messages
+        if k.key == alert.key or (rule is Rule.SAME and k.key.sender == alert.sender):
+            continue  # one sender's two identifiers are two messages
         if ikey.startswith("relay:") and k.event.strip().lower() != first:
             continue  # another sender's message about it, not a relay of it
         found.append((rule, k))

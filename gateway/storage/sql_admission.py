@@ -61,10 +61,6 @@ _KEY = "sender = ? AND identifier = ? AND sent = ?"
 WINDOW_CANDIDATES = 8
 _OPEN = tuple(s.value for s in OPEN_STATES)
 _KNOWN_A = ", ".join(f"a.{c.strip()}" for c in KNOWN_COLUMNS.split(","))
-# an alert's VTEC identity key (the identity rules compare two alerts' VTEC events)
-_VTEC_OF_A = (
-    "(SELECT MIN(v.key) FROM identity_keys v WHERE v.alert_id = a.id AND v.key LIKE ?) AS vtec"
-)
 
 
 def _known(conn: Connection, key: AlertKey) -> Row | None:
@@ -95,12 +91,12 @@ def _matches(conn: Connection, keys: Sequence[str]) -> list[tuple[str, Known]]:
     if linking:
         marks = ", ".join("?" for _ in linking)
         rows = conn.execute(
-            f"SELECT ik.key AS ikey, {_KNOWN_A}, {_VTEC_OF_A} FROM identity_keys ik"  # noqa: S608 - constant fragments
+            f"SELECT ik.key AS ikey, {_KNOWN_A} FROM identity_keys ik"  # noqa: S608 - constant fragments
             f" JOIN alerts a ON a.id = ik.alert_id WHERE ik.key IN ({marks}) AND a.kind = 'cap'"
             " ORDER BY a.id, ik.key",
-            ("vtec:%", *linking),
+            tuple(linking),
         ).fetchall()
-        found += [(r["ikey"], row_to_known(r, vtec=r["vtec"] or "")) for r in rows]
+        found += [(r["ikey"], row_to_known(r)) for r in rows]
     if window:
         marks = ", ".join("?" for _ in window)
         rows = conn.execute(
@@ -168,12 +164,12 @@ def read_facts(
     matches = _matches(conn, [*probe.lookup, *((chain,) if chain else ())])
     # a relay admitted first names this alert: it is the relay's original
     relays = conn.execute(
-        f"SELECT {_KNOWN_A}, {_VTEC_OF_A} FROM alert_refs r JOIN alerts a ON a.id = r.alert_id"  # noqa: S608 - constant fragments
+        f"SELECT {_KNOWN_A} FROM alert_refs r JOIN alerts a ON a.id = r.alert_id"  # noqa: S608 - constant fragments
         " WHERE r.sender = ? AND r.identifier = ? AND r.sent = ? AND a.sender <> ?"
         " AND a.msg_type = ? AND a.kind = 'cap' ORDER BY a.id",
-        ("vtec:%", key.sender, key.identifier, key.sent, key.sender, probe.msg_type),
+        (key.sender, key.identifier, key.sent, key.sender, probe.msg_type),
     ).fetchall()
-    matches += [(relay_key(key), row_to_known(r, vtec=r["vtec"] or "")) for r in relays]
+    matches += [(relay_key(key), row_to_known(r)) for r in relays]
     # the copies of the events it may join (a possible copy by window joins none)
     known = [k for ikey, k in matches if rule_of(ikey) is not Rule.WINDOW] + referenced
     events = list(dict.fromkeys(k.event_key for k in known if k.event_key))

@@ -218,9 +218,7 @@ def row_key(row: Row) -> AlertKey:
     return AlertKey(row["sender"], row["identifier"], row["sent"])
 
 
-def row_to_known(
-    row: Row, reached: Sequence[tuple[str, str]] = (), *, vtec: str = ""
-) -> Known:
+def row_to_known(row: Row, reached: Sequence[tuple[str, str]] = ()) -> Known:
     return Known(
         key=row_key(row),
         msg_type=row["msg_type"],
@@ -233,7 +231,6 @@ def row_to_known(
         trust=row["trust"],
         event=row["event"],
         event_key=row["event_key"],
-        vtec=vtec,
     )
 
 

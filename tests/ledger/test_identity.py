@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from cap_schemas.model import Alert, AlertKey, MsgType, ValuePair
+from cap_schemas.model import Alert, AlertKey, MsgType
 from cap_schemas.parse import parse_alert
 from gateway.identity import rule_of, same_key, vtec_key, window_keys
 from gateway.ledger import (
@@ -270,7 +270,7 @@ def off_air(alert: Alert, *, minutes: int = 0) -> Alert:
 
 class TestSameHeader:
     """An off-air SAME header and the CAP alert it was made from: one event (rule same);
-    never for one sender's two messages or for two different VTEC events."""
+    never two CAP alerts of their own, nor one sender's two messages."""
 
     def test_off_air_copy_of_a_cap_alert(self, ledger: SqliteLedger) -> None:
         cap = parse_alert(hurricane_ipaws())
@@ -299,31 +299,31 @@ class TestSameHeader:
         assert later.rule == "same"
         assert later.superseded == (heard.key,)
 
-    def test_two_vtec_events_with_one_header_stay_two(self, ledger: SqliteLedger) -> None:
-        cap = parse_alert(hurricane_ipaws())
-        info = cap.infos[0]
-        other_storm = tuple(
-            ValuePair(p.name, p.value.replace(".1013.", ".1014.")) for p in info.parameters
-        )
+    def test_two_cap_alerts_with_one_header_stay_two(self, ledger: SqliteLedger) -> None:
+        """The finding of the console's own test: an operator's alert and another sender's
+        for the same event, place and minute are two messages (neither was heard off air)."""
+        cap = parse_alert(without_vtec(hurricane_ipaws()))
         second = replace(
-            cap,
-            identifier="NWS-IDP-PROD-4412299-3677415",
-            sender="nws-relay@example.org",
-            infos=(replace(info, parameters=other_storm),),
+            cap, identifier="eoc-0001", sender="eoc@example.org", msg_type=MsgType.ALERT
         )
         assert same_key(second) == same_key(cap)
         admit(ledger, cap)
         answer = admit(ledger, second)
-        assert answer.decision is Decision.UPDATE  # its own message (it is an Update)
-        assert answer.rule in ("", "window")
-
-    def test_one_senders_two_identifiers_stay_two(self, ledger: SqliteLedger) -> None:
-        cap = parse_alert(without_vtec(hurricane_ipaws()))
-        again = replace(cap, identifier="NWS-IDP-PROD-4412298-3677499")
-        admit(ledger, cap)
-        answer = admit(ledger, again)
-        assert answer.decision is Decision.UPDATE
+        assert answer.decision is Decision.NEW
         assert answer.rule == "window"  # logged as a possible copy, not linked
+        assert len(ledger.deliveries(answer.key)) == 2
+
+    def test_one_receivers_two_headers_stay_two(self, ledger: SqliteLedger) -> None:
+        """Two headers one receiver heard (they differ in their duration only): its own two
+        messages, as any sender's two identifiers are."""
+        cap = parse_alert(hurricane_ipaws())
+        header = alert_to_same(cap, station="KLCH/NWS", now=cap.sent)
+        longer = replace(header, duration=header.duration + timedelta(hours=1))
+        first = admit(ledger, replace(same_to_alert(header), raw=b"1"))
+        answer = admit(ledger, replace(same_to_alert(longer), raw=b"2"))
+        assert first.key != answer.key
+        assert answer.decision is Decision.NEW
+        assert answer.rule == "window"
 
 
 class TestWindow:
