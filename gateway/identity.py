@@ -47,9 +47,10 @@ from datetime import UTC, datetime, timedelta
 
 from cap_schemas.model import Alert, AlertKey, MsgType
 from cap_schemas.parse import parse_cap_time
+from cap_schemas.same_cap import DERIVED_PARAMETER
 from cap_schemas.tables import Crosswalk
 from gateway.errors import TranslationError
-from gateway.translate.same import DERIVED_PARAMETER, alert_to_same
+from gateway.translate.same import alert_to_same
 
 __all__ = [
     "MAX_WINDOW_KEYS",

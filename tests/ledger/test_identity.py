@@ -18,6 +18,7 @@ import pytest
 
 from cap_schemas.model import Alert, AlertKey, MsgType
 from cap_schemas.parse import parse_alert
+from cap_schemas.same_cap import same_to_alert
 from gateway.identity import rule_of, same_key, vtec_key, window_keys
 from gateway.ledger import (
     IDENTITY_MATCHES,
@@ -29,7 +30,7 @@ from gateway.ledger import (
 from gateway.storage import postgres_schema, sqlite_schema
 from gateway.storage.postgres import PostgresLedger
 from gateway.storage.sqlite import SqliteLedger
-from gateway.translate.same import alert_to_same, same_to_alert
+from gateway.translate.same import alert_to_same
 from tests.helpers import corpus_dir
 from tests.identity_pairs import api_weather_gov_form, relay_form
 from tests.ledger.conftest import FakeClock, Planner
