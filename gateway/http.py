@@ -267,6 +267,7 @@ async def post_alert(request: web.Request) -> web.Response:
             "decision": admission.decision.value,
             "reason": admission.reason,
             "superseded": [str(k) for k in admission.superseded],
+            "identity": {"event": admission.event or str(admission.key), "rule": admission.rule},
             "signature": outcome.signature,
             "trust": None if outcome.provenance is None else outcome.provenance.summary(),
             "findings": findings,
@@ -348,6 +349,11 @@ async def get_alert(request: web.Request) -> web.Response:
     body["journal"] = [
         {"at": j.at.isoformat(), "event": j.event, "detail": j.detail, "sink": j.sink}
         for j in journal
+    ]
+    copies = await _to_thread(daemon.ledger.copies, key)
+    body["identity"]["copies"] = [
+        {"key": str(c.key), "source": c.source, "decision": c.decision.value, "rule": c.event_rule}
+        for c in copies
     ]
     return _json(body)
 

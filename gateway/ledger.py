@@ -82,6 +82,8 @@ from cap_schemas.model import (
 from cap_schemas.rules import broadcast_immediately
 from gateway.adapter import Outbound
 from gateway.errors import GatewayError
+from gateway.identity import SUPPRESSING, WINDOW, Probe, Rule, rule_of, sent_of
+from gateway.identity import probe as identity_probe
 from gateway.metrics import REGISTRY
 from gateway.model import ANONYMOUS, AUTHENTICATED, TRUST_LEVELS, VERIFIED, trust_rank
 
@@ -90,6 +92,7 @@ __all__ = [
     "ADMIT_SECONDS",
     "ANONYMOUS",
     "AUTHENTICATED",
+    "IDENTITY_MATCHES",
     "IN_DOUBT",
     "IN_DOUBT_POLICIES",
     "LATE_OUTCOMES",
@@ -106,6 +109,7 @@ __all__ = [
     "EntryNotFoundError",
     "EntryState",
     "EntryStateError",
+    "EventLink",
     "Facts",
     "FactsChangedError",
     "InvalidRecord",
@@ -132,6 +136,7 @@ __all__ = [
     "invalid_key",
     "may_change",
     "priority_of",
+    "read_references",
     "rejected",
     "settle",
     "trust_rank",
@@ -170,6 +175,12 @@ LATE_OUTCOMES = REGISTRY.counter(
     " late_outcome; a late delivery of an entry nobody else holds is recorded)",
 )
 IN_DOUBT_POLICIES = ("resend", "hold", "skip")
+IDENTITY_MATCHES = REGISTRY.counter(
+    "borderlink_identity_matches_total",
+    "Alerts recognised as another copy of a stored event (gateway.identity), by the rule"
+    " that matched and the decision taken (copy, update, ...; window is logged only)",
+    ("rule", "decision"),
+)
 ADMIT_SECONDS = REGISTRY.histogram(
     "borderlink_ledger_admit_seconds",
     "Time to admit one alert (planning and the durable commit included)",
@@ -277,6 +288,9 @@ class Decision(enum.StrEnum):
     # msgType Ack or Error: a partner's receipt for what it references; never in force,
     # routed only by routes that ask for Ack/Error by msg_type.
     RECEIPT = "receipt"
+    # The same message arriving by another path (another feed's identifier, a relay, an
+    # off-air SAME header): linked to its event, stored, not routed again.
+    COPY = "copy"
 
 
 class EntryState(enum.StrEnum):
@@ -319,6 +333,10 @@ class Admission:
     # Why the whole alert waits for an operator ("provenance: ...", a validation hold); an
     # update or cancel that waits withdraws nothing until it is approved.
     hold: str = ""
+    # The event it is a copy of (the key of the event's first copy; "" when it is the first)
+    # and the identity rule that said so ("window": a possible copy, logged, not linked).
+    event: str = ""
+    rule: str = ""
 
     @property
     def routed(self) -> bool:
@@ -476,6 +494,11 @@ class StoredAlert:
     raw_sha256: str = ""
     provenance: Provenance | None = None
     pending_refs: bool = False  # an update or cancel whose withdrawals wait for approval
+    # One identity across feeds: the event (its first copy's key), the rule that linked this
+    # alert to it, and the stored copy that rule matched (see :class:`EventLink`).
+    event_key: str = ""
+    event_rule: str = ""
+    event_match: str = ""
 
     @property
     def active(self) -> bool:
@@ -507,6 +530,19 @@ class StoredAlert:
             "reason": self.reason,
             "trust": None if self.provenance is None else self.provenance.summary(),
             "withdrawals_wait_for_approval": self.pending_refs,
+            "identity": self.identity(),
+        }
+
+    def identity(self) -> dict[str, Any]:
+        """Which event this alert is a copy of, and why: ``event`` (the key of its first
+        copy), ``rule`` (empty for a first copy), ``matched`` (the copy the rule matched),
+        ``linked`` (false for a first copy and for a possible copy by ``window``)."""
+        event = self.event_key or str(self.key)
+        return {
+            "event": event,
+            "rule": self.event_rule,
+            "matched": self.event_match or None,
+            "linked": event != str(self.key),
         }
 
 
@@ -549,6 +585,12 @@ def invalid_key(raw: bytes) -> AlertKey:
 _SUPERSEDING = (MsgType.UPDATE, MsgType.CANCEL)
 
 
+def read_references(alert: Alert) -> tuple[AlertKey, ...]:
+    """The references an admission reads from the store: what an update or cancel withdraws,
+    what a relay relays (:mod:`gateway.identity`); none for a receipt."""
+    return () if alert.msg_type in (MsgType.ACK, MsgType.ERROR) else alert.references
+
+
 @dataclass(frozen=True, slots=True)
 class Known:
     """A stored alert as an admission decision sees it."""
@@ -563,6 +605,13 @@ class Known:
     # (sink, route) of its deliveries that may have reached their sink
     reached: tuple[tuple[str, str], ...] = ()
     trust: str = ANONYMOUS  # Provenance.level of the stored alert
+    event: str = ""  # the CAP event name of its first info block
+    event_key: str = ""  # the event it belongs to ("" for rows from before identities)
+
+    @property
+    def event_id(self) -> str:
+        """The event it belongs to: its own key when it is the first copy."""
+        return self.event_key or str(self.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -575,6 +624,25 @@ class Facts:
     existing: Known | None = None  # the same key, admitted before
     later: tuple[Known, ...] = ()  # updates and cancels admitted before that name this key
     referenced: tuple[Known, ...] = ()  # what this alert references, as stored
+    # (identity key, stored alert) for every stored alert sharing an identity key with it
+    matches: tuple[tuple[str, Known], ...] = ()
+    # every stored copy of the events of ``matches`` and of ``referenced``, with its reach
+    copies: tuple[Known, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EventLink:
+    """Which event an alert belongs to (:mod:`gateway.identity`), as decided on admission."""
+
+    event: str  # the key of the event's first copy ("sender,identifier,sent")
+    rule: str = ""  # "" for a first copy; references, vtec, same; window: possible, not linked
+    matched: AlertKey | None = None  # the stored copy the rule matched
+    keys: tuple[str, ...] = ()  # the identity keys stored with the alert
+
+    @property
+    def linked(self) -> bool:
+        """Whether the alert is a copy of a stored event (a suppressing rule matched)."""
+        return self.rule in SUPPRESSING
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,6 +656,7 @@ class Verdict:
     deferred: tuple[Known, ...] = ()  # what it would withdraw once an operator approves it
     withdrawn_as: AlertStatus = AlertStatus.SUPERSEDED  # or CANCELLED, for a cancel
     ref_priority: int | None = None  # the most urgent priority among those withdrawn
+    link: EventLink = EventLink("")  # the event it belongs to and the rule that said so
 
 
 def _sha256(raw: bytes) -> str:
@@ -599,6 +668,87 @@ def _duplicate(alert: Alert, existing: Known) -> Verdict:
     if alert.raw and _sha256(alert.raw) != existing.raw_sha256:
         reason += "; this copy's bytes differ"
     return Verdict(Admission(alert.key, Decision.DUPLICATE, (), reason), existing.status)
+
+
+def _identify(
+    alert: Alert, facts: Facts, ident: Probe | None
+) -> tuple[EventLink, tuple[Known, ...]]:
+    """The event ``alert`` belongs to and that event's stored copies (pure; the rules of
+    :mod:`gateway.identity`, strongest first)."""
+    own = str(alert.key)
+    if ident is None:
+        return EventLink(own), ()
+    chain = ident.chain(k.event_id for k in facts.referenced)
+    keys = ident.keys + ((chain,) if chain else ())
+    first = alert.infos[0].event.strip().lower() if alert.infos else ""
+    found: list[tuple[Rule, Known]] = [
+        (Rule.REFERENCES, k)  # a relay names what it relays
+        for k in facts.referenced
+        if k.key.sender != alert.sender
+        and k.msg_type == alert.msg_type.value
+        and k.event.strip().lower() == first
+    ]
+    for ikey, k in facts.matches:
+        rule = rule_of(ikey)
+        if k.key == alert.key or (rule is Rule.SAME and k.key.sender == alert.sender):
+            continue  # one sender's two identifiers are two messages
+        if ikey.startswith("relay:") and k.event.strip().lower() != first:
+            continue  # another sender's message about it, not a relay of it
+        found.append((rule, k))
+    linked = [f for f in found if f[0] in SUPPRESSING]
+    if linked:
+        rule, match = min(linked, key=lambda f: SUPPRESSING.index(f[0]))
+        event = match.event_id
+        copies = tuple(c for c in facts.copies if c.event_id == event)
+        return EventLink(event, rule.value, match.key, keys), copies or (match,)
+    # what it references (and their events) is its own history, not a possible copy
+    referenced = {k.key for k in facts.referenced}
+    events = {k.event_id for k in facts.referenced}
+    near: list[tuple[timedelta, int, Known]] = []
+    for n, (_rule, k) in enumerate(found):
+        when = sent_of(k.key.sent)
+        if when is None or k.key in referenced or k.event_id in events:
+            continue
+        if abs(when - alert.sent) <= WINDOW:
+            near.append((abs(when - alert.sent), -n, k))
+    if near:  # the closest in time (the latest of equals) is the one to look at
+        return EventLink(own, Rule.WINDOW.value, min(near, key=lambda t: t[:2])[2].key, keys), ()
+    return EventLink(own, "", None, keys), ()
+
+
+def _withdrawals(
+    alert: Alert, facts: Facts, *, cross_sender_references: bool
+) -> tuple[list[Known], list[str]]:
+    """What an update or cancel withdraws -- each stored alert it references and the other
+    copies of that alert's event -- and the notes on what it cannot."""
+    key = alert.key
+    withdraw: dict[AlertKey, Known] = {}
+    notes: list[str] = []
+    if alert.msg_type not in _SUPERSEDING:
+        return [], notes
+    stored = {k.key: k for k in facts.referenced}
+    unknown: list[AlertKey] = []
+    foreign: list[AlertKey] = []
+    for ref in dict.fromkeys(alert.references):
+        if ref == key:
+            continue  # a message cannot withdraw itself
+        if ref.sender != key.sender and not cross_sender_references:
+            foreign.append(ref)
+        elif ref in stored:
+            found = stored[ref]
+            withdraw.setdefault(ref, found)
+            for copy in facts.copies:  # the same message as the other paths delivered it
+                if copy.event_id == found.event_id and copy.key != key:
+                    withdraw.setdefault(copy.key, copy)
+        else:
+            unknown.append(ref)
+    if unknown:
+        notes.append("unknown references: " + " ".join(str(k) for k in unknown))
+    if foreign:
+        notes.append("references to another sender ignored: " + " ".join(str(k) for k in foreign))
+    if key in alert.references:
+        notes.append("references itself (ignored)")
+    return list(withdraw.values()), notes
 
 
 def decide(
@@ -615,11 +765,16 @@ def decide(
     * a key seen before is a **duplicate** (a second stream, feed or archive copy);
     * an alert whose ``expires`` is not after its receipt is **expired** (stored, never
       routed);
+    * the same message by another path (:mod:`gateway.identity`: a relay's references, the
+      NWS VTEC event, the SAME header) is a **copy** of its event: stored, linked, not routed
+      -- unless it is more trusted than every copy of the event and the event is still in
+      force: then it goes out as an **update** of the less trusted copies it supersedes;
     * one that an update or cancel admitted earlier names is **stale** (two feeds racing, an
       archive backfill): stored already out of force, not routed;
     * otherwise **new**, **update** or **cancel**; an update or cancel withdraws every alert
-      it references that the store holds -- of its own sender only, unless
-      ``cross_sender_references`` (a message from one sender must not silence another's).
+      it references that the store holds, with the other copies of its event -- of its own
+      sender only, unless ``cross_sender_references`` (a message from one sender must not
+      silence another's).
 
     Provenance: an update or cancel changes what it references only when it is at least as
     trusted as each of them (:func:`may_change`); otherwise the whole message waits for an
@@ -630,13 +785,38 @@ def decide(
     key = alert.key
     if facts.existing is not None:
         return _duplicate(alert, facts.existing)
+    link, copies = _identify(alert, facts, identity_probe(alert))
     expires = alert.expires
-    notes: list[str] = []
-    later = [k for k in facts.later if cross_sender_references or k.key.sender == key.sender]
+    withdraw, notes = _withdrawals(alert, facts, cross_sender_references=cross_sender_references)
+    later = [
+        k for k in facts.later if cross_sender_references or k.key.sender == key.sender
+    ]
+    level = provenance.level if provenance is not None else ANONYMOUS
+    in_force = [c for c in copies if c.status is AlertStatus.ACTIVE]
+    best = max((trust_rank(c.trust) for c in copies), default=-1)
+    better = link.linked and bool(in_force) and trust_rank(level) > best
+    still = [k for k in withdraw if k.status is AlertStatus.ACTIVE]
     superseded_by: AlertKey | None = None
+    if link.linked:
+        notes.insert(0, f"a copy of {link.matched} (rule {link.rule}; event {link.event})")
+    elif link.rule:
+        notes.append(
+            f"possibly the same event as {link.matched} (rule {link.rule}: the same event"
+            " and place within the window); not linked"
+        )
     if expires is not None and expires <= received_at:
         status, decision = AlertStatus.EXPIRED, Decision.EXPIRED
         notes.append(f"expired at {expires.isoformat()} before receipt")
+    elif link.linked and not better and not still:
+        status, decision = AlertStatus.SUPERSEDED, Decision.COPY
+        superseded_by = link.matched
+        notes.append("delivered once, as its first copy")
+        return Verdict(
+            Admission(key, decision, (), "; ".join(notes), event=link.event, rule=link.rule),
+            status,
+            superseded_by=superseded_by,
+            link=link,
+        )
     elif later:
         cancelled = any(k.msg_type == MsgType.CANCEL.value for k in later)
         status = AlertStatus.CANCELLED if cancelled else AlertStatus.SUPERSEDED
@@ -650,30 +830,15 @@ def decide(
         notes.append(f"a receipt ({alert.msg_type.value}) for {len(alert.references)} alert(s)")
     else:
         status = AlertStatus.ACTIVE
-        decision = Decision.UPDATE if alert.msg_type is MsgType.UPDATE else Decision.NEW
-
-    withdraw: list[Known] = []
-    if alert.msg_type in _SUPERSEDING:
-        stored = {k.key: k for k in facts.referenced}
-        unknown: list[AlertKey] = []
-        foreign: list[AlertKey] = []
-        for ref in dict.fromkeys(alert.references):
-            if ref == key:
-                continue  # a message cannot withdraw itself
-            if ref.sender != key.sender and not cross_sender_references:
-                foreign.append(ref)
-            elif ref in stored:
-                withdraw.append(stored[ref])
-            else:
-                unknown.append(ref)
-        if unknown:
-            notes.append("unknown references: " + " ".join(str(k) for k in unknown))
-        if foreign:
-            notes.append(
-                "references to another sender ignored: " + " ".join(str(k) for k in foreign)
-            )
-        if key in alert.references:
-            notes.append("references itself (ignored)")
+        decision = Decision.UPDATE if alert.msg_type is MsgType.UPDATE or better else Decision.NEW
+    if better:
+        withdraw += [c for c in in_force if c not in withdraw]
+        notes.append(
+            f"more trusted ({level}) than every copy before it: goes out as an update of"
+            " " + " ".join(str(c.key) for c in in_force)
+        )
+    elif link.linked:
+        notes.append("it withdraws what the first copy left in force: routed")
     distrusted = [why for why in (may_change(provenance, k) for k in withdraw) if why]
     if distrusted and not hold:
         hold = "provenance: " + "; ".join(distrusted)
@@ -689,6 +854,8 @@ def decide(
             "; ".join(notes),
             reached,
             hold=hold,
+            event=link.event if link.linked else "",
+            rule=link.rule,
         ),
         status,
         superseded_by=superseded_by,
@@ -698,6 +865,7 @@ def decide(
             AlertStatus.CANCELLED if alert.msg_type is MsgType.CANCEL else AlertStatus.SUPERSEDED
         ),
         ref_priority=min((k.priority for k in withdraw + deferred), default=None),
+        link=link,
     )
 
 
@@ -877,6 +1045,8 @@ class Ledger(Protocol):
 
     def namesakes(self, key: AlertKey) -> list[StoredAlert]: ...
 
+    def copies(self, key: AlertKey) -> list[StoredAlert]: ...
+
     def receipts(self, key: AlertKey) -> list[StoredAlert]: ...
 
     def incidents(
@@ -983,8 +1153,11 @@ class LedgerBase(abc.ABC):
     # -- the storage contract (besides the queries and outbox changes of Ledger) ---------
 
     @abc.abstractmethod
-    def facts(self, key: AlertKey, references: Sequence[AlertKey] = ()) -> Facts:
-        """The facts an admission of ``key`` depends on (a consistent read)."""
+    def facts(
+        self, key: AlertKey, references: Sequence[AlertKey] = (), probe: Probe | None = None
+    ) -> Facts:
+        """The facts an admission of ``key`` depends on (a consistent read); with ``probe``,
+        the stored alerts sharing an identity key with it and the copies of their events."""
 
     @abc.abstractmethod
     def record(
@@ -1045,11 +1218,13 @@ class LedgerBase(abc.ABC):
         """
         _aware(received_at)
         key = alert.key
-        references = alert.references if alert.msg_type in _SUPERSEDING else ()
+        references = read_references(alert)
         started = time.perf_counter()
 
+        probe = identity_probe(alert)
+
         def attempt() -> Admission:
-            facts = self.facts(key, references)
+            facts = self.facts(key, references, probe)
             verdict = decide(
                 alert,
                 facts,
@@ -1074,6 +1249,8 @@ class LedgerBase(abc.ABC):
 
         admission = self._until_recorded(key, attempt)
         ADMIT_SECONDS.observe(time.perf_counter() - started)
+        if admission.rule:
+            IDENTITY_MATCHES.inc(rule=admission.rule, decision=admission.decision.value)
         log.info(
             "alert_admitted",
             alert=str(key),
@@ -1081,6 +1258,8 @@ class LedgerBase(abc.ABC):
             source=source,
             superseded=[str(k) for k in admission.superseded],
             reason=admission.reason,
+            identity_event=admission.event,
+            identity_rule=admission.rule,
         )
         return admission
 

@@ -200,10 +200,14 @@ class AlertPage:
     superseded_by: tuple[str, str] | None
     holds: list[OutboxEntry] = field(default_factory=list)
     receipts: list[StoredAlert] = field(default_factory=list)
-    # The same event received again: each duplicate copy (from which source, when), and
-    # alerts with the same identifier under another sender or time.
+    # The same event received again: each duplicate copy (from which source, when), the other
+    # copies of its event (another feed's identifier, a relay, an off-air header: with the
+    # identity rule that linked each), and alerts with the same identifier under another
+    # sender or time. ``event``: the event's first copy (key, href) when this is not it.
     copies: list[JournalEntry] = field(default_factory=list)
     namesakes: list[tuple[StoredAlert, str]] = field(default_factory=list)
+    event_copies: list[tuple[StoredAlert, str]] = field(default_factory=list)
+    event: tuple[str, str] | None = None
 
 
 def alert_page(
@@ -221,6 +225,8 @@ def alert_page(
     decision = stored.decision.value + (f": {stored.reason}" if stored.reason else "")
     if admitted is not None and admitted.detail:
         decision = admitted.detail
+    event_copies = ledger.copies(key)
+    linked = {a.key for a in event_copies}
     return AlertPage(
         stored=stored,
         alert=alert,
@@ -236,8 +242,18 @@ def alert_page(
         holds=[e for e in deliveries if e.state is EntryState.HELD],
         receipts=ledger.receipts(key),
         copies=[j for j in journal if j.event == "duplicate"],
-        namesakes=[(a, alert_href(a.key)) for a in ledger.namesakes(key)],
+        namesakes=[(a, alert_href(a.key)) for a in ledger.namesakes(key) if a.key not in linked],
+        event_copies=[(a, alert_href(a.key)) for a in event_copies],
+        event=_event_of(stored),
     )
+
+
+def _event_of(stored: StoredAlert) -> tuple[str, str] | None:
+    """The first copy of the event a copy was linked to (key, href); None for a first copy."""
+    event = stored.event_key
+    if not event or event == str(stored.key):
+        return None
+    return (event, alert_href(event))
 
 
 @dataclass(frozen=True, slots=True)

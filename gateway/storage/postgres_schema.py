@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.storage.sqlite_schema import identity_migration
+
 _V1 = (
     """
     CREATE TABLE alerts (
@@ -164,8 +166,13 @@ _V3 = (
 # its own attempts at once and others settle those of an instance gone silent.
 _V4 = ("ALTER TABLE outbox ADD COLUMN claimed_by TEXT NOT NULL DEFAULT ''",)
 
+# 5: one identity across feeds (SQLite's version 7): the event of each alert, the rule that
+# linked it and the copy it matched; the identity keys later copies find it by.
+IDENTITY_VERSION = 5
+_V5 = identity_migration("BIGINT")
+
 # version -> statements; append new versions, never edit a released one.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, IDENTITY_VERSION: _V5}
 DUE_CHANNEL = "borderlink_due"
 LATEST = max(MIGRATIONS)
 _MIGRATION_LOCK = 0x626F72646C696E6B  # "borderlink": one migrating instance at a time
@@ -176,20 +183,25 @@ class SchemaTooNewError(RuntimeError):
 
 
 def migrate(conn: Any, *, now_us: int) -> int:
-    """Bring the schema to :data:`LATEST` (``conn``: a psycopg connection, not in a
-    transaction); returns the version found before migrating."""
+    """Apply every migration the database lacks (``conn``: a psycopg connection, not in a
+    transaction); returns the (highest) version found before migrating."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_version ("
             " version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
         )
-        row = conn.execute("SELECT MAX(version) AS v FROM schema_version").fetchone()
-        found = int(row["v"] or 0)
+        applied = {
+            int(r["version"]) for r in conn.execute("SELECT version FROM schema_version")
+        }
+        found = max(applied, default=0)
         if found > LATEST:
             msg = f"ledger schema version {found} is newer than this software ({LATEST})"
             raise SchemaTooNewError(msg)
-        for version in sorted(v for v in MIGRATIONS if v > found):
+        # Every known version not applied yet, in order -- also one below the highest
+        # applied: versions numbered by changes made side by side may meet a database in
+        # either order (each touches only its own columns and tables).
+        for version in sorted(v for v in MIGRATIONS if v not in applied):
             for statement in MIGRATIONS[version]:
                 conn.execute(statement)
             conn.execute(

@@ -19,7 +19,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from cap_schemas.model import Alert, AlertKey, MsgType
+from cap_schemas.model import Alert, AlertKey
+from gateway.identity import Probe
+from gateway.identity import probe as identity_probe
 from gateway.ledger import (
     ADMISSIONS,
     IN_DOUBT,
@@ -49,6 +51,7 @@ from gateway.ledger import (
     delivered,
     failed,
     invalid_key,
+    read_references,
     rejected,
 )
 from gateway.storage.sql_admission import (
@@ -77,7 +80,6 @@ __all__ = ["SqlLedger"]
 
 log = structlog.get_logger(__name__)
 
-_SUPERSEDING = (MsgType.UPDATE, MsgType.CANCEL)
 _OPEN = tuple(s.value for s in OPEN_STATES)
 
 
@@ -135,9 +137,11 @@ class SqlLedger(LedgerBase):
 
     # ------------------------------------------------------------------ admission
 
-    def facts(self, key: AlertKey, references: Sequence[AlertKey] = ()) -> Facts:
+    def facts(
+        self, key: AlertKey, references: Sequence[AlertKey] = (), probe: Probe | None = None
+    ) -> Facts:
         with self._read() as conn:
-            return read_facts(conn, key, references)
+            return read_facts(conn, key, references, probe)
 
     def _forget_after(self, received_at: datetime, expires: datetime | None) -> datetime:
         """Keys are remembered until the alert expires, and at least ``dedup_floor``."""
@@ -156,10 +160,18 @@ class SqlLedger(LedgerBase):
         provenance: Provenance | None = None,
         sync: bool = True,
     ) -> Admission:
-        references = alert.references if alert.msg_type in _SUPERSEDING else ()
+        references = read_references(alert)
+        probe = identity_probe(alert)
+        # Copies of one event admitted at once (two instances, two feeds) take turns too (a
+        # possible copy by window is only noted: no turn taken for it).
+        chain = probe.chain(k.event_id for k in facts.referenced) if probe else None
+        linking = [k for k in (probe.lookup if probe else ()) if not k.startswith("window:")]
+        shared = [*linking, *((chain,) if chain else ())]
         with self._write(sync=sync) as conn:
-            self._serialise(conn, [alert.key, *references])
-            require_facts(conn, alert.key, references, facts)
+            self._serialise(
+                conn, [alert.key, *references, *(AlertKey("", k, "") for k in shared)]
+            )
+            require_facts(conn, alert.key, references, facts, probe)
             return record_alert(
                 conn,
                 alert,
@@ -332,6 +344,21 @@ class SqlLedger(LedgerBase):
             with_raw=False,
             order="received_at, id",
             limit=50,
+        )
+
+    def copies(self, key: AlertKey) -> list[StoredAlert]:
+        """The other copies of the event ``key`` belongs to (the same message by another
+        feed, a relay, an off-air header), first received first; empty when it has none."""
+        stored = self.get(key)
+        if stored is None:
+            return []
+        event = stored.event_key or str(key)
+        return self._select_alerts(
+            "kind = 'cap' AND event_key = ? AND NOT (sender = ? AND identifier = ? AND sent = ?)",
+            (event, key.sender, key.identifier, key.sent),
+            with_raw=False,
+            order="received_at, id",
+            limit=200,
         )
 
     def receipts(self, key: AlertKey) -> list[StoredAlert]:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from cap_schemas.model import Alert, AlertKey, MsgType
+from gateway.identity import Probe, Rule, relay_key, rule_of
 from gateway.ledger import (
     MESSAGE_PRIORITY,
     OPEN_STATES,
@@ -40,6 +42,7 @@ from gateway.storage.sql_rows import (
     key_json,
     opt_us,
     pack_parts,
+    row_key,
     row_to_known,
     summary_fields,
     us,
@@ -55,7 +58,9 @@ __all__ = [
 ]
 
 _KEY = "sender = ? AND identifier = ? AND sent = ?"
+WINDOW_CANDIDATES = 8
 _OPEN = tuple(s.value for s in OPEN_STATES)
+_KNOWN_A = ", ".join(f"a.{c.strip()}" for c in KNOWN_COLUMNS.split(","))
 
 
 def _known(conn: Connection, key: AlertKey) -> Row | None:
@@ -76,13 +81,67 @@ def _reached(conn: Connection, alert_id: int) -> list[tuple[str, str]]:
     return [(r["sink"], r["route"]) for r in rows]
 
 
-def read_facts(conn: Connection, key: AlertKey, references: Sequence[AlertKey] = ()) -> Facts:
-    """What an admission of ``key`` (referencing ``references``) depends on."""
+def _matches(conn: Connection, keys: Sequence[str]) -> list[tuple[str, Known]]:
+    """(identity key, stored alert) for every stored alert sharing one of ``keys`` -- of the
+    window keys (a possible copy, only noted), the latest :data:`WINDOW_CANDIDATES` alerts:
+    a place with many alerts in one half hour must not make every admission read them all."""
+    linking = [k for k in keys if not k.startswith("window:")]
+    window = [k for k in keys if k.startswith("window:")]
+    found: list[tuple[str, Known]] = []
+    if linking:
+        marks = ", ".join("?" for _ in linking)
+        rows = conn.execute(
+            f"SELECT ik.key AS ikey, {_KNOWN_A} FROM identity_keys ik"  # noqa: S608 - constant fragments
+            f" JOIN alerts a ON a.id = ik.alert_id WHERE ik.key IN ({marks}) AND a.kind = 'cap'"
+            " ORDER BY a.id, ik.key",
+            tuple(linking),
+        ).fetchall()
+        found += [(r["ikey"], row_to_known(r)) for r in rows]
+    if window:
+        marks = ", ".join("?" for _ in window)
+        rows = conn.execute(
+            f"SELECT {_KNOWN_A} FROM alerts a WHERE a.id IN ("  # noqa: S608 - constant fragments
+            f" SELECT DISTINCT alert_id FROM identity_keys WHERE key IN ({marks})"
+            f" ORDER BY alert_id DESC LIMIT {WINDOW_CANDIDATES}) AND a.kind = 'cap' ORDER BY a.id",
+            tuple(window),
+        ).fetchall()
+        found += [("window:", row_to_known(r)) for r in rows]
+    return found
+
+
+def _copies(conn: Connection, events: Sequence[str], also: Sequence[Known]) -> list[Known]:
+    """Every stored copy of ``events`` (with what each may have reached), and ``also``
+    (alerts stored before identities, whose event is their own key)."""
+    found: dict[AlertKey, Known] = {}
+    if events:
+        marks = ", ".join("?" for _ in events)
+        rows = conn.execute(
+            f"SELECT {KNOWN_COLUMNS} FROM alerts WHERE event_key IN ({marks})"  # noqa: S608 - constant fragments
+            " AND kind = 'cap' ORDER BY id",
+            tuple(events),
+        ).fetchall()
+        for row in rows:
+            found[row_key(row)] = row_to_known(row, _reached(conn, row["id"]))
+    for known in also:
+        if known.key not in found:
+            row = _known(conn, known.key)
+            if row is not None:
+                found[known.key] = row_to_known(row, _reached(conn, row["id"]))
+    return list(found.values())
+
+
+def read_facts(
+    conn: Connection,
+    key: AlertKey,
+    references: Sequence[AlertKey] = (),
+    probe: Probe | None = None,
+) -> Facts:
+    """What an admission of ``key`` (referencing ``references``) depends on; with ``probe``
+    (and a key not stored yet), the alerts sharing an identity key with it and the copies of
+    their events and of what it references."""
     existing = _known(conn, key)
     later = conn.execute(
-        "SELECT a.id, a.sender, a.identifier, a.sent, a.msg_type, a.status, a.priority,"
-        " a.source, a.received_at, a.raw_sha256, a.trust FROM alert_refs r"
-        " JOIN alerts a ON a.id = r.alert_id"
+        f"SELECT {_KNOWN_A} FROM alert_refs r JOIN alerts a ON a.id = r.alert_id"  # noqa: S608 - constant fragments
         " WHERE r.sender = ? AND r.identifier = ? AND r.sent = ? AND a.msg_type IN (?, ?)"
         " ORDER BY a.id",
         (key.sender, key.identifier, key.sent, MsgType.UPDATE.value, MsgType.CANCEL.value),
@@ -94,18 +153,39 @@ def read_facts(conn: Connection, key: AlertKey, references: Sequence[AlertKey] =
         row = _known(conn, ref)
         if row is not None:
             referenced.append(row_to_known(row, _reached(conn, row["id"])))
-    return Facts(
+    facts = Facts(
         existing=None if existing is None else row_to_known(existing),
         later=tuple(row_to_known(r) for r in later),
         referenced=tuple(referenced),
     )
+    if probe is None or existing is not None:
+        return facts
+    chain = probe.chain(k.event_id for k in referenced)
+    matches = _matches(conn, [*probe.lookup, *((chain,) if chain else ())])
+    # a relay admitted first names this alert: it is the relay's original
+    relays = conn.execute(
+        f"SELECT {_KNOWN_A} FROM alert_refs r JOIN alerts a ON a.id = r.alert_id"  # noqa: S608 - constant fragments
+        " WHERE r.sender = ? AND r.identifier = ? AND r.sent = ? AND a.sender <> ?"
+        " AND a.msg_type = ? AND a.kind = 'cap' ORDER BY a.id",
+        (key.sender, key.identifier, key.sent, key.sender, probe.msg_type),
+    ).fetchall()
+    matches += [(relay_key(key), row_to_known(r)) for r in relays]
+    # the copies of the events it may join (a possible copy by window joins none)
+    known = [k for ikey, k in matches if rule_of(ikey) is not Rule.WINDOW] + referenced
+    events = list(dict.fromkeys(k.event_key for k in known if k.event_key))
+    copies = _copies(conn, events, [k for k in known if not k.event_key])
+    return replace(facts, matches=tuple(matches), copies=tuple(copies))
 
 
 def require_facts(
-    conn: Connection, key: AlertKey, references: Sequence[AlertKey], facts: Facts
+    conn: Connection,
+    key: AlertKey,
+    references: Sequence[AlertKey],
+    facts: Facts,
+    probe: Probe | None = None,
 ) -> None:
     """Refuse to record a decision whose facts no longer hold."""
-    if read_facts(conn, key, references) != facts:
+    if read_facts(conn, key, references, probe) != facts:
         msg = f"the facts of {key} changed before its admission was recorded"
         raise FactsChangedError(msg)
 
@@ -136,12 +216,12 @@ def record_alert(
         " received_at, expires, forget_after, priority, msg_type, cap_status, event,"
         " severity, urgency, headline, sender_name, areas, refs, superseded_by,"
         " status_changed_at, raw_sha256, raw_size, raw, trust, door, signature, signer,"
-        " approved_by, pending_refs)"
+        " approved_by, pending_refs, event_key, event_rule, event_match)"
         " VALUES (:sender, :identifier, :sent, :decision, :status, :reason, :source,"
         " :received_at, :expires, :forget_after, :priority, :msg_type, :cap_status, :event,"
         " :severity, :urgency, :headline, :sender_name, :areas, :refs, :superseded_by,"
         " :received_at, :raw_sha256, :raw_size, :raw, :trust, :door, :signature, :signer,"
-        " :approved_by, :pending_refs) RETURNING id",
+        " :approved_by, :pending_refs, :event_key, :event_rule, :event_match) RETURNING id",
         {
             "sender": key.sender,
             "identifier": key.identifier,
@@ -169,10 +249,14 @@ def record_alert(
             "signer": trust.signer,
             "approved_by": trust.approved_by,
             "pending_refs": int(bool(verdict.deferred)),
+            "event_key": verdict.link.event or str(key),
+            "event_rule": verdict.link.rule,
+            "event_match": "" if verdict.link.matched is None else str(verdict.link.matched),
             **summary_fields(alert),
         },
     )
     alert_id = int(cursor.fetchone()["id"])
+    _identify(conn, alert_id, key, verdict, source=source, now=now)
     refs = list(dict.fromkeys(alert.references))
     if refs:
         conn.executemany(
@@ -187,7 +271,32 @@ def record_alert(
     return admission
 
 
-def _duplicate(conn: Connection, now: datetime, admission: Admission, source: str) -> Admission:
+def _identify(
+    conn: Connection,
+    alert_id: int,
+    key: AlertKey,
+    verdict: Verdict,
+    *,
+    source: str,
+    now: datetime,
+) -> None:
+    """Store the alert's identity keys; a copy is noted in the audit trail of the copy it
+    matched too (where the operator looks first)."""
+    link = verdict.link
+    if link.keys:
+        conn.executemany(
+            "INSERT INTO identity_keys (key, alert_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            [(k, alert_id) for k in dict.fromkeys(link.keys)],
+        )
+    if link.matched is not None:
+        word = "copy" if link.linked else "possible_copy"
+        detail = f"{key} from {source} (rule {link.rule}): {verdict.admission.decision.value}"
+        journal(conn, now, link.matched, word, detail)
+
+
+def _duplicate(
+    conn: Connection, now: datetime, admission: Admission, source: str
+) -> Admission:
     journal(conn, now, admission.key, "duplicate", f"from {source}: {admission.reason}")
     return admission
 

@@ -126,7 +126,7 @@ ALERT_COLUMNS = (
     "id, sender, identifier, sent, decision, status, reason, source, received_at, expires, "
     "priority, msg_type, cap_status, event, severity, urgency, headline, sender_name, areas, "
     "refs, superseded_by, status_changed_at, raw_sha256, raw_size, trust, door, signature, "
-    "signer, approved_by, pending_refs"
+    "signer, approved_by, pending_refs, event_key, event_rule, event_match"
 )
 ENTRY_COLUMNS = (
     "o.id, o.sink, o.route, o.content_type, o.attributes, o.parts, o.priority, o.enqueued_at, "
@@ -168,6 +168,9 @@ def row_to_alert(row: Row, raw: bytes = b"") -> StoredAlert:
             approved_by=row["approved_by"],
         ),
         pending_refs=bool(row["pending_refs"]),
+        event_key=row["event_key"],
+        event_rule=row["event_rule"],
+        event_match=row["event_match"],
     )
 
 
@@ -207,7 +210,7 @@ def row_to_journal(row: Row) -> JournalEntry:
 
 KNOWN_COLUMNS = (
     "id, sender, identifier, sent, msg_type, status, priority, source, received_at, raw_sha256,"
-    " trust"
+    " trust, event, event_key"
 )
 
 
@@ -226,6 +229,8 @@ def row_to_known(row: Row, reached: Sequence[tuple[str, str]] = ()) -> Known:
         raw_sha256=row["raw_sha256"],
         reached=tuple(reached),
         trust=row["trust"],
+        event=row["event"],
+        event_key=row["event_key"],
     )
 
 

@@ -161,8 +161,42 @@ _V5 = (
 # its own attempts at once and others settle those of an instance gone silent.
 _V6 = ("ALTER TABLE outbox ADD COLUMN claimed_by TEXT NOT NULL DEFAULT ''",)
 
+# 7: one identity across feeds -- the event each alert belongs to (the key of the event's
+# first copy), the rule that linked it there and the copy it matched (gateway.identity), and
+# the identity keys (VTEC, SAME, chain, window) by which later copies find it.
+IDENTITY_VERSION = 7
+
+
+def identity_migration(id_type: str) -> tuple[str, ...]:
+    """The statements of the identity migration (PostgreSQL's too, with ``BIGINT`` ids)."""
+    return (
+        "ALTER TABLE alerts ADD COLUMN event_key TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE alerts ADD COLUMN event_rule TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE alerts ADD COLUMN event_match TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX alerts_event_key ON alerts (event_key)",
+        f"""
+        CREATE TABLE identity_keys (
+            key TEXT NOT NULL,
+            alert_id {id_type} NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+            PRIMARY KEY (key, alert_id)
+        )
+        """,
+        "CREATE INDEX identity_keys_alert ON identity_keys (alert_id)",
+    )
+
+
+_V7 = identity_migration("INTEGER")
+
 # version -> statements; append new versions, never edit a released one.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, 5: _V5, 6: _V6}
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: _V1,
+    2: _V2,
+    3: _V3,
+    4: _V4,
+    5: _V5,
+    6: _V6,
+    IDENTITY_VERSION: _V7,
+}
 LATEST = max(MIGRATIONS)
 
 
@@ -170,14 +204,18 @@ class SchemaTooNewError(RuntimeError):
     """The database was written by a newer schema than this code knows."""
 
 
-def current_version(conn: sqlite3.Connection) -> int:
+def applied_versions(conn: sqlite3.Connection) -> set[int]:
+    """The migrations applied to the database (empty for a new one)."""
     row = conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
     ).fetchone()
     if row is None:
-        return 0
-    value = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
-    return int(value or 0)
+        return set()
+    return {int(r[0]) for r in conn.execute("SELECT version FROM schema_version")}
+
+
+def current_version(conn: sqlite3.Connection) -> int:
+    return max(applied_versions(conn), default=0)
 
 
 def _known_version(conn: sqlite3.Connection) -> int:
@@ -189,7 +227,7 @@ def _known_version(conn: sqlite3.Connection) -> int:
 
 
 def migrate(conn: sqlite3.Connection, *, now: datetime | None = None) -> int:
-    """Bring the schema to :data:`LATEST`; returns the version found before migrating.
+    """Apply every migration the database lacks; returns the (highest) version found before.
 
     The connection must be in autocommit mode (``isolation_level=None``): every step runs in
     its own ``BEGIN IMMEDIATE`` transaction so that two processes opening the same file at
@@ -203,7 +241,11 @@ def migrate(conn: sqlite3.Connection, *, now: datetime | None = None) -> int:
             " version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
         )
         found = _known_version(conn)
-        for version in sorted(v for v in MIGRATIONS if v > found):
+        applied = applied_versions(conn)
+        # Every known version not applied yet, in order -- also one below the highest
+        # applied: versions numbered by changes made side by side may meet a database in
+        # either order (each touches only its own columns and tables).
+        for version in sorted(v for v in MIGRATIONS if v not in applied):
             for statement in MIGRATIONS[version]:
                 conn.execute(statement)
             conn.execute(

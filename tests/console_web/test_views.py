@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
+import jinja2
 import pytest
 
 from cap_schemas.parse import parse_alert
+from gateway.console.i18n import words
 from gateway.console.live import JournalFeed
 from gateway.console.views import (
     ParsedCache,
+    alert_href,
     alert_page,
     board_rows,
     duration,
@@ -20,7 +24,9 @@ from gateway.console.views import (
 )
 from gateway.ledger import EntryState
 from gateway.storage.sqlite import SqliteLedger
+from hardware.feed_alerts import FEED_ALERTS, make_live
 from tests.daemon.conftest import CapFactory
+from tests.identity_pairs import api_weather_gov_form
 from tests.ledger.conftest import T0, FakeClock, Planner, clock, ledger, open_ledger
 
 __all__ = ["clock", "ledger", "open_ledger"]  # fixtures of the ledger suite, used here
@@ -244,3 +250,39 @@ class TestCopies:
         assert page is not None
         assert [j.detail.split(":")[0] for j in page.copies] == ["from nws"]
         assert [a.source for a, _href in page.namesakes] == ["ipaws"]
+
+
+class TestEventCopies:
+    """The alert page links a copy to its event's first copy, and lists every other copy of
+    the event with the identity rule that linked it."""
+
+    def test_a_warning_by_two_feeds(self, ledger: SqliteLedger, clock: FakeClock) -> None:
+        tornado = (FEED_ALERTS / "ipaws" / "nws-tornado-warning-me.xml").read_bytes()
+        raw = make_live(tornado, now=clock.now()).raw
+        first, copy = parse_alert(raw), parse_alert(api_weather_gov_form(raw))
+        for alert, source in ((first, "ipaws"), (copy, "nws")):
+            ledger.admit(alert, source=source, received_at=clock.now(), plan=Planner())
+        page = alert_page(ledger, copy.key, clock.now(), ParsedCache())
+        assert page is not None
+        assert page.event == (str(first.key), alert_href(first.key))
+        assert [(a.key, a.source) for a, _href in page.event_copies] == [(first.key, "ipaws")]
+        assert page.namesakes == []
+        html = _render(page)
+        assert 'data-testid="event-of"' in html
+        assert "A copy of" in html
+        assert "(rule vtec)" in html
+        back = alert_page(ledger, first.key, clock.now(), ParsedCache())
+        assert back is not None
+        assert back.event is None
+        assert [(a.key, a.event_rule) for a, _href in back.event_copies] == [(copy.key, "vtec")]
+        assert f'href="{alert_href(copy.key)}"' in _render(back)
+
+
+def _render(page: object) -> str:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("gateway.console", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.filters["quote"] = lambda text: quote(str(text), safe="")
+    return env.get_template("alert_live.html").render(t=words("en"), page=page)
