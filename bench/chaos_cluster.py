@@ -59,19 +59,20 @@ from typing import Any
 import aiohttp
 import psycopg
 
-from bench.chaos import (
+from bench.chaos_common import (
+    BROKER_WINDOW,
     ROOT,
     TOKEN,
-    _broker,
-    _collect,
-    _post,
-    _publish,
-    _spawn,
-    _stop,
     broker_repeats_line,
+    collect_copies,
+    post_alert,
+    publish_alert,
     publish_answers,
     sink_table,
+    spawn_gateway,
     split_repeats,
+    start_broker,
+    stop_process,
 )
 from tests.daemon.conftest import CapFactory
 from tests.helpers import Broker, Postgres, _spawn_mosquitto, free_port, run_postgres, wait_for_port
@@ -82,7 +83,6 @@ MQTT_SINKS = ("feed", "air")
 LED = "naad"  # the leader_only source
 TAKEOVER_LIMIT = 10.0  # seconds from a leader's SIGKILL to another instance leading
 RECONNECT_LIMIT = 30.0  # seconds from PostgreSQL's start to every instance's heartbeat
-BROKER_WINDOW = 5.0  # s: an MQTT publish this close before a broker kill may die with it
 FAULTS = ("leader", "claims", "postgres", "broker")
 
 
@@ -103,7 +103,7 @@ class Instance:
 
     def start(self) -> None:
         self.ready = False
-        self.process = _spawn(self.config, self.log)
+        self.process = spawn_gateway(self.config, self.log)
 
     def kill(self) -> None:
         """SIGKILL: nothing is given up (leases, claims, sessions stay as they were)."""
@@ -123,7 +123,7 @@ class Instance:
                 self.ready = True
                 return
             if self.process is not None and self.process.poll() is not None:
-                self.process = _spawn(self.config, self.log)
+                self.process = spawn_gateway(self.config, self.log)
         msg = f"{self.name}: nothing listening on port {self.http_port} after {within} s"
         raise TimeoutError(msg)
 
@@ -266,7 +266,7 @@ def _naad_simulator(tmp: Path) -> tuple[subprocess.Popen[bytes], int, int]:
         wait_for_port("127.0.0.1", stream)
         wait_for_port("127.0.0.1", archive)
     except TimeoutError:
-        _stop(process, timeout=5)
+        stop_process(process, timeout=5)
         raise
     return process, stream, archive
 
@@ -367,10 +367,10 @@ class _Flow:
             if ready and self.rng.random() < 0.5:
                 target = ready[self.turn % len(ready)]
                 self.turn += 1
-                if await _post(http, target.url + "/api/v1/alerts", body):
+                if await post_alert(http, target.url + "/api/v1/alerts", body):
                     self.acked.add(key)
                     self.acked_http.add(key)
-            elif await _publish(self.broker, body):
+            elif await publish_alert(self.broker, body):
                 self.acked.add(key)
                 self.published_at[key] = time.monotonic()
             await asyncio.sleep(self.rng.uniform(0.0, 0.03))
@@ -475,13 +475,13 @@ async def _scenario(tmp: Path, postgres: Postgres, *, instances: int, alerts: in
     rng = random.Random(seed)
     report = ClusterReport(instances=instances, seed=seed)
     schema = "chaos_" + uuid.uuid4().hex[:8]
-    broker = _broker(tmp)
+    broker = start_broker(tmp)
     naad, stream, archive = _naad_simulator(tmp)
     cluster = [_config(tmp, n, broker=broker, postgres=postgres, schema=schema,
                        naad=(stream, archive)) for n in range(instances)]
     seen: list[tuple[str, str, str]] = []
     stop = asyncio.Event()
-    collector = asyncio.create_task(_collect(broker, seen, stop))
+    collector = asyncio.create_task(collect_copies(broker, seen, stop))
     flow = _Flow(CapFactory(sender="chaos@borderlink.invalid"), rng, broker)
     chaos = _Chaos(report, cluster, broker, postgres, schema, rng)
     plan = _plan(rng, kills=kills, leader_kills=leader_kills, pg_restarts=pg_restarts,
@@ -512,8 +512,8 @@ async def _scenario(tmp: Path, postgres: Postgres, *, instances: int, alerts: in
     finally:
         for instance in cluster:
             if instance.process is not None:
-                _stop(instance.process)
-        _stop(naad)
+                stop_process(instance.process)
+        stop_process(naad)
         stop.set()
         collector.cancel()
         with contextlib.suppress(asyncio.CancelledError):
