@@ -47,6 +47,8 @@ class Received:
     # The sinks an operator chose for an incident report they wrote (None: every sink its
     # routes name); a route's other sinks are skipped for it.
     destinations: frozenset[str] | None = None
+    # The console account that issued it (only the console sets it, source "console").
+    issued_by: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from cap_schemas.model import Certainty, MsgType, Scope, Severity, Status, Urgency
+from gateway.approvals import APPROVALS, SINGLE
 from gateway.errors import ConfigError
 from gateway.model import AUTHENTICATED, TRUST_LEVELS
 from gateway.options import ENV_ORIGINS, OptionReader, kind_of
@@ -226,6 +227,10 @@ class PartnerConfig:
     name: str
     token: str = field(repr=False)
     requests_per_minute: int = 60
+    # The CAP sender of its gateway's receipts (Acks), and how soon one is expected for each
+    # alert issued in our console (gateway.partner_receipts); None: never late.
+    ack_sender: str = ""
+    ack_within: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +335,8 @@ class RouteConfig:
     channels: tuple[str, ...] = ()  # where a message was heard (case-insensitive)
     senders: tuple[str, ...] = ()  # who sent it (callsign, unit, agency; case-insensitive)
     expire_after: float | None = None  # seconds an incident delivery may wait, None: forever
+    # "two-person": what the console issues waits for a second operator (gateway.approvals)
+    approval: str = SINGLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -618,8 +625,12 @@ def _partner(r: OptionReader, base: Path) -> PartnerConfig:
         name=name,
         token=token,
         requests_per_minute=r.integer("requests_per_minute", 60, minimum=1, maximum=100_000),
+        ack_sender=r.string("ack_sender", ""),
+        ack_within=r.duration("ack_within"),
     )
     r.finish()
+    if out.ack_within is not None and not out.ack_sender:
+        r.fail("needs ack_sender: the CAP sender of the partner's receipts", "ack_within")
     return out
 
 
@@ -805,8 +816,12 @@ def _route(r: OptionReader, index: int) -> RouteConfig:
         channels=tuple(c.casefold() for c in r.strings("channels")),
         senders=tuple(c.casefold() for c in r.strings("senders")),
         expire_after=None if expire_after is None else float(expire_after),
+        approval=r.string("approval", SINGLE, choices=APPROVALS),
     )
     r.finish()
+    if out.approval != SINGLE and kind != "cap":
+        r.fail("applies to alerts issued in the console (routes with input = \"cap\")",
+               "approval")  # fmt: skip
     return out
 
 

@@ -13,6 +13,8 @@ the trust of its door), and the stages, each in its own module:
 * :mod:`gateway.state_publisher` -- the retained ``{prefix}/status`` and
   ``{prefix}/active/{key}`` topics;
 * :mod:`gateway.housekeeping` -- expiry, pruning and queue gauges;
+* :mod:`gateway.partner_receipts` -- partners late to acknowledge what the console issued
+  (when a ``[[partner]]`` sets ``ack_within``);
 
 plus the in-process simulators of ``[[simulator]]`` blocks (opened first, closed last), the
 embedded MQTT broker (``[mqtt] broker = "embedded"``), the talkgroup links and the HTTP API.
@@ -52,6 +54,7 @@ from gateway.adapter import (
     TextProfiled,
     load_factory,
 )
+from gateway.approvals import CONSOLE_SOURCE
 from gateway.assembly import check_names
 from gateway.config import (
     EMBEDDED_GATEWAY_USER,
@@ -77,6 +80,7 @@ from gateway.ledger import (
 )
 from gateway.links import from_config as links_from_config
 from gateway.metrics import INPUT_REJECTED, REGISTRY
+from gateway.partner_receipts import watch as watch_receipts
 from gateway.receipts import ack_for, default_sender
 from gateway.router import Router
 from gateway.simulators import load_simulator
@@ -95,10 +99,10 @@ COMPONENT = "daemon"
 HTTP_SOURCE = "http"
 MQTT_SOURCE = "mqtt"
 RECEIPT_SOURCE = "receipts"
-CONSOLE_SOURCE = "console"
 # What a receipt answers: an alert the ledger took in (not a duplicate, stale or expired one).
 ACKNOWLEDGED = frozenset({Decision.NEW, Decision.UPDATE, Decision.CANCEL, Decision.HELD})
 MQTT_STATE = "mqtt-state"
+PARTNER_RECEIPTS = "partner-receipts"
 _REOPEN_POLL = 1.0  # seconds between looks at a closed radio sink's inbound stream
 _LEAD_TTL = 5.0  # seconds a lease runs without renewal (a dead leader's tasks move on)
 _LEAD_POLL = 1.0  # seconds between tries to lead, and between renewals
@@ -561,6 +565,15 @@ class Daemon:
             self.clock.now(), self._in_doubt_policy, owner=None, silent_after=silent
         )
 
+    async def _watch_receipts(self) -> None:
+        await watch_receipts(
+            self.ledger,
+            self.config.partners,
+            clock=self.clock,
+            interval=self.config.gateway.housekeeping_interval,
+            stopping=self._stopping,
+        )
+
     def _heartbeat(self) -> None:
         self.ledger.heartbeat(self.config.gateway.name, self.clock.now(), sorted(self.leading))
 
@@ -813,6 +826,13 @@ class Daemon:
                     sup.supervise("housekeeping", self._housekeeping), name="housekeeping"
                 )
             )
+            if any(p.ack_within is not None for p in cfg.partners):
+                other.append(
+                    group.create_task(
+                        sup.supervise(PARTNER_RECEIPTS, self._watch_receipts),
+                        name=PARTNER_RECEIPTS,
+                    )
+                )
             if isinstance(self.ledger, PostgresLedger):
                 other.append(
                     group.create_task(

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from cap_schemas.model import AlertKey
 from cap_schemas.validate import Finding
-from gateway import __version__
+from gateway import __version__, approvals
 from gateway.adapter import Clock, Received
 from gateway.config import Config
 from gateway.console.incidents import Report, ReportError, current_incidents, point_feature, submit
@@ -35,6 +35,7 @@ from gateway.console.web import identify as identify_console_user
 from gateway.console.web import install as install_console
 from gateway.ledger import (
     Admission,
+    ApprovalRefusedError,
     EntryNotFoundError,
     EntryState,
     EntryStateError,
@@ -130,6 +131,7 @@ def _error(status: int, error: str, message: str, **extra: Any) -> web.Response:
 
 
 WHO: web.RequestKey[str] = web.RequestKey("who", str)  # the name a write is recorded under
+NAMED: web.RequestKey[bool] = web.RequestKey("named", bool)  # a person, not a machine token
 
 
 def require_token(handler: Handler, action: str = "approve") -> Handler:
@@ -147,6 +149,7 @@ def require_token(handler: Handler, action: str = "approve") -> Handler:
         )
         if machine:
             request[WHO] = "operator"
+            request[NAMED] = False
             return await handler(request)
         person = identify_console_user(request)
         if person is None:
@@ -162,6 +165,7 @@ def require_token(handler: Handler, action: str = "approve") -> Handler:
             log.warning("http_forbidden", path=request.path, name=person.name, role=person.role)
             return _error(403, "forbidden", f"the role {person.role!r} may not do this")
         request[WHO] = person.name
+        request[NAMED] = True
         return await handler(request)
 
     return wrapped
@@ -422,6 +426,10 @@ async def act_on_alert(request: web.Request) -> web.Response:
             409, "conflict", f"no held delivery of {key}" + (f" to {sinks}" if sinks else "")
         )
     who = request[WHO]
+    if action == "approve":
+        refused = _two_person_refusal(request, held)
+        if refused is not None:
+            return refused
     changed = []
     for entry in held:
         try:
@@ -444,6 +452,16 @@ async def act_on_alert(request: web.Request) -> web.Response:
     return _json({"key": str(key), "changed": [_entry(e) for e in changed]})
 
 
+def _two_person_refusal(request: web.Request, entries: list[OutboxEntry]) -> web.Response | None:
+    """The 403 when the two-person rule refuses this approver one of ``entries``."""
+    why = approvals.first_refusal((e.reason for e in entries), request[WHO], named=request[NAMED])
+    if not why:
+        return None
+    INPUT_REJECTED.inc(component=COMPONENT, reason="two_person")
+    log.warning("http_approval_refused", path=request.path, who=request[WHO], reason=why)
+    return _error(403, "two_person", why)
+
+
 async def approve_hold(request: web.Request) -> web.Response:
     daemon = request.app[DAEMON_KEY]
     entry_id = _entry_id(request)
@@ -451,8 +469,14 @@ async def approve_hold(request: web.Request) -> web.Response:
     if isinstance(body, web.Response):
         return body
     comment = str(body.get("comment", ""))[:500]
+    found = await _to_thread(daemon.ledger.entry, entry_id)
+    refused = _two_person_refusal(request, [found] if found is not None else [])
+    if refused is not None:
+        return refused
     try:
         entry = await _to_thread(daemon.ledger.approve, entry_id, by=request[WHO], comment=comment)
+    except ApprovalRefusedError as exc:
+        return _error(403, "two_person", str(exc))
     except EntryNotFoundError as exc:
         return _error(404, "not_found", str(exc))
     except EntryStateError as exc:
@@ -746,6 +770,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "200": {},
                     "401": _JSON_ERROR,
+                    "403": _JSON_ERROR,
                     "404": _JSON_ERROR,
                     "409": _JSON_ERROR,
                 },
@@ -806,6 +831,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400 or exc.content_type == "application/json":
             raise
         message = exc.reason
+        if exc.text and exc.text != f"{exc.status}: {exc.reason}":
+            message = exc.text  # what the handler said (the console's refusals say why)
         if exc.status == 404:
             message = (
                 f"no such path {request.path}; the API is under /api/v1 (see /api/v1/openapi.json)"

@@ -32,7 +32,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import structlog
@@ -128,6 +128,7 @@ class Screened:
     provenance: Provenance
     findings: tuple[Finding, ...]
     hold: str
+    issued_by: str = ""  # the console account that issued it (the two-person rule)
 
 
 class _Rejected(Exception):
@@ -205,7 +206,12 @@ class Intake:
 
     async def _screened(self, item: Received) -> Outcome | Screened:
         async with self._slots:
-            return await asyncio.to_thread(self.screen, item.raw, item.source, item.received_at)
+            screened = await asyncio.to_thread(
+                self.screen, item.raw, item.source, item.received_at
+            )
+        if isinstance(screened, Screened) and item.issued_by:
+            return replace(screened, issued_by=item.issued_by)
+        return screened
 
     def _admitted(self, screened: Outcome | Screened) -> Awaitable[Outcome]:
         """Queue a screened document for admission (in the order of the calls); the awaitable
@@ -420,6 +426,7 @@ class Intake:
             signature=provenance.signature,
             profile=detect_profile(alert),
             trust=provenance.level,
+            issued_by=screened.issued_by,
         )
         router = self.router
         admission = self.ledger.admit(

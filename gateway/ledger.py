@@ -54,7 +54,8 @@ Errors (all derive from :class:`gateway.errors.GatewayError`)::
     ├── PlanError (ValueError)        a plan the outbox refuses (the same sink twice)
     ├── EntryNotFoundError (KeyError) no outbox entry with that id
     └── EntryStateError (ValueError)  the entry is not in a state that allows the change
-        └── LateResultError             an outcome reported after its claim was settled
+        ├── LateResultError             an outcome reported after its claim was settled
+        └── ApprovalRefusedError        the two-person rule: the author approving their own
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ from cap_schemas.model import (
 )
 from cap_schemas.rules import broadcast_immediately
 from gateway.adapter import Outbound
+from gateway.approvals import refusal
 from gateway.errors import GatewayError
 from gateway.identity import SUPPRESSING, WINDOW, Probe, Rule, rule_of, sent_of
 from gateway.identity import probe as identity_probe
@@ -104,6 +106,7 @@ __all__ = [
     "VERIFIED",
     "Admission",
     "AlertStatus",
+    "ApprovalRefusedError",
     "Change",
     "Decision",
     "EntryNotFoundError",
@@ -217,6 +220,10 @@ class LateResultError(EntryStateError):
     """The outcome of an attempt whose claim was already settled (in doubt) or taken over:
     journalled, and the entry left as its new holder or policy has it -- unless the late
     outcome is a delivery nobody else is making, which is recorded (it settles the doubt)."""
+
+
+class ApprovalRefusedError(EntryStateError):
+    """This operator may not approve this held entry (:mod:`gateway.approvals`)."""
 
 
 class FactsChangedError(LedgerError):
@@ -362,6 +369,7 @@ class PlannedDelivery:
     expires: datetime | None
     held: bool = False
 
+    hold_reason: str = ""  # why it is held, when not simply "held for an operator"
 
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
@@ -976,6 +984,9 @@ def failed(entry: OutboxEntry, reason: str, retry_at: datetime | None) -> Change
 
 
 def approved(entry: OutboxEntry, by: str = "operator", comment: str = "") -> Change:
+    why = refusal(entry.reason, by)
+    if why:
+        raise ApprovalRefusedError(why)
     """An operator releases a held entry: pending and due at once. The reason names who
     (a console account, or ``operator`` for an API token) and their comment."""
     _require(entry, (EntryState.HELD,), "approve")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -28,6 +29,9 @@ ENV_ORIGINS: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
     "borderlink_env_origins",
     default={},  # noqa: B039 - read only, never mutated
 )
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 class OptionReader:
@@ -109,6 +113,23 @@ class OptionReader:
             self.fail(f"must be a number, got {value!r}", key)
         self._in_range(key, value, minimum, maximum)
         return float(value)
+
+    def duration(self, key: str) -> float | None:
+        """Seconds, written as a number of seconds or as ``"90s"``, ``"5m"``, ``"1h"``; None
+        when absent."""
+        value = self.raw(key)
+        if value is None:
+            return None
+        found = _DURATION.match(value) if isinstance(value, str) else None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = float(value)
+        elif found is not None:
+            seconds = float(found[1]) * _DURATION_UNITS[found[2] or "s"]
+        else:
+            self.fail(f'{value!r} is not a duration: seconds, or "90s", "5m", "1h"', key)
+        if not 0 < seconds <= 30 * 86400:
+            self.fail(f"must be more than 0 and at most 30 days, got {value!r}", key)
+        return seconds
 
     def integer(
         self, key: str, default: int, *, minimum: int | None = None, maximum: int | None = None

@@ -15,6 +15,8 @@ Safety rules applied here, whatever the routes say:
   never planned for a live sink;
 * an alert that is not signed by a trusted signer is *held* for an operator before a live sink
   unless the route sets ``allow_unsigned_live = true``;
+* ``approval = "two-person"`` holds every delivery of the route of an alert issued in the
+  console until a second operator approves it (:mod:`gateway.approvals`);
 * ``action = "hold"`` holds every delivery of the route; an alert the ledger holds as a whole
   (a source whose validation mode is ``hold`` and errors found, or an update or cancel less
   trusted than what it references: ``Admission.hold``) has every delivery held;
@@ -43,6 +45,7 @@ from typing import Any
 import structlog
 
 from cap_schemas.model import Alert, AlertKey, Area, Info, MsgType, Status
+from gateway import approvals
 from gateway.border import near_border
 from gateway.border import preload as preload_border
 from gateway.config import Config, Filters, Region, RouteConfig, SinkConfig
@@ -305,6 +308,7 @@ class PlanContext:
     signature: str = "unsigned"  # "valid" | "unsigned"
     profile: str = "cap"
     trust: str = ANONYMOUS  # the alert's trust level (Provenance.level)
+    issued_by: str = ""  # the console account that issued it (source "console")
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,7 +410,12 @@ class Router:
             held = route.action == "hold" or bool(admission.hold)
             if sink.live and ctx.signature != "valid" and not route.allow_unsigned_live:
                 held = True
-            planned[sink_name] = self._delivery(ctx, route, sink, result, held=held)
+            reason = ""
+            if route.approval == approvals.TWO_PERSON and ctx.source == approvals.CONSOLE_SOURCE:
+                held, reason = True, approvals.hold_reason(ctx.issued_by)
+            planned[sink_name] = self._delivery(
+                ctx, route, sink, result, held=held, hold_reason=reason
+            )
         return list(planned.values())
 
     @staticmethod
@@ -437,7 +446,13 @@ class Router:
 
     @staticmethod
     def _delivery(
-        ctx: PlanContext, route: RouteConfig, sink: SinkConfig, result: Rendered, *, held: bool
+        ctx: PlanContext,
+        route: RouteConfig,
+        sink: SinkConfig,
+        result: Rendered,
+        *,
+        held: bool,
+        hold_reason: str = "",
     ) -> PlannedDelivery:
         alert = ctx.alert
         key = alert.key
@@ -469,6 +484,7 @@ class Router:
             content_type=content_type,
             attributes=attributes,
             priority=priority_of(alert),
+            hold_reason=hold_reason,
             expires=alert.expires,
             held=held,
         )

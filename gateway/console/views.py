@@ -18,7 +18,10 @@ from typing import Any
 from cap_schemas.model import Alert, AlertKey
 from cap_schemas.parse import parse_alert
 from cap_schemas.rules import broadcast_immediately
+from gateway.approvals import CONSOLE_SOURCE, author_of
+from gateway.config import PartnerConfig
 from gateway.ledger import EntryState, JournalEntry, Ledger, OutboxEntry, StoredAlert
+from gateway.partner_receipts import Receipt, expected
 from gateway.summary import alert_country, topic_key
 
 __all__ = [
@@ -98,6 +101,8 @@ class BoardRow:
     msg_type: str
     deliveries: Mapping[str, tuple[str, ...]]  # state -> sinks
     acknowledged_by: str = ""  # the operator who acknowledged a row that rings
+    awaiting_second: str | None = None  # its author, while held for a second operator
+    receipts: tuple[str, ...] = ()  # who acknowledged an alert issued here (partner names)
 
     @property
     def attention(self) -> bool:
@@ -147,16 +152,40 @@ def _row(
         broadcast_immediately=alert is not None and broadcast_immediately(alert),
         msg_type=stored.msg_type,
         deliveries=_deliveries(entries),
+        awaiting_second=next(
+            (
+                author
+                for e in entries
+                if e.state is EntryState.HELD and (author := author_of(e.reason)) is not None
+            ),
+            None,
+        ),
     )
 
 
 def board_rows(
-    ledger: Ledger, now: datetime, cache: ParsedCache, *, limit: int = 5000
+    ledger: Ledger,
+    now: datetime,
+    cache: ParsedCache,
+    *,
+    limit: int = 5000,
+    partners: Sequence[PartnerConfig] = (),
 ) -> list[BoardRow]:
     """The alerts in force (up to ``limit``), most urgent first: severity, then the ledger's
-    priority."""
+    priority; an alert issued here lists the partners that acknowledged it."""
     active = ledger.active(now, with_raw=True)[:limit]
-    rows = [_row(s, cache.get(s), ledger.deliveries(s.key), now) for s in active]
+    names = {p.ack_sender: p.name for p in partners if p.ack_sender}
+    rows = [
+        replace(
+            _row(s, cache.get(s), ledger.deliveries(s.key), now),
+            receipts=tuple(
+                dict.fromkeys(names.get(r.key.sender, r.key.sender) for r in ledger.receipts(s.key))
+            )
+            if s.source == CONSOLE_SOURCE
+            else (),
+        )
+        for s in active
+    ]
     ringing = [AlertKey.from_reference(r.key) for r in rows if r.attention]
     if ringing:
         acks = {str(k): who for k, who in ledger.acknowledgements(ringing).items()}
@@ -208,10 +237,16 @@ class AlertPage:
     namesakes: list[tuple[StoredAlert, str]] = field(default_factory=list)
     event_copies: list[tuple[StoredAlert, str]] = field(default_factory=list)
     event: tuple[str, str] | None = None
+    # Each watched partner's receipt of an alert issued here (acknowledged, waiting, late).
+    partner_receipts: list[Receipt] = field(default_factory=list)
 
 
 def alert_page(
-    ledger: Ledger, key: AlertKey, now: datetime, cache: ParsedCache
+    ledger: Ledger,
+    key: AlertKey,
+    now: datetime,
+    cache: ParsedCache,
+    partners: Sequence[PartnerConfig] = (),
 ) -> AlertPage | None:
     """Everything the detail page shows of one alert, or None when the ledger has no such."""
     stored = ledger.get(key)
@@ -245,6 +280,7 @@ def alert_page(
         namesakes=[(a, alert_href(a.key)) for a in ledger.namesakes(key) if a.key not in linked],
         event_copies=[(a, alert_href(a.key)) for a in event_copies],
         event=_event_of(stored),
+        partner_receipts=expected(ledger, partners, stored, now),
     )
 
 

@@ -35,6 +35,7 @@ from cap_schemas.model import AlertKey
 from cap_schemas.same import SameHeader
 from cap_schemas.serialize import to_xml
 from cap_schemas.signature import sign
+from gateway import approvals
 from gateway.adapter import Received, load_codec
 from gateway.config import ConsoleConfig
 from gateway.console import compose, views
@@ -44,10 +45,11 @@ from gateway.console.i18n import LANGUAGES, words
 from gateway.console.incidents import current_incidents
 from gateway.console.live import JournalFeed, sse_event
 from gateway.console.lockout import Lockout, LoginRefused, login
+from gateway.console.partners import late_rows, partner_health
 from gateway.console.sessions import COOKIE_NAME, Session, SessionSigner, load_or_create_secret
 from gateway.console.sounds import sound_wav
 from gateway.errors import ConfigError
-from gateway.ledger import EntryNotFoundError, EntryStateError
+from gateway.ledger import ApprovalRefusedError, EntryNotFoundError, EntryStateError
 from gateway.metrics import INPUT_REJECTED
 
 log = structlog.get_logger(__name__)
@@ -191,14 +193,20 @@ class Console:
         _ok, sources = self.daemon.health()
         outbox = await asyncio.to_thread(self.daemon.ledger.outbox_counts)
         cluster = await asyncio.to_thread(self.daemon.cluster)
-        return views.health_lines(
-            sources,
-            self.daemon.sink_health(),
-            outbox,
-            self.now(),
-            self.config.stale_seconds,
-            cluster=cluster,
+        partners = await asyncio.to_thread(
+            partner_health, self.daemon.ledger, self.daemon.config.partners, self.now()
         )
+        return [
+            *views.health_lines(
+                sources,
+                self.daemon.sink_health(),
+                outbox,
+                self.now(),
+                self.config.stale_seconds,
+                cluster=cluster,
+            ),
+            *partners,
+        ]
 
 
 CONSOLE_KEY: web.AppKey[Console] = web.AppKey("console", Console)
@@ -344,8 +352,9 @@ async def choose_language(request: web.Request) -> web.StreamResponse:
 
 async def _board_values(console: Console) -> dict[str, Any]:
     rows = await asyncio.to_thread(
-        views.board_rows, console.daemon.ledger, console.now(), console.cache
-    )
+        functools.partial(views.board_rows, partners=console.daemon.config.partners),
+        console.daemon.ledger, console.now(), console.cache,
+    )  # fmt: skip
     incidents = await asyncio.to_thread(current_incidents, console.daemon.ledger, console.now())
     return {"rows": rows, "incidents": incidents, "health": await console.health()}
 
@@ -401,8 +410,9 @@ async def alert_detail(request: web.Request, session: Session) -> web.StreamResp
     page = None
     if key is not None:
         page = await asyncio.to_thread(
-            views.alert_page, console.daemon.ledger, key, console.now(), console.cache
-        )
+            views.alert_page, console.daemon.ledger, key, console.now(), console.cache,
+            console.daemon.config.partners,
+        )  # fmt: skip
     if page is None:
         return console.render(
             request, "missing.html", status=404, session=session, health=await console.health()
@@ -447,6 +457,8 @@ async def act_on_holds(request: web.Request, session: Session) -> web.StreamResp
     if action not in ("approve", "reject"):
         raise web.HTTPBadRequest(text="action is approve or reject")
     ledger = console.daemon.ledger
+    if action == "approve":
+        await _two_person_check(ledger, ids, session.name)
     done = 0
     woken: set[str] = set()
     for entry_id in ids:
@@ -458,6 +470,8 @@ async def act_on_holds(request: web.Request, session: Session) -> web.StreamResp
                 woken.add(entry.sink)
             else:
                 entry = await asyncio.to_thread(ledger.reject, entry_id, comment, by=session.name)
+        except ApprovalRefusedError as exc:  # the ledger's own check of the rule
+            raise web.HTTPForbidden(text=str(exc)) from None
         except (EntryNotFoundError, EntryStateError) as exc:
             log.info("console_hold_unchanged", entry=entry_id, error=str(exc))
             continue
@@ -476,6 +490,16 @@ async def act_on_holds(request: web.Request, session: Session) -> web.StreamResp
     raise web.HTTPFound(f"{back}{sep}done={quote(message)}")
 
 
+async def _two_person_check(ledger: Any, ids: list[int], name: str) -> None:
+    """403 when ``name`` issued one of the chosen alerts held for a second operator."""
+    entries = await asyncio.to_thread(lambda: [ledger.entry(i) for i in ids])
+    why = approvals.first_refusal((e.reason for e in entries if e is not None), name)
+    if why:
+        INPUT_REJECTED.inc(component=COMPONENT, reason="two_person")
+        log.warning("console_approval_refused", name=name, reason=why)
+        raise web.HTTPForbidden(text=why)
+
+
 @_signed_in
 async def attention(request: web.Request, session: Session) -> web.StreamResponse:
     """The banner of alerts that ring and nobody has acknowledged yet (a fragment)."""
@@ -483,7 +507,10 @@ async def attention(request: web.Request, session: Session) -> web.StreamRespons
     ringing = await asyncio.to_thread(
         views.ringing_rows, console.daemon.ledger, console.now(), console.cache
     )
-    return console.render(request, "attention.html", session=session, ringing=ringing)
+    late = await asyncio.to_thread(
+        late_rows, console.daemon.ledger, console.daemon.config.partners, console.now()
+    )
+    return console.render(request, "attention.html", session=session, ringing=ringing, late=late)
 
 
 @_signed_in
@@ -683,7 +710,7 @@ async def compose_submit(request: web.Request, session: Session) -> web.StreamRe
             cert_pem=config.signing_cert_file.read_bytes(),
         )  # fmt: skip
     outcome = await console.daemon.ingest(
-        Received(raw=raw, source="console", received_at=console.now())
+        Received(raw=raw, source="console", received_at=console.now(), issued_by=session.name)
     )
     log.info("console_alert_issued", alert=str(alert.key), by=session.name,
              accepted=outcome.accepted, signed=config.signing_key_file is not None)  # fmt: skip

@@ -423,6 +423,7 @@ def _enqueue(
     for item in planned:
         state = EntryState.HELD if item.held else EntryState.PENDING
         held += item.held
+        reason = (item.hold_reason or "held for an operator") if item.held else ""
         cursor = conn.execute(
             "INSERT INTO outbox (alert_id, sink, route, content_type, attributes, parts,"
             " priority, enqueued_at, expires, attempts, next_attempt_at, state, reason,"
@@ -439,7 +440,7 @@ def _enqueue(
                 opt_us(item.expires),
                 received_us,
                 state.value,
-                "held for an operator" if item.held else "",
+                reason,
                 received_us,
             ),
         )
@@ -448,7 +449,7 @@ def _enqueue(
             now,
             key,
             state.value if item.held else "enqueued",
-            f"route {item.route}, priority {item.priority}",
+            f"route {item.route}, priority {item.priority}" + (f"; {reason}" if reason else ""),
             entry_id=int(cursor.fetchone()["id"]),
             sink=item.sink,
         )
