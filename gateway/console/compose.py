@@ -25,6 +25,7 @@ from cap_schemas.model import (
     Area,
     Category,
     Certainty,
+    Circle,
     Info,
     MsgType,
     Point,
@@ -42,7 +43,7 @@ from gateway.errors import GatewayError
 from gateway.translate.registry import RENDERERS
 from gateway.translate.us_zones import zone_of_same_codes
 
-__all__ = ["PROFILES", "Draft", "build", "check", "previews"]
+__all__ = ["PROFILES", "Draft", "build", "check", "circle_text", "polygon_text", "previews"]
 
 PROFILES = ("cap-cp", "ipaws")
 CAPCP_CODE = "profile:CAP-CP:0.4"
@@ -79,7 +80,8 @@ class Draft:
     area_en: str = ""
     area_fr: str = ""
     codes: str = ""  # SGC (CAP-CP) or SAME (IPAWS) location codes, comma or space separated
-    polygon: str = ""  # optional: "lat,lon lat,lon ..."
+    polygon: str = ""  # optional: "lat,lon lat,lon ..." (drawn on the map or written)
+    circle: str = ""  # optional: "lat,lon radius_km" (drawn on the map or written)
     expires_hours: str = "6"
     broadcast_immediately: bool = False
 
@@ -90,7 +92,7 @@ class Draft:
             for name in cls.__dataclass_fields__
             if name != "broadcast_immediately"
         }
-        values = {k: v for k, v in values.items() if v or k in ("references", "polygon")}
+        values = {k: v for k, v in values.items() if v or k in ("references", "polygon", "circle")}
         return cls(**values, broadcast_immediately=form.get("broadcast_immediately") == "yes")
 
     @property
@@ -120,6 +122,40 @@ def _polygon(text: str) -> tuple[Polygon, ...]:
     if points[0] != points[-1]:
         points = (*points, points[0])
     return (Polygon(points),)
+
+
+def _circle(text: str) -> tuple[Circle, ...]:
+    if not text:
+        return ()
+    try:
+        centre, radius = text.split()
+        lat, lon = centre.split(",")
+        return (Circle(Point(float(lat), float(lon)), float(radius)),)
+    except ValueError:
+        raise DraftError("circle: write lat,lon radius_km (42.3,-83.0 10)") from None
+
+
+def _number(value: float) -> str:
+    """A coordinate as written, every digit kept (``42.0`` as ``42``)."""
+    text = repr(value)
+    return text.removesuffix(".0")
+
+
+def polygon_text(info: Info) -> str:
+    """The form's ``polygon`` of an alert's first area (an Update or Cancel keeps it)."""
+    area = info.areas[0] if info.areas else None
+    points = area.polygons[0].points if area is not None and area.polygons else ()
+    return " ".join(f"{_number(p.lat)},{_number(p.lon)}" for p in points)
+
+
+def circle_text(info: Info) -> str:
+    """The form's ``circle`` of an alert's first area (an Update or Cancel keeps it)."""
+    area = info.areas[0] if info.areas else None
+    if area is None or not area.circles:
+        return ""
+    circle = area.circles[0]
+    centre = circle.center
+    return f"{_number(centre.lat)},{_number(centre.lon)} {_number(circle.radius_km)}"
 
 
 def _hours(text: str) -> float:
@@ -155,6 +191,7 @@ def build(draft: Draft, *, sender: str, sender_name: str, now: datetime, issued_
     sent = sent.astimezone(zone) if zone is not None else sent
     expires = sent + timedelta(hours=_hours(draft.expires_hours))
     shapes = _polygon(draft.polygon)
+    circles = _circle(draft.circle)
     common = {
         "categories": (_enum(Category, draft.category, "category"),),
         "urgency": _enum(Urgency, draft.urgency, "urgency"),
@@ -182,6 +219,7 @@ def build(draft: Draft, *, sender: str, sender_name: str, now: datetime, issued_
                         Area(
                             area_desc=getattr(draft, f"area_{suffix}") or draft.area_en,
                             polygons=shapes,
+                            circles=circles,
                             geocodes=geocodes,
                         ),
                     ),
@@ -208,6 +246,7 @@ def build(draft: Draft, *, sender: str, sender_name: str, now: datetime, issued_
                     Area(
                         area_desc=draft.area_en,
                         polygons=shapes,
+                        circles=circles,
                         geocodes=tuple(ValuePair("SAME", c) for c in codes),
                     ),
                 ),
@@ -242,8 +281,9 @@ class Preview:
 
 
 def previews(alert: Alert, profile: str, *, sender: str) -> list[Preview]:
-    """What the alert becomes on the way out: the other side's CAP, the SAME header and the
-    radio text of each radio (a translation that cannot be made says why)."""
+    """What the alert becomes on the way out: the other side's CAP, the SAME header, the
+    radio text of each radio (a translation that cannot be made says why), and its own CAP
+    (with the area drawn on the map)."""
     other = "ipaws" if profile == "cap-cp" else "cap-cp"
     wanted: list[tuple[str, str, Mapping[str, Any]]] = [
         (f"{other.upper()} (the other side)", other, {"sender": sender}),
@@ -255,6 +295,7 @@ def previews(alert: Alert, profile: str, *, sender: str) -> list[Preview]:
         **{f: getattr(alert, f) for f in alert.__dataclass_fields__ if f != "raw"},
         raw=to_xml(alert),
     )
+    wanted.append(("CAP as issued (before signing)", "identity", {}))
     for title, renderer, options in wanted:
         try:
             rendered = RENDERERS[renderer](raw_alert, options)

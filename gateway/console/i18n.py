@@ -121,6 +121,15 @@ _EN: dict[str, str] = {
     "late": "late",
     "ack_due": "due {when}",
     "partner_late": "{partner} has not acknowledged this alert ({late} late)",
+    "draw_polygon": "Draw a polygon",
+    "draw_circle": "Draw a circle",
+    "draw_clear": "Clear the area",
+    "draw_help": (
+        "Polygon: click each corner, then the first one (or Finish) to close it."
+        " Circle: click the centre, then a point on its edge."
+    ),
+    "draw_finish": "Finish",
+    "circle": "Circle (lat,lon radius km)",
     "acknowledge": "Acknowledge",
     "sound_on": "Sound: on",
     "sound_off": "Sound: off",
@@ -273,6 +282,15 @@ _FR: dict[str, str] = {
     "late": "en retard",
     "ack_due": "attendu {when}",
     "partner_late": "{partner} n'a pas accusé réception de cette alerte (retard : {late})",
+    "draw_polygon": "Tracer un polygone",
+    "draw_circle": "Tracer un cercle",
+    "draw_clear": "Effacer la zone",
+    "draw_help": (
+        "Polygone : cliquez chaque sommet, puis le premier (ou Terminer) pour le fermer."
+        " Cercle : cliquez le centre, puis un point du bord."
+    ),
+    "draw_finish": "Terminer",
+    "circle": "Cercle (lat,lon rayon km)",
     "acknowledge": "Accuser réception",
     "sound_on": "Son : activé",
     "sound_off": "Son : coupé",

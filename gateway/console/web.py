@@ -124,6 +124,7 @@ class Console:
             undefined=jinja2.StrictUndefined,
         )
         self.env.globals["duration"] = views.duration
+        self.env.globals["geo_urls"] = _geo_urls  # the boundary files (the compose map)
         self.env.filters["quote"] = lambda text: quote(str(text), safe="")
 
     @property
@@ -207,6 +208,12 @@ class Console:
             ),
             *partners,
         ]
+
+
+def _geo_urls() -> dict[str, str]:
+    from gateway.console.mapdata import geo_urls  # noqa: PLC0415 - mapdata imports this module
+
+    return geo_urls()
 
 
 CONSOLE_KEY: web.AppKey[Console] = web.AppKey("console", Console)
@@ -665,6 +672,8 @@ def _prefill(console: Console, of: str, msg_type: str) -> compose.Draft:
         area_en=en.areas[0].area_desc if en.areas else "",
         area_fr=fr.areas[0].area_desc if fr and fr.areas else "",
         codes=" ".join(dict.fromkeys(codes)),
+        polygon=compose.polygon_text(en),
+        circle=compose.circle_text(en),
     )
 
 

@@ -9,7 +9,16 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from cap_schemas.model import MsgType
-from gateway.console.compose import Draft, DraftError, build, check, errors, previews
+from gateway.console.compose import (
+    Draft,
+    DraftError,
+    build,
+    check,
+    circle_text,
+    errors,
+    polygon_text,
+    previews,
+)
 
 NOW = datetime(2026, 7, 14, 18, 0, 5, 123, tzinfo=UTC)
 CAPCP = Draft(
@@ -57,6 +66,37 @@ class TestCompose:
         assert alert.msg_type is MsgType.CANCEL
         assert [str(k) for k in alert.references] == [key]
 
+    def test_a_drawn_area_is_the_caps_polygon_and_circle(self) -> None:
+        fields = {f: getattr(CAPCP, f) for f in CAPCP.__dataclass_fields__}
+        drawn = Draft(**{**fields, "polygon": "42.1234,-83.0612 42.4,-82.9 42.2,-82.5",
+                         "circle": "42.3149,-83.0364 12.5"})  # fmt: skip
+        alert = build(drawn, sender="e@x.ca", sender_name="E", now=NOW, issued_by="a")
+        for info in alert.infos:  # both languages, the same area
+            (area,) = info.areas
+            (ring,) = area.polygons
+            assert [(p.lat, p.lon) for p in ring.points] == [
+                (42.1234, -83.0612), (42.4, -82.9), (42.2, -82.5), (42.1234, -83.0612),
+            ]  # fmt: skip
+            (circle,) = area.circles
+            assert (circle.center.lat, circle.center.lon, circle.radius_km) == (
+                42.3149, -83.0364, 12.5,
+            )  # fmt: skip
+        assert not errors(check(alert, "cap-cp"))
+        own = previews(alert, "cap-cp", sender="e@x.ca")[-1]
+        assert own.title == "CAP as issued (before signing)"
+        assert "<circle>42.3149,-83.0364 12.5</circle>" in own.text
+        # An Update starts from the same text, every digit kept.
+        assert polygon_text(alert.infos[0]) == (
+            "42.1234,-83.0612 42.4,-82.9 42.2,-82.5 42.1234,-83.0612"
+        )
+        assert circle_text(alert.infos[0]) == "42.3149,-83.0364 12.5"
+
+    def test_a_corner_outside_the_globe_is_the_cap_rules_error(self) -> None:
+        fields = {f: getattr(CAPCP, f) for f in CAPCP.__dataclass_fields__}
+        alert = build(Draft(**{**fields, "polygon": "95,-83 42,-82 42.5,-82.5"}),
+                      sender="e@x.ca", sender_name="E", now=NOW, issued_by="a")  # fmt: skip
+        assert "cap.polygon" in {f.rule for f in errors(check(alert, "cap-cp"))}
+
     @pytest.mark.parametrize(
         ("change", "message"),
         [
@@ -65,6 +105,8 @@ class TestCompose:
             ({"severity": "Huge"}, "severity: 'Huge' is not one of"),
             ({"expires_hours": "soon"}, "expires_hours: 'soon' is not a number"),
             ({"polygon": "42,-83 43"}, "polygon: write lat,lon pairs"),
+            ({"circle": "42,-83"}, "circle: write lat,lon radius_km"),
+            ({"circle": "42 -83 10"}, "circle: write lat,lon radius_km"),
             ({"references": "not-a-key"}, "references: sender,identifier,sent"),
         ],
     )

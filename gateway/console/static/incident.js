@@ -4,7 +4,7 @@
 // the last change, and what each chosen destination would get is shown below it.
 
 import { checkForm } from "./compose.js";
-import { drawBase } from "./map.js";
+import { NORTH_AMERICA, drawBase } from "./mapbase.js";
 
 const L = window.L;
 const form = document.getElementById("incident");
@@ -35,7 +35,7 @@ async function startMap() {
   const map = L.map(element, { zoomSnap: 0.25, minZoom: 2, maxZoom: 16 });
   map.attributionControl.setPrefix("Leaflet");
   map.attributionControl.addAttribution(element.dataset.attribution);
-  map.fitBounds([[24, -168], [72, -52]]);
+  map.fitBounds(NORTH_AMERICA);
   let marker = null;
   const place = (latlng) => {
     if (marker === null) {

@@ -5,35 +5,20 @@
 // severity its colour and its line pattern, as in the legend); a click opens the alert.
 // The alerts are fetched again whenever console.js says the ledger changed.
 
+import { NORTH_AMERICA, drawBase, getJSON } from "./mapbase.js";
+
 const L = window.L;
 const element = document.getElementById("map");
 
-async function getJSON(url) {
-  const answer = await fetch(url, {
-    headers: { "X-Requested-With": "fetch" },
-    credentials: "same-origin",
-  });
-  if (answer.status === 401) {
-    window.location.assign("/login?next=" + encodeURIComponent(location.pathname));
-  }
-  if (!answer.ok) throw new Error(`${url}: HTTP ${answer.status}`);
-  return answer.json();
-}
-
 // ----------------------------------------------------------------------------- the base
 
-const BASE_ORDER = ["neighbour", "country", "lake", "region", "border"];
 const regions = { state: new Map(), province: new Map() };
 // US counties (by FIPS) and Canadian census divisions (by 4-digit SGC): each file is
 // fetched the first time an alert names one of its areas.
 const indexes = new Map(); // url -> Promise<Map(code -> feature)>
 
-export function drawBase(map, base) {
-  for (const kind of BASE_ORDER) {
-    const features = base.features.filter((f) => f.properties.kind === kind);
-    L.geoJSON(features, { interactive: false, style: { className: `base-${kind}` } }).addTo(map);
-  }
-  for (const feature of base.features) {
+function indexRegions(features) {
+  for (const feature of features) {
     const p = feature.properties;
     if (p.kind !== "region") continue;
     if (p.fips) regions.state.set(p.fips, feature);
@@ -177,9 +162,8 @@ async function start() {
   const map = L.map(element, { zoomSnap: 0.25, minZoom: 2, maxZoom: 12, worldCopyJump: false });
   map.attributionControl.setPrefix("Leaflet");
   map.attributionControl.addAttribution(element.dataset.attribution);
-  // Both countries, from the Gulf of Mexico to the Arctic coast and Alaska to Newfoundland.
-  map.fitBounds([[24, -168], [72, -52]]);
-  drawBase(map, await getJSON(element.dataset.base));
+  map.fitBounds(NORTH_AMERICA);
+  indexRegions(drawBase(map, await getJSON(element.dataset.base)));
   drawn.addTo(map);
   document.addEventListener("borderlink:change", reload);
   reload();
