@@ -1,5 +1,6 @@
 // The compose form checked as the operator types: the form is posted to /compose/check
-// (with its CSRF token) 400 ms after the last change, and the findings and previews shown.
+// (with its CSRF token) 400 ms after the last change, and the findings and previews shown;
+// a form that opens filled in (an Update or a Cancel) is checked when the page loads.
 const form = document.getElementById("compose");
 const target = document.getElementById("compose-check");
 let timer = null;
@@ -29,4 +30,6 @@ if (form && target) {
     clearTimeout(timer);
     timer = setTimeout(check, 50);
   });
+  // An Update or Cancel comes filled in: its checks and previews at once.
+  if (form.elements.namedItem("event")?.value) check();
 }
