@@ -30,8 +30,8 @@ from cap_schemas.validate import Finding
 from gateway import __version__, approvals
 from gateway.adapter import Clock, Received
 from gateway.config import Config
+from gateway.console.app import identify as identify_console_user
 from gateway.console.incidents import Report, ReportError, current_incidents, point_feature, submit
-from gateway.console.web import identify as identify_console_user
 from gateway.console.web import install as install_console
 from gateway.ledger import (
     Admission,

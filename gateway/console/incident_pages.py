@@ -13,6 +13,14 @@ from urllib.parse import quote, unquote
 from aiohttp import web
 
 from cap_schemas.model import AlertKey
+from gateway.console.app import (
+    CONSOLE_KEY,
+    SECURITY_HEADERS,
+    Console,
+    check_csrf,
+    signed_in,
+)
+from gateway.console.geofiles import geo_urls
 from gateway.console.incidents import (
     INCIDENT_TYPES,
     Destination,
@@ -27,13 +35,6 @@ from gateway.console.incidents import (
     submit,
 )
 from gateway.console.sessions import Session
-from gateway.console.web import (
-    CONSOLE_KEY,
-    SECURITY_HEADERS,
-    Console,
-    _check_csrf,
-    _signed_in,
-)
 from gateway.metrics import INPUT_REJECTED
 from gateway.model import INCIDENT_PRIORITIES, INCIDENT_STATUSES
 
@@ -68,7 +69,6 @@ async def _form(
     request: web.Request, session: Session, report: Report, *, problem: str = "", status: int = 200
 ) -> web.Response:
     console = request.app[CONSOLE_KEY]
-    from gateway.console.mapdata import geo_urls  # noqa: PLC0415 - mapdata imports web
 
     available = destinations(console.daemon.router, None, console.now())
     chosen = set(report.destinations) if report.destinations is not None else None
@@ -78,7 +78,7 @@ async def _form(
     )  # fmt: skip
 
 
-@_signed_in
+@signed_in
 async def incident_form(request: web.Request, session: Session) -> web.StreamResponse:
     """The form: a new report, or an update of one we sent (``?of=KEY``, filled in)."""
     _operator(session)
@@ -100,12 +100,12 @@ async def incident_form(request: web.Request, session: Session) -> web.StreamRes
 async def _posted(request: web.Request, session: Session) -> Report:
     """The report of a posted form, from an operator, with the session's CSRF token."""
     form = await request.post()
-    _check_csrf(form, session)
+    check_csrf(form, session)
     _operator(session)
     return Report.from_form(form)
 
 
-@_signed_in
+@signed_in
 async def incident_check(request: web.Request, session: Session) -> web.StreamResponse:
     """The previews of the report as it stands (fetched as the operator types)."""
     console = request.app[CONSOLE_KEY]
@@ -118,7 +118,7 @@ async def incident_check(request: web.Request, session: Session) -> web.StreamRe
     )  # fmt: skip
 
 
-@_signed_in
+@signed_in
 async def incident_send(request: web.Request, session: Session) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
     report = await _posted(request, session)
@@ -132,7 +132,7 @@ async def incident_send(request: web.Request, session: Session) -> web.StreamRes
     raise web.HTTPFound(f"/incidents/new?done={quote(done, safe='')}")
 
 
-@_signed_in
+@signed_in
 async def incidents_geojson(request: web.Request, _session: Session) -> web.StreamResponse:
     """The current incidents with a location, as GeoJSON points (the map's markers)."""
     console = request.app[CONSOLE_KEY]

@@ -17,27 +17,23 @@ their digest, so a browser keeps them for a year and fetches them again only whe
 from __future__ import annotations
 
 import asyncio
-import functools
-import gzip
-import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import resources
 from typing import Any
 
 from aiohttp import web
 
 from cap_schemas.model import Alert, Area
 from gateway.console import views
+from gateway.console.app import CONSOLE_KEY, SECURITY_HEADERS, signed_in
+from gateway.console.geofiles import GEO_FILES, geo_file, geo_urls
 from gateway.console.sessions import Session
-from gateway.console.web import CONSOLE_KEY, SECURITY_HEADERS, _signed_in
 from gateway.ledger import Ledger, StoredAlert
 from gateway.places import Codes, geocodes
 
 __all__ = [
     "SEVERITIES",
     "Codes",
-    "GeoFile",
     "MapAlert",
     "alert_features",
     "geocodes",
@@ -47,7 +43,6 @@ __all__ = [
 
 #: The legend's order, most severe first; the rank of an alert on the list beside the map.
 SEVERITIES = ("Extreme", "Severe", "Moderate", "Minor", "Unknown")
-GEO_FILES = ("base.geojson", "us-counties.geojson", "ca-divisions.geojson")
 GEO_CACHE = "public, max-age=31536000, immutable"  # the URL changes with the content
 
 
@@ -164,35 +159,7 @@ def alert_features(ledger: Ledger, now: datetime, cache: views.ParsedCache) -> d
 # ----------------------------------------------------------------------------- web face
 
 
-@dataclass(frozen=True, slots=True)
-class GeoFile:
-    """A boundary file as served: its bytes, gzip-compressed once, and a digest for its URL."""
-
-    raw: bytes
-    gzipped: bytes
-    digest: str
-
-    @property
-    def etag(self) -> str:
-        return f'"{self.digest}"'
-
-
-@functools.cache
-def geo_file(name: str) -> GeoFile:
-    raw = resources.files("gateway.console.geo").joinpath(name).read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()[:16]
-    return GeoFile(raw, gzip.compress(raw, compresslevel=9, mtime=0), digest)
-
-
-def geo_urls() -> dict[str, str]:
-    """The page's URLs of the boundary files, each with its digest (long-cached)."""
-    return {
-        name.split(".")[0].replace("-", "_"): f"/map/geo/{name}?v={geo_file(name).digest}"
-        for name in GEO_FILES
-    }
-
-
-@_signed_in
+@signed_in
 async def map_page(request: web.Request, session: Session) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
     alerts = await asyncio.to_thread(
@@ -204,7 +171,7 @@ async def map_page(request: web.Request, session: Session) -> web.StreamResponse
     )
 
 
-@_signed_in
+@signed_in
 async def map_geojson(request: web.Request, _session: Session) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
     collection = await asyncio.to_thread(

@@ -20,13 +20,12 @@ import hmac
 import io
 import math
 import secrets
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
-import jinja2
 import structlog
 from aiohttp import web
 
@@ -37,18 +36,25 @@ from cap_schemas.serialize import to_xml
 from cap_schemas.signature import sign
 from gateway import approvals
 from gateway.adapter import Received, load_codec
-from gateway.config import ConsoleConfig
 from gateway.console import compose, views
-from gateway.console.accounts import Account, account_for_token, read_accounts
+from gateway.console.app import (
+    COMPONENT,
+    CONSOLE_KEY,
+    LANG_COOKIE,
+    Console,
+    check_csrf,
+    signed_in,
+)
 from gateway.console.atom import atom_feed
 from gateway.console.i18n import LANGUAGES, words
+from gateway.console.incident_pages import incident_routes
 from gateway.console.incidents import current_incidents
-from gateway.console.live import JournalFeed, sse_event
-from gateway.console.lockout import Lockout, LoginRefused, login
-from gateway.console.partners import late_rows, partner_health
-from gateway.console.sessions import COOKIE_NAME, Session, SessionSigner, load_or_create_secret
+from gateway.console.live import sse_event
+from gateway.console.lockout import LoginRefused, login
+from gateway.console.mapdata import map_routes
+from gateway.console.partners import late_rows
+from gateway.console.sessions import COOKIE_NAME, Session
 from gateway.console.sounds import sound_wav
-from gateway.errors import ConfigError
 from gateway.ledger import ApprovalRefusedError, EntryNotFoundError, EntryStateError
 from gateway.metrics import INPUT_REJECTED
 
@@ -57,206 +63,8 @@ log = structlog.get_logger(__name__)
 __all__ = ["Console", "console_routes"]
 
 STATIC = Path(__file__).resolve().parent / "static"
-LANG_COOKIE = "borderlink_lang"
 LOGIN_COOKIE = "borderlink_login"  # double-submit token of the sign-in form
-COMPONENT = "console"
 STATUSES = ("active", "cancelled", "superseded", "expired")
-SECURITY_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
-        " media-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self';"
-        " base-uri 'none'"
-    ),
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-store",
-}
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class _Accounts:
-    """The users file, read again when it changes (``borderlink user add`` needs no restart)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._stamp: tuple[int, int] | None = None
-        self._accounts: dict[str, Account] = {}
-
-    def get(self) -> dict[str, Account]:
-        try:
-            stat = self.path.stat()
-            stamp = (stat.st_mtime_ns, stat.st_size)
-        except OSError:
-            stamp = None
-        if stamp != self._stamp:
-            try:
-                self._accounts = read_accounts(self.path)
-            except ConfigError as exc:
-                # Keep the last good accounts: a half-edited file must not lock everyone out.
-                log.exception("console_users_file_refused", error=str(exc))
-                return self._accounts
-            self._stamp = stamp
-        return self._accounts
-
-
-class Console:
-    """The console of one daemon: accounts, sessions, templates and the live feed."""
-
-    def __init__(self, daemon: Any, config: ConsoleConfig) -> None:
-        self.daemon = daemon
-        self.config = config
-        self.accounts = _Accounts(config.users_file)
-        self.signer = SessionSigner(
-            load_or_create_secret(config.secret_file), timedelta(hours=config.session_hours)
-        )
-        self.lockout = Lockout(
-            failures=config.lockout_failures,
-            window=timedelta(minutes=config.lockout_minutes),
-            lock_for=timedelta(minutes=config.lockout_minutes),
-        )
-        self.cache = views.ParsedCache()
-        self.feed = JournalFeed(lambda: daemon.ledger, daemon.clock.now)
-        self.env = jinja2.Environment(
-            loader=jinja2.PackageLoader("gateway.console", "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-        )
-        self.env.globals["duration"] = views.duration
-        self.env.globals["geo_urls"] = _geo_urls  # the boundary files (the compose map)
-        self.env.filters["quote"] = lambda text: quote(str(text), safe="")
-
-    @property
-    def title(self) -> str:
-        return self.config.title or str(self.daemon.config.gateway.name)
-
-    def now(self) -> datetime:
-        now: datetime = self.daemon.clock.now()
-        return now
-
-    # ------------------------------------------------------------------ requests
-
-    def session(self, request: web.Request) -> Session | None:
-        cookie = request.cookies.get(COOKIE_NAME)
-        if not cookie:
-            return None
-        return self.signer.check(cookie, self.now(), self.accounts.get())
-
-    def language(self, request: web.Request) -> str:
-        chosen = request.cookies.get(LANG_COOKIE, "")
-        return chosen if chosen in LANGUAGES else self.config.language
-
-    def render(
-        self,
-        request: web.Request,
-        template: str,
-        *,
-        status: int = 200,
-        session: Session | None = None,
-        **values: Any,
-    ) -> web.Response:
-        language = self.language(request)
-        values.setdefault("flash", "")
-        values.setdefault("health", [])
-        page = self.env.get_template(template).render(
-            t=words(language),
-            lang=language,
-            title=self.title,
-            session=session,
-            path=request.path_qs,
-            **values,
-        )
-        response = web.Response(
-            text=page,
-            status=status,
-            content_type="text/html",
-            charset="utf-8",
-            headers=SECURITY_HEADERS,
-        )
-        response.enable_compression()  # a board of a thousand alerts is ~1.5 MB of HTML
-        return response
-
-    async def page(
-        self, request: web.Request, session: Session, template: str, **values: Any
-    ) -> web.Response:
-        """A whole page: with the health strip and the message of the last action."""
-        return self.render(
-            request,
-            template,
-            session=session,
-            health=await self.health(),
-            flash=request.query.get("done", ""),
-            **values,
-        )
-
-    async def health(self) -> list[views.HealthLine]:
-        _ok, sources = self.daemon.health()
-        outbox = await asyncio.to_thread(self.daemon.ledger.outbox_counts)
-        cluster = await asyncio.to_thread(self.daemon.cluster)
-        partners = await asyncio.to_thread(
-            partner_health, self.daemon.ledger, self.daemon.config.partners, self.now()
-        )
-        return [
-            *views.health_lines(
-                sources,
-                self.daemon.sink_health(),
-                outbox,
-                self.now(),
-                self.config.stale_seconds,
-                cluster=cluster,
-            ),
-            *partners,
-        ]
-
-
-def _geo_urls() -> dict[str, str]:
-    from gateway.console.mapdata import geo_urls  # noqa: PLC0415 - mapdata imports this module
-
-    return geo_urls()
-
-
-CONSOLE_KEY: web.AppKey[Console] = web.AppKey("console", Console)
-
-
-def identify(request: web.Request) -> Session | Account | None:
-    """Who a request to the JSON API is, as a console account: a personal token
-    (``Authorization: Bearer blk_...``), or the console's session cookie with its CSRF token
-    in ``X-CSRF-Token`` (the page's own script). None when neither holds."""
-    console = request.app.get(CONSOLE_KEY)
-    if console is None:
-        return None
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return account_for_token(console.accounts.get(), token.strip())
-    session = console.session(request)
-    if session is not None and session.csrf_ok(request.headers.get("X-CSRF-Token")):
-        return session
-    return None
-
-
-def _signed_in(handler: Callable[[web.Request, Session], Awaitable[web.StreamResponse]]) -> Handler:
-    """A page for signed-in accounts; others go to the sign-in page (fragments get 401)."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        console = request.app[CONSOLE_KEY]
-        session = console.session(request)
-        if session is None:
-            if request.headers.get("X-Requested-With") == "fetch" or request.path == "/events":
-                return web.Response(status=401, text="sign in again", headers=SECURITY_HEADERS)
-            raise web.HTTPFound(f"/login?next={quote(request.path_qs, safe='')}")
-        return await handler(request, session)
-
-    return wrapped
-
-
-def _check_csrf(form: Mapping[str, Any], session: Session) -> None:
-    """A form that changes something must carry the session's CSRF token."""
-    if not session.csrf_ok(str(form.get("csrf", ""))):
-        INPUT_REJECTED.inc(component=COMPONENT, reason="csrf")
-        raise web.HTTPForbidden(text="the form's token is stale: reload the page")
-
-
 def _safe_next(target: str) -> str:
     """Only a path of this site (never ``//host`` or a scheme) after signing in."""
     target = unquote(target or "/")
@@ -334,10 +142,10 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     raise response
 
 
-@_signed_in
+@signed_in
 async def logout(request: web.Request, session: Session) -> web.StreamResponse:
     form = await request.post()
-    _check_csrf(form, session)
+    check_csrf(form, session)
     log.info("console_signed_out", name=session.name)
     response = web.HTTPFound("/login")
     response.del_cookie(COOKIE_NAME, path="/")
@@ -366,13 +174,13 @@ async def _board_values(console: Console) -> dict[str, Any]:
     return {"rows": rows, "incidents": incidents, "health": await console.health()}
 
 
-@_signed_in
+@signed_in
 async def board(request: web.Request, session: Session) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
     return console.render(request, "board.html", session=session, **await _board_values(console))
 
 
-@_signed_in
+@signed_in
 async def on_air(request: web.Request, session: Session) -> web.StreamResponse:
     """The wall display: the most urgent alerts in force, large, nothing else to press."""
     console = request.app[CONSOLE_KEY]
@@ -388,7 +196,7 @@ async def on_air(request: web.Request, session: Session) -> web.StreamResponse:
 ON_AIR_ROWS = 8
 
 
-@_signed_in
+@signed_in
 async def board_rows(request: web.Request, session: Session) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
     return console.render(
@@ -396,7 +204,7 @@ async def board_rows(request: web.Request, session: Session) -> web.StreamRespon
     )
 
 
-@_signed_in
+@signed_in
 async def health_strip(request: web.Request, session: Session) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
     return console.render(request, "health.html", session=session, health=await console.health())
@@ -410,7 +218,7 @@ def _alert_key(request: web.Request) -> AlertKey | None:
         return None
 
 
-@_signed_in
+@signed_in
 async def alert_detail(request: web.Request, session: Session) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
     key = _alert_key(request)
@@ -428,7 +236,7 @@ async def alert_detail(request: web.Request, session: Session) -> web.StreamResp
     return await console.page(request, session, template, page=page)
 
 
-@_signed_in
+@signed_in
 async def holds(request: web.Request, session: Session) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
     groups = await asyncio.to_thread(views.hold_groups, console.daemon.ledger)
@@ -436,12 +244,12 @@ async def holds(request: web.Request, session: Session) -> web.StreamResponse:
     return await console.page(request, session, template, groups=groups)
 
 
-@_signed_in
+@signed_in
 async def act_on_holds(request: web.Request, session: Session) -> web.StreamResponse:
     """Approve or reject the chosen held deliveries (of one alert or several) at once."""
     console = request.app[CONSOLE_KEY]
     form = await request.post()
-    _check_csrf(form, session)
+    check_csrf(form, session)
     if not session.can("approve"):
         INPUT_REJECTED.inc(component=COMPONENT, reason="forbidden")
         log.warning("console_action_forbidden", name=session.name, role=session.role)
@@ -507,7 +315,7 @@ async def _two_person_check(ledger: Any, ids: list[int], name: str) -> None:
         raise web.HTTPForbidden(text=why)
 
 
-@_signed_in
+@signed_in
 async def attention(request: web.Request, session: Session) -> web.StreamResponse:
     """The banner of alerts that ring and nobody has acknowledged yet (a fragment)."""
     console = request.app[CONSOLE_KEY]
@@ -520,12 +328,12 @@ async def attention(request: web.Request, session: Session) -> web.StreamRespons
     return console.render(request, "attention.html", session=session, ringing=ringing, late=late)
 
 
-@_signed_in
+@signed_in
 async def acknowledge(request: web.Request, session: Session) -> web.StreamResponse:
     """A named account acknowledges a ringing alert: the banner goes for everyone."""
     console = request.app[CONSOLE_KEY]
     form = await request.post()
-    _check_csrf(form, session)
+    check_csrf(form, session)
     try:
         key = AlertKey.from_reference(str(form.get("key", "")))
     except ValueError:
@@ -545,7 +353,7 @@ def _same_audio(header: str) -> bytes:
     return audio
 
 
-@_signed_in
+@signed_in
 async def same_audio(request: web.Request, session: Session) -> web.StreamResponse:
     """A SAME header's transmission, to listen to on the alert's page (``?header=ZCZC-...``)."""
     header = request.query.get("header", "")
@@ -624,7 +432,7 @@ async def _composed(
     return draft, alert, findings, ""
 
 
-@_signed_in
+@signed_in
 async def compose_page(request: web.Request, session: Session) -> web.StreamResponse:
     """The form: a new alert, or an Update / Cancel of one (``?of=KEY&as=Update``)."""
     console = request.app[CONSOLE_KEY]
@@ -677,12 +485,12 @@ def _prefill(console: Console, of: str, msg_type: str) -> compose.Draft:
     )
 
 
-@_signed_in
+@signed_in
 async def compose_check(request: web.Request, session: Session) -> web.StreamResponse:
     """The findings and previews of the form as it stands (fetched as the operator types)."""
     console = request.app[CONSOLE_KEY]
     form = await request.post()
-    _check_csrf(form, session)
+    check_csrf(form, session)
     draft, alert, findings, problem = await _composed(console, session, form)
     previews = []
     if alert is not None and not compose.errors(findings):
@@ -695,13 +503,13 @@ async def compose_check(request: web.Request, session: Session) -> web.StreamRes
     )  # fmt: skip
 
 
-@_signed_in
+@signed_in
 async def compose_submit(request: web.Request, session: Session) -> web.StreamResponse:
     """Issue the alert: checked again, signed when the deployment has a key, then admitted
     through the same intake as any input; a failing check keeps the form as it was."""
     console = request.app[CONSOLE_KEY]
     form = await request.post()
-    _check_csrf(form, session)
+    check_csrf(form, session)
     if not session.can("approve"):
         INPUT_REJECTED.inc(component=COMPONENT, reason="forbidden")
         raise web.HTTPForbidden(text=f"the role {session.role!r} may not issue alerts")
@@ -764,7 +572,7 @@ def _search_of(request: web.Request) -> views.Search:
     )
 
 
-@_signed_in
+@signed_in
 async def history(request: web.Request, session: Session) -> web.StreamResponse:
     """Past and present alerts by identifier, event, area, country and dates, with paging."""
     console = request.app[CONSOLE_KEY]
@@ -791,7 +599,7 @@ async def history(request: web.Request, session: Session) -> web.StreamResponse:
 EXPORT_LIMIT = 10_000
 
 
-@_signed_in
+@signed_in
 async def history_csv(request: web.Request, session: Session) -> web.StreamResponse:
     """The search as CSV (up to 10,000 alerts), for a spreadsheet or a report."""
     console = request.app[CONSOLE_KEY]
@@ -820,7 +628,7 @@ async def history_csv(request: web.Request, session: Session) -> web.StreamRespo
     )  # fmt: skip
 
 
-@_signed_in
+@signed_in
 async def history_atom(request: web.Request, session: Session) -> web.StreamResponse:
     """The search as an Atom feed with each CAP alert inside its entry (up to 500)."""
     console = request.app[CONSOLE_KEY]
@@ -838,7 +646,7 @@ async def history_atom(request: web.Request, session: Session) -> web.StreamResp
     )  # fmt: skip
 
 
-@_signed_in
+@signed_in
 async def events(request: web.Request, session: Session) -> web.StreamResponse:
     """The journal as server-sent events: ``change`` per line, ``reload`` when too slow."""
     console = request.app[CONSOLE_KEY]
@@ -876,9 +684,6 @@ async def events(request: web.Request, session: Session) -> web.StreamResponse:
 
 
 def console_routes() -> list[web.AbstractRouteDef]:
-    from gateway.console.incident_pages import incident_routes  # noqa: PLC0415 - imports this
-    from gateway.console.mapdata import map_routes  # noqa: PLC0415 - mapdata imports this module
-
     return [
         *map_routes(),
         *incident_routes(),
