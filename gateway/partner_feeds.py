@@ -36,7 +36,7 @@ import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -56,6 +56,8 @@ from gateway.translate.incident import incident_to_json
 log = structlog.get_logger(__name__)
 
 __all__ = ["Filters", "atom_document", "feature_collection", "feed_routes"]
+
+CANCELS_KEPT = timedelta(hours=24)  # how long a Cancel stays in the partner feeds
 
 ATOM = "http://www.w3.org/2005/Atom"
 GEORSS = "http://www.georss.org/georss"
@@ -454,9 +456,15 @@ class PartnerFeeds:
         return found
 
     def items(self, filters: Filters) -> list[Item]:
+        """The alerts in force, and the Cancels of the last ``CANCELS_KEPT`` (a Cancel is
+        never in force itself; without it a gateway linked by this feed alone would keep
+        the cancelled alert until it expires)."""
         ledger: Ledger = self.daemon.ledger
+        now = self.daemon.clock.now()
         out = []
-        for stored in ledger.active(self.daemon.clock.now(), with_raw=True):
+        in_force = ledger.active(now, with_raw=True)
+        cancels = ledger.cancels_since(now - CANCELS_KEPT, with_raw=True)
+        for stored in [*in_force, *cancels]:
             alert = self.cache.get(stored)
             if alert is not None and filters.keep(alert):
                 out.append(Item(stored, alert))

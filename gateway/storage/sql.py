@@ -276,6 +276,21 @@ class SqlLedger(LedgerBase):
             limit=None,
         )
 
+    def cancels_since(
+        self, since: datetime, *, with_raw: bool = False, limit: int = 1000
+    ) -> list[StoredAlert]:
+        """Cancel messages received after ``since`` that took effect (admitted as a cancel,
+        or held and then approved), newest first: what a partner feed must carry so that a
+        gateway reading it learns of a cancel (a Cancel is never itself in force)."""
+        return self._select_alerts(
+            "kind = 'cap' AND msg_type = 'Cancel' AND received_at > ?"
+            " AND (decision = 'cancel' OR (decision = 'held' AND approved_by != ''))",
+            (us(since),),
+            with_raw=with_raw,
+            order="received_at DESC, id DESC",
+            limit=limit,
+        )
+
     def alerts(
         self, *, limit: int = 100, before: datetime | None = None, with_raw: bool = False
     ) -> list[StoredAlert]:

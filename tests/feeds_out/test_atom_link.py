@@ -75,6 +75,26 @@ class TestLinkedByFeeds:
                 assert stored.provenance.level == "verified"
                 # The unsigned one is refused there: the source requires a signature.
                 assert await asyncio.to_thread(them.ledger.get, keys[1]) is None
+                # We cancel it: the Cancel (never in force itself) is in our feed, and the
+                # partner, linked by the feed alone, sees the alert cancelled.
+                cancel = sign(
+                    CapFactory(sender="eoc@windsor.example.ca")(
+                        event="Hazmat", severity="Severe", msg_type="Cancel",
+                        references=[str(keys[0])],
+                    ),
+                    key_pem=key_pem(pki.signer_key), cert_pem=pem(pki.signer),
+                )  # fmt: skip
+                async with http.post(
+                    f"http://127.0.0.1:{port}/api/v1/alerts", data=cancel,
+                    headers={"Authorization": f"Bearer {MACHINE}"},
+                ) as resp:  # fmt: skip
+                    assert resp.status == 202
+
+                async def cancelled() -> bool:
+                    stored = await asyncio.to_thread(them.ledger.get, keys[0])
+                    return stored is not None and stored.status.value == "cancelled"
+
+                await poll_until(cancelled, within=30)
             assert us.ledger.get(keys[0]) is not None
 
 
