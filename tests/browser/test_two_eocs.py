@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urljoin
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -245,6 +245,13 @@ class TestTwoEocs:
         expect(findings).to_contain_text("<code>IPAWSv1.0</code>")
         expect(findings).to_contain_text("ZCZC-CIV-HMW-")
         expect(findings).to_contain_text(drawn)
+        # ... and heard: the SAME header as the audio an ENDEC would air, served by the console
+        audio = alice.get_by_test_id("compose-same-audio")
+        expect(audio).to_have_count(1)
+        wav = alice.request.get(urljoin(alice.url, audio.get_attribute("src") or ""))
+        assert wav.status == 200
+        assert wav.headers["content-type"] == "audio/wav"
+        assert wav.body()[:4] == b"RIFF"
         shot(alice, "1-compose")
         alice.get_by_role("button", name="Issue the alert").click()
         expect(alice).to_have_url(re.compile(r"/alerts/"))
