@@ -45,10 +45,11 @@ from aiohttp import web
 from lxml import etree
 
 from cap_schemas.model import Alert, AlertKey, Area, Info
+from gateway.approvals import CONSOLE_SOURCE, author_of
 from gateway.config import PartnerConfig
 from gateway.console.incidents import IncidentRow, current_incidents, incident_of, point_feature
 from gateway.console.views import ParsedCache
-from gateway.ledger import Ledger, StoredAlert
+from gateway.ledger import EntryState, Ledger, StoredAlert
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 from gateway.summary import alert_country
 from gateway.translate.incident import incident_to_json
@@ -465,6 +466,8 @@ class PartnerFeeds:
         in_force = ledger.active(now, with_raw=True)
         cancels = ledger.cancels_since(now - CANCELS_KEPT, with_raw=True)
         for stored in [*in_force, *cancels]:
+            if stored.source == CONSOLE_SOURCE and _awaiting_second_operator(ledger, stored):
+                continue  # the two-person rule holds partners too
             alert = self.cache.get(stored)
             if alert is not None and filters.keep(alert):
                 out.append(Item(stored, alert))
@@ -473,6 +476,15 @@ class PartnerFeeds:
     def incidents(self, filters: Filters) -> list[IncidentRow]:
         rows = current_incidents(self.daemon.ledger, self.daemon.clock.now())
         return [row for row in rows if filters.keep_incident(row)]
+
+
+def _awaiting_second_operator(ledger: Ledger, stored: StoredAlert) -> bool:
+    """Whether an alert issued in the console still waits for a second operator on one of
+    its routes: until then no partner reads it either."""
+    return any(
+        e.state is EntryState.HELD and author_of(e.reason) is not None
+        for e in ledger.deliveries(stored.key)
+    )
 
 
 FEEDS_KEY: web.AppKey[PartnerFeeds] = web.AppKey("partner_feeds", PartnerFeeds)

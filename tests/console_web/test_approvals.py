@@ -37,6 +37,7 @@ SINKS = (
     '[[sink]]\nname = "air"\ntype = "file"\npath = "air"\nlive = true\n\n'
     '[[sink]]\nname = "log"\ntype = "file"\npath = "log"\n'
 )
+PARTNER = "partner-token-0123456789abcdef"
 ROUTES = (
     '[[route]]\nname = "to-air"\nsinks = ["air"]\napproval = "two-person"\n'
     "allow_unsigned_live = true\n\n"
@@ -150,10 +151,20 @@ class TestTwoPersonRule:
     async def test_the_author_is_refused_and_a_second_operator_releases_it(
         self, mosquitto: Broker, tmp_path: Path
     ) -> None:
-        path, tokens = _config(tmp_path, mosquitto)
+        (tmp_path / "partner").write_text(PARTNER + "\n", encoding="utf-8")
+        partner = '[[partner]]\nname = "whatcom"\ntoken_file = "partner"\n'
+        path, tokens = _config(tmp_path, mosquitto, extra=partner)
         async with _signed_in(path, "alice") as (daemon, alice), aiohttp.ClientSession() as api:
             base = alice.base
             key = await alice.issue()
+
+            async def in_partner_feed() -> bool:
+                async with api.get(
+                    f"{base}/feeds/alerts.atom", headers={"Authorization": f"Bearer {PARTNER}"}
+                ) as resp:
+                    assert resp.status == 200
+                    return key.identifier in await resp.text()
+
             planned = await asyncio.to_thread(daemon.ledger.deliveries, key)
             entries = {e.sink: e for e in planned}
             air = entries["air"]
@@ -194,6 +205,8 @@ class TestTwoPersonRule:
             assert still is not None
             assert still.state is EntryState.HELD
             assert not _files(tmp_path / "air")
+            # Nor does a partner read it before a second operator approved it.
+            assert not await in_partner_feed()
             # Bob, the second operator, approves in the console.
             bob = Operator(aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)),
                            base)  # fmt: skip
@@ -210,6 +223,7 @@ class TestTwoPersonRule:
 
             await poll_until(aired, within=10)
             assert len(_files(tmp_path / "air")) == 1  # exactly once
+            assert await in_partner_feed()
             (payload,) = (tmp_path / "air").glob("*.1")
             assert parse_alert(payload.read_bytes()).key == key
             journal = await asyncio.to_thread(daemon.ledger.journal, key)
