@@ -98,11 +98,19 @@ def _matches(conn: Connection, keys: Sequence[str]) -> list[tuple[str, Known]]:
         ).fetchall()
         found += [(r["ikey"], row_to_known(r)) for r in rows]
     if window:
-        marks = ", ".join("?" for _ in window)
+        # The newest candidates of each key, read backwards along the (key, alert_id) index,
+        # then the newest of those: the same as the newest of them all, but without reading
+        # every alert of a busy place and half hour first (that made each admission slower
+        # as a storm went on).
+        newest = " UNION ".join(
+            "SELECT alert_id FROM (SELECT alert_id FROM identity_keys WHERE key = ?"  # noqa: S608 - constant fragments
+            f" ORDER BY alert_id DESC LIMIT {WINDOW_CANDIDATES}) AS w{i}"
+            for i in range(len(window))
+        )
         rows = conn.execute(
             f"SELECT {_KNOWN_A} FROM alerts a WHERE a.id IN ("  # noqa: S608 - constant fragments
-            f" SELECT DISTINCT alert_id FROM identity_keys WHERE key IN ({marks})"
-            f" ORDER BY alert_id DESC LIMIT {WINDOW_CANDIDATES}) AND a.kind = 'cap' ORDER BY a.id",
+            f" SELECT alert_id FROM ({newest}) AS u ORDER BY alert_id DESC"
+            f" LIMIT {WINDOW_CANDIDATES}) AND a.kind = 'cap' ORDER BY a.id",
             tuple(window),
         ).fetchall()
         found += [("window:", row_to_known(r)) for r in rows]
