@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from playwright.sync_api import ConsoleMessage, Page, expect
 from gateway.console.accounts import add_account
 from tests.browser.conftest import PASSWORDS, ConsoleDaemon, artifacts, console_process
 from tests.browser.test_console import sign_in
-from tests.helpers import Broker, free_port, in_ci, run_mosquitto
+from tests.helpers import Broker, free_port, require_tool, run_mosquitto
 
 TOKEN = "incident-browser-token-0123456789"
 
@@ -73,12 +72,7 @@ translation = "incident-text"
 
 def publish(broker: Broker, topic: str, payload: bytes) -> None:
     """Publish with the broker's own client (retained: the daemon gets it once subscribed)."""
-    tool = shutil.which("mosquitto_pub")
-    if tool is None:
-        message = "mosquitto_pub is not installed (make test installs mosquitto-clients)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+    tool = require_tool("mosquitto_pub")
     subprocess.run(
         [tool, "-h", broker.host, "-p", str(broker.port), "-t", topic, "-q", "1", "-r", "-s"],
         input=payload,
