@@ -272,6 +272,27 @@ class TestTranslate:
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("ZCZC-WXR-TOR-080000+")
 
+    @pytest.mark.parametrize(("choice", "headers"), [(None, 2), ("split", 2), ("first", 1)])
+    def test_over_31_places(self, tmp_path: Path, choice: str | None, headers: int) -> None:
+        source = TORNADO.read_text(encoding="utf-8")
+        start, end = source.index("<area>"), source.index("</area>") + len("</area>")
+        counties = [f"026{n:03d}" for n in range(1, 67, 2)]  # 33 Michigan counties
+        geocodes = "".join(
+            f"<geocode><valueName>SAME</valueName><value>{c}</value></geocode>" for c in counties
+        )
+        path = tmp_path / "wide.xml"
+        area = f"<area><areaDesc>Michigan</areaDesc>{geocodes}</area>"
+        path.write_text(source[:start] + area + source[end:], encoding="utf-8")
+        extra = ("--over-31", choice) if choice else ()
+        done = borderlink(
+            "translate", str(path), "--to", "same", "--now", "2025-07-14T19:45", *extra
+        )
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.split()
+        assert len(lines) == headers
+        aired = [c for line in lines for c in line.split("+")[0].split("-")[3:]]
+        assert aired == (counties if headers == 2 else counties[:31])
+
 
 class TestCheckConfig:
     """check-config --json: one object, valid or not, each error with its place."""

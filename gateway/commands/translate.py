@@ -83,6 +83,12 @@ def register(subparsers: Subparsers) -> None:
         " smaller area (refused by default)",
     )
     parser.add_argument(
+        "--over-31",
+        choices=("split", "first"),
+        help="a SAME alert naming more than 31 places: several headers (split, the default)"
+        " or the first 31 only",
+    )
+    parser.add_argument(
         "--now", help="the time to judge expiry by (ISO 8601), e.g. to replay an old alert"
     )
     parser.set_defaults(handler=run)
@@ -103,6 +109,7 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         "fallback_sgc",
         "budget",
         "widen",
+        "over_31",
     ):
         value = getattr(args, key)
         if value is not None:

@@ -7,7 +7,7 @@ name             options (``[route.translation_options]``)
                  crosswalk (CSV path, "default" or "none"), widen (none, province)
 ``cap-cp``       sender, identifier_prefix, crosswalk, fallback_sgc
 ``same``         station (8 characters at most), country (auto, US, CA), crosswalk,
-                 widen (none, province)
+                 widen (none, province), over_31 (split, first)
 ``text``         radio (aprs, aprs-bulletin, pager, dmr, generic), lang (en, fr, both),
                  budget, ascii_only, forbidden, max_parts
 ``edxl``         version ("1.0" or "2.0"), sender_id
@@ -23,9 +23,13 @@ from datetime import UTC, datetime
 from functools import wraps
 from typing import Any
 
+import structlog
+
 from cap_schemas.model import Alert, MsgType
+from cap_schemas.same import MAX_LOCATIONS
 from cap_schemas.serialize import to_xml
 from gateway.errors import ConfigError, TranslationError
+from gateway.metrics import REGISTRY
 from gateway.model import Incident, Location, Rendered
 from gateway.translate.capcp_ipaws import IpawsOptions, capcp_to_ipaws
 from gateway.translate.common import crosswalk_option, option_str
@@ -33,10 +37,17 @@ from gateway.translate.edxl import cap_to_edxl
 from gateway.translate.incident import incident_to_json, incident_to_text
 from gateway.translate.ipaws_capcp import CapCpOptions, ipaws_to_capcp
 from gateway.translate.locations import widen_option
-from gateway.translate.same import alert_to_same
+from gateway.translate.same import alert_to_same_headers, over_31_option
 from gateway.translate.text import radio_options, render_radio_text
 
 CAP = "application/cap+xml"
+
+log = structlog.get_logger(__name__)
+
+SAME_LOCATIONS_LEFT_OUT = REGISTRY.counter(
+    "borderlink_same_locations_left_out_total",
+    "Location codes past the 31st a SAME header left out (routes with over_31 = \"first\")",
+)
 
 RenderFunction = Callable[[Alert, Mapping[str, Any]], Rendered]
 
@@ -74,18 +85,26 @@ def render_same(alert: Alert, options: Mapping[str, Any]) -> Rendered:
     if now is not None and not isinstance(now, datetime):
         msg = "translation option 'now' must be a datetime"
         raise ConfigError(msg)
-    header = alert_to_same(
+    headers, dropped = alert_to_same_headers(
         alert,
         station=station,
         now=now or datetime.now(UTC),
         country=option_str(options, "country", "auto"),
         crosswalk=crosswalk_option(options),
         widen=widen_option(options),
+        over_31=over_31_option(option_str(options, "over_31", "split")),
     )
+    first = headers[0]
+    attributes = {"event": first.event, "originator": first.originator, "eom": "NNNN"}
+    attributes["headers"] = str(len(headers))
+    if dropped:
+        attributes["locations_left_out"] = str(dropped)
+        log.warning(
+            "same_locations_left_out", key=str(alert.key), left_out=dropped, kept=MAX_LOCATIONS
+        )
+        SAME_LOCATIONS_LEFT_OUT.inc(dropped)
     return Rendered(
-        (header.to_text().encode("ascii"),),
-        "text/x-same-header",
-        {"event": header.event, "originator": header.originator, "eom": "NNNN"},
+        tuple(h.to_text().encode("ascii") for h in headers), "text/x-same-header", attributes
     )
 
 
@@ -168,6 +187,7 @@ def _check_same(options: Mapping[str, Any]) -> None:
         raise ConfigError(msg)
     crosswalk_option(options)
     widen_option(options)
+    over_31_option(option_str(options, "over_31", "split"))
 
 
 def _check_edxl(options: Mapping[str, Any]) -> None:
@@ -201,7 +221,7 @@ OPTION_NAMES: Mapping[str, frozenset[str]] = {
         }
     ),
     "cap-cp": frozenset({"sender", "identifier_prefix", "crosswalk", "fallback_sgc"}),
-    "same": frozenset({"station", "country", "crosswalk", "widen", "now"}),
+    "same": frozenset({"station", "country", "crosswalk", "widen", "over_31", "now"}),
     "text": frozenset({"radio", "lang", "budget", "ascii_only", "forbidden", "max_parts"}),
     "edxl": frozenset({"version", "sender_id"}),
     "incident": frozenset(),

@@ -9,7 +9,10 @@ other than ``Public``, msgType Cancel/Ack/Error, no or past ``expires``, no even
   event map (the ECCC alert type refines watch/warning). An IPAWS/NWS alert without a SAME
   eventCode SHALL NOT be aired (ECIG) and is refused.
 * PSSCCC: ``SAME`` (and CAP 1.1 ``FIPS6``) geocodes in the order met; for Canadian alerts, area
-  by area, the ECCC ``CLC`` geocodes, else the SGC codes through ``sgc_clc.csv``. The first 31.
+  by area, the ECCC ``CLC`` geocodes, else the SGC codes through ``sgc_clc.csv``. A header
+  carries 31 codes at most: :func:`alert_to_same_headers` splits more into several headers
+  (``over_31 = "split"``, the default: every area is alerted) or keeps the first 31 as the
+  ECIG guide says (``over_31 = "first"``, and says how many it left out).
   A station in the other country (``country="US"``/``"CA"``) gets its own country's codes
   through the cross-border crosswalk (:mod:`gateway.translate.locations`). A derived code that
   covers a whole province or state (or the nation) for a smaller area is refused with the
@@ -56,6 +59,18 @@ def _refuse(reason: str) -> TranslationError:
     return TranslationError(f"no SAME header: {reason}")
 
 
+#: What a header does with more than 31 location codes (the route's ``over_31`` option).
+OVER_31_CHOICES = ("split", "first")
+
+
+def over_31_option(value: str) -> str:
+    """``value`` checked as an ``over_31`` choice (ConfigError naming the choices)."""
+    if value not in OVER_31_CHOICES:
+        msg = f"over_31 {value!r} is not one of {', '.join(OVER_31_CHOICES)}"
+        raise ConfigError(msg)
+    return value
+
+
 def alert_to_same(
     alert: Alert,
     *,
@@ -65,7 +80,34 @@ def alert_to_same(
     crosswalk: Crosswalk | None = None,
     widen: str = "none",
 ) -> SameHeader:
-    """The SAME header for ``alert`` (see the module docstring), or TranslationError.
+    """The first SAME header for ``alert`` (its first 31 location codes)."""
+    headers, _ = alert_to_same_headers(
+        alert,
+        station=station,
+        now=now,
+        country=country,
+        crosswalk=crosswalk,
+        widen=widen,
+        over_31="first",
+    )
+    return headers[0]
+
+
+def alert_to_same_headers(
+    alert: Alert,
+    *,
+    station: str,
+    now: datetime | None = None,
+    country: str = "auto",
+    crosswalk: Crosswalk | None = None,
+    widen: str = "none",
+    over_31: str = "split",
+) -> tuple[tuple[SameHeader, ...], int]:
+    """The SAME headers for ``alert`` (see the module docstring) and how many location
+    codes were left out (only with ``over_31 = "first"``), or TranslationError.
+
+    Split headers share event, originator, duration and issue time; each carries the next
+    31 codes in the order met.
 
     ``country`` is where the header is aired: ``US`` takes FIPS codes (a Canadian alert's
     SGC codes through the crosswalk) and only event codes US EAS may emit; ``CA`` takes CLC
@@ -76,6 +118,7 @@ def alert_to_same(
     if widen not in WIDEN_CHOICES:
         msg = f"widen {widen!r} is not one of {', '.join(WIDEN_CHOICES)}"
         raise ConfigError(msg)
+    over_31_option(over_31)
     if country not in ("auto", "US", "CA"):
         msg = f"country {country!r} is not auto, US or CA"
         raise ConfigError(msg)
@@ -112,10 +155,19 @@ def alert_to_same(
     if not found:
         raise _refuse("no SAME, CLC or mapped SGC location code")
     refuse_widening(found, widen, what="no SAME header")
-    locations = tuple(loc.code for loc in found)[:MAX_LOCATIONS]
+    codes = tuple(loc.code for loc in found)
+    chunks = [codes[i : i + MAX_LOCATIONS] for i in range(0, len(codes), MAX_LOCATIONS)]
+    dropped = 0
+    if over_31 == "first":
+        dropped = len(codes) - len(chunks[0])
+        chunks = chunks[:1]
     try:
         duration = round_duration(expires - alert.sent)
         issued = alert.sent.astimezone(UTC).replace(second=0, microsecond=0)
-        return SameHeader(org, event, locations, duration, issued, station.ljust(8)[:8])
+        headers = tuple(
+            SameHeader(org, event, chunk, duration, issued, station.ljust(8)[:8])
+            for chunk in chunks
+        )
     except CapParseError as exc:
         raise _refuse(str(exc)) from exc
+    return headers, dropped
