@@ -247,8 +247,17 @@ class Daemon:
             RECEIPT_SOURCE, None, {}, validation="warn", door=AUTHENTICATED
         )
         # What operators compose in the console: named, signed in, checked before it comes.
+        # Signed with the deployment's certificate, which is also what anchors it: the board
+        # shows our own alerts as verified (an expired or replaced certificate: unsigned).
+        console_cert = cfg.console.signing_cert_file
         self.policies[CONSOLE_SOURCE] = self._policy(
-            CONSOLE_SOURCE, None, {}, validation="reject", door=AUTHENTICATED
+            CONSOLE_SOURCE,
+            None,
+            {"trust_anchors": [str(console_cert)], "require_signature": False}
+            if console_cert is not None
+            else {},
+            validation="reject",
+            door=AUTHENTICATED,
         )
         self._acknowledging = {s.name for s in cfg.sources if s.enabled and s.acknowledge}
         self.policies[HTTP_SOURCE] = self._policy(

@@ -258,6 +258,11 @@ class TestTwoEocs:
         expect(alice.locator("details.raw")).to_contain_text("SignatureValue")  # signed
         key = unquote(alice.url.split("/alerts/", 1)[1])
         assert key.startswith(f"{WINDSOR_SENDER},borderlink-console-")
+        # Our own certificate anchors what our console signs: verified on our own board too.
+        own = api_alert(windsor, key)
+        assert own is not None
+        assert own["trust"]["signature"] == "valid"
+        assert own["trust"]["level"] == "verified"
         alert_page = alice.url
         # Admitted and delivered to the EOC's files; the air waits for a second operator.
         expect(alice.get_by_test_id("delivery-eoc-files")).to_have_attribute(
