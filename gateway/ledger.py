@@ -138,6 +138,7 @@ __all__ = [
     "failed",
     "invalid_key",
     "may_change",
+    "message_priority",
     "priority_of",
     "read_references",
     "rejected",
@@ -558,8 +559,25 @@ class StoredAlert:
 
 _RANK_WIDTH = len(URGENCY_RANK)
 _LOWEST_PRIORITY = 1 + len(SEVERITY_RANK) * _RANK_WIDTH
-# Inbound incident and radio messages queue behind every alert.
+# Inbound incident and radio messages queue behind every alert, unless an incident says
+# it is more urgent (:func:`message_priority`).
 MESSAGE_PRIORITY = _LOWEST_PRIORITY + 1
+_INCIDENT_PRIORITY = {
+    # An urgent incident goes with Severe and Immediate alerts, a high one with Moderate and
+    # Immediate ones (enqueue time breaks ties); only Broadcast-Immediately and Extreme and
+    # Immediate alerts always go first.
+    "urgent": 1 + SEVERITY_RANK[Severity.SEVERE] * _RANK_WIDTH + URGENCY_RANK[Urgency.IMMEDIATE],
+    "high": 1 + SEVERITY_RANK[Severity.MODERATE] * _RANK_WIDTH + URGENCY_RANK[Urgency.IMMEDIATE],
+    "normal": MESSAGE_PRIORITY,
+    "low": MESSAGE_PRIORITY + 1,
+}
+
+
+def message_priority(incident_priority: str) -> int:
+    """Delivery priority of an incident or radio message; lower goes first. An incident's
+    ``priority`` (``urgent``, ``high``, ``normal``, ``low``) places it among the alerts;
+    radio traffic and incidents without one queue behind every alert."""
+    return _INCIDENT_PRIORITY.get(incident_priority, MESSAGE_PRIORITY)
 
 
 def priority_of(alert: Alert) -> int:

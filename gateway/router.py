@@ -52,9 +52,9 @@ from gateway.config import Config, Filters, Region, RouteConfig, SinkConfig
 from gateway.errors import FrameError, LocationWideningError, TranslationError
 from gateway.ledger import (
     ANONYMOUS,
-    MESSAGE_PRIORITY,
     Admission,
     PlannedDelivery,
+    message_priority,
     priority_of,
     trust_rank,
 )
@@ -554,6 +554,7 @@ def plan_message(router: Router, ctx: MessageContext) -> list[PlannedDelivery]:
         "signature": "unsigned",
         "priority": "chatter",
     }
+    priority = message_priority(inbound.incident.priority if inbound.incident else "")
     for route in router.message_routes:
         if not _message_matches(route, ctx):
             continue
@@ -598,7 +599,7 @@ def plan_message(router: Router, ctx: MessageContext) -> list[PlannedDelivery]:
                 parts=result.parts,
                 content_type=result.content_type,
                 attributes=attributes,
-                priority=MESSAGE_PRIORITY,
+                priority=priority,
                 expires=expires,
                 held=held,
             )

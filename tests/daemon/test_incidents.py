@@ -261,6 +261,17 @@ class TestPlanMessage:
         assert entry.attributes["sender"] == "VE7ABC"
         assert entry.route == "to-eoc"
 
+    @pytest.mark.parametrize(
+        ("priority", "rank"),
+        [("urgent", 6), ("high", 11), ("normal", MESSAGE_PRIORITY), ("low", MESSAGE_PRIORITY + 1)],
+    )
+    def test_an_incidents_priority_places_it_among_alerts(self, priority: str, rank: int) -> None:
+        # 6 is where a Severe and Immediate alert goes, 11 a Moderate and Immediate one.
+        raw = incident_to_json(replace(INCIDENT, priority=priority))
+        planned = self.plan(raw, "mqtt", channel="field/ca")
+        assert set(planned) == {"eoc", "aprs", "siren"}  # the incident's agency: surrey-fd
+        assert {p.priority for p in planned.values()} == {rank}
+
     def test_channel_and_sender_filters(self) -> None:
         assert self.plan(b"hello", source="mqtt", channel="field/us") == {}
         assert set(self.plan(b"hello", source="mqtt", channel="FIELD/CA")) == {"eoc", "aprs"}
@@ -316,6 +327,22 @@ class TestLedgerMessages:
             assert ledger.alerts() == []
             events = [j.event for j in ledger.journal(first.key)]
             assert events == ["enqueued", "admitted", "duplicate"]
+
+    def test_an_urgent_incident_is_sent_before_earlier_traffic(self, tmp_path: Path) -> None:
+        with SqliteLedger(tmp_path / "l.db") as ledger:
+            chatter = self.admit(ledger, radio("Crews en route", number="7"))
+            raw = incident_to_json(replace(INCIDENT, priority="urgent"))
+            inbound = parse_inbound(raw)
+            key = message_key(inbound, source="mqtt", received_at=T0, raw=raw)
+            planned = [PlannedDelivery("eoc", "r", (raw,), "application/json", {}, 6, None)]
+            first = ledger.admit_message(
+                message_record(inbound, key, raw),
+                source="mqtt",
+                received_at=T0,
+                plan=lambda _a: planned,
+            )
+            due = ledger.due("eoc", T0 + timedelta(seconds=1), limit=10)
+            assert [e.key for e in due] == [first.key, chatter.key]
 
     def test_forgotten_after_the_dedup_floor(self, tmp_path: Path) -> None:
         with SqliteLedger(tmp_path / "l.db", dedup_floor=timedelta(days=7)) as ledger:
