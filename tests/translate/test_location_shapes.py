@@ -32,6 +32,9 @@ from cap_schemas.location_shapes import (
 )
 from cap_schemas.model import Alert, Area, Circle, Point, Polygon, ValuePair
 from cap_schemas.serialize import to_xml
+from cap_schemas.tables import Crosswalk
+from gateway.errors import LocationWideningError, TranslationError
+from gateway.translate.locations import resolve
 from gateway.translate.same import alert_to_same
 from tests.helpers import corpus_dir
 from tests.translate.conftest import SENT
@@ -125,6 +128,75 @@ class TestShapeZones:
 
     def test_a_subdivision_split_between_zones_gives_each(self) -> None:
         assert [z.clc for z in shape_zones(area(polygons=(OTTAWA,)))] == ["045410", "045420"]
+
+
+class TestResolve:
+    """Where the polygon step sits in the order of issue #13, and that it never widens."""
+
+    def test_a_polygon_only_alert_gets_its_zone_with_the_reason(
+        self, eccc_alert: Callable[..., Alert]
+    ) -> None:
+        alert = with_areas(eccc_alert(clc=(), sgc=()), area(polygons=(WINDSOR,)))
+        assert codes(alert) == ("041420",)
+        (found,) = resolve(alert.infos[0], "CA", Crosswalk.default())
+        assert found.origin == (
+            "the alert's polygon, which contains the reference point of SGC 3537039 Windsor"
+            " (census subdivision)"
+        )
+        assert not found.widens
+
+    def test_the_shape_replaces_a_widening_code(self, eccc_alert: Callable[..., Alert]) -> None:
+        sidney = area(sgc=("5917010",), polygons=(SAANICH,))
+        alert = with_areas(eccc_alert(clc=(), sgc=()), sidney)
+        assert codes(alert) == ("081600",)
+        (found,) = resolve(alert.infos[0], "CA", Crosswalk.default())
+        assert found.origin == (
+            "the alert's polygon, which contains the zone's own reference point"
+        )
+
+    def test_a_shape_that_reaches_no_zone_leaves_the_refusal(
+        self, eccc_alert: Callable[..., Alert]
+    ) -> None:
+        sidney = area(sgc=("5917010",), polygons=(SIDNEY,))
+        alert = with_areas(eccc_alert(clc=(), sgc=()), sidney)
+        with pytest.raises(LocationWideningError) as info:
+            codes(alert)
+        assert "080000 British Columbia (whole province or territory)" in str(info.value)
+        assert codes(alert, widen="province") == ("080000",)
+
+    def test_a_shape_in_another_province_does_not_stand_in(
+        self, eccc_alert: Callable[..., Alert]
+    ) -> None:
+        # Sidney's code names all of BC; a polygon at Windsor is no answer for it.
+        sidney = area(sgc=("5917010",), polygons=(WINDSOR,))
+        with pytest.raises(LocationWideningError, match="080000 British Columbia"):
+            codes(with_areas(eccc_alert(clc=(), sgc=()), sidney))
+
+    def test_a_usable_sgc_code_comes_first(self, eccc_alert: Callable[..., Alert]) -> None:
+        # Windsor's own SGC code wins over a polygon drawn somewhere else.
+        windsor = area(sgc=("3537039",), polygons=(SAANICH,))
+        assert codes(with_areas(eccc_alert(clc=(), sgc=()), windsor)) == ("041420",)
+
+    def test_the_alerts_own_clc_code_comes_first(self, eccc_alert: Callable[..., Alert]) -> None:
+        alert = eccc_alert(clc=("045410",), sgc=())
+        alert = with_areas(alert, replace(alert.infos[0].areas[0], polygons=(WINDSOR,), circles=()))
+        assert codes(alert) == ("045410",)
+
+    def test_a_shape_with_no_zone_and_no_code_is_refused(
+        self, eccc_alert: Callable[..., Alert]
+    ) -> None:
+        alert = with_areas(eccc_alert(clc=(), sgc=()), area(polygons=(LAKE_ERIE,)))
+        with pytest.raises(TranslationError, match="no SAME, CLC or mapped SGC location code"):
+            codes(alert)
+
+    def test_a_zone_outside_clc_names_is_named_after_eccc(
+        self, eccc_alert: Callable[..., Alert]
+    ) -> None:
+        alert = with_areas(
+            eccc_alert(clc=(), sgc=()), area(polygons=(box(49.44, -123.16, 49.46, -123.14),))
+        )
+        (found,) = resolve(alert.infos[0], "CA", Crosswalk.default())
+        assert found.area.describe() == "082511 BC082511 (forecast region)"
 
 
 class TestShippedTables:
