@@ -8,7 +8,9 @@ census subdivision (7 digits), a census division (4), a province or territory (2
 (``0``/``00``), or an ECCC marine area.
 
 :class:`Scale` orders them (a subdivision is the smallest); :func:`code_area` names the area
-of a SAME or CLC code and gives its scale; :func:`sgc_scale` gives the scale of an SGC code.
+of a SAME or CLC code and gives its scale (a CLC code missing from ``clc_names.csv`` is
+named after Environment Canada's base zone table, ``clc_zones.csv``); :func:`sgc_scale`
+gives the scale of an SGC code.
 A code *widens* an alert when it covers a province, a state or more while the area it was
 derived from is smaller (:func:`widens`).
 """
@@ -20,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
+from cap_schemas.location_shapes import clc_zones
 from cap_schemas.tables import clc_names, fips_names, sgc_entries, sgc_entry, state_names
 
 __all__ = ["CodeArea", "Scale", "code_area", "sgc_scale", "widens"]
@@ -120,7 +123,12 @@ def _clc_area(code: str) -> CodeArea:
         return CodeArea(code, "CA", *wide)
     named = clc_names().get(code)
     if named is None:
-        return CodeArea(code, "CA", Scale.DIVISION, "unknown CLC region", "not in the CLC table")
+        zone = clc_zones().get(code)
+        if zone is None:
+            return CodeArea(
+                code, "CA", Scale.DIVISION, "unknown CLC region", "not in the CLC table"
+            )
+        return CodeArea(code, "CA", Scale.DIVISION, zone.name, "forecast region")
     kind = "marine zone" if code.startswith("00") else "forecast region"
     return CodeArea(code, "CA", Scale.DIVISION, named, kind)
 

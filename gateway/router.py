@@ -44,6 +44,7 @@ from typing import Any
 
 import structlog
 
+from cap_schemas.location_shapes import EARTH_RADIUS_KM, distance_km
 from cap_schemas.model import Alert, AlertKey, Area, Info, MsgType, Status
 from gateway import approvals
 from gateway.border import near_border
@@ -86,8 +87,6 @@ ROUTE_SKIPPED = REGISTRY.counter(
     ("route", "sink", "reason"),
 )
 
-EARTH_RADIUS_KM = 6371.0088
-
 LatLon = tuple[float, float]
 
 
@@ -96,12 +95,7 @@ LatLon = tuple[float, float]
 
 def haversine_km(a: LatLon, b: LatLon) -> float:
     """Great-circle distance in km between two (lat, lon) points."""
-    lat1, lon1, lat2, lon2 = map(math.radians, (a[0], a[1], b[0], b[1]))
-    h = (
-        math.sin((lat2 - lat1) / 2) ** 2
-        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    )
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+    return distance_km(a[0], a[1], b[0], b[1])
 
 
 def _project(points: Iterable[LatLon], lat0: float) -> list[tuple[float, float]]:

@@ -136,8 +136,9 @@ class TestValidate:
         assert f"{missing}: UNREADABLE: cannot read the file" in done.stdout
 
 
-def tornado_for(tmp_path: Path, *sgc: str) -> Path:
-    """The ECCC tornado warning with its first area's geocodes replaced by ``sgc`` codes."""
+def tornado_for(tmp_path: Path, *sgc: str, polygon: str = "") -> Path:
+    """The ECCC tornado warning with its first area's geocodes replaced by ``sgc`` codes
+    (and its polygon by ``polygon``)."""
     source = TORNADO.read_text(encoding="utf-8")
     start, end = source.index("<area>"), source.index("</area>") + len("</area>")
     geocodes = "".join(
@@ -145,7 +146,8 @@ def tornado_for(tmp_path: Path, *sgc: str) -> Path:
         "</geocode>"
         for code in sgc
     )
-    area = f"<area><areaDesc>{' - '.join(sgc)}</areaDesc>{geocodes}</area>"
+    shape = f"<polygon>{polygon}</polygon>" if polygon else ""
+    area = f"<area><areaDesc>{' - '.join(sgc) or 'shape'}</areaDesc>{shape}{geocodes}</area>"
     path = tmp_path / "tornado.xml"
     path.write_text(source[:start] + area + source[end:], encoding="utf-8")
     return path
@@ -225,6 +227,26 @@ class TestInspect:
         assert (
             "  SAME US 053009: Clallam County, Washington (county) from SGC 5917010 Sidney"
             " (census subdivision) through the crosswalk"
+        ) in text
+
+    def test_a_polygon_only_area_shows_the_zones_it_reaches(self, tmp_path: Path) -> None:
+        # No geocode; a polygon around Windsor's reference point.
+        windsor = "42.25,-83.05 42.25,-82.93 42.33,-82.93 42.33,-83.05 42.25,-83.05"
+        path = tornado_for(tmp_path, polygon=windsor)
+        seen = json.loads(borderlink("inspect", "--json", str(path)).stdout)
+        assert seen["infos"][0]["locations"]["CA"][0] == {
+            "code": "041420",
+            "area": "Essex",
+            "kind": "forecast region",
+            "scale": "division",
+            "from": "the alert's polygon, which contains the reference point of SGC 3537039"
+            " Windsor (census subdivision)",
+            "widens": False,
+        }
+        text = borderlink("inspect", str(path)).stdout
+        assert (
+            "  SAME CA 041420: Essex (forecast region) from the alert's polygon, which contains"
+            " the reference point of SGC 3537039 Windsor (census subdivision)\n"
         ) in text
 
     def test_unreadable_file_or_anchor_is_2_and_named(self, tmp_path: Path) -> None:

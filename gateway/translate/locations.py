@@ -7,7 +7,12 @@ The codes of one ``<area>`` come, in this order, from
 2. its CAP-CP locations (Statistics Canada SGC) through ``sgc_clc.csv`` (Canada) or the
    cross-border crosswalk (United States);
 3. for a Canadian station, when its SGC codes give none, its US counties through the
-   crosswalk, then SGC -> CLC.
+   crosswalk, then SGC -> CLC;
+4. for a Canadian station, when 2 and 3 give no code, its polygons and circles: the CLC
+   zones whose Environment Canada reference points they contain
+   (:func:`cap_schemas.location_shapes.shape_zones`); when 2 and 3 give codes that widen the
+   alert, the shape's zones in the province (or group) such a code names replace those
+   codes. A shape that reaches no such zone leaves the codes as they were.
 
 An alert's own code is taken as it is. A derived code that covers a province, a state or more
 while the area it was derived from is smaller (a whole-province CLC for a municipality, a
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cap_schemas.location_areas import CodeArea, Scale, code_area, sgc_scale, widens
+from cap_schemas.location_shapes import shape_zones
 from cap_schemas.model import Area, Info
 from cap_schemas.tables import Crosswalk, sgc_entry
 from gateway.errors import ConfigError, LocationWideningError
@@ -128,10 +134,35 @@ def _area_codes(area: Area, country: str, crosswalk: Crosswalk) -> Iterator[Loca
         yield from own
         return
     mapped = [loc for sgc in area.geocode_values(CAPCP_LOCATION) for loc in _clc_from_sgc(sgc)]
-    yield from mapped
     if not mapped:
-        for us in _us_values(area):
-            yield from _clc_from_us(us, crosswalk)
+        mapped = [loc for us in _us_values(area) for loc in _clc_from_us(us, crosswalk)]
+    widening = {m.code[:2] for m in mapped if m.widens}
+    shaped = list(_clc_from_shape(area)) if not mapped or widening else []
+    if mapped:  # the shape stands in for a widening code only in the province it names
+        shaped = [s for s in shaped if s.code[:2] in widening]
+    if not shaped:
+        yield from mapped
+        return
+    yield from (m for m in mapped if not m.widens)
+    yield from shaped
+
+
+def _clc_from_shape(area: Area) -> Iterator[LocationCode]:
+    """The CLC zones the area's polygons and circles reach (never a province-wide code)."""
+    for found in shape_zones(area):
+        if found.via == "zone":
+            seen = "the zone's own reference point"
+        else:
+            _, words = _sgc_words(found.via, clc=True)
+            seen = f"the reference point of {words}"
+        origin = f"the alert's {_shape_words(area)}, which contains {seen}"
+        yield LocationCode(code_area(found.clc, "CA"), origin, Scale.SUBDIVISION)
+
+
+def _shape_words(area: Area) -> str:
+    if area.polygons and area.circles:
+        return "polygon or circle"
+    return "polygon" if area.polygons else "circle"
 
 
 def resolve(info: Info, country: str, crosswalk: Crosswalk) -> tuple[LocationCode, ...]:

@@ -118,3 +118,46 @@ async def test_ipaws_state_wide_row_only_with_widen(
     assert not list(strict.glob("*"))
     (translated,) = [parse_alert(p.read_bytes()) for p in wide.glob("*.1")]
     assert translated.infos[0].areas[0].geocode_values("SAME") == ("053000",)
+
+
+# Around Windsor's reference point; Sidney to Victoria (Greater Victoria's zone point, and
+# subdivisions the table maps only to all of BC); open water in Lake Erie.
+WINDSOR = "42.25,-83.05 42.25,-82.93 42.33,-82.93 42.33,-83.05 42.25,-83.05"
+SAANICH = "48.40,-123.55 48.40,-123.25 48.70,-123.25 48.70,-123.55 48.40,-123.55"
+LAKE_ERIE = "42.2,-81.8 42.2,-81.6 42.4,-81.6 42.4,-81.8 42.2,-81.8"
+
+
+async def test_the_polygon_step_through_a_route(
+    mosquitto: Broker, tmp_path: Path, cap: CapFactory
+) -> None:
+    """A shape with no usable code reaches the ENDEC with the CLC zones it contains the
+    reference points of; a shape that contains none is refused, not widened."""
+    config = load(daemon_toml(tmp_path, mosquitto.url, sinks=SINKS, routes=ROUTES))
+    tornado = (("SAME", "TOR"),)
+    windsor = cap(geocodes=(), polygon=WINDSOR, event_codes=tornado)
+    sidney = cap(geocodes=((SGC, "5917010"),), polygon=SAANICH, event_codes=tornado)
+    circle = cap(geocodes=(), circle="42.2895,-82.9883 5", event_codes=tornado)
+    erie = cap(geocodes=(), polygon=LAKE_ERIE, event_codes=tornado)
+    strict, wide = tmp_path / "spool" / "strict", tmp_path / "spool" / "wide"
+    skipped = ROUTE_SKIPPED.value(route="same-strict", sink="endec-strict", reason="translation")
+    async with running_daemon(config):
+        await publish_all(mosquitto, [windsor, sidney, circle, erie])
+
+        async def planned_and_written() -> bool:
+            refused = ROUTE_SKIPPED.value(
+                route="same-strict", sink="endec-strict", reason="translation"
+            )
+            return refused == skipped + 1 and len(list(strict.glob("*.json"))) == 3
+
+        await poll_until(planned_and_written)
+    assert sorted(h.split("+")[0] for h in headers(strict)) == [
+        "ZCZC-CIV-TOR-041420",
+        "ZCZC-CIV-TOR-041420",
+        "ZCZC-CIV-TOR-081600",
+    ]
+    # widen = "province" changes nothing here: the shape's zone replaces Sidney's 080000.
+    assert sorted(h.split("+")[0] for h in headers(wide)) == [
+        "ZCZC-CIV-TOR-041420",
+        "ZCZC-CIV-TOR-041420",
+        "ZCZC-CIV-TOR-081600",
+    ]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cap_schemas.model import Alert, Area, MsgType, Scope, Status, ValuePair
+from cap_schemas.model import Alert, Area, MsgType, Point, Polygon, Scope, Status, ValuePair
 from cap_schemas.same import SameHeader, SameHeaderError
 from cap_schemas.same_cap import same_to_alert
 from cap_schemas.validate import is_valid, validate
@@ -201,8 +201,15 @@ class TestCountry:
         assert header.locations == ("041420", "041310", "041320")  # Essex, Lambton
 
     def test_nothing_across_the_border(self, us_alert: Callable[..., Alert]) -> None:
+        # An Alaska borough with no crosswalk row, drawn around Fairbanks: no Canadian zone.
+        ring = ((64.7, -148.0), (64.7, -147.5), (65.0, -147.5), (65.0, -148.0), (64.7, -148.0))
+        fairbanks = Area(
+            area_desc="Fairbanks North Star, AK",
+            polygons=(Polygon(tuple(Point(lat, lon) for lat, lon in ring)),),
+            geocodes=(ValuePair("SAME", "002090"),),
+        )
         with pytest.raises(TranslationError, match="location"):
-            alert_to_same(us_alert(same_codes=("022071",)), station="X", now=NOW, country="CA")
+            alert_to_same(us_alert(areas=(fairbanks,)), station="X", now=NOW, country="CA")
 
     def test_bad_country(self, us_alert: Callable[..., Alert]) -> None:
         with pytest.raises(ConfigError, match="country"):
