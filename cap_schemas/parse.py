@@ -552,8 +552,10 @@ class _Reader:
         self.warnings: list[str] = []
         self.names = _CAP_NAMES[ns]
         self.pair_tags = (f"{{{ns}}}valueName", f"{{{ns}}}value")
-        # Times already read in this document (the blocks of a bilingual alert repeat them).
+        # Times and polygons already read in this document (the blocks of a bilingual alert
+        # repeat them).
         self.times: dict[str, datetime] = {}
+        self.polygons: dict[str, Polygon] = {}
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -653,17 +655,29 @@ class _Reader:
             raise self.fail(el, f"<{name}>: point {text!r} is not lat,lon") from None
 
     def polygon(self, el: etree._Element) -> Polygon:
-        parts = self.token(el).split()
+        text = el.text or ""
+        known = self.polygons.get(text)
+        if known is not None:
+            return known
+        parts = text.split()
         lats: list[float] = []
         lons: list[float] = []
+        add_lat = lats.append
+        add_lon = lons.append
         try:  # the common case in one pass: every token "lat,lon"
             for part in parts:
                 lat_s, lon_s = part.split(",")
-                lats.append(float(lat_s))
-                lons.append(float(lon_s))
+                add_lat(float(lat_s))
+                add_lon(float(lon_s))
         except ValueError:  # say which point is wrong, and how
             return Polygon(tuple(self.point(el, p, "polygon") for p in parts))
-        return Polygon.from_coordinates(tuple(lats), tuple(lons))
+        polygon = Polygon.from_coordinates(tuple(lats), tuple(lons))
+        # Shared with the other blocks of the document that repeat it (the French block of a
+        # bilingual alert), unless it may hold a NaN: two NaN points are equal only when they
+        # are the same object, so sharing would change how such polygons compare.
+        if "n" not in text and "N" not in text:
+            self.polygons[text] = polygon
+        return polygon
 
     def circle(self, el: etree._Element) -> Circle:
         parts = self.token(el).split()

@@ -231,13 +231,17 @@ def _same(a: float, b: float) -> bool:
 
 
 def _in_range(values: Sequence[float], limit: float) -> bool:
-    """Every value within -limit..limit (True for none). A NaN fails every comparison, so
-    ``min`` and ``max`` may pass over it; the sum, NaN with any NaN (or both infinities) in
-    the values, catches it."""
+    """Every value within -limit..limit (True for none).
+
+    One sort gives the smallest and the largest value (cheaper than ``min`` and ``max``).
+    A NaN fails every comparison, so the sort may leave it anywhere; the sum, NaN with any
+    NaN (or both infinities) among the values, catches it.
+    """
     if not values:
         return True
+    ordered = sorted(values)
     total = sum(values)
-    return -limit <= min(values) and max(values) <= limit and total == total  # noqa: PLR0124
+    return -limit <= ordered[0] and ordered[-1] <= limit and total == total  # noqa: PLR0124
 
 
 def _area(area: Area, i: int, j: int) -> Iterator[Finding]:
