@@ -10,8 +10,12 @@ them) but take no part in equality.
 from __future__ import annotations
 
 import enum
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
+from typing import TYPE_CHECKING
 
 CAP12_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 CAP11_NS = "urn:oasis:names:tc:emergency:cap:1.1"
@@ -149,11 +153,68 @@ class Point:
     lon: float
 
 
+_new_object = object.__new__
+# The slots' descriptors: setting through them skips the frozen dataclass's __setattr__.
+_set_lat: Callable[[Point, float], None] = Point.__dict__["lat"].__set__
+_set_lon: Callable[[Point, float], None] = Point.__dict__["lon"].__set__
+
+
+def points_of(lats: Sequence[float], lons: Sequence[float]) -> tuple[Point, ...]:
+    """``tuple(map(Point, lats, lons))`` built in bulk: a polygon has tens to thousands of
+    points, and the frozen dataclass's ``__init__`` (two ``object.__setattr__`` calls from
+    Python) is the largest single cost of reading one. The objects are the same: a ``Point``
+    with both slots set."""
+    points = list(map(_new_object, repeat(Point, len(lats))))
+    deque(map(_set_lat, points, lats), maxlen=0)
+    deque(map(_set_lon, points, lons), maxlen=0)
+    return tuple(points)
+
+
+class _Coordinates:
+    """The slot where a polygon read from a document keeps its coordinates (latitudes and
+    longitudes, as two sequences) until its points are asked for."""
+
+    __slots__ = ("_lats_lons",)
+    _lats_lons: tuple[Sequence[float], Sequence[float]]
+
+
 @dataclass(frozen=True, slots=True)
-class Polygon:
-    """A closed ring of at least four points (first == last)."""
+class Polygon(_Coordinates):
+    """A closed ring of at least four points (first == last).
+
+    A polygon read by :mod:`cap_schemas.parse` builds its :class:`Point` objects the first
+    time ``points`` is read (equality, hashing, ``repr`` and pickling read it too), so that
+    an alert whose polygons are only checked (:func:`coordinates`) never builds them.
+    """
 
     points: tuple[Point, ...]
+
+    @classmethod
+    def from_coordinates(cls, lats: Sequence[float], lons: Sequence[float]) -> Polygon:
+        """The polygon of these points (as many latitudes as longitudes), points built later."""
+        polygon = _new_object(cls)
+        object.__setattr__(polygon, "_lats_lons", (lats, lons))
+        return polygon
+
+    def coordinates(self) -> tuple[Sequence[float], Sequence[float]]:
+        """(latitudes, longitudes) of the points, in order, without building any point."""
+        try:
+            return self._lats_lons
+        except AttributeError:  # built from points
+            points = self.points
+            return [p.lat for p in points], [p.lon for p in points]
+
+    if not TYPE_CHECKING:  # hidden from the type checker, which would accept any attribute
+
+        def __getattr__(self, name: str) -> object:
+            """Reached only for a slot that is not set: ``points`` of a polygon made by
+            :meth:`from_coordinates`, built (once) from its coordinates."""
+            if name != "points":
+                raise AttributeError(name)
+            lats, lons = self._lats_lons
+            points = points_of(lats, lons)
+            object.__setattr__(self, "points", points)
+            return points
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import re
 import threading
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
-from itertools import repeat
 from typing import TypeVar
 
 from lxml import etree
@@ -403,6 +400,30 @@ _TIME_RE = re.compile(
 # Time zone objects by offset text ("-04:00"): the few a feed uses, built once.
 _ZONES: dict[str, timezone] = {}
 
+# The form nearly every CAP time is written in: seconds and an explicit offset, no fraction.
+_COMMON_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d")
+
+
+def _common_time(value: str) -> datetime | None:
+    """``value`` read by the C parser when it is in the common form with an offset already
+    seen valid (only those are in ``_ZONES``) and ASCII digits; None for anything else, which
+    :func:`parse_cap_time` then reads (and judges) the long way.
+
+    ``fromisoformat`` gives the offset as a fixed ``timezone`` equal to the one of
+    ``_ZONES`` (equality, hash, ``repr`` and arithmetic are the same).
+    """
+    if (
+        len(value) == 25
+        and value[19:] in _ZONES
+        and value.isascii()
+        and _COMMON_TIME.fullmatch(value) is not None
+    ):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:  # a date or time that does not exist: said the long way
+            return None
+    return None
+
 
 def parse_cap_time(
     text: str,
@@ -419,6 +440,9 @@ def parse_cap_time(
     without any zone is always an error: it cannot be placed on the timeline.
     """
     value = text.strip()
+    common = _common_time(value)
+    if common is not None:
+        return common
     match = _TIME_RE.match(value)
     if match is None:
         raise CapParseError(
@@ -427,14 +451,6 @@ def parse_cap_time(
             reason="bad_value",
         )
     year, month, day, hour, minute, second, fraction, zone = match.groups()
-    # The common case, read by the C parser: an offset already seen valid (only those are in
-    # _ZONES), no fraction, ASCII digits. Whatever it refuses is read below as it always was.
-    known = _ZONES.get(zone) if zone is not None and fraction is None else None
-    if known is not None and value.isascii():
-        try:
-            return datetime.fromisoformat(value).replace(tzinfo=known)
-        except ValueError:
-            pass
     if zone is None:
         raise CapParseError(
             f"{where}: {value!r} has no time zone offset",
@@ -526,23 +542,6 @@ _CAP_NAMES: dict[str, dict[object, str]] = {
     ns: {f"{{{ns}}}{name}": name for name in _CAP_ELEMENTS} for ns in CAP_NAMESPACES
 }
 
-_new_object = object.__new__
-# The slots' descriptors: setting through them skips the frozen dataclass's __setattr__.
-_set_lat: Callable[[Point, float], None] = Point.__dict__["lat"].__set__
-_set_lon: Callable[[Point, float], None] = Point.__dict__["lon"].__set__
-
-
-def _points(lats: list[float], lons: list[float]) -> tuple[Point, ...]:
-    """``tuple(map(Point, lats, lons))`` built in bulk: a polygon has tens to thousands of
-    points, and the frozen dataclass's ``__init__`` (two ``object.__setattr__`` calls from
-    Python) was the largest single cost of reading an alert. The objects are the same: a
-    ``Point`` with both slots set."""
-    points = list(map(_new_object, repeat(Point, len(lats))))
-    deque(map(_set_lat, points, lats), maxlen=0)
-    deque(map(_set_lon, points, lons), maxlen=0)
-    return tuple(points)
-
-
 class _Reader:
     """Reads one CAP document of a given namespace into the 1.2 model."""
 
@@ -553,8 +552,10 @@ class _Reader:
         self.warnings: list[str] = []
         self.names = _CAP_NAMES[ns]
         self.pair_tags = (f"{{{ns}}}valueName", f"{{{ns}}}value")
-        # Times already read in this document (the blocks of a bilingual alert repeat them).
+        # Times and polygons already read in this document (the blocks of a bilingual alert
+        # repeat them).
         self.times: dict[str, datetime] = {}
+        self.polygons: dict[str, Polygon] = {}
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -595,18 +596,22 @@ class _Reader:
         return member  # type: ignore[return-value]  # a member of cls
 
     def time(self, el: etree._Element, name: str) -> datetime:
-        text = self.text(el)
+        text = el.text or ""
         if not self.lenient:  # CAP 1.2: a time that reads adds no warning, so it can be reused
             known = self.times.get(text)
             if known is not None:
                 return known
-        value = parse_cap_time(
-            text,
-            lenient=self.lenient,
-            warnings=self.warnings,
-            where=f"<{name}>",
-            line=el.sourceline,
-        )
+        # The common form straight away (what parse_cap_time tries first, without building
+        # the place of an error that cannot happen).
+        value = _common_time(text) if len(text) == 25 else None
+        if value is None:
+            value = parse_cap_time(
+                text,
+                lenient=self.lenient,
+                warnings=self.warnings,
+                where=f"<{name}>",
+                line=el.sourceline,
+            )
         if not self.lenient:
             self.times[text] = value
         return value
@@ -650,17 +655,29 @@ class _Reader:
             raise self.fail(el, f"<{name}>: point {text!r} is not lat,lon") from None
 
     def polygon(self, el: etree._Element) -> Polygon:
-        parts = self.token(el).split()
+        text = el.text or ""
+        known = self.polygons.get(text)
+        if known is not None:
+            return known
+        parts = text.split()
         lats: list[float] = []
         lons: list[float] = []
+        add_lat = lats.append
+        add_lon = lons.append
         try:  # the common case in one pass: every token "lat,lon"
             for part in parts:
                 lat_s, lon_s = part.split(",")
-                lats.append(float(lat_s))
-                lons.append(float(lon_s))
+                add_lat(float(lat_s))
+                add_lon(float(lon_s))
         except ValueError:  # say which point is wrong, and how
             return Polygon(tuple(self.point(el, p, "polygon") for p in parts))
-        return Polygon(_points(lats, lons))
+        polygon = Polygon.from_coordinates(tuple(lats), tuple(lons))
+        # Shared with the other blocks of the document that repeat it (the French block of a
+        # bilingual alert), unless it may hold a NaN: two NaN points are equal only when they
+        # are the same object, so sharing would change how such polygons compare.
+        if "n" not in text and "N" not in text:
+            self.polygons[text] = polygon
+        return polygon
 
     def circle(self, el: etree._Element) -> Circle:
         parts = self.token(el).split()

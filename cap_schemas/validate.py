@@ -108,8 +108,14 @@ def validate(alert: Alert, *, profile: str = "auto", xsd: bool = True) -> list[F
         findings.extend(capcp.check(alert, chosen))
     elif chosen == "ipaws":
         findings.extend(ipaws.check(alert, chosen))
-    order = {ERROR: 0, WARNING: 1, INFO: 2}
-    return sorted(findings, key=lambda f: order.get(f.severity, 3))
+    return sorted(findings, key=_severity_rank)
+
+
+_SEVERITY_ORDER = {ERROR: 0, WARNING: 1, INFO: 2}
+
+
+def _severity_rank(finding: Finding) -> int:
+    return _SEVERITY_ORDER.get(finding.severity, 3)
 
 
 def is_valid(findings: Iterable[Finding]) -> bool:

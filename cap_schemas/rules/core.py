@@ -10,7 +10,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
 from cap_schemas.model import Alert, Area, Info, MsgType, Resource, Scope, format_cap_datetime
@@ -224,31 +224,51 @@ def _point_problem(lat: float, lon: float) -> str | None:
     return None
 
 
+def _same(a: float, b: float) -> bool:
+    """Whether two coordinates make two points equal: ``Point`` equality compares
+    ``(lat, lon)`` tuples, which take the very same float object (a NaN too) as equal."""
+    return a is b or a == b
+
+
+def _in_range(values: Sequence[float], limit: float) -> bool:
+    """Every value within -limit..limit (True for none).
+
+    One sort gives the smallest and the largest value (cheaper than ``min`` and ``max``).
+    A NaN fails every comparison, so the sort may leave it anywhere; the sum, NaN with any
+    NaN (or both infinities) among the values, catches it.
+    """
+    if not values:
+        return True
+    ordered = sorted(values)
+    total = sum(values)
+    return -limit <= ordered[0] and ordered[-1] <= limit and total == total  # noqa: PLR0124
+
+
 def _area(area: Area, i: int, j: int) -> Iterator[Finding]:
     base = area_path(i, j)
     if not area.area_desc.strip():
         yield Finding(WARNING, "cap.empty-text", f"{base}/areaDesc", "<areaDesc> is empty")
     for n, polygon in enumerate(area.polygons, start=1):
         where = f"{base}/polygon[{n}]"
-        points = polygon.points
-        if len(points) < 4:
+        # Checked on the coordinates: a polygon read from a document builds no Point here.
+        lats, lons = polygon.coordinates()
+        if len(lats) < 4:
             yield Finding(
                 ERROR,
                 "cap.polygon",
                 where,
-                f"a polygon needs at least 4 points (first = last), has {len(points)}",
+                f"a polygon needs at least 4 points (first = last), has {len(lats)}",
             )
-        elif points[0] != points[-1]:
+        elif not (_same(lats[0], lats[-1]) and _same(lons[0], lons[-1])):
             yield Finding(
                 ERROR,
                 "cap.polygon",
                 where,
                 "the polygon is not closed: its first and last points differ",
             )
-        # NaN fails every comparison, so it is out of range here too.
-        if all(-90.0 <= p.lat <= 90.0 and -180.0 <= p.lon <= 180.0 for p in points):
+        if _in_range(lats, 90.0) and _in_range(lons, 180.0):
             continue
-        for point in points:
+        for point in polygon.points:
             problem = _point_problem(point.lat, point.lon)
             if problem:
                 yield Finding(ERROR, "cap.polygon", where, problem)

@@ -22,6 +22,7 @@ import random
 import re
 import sys
 from collections.abc import Callable, Iterator
+from itertools import product
 from pathlib import Path
 
 from cap_schemas.errors import CapParseError
@@ -248,6 +249,68 @@ def generated_cases() -> Iterator[tuple[str, bytes]]:
             yield f"{name}-{n}", data
 
 
+# The forms the faster reader and rules take apart, in pairs for the two blocks of the
+# bilingual alert: a polygon repeated in both blocks (read once and shared), NaN (never
+# shared: two NaN points are equal only as the same object), infinities, unclosed and short
+# rings; times in the common form with offsets a process may or may not have seen before,
+# out of range, or on days that do not exist.
+EDGE_POLYGONS = (
+    "45.5,-75.9 45.6,-75.5 45.3,-75.4 45.2,-75.8 45.5,-75.9",
+    "45.5,-75.9 45.6,-75.5 45.3,-75.4 45.2,-75.8",
+    "nan,-75.9 45.6,-75.5 45.3,-75.4 nan,-75.9",
+    "45.5,-75.9 nan,-75.5 45.3,-75.4 45.5,-75.9",
+    "45.5,-75.9 45.6,-75.5 45.3,nan 45.5,-75.9",
+    "45.5,nan 45.6,-75.5 45.3,-75.4 45.5,nan",
+    "NaN,1 2,3 4,5 NaN,1",
+    "inf,1 2,3 4,5 inf,1",
+    "-inf,1 inf,3 4,5 -inf,1",
+    "1e400,1 2,3 4,5 1e400,1",
+    "90,180 -90,-180 0,0 90,180",
+    "90.0000001,0 1,1 2,2 90.0000001,0",
+    "1,2 3,4 1,2",
+    "45.5,-75.9\t45.6,-75.5\n45.3,-75.4 45.5,-75.9",
+)
+EDGE_TIMES = (
+    "2026-07-01T12:00:00+05:30",
+    "2026-07-01T12:00:00+14:00",
+    "2026-07-01T12:00:00-12:00",
+    "2026-07-01T12:00:00+00:00",
+    "2026-07-01T12:00:00-00:00",
+    "2026-07-01T12:00:00+23:59",
+    "2026-07-01T12:00:00-23:60",
+    "2026-07-01T12:00:00+24:00",
+    "2026-02-29T12:00:00-04:00",
+    "2028-02-29T12:00:00-04:00",
+    "2026-04-31T12:00:00+05:30",
+    "2026-07-01T25:00:00-04:00",
+    "2026-07-01T12:60:00-04:00",
+    "2026-07-01T12:00:60-04:00",
+    "0001-01-01T00:00:00-04:00",
+    "2026-07-01T12:00:00.5-04:00",
+    "2026-07-01T12:00:00-04:00 ",
+    "2026-07-01t12:00:00-04:00",
+    "2026-07-01T12:00:00\u221204:00",
+)
+_POLYGON = b"45.5,-75.9 45.6,-75.5 45.3,-75.4 45.2,-75.8 45.5,-75.9"
+
+
+def edge_cases() -> Iterator[tuple[str, bytes]]:
+    """The bilingual alert with each pair of edge polygons in its two blocks, and with each
+    edge time as ``sent``, as both blocks' ``effective`` and as a CAP 1.1 ``sent``."""
+    first, rest = BILINGUAL.split(_POLYGON, 1)
+    for n, (one, two) in enumerate(product(EDGE_POLYGONS, repeat=2)):
+        yield f"edge-polygon-{n}", first + one.encode() + rest.replace(_POLYGON, two.encode())
+    for n, when in enumerate(EDGE_TIMES):
+        value = when.encode()
+        sent = re.sub(rb"<sent>[^<]*</sent>", b"<sent>" + value + b"</sent>", BILINGUAL)
+        yield f"edge-sent-{n}", sent
+        effective = re.sub(
+            rb"<effective>[^<]*</effective>", b"<effective>" + value + b"</effective>", BILINGUAL
+        )
+        yield f"edge-effective-{n}", effective
+        yield f"edge-cap11-{n}", sent.replace(b"emergency:cap:1.2", b"emergency:cap:1.1")
+
+
 def corpus_cases(name: str, data: bytes) -> Iterator[tuple[str, bytes]]:
     """A corpus alert and its seeded mutations."""
     yield name, data
@@ -285,6 +348,7 @@ def _all_cases() -> Iterator[tuple[str, bytes]]:
     from tests.cap.conftest import ALL_FILES, corpus_bytes  # noqa: PLC0415 - needs pytest
 
     yield from generated_cases()
+    yield from edge_cases()
     for folder, name in ALL_FILES:
         yield from corpus_cases(name, corpus_bytes(folder, name))
 

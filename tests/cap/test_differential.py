@@ -14,7 +14,7 @@ import json
 import pytest
 
 from tests.cap.conftest import ALL_FILES, corpus_bytes
-from tests.cap.differential import GOLDEN, corpus_cases, generated_cases, outcome
+from tests.cap.differential import GOLDEN, corpus_cases, edge_cases, generated_cases, outcome
 
 RECORDED: dict[str, dict[str, object]] = json.loads(GOLDEN.read_text(encoding="utf-8"))
 
@@ -37,6 +37,14 @@ class TestSameResults:
         # The mutations exercise both outcomes and the rules the speed-up touched.
         accepted = [c for c, _ in cases if RECORDED[c]["accepted"]]
         assert 500 < len(accepted) < len(cases) - 500
+        assert _differences(cases) == []
+
+    def test_edge_cases(self) -> None:
+        """Shared and NaN polygons, ranges, and times in and around the common form."""
+        cases = list(edge_cases())
+        assert len(cases) == 253
+        accepted = [c for c, _ in cases if RECORDED[c]["accepted"]]
+        assert 50 < len(accepted) < len(cases) - 20
         assert _differences(cases) == []
 
     @pytest.mark.conformance

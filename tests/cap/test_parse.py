@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 from collections.abc import Callable
+from dataclasses import FrozenInstanceError, replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -18,6 +21,7 @@ from cap_schemas.model import (
     Circle,
     MsgType,
     Point,
+    Polygon,
     ResponseType,
     Scope,
     Status,
@@ -326,6 +330,117 @@ class TestTimes:
     def test_malformed(self, text: str) -> None:
         with pytest.raises(CapParseError):
             parse_cap_time(text)
+
+    @pytest.mark.parametrize("zone", ["+05:45", "-09:30", "+13:00", "-00:00", "+00:00"])
+    def test_common_form_read_alike_before_and_after_its_offset_is_known(self, zone: str) -> None:
+        """The first time of an offset is read the long way, later ones the short way: the
+        same value, offset and ``repr``."""
+        first = parse_cap_time(f"2031-03-04T05:06:07{zone}")
+        again = parse_cap_time(f"2031-03-04T05:06:07{zone}")
+        sign = -1 if zone[0] == "-" else 1
+        offset = sign * timedelta(hours=int(zone[1:3]), minutes=int(zone[4:6]))
+        expected = datetime(2031, 3, 4, 5, 6, 7, tzinfo=timezone(offset))
+        assert first == again == expected
+        assert repr(first) == repr(again) == repr(expected)
+        assert again.utcoffset() == offset
+
+    @pytest.mark.parametrize(
+        ("text", "message"),
+        [
+            ("2026-02-29T12:00:00-04:00", "is not a real date-time"),
+            ("2026-07-01T24:00:00-04:00", "is not a real date-time"),
+            ("2026-07-01T12:00:00-04:60", "is out of range"),
+            ("2026-07-01T12:00:00+24:00", "is out of range"),
+            ("2026-07-01T12:00:00.5-04:00", "no 'Z', no fraction"),
+            ("2026-07-01 12:00:00-04:00", "is not a CAP date-time"),
+        ],
+    )
+    def test_near_the_common_form_still_refused_the_long_way(self, text: str, message: str) -> None:
+        parse_cap_time("2026-07-01T12:00:00-04:00")  # the offset is known
+        with pytest.raises(CapParseError, match=message):
+            parse_cap_time(text)
+
+    def test_other_digits_read_the_long_way(self) -> None:
+        """Digits of other scripts match the CAP pattern and read as their values."""
+        parse_cap_time("2026-07-01T12:00:00-04:00")  # the offset is known
+        arabic = parse_cap_time("\u0662\u0660\u0662\u0666-07-01T12:00:00-04:00")
+        assert arabic == parse_cap_time("2026-07-01T12:00:00-04:00")
+
+
+class TestPolygonsReadLazily:
+    """A polygon read from a document keeps its coordinates and builds its points when they
+    are first read; it is equal to (and hashes, prints and pickles like) the same polygon
+    built from points. A polygon repeated in the blocks of one document is read once."""
+
+    TEXT = "43.7,-79.6 43.6,-79.5 43.5,-79.7 43.7,-79.6"
+    BUILT = Polygon(
+        (Point(43.7, -79.6), Point(43.6, -79.5), Point(43.5, -79.7), Point(43.7, -79.6))
+    )
+
+    @staticmethod
+    def bilingual(en: str, fr: str) -> bytes:
+        def info(lang: str, polygon: str) -> str:
+            return (
+                f"<info><language>{lang}</language><category>Met</category>"
+                "<event>storm</event><urgency>Immediate</urgency><severity>Severe</severity>"
+                "<certainty>Likely</certainty>"
+                f"<area><areaDesc>x</areaDesc><polygon>{polygon}</polygon></area></info>"
+            )
+
+        return (
+            f'<alert xmlns="{CAP12_NS}"><identifier>x</identifier><sender>s</sender>'
+            "<sent>2026-01-01T00:00:00-05:00</sent><status>Actual</status>"
+            "<msgType>Alert</msgType><scope>Public</scope>"
+            f"{info('en-CA', en)}{info('fr-CA', fr)}</alert>"
+        ).encode()
+
+    def polygons(self, en: str, fr: str) -> tuple[Polygon, Polygon]:
+        alert = parse_alert(self.bilingual(en, fr))
+        return alert.infos[0].areas[0].polygons[0], alert.infos[1].areas[0].polygons[0]
+
+    def test_points_built_once_when_first_read(self) -> None:
+        polygon, _ = self.polygons(self.TEXT, "1,1 2,2 3,3 1,1")
+        slot = Polygon.__dict__["points"]
+        with pytest.raises(AttributeError):
+            slot.__get__(polygon)  # not built by reading the document
+        points = polygon.points
+        assert points == self.BUILT.points
+        assert slot.__get__(polygon) is points
+        assert polygon.points is points
+
+    def test_same_as_built_from_points(self) -> None:
+        polygon, _ = self.polygons(self.TEXT, "1,1 2,2 3,3 1,1")
+        assert polygon == self.BUILT
+        assert hash(polygon) == hash(self.BUILT)
+        assert repr(self.polygons(self.TEXT, "1,1 2,2 3,3 1,1")[0]) == repr(self.BUILT)
+        fresh = self.polygons(self.TEXT, "1,1 2,2 3,3 1,1")[0]
+        assert pickle.loads(pickle.dumps(fresh)) == self.BUILT
+        assert copy.deepcopy(self.polygons(self.TEXT, "1,1 2,2 3,3 1,1")[0]) == self.BUILT
+        assert replace(self.polygons(self.TEXT, "1,1 2,2 3,3 1,1")[0]) == self.BUILT
+        with pytest.raises(FrozenInstanceError):
+            polygon.points = ()  # type: ignore[misc]
+
+    def test_coordinates(self) -> None:
+        lats, lons = (43.7, 43.6, 43.5, 43.7), (-79.6, -79.5, -79.7, -79.6)
+        polygon, _ = self.polygons(self.TEXT, "1,1 2,2 3,3 1,1")
+        assert polygon.coordinates() == (lats, lons)
+        assert tuple(map(tuple, self.BUILT.coordinates())) == (lats, lons)
+        assert Polygon.from_coordinates(lats, lons) == self.BUILT
+
+    def test_repeated_polygon_read_once(self) -> None:
+        en, fr = self.polygons(self.TEXT, self.TEXT)
+        assert en is fr
+        other_en, other_fr = self.polygons(self.TEXT, " " + self.TEXT)
+        assert other_en is not other_fr
+        assert other_en == other_fr
+
+    @pytest.mark.parametrize("text", ["nan,1 2,2 3,3 nan,1", "1,NaN 2,2 3,3 1,NaN"])
+    def test_nan_polygons_never_shared(self, text: str) -> None:
+        """Two NaN points are equal only as the same object: the polygons of both blocks
+        stay apart, and unequal, as they always were."""
+        en, fr = self.polygons(text, text)
+        assert en is not fr
+        assert en != fr
 
 
 class TestSerialize:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -229,6 +230,61 @@ class TestCoreRules:
         ring = Polygon((Point(lat, lon), Point(1, 2), Point(2, 2), Point(lat, lon)))
         info = make_info(areas=(Area("x", polygons=(ring,)),))
         assert "cap.polygon" in errors(make_alert(infos=(info,)), "cap")
+
+    @pytest.mark.parametrize(
+        ("lats", "lons"),
+        [
+            ((1.0, 1.0, 2.0, 1.0), (1.0, 2.0, 2.0, 1.0)),  # closed, in range
+            ((1.0, 1.0, 2.0, 2.0), (1.0, 2.0, 2.0, 1.0)),  # open
+            ((1.0, 1.0, 1.0), (1.0, 2.0, 1.0)),  # too few points
+            ((), ()),  # none at all
+            ((1.0, 95.0, 2.0, 1.0), (1.0, 2.0, 2.0, 1.0)),  # latitude out of range
+            ((1.0, 1.0, 2.0, 1.0), (1.0, -180.5, 2.0, 1.0)),  # longitude out of range
+            ((1.0, math.nan, 2.0, 1.0), (1.0, 2.0, 2.0, 1.0)),  # NaN amid in-range values
+            ((1.0, 1.0, 2.0, 1.0), (1.0, 2.0, math.nan, 1.0)),
+            ((math.inf, 1.0, 2.0, -math.inf), (1.0, 2.0, 2.0, 1.0)),
+        ],
+    )
+    def test_polygon_rules_alike_on_points_and_on_coordinates(
+        self,
+        make_alert: MakeAlert,
+        make_info: MakeInfo,
+        lats: tuple[float, ...],
+        lons: tuple[float, ...],
+    ) -> None:
+        """A polygon read from a document is checked on its coordinates, one built in code
+        on its points: the findings are the same."""
+
+        def findings(ring: Polygon) -> list[Finding]:
+            info = make_info(areas=(Area("x", polygons=(ring,)),))
+            found = validate(make_alert(infos=(info,)), profile="cap", xsd=False)
+            return [f for f in found if f.rule == "cap.polygon"]
+
+        built = findings(Polygon(tuple(map(Point, lats, lons))))
+        assert findings(Polygon.from_coordinates(lats, lons)) == built
+        assert bool(built) == (lats != (1.0, 1.0, 2.0, 1.0) or lons != (1.0, 2.0, 2.0, 1.0))
+
+    def test_nan_ring_closed_only_by_the_same_point(
+        self, make_alert: MakeAlert, make_info: MakeInfo
+    ) -> None:
+        """Points compare their coordinates as tuples do: a NaN equals only itself, so a ring
+        that ends on its very first point is closed and one that ends on another NaN point
+        is not, however it was built."""
+        first = Point(float("nan"), 1.0)
+        other = Point(float("nan"), 1.0)  # another NaN object
+        middle = (Point(1.0, 2.0), Point(2.0, 2.0))
+
+        def closed(ring: Polygon) -> bool:
+            info = make_info(areas=(Area("x", polygons=(ring,)),))
+            found = validate(make_alert(infos=(info,)), profile="cap", xsd=False)
+            return not any("not closed" in f.message for f in found)
+
+        same, different = Polygon((first, *middle, first)), Polygon((first, *middle, other))
+        assert closed(same)
+        assert not closed(different)
+        for ring in (same, different):
+            lats, lons = ring.coordinates()
+            assert closed(Polygon.from_coordinates(lats, lons)) == closed(ring)
 
     def test_circle(self, make_alert: MakeAlert, make_info: MakeInfo) -> None:
         good = Circle(Point(43.6, -79.4), 0.0)
