@@ -7,6 +7,7 @@ alert. Signatures are not part of the model: a serialised alert is unsigned.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -36,7 +37,11 @@ def _tag(name: str) -> str:
 
 
 def format_number(value: float) -> str:
-    """A decimal without exponent that reads back as the same float."""
+    """A decimal without exponent that reads back as the same float (``NaN``, ``INF`` and
+    ``-INF`` as XML Schema writes them: a model read from CAP 1.0/1.1 may hold them, and its
+    CAP 1.2 form must still be written for the rules to refuse)."""
+    if not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("INF" if value > 0 else "-INF")
     if value == int(value) and abs(value) < 1e15:
         text = repr(float(value))  # "45.0"
     else:

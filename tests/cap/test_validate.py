@@ -310,6 +310,19 @@ class TestCoreRules:
         )
         found = errors(parse_alert(data), "cap")
         assert found & {"cap.polygon", "cap.circle"}
+        # Read as CAP 1.1, the model is written back as CAP 1.2 for the XSD: findings still,
+        # not a crash on the NaN (ValueError from the number writer before).
+        older = data.replace(b"emergency:cap:1.2", b"emergency:cap:1.1")
+        assert errors(parse_alert(older), "cap") & {"cap.polygon", "cap.circle"}
+
+    def test_non_finite_coordinates_of_a_built_alert(
+        self, make_alert: MakeAlert, make_info: MakeInfo
+    ) -> None:
+        ring = (Point(math.nan, 1.0), Point(1.0, 2.0), Point(2.0, 2.0), Point(math.nan, 1.0))
+        circle = Circle(Point(1.0, math.inf), 5.0)
+        info = make_info(areas=(Area("x", polygons=(Polygon(ring),), circles=(circle,)),))
+        found = errors(make_alert(infos=(info,)), "cap")
+        assert {"cap.polygon", "cap.circle"} <= found
 
     def test_restriction_only_with_restricted(self, make_alert: MakeAlert) -> None:
         assert "cap.restriction-scope" in errors(make_alert(restriction="EOC only"), "cap")
