@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 from cap_schemas.model import AlertKey
 from gateway.identity import Probe
-from gateway.ledger import Facts, Known
+from gateway.ledger import Facts
 from gateway.storage.sql_admission import (
     KNOWN_SQL,
     LATER_SQL,
@@ -69,18 +69,45 @@ WINDOW_SQL = (
 )
 
 
+# What a new alert's decision reads, in one statement: the stored alert of its key (part 0),
+# the updates and cancels stored before it (1), the relays that name it (2, when a probe is
+# given), the alerts sharing a linking key (3) or a window key (4) with it -- each part in the
+# order the shared reader reads it.
+_PART = "SELECT {part} AS part, {ikey} AS ikey, {columns} FROM ({sql}) AS p{part}{where}"
+FACTS_SQL = (
+    " UNION ALL ".join(
+        _PART.format(part=part, ikey=ikey, columns=KNOWN_COLUMNS, sql=sql, where=where)
+        for part, ikey, sql, where in (
+            (0, "''", KNOWN_SQL, ""),
+            (1, "''", LATER_SQL, ""),
+            (2, "''", RELAYS_SQL, " WHERE ?"),
+            (3, "ikey", LINKING_SQL, ""),
+            (4, "''", WINDOW_SQL, ""),
+        )
+    )
+    + " ORDER BY part, id, ikey"
+)
+
+
 def _key(key: AlertKey) -> tuple[str, str, str]:
     return (key.sender, key.identifier, key.sent)
 
 
-def _linking(conn: Connection, keys: Sequence[str]) -> Cursor | None:
-    if not keys:
-        return None
-    return conn.execute(LINKING_SQL, (list(keys), list(keys)))
-
-
-def _pairs(cursor: Cursor | None) -> list[tuple[str, Known]]:
-    return [] if cursor is None else [(r["ikey"], row_to_known(r)) for r in cursor.fetchall()]
+def _facts_parameters(key: AlertKey, probe: Probe | None) -> tuple[object, ...]:
+    linking = [k for k in probe.lookup if not k.startswith("window:")] if probe else []
+    window = [k for k in probe.lookup if k.startswith("window:")] if probe else []
+    relays = relay_parameters(key, probe) if probe else (*_key(key), key.sender, "")
+    return (
+        *_key(key),
+        *later_parameters(key),
+        *relays,
+        probe is not None,
+        linking,
+        linking,
+        window,
+        WINDOW_CANDIDATES,
+        WINDOW_CANDIDATES,
+    )
 
 
 def read_facts(
@@ -89,41 +116,32 @@ def read_facts(
     """The facts of :func:`gateway.storage.sql_admission.read_facts`, read in as few round
     trips as they allow (``conn`` in pipeline mode)."""
     refs = [r for r in dict.fromkeys(references) if r != key]
-    existing = conn.execute(KNOWN_SQL, _key(key))
-    later = conn.execute(LATER_SQL, later_parameters(key))
+    parts = conn.execute(FACTS_SQL, _facts_parameters(key, probe))
     stored = [conn.execute(KNOWN_SQL, _key(r)) for r in refs]
-    linking = [k for k in probe.lookup if not k.startswith("window:")] if probe else []
-    window = [k for k in probe.lookup if k.startswith("window:")] if probe else []
-    relays: Cursor | None = None
-    found: Cursor | None = None
-    near: Cursor | None = None
-    if probe is not None:
-        relays = conn.execute(RELAYS_SQL, relay_parameters(key, probe))
-        found = _linking(conn, linking)
-        near = (
-            conn.execute(WINDOW_SQL, (window, WINDOW_CANDIDATES, WINDOW_CANDIDATES))
-            if window
-            else None
-        )
     # the first answer: every statement above went in one round trip
-    row: Row | None = existing.fetchone()
+    found: dict[int, list[Row]] = {n: [] for n in range(5)}
+    for r in parts.fetchall():
+        found[r["part"]].append(r)
+    row: Row | None = found[0][0] if found[0] else None
     rows = [r for r in (c.fetchone() for c in stored) if r is not None]
     reached = [conn.execute(REACHED_SQL, (r["id"],)) for r in rows]
     chain = probe.chain(row_to_known(r).event_id for r in rows) if probe else None
-    if probe is not None and row is None and chain:
-        found = _linking(conn, [*linking, chain])  # with the chain key: read again, in order
+    linked: Cursor | None = None
+    if probe is not None and row is None and chain:  # with the chain key: read again, in order
+        keys = [*(k for k in probe.lookup if not k.startswith("window:")), chain]
+        linked = conn.execute(LINKING_SQL, (keys, keys))
     referenced = tuple(
         row_to_known(r, [(e["sink"], e["route"]) for e in c.fetchall()])
         for r, c in zip(rows, reached, strict=True)
     )
     facts = Facts(
         existing=None if row is None else row_to_known(row),
-        later=tuple(row_to_known(r) for r in later.fetchall()),
+        later=tuple(row_to_known(r) for r in found[1]),
         referenced=referenced,
     )
-    if probe is None or relays is None or row is not None:
+    if probe is None or row is not None:
         return facts
-    matches = _pairs(found)
-    if near is not None:
-        matches += [("window:", row_to_known(r)) for r in near.fetchall()]
-    return with_copies(conn, facts, key, matches, relays.fetchall())
+    pairs = found[3] if linked is None else linked.fetchall()
+    matches = [(r["ikey"], row_to_known(r)) for r in pairs]
+    matches += [("window:", row_to_known(r)) for r in found[4]]
+    return with_copies(conn, facts, key, matches, found[2])
