@@ -19,6 +19,7 @@ joined by a scan of every alert; the newest candidates of each window key come f
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from cap_schemas.model import AlertKey
@@ -70,44 +71,48 @@ WINDOW_SQL = (
 
 
 # What a new alert's decision reads, in one statement: the stored alert of its key (part 0),
-# the updates and cancels stored before it (1), the relays that name it (2, when a probe is
-# given), the alerts sharing a linking key (3) or a window key (4) with it -- each part in the
-# order the shared reader reads it.
-_PART = "SELECT {part} AS part, {ikey} AS ikey, {columns} FROM ({sql}) AS p{part}{where}"
-FACTS_SQL = (
-    " UNION ALL ".join(
-        _PART.format(part=part, ikey=ikey, columns=KNOWN_COLUMNS, sql=sql, where=where)
-        for part, ikey, sql, where in (
-            (0, "''", KNOWN_SQL, ""),
-            (1, "''", LATER_SQL, ""),
-            (2, "''", RELAYS_SQL, " WHERE ?"),
-            (3, "ikey", LINKING_SQL, ""),
-            (4, "''", WINDOW_SQL, ""),
+# the updates and cancels stored before it (1), and with a probe the relays that name it (2)
+# and the alerts sharing a linking key (3) or a window key (4) with it -- each part in the
+# order the shared reader reads it; a part with nothing to look for is left out (an empty
+# lookup still costs its plan's work).
+_PART = "SELECT {part} AS part, {ikey} AS ikey, {columns} FROM ({sql}) AS p{part}"
+_PARTS = ((0, "''", KNOWN_SQL), (1, "''", LATER_SQL), (2, "''", RELAYS_SQL),
+          (3, "ikey", LINKING_SQL), (4, "''", WINDOW_SQL))  # fmt: skip
+
+
+@functools.cache
+def facts_sql(parts: tuple[int, ...]) -> str:
+    """The statement that reads ``parts`` (numbers of :data:`_PARTS`)."""
+    return (
+        " UNION ALL ".join(
+            _PART.format(part=part, ikey=ikey, columns=KNOWN_COLUMNS, sql=sql)
+            for part, ikey, sql in _PARTS
+            if part in parts
         )
+        + " ORDER BY part, id, ikey"
     )
-    + " ORDER BY part, id, ikey"
-)
 
 
 def _key(key: AlertKey) -> tuple[str, str, str]:
     return (key.sender, key.identifier, key.sent)
 
 
-def _facts_parameters(key: AlertKey, probe: Probe | None) -> tuple[object, ...]:
-    linking = [k for k in probe.lookup if not k.startswith("window:")] if probe else []
-    window = [k for k in probe.lookup if k.startswith("window:")] if probe else []
-    relays = relay_parameters(key, probe) if probe else (*_key(key), key.sender, "")
-    return (
-        *_key(key),
-        *later_parameters(key),
-        *relays,
-        probe is not None,
-        linking,
-        linking,
-        window,
-        WINDOW_CANDIDATES,
-        WINDOW_CANDIDATES,
-    )
+def _facts_query(key: AlertKey, probe: Probe | None) -> tuple[str, tuple[object, ...]]:
+    """The statement of :func:`facts_sql` for an admission of ``key``, with its parameters."""
+    parts = [0, 1]
+    parameters: list[object] = [*_key(key), *later_parameters(key)]
+    if probe is not None:
+        linking = [k for k in probe.lookup if not k.startswith("window:")]
+        window = [k for k in probe.lookup if k.startswith("window:")]
+        parts.append(2)
+        parameters += relay_parameters(key, probe)
+        if linking:
+            parts.append(3)
+            parameters += (linking, linking)
+        if window:
+            parts.append(4)
+            parameters += (window, WINDOW_CANDIDATES, WINDOW_CANDIDATES)
+    return facts_sql(tuple(parts)), tuple(parameters)
 
 
 def read_facts(
@@ -116,7 +121,7 @@ def read_facts(
     """The facts of :func:`gateway.storage.sql_admission.read_facts`, read in as few round
     trips as they allow (``conn`` in pipeline mode)."""
     refs = [r for r in dict.fromkeys(references) if r != key]
-    parts = conn.execute(FACTS_SQL, _facts_parameters(key, probe))
+    parts = conn.execute(*_facts_query(key, probe))
     stored = [conn.execute(KNOWN_SQL, _key(r)) for r in refs]
     # the first answer: every statement above went in one round trip
     found: dict[int, list[Row]] = {n: [] for n in range(5)}
