@@ -14,14 +14,27 @@ is admitted by one of them) and publishes each to ``out/{key}``. Measured per co
 The machine has two cores: PostgreSQL, Mosquitto, the load generator and up to three
 gateways share them, so the cluster figures here are bounded by the cores, not by the
 design; the report says what one instance costs so three real machines can be estimated.
+
+Settings (environment):
+
+* ``BENCH_CLUSTER_CONFIGS``: the configurations to run, of ``sqlitex1 pgx1 pgx2 pgx3``
+  (default all four), e.g. ``pgx1`` for one gateway on PostgreSQL alone;
+* ``BENCH_CLUSTER_BASELINE``: earlier revisions to measure side by side with this one, in the
+  same run on the same servers (space-separated, anything ``git archive`` takes: ``main``,
+  ``9499971^``), each from its own ``git archive``;
+* ``BENCH_CLUSTER_RUNS``: how many times (default 1); the revisions take turns within each
+  run, and with more than one run the report gives the median of each figure and the ratio of
+  this revision's admissions/s to each baseline's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,13 +44,43 @@ from pathlib import Path
 
 import aiomqtt
 
-from bench.bench_daemon import P99_LIMIT, RATES, Result, _peak_rss_mb, _row, _run_rate
+from bench.bench_daemon import (
+    P99_LIMIT,
+    RATES,
+    Result,
+    _baseline_tree,
+    _peak_rss_mb,
+    _row,
+    _run_rate,
+)
 from tests.daemon.conftest import CapFactory
 from tests.helpers import Postgres, free_port, run_mosquitto, run_postgres, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
 STEP_SECONDS = 4
 BURST = 2000
+CONFIGS = {"sqlitex1": (False, 1), "pgx1": (True, 1), "pgx2": (True, 2), "pgx3": (True, 3)}
+WANTED = os.environ.get("BENCH_CLUSTER_CONFIGS", " ".join(CONFIGS)).split()
+BASELINES = os.environ.get("BENCH_CLUSTER_BASELINE", "").split()
+RUNS = int(os.environ.get("BENCH_CLUSTER_RUNS", "1"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    """One configuration of one revision, once."""
+
+    label: str
+    rate: int  # highest end-to-end rate with p99 < 50 ms (0: none)
+    p99_ms: float
+    admissions: float  # per second, in the burst
+    cpu_ms: float  # of the gateways, per alert of the burst
+    rss: tuple[float, ...]  # MiB, each instance
+
+    def row(self) -> str:
+        return (
+            f"{self.label:<22} {self.rate:>14} {self.p99_ms:>9.1f} {self.admissions:>14.0f}"
+            f" {self.cpu_ms:>12.2f}   {', '.join(f'{r:.0f}' for r in self.rss)}"
+        )
 
 
 def _config(tmp: Path, n: int, broker_port: int, ledger: str, shared: bool) -> tuple[Path, int]:
@@ -106,10 +149,16 @@ async def _ladder(port: int, label: str) -> Result | None:
     return best
 
 
-def _run(broker_port: int, postgres: Postgres | None, instances: int) -> str:
-    label = f"{'pg' if postgres else 'sqlite'}x{instances}"
+def _run(
+    broker_port: int,
+    postgres: Postgres | None,
+    instances: int,
+    tree: Path = ROOT,
+    revision: str = "",
+) -> Measured:
+    label = f"{'pg' if postgres else 'sqlite'}x{instances}" + (f" @{revision}" if revision else "")
     schema = "bench_" + uuid.uuid4().hex[:8]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=str(tree))
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as folder:
         tmp = Path(folder)
         daemons: list[subprocess.Popen[bytes]] = []
@@ -148,11 +197,13 @@ def _run(broker_port: int, postgres: Postgres | None, instances: int) -> str:
             for d in daemons:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     d.wait(timeout=30)
-    rate = best.rate if best else 0
-    p99 = best.p99 * 1000 if best else float("nan")
-    return (
-        f"{label:<10} {rate:>14} {p99:>9.1f} {burst:>14.0f} {cpu_ms:>12.2f}"
-        f"   {', '.join(f'{r:.0f}' for r in rss)}"
+    return Measured(
+        label,
+        best.rate if best else 0,
+        best.p99 * 1000 if best else float("nan"),
+        burst,
+        cpu_ms,
+        tuple(rss),
     )
 
 
@@ -178,21 +229,62 @@ def _commit_rate(postgres: Postgres, seconds: float = 3.0) -> float:
     return count / seconds
 
 
+def _median(runs: list[Measured]) -> Measured:
+    return Measured(
+        runs[0].label,
+        int(statistics.median(m.rate for m in runs)),
+        statistics.median(m.p99_ms for m in runs),
+        statistics.median(m.admissions for m in runs),
+        statistics.median(m.cpu_ms for m in runs),
+        tuple(statistics.median(r) for r in zip(*(m.rss for m in runs), strict=True)),
+    )
+
+
 def main() -> None:
     logging.getLogger("mqtt").setLevel(logging.ERROR)  # aiomqtt's pending-calls notices
-    with run_mosquitto() as broker, run_postgres() as postgres:
-        rows = [
-            _run(broker.port, None, 1),
-            _run(broker.port, postgres, 1),
-            _run(broker.port, postgres, 2),
-            _run(broker.port, postgres, 3),
-        ]
-        commits = _commit_rate(postgres)
-    print()
-    print(
-        f"{'config':<10} {'alerts/s p99<50':>14} {'p99 ms':>9} {'admissions/s':>14}"
+    unknown = [c for c in WANTED if c not in CONFIGS]
+    if unknown:
+        msg = f"BENCH_CLUSTER_CONFIGS: unknown {' '.join(unknown)} (of {' '.join(CONFIGS)})"
+        raise SystemExit(msg)
+    header = (
+        f"{'config':<22} {'alerts/s p99<50':>14} {'p99 ms':>9} {'admissions/s':>14}"
         f" {'CPU ms/alert':>12}   RSS MiB each"
     )
-    for row in rows:
-        print(row)
+    measured: dict[tuple[str, str], list[Measured]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-cluster-trees-") as folder,
+        run_mosquitto() as broker,
+        run_postgres() as postgres,
+    ):
+        trees: list[tuple[str, Path]] = []
+        for n, revision in enumerate(BASELINES):
+            tree = _baseline_tree(Path(folder), revision, name=f"baseline-{n}")
+            if tree is None:
+                raise SystemExit(f"BENCH_CLUSTER_BASELINE: no revision {revision!r} here")
+            trees.append((revision, tree))
+        trees.append(("", ROOT))
+        for run in range(1, RUNS + 1):
+            for config in WANTED:
+                on_postgres, instances = CONFIGS[config]
+                for revision, tree in trees:
+                    server = postgres if on_postgres else None
+                    m = _run(broker.port, server, instances, tree, revision)
+                    measured.setdefault((config, revision), []).append(m)
+                    print(f"run {run} of {RUNS}: {m.row()}", flush=True)
+        commits = _commit_rate(postgres)
+    print()
+    if RUNS > 1:
+        print(f"medians of {RUNS} runs")
+    print(header)
+    for runs in measured.values():
+        print(_median(runs).row())
+    for config in WANTED:
+        ours = statistics.median(m.admissions for m in measured[(config, "")])
+        for revision in BASELINES:
+            theirs = statistics.median(m.admissions for m in measured[(config, revision)])
+            print(
+                f"{config} admissions/s, this revision / {revision}: {ours / theirs:.2f}"
+                f" (per run: {', '.join(f'{m.admissions:.0f}' for m in measured[(config, '')])}"
+                f" / {', '.join(f'{m.admissions:.0f}' for m in measured[(config, revision)])})"
+            )
     print(f"PostgreSQL durable commits/s (one client): {commits:.0f}")

@@ -210,14 +210,15 @@ async def _measure(
     return steady, best, cpu_ms
 
 
-def _baseline_tree(tmp: Path) -> Path | None:
-    """The baseline revision's files (``git archive``), or None outside a git checkout."""
+def _baseline_tree(tmp: Path, revision: str = BASELINE, name: str = "baseline") -> Path | None:
+    """A revision's files (``git archive``) in ``tmp/name``, or None outside a git checkout
+    (or one without that revision)."""
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", BASELINE], capture_output=True, check=False
+        ["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=False
     )
     if archive.returncode != 0:
         return None
-    tree = tmp / "baseline"
+    tree = tmp / name
     tree.mkdir()
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
     return tree

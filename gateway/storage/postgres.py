@@ -29,18 +29,19 @@ import hashlib
 import re
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import psycopg
 import structlog
+from psycopg import pq
 from psycopg.rows import dict_row
 
 from cap_schemas.model import AlertKey
 from gateway.adapter import SystemClock
 from gateway.ledger import LedgerError, LedgerSchemaError
-from gateway.storage import postgres_schema
+from gateway.storage import postgres_admission, postgres_schema
 from gateway.storage.sql import SqlLedger
 from gateway.storage.sql_rows import Connection, Cursor, us
 
@@ -48,6 +49,8 @@ __all__ = ["PostgresLedger"]
 
 log = structlog.get_logger(__name__)
 
+# what the reader connection's own transactions begin with (see _connect_reader)
+_READ_BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 _NAMED = re.compile(r"(?<!:):(\w+)")
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -73,7 +76,11 @@ class _Connection:
 
     def executemany(self, sql: str, parameters: Any, /) -> Cursor:
         cursor = self.raw.cursor()
-        cursor.executemany(_pg(sql), list(parameters))
+        if self.raw.pgconn.pipeline_status == pq.PipelineStatus.OFF:
+            cursor.executemany(_pg(sql), list(parameters))
+        else:  # queued with the rest (psycopg's executemany would wait for its own Sync)
+            for row in parameters:
+                cursor.execute(_pg(sql), row)
         return cursor
 
 
@@ -216,9 +223,10 @@ class PostgresLedger(SqlLedger):
             return postgres_schema.current_version(conn.raw)
 
     @contextmanager
-    def _read(self) -> Iterator[_Connection]:
+    def _read(self, *, pipelined: bool = False) -> Iterator[_Connection]:
         """A consistent snapshot (REPEATABLE READ, read only); inside a write on this
-        thread, the write's own view."""
+        thread, the write's own view. ``pipelined``: in pipeline mode (statements sent
+        without waiting for the answers of those before; a fetch waits)."""
         if self._writer == threading.get_ident():
             with self._lock:
                 yield self._conn
@@ -227,16 +235,17 @@ class PostgresLedger(SqlLedger):
             self._open()
             conn = self._reconnected("_rconn")
             try:
-                with conn.raw.transaction():
+                with _transaction(conn, pipelined=pipelined, begin=_READ_BEGIN):
                     yield conn
             except psycopg.Error as exc:
                 msg = f"ledger {self._where}: read failed: {exc}"
                 raise LedgerError(msg) from exc
 
     @contextmanager
-    def _write(self, *, sync: bool = True) -> Iterator[_Connection]:
+    def _write(self, *, sync: bool = True, pipelined: bool = False) -> Iterator[_Connection]:
         """One transaction, durable at commit unless ``sync=False``; any exception rolls it
-        back and propagates."""
+        back and propagates. ``pipelined``: see :meth:`_read` (for SQL that reads no
+        ``rowcount``: in pipeline mode it is known only once the answer is fetched)."""
         with self._lock:
             self._open()
             if self._writer is not None:
@@ -245,7 +254,7 @@ class PostgresLedger(SqlLedger):
             conn = self._reconnected("_conn")
             self._writer = threading.get_ident()
             try:
-                with conn.raw.transaction():
+                with _transaction(conn, pipelined=pipelined):
                     if not sync:
                         conn.raw.execute("SET LOCAL synchronous_commit TO OFF")
                     yield conn
@@ -293,9 +302,46 @@ class PostgresLedger(SqlLedger):
 
     def _serialise(self, conn: Connection, keys: Sequence[AlertKey]) -> None:
         """Transaction-level advisory locks on every key an admission touches, in a fixed
-        order: instances admitting the same alert, or an alert and its cancel, take turns."""
-        for lock in sorted({_lock_id(k) for k in keys}):
-            conn.execute("SELECT pg_advisory_xact_lock(?)", (lock,))
+        order (one statement: ``unnest`` yields the sorted ids in order): instances admitting
+        the same alert, or an alert and its cancel, take turns."""
+        locks = sorted({_lock_id(k) for k in keys})
+        conn.execute("SELECT pg_advisory_xact_lock(l) FROM unnest(?::bigint[]) AS l", (locks,))
+
+    # the facts of an admission in one round trip for a new alert (when pipelined, as the
+    # two below are; see gateway.storage.postgres_admission)
+    _read_facts = staticmethod(postgres_admission.read_facts)
+
+    def _admission_read(self) -> AbstractContextManager[Connection]:
+        return self._read(pipelined=True)
+
+    def _admission_write(self, *, sync: bool) -> AbstractContextManager[Connection]:
+        """The admission's transaction, pipelined: its locks and reads go with its BEGIN, its
+        inserts that return nothing with the next statement that returns something, the
+        rest with its COMMIT."""
+        return self._write(sync=sync, pipelined=True)
+
+
+@contextmanager
+def _transaction(conn: _Connection, *, pipelined: bool, begin: str = "BEGIN") -> Iterator[None]:
+    """One transaction; ``pipelined``: in pipeline mode, statements are sent without waiting
+    for the answers of those before (a fetch waits): ``begin`` goes with the first statements,
+    the COMMIT with the closing Sync -- psycopg's own transaction block would wait at both
+    ends. An exception rolls it back and propagates."""
+    if not pipelined:
+        with conn.raw.transaction():
+            yield
+        return
+    raw = conn.raw
+    with raw.pipeline() as pipeline:
+        raw.execute(begin)
+        try:
+            yield
+        except BaseException:
+            with suppress(psycopg.Error):
+                pipeline.sync()  # the answers of what was sent, up to the error
+            raw.execute("ROLLBACK")
+            raise
+        raw.execute("COMMIT")
 
 
 def _redacted(dsn: str) -> str:

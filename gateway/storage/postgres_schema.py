@@ -171,8 +171,34 @@ _V4 = ("ALTER TABLE outbox ADD COLUMN claimed_by TEXT NOT NULL DEFAULT ''",)
 IDENTITY_VERSION = 5
 _V5 = identity_migration("BIGINT")
 
+# 6: the newest alerts of each identity window key, read backwards along the (key, alert_id)
+# index and nothing else: LIMIT n of a key with thousands of alerts reads n index entries,
+# whatever the planner believes of the tables (a ledger filling fast is read before it is
+# analysed, and then a bitmap scan and a sort of every alert of the key look cheaper). The
+# range condition keeps the alert_id index from giving that order; with sorting disabled the
+# index walk is the only plan left.
+_V6 = (
+    """
+    CREATE FUNCTION identity_window(keys TEXT[], n INTEGER) RETURNS SETOF BIGINT
+    LANGUAGE plpgsql STABLE SET enable_sort = off AS $$
+    BEGIN
+        RETURN QUERY SELECT w.alert_id FROM unnest(keys) AS k(key) CROSS JOIN LATERAL (
+            SELECT i.alert_id FROM identity_keys i WHERE i.key >= k.key AND i.key <= k.key
+            ORDER BY i.key DESC, i.alert_id DESC LIMIT n) AS w;
+    END
+    $$
+    """,
+)
+
 # version -> statements; append new versions, never edit a released one.
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4, IDENTITY_VERSION: _V5}
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: _V1,
+    2: _V2,
+    3: _V3,
+    4: _V4,
+    IDENTITY_VERSION: _V5,
+    6: _V6,
+}
 DUE_CHANNEL = "borderlink_due"
 LATEST = max(MIGRATIONS)
 _MIGRATION_LOCK = 0x626F72646C696E6B  # "borderlink": one migrating instance at a time

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -49,35 +49,59 @@ from gateway.storage.sql_rows import (
 )
 
 __all__ = [
+    "KNOWN_SQL",
+    "LATER_SQL",
+    "REACHED_SQL",
+    "RELAYS_SQL",
+    "WINDOW_CANDIDATES",
+    "FactsReader",
     "approve_withdrawals",
+    "later_parameters",
     "read_facts",
     "record_alert",
     "record_message",
+    "relay_parameters",
     "require_facts",
+    "with_copies",
     "withdraw",
 ]
 
 _KEY = "sender = ? AND identifier = ? AND sent = ?"
+FactsReader = Callable[[Connection, AlertKey, Sequence[AlertKey], "Probe | None"], Facts]
 WINDOW_CANDIDATES = 8
 _OPEN = tuple(s.value for s in OPEN_STATES)
 _KNOWN_A = ", ".join(f"a.{c.strip()}" for c in KNOWN_COLUMNS.split(","))
 
 
+# The reads of an admission's facts, also issued together by PostgreSQL's reader
+# (gateway.storage.postgres_admission): the stored alert of a key; (sink, route) of an alert's
+# entries that may have reached their sink; the updates and cancels stored before what they
+# reference (key, Update, Cancel); another sender's relays of a key (key, sender, msgType).
+KNOWN_SQL = f"SELECT {KNOWN_COLUMNS} FROM alerts WHERE {_KEY}"  # noqa: S608 - constant fragments
+REACHED_SQL = (
+    "SELECT sink, route FROM outbox WHERE alert_id = ?"
+    " AND (state = 'delivered' OR attempts > 0 OR started_at IS NOT NULL) ORDER BY id"
+)
+LATER_SQL = (
+    f"SELECT {_KNOWN_A} FROM alert_refs r JOIN alerts a ON a.id = r.alert_id"  # noqa: S608 - constant fragments
+    " WHERE r.sender = ? AND r.identifier = ? AND r.sent = ? AND a.msg_type IN (?, ?)"
+    " ORDER BY a.id"
+)
+RELAYS_SQL = (
+    f"SELECT {_KNOWN_A} FROM alert_refs r JOIN alerts a ON a.id = r.alert_id"  # noqa: S608 - constant fragments
+    " WHERE r.sender = ? AND r.identifier = ? AND r.sent = ? AND a.sender <> ?"
+    " AND a.msg_type = ? AND a.kind = 'cap' ORDER BY a.id"
+)
+
+
 def _known(conn: Connection, key: AlertKey) -> Row | None:
-    row: Row | None = conn.execute(
-        f"SELECT {KNOWN_COLUMNS} FROM alerts WHERE {_KEY}",  # noqa: S608 - constant fragments
-        (key.sender, key.identifier, key.sent),
-    ).fetchone()
+    row: Row | None = conn.execute(KNOWN_SQL, (key.sender, key.identifier, key.sent)).fetchone()
     return row
 
 
 def _reached(conn: Connection, alert_id: int) -> list[tuple[str, str]]:
     """(sink, route) of the alert's entries that may have reached their sink."""
-    rows = conn.execute(
-        "SELECT sink, route FROM outbox WHERE alert_id = ?"
-        " AND (state = 'delivered' OR attempts > 0 OR started_at IS NOT NULL) ORDER BY id",
-        (alert_id,),
-    ).fetchall()
+    rows = conn.execute(REACHED_SQL, (alert_id,)).fetchall()
     return [(r["sink"], r["route"]) for r in rows]
 
 
@@ -148,12 +172,7 @@ def read_facts(
     (and a key not stored yet), the alerts sharing an identity key with it and the copies of
     their events and of what it references."""
     existing = _known(conn, key)
-    later = conn.execute(
-        f"SELECT {_KNOWN_A} FROM alert_refs r JOIN alerts a ON a.id = r.alert_id"  # noqa: S608 - constant fragments
-        " WHERE r.sender = ? AND r.identifier = ? AND r.sent = ? AND a.msg_type IN (?, ?)"
-        " ORDER BY a.id",
-        (key.sender, key.identifier, key.sent, MsgType.UPDATE.value, MsgType.CANCEL.value),
-    ).fetchall()
+    later = conn.execute(LATER_SQL, later_parameters(key)).fetchall()
     referenced = []
     for ref in dict.fromkeys(references):
         if ref == key:
@@ -170,16 +189,30 @@ def read_facts(
         return facts
     chain = probe.chain(k.event_id for k in referenced)
     matches = _matches(conn, [*probe.lookup, *((chain,) if chain else ())])
-    # a relay admitted first names this alert: it is the relay's original
-    relays = conn.execute(
-        f"SELECT {_KNOWN_A} FROM alert_refs r JOIN alerts a ON a.id = r.alert_id"  # noqa: S608 - constant fragments
-        " WHERE r.sender = ? AND r.identifier = ? AND r.sent = ? AND a.sender <> ?"
-        " AND a.msg_type = ? AND a.kind = 'cap' ORDER BY a.id",
-        (key.sender, key.identifier, key.sent, key.sender, probe.msg_type),
-    ).fetchall()
-    matches += [(relay_key(key), row_to_known(r)) for r in relays]
-    # the copies of the events it may join (a possible copy by window joins none)
-    known = [k for ikey, k in matches if rule_of(ikey) is not Rule.WINDOW] + referenced
+    relays = conn.execute(RELAYS_SQL, relay_parameters(key, probe)).fetchall()
+    return with_copies(conn, facts, key, matches, relays)
+
+
+def later_parameters(key: AlertKey) -> tuple[str, ...]:
+    return (key.sender, key.identifier, key.sent, MsgType.UPDATE.value, MsgType.CANCEL.value)
+
+
+def relay_parameters(key: AlertKey, probe: Probe) -> tuple[str, ...]:
+    return (key.sender, key.identifier, key.sent, key.sender, probe.msg_type)
+
+
+def with_copies(
+    conn: Connection,
+    facts: Facts,
+    key: AlertKey,
+    matches: list[tuple[str, Known]],
+    relays: Sequence[Row],
+) -> Facts:
+    """``facts`` with the identity matches of ``key`` (``matches``, and the ``relays`` that
+    name it: a relay admitted first is the relay of this original) and the copies of the
+    events it may join (a possible copy by window joins none)."""
+    matches = matches + [(relay_key(key), row_to_known(r)) for r in relays]
+    known = [k for ikey, k in matches if rule_of(ikey) is not Rule.WINDOW] + list(facts.referenced)
     events = list(dict.fromkeys(k.event_key for k in known if k.event_key))
     copies = _copies(conn, events, [k for k in known if not k.event_key])
     return replace(facts, matches=tuple(matches), copies=tuple(copies))
@@ -191,9 +224,12 @@ def require_facts(
     references: Sequence[AlertKey],
     facts: Facts,
     probe: Probe | None = None,
+    *,
+    read: FactsReader | None = None,
 ) -> None:
-    """Refuse to record a decision whose facts no longer hold."""
-    if read_facts(conn, key, references, probe) != facts:
+    """Refuse to record a decision whose facts no longer hold (read again by ``read``, by
+    default :func:`read_facts`)."""
+    if (read or read_facts)(conn, key, references, probe) != facts:
         msg = f"the facts of {key} changed before its admission was recorded"
         raise FactsChangedError(msg)
 

@@ -502,5 +502,5 @@ class TestMigrationOrder:
                     (schema,),
                 )
             }
-        assert versions == {1, 2, 3, 4, 5}
+        assert versions == {1, 2, 3, 4, 5, 6}
         assert {"claimed_by", "event_key", "event_rule", "event_match"} <= columns
