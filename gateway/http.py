@@ -291,6 +291,7 @@ async def post_incident(request: web.Request) -> web.Response:
     try:
         sent = await submit(daemon, Report.from_json(body), who=request[WHO])
     except ReportError as exc:
+        exc.count()
         return _error(400, "bad_report", str(exc))
     admission = sent.admission
     deliveries = await _to_thread(daemon.ledger.deliveries, admission.key)
