@@ -330,6 +330,7 @@ async def list_alerts(request: web.Request) -> web.Response:
     except ValueError:
         limit = 0
     if not 1 <= limit <= 1000:
+        INPUT_REJECTED.inc(component=COMPONENT, reason="bad_limit")
         return _error(400, "bad_limit", "limit must be an integer from 1 to 1000")
     if active:
         alerts = await _to_thread(daemon.ledger.active, daemon.clock.now())
