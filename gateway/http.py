@@ -45,6 +45,7 @@ from gateway.ledger import (
 )
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 from gateway.model import INCIDENT_PRIORITIES, INCIDENT_STATUSES
+from gateway.partner_feeds import FEEDS_KEY
 from gateway.partner_feeds import install as install_feeds
 from gateway.translate.incident import incident_to_json, incident_to_text
 
@@ -835,7 +836,13 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         message = exc.reason
         if exc.text and exc.text != f"{exc.status}: {exc.reason}":
             message = exc.text  # what the handler said (the console's refusals say why)
-        if exc.status == 404:
+        no_feeds = request.path.startswith("/feeds/") and FEEDS_KEY not in request.app
+        if exc.status == 404 and no_feeds:
+            message = (
+                f"no such path {request.path}: the partner feeds are served only when the "
+                "configuration names a partner, and it has no [[partner]]"
+            )
+        elif exc.status == 404:
             message = (
                 f"no such path {request.path}; the API is under /api/v1 (see /api/v1/openapi.json)"
             )

@@ -273,6 +273,13 @@ class TestJsonErrors:
                     assert (await resp.json())["error"] == error, path
             # A bad limit is bad input like any other: counted.
             assert INPUT_REJECTED.value(component="http", reason="bad_limit") == bad_limits + 3
+            # Without a [[partner]] there are no feeds, and the answer says so (not "the API
+            # is under /api/v1", which would send a partner's reader looking in vain).
+            async with http.get(f"{base}/feeds/alerts.atom") as resp:
+                assert resp.status == 404
+                refused = await resp.json()
+            assert refused["error"] == "not_found"
+            assert "no [[partner]]" in refused["message"]
             # "/" is the console: a person without a session is sent to sign in.
             async with http.get(base + "/", allow_redirects=False) as resp:
                 assert resp.status == 302
