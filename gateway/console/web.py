@@ -659,6 +659,14 @@ async def events(request: web.Request, session: Session) -> web.StreamResponse:
     )
     await response.prepare(request)
     await response.write(b"retry: 2000\n\n")
+    try:
+        await _follow(response, console, session)
+    except ConnectionResetError:  # the browser left the page: nothing to answer
+        log.debug("console_events_closed", name=session.name)
+    return response
+
+
+async def _follow(response: web.StreamResponse, console: Console, session: Session) -> None:
     async with console.feed.subscribe() as queue:
         while True:
             try:
@@ -676,8 +684,7 @@ async def events(request: web.Request, session: Session) -> web.StreamResponse:
                 )
             )
             if session.expires <= console.now():
-                break
-    return response
+                return
 
 
 # ----------------------------------------------------------------------------------- wiring
