@@ -118,7 +118,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     if not cookie_token or not hmac.compare_digest(cookie_token, form_token):
         INPUT_REJECTED.inc(component=COMPONENT, reason="csrf")
         log.warning("console_login_csrf_refused", remote=request.remote)
-        return again(t["wrong_login"], 403)
+        return again(t["login_form_expired"], 403)  # a stale form (another tab), not the password
     remote = request.remote or ""
     accounts = console.accounts.get()
     now = console.now()
