@@ -497,9 +497,13 @@ def handler(args: argparse.Namespace) -> int:
 
 
 def _fraction(value: str) -> float:
-    f = float(value.rstrip("%")) / (100 if value.endswith("%") else 1)
+    problem = f"{value!r} is not a fraction 0-1 (or 0%-100%)"
+    try:
+        f = float(value.rstrip("%")) / (100 if value.endswith("%") else 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(problem) from None
     if not 0 <= f <= 1:
-        raise argparse.ArgumentTypeError(f"{value} is not a fraction 0-1 (or 0%-100%)")
+        raise argparse.ArgumentTypeError(problem)
     return f
 
 
@@ -556,7 +560,10 @@ def register(subparsers: Subparsers) -> None:
 
 
 def _positive(value: str) -> int:
-    n = int(value)
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
     if n < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return n

@@ -45,6 +45,7 @@ from gateway.ledger import (
 )
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 from gateway.model import INCIDENT_PRIORITIES, INCIDENT_STATUSES
+from gateway.partner_feeds import FEEDS_KEY
 from gateway.partner_feeds import install as install_feeds
 from gateway.translate.incident import incident_to_json, incident_to_text
 
@@ -291,6 +292,7 @@ async def post_incident(request: web.Request) -> web.Response:
     try:
         sent = await submit(daemon, Report.from_json(body), who=request[WHO])
     except ReportError as exc:
+        exc.count()
         return _error(400, "bad_report", str(exc))
     admission = sent.admission
     deliveries = await _to_thread(daemon.ledger.deliveries, admission.key)
@@ -329,6 +331,7 @@ async def list_alerts(request: web.Request) -> web.Response:
     except ValueError:
         limit = 0
     if not 1 <= limit <= 1000:
+        INPUT_REJECTED.inc(component=COMPONENT, reason="bad_limit")
         return _error(400, "bad_limit", "limit must be an integer from 1 to 1000")
     if active:
         alerts = await _to_thread(daemon.ledger.active, daemon.clock.now())
@@ -833,7 +836,13 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         message = exc.reason
         if exc.text and exc.text != f"{exc.status}: {exc.reason}":
             message = exc.text  # what the handler said (the console's refusals say why)
-        if exc.status == 404:
+        no_feeds = request.path.startswith("/feeds/") and FEEDS_KEY not in request.app
+        if exc.status == 404 and no_feeds:
+            message = (
+                f"no such path {request.path}: the partner feeds are served only when the "
+                "configuration names a partner, and it has no [[partner]]"
+            )
+        elif exc.status == 404:
             message = (
                 f"no such path {request.path}; the API is under /api/v1 (see /api/v1/openapi.json)"
             )

@@ -30,7 +30,7 @@ import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -364,13 +364,24 @@ class NaadSimulator:
         await asyncio.sleep(self.start_delay)  # let clients connect before the first alert
         cycle = 0
         count = 0
+        # Renamed on every pass, a copy kept its hours of validity: the alerts in force grew by
+        # one per alert and pass. A copy now expires once the next pass brought its successor.
+        lifetime = (
+            timedelta(seconds=self.replay_interval * (len(self.alerts) + 1))
+            if self.repeat
+            else None
+        )
         while True:
             suffix = f"-r{cycle}" if cycle else ""
             for raw in self.alerts:
                 count += 1
                 withhold = bool(self.withhold_every) and count % self.withhold_every == 0
                 doc = make_live(
-                    raw, now=datetime.now(UTC), identifier_suffix=suffix, renamed=self._renamed
+                    raw,
+                    now=datetime.now(UTC),
+                    identifier_suffix=suffix,
+                    renamed=self._renamed,
+                    lifetime=lifetime,
                 ).raw
                 await self.publish(doc, withhold=withhold, live=False)
                 await asyncio.sleep(self.replay_interval)

@@ -15,6 +15,7 @@ so does a listed one that is gone (keep the list true).
 from __future__ import annotations
 
 import ast
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -196,3 +197,22 @@ class TestCircles:
         # A package's __init__ importing its own submodules is not a circle of the house.
         real = [c for c in circles if not all(m.startswith(c[0] + ".") for m in c[1:-1])]
         assert real == [], f"import circles: {real}"
+
+
+def _top_level_files() -> list[str]:
+    """The files at the top of the repository (as git tracks them, when it is a checkout)."""
+    if (ROOT / ".git").exists():
+        listed = subprocess.run(
+            ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        return sorted(name for name in listed if "/" not in name)
+    return sorted(p.name for p in ROOT.iterdir() if p.is_file())
+
+
+class TestHouseFolders:
+    """Configurations live in config/ (DESIGN.md, "The house"): no TOML other than
+    pyproject.toml at the top of the repository, where a user would take it for an example."""
+
+    def test_no_stray_configuration_at_the_top(self) -> None:
+        stray = [n for n in _top_level_files() if n.endswith(".toml") and n != "pyproject.toml"]
+        assert stray == []

@@ -2,8 +2,9 @@
 pager displays and any device served on a loopback port, with no other tool installed.
 
 What arrives is written to standard output as it comes; what is typed (or piped) on standard
-input is sent. End of input (Ctrl-D, or the end of a pipe) closes the sending side and the
-command keeps printing until the other end closes; Ctrl-C ends it.
+input is sent. End of input (Ctrl-D, the end of a pipe or of a file, or /dev/null at once)
+closes the sending side and the command keeps printing until the other end closes; Ctrl-C ends
+it.
 """
 
 from __future__ import annotations
@@ -39,10 +40,22 @@ def split_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _end_of_input(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_WR)
+
+
 def _pump(conn: socket.socket, stdin: int, stdout: int) -> None:
     with selectors.DefaultSelector() as selector:
         selector.register(conn, selectors.EVENT_READ)
-        selector.register(stdin, selectors.EVENT_READ)
+        try:
+            selector.register(stdin, selectors.EVENT_READ)
+        except PermissionError:
+            # A regular file or /dev/null (a script's or a service's input): always readable,
+            # and refused by epoll. Send it whole, as the end of a pipe would be.
+            while typed := os.read(stdin, _CHUNK):
+                conn.sendall(typed)
+            _end_of_input(conn)
         while True:
             for key, _ in selector.select():
                 if key.fileobj is conn:
@@ -56,8 +69,7 @@ def _pump(conn: socket.socket, stdin: int, stdout: int) -> None:
                         conn.sendall(typed)
                     else:
                         selector.unregister(stdin)
-                        with contextlib.suppress(OSError):
-                            conn.shutdown(socket.SHUT_WR)
+                        _end_of_input(conn)
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +32,7 @@ SUMMARY = "a live view of the gateway's admissions and deliveries (or --json lin
 
 
 EXIT_CODES = {
-    0: "ended by the user (Ctrl-C)",
+    0: "ended by the user (Ctrl-C), or by the reader of its output (| head)",
     2: "the gateway could not be reached at the start (its message is shown)",
 }
 
@@ -128,12 +129,18 @@ def handle(args: argparse.Namespace) -> int:
     try:
         while True:
             try:
-                for event in watcher.poll(args.limit):
-                    _show(event, as_json=args.json)
+                events = list(watcher.poll(args.limit))
             except (OSError, ValueError) as exc:
                 print(f"borderlink watch: {exc}; trying again", file=sys.stderr, flush=True)  # noqa: T201
+                events = []
+            for event in events:
+                _show(event, as_json=args.json)
             time.sleep(args.interval)
     except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # the reader stopped (`| head`): done, as it asked
+        # Nothing more can be written; point stdout at /dev/null so the exit's flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
 

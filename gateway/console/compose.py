@@ -38,6 +38,7 @@ from cap_schemas.model import (
 )
 from cap_schemas.rules import Finding
 from cap_schemas.serialize import to_xml
+from cap_schemas.tables import capcp_events
 from cap_schemas.validate import validate
 from gateway.errors import GatewayError
 from gateway.translate.registry import RENDERERS
@@ -205,11 +206,13 @@ def build(draft: Draft, *, sender: str, sender_name: str, now: datetime, issued_
     if draft.profile == "cap-cp":
         params = (ValuePair(SOREM_BI, "Yes" if draft.broadcast_immediately else "No"),)
         geocodes = tuple(ValuePair(CAPCP_LOCATION, c) for c in codes)
+        known = capcp_events().get(draft.event)
         for lang, suffix in (("en-CA", "en"), ("fr-CA", "fr")):
+            name = "" if known is None else known.name_fr if suffix == "fr" else known.name_en
             infos.append(
                 Info(
                     language=lang,
-                    event=draft.event,
+                    event=name or draft.event,  # the list's name in the block's language
                     event_codes=(ValuePair(CAPCP_EVENT, draft.event),),
                     headline=getattr(draft, f"headline_{suffix}") or None,
                     description=getattr(draft, f"description_{suffix}") or None,

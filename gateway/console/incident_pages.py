@@ -125,6 +125,7 @@ async def incident_send(request: web.Request, session: Session) -> web.StreamRes
     try:
         sent = await submit(console.daemon, report, who=session.name)
     except ReportError as exc:
+        exc.count()
         return await _form(request, session, report, problem=str(exc), status=400)
     done = f"{sent.incident.incident_id}: {sent.admission.decision.value}" + (
         f" → {', '.join(sent.destinations)}" if sent.destinations else ""

@@ -76,12 +76,24 @@ MAX_TEXT = 2000
 
 
 class ReportError(GatewayError, ValueError):
-    """A report that cannot become an incident; the message starts with the field's name."""
+    """A report that cannot become an incident; the message starts with the field's name.
+
+    ``reason`` is the metric's reason (``no_type``, ``bad_location`` ...): the door that
+    refuses the report counts it with :meth:`count` (the console's live check does not: a
+    report still being typed is no refused input)."""
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def count(self) -> None:
+        """Count the refusal in ``borderlink_input_rejected_total`` (once it has a reason)."""
+        if self.reason:
+            INPUT_REJECTED.inc(component=COMPONENT, reason=f"incident_{self.reason}")
 
 
 def _refuse(message: str, reason: str) -> ReportError:
-    INPUT_REJECTED.inc(component=COMPONENT, reason=f"incident_{reason}")
-    return ReportError(message)
+    return ReportError(message, reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -118,7 +118,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     if not cookie_token or not hmac.compare_digest(cookie_token, form_token):
         INPUT_REJECTED.inc(component=COMPONENT, reason="csrf")
         log.warning("console_login_csrf_refused", remote=request.remote)
-        return again(t["wrong_login"], 403)
+        return again(t["login_form_expired"], 403)  # a stale form (another tab), not the password
     remote = request.remote or ""
     accounts = console.accounts.get()
     now = console.now()
@@ -659,6 +659,14 @@ async def events(request: web.Request, session: Session) -> web.StreamResponse:
     )
     await response.prepare(request)
     await response.write(b"retry: 2000\n\n")
+    try:
+        await _follow(response, console, session)
+    except ConnectionResetError:  # the browser left the page: nothing to answer
+        log.debug("console_events_closed", name=session.name)
+    return response
+
+
+async def _follow(response: web.StreamResponse, console: Console, session: Session) -> None:
     async with console.feed.subscribe() as queue:
         while True:
             try:
@@ -676,8 +684,7 @@ async def events(request: web.Request, session: Session) -> web.StreamResponse:
                 )
             )
             if session.expires <= console.now():
-                break
-    return response
+                return
 
 
 # ----------------------------------------------------------------------------------- wiring

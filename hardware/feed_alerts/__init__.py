@@ -75,14 +75,18 @@ def make_live(
     now: datetime,
     identifier_suffix: str = "",
     renamed: MutableMapping[tuple[str, str, str], tuple[str, str, str]] | None = None,
+    lifetime: timedelta | None = None,
 ) -> LiveAlert:
     """Shift the alert's times so it is sent at ``now``; see the module docstring.
 
     ``renamed`` maps original triples to their live form; it is read for ``references`` and
-    this alert's own mapping is added to it.
+    this alert's own mapping is added to it. With ``lifetime``, no ``expires`` is later than
+    that after ``now`` (a replay that renames its alerts on every pass keeps one or two
+    copies of each in force, not one per pass).
     """
     original = triple_of(raw)
-    delta = now.replace(microsecond=0) - sent_of(raw)
+    sent = now.replace(microsecond=0)
+    delta = sent - sent_of(raw)
 
     def shift(match: re.Match[bytes]) -> bytes:
         text = match.group(3).decode("ascii", "replace")
@@ -90,10 +94,13 @@ def make_live(
             when = parse_cap_time(text, lenient=True)
         except ValueError:
             return match.group(0)
+        moved_at = when + delta
+        if lifetime is not None and match.group(2) == b"expires" and when.tzinfo is not None:
+            moved_at = min(moved_at, sent + lifetime).astimezone(when.tzinfo)
         # Keep the zone exactly as written (``+00:00``, ``-00:00``, ``Z``, ``-05:00``): the
         # profiles read meaning into it.
         zone = _ZONE.search(text)
-        moved = (when + delta).strftime("%Y-%m-%dT%H:%M:%S") + (zone.group(0) if zone else "")
+        moved = moved_at.strftime("%Y-%m-%dT%H:%M:%S") + (zone.group(0) if zone else "")
         return match.group(1) + moved.encode() + match.group(4)
 
     out = _TIME_ELEMENT.sub(shift, raw)

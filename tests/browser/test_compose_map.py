@@ -136,6 +136,7 @@ class TestDrawingAnArea:
         expect(page.get_by_test_id("preview").first).to_be_visible(timeout=10_000)
         page.get_by_role("button", name="Issue the alert").click()
         expect(page).to_have_url(re.compile(r"/alerts/"))
+        expect(page.get_by_test_id("update")).to_have_text("Update")
         page.get_by_test_id("update").click()
         expect(page.get_by_test_id("area-map")).to_have_attribute("data-shapes", "1")
         assert ring_of(page.locator('input[name="polygon"]').input_value()) == ring_of(drawn)

@@ -115,7 +115,17 @@ class TestSignIn:
         )
         assert status == 403
         assert "borderlink_session" not in str(client.jar)
-        assert "Wrong name or password" in page
+        # The password was right: the page says what failed (the form, e.g. a second tab's),
+        # which tells nothing of the account, and offers a fresh form.
+        assert "Wrong name or password" not in page
+        assert "The sign-in form had expired: sign in again." in page
+        token = re.search(r'name="form_token" value="([^"]+)"', page)
+        assert token is not None
+        status, _page, _ = client.call(
+            "/login", {"name": "alice", "password": PASSWORDS["alice"],
+                       "form_token": token.group(1), "next": "/"},
+        )  # fmt: skip
+        assert status == 302
 
     def test_unknown_name_and_wrong_password_read_the_same(self, client: Client) -> None:
         wrong = client.sign_in("alice", "not-her-password")

@@ -141,6 +141,18 @@ class TestValidateCommand:
         assert capsys.readouterr().out.count(": valid (profile cap-cp, CAP 1.2") == 2
 
 
+    def test_the_sample_in_docs_cap_md_as_printed(
+        self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # docs/cap.md shows a run on a published NAAD sample: the same command, the same lines.
+        docs = (Path(__file__).resolve().parents[2] / "docs" / "cap.md").read_text("utf-8")
+        block = docs.split("$ borderlink validate ", 1)[1].split("```", 1)[0]
+        name, *shown = block.strip().splitlines()
+        monkeypatch.chdir(corpus_dir("cap-cp"))
+        assert main(["validate", name]) == 0
+        assert capsys.readouterr().out.splitlines() == shown
+
+
 class TestValidateEnvelope:
     """An EDXL-DE envelope: its own schema, then each alert inside as a CAP alert."""
 

@@ -3,6 +3,7 @@ previews of what it becomes, and the fields that cannot make an alert."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -41,6 +42,30 @@ class TestCompose:
         assert not errors(check(alert, "cap-cp"))
         titles = [p.title for p in previews(alert, "cap-cp", sender="eoc@x.example")]
         assert titles[:2] == ["IPAWS (the other side)", "SAME header"]
+
+    @pytest.mark.parametrize(
+        ("code", "english", "french"),
+        [
+            ("tornado", "tornado", "tornade"),
+            ("hazmat", "hazardous materials", "matières dangereuses"),
+        ],
+    )
+    def test_capcp_event_named_in_each_language(self, code: str, english: str, french: str) -> None:
+        # The form takes the event code once; each block names it in its own language, as
+        # CAP-CP's event list does (rule 7), and never the English name in the French block.
+        alert = build(replace(CAPCP, event=code), sender="eoc@x.ca",
+                      sender_name="EOC", now=NOW, issued_by="alice")  # fmt: skip
+        assert [(i.language, i.event) for i in alert.infos] == [
+            ("en-CA", english),
+            ("fr-CA", french),
+        ]
+        assert all(i.event_codes[0].value == code for i in alert.infos)
+        assert [f for f in check(alert, "cap-cp") if f.rule == "capcp.R7-event-name"] == []
+
+    def test_a_code_not_in_the_list_is_kept_as_typed(self) -> None:
+        alert = build(replace(CAPCP, event="drill"), sender="eoc@x.ca",
+                      sender_name="EOC", now=NOW, issued_by="alice")  # fmt: skip
+        assert [i.event for i in alert.infos] == ["drill", "drill"]
 
     def test_ipaws_times_in_the_areas_zone(self) -> None:
         draft = Draft(profile="ipaws", event="TOR", severity="Extreme", headline_en="Tornado",

@@ -126,9 +126,10 @@ class TestReport:
     ) -> None:
         fields = {f: getattr(REPORT, f) for f in Report.__dataclass_fields__}
         before = _refused()
-        with pytest.raises(ReportError, match=message):
+        with pytest.raises(ReportError, match=message) as refused:
             build_incident(Report(**{**fields, **change}), agency="eoc", now=NOW)
-        assert _refused() == before + 1
+        assert refused.value.reason
+        assert _refused() == before  # counted by the door that refuses it, not while checking
 
     def test_json_body(self) -> None:
         report = Report.from_json(
@@ -245,10 +246,17 @@ class TestSendingThroughTheDaemon:
             assert "INC1 ID=TEST-" in check
             assert "PR=urgent" in check
             assert "edxlDistribution" in check
-            async with http.post(
-                f"{base}/incidents/new/check", data=_form(csrf, latitude="95")
-            ) as resp:
-                assert "latitude: from -90 to 90 degrees" in await resp.text()
+            # The check runs as the operator types: a report not finished yet is no
+            # refused input (the empty form is checked as soon as it opens).
+            before = _refused()
+            for partial, says in (
+                (_form(csrf, latitude="95"), "latitude: from -90 to 90 degrees"),
+                (_form(csrf, incident_type=""), "incident_type: the type is required"),
+            ):
+                async with http.post(f"{base}/incidents/new/check", data=partial) as resp:
+                    assert resp.status == 200
+                    assert says in await resp.text()
+            assert _refused() == before
             # Sent to the talkgroup only.
             async with http.post(
                 f"{base}/incidents", data=_form(csrf, destination="tg-ca"), allow_redirects=False
@@ -297,6 +305,7 @@ class TestSendingThroughTheDaemon:
             ) as resp:
                 assert resp.status == 400
                 assert "incident_type: the type is required" in await resp.text()
+            assert _refused() == before + 1  # a report sent and refused is counted
             # Without the form's token: refused.
             async with http.post(f"{base}/incidents", data=_form("stale")) as resp:
                 assert resp.status == 403

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -286,3 +288,24 @@ def _render(page: object) -> str:
     )
     env.filters["quote"] = lambda text: quote(str(text), safe="")
     return env.get_template("alert_live.html").render(t=words("en"), page=page)
+
+
+class TestTemplateWords:
+    """Every ``t.NAME`` a template shows is a word of both languages. A word named like a
+    method of the mapping that holds the words (``update``) would print that method
+    (``<built-in method update of dict ...>``): such a word is written ``t["NAME"]``."""
+
+    def test_each_word_a_template_names_is_a_word(self) -> None:
+        folder = Path(__file__).resolve().parents[2] / "gateway" / "console" / "templates"
+        named = {
+            (path.name, name)
+            for path in sorted(folder.glob("*.html"))
+            for name in re.findall(r"\bt\.([a-z_]+)", path.read_text(encoding="utf-8"))
+        }
+        assert named
+        for language in ("en", "fr"):
+            table = words(language)
+            missing = sorted((f, n) for f, n in named if n not in table)
+            shadowed = sorted((f, n) for f, n in named if hasattr(table, n))
+            assert missing == [], language
+            assert shadowed == [], language

@@ -259,6 +259,7 @@ class TestJsonErrors:
         config = load(daemon_toml(tmp_path, mosquitto.url))
         async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
             base = f"http://127.0.0.1:{daemon.http_port}"
+            bad_limits = INPUT_REJECTED.value(component="http", reason="bad_limit")
             for path, status, error in (
                 ("/api/v1/nope", 404, "not_found"),
                 ("/nope", 404, "not_found"),
@@ -270,6 +271,15 @@ class TestJsonErrors:
                     assert resp.status == status, path
                     assert resp.content_type == "application/json", path
                     assert (await resp.json())["error"] == error, path
+            # A bad limit is bad input like any other: counted.
+            assert INPUT_REJECTED.value(component="http", reason="bad_limit") == bad_limits + 3
+            # Without a [[partner]] there are no feeds, and the answer says so (not "the API
+            # is under /api/v1", which would send a partner's reader looking in vain).
+            async with http.get(f"{base}/feeds/alerts.atom") as resp:
+                assert resp.status == 404
+                refused = await resp.json()
+            assert refused["error"] == "not_found"
+            assert "no [[partner]]" in refused["message"]
             # "/" is the console: a person without a session is sent to sign in.
             async with http.get(base + "/", allow_redirects=False) as resp:
                 assert resp.status == 302

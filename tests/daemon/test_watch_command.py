@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import shlex
+import signal
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -111,6 +114,44 @@ async def test_json_lines_for_scripts(mosquitto: Broker, tmp_path: Path, cap: Ca
         assert set(delivery) == {"time", "kind", "key", "sink", "state", "attempts", "reason"}
         assert delivery["key"] == key
     assert deliveries[-1]["attempts"] >= 1
+
+
+async def test_a_reader_that_stops_ends_the_watch(
+    mosquitto: Broker, tmp_path: Path, cap: CapFactory
+) -> None:
+    # `borderlink watch | head -n 1`: once head has its line, the watch ends (exit 0) instead
+    # of saying "Broken pipe; trying again" every second for ever.
+    config = load(daemon_toml(tmp_path, mosquitto.url))
+    async with running_daemon(config) as daemon, aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{daemon.http_port}"
+        watch = shlex.join([sys.executable, "-m", "gateway", "watch", "--url", url,
+                            "--interval", "0.1"])  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            "bash", "-c", f"set -o pipefail; {watch} | head -n 1",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )  # fmt: skip
+        try:
+            assert proc.stderr is not None
+            started = await asyncio.wait_for(proc.stderr.readline(), 30)
+            assert started.startswith(b"watching ")
+            # The watch learns that head is gone at its next line: alerts until it has.
+            async with asyncio.timeout(30):
+                while proc.returncode is None:
+                    async with http.post(
+                        f"{url}/api/v1/alerts", data=cap(), headers=AUTH
+                    ) as resp:
+                        assert resp.status == 202
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(proc.wait(), 0.5)
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the pipeline: bash, watch and head
+            await proc.wait()
+    assert out.decode().count("\n") == 1
+    assert b"trying again" not in err
+    assert proc.returncode == 0, err.decode()
 
 
 async def test_unreachable_gateway_exits_2() -> None:

@@ -147,6 +147,16 @@ class TestFrames:
                 assert not intact
 
 
+def _unreachable_loopback(extra: list[str]) -> subprocess.CompletedProcess[str]:
+    """``borderlink loopback`` on a port nobody listens on, with ``extra`` arguments."""
+    return subprocess.run(  # noqa: PLW1510 - the exit status is asserted
+        [sys.executable, "-m", "gateway", "loopback", "socket://127.0.0.1:9", *extra],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 class TestCommandLine:
     """The commands technicians run: sim in one shell, loopback in another; exit codes."""
 
@@ -223,14 +233,21 @@ class TestCommandLine:
 
     def test_readme_loopback_example_as_written(self) -> None:
         # The README's example once failed its own latency threshold; run it as printed there,
-        # on a free port instead of 8001.
+        # on a free port instead of its own.
         readme = (ROOT / "README.md").read_text(encoding="utf-8")
         section = readme.split("## Technician loopback tests", 1)[1]
         block = section.split("```sh\n", 1)[1].split("```", 1)[0]
         sim_line, loop_line = block.replace("\\\n", " ").strip().splitlines()
+        # The example is read after the quick start, with make run still running: its
+        # simulator must not take a port of the demo (where the loopback would test the
+        # demo's APRS channel and lose every frame).
+        listen = shlex.split(sim_line.split("&", 1)[0])
+        address = listen[listen.index("--tcp") + 1]
+        assert address not in (ROOT / "config" / "demo.toml").read_text(encoding="utf-8")
         port = str(free_port())
-        sim_argv = shlex.split(sim_line.split("&", 1)[0].replace("8001", port))
-        loop_argv = shlex.split(loop_line.replace("8001", port))
+        readme_port = address.rsplit(":", 1)[1]
+        sim_argv = shlex.split(sim_line.split("&", 1)[0].replace(readme_port, port))
+        loop_argv = shlex.split(loop_line.replace(readme_port, port))
         assert sim_argv[0] == loop_argv[0] == "borderlink"
         cli = [sys.executable, "-m", "gateway"]
         sim = subprocess.Popen(
@@ -255,14 +272,26 @@ class TestCommandLine:
 
     @pytest.mark.parametrize("extra", [["--size", "500"], ["--rate", "-5"]])
     def test_bad_arguments_exit_2(self, extra: list[str]) -> None:
-        done = subprocess.run(  # noqa: PLW1510 - the exit status is asserted
-            [sys.executable, "-m", "gateway", "loopback", "socket://127.0.0.1:9", *extra],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        done = _unreachable_loopback(extra)
         assert done.returncode == 2
         assert "out of range" in done.stderr or "positive" in done.stderr
+
+    @pytest.mark.parametrize(
+        ("extra", "says"),
+        [
+            (["--max-loss", "abc"], "argument --max-loss: 'abc' is not a fraction"),
+            (["--max-corrupt", "150%"], "argument --max-corrupt: '150%' is not a fraction"),
+            (["--count", "many"], "argument --count: 'many' is not a whole number"),
+            (["--window", "0"], "argument --window: must be at least 1"),
+        ],
+    )
+    def test_bad_thresholds_say_which_and_what(self, extra: list[str], says: str) -> None:
+        # The technician reads what is wrong in words, not the name of a function of ours.
+        done = _unreachable_loopback(extra)
+        assert done.returncode == 2
+        assert says in done.stderr
+        assert "_fraction" not in done.stderr
+        assert "_positive" not in done.stderr
 
     def test_unreachable_port_exits_2(self) -> None:
         port = free_port()

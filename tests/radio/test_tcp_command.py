@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socketserver
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +54,24 @@ def test_typed_lines_go_out_and_answers_come_back(device: int) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout == b"HANDHELD READY\nFLOOD AT THE BRIDGE\nSECOND LINE\n"
     assert b"connected to 127.0.0.1:" in done.stderr
+
+
+@pytest.mark.parametrize("source", ["devnull", "file"])
+def test_input_from_a_file_or_dev_null(device: int, source: str, tmp_path: Path) -> None:
+    # A script, a cron job or a service has no terminal: its input is /dev/null or a file,
+    # which the selector refuses (EPERM); the file is sent, then the other end is listened to.
+    path = Path(os.devnull)
+    if source == "file":
+        path = tmp_path / "lines.txt"
+        path.write_bytes(b"from a file\n")
+    with path.open("rb") as stdin:
+        done = subprocess.run(  # noqa: PLW1510 - the exit status is asserted
+            [*CLI, f"127.0.0.1:{device}"], stdin=stdin, capture_output=True, timeout=30
+        )
+    assert b"not permitted" not in done.stderr
+    assert done.returncode == 0, done.stderr
+    expected = b"HANDHELD READY\n" + (b"FROM A FILE\n" if source == "file" else b"")
+    assert done.stdout == expected
 
 
 def test_nothing_listening_is_exit_2_with_the_address() -> None:
