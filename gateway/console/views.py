@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from cap_schemas.model import Alert, AlertKey
+from cap_schemas.model import Alert, AlertKey, Info
 from cap_schemas.parse import parse_alert
 from cap_schemas.rules import broadcast_immediately
 from gateway.approvals import CONSOLE_SOURCE, author_of
@@ -128,21 +128,41 @@ def _deliveries(entries: Sequence[OutboxEntry]) -> dict[str, tuple[str, ...]]:
     return {state: tuple(sorted(sinks)) for state, sinks in sorted(by_state.items())}
 
 
+def _info_in(alert: Alert | None, language: str) -> Info | None:
+    """The info block of ``alert`` in the console's language (``en``, ``fr``), else its
+    first one."""
+    if alert is None or not alert.infos:
+        return None
+    wanted = language.lower()
+    return next(
+        (i for i in alert.infos if i.language.lower().split("-")[0] == wanted), alert.infos[0]
+    )
+
+
 def _row(
-    stored: StoredAlert, alert: Alert | None, entries: Sequence[OutboxEntry], now: datetime
+    stored: StoredAlert,
+    alert: Alert | None,
+    entries: Sequence[OutboxEntry],
+    now: datetime,
+    language: str = "en",
 ) -> BoardRow:
-    info = alert.infos[0] if alert is not None and alert.infos else None
+    info = _info_in(alert, language)
+    first = alert is not None and bool(alert.infos) and info is alert.infos[0]
     provenance = stored.provenance
     return BoardRow(
         key=str(stored.key),
         href=alert_href(stored.key),
         country=alert_country(alert) if alert is not None else "xx",
         event=(info.event if info is not None else stored.event) or stored.event,
-        headline=stored.headline,
+        # The stored headline and areas are the first block's; another language's block
+        # speaks for itself (its areas named in its language).
+        headline=stored.headline if first or info is None else (info.headline or info.event),
         severity=stored.severity,
         urgency=stored.urgency,
         certainty=info.certainty.value if info is not None else "",
-        areas=", ".join(stored.areas),
+        areas=", ".join(
+            stored.areas if first or info is None else [a.area_desc for a in info.areas]
+        ),
         sender=stored.sender_name or stored.key.sender,
         age=(now - stored.received_at).total_seconds(),
         expires_in=None if stored.expires is None else (stored.expires - now).total_seconds(),
@@ -170,14 +190,16 @@ def board_rows(
     *,
     limit: int = 5000,
     partners: Sequence[PartnerConfig] = (),
+    language: str = "en",
 ) -> list[BoardRow]:
     """The alerts in force (up to ``limit``), most urgent first: severity, then the ledger's
-    priority; an alert issued here lists the partners that acknowledged it."""
+    priority; an alert issued here lists the partners that acknowledged it. Event, headline
+    and areas are read from the info block in ``language`` when the alert has one."""
     active = ledger.active(now, with_raw=True)[:limit]
     names = {p.ack_sender: p.name for p in partners if p.ack_sender}
     rows = [
         replace(
-            _row(s, cache.get(s), ledger.deliveries(s.key), now),
+            _row(s, cache.get(s), ledger.deliveries(s.key), now, language),
             receipts=tuple(
                 dict.fromkeys(names.get(r.key.sender, r.key.sender) for r in ledger.receipts(s.key))
             )

@@ -165,9 +165,11 @@ async def choose_language(request: web.Request) -> web.StreamResponse:
 # ------------------------------------------------------------------------------------ pages
 
 
-async def _board_values(console: Console) -> dict[str, Any]:
+async def _board_values(console: Console, language: str) -> dict[str, Any]:
     rows = await asyncio.to_thread(
-        functools.partial(views.board_rows, partners=console.daemon.config.partners),
+        functools.partial(
+            views.board_rows, partners=console.daemon.config.partners, language=language
+        ),
         console.daemon.ledger, console.now(), console.cache,
     )  # fmt: skip
     incidents = await asyncio.to_thread(current_incidents, console.daemon.ledger, console.now())
@@ -177,7 +179,8 @@ async def _board_values(console: Console) -> dict[str, Any]:
 @signed_in
 async def board(request: web.Request, session: Session) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
-    return console.render(request, "board.html", session=session, **await _board_values(console))
+    values = await _board_values(console, console.language(request))
+    return console.render(request, "board.html", session=session, **values)
 
 
 @signed_in
@@ -185,8 +188,9 @@ async def on_air(request: web.Request, session: Session) -> web.StreamResponse:
     """The wall display: the most urgent alerts in force, large, nothing else to press."""
     console = request.app[CONSOLE_KEY]
     rows = await asyncio.to_thread(
-        views.board_rows, console.daemon.ledger, console.now(), console.cache
-    )
+        functools.partial(views.board_rows, language=console.language(request)),
+        console.daemon.ledger, console.now(), console.cache,
+    )  # fmt: skip
     # The most severe first and, among equals, the newest: what just came is what to see.
     rows.sort(key=lambda r: (views.severity_rank(r.severity), r.age))
     template = "onair_rows.html" if request.query.get("part") == "rows" else "onair.html"
@@ -199,9 +203,8 @@ ON_AIR_ROWS = 8
 @signed_in
 async def board_rows(request: web.Request, session: Session) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
-    return console.render(
-        request, "board_rows.html", session=session, **await _board_values(console)
-    )
+    values = await _board_values(console, console.language(request))
+    return console.render(request, "board_rows.html", session=session, **values)
 
 
 @signed_in
@@ -386,6 +389,11 @@ def _static_file(relative: str) -> tuple[bytes, str] | None:
     if kind is None or root not in path.parents or not path.is_file():
         return None
     return path.read_bytes(), kind
+
+
+async def favicon(_request: web.Request) -> web.StreamResponse:
+    """Browsers and tools that ask for ``/favicon.ico`` anyway get the console's icon."""
+    raise web.HTTPMovedPermanently("/static/icon.svg")
 
 
 async def static_file(request: web.Request) -> web.StreamResponse:
@@ -717,6 +725,7 @@ def console_routes() -> list[web.AbstractRouteDef]:
         web.post("/logout", logout),
         web.get("/lang/{code}", choose_language),
         web.get("/static/{path:.+}", static_file),
+        web.get("/favicon.ico", favicon),
     ]
 
 

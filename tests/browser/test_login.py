@@ -78,6 +78,14 @@ class TestStaticFiles:
         client = Client(console_daemon.url)
         for path in ("/static/%2e%2e/web.py", "/static/vendor/README.md", "/static/nope.js"):
             assert client.call(path)[0] == 404, path
+        # The icon: linked from the pages, and /favicon.ico (asked for anyway) leads to it.
+        status, page, _headers = client.call("/login")
+        assert status == 200
+        assert '<link rel="icon" href="/static/icon.svg"' in page
+        with urllib.request.urlopen(f"{console_daemon.url}/favicon.ico", timeout=10) as answer:
+            assert answer.url.endswith("/static/icon.svg")
+            assert answer.headers["Content-Type"].startswith("image/svg+xml")
+            assert answer.read().startswith(b"<svg")
 
 
 class TestSignIn:

@@ -66,6 +66,23 @@ class TestBoard:
         assert top.href.startswith("/alerts/views@borderlink.invalid,")
         assert not rows[1].attention
 
+    def test_a_bilingual_alert_speaks_the_consoles_language(
+        self, ledger: SqliteLedger, clock: FakeClock
+    ) -> None:
+        tornado = (FEED_ALERTS / "naad" / "eccc-tornado-warning-on.xml").read_bytes()
+        _admit(ledger, make_live(tornado, now=clock.now()).raw, Planner(sinks=("mqtt",)))
+        (english,) = board_rows(ledger, clock.now(), ParsedCache())
+        (french,) = board_rows(ledger, clock.now(), ParsedCache(), language="fr")
+        assert (english.event, english.headline) == ("tornado", "tornado warning in effect")
+        assert english.areas.startswith("Prescott and Russell")
+        assert (french.event, french.headline) == ("tornade", "avertissement de tornade en vigueur")
+        assert french.areas.startswith("Prescott et Russell")
+        assert french.languages == english.languages == ("en-CA", "fr-CA")
+        # An alert in one language only is shown in it whatever the console's language.
+        _admit(ledger, cap(severity="Minor", headline="minor one", sent=T0), Planner())
+        rows = board_rows(ledger, clock.now(), ParsedCache(), language="fr")
+        assert [r.headline for r in rows][-1] == "minor one"
+
     def test_detail_has_the_journal_and_holds(self, ledger: SqliteLedger, clock: FakeClock) -> None:
         raw = cap(severity="Extreme", sent=T0)
         _admit(ledger, raw, Planner(sinks=("air",), held=True))
