@@ -910,11 +910,15 @@ def parse_config(data: Mapping[str, Any], *, path: Path) -> Config:
     for i, route in enumerate(routes):
         for sink in route.sinks:
             if sink not in sink_names:
-                allowed = ", ".join(sorted(sink_names)) or "(no [[sink]] defined)"
+                allowed = (
+                    f"defined: {', '.join(sorted(sink_names))}"
+                    if sink_names
+                    else "the file defines no [[sink]]"
+                )
                 raise ConfigError.at(
                     file,
                     f"{item_path('route', i, route.name)}.sinks",
-                    f"no sink named {sink!r}; defined: {allowed}",
+                    f"no sink named {sink!r}; {allowed}",
                 )
         # Incident routes also take what radio sinks hear.
         known = source_names | sink_names if route.input == "incident" else source_names

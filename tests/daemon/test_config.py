@@ -134,6 +134,9 @@ class TestErrors:
         assert 'route #1 "r".sinks' in message
         assert "'nope'" in message
         assert "defined: out" in message
+        sinkless = BASE.partition("[[sink]]")[0] + '[[route]]\nname = "r"\nsinks = ["out"]\n'
+        message = refused(tmp_path, sinkless)
+        assert "no sink named 'out'; the file defines no [[sink]]" in message
 
     def test_unknown_adapter_type(self, tmp_path: Path) -> None:
         message = refused(tmp_path, BASE.replace('type = "mqtt"', 'type = "carrier-pigeon"'))
