@@ -1352,8 +1352,9 @@ def _prioritised(planned: list[PlannedDelivery], verdict: Verdict) -> list[Plann
     (whatever the router said), and an update or cancel is at least as urgent as what it
     replaces (a cancel of a Broadcast-Immediately alert must not queue behind routine
     traffic)."""
-    if verdict.admission.hold:
-        planned = [p if p.held else replace(p, held=True) for p in planned]
+    hold = verdict.admission.hold
+    if hold:  # each delivery says why it waits (the holds list and the API show it)
+        planned = [replace(p, held=True, hold_reason=p.hold_reason or hold) for p in planned]
     best = verdict.ref_priority
     if best is None:
         return planned

@@ -297,6 +297,11 @@ class TestValidationModes:
                 len(holds),
                 CapFactory.key_of(broken) in set(out.keys("out/")),
             )
+            if mode == "hold":  # each held delivery says why, as /holds and the API show it
+                assert {h.reason for h in holds} == {
+                    "1 validation error(s), first cap.identifier at /alert/identifier:"
+                    " <identifier> contains a space (spaces, commas, < and & are not allowed)"
+                }
         assert outcomes["reject"] == (["new"], 0, False)
         assert outcomes["hold"] == (["held", "new"], 2, False)
         assert outcomes["warn"] == (["new", "new"], 0, True)
