@@ -65,7 +65,7 @@ import enum
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -644,7 +644,9 @@ class Known:
 class Facts:
     """What the store knows that an admission depends on, read before it is decided.
 
-    ``record`` re-reads them inside its transaction and refuses when they differ.
+    ``record`` re-reads them inside its transaction and refuses when they differ -- unless
+    the store can tell that nothing was committed since they were read (``version``, the
+    store's change counter taken before the read; None where it keeps none).
     """
 
     existing: Known | None = None  # the same key, admitted before
@@ -654,6 +656,7 @@ class Facts:
     matches: tuple[tuple[str, Known], ...] = ()
     # every stored copy of the events of ``matches`` and of ``referenced``, with its reach
     copies: tuple[Known, ...] = ()
+    version: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,8 +140,20 @@ class SqlLedger(LedgerBase):
     def facts(
         self, key: AlertKey, references: Sequence[AlertKey] = (), probe: Probe | None = None
     ) -> Facts:
+        version = self._version()
         with self._read() as conn:
-            return read_facts(conn, key, references, probe)
+            facts = read_facts(conn, key, references, probe)
+        return facts if version is None else replace(facts, version=version)
+
+    def _version(self) -> int | None:
+        """The store's change counter (outside any transaction): it changes with every
+        commit made since, by any connection or process; None for a store without one."""
+        return None
+
+    def _unchanged(self, facts: Facts) -> bool:
+        """Inside a record's transaction: whether nothing was committed since ``facts`` were
+        read (the same change counter: the store is exactly as it was read)."""
+        return facts.version is not None and facts.version == self._version()
 
     def _forget_after(self, received_at: datetime, expires: datetime | None) -> datetime:
         """Keys are remembered until the alert expires, and at least ``dedup_floor``."""
@@ -171,7 +183,9 @@ class SqlLedger(LedgerBase):
             self._serialise(
                 conn, [alert.key, *references, *(AlertKey("", k, "") for k in shared)]
             )
-            require_facts(conn, alert.key, references, facts, probe)
+            require_facts(
+                conn, alert.key, references, facts, probe, unchanged=self._unchanged(facts)
+            )
             return record_alert(
                 conn,
                 alert,
@@ -196,7 +210,7 @@ class SqlLedger(LedgerBase):
     ) -> Admission:
         with self._write() as conn:
             self._serialise(conn, [record.key])
-            require_facts(conn, record.key, (), facts)
+            require_facts(conn, record.key, (), facts, unchanged=self._unchanged(facts))
             return record_message(
                 conn,
                 record,

@@ -193,8 +193,13 @@ def require_facts(
     references: Sequence[AlertKey],
     facts: Facts,
     probe: Probe | None = None,
+    *,
+    unchanged: bool = False,
 ) -> None:
-    """Refuse to record a decision whose facts no longer hold."""
+    """Refuse to record a decision whose facts no longer hold; read them again unless the
+    store knows that nothing was committed since they were read (``unchanged``)."""
+    if unchanged:
+        return
     if read_facts(conn, key, references, probe) != facts:
         msg = f"the facts of {key} changed before its admission was recorded"
         raise FactsChangedError(msg)

@@ -17,7 +17,13 @@ import pytest
 
 from cap_schemas.model import Alert
 from cap_schemas.parse import parse_alert
-from gateway.ledger import Decision
+from gateway.ledger import (
+    ADMISSION_RETRIES,
+    Admission,
+    AlertStatus,
+    Decision,
+    PlannedDelivery,
+)
 from gateway.storage.sqlite import SqliteLedger
 from tests.daemon.conftest import CapFactory
 from tests.ledger.conftest import Planner
@@ -88,3 +94,63 @@ class TestAdmissionPlans:
         assert len(queries) >= 5  # the trace did see the admissions' reads
         walking = {q: steps for q in queries if (steps := _walks(led._conn, q))}
         assert not walking, walking
+
+
+def _cancel_of(original: bytes) -> bytes:
+    key = parse_alert(original).key
+    return CapFactory(sender=NWS)(
+        sent=SENT + timedelta(minutes=5),
+        msg_type="Cancel",
+        references=[f"{key.sender},{key.identifier},{key.sent}"],
+    )
+
+
+class TestFactsReadOnce:
+    """An admission's facts are read once when nothing was committed between the read and its
+    record; any commit in between (this ledger's, or another connection's on the same file)
+    makes the record read them again and decide again on what changed."""
+
+    def test_nothing_committed_in_between(self, traced: tuple[SqliteLedger, list[str]]) -> None:
+        led, statements = traced
+        led._rconn.set_trace_callback(None)  # only what the write transaction runs
+        factory = CapFactory(sender=NWS)
+        assert _admit(led, factory(sent=SENT)) is Decision.NEW
+        statements.clear()
+        assert _admit(led, factory(sent=SENT + timedelta(minutes=1))) is Decision.NEW
+        reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+        assert reads == []
+        assert any(s.startswith("INSERT INTO alerts") for s in statements)
+
+    @pytest.mark.parametrize("writer", ["same ledger", "another connection"])
+    def test_a_cancel_committed_in_between(self, tmp_path: Path, writer: str) -> None:
+        """The Cancel of an alert lands while the alert is being planned: the alert is
+        recorded as already cancelled (stale), its planned deliveries never enqueued."""
+        original = CapFactory(sender=NWS)(sent=SENT)
+        alert = parse_alert(original)
+        cancel = _cancel_of(original)
+        led = SqliteLedger(tmp_path / "ledger.sqlite3")
+        other = led if writer == "same ledger" else SqliteLedger(tmp_path / "ledger.sqlite3")
+        planned: list[Decision] = []
+
+        def plan(admission: Admission) -> list[PlannedDelivery]:
+            planned.append(admission.decision)
+            if len(planned) == 1:  # between the facts and the record
+                _admit(other, cancel)
+            return Planner()(admission)
+
+        try:
+            before = ADMISSION_RETRIES.value()
+            answer = led.admit(
+                alert, source="feed", received_at=alert.sent + timedelta(seconds=5), plan=plan
+            )
+            assert ADMISSION_RETRIES.value() == before + 1
+            assert planned == [Decision.NEW]  # decided again: stale, nothing to plan
+            assert answer.decision is Decision.STALE
+            assert "cancelled by" in answer.reason
+            stored = led.get(alert.key)
+            assert stored is not None
+            assert stored.status is AlertStatus.CANCELLED
+            assert led.deliveries(alert.key) == []
+        finally:
+            led.close()
+            other.close()
