@@ -704,7 +704,8 @@ def _identify(
 ) -> tuple[EventLink, tuple[Known, ...]]:
     """The event ``alert`` belongs to and that event's stored copies (pure; the rules of
     :mod:`gateway.identity`, strongest first)."""
-    own = str(alert.key)
+    key = alert.key
+    own = str(key)
     if ident is None:
         return EventLink(own), ()
     chain = ident.chain(k.event_id for k in facts.referenced)
@@ -719,7 +720,7 @@ def _identify(
     ]
     for ikey, k in facts.matches:
         rule = rule_of(ikey)
-        if k.key == alert.key or (rule is Rule.SAME and k.key.sender == alert.sender):
+        if k.key == key or (rule is Rule.SAME and k.key.sender == alert.sender):
             continue  # one sender's two identifiers are two messages
         if ikey.startswith("relay:") and k.event.strip().lower() != first:
             continue  # another sender's message about it, not a relay of it
