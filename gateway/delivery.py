@@ -3,9 +3,10 @@
 A worker claims due entries of its sink in priority order (Broadcast-Immediately first; the
 claim counts the attempt and leases the entry), sends them (several in flight when the sink
 allows it), and records each outcome in one ledger transaction per batch: delivered, a retry
-with capped, jittered backoff, or a final failure with a reason. An entry stays pending until
-its sink confirmed it. A link failure (not a refusal of one delivery) is raised after the
-batch is recorded, so the supervisor reopens the sink. Workers wake when an admission or an
+with capped, jittered backoff, or a final failure with a reason; the next batch is claimed
+in the same worker-thread hop. An entry stays pending until its sink confirmed it. A link
+failure (not a refusal of one delivery) is raised after the batch is recorded (nothing more
+claimed), so the supervisor reopens the sink. Workers wake when an admission or an
 operator's approval makes an entry due, and look at least every half second.
 """
 
