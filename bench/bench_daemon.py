@@ -211,7 +211,8 @@ async def _measure(
 ) -> tuple[Result, Result | None, float]:
     """The steady run, the highest rate with p99 under the limit, and the CPU milliseconds
     the process spent per message in the steady run (robust to a busy machine, unlike
-    latency)."""
+    latency; each step prints its own, which falls as batches grow and, with a ledger that
+    slows as it fills, rises with the alerts it already holds)."""
     factory = CapFactory(sender="bench@borderlink.invalid")
     await _run_rate(port, 50, 1, factory, key_of_topic=key_of_topic)  # warm-up
     cpu = _cpu_seconds(pid)
@@ -222,8 +223,10 @@ async def _measure(
     print(f"{_row(label, steady)}  cpu {cpu_ms:.2f} ms/msg", flush=True)
     best: Result | None = None
     for rate in RATES:
+        before = _cpu_seconds(pid)
         r = await _run_rate(port, rate, STEP_SECONDS, factory, key_of_topic=key_of_topic)
-        print(_row(label, r), flush=True)
+        step_ms = (_cpu_seconds(pid) - before) * 1000 / max(r.sent, 1)
+        print(f"{_row(label, r)}  cpu {step_ms:.2f} ms/msg", flush=True)
         if r.received < r.sent or r.p99 >= P99_LIMIT:
             break
         best = r
