@@ -305,7 +305,7 @@ def main() -> None:
     systems = ("bare relay", "before", "borderlink")
     best: dict[str, list[int]] = {name: [] for name in systems}
     steady: dict[str, list[Result]] = {name: [] for name in systems}
-    rss: list[float] = []
+    rss: dict[str, list[float]] = {name: [] for name in systems}
     cpu: dict[str, list[float]] = {name: [] for name in systems}
     with tempfile.TemporaryDirectory(prefix="bench-daemon-") as tmp, run_mosquitto() as broker:
         baseline = _baseline_tree(Path(tmp))
@@ -329,8 +329,7 @@ def main() -> None:
                 steady[label].append(s)
                 cpu[label].append(c)
                 best[label].append(_rate(b))
-                if label == "borderlink":
-                    rss.append(peak)
+                rss[label].append(peak)
     relay_rate = statistics.median(best["bare relay"])
     print(f"\nmedians of {RUNS} runs (borderlink = this revision, before = {BASELINE[:12]})")
     for name in systems:
@@ -346,7 +345,9 @@ def main() -> None:
             f" cpu {statistics.median(cpu[name]):.2f} ms/msg"
             f"  (per run: {', '.join(_shown(r) for r in best[name])})"
         )
-    print(f"borderlink daemon peak RSS: {statistics.median(rss):.1f} MiB")
+    for name in ("before", "borderlink"):
+        if rss[name]:
+            print(f"{name} daemon peak RSS: {statistics.median(rss[name]):.1f} MiB")
 
 
 if __name__ == "__main__":
