@@ -3,9 +3,10 @@
 A worker claims due entries of its sink in priority order (Broadcast-Immediately first; the
 claim counts the attempt and leases the entry), sends them (several in flight when the sink
 allows it), and records each outcome in one ledger transaction per batch: delivered, a retry
-with capped, jittered backoff, or a final failure with a reason. An entry stays pending until
-its sink confirmed it. A link failure (not a refusal of one delivery) is raised after the
-batch is recorded, so the supervisor reopens the sink. Workers wake when an admission or an
+with capped, jittered backoff, or a final failure with a reason; the next batch is claimed
+in the same worker-thread hop. An entry stays pending until its sink confirmed it. A link
+failure (not a refusal of one delivery) is raised after the batch is recorded (nothing more
+claimed), so the supervisor reopens the sink. Workers wake when an admission or an
 operator's approval makes an entry due, and look at least every half second.
 """
 
@@ -147,16 +148,42 @@ class SinkWorkers:
                 DELIVERIES.inc(sink=cfg.name, outcome="retry")
 
     async def _deliver(
-        self, cfg: SinkConfig, adapter: SinkAdapter, entries: Sequence[OutboxEntry]
-    ) -> None:
+        self, cfg: SinkConfig, adapter: SinkAdapter, entries: Sequence[OutboxEntry], limit: int
+    ) -> list[OutboxEntry]:
         """Send a batch in priority order (in flight together when the sink allows it),
-        record every outcome, then raise the first link failure so the link restarts."""
+        record every outcome and claim the next batch in the same worker-thread hop (none
+        after a link failure), then raise the first link failure so the link restarts."""
         errors = await asyncio.gather(*(self._attempt(cfg, adapter, e) for e in entries))
         results = list(zip(entries, errors, strict=True))
-        await asyncio.to_thread(self._record, cfg, results)
-        for error in errors:
-            if error is not None and not isinstance(error, DeliveryError):
-                raise error
+        failure = next(
+            (e for e in errors if e is not None and not isinstance(e, DeliveryError)), None
+        )
+        following = await asyncio.to_thread(
+            self._record_then_claim, cfg, results, 0 if failure is not None else limit
+        )
+        if failure is not None:
+            raise failure
+        return following
+
+    def _claim(self, cfg: SinkConfig, limit: int) -> list[OutboxEntry]:
+        """Lease the sink's next due entries, most urgent first (worker thread)."""
+        return self.ledger.claim(
+            cfg.name,
+            self.clock.now(),
+            limit=limit,
+            lease=timedelta(seconds=cfg.send_timeout + _LEASE_MARGIN),
+            by=self._instance,
+        )
+
+    def _record_then_claim(
+        self,
+        cfg: SinkConfig,
+        results: Sequence[tuple[OutboxEntry, BaseException | None]],
+        limit: int,
+    ) -> list[OutboxEntry]:
+        """:meth:`_record`, then (``limit`` > 0) :meth:`_claim` (one worker-thread hop)."""
+        self._record(cfg, results)
+        return self._claim(cfg, limit) if limit else []
 
     async def run(self, cfg: SinkConfig, adapter: SinkAdapter) -> None:
         """Deliver the sink's due entries until the daemon stops (supervised: a link that
@@ -189,18 +216,17 @@ class SinkWorkers:
         limit: int,
         closed: asyncio.Future[None] | None,
     ) -> None:
+        entries: list[OutboxEntry] = []  # claimed with the last outcomes, not sent yet
         while True:
+            # Cleared before each claim: a wake-up after it is never lost (the next claim, or
+            # the one after the deliveries under way, sees what woke it).
             wake.clear()
-            if closed is not None and closed.done():
-                closed.result()
-            entries = await asyncio.to_thread(
-                self.ledger.claim,
-                cfg.name,
-                self.clock.now(),
-                limit=limit,
-                lease=timedelta(seconds=cfg.send_timeout + _LEASE_MARGIN),
-                by=self._instance,
-            )
+            if not entries:
+                if closed is not None and closed.done():
+                    closed.result()
+                entries = await asyncio.to_thread(self._claim, cfg, limit)
+            # Entries in hand are sent even when the link just closed: each fails at once
+            # and is recorded due again (never left claimed until its lease runs out).
             if not entries:
                 if self._stopping.is_set():
                     return
@@ -211,8 +237,7 @@ class SinkWorkers:
                 await asyncio.wait(watched, timeout=self._poll, return_when="FIRST_COMPLETED")
                 waiter.cancel()
                 continue
-            await self._deliver(cfg, adapter, entries)
-
+            entries = await self._deliver(cfg, adapter, entries, limit)
 
 def _claims(entries: Sequence[OutboxEntry]) -> dict[int, datetime]:
     """Each claimed entry's ``started_at``: the fence its outcome is recorded under."""

@@ -65,7 +65,7 @@ import enum
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
@@ -644,7 +644,9 @@ class Known:
 class Facts:
     """What the store knows that an admission depends on, read before it is decided.
 
-    ``record`` re-reads them inside its transaction and refuses when they differ.
+    ``record`` re-reads them inside its transaction and refuses when they differ -- unless
+    the store can tell that nothing was committed since they were read (``version``, the
+    store's change counter taken before the read; None where it keeps none).
     """
 
     existing: Known | None = None  # the same key, admitted before
@@ -654,6 +656,7 @@ class Facts:
     matches: tuple[tuple[str, Known], ...] = ()
     # every stored copy of the events of ``matches`` and of ``referenced``, with its reach
     copies: tuple[Known, ...] = ()
+    version: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -701,7 +704,8 @@ def _identify(
 ) -> tuple[EventLink, tuple[Known, ...]]:
     """The event ``alert`` belongs to and that event's stored copies (pure; the rules of
     :mod:`gateway.identity`, strongest first)."""
-    own = str(alert.key)
+    key = alert.key
+    own = str(key)
     if ident is None:
         return EventLink(own), ()
     chain = ident.chain(k.event_id for k in facts.referenced)
@@ -716,7 +720,7 @@ def _identify(
     ]
     for ikey, k in facts.matches:
         rule = rule_of(ikey)
-        if k.key == alert.key or (rule is Rule.SAME and k.key.sender == alert.sender):
+        if k.key == key or (rule is Rule.SAME and k.key.sender == alert.sender):
             continue  # one sender's two identifiers are two messages
         if ikey.startswith("relay:") and k.event.strip().lower() != first:
             continue  # another sender's message about it, not a relay of it

@@ -14,6 +14,7 @@ import sys
 
 import structlog
 
+from gateway.collector import settle
 from gateway.commands import Subparsers, add_command, described
 from gateway.config import load_config
 from gateway.errors import ConfigError, GatewayError
@@ -68,6 +69,8 @@ async def _main(path: str) -> int:
             file=sys.stderr,
         )
     started.cancel()
+    if started.done():
+        settle()  # what start-up built stays out of the garbage collector's walks
     await run
     return 0
 

@@ -140,8 +140,10 @@ class SqlLedger(LedgerBase):
     def facts(
         self, key: AlertKey, references: Sequence[AlertKey] = (), probe: Probe | None = None
     ) -> Facts:
+        version = self._version()
         with self._admission_read() as conn:
-            return self._read_facts(conn, key, references, probe)
+            facts = self._read_facts(conn, key, references, probe)
+        return facts if version is None else replace(facts, version=version)
 
     # Where a backend may take fewer round trips (PostgreSQL: the reads of the facts issued
     # together, the admission's transactions pipelined): the same SQL, the same facts.
@@ -154,6 +156,16 @@ class SqlLedger(LedgerBase):
 
     def _admission_write(self, *, sync: bool) -> AbstractContextManager[Connection]:
         return self._write(sync=sync)
+
+    def _version(self) -> int | None:
+        """The store's change counter (outside any transaction): it changes with every
+        commit made since, by any connection or process; None for a store without one."""
+        return None
+
+    def _unchanged(self, facts: Facts) -> bool:
+        """Inside a record's transaction: whether nothing was committed since ``facts`` were
+        read (the same change counter: the store is exactly as it was read)."""
+        return facts.version is not None and facts.version == self._version()
 
     def _forget_after(self, received_at: datetime, expires: datetime | None) -> datetime:
         """Keys are remembered until the alert expires, and at least ``dedup_floor``."""
@@ -183,7 +195,15 @@ class SqlLedger(LedgerBase):
             self._serialise(
                 conn, [alert.key, *references, *(AlertKey("", k, "") for k in shared)]
             )
-            require_facts(conn, alert.key, references, facts, probe, read=self._read_facts)
+            require_facts(
+                conn,
+                alert.key,
+                references,
+                facts,
+                probe,
+                read=self._read_facts,
+                unchanged=self._unchanged(facts),
+            )
             return record_alert(
                 conn,
                 alert,
@@ -208,7 +228,7 @@ class SqlLedger(LedgerBase):
     ) -> Admission:
         with self._write() as conn:
             self._serialise(conn, [record.key])
-            require_facts(conn, record.key, (), facts)
+            require_facts(conn, record.key, (), facts, unchanged=self._unchanged(facts))
             return record_message(
                 conn,
                 record,

@@ -125,16 +125,18 @@ def _matches(conn: Connection, keys: Sequence[str]) -> list[tuple[str, Known]]:
         # The newest candidates of each key, read backwards along the (key, alert_id) index,
         # then the newest of those: the same as the newest of them all, but without reading
         # every alert of a busy place and half hour first (that made each admission slower
-        # as a storm went on).
+        # as a storm went on). The candidates come first and their alerts are read by id
+        # (CROSS JOIN keeps that order in SQLite, whose planner would otherwise walk every
+        # CAP alert along the kind index and test each id against the list).
         newest = " UNION ".join(
             "SELECT alert_id FROM (SELECT alert_id FROM identity_keys WHERE key = ?"  # noqa: S608 - constant fragments
             f" ORDER BY alert_id DESC LIMIT {WINDOW_CANDIDATES}) AS w{i}"
             for i in range(len(window))
         )
         rows = conn.execute(
-            f"SELECT {_KNOWN_A} FROM alerts a WHERE a.id IN ("  # noqa: S608 - constant fragments
-            f" SELECT alert_id FROM ({newest}) AS u ORDER BY alert_id DESC"
-            f" LIMIT {WINDOW_CANDIDATES}) AND a.kind = 'cap' ORDER BY a.id",
+            f"SELECT {_KNOWN_A} FROM (SELECT alert_id FROM ({newest}) AS u"  # noqa: S608 - constant fragments
+            f" ORDER BY alert_id DESC LIMIT {WINDOW_CANDIDATES}) AS c"
+            " CROSS JOIN alerts a WHERE a.id = c.alert_id AND a.kind = 'cap' ORDER BY a.id",
             tuple(window),
         ).fetchall()
         found += [("window:", row_to_known(r)) for r in rows]
@@ -226,9 +228,13 @@ def require_facts(
     probe: Probe | None = None,
     *,
     read: FactsReader | None = None,
+    unchanged: bool = False,
 ) -> None:
-    """Refuse to record a decision whose facts no longer hold (read again by ``read``, by
-    default :func:`read_facts`)."""
+    """Refuse to record a decision whose facts no longer hold: read again by ``read`` (by
+    default :func:`read_facts`) unless the store knows that nothing was committed since they
+    were read (``unchanged``)."""
+    if unchanged:
+        return
     if (read or read_facts)(conn, key, references, probe) != facts:
         msg = f"the facts of {key} changed before its admission was recorded"
         raise FactsChangedError(msg)

@@ -218,6 +218,23 @@ class SqliteLedger(SqlLedger):
                 if not sync:
                     conn.execute("PRAGMA synchronous=FULL")
 
+    def _version(self) -> int | None:
+        """``PRAGMA data_version`` of the read connection: it changes with every commit made
+        by another connection (this ledger's writer, another process); None for a private
+        in-memory database (one connection, which sees no change of its own)."""
+        if self._rconn is self._conn:
+            return None
+        with self._read_lock:
+            if self._closed:
+                msg = f"ledger {self.path} is closed"
+                raise LedgerError(msg)
+            try:
+                row = self._rconn.execute("PRAGMA data_version").fetchone()
+            except sqlite3.Error as exc:
+                msg = f"ledger {self.path}: read failed: {exc}"
+                raise LedgerError(msg) from exc
+            return int(row[0])
+
     def _rollback(self) -> None:
         if self._conn.in_transaction:
             try:
