@@ -113,6 +113,28 @@ class TestShared:
         assert {e["action"] for e in unavailable} == {"read", "record"}
 
 
+class TestRead:
+    def test_the_limit_is_per_key_newest_kept_oldest_first(self, open_ledger: OpenLedger) -> None:
+        """A flood of failures from one address does not hide the name's own."""
+        ledger = open_ledger()
+        for i in range(30):
+            ledger.record_login_failure(["remote:192.0.2.10"], NOW + i * timedelta(seconds=1))
+        ledger.record_login_failure(["name:otto"], NOW)
+        ledger.record_login_failure(["name:otto"], NOW - MINUTE)
+        ledger.record_login_failure(["name:vera"], NOW)
+        found = ledger.login_failures(
+            ["name:otto", "remote:192.0.2.10"], NOW - 2 * MINUTE, limit=10
+        )
+        assert found["name:otto"] == [NOW - MINUTE, NOW]
+        assert found["remote:192.0.2.10"] == [
+            NOW + i * timedelta(seconds=1) for i in range(20, 30)
+        ]
+        assert set(found) == {"name:otto", "remote:192.0.2.10"}
+        assert ledger.login_failures(["name:otto"], NOW - timedelta(seconds=30)) == {
+            "name:otto": [NOW]
+        }
+
+
 class TestPrune:
     def test_failures_older_than_the_retention_are_pruned(self, open_ledger: OpenLedger) -> None:
         ledger = open_ledger()
