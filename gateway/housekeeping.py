@@ -5,7 +5,8 @@ attempts whose outcome will never come (their lease ran out, or their instance w
 in doubt, each sink's policy applies), expires the outbox entries whose alert's ``expires``
 passed, marks the alerts that
 went out of force (and has their retained summaries cleared), prunes what the duplicate
-memory and the journal no longer need (every ``[ledger] prune_interval``), and sets the
+memory, the journal and the console's login lockout no longer need (every
+``[ledger] prune_interval``), and sets the
 ``borderlink_queue_depth`` gauge per sink.
 """
 

@@ -25,7 +25,7 @@ from gateway.console.accounts import Account, account_for_token, read_accounts
 from gateway.console.geofiles import geo_urls
 from gateway.console.i18n import LANGUAGES, words
 from gateway.console.live import JournalFeed
-from gateway.console.lockout import Lockout
+from gateway.console.lockout import FailureStore, Lockout
 from gateway.console.partners import partner_health
 from gateway.console.sessions import COOKIE_NAME, Session, SessionSigner, load_or_create_secret
 from gateway.errors import ConfigError
@@ -101,6 +101,7 @@ class Console:
             failures=config.lockout_failures,
             window=timedelta(minutes=config.lockout_minutes),
             lock_for=timedelta(minutes=config.lockout_minutes),
+            store=self._failure_store,  # the ledger: shared by the instances on it
         )
         self.cache = views.ParsedCache()
         self.feed = JournalFeed(lambda: daemon.ledger, daemon.clock.now)
@@ -112,6 +113,14 @@ class Console:
         self.env.globals["duration"] = views.duration
         self.env.globals["geo_urls"] = geo_urls  # the boundary files (the compose map)
         self.env.filters["quote"] = lambda text: quote(str(text), safe="")
+
+    def _failure_store(self) -> FailureStore | None:
+        """The ledger, once the daemon has opened it."""
+        try:
+            store: FailureStore = self.daemon.ledger
+        except (RuntimeError, AttributeError):  # not opened yet
+            return None
+        return store
 
     @property
     def title(self) -> str:

@@ -9,10 +9,15 @@ read the same, "wrong name or password"), and whose ``reason`` is for logs and m
 ``borderlink_input_rejected_total{component="console", reason=...}`` and the log event
 ``console_login_refused``.
 
-The lockout lives in memory, per instance (a restart forgets it), with a bounded number of
-records. Everything here is synchronous; :func:`login` spends the time of one scrypt check
-(about 50 ms), so the console runs it in a thread (``asyncio.to_thread``), and the lockout
-is safe to use from several threads.
+The lockout keeps its records in memory, per instance, with a bounded number of records;
+given a ``store`` (the ledger: :class:`FailureStore`) it also records every failure there
+and, before each try, reads the failures the name and the address earned on every instance
+sharing that ledger (one indexed query), so that a lock holds across the cluster and across
+a restart. A store that cannot be reached leaves the in-memory lockout in charge: nobody is
+locked out for it, and the guesses made here are still counted here. Everything here is
+synchronous; :func:`login` spends the time of one scrypt check (about 50 ms), so the console
+runs it in a thread (``asyncio.to_thread``), and the lockout is safe to use from several
+threads.
 """
 
 from __future__ import annotations
@@ -24,9 +29,10 @@ import math
 import secrets
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import structlog
 
@@ -35,7 +41,7 @@ from gateway.errors import GatewayError
 from gateway.metrics import INPUT_REJECTED
 from gateway.passwords import hash_password, verify_password
 
-__all__ = ["REASONS", "Lockout", "LoginRefused", "login"]
+__all__ = ["REASONS", "FailureStore", "Lockout", "LoginRefused", "login"]
 
 log = structlog.get_logger(__name__)
 
@@ -43,6 +49,30 @@ COMPONENT = "console"
 REASONS = ("locked", "unknown", "wrong_password")
 _KEY_CHARS = 128  # what a record keeps of a name or address: a flood of long names stays small
 _EVICT_SCAN = 64  # how many of the oldest records eviction looks at for one without a lock
+_SHARED_ROWS = 1000  # the most failures one try reads from the store
+
+
+class FailureStore(Protocol):
+    """Where failed logins are shared (the ledger: :class:`gateway.ledger.Ledger`)."""
+
+    def login_failures(
+        self, keys: Sequence[str], since: datetime, *, limit: int = 1000
+    ) -> dict[str, list[datetime]]: ...
+
+    def record_login_failure(self, keys: Sequence[str], at: datetime) -> None: ...
+
+    def forget_login_failures(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What the store says of one name or address: its lock, and its failures in the window."""
+
+    locked_until: datetime | None
+    failures: int
+
+
+_Seen = Mapping[tuple[str, str], _Shared]  # what the store holds of a name and an address
 
 
 class LoginRefused(GatewayError):
@@ -80,6 +110,9 @@ class Lockout:
 
     IPv6 addresses count by their /64 (one host usually holds a whole /64, so counting each
     address would give it 2**64 tries); an IPv4-mapped address counts as its IPv4 one.
+
+    ``store`` (called for the store at each use: the ledger may open after the console) shares
+    the failures with every instance on the same ledger, and keeps them across a restart.
     """
 
     def __init__(
@@ -89,6 +122,7 @@ class Lockout:
         lock_for: timedelta = timedelta(minutes=15),
         *,
         max_keys: int = 10_000,
+        store: Callable[[], FailureStore | None] | None = None,
     ) -> None:
         if failures < 1 or max_keys < 2:
             raise ValueError("a lockout needs failures >= 1 and max_keys >= 2")
@@ -98,6 +132,7 @@ class Lockout:
         self.max_keys = max_keys
         self._records: OrderedDict[tuple[str, str], _Record] = OrderedDict()
         self._lock = threading.Lock()
+        self._store = store
 
     def __len__(self) -> int:
         """How many names and addresses are remembered (bounded by ``max_keys``)."""
@@ -106,12 +141,40 @@ class Lockout:
     def check(self, name: str, remote: str, now: datetime) -> float | None:
         """Seconds until ``name`` and ``remote`` may both try again, or None if neither is
         locked."""
+        shared = self.shared(name, remote, now)
         with self._lock:
-            return self._wait(name, remote, now)
+            return self._wait(name, remote, now, shared)
+
+    def shared(self, name: str, remote: str, now: datetime) -> dict[tuple[str, str], _Shared]:
+        """What the store holds of ``name`` and ``remote`` (empty without a store, or when it
+        cannot be read: then this instance's own records decide)."""
+        store = self._reach()
+        if store is None:
+            return {}
+        keys = _keys(name, remote)
+        try:
+            found = store.login_failures(
+                [_store_key(k) for k in keys],
+                now - self.window - self.lock_for,
+                limit=_SHARED_ROWS,
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure of the store: the memory decides
+            _unavailable("read", exc)
+            return {}
+        return {key: self._replay(found.get(_store_key(key), ()), now) for key in keys}
 
     def failed(self, name: str, remote: str, now: datetime) -> None:
         """Count a failed login against the name and the address; the one that makes
         ``failures`` within ``window`` locks."""
+        self._failed_here(name, remote, now)
+        store = self._reach()
+        if store is not None:
+            try:
+                store.record_login_failure([_store_key(k) for k in _keys(name, remote)], now)
+            except Exception as exc:  # noqa: BLE001 - counted here all the same
+                _unavailable("record", exc)
+
+    def _failed_here(self, name: str, remote: str, now: datetime) -> None:
         with self._lock:
             for key in _keys(name, remote):
                 record = self._record(key, now)
@@ -127,10 +190,20 @@ class Lockout:
                     record.locked_until = now + self.lock_for
                     record.failures.clear()
 
-    def succeeded(self, name: str, remote: str) -> None:
+    def succeeded(self, name: str, remote: str, shared: _Seen | None = None) -> None:
         """A login succeeded: the name starts afresh. The address does not: otherwise anyone
         with one account could clear the count of their guesses at others by logging in
-        between them (its failures still run out after ``window``)."""
+        between them (its failures still run out after ``window``). ``shared`` (what
+        :meth:`shared` read before the try) tells whether the store holds failures of the
+        name to forget."""
+        name_key = _keys(name, remote)[0]
+        earlier = (shared or {}).get(name_key)
+        store = self._reach() if earlier is not None and earlier.failures else None
+        if store is not None:
+            try:
+                store.forget_login_failures(_store_key(name_key))
+            except Exception as exc:  # noqa: BLE001 - they run out after the window anyway
+                _unavailable("forget", exc)
         with self._lock:
             name_key, remote_key = _keys(name, remote)
             record = self._records.pop(name_key, None)
@@ -140,33 +213,69 @@ class Lockout:
             if remote_record is not None:
                 remote_record.pending = max(0, remote_record.pending - 1)
 
-    def _begin(self, name: str, remote: str, now: datetime) -> float | None:
+    def _begin(
+        self,
+        name: str,
+        remote: str,
+        now: datetime,
+        shared: _Seen | None = None,
+    ) -> float | None:
         """For :func:`login`: seconds to wait, or None after reserving a try for the name and
         the address. Tries being checked count as failures until they end (``failed`` or
         ``succeeded``), so a burst of logins sent at once, each checked in its own thread,
-        cannot get more tries than one sent after the other."""
+        cannot get more tries than one sent after the other. ``shared``: what the store
+        holds (:meth:`shared`); the failures counted are the more of its and this
+        instance's."""
+        shared = shared or {}
         with self._lock:
-            wait = self._wait(name, remote, now)
+            wait = self._wait(name, remote, now, shared)
             if wait is not None:
                 return wait
-            records = [self._record(key, now) for key in _keys(name, remote)]
+            keys = _keys(name, remote)
+            records = [self._record(key, now) for key in keys]
             for record in records:
                 self._forget_old(record, now)
-            if any(len(r.failures) + r.pending >= self.failures for r in records):
+            counted = [
+                max(len(r.failures), s.failures if (s := shared.get(key)) else 0) + r.pending
+                for key, r in zip(keys, records, strict=True)
+            ]
+            if any(n >= self.failures for n in counted):
                 return 1.0  # the tries in flight may lock it: ask again in a moment
             for record in records:
                 record.pending += 1
             return None
 
-    def _wait(self, name: str, remote: str, now: datetime) -> float | None:
-        left = [
-            (record.locked_until - now).total_seconds()
+    def _wait(self, name: str, remote: str, now: datetime, shared: _Seen) -> float | None:
+        until = [
+            record.locked_until
             for key in _keys(name, remote)
-            if (record := self._records.get(key)) is not None
-            and record.locked_until is not None
-            and record.locked(now)
+            if (record := self._records.get(key)) is not None and record.locked_until is not None
         ]
+        until += [s.locked_until for s in shared.values() if s.locked_until is not None]
+        left = [(u - now).total_seconds() for u in until if now < u]
         return max(left) if left else None
+
+    def _replay(self, times: Sequence[datetime], now: datetime) -> _Shared:
+        """The lock and the count that ``times`` (failures from every instance, oldest first)
+        earn under the rule :meth:`failed` applies to one instance's."""
+        recent: deque[datetime] = deque()
+        locked_until: datetime | None = None
+        for at in times:
+            if locked_until is not None:
+                if at < locked_until:
+                    continue  # tried while locked (on an instance that had not seen it yet)
+                locked_until = None
+                recent.clear()
+            while recent and at - recent[0] > self.window:
+                recent.popleft()
+            recent.append(at)
+            if len(recent) >= self.failures:
+                locked_until = at + self.lock_for
+                recent.clear()
+        return _Shared(locked_until, sum(1 for at in recent if now - at <= self.window))
+
+    def _reach(self) -> FailureStore | None:
+        return None if self._store is None else self._store()
 
     def _record(self, key: tuple[str, str], now: datetime) -> _Record:
         """The record of ``key``, made the most recent; a new one may evict another."""
@@ -189,6 +298,14 @@ class Lockout:
     def _forget_old(self, record: _Record, now: datetime) -> None:
         while record.failures and now - record.failures[0] > self.window:
             record.failures.popleft()
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    log.warning("console_lockout_store_unavailable", action=what, error=str(exc)[:200])
+
+
+def _store_key(key: tuple[str, str]) -> str:
+    return f"{key[0]}:{key[1]}"
 
 
 def _keys(name: str, remote: str) -> tuple[tuple[str, str], tuple[str, str]]:
@@ -227,7 +344,8 @@ def login(  # noqa: PLR0917 - the console calls it with these six, in this order
     Blocking (one scrypt check): run it in a thread. An unknown name costs the same scrypt
     check as a known one, and counts as a failure for the lockout as a wrong password does.
     """
-    wait = lockout._begin(name, remote, now)
+    shared = lockout.shared(name, remote, now)
+    wait = lockout._begin(name, remote, now, shared)
     if wait is not None:
         raise _refused("locked", name, remote, retry_after=wait)
     account = accounts.get(name)
@@ -236,7 +354,7 @@ def login(  # noqa: PLR0917 - the console calls it with these six, in this order
         ok = verify_password(password, account.password_hash if account else _dummy_hash())
     finally:  # whatever happens, the reserved try ends
         if ok and account is not None:
-            lockout.succeeded(name, remote)
+            lockout.succeeded(name, remote, shared)
         else:
             lockout.failed(name, remote, now)
     if account is None or not ok:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.storage.sqlite_schema import identity_migration
+from gateway.storage.sqlite_schema import identity_migration, login_failures_migration
 
 _V1 = (
     """
@@ -190,6 +190,9 @@ _V6 = (
     """,
 )
 
+# 7: failed console logins (SQLite's version 8), shared by every instance on this ledger.
+_V7 = login_failures_migration("BIGINT")
+
 # version -> statements; append new versions, never edit a released one.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: _V1,
@@ -198,6 +201,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     4: _V4,
     IDENTITY_VERSION: _V5,
     6: _V6,
+    7: _V7,
 }
 DUE_CHANNEL = "borderlink_due"
 LATEST = max(MIGRATIONS)

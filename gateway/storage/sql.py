@@ -81,6 +81,9 @@ __all__ = ["SqlLedger"]
 log = structlog.get_logger(__name__)
 
 _OPEN = tuple(s.value for s in OPEN_STATES)
+# How long a failed console login is kept: the longest lockout window plus the longest lock
+# ([console] lockout_minutes is at most a day, and serves as both).
+LOGIN_FAILURE_RETENTION = timedelta(days=2)
 
 
 class _Now(Protocol):
@@ -909,13 +912,48 @@ class SqlLedger(LedgerBase):
             for r in rows
         ]
 
+    # -------------------------------------------------------------- console login failures
+
+    def login_failures(
+        self, keys: Sequence[str], since: datetime, *, limit: int = 1000
+    ) -> dict[str, list[datetime]]:
+        """The failed logins recorded against each of ``keys`` after ``since``, oldest first
+        (at most the newest ``limit`` of each): one query, each key read backwards along the
+        (key, at) index -- however many failures other names and addresses have."""
+        if not keys:
+            return {}
+        one = (
+            "SELECT * FROM (SELECT key, at FROM login_failures WHERE key = ? AND at > ?"
+            " ORDER BY at DESC LIMIT ?) AS k{}"
+        )
+        query = " UNION ALL ".join(one.format(i) for i in range(len(keys)))
+        params = [p for key in keys for p in (key, us(since), limit)]
+        with self._read() as conn:
+            rows = conn.execute(query, params).fetchall()
+        found: dict[str, list[datetime]] = {}
+        for row in rows:
+            found.setdefault(row["key"], []).append(dt(row["at"]))
+        return {key: sorted(times) for key, times in found.items()}
+
+    def record_login_failure(self, keys: Sequence[str], at: datetime) -> None:
+        """A failed login, counted against each of ``keys``."""
+        with self._write(sync=False) as conn:
+            for key in keys:
+                conn.execute("INSERT INTO login_failures (key, at) VALUES (?, ?)", (key, us(at)))
+
+    def forget_login_failures(self, key: str) -> None:
+        """``key`` starts afresh (a successful login of that account name)."""
+        with self._write(sync=False) as conn:
+            conn.execute("DELETE FROM login_failures WHERE key = ?", (key,))
+
     def prune(self, now: datetime) -> int:
         """Forget keys past ``max(expires, received_at + dedup_floor)``; returns how many.
 
         Never forgets an alert that is still active (call :meth:`expire_alerts` first, so
         the daemon learns it went out of force) or one with an entry still pending or held.
         Invalid documents are forgotten ``dedup_floor`` after last seen; journal lines after
-        ``journal_retention``.
+        ``journal_retention``; failed console logins after :data:`LOGIN_FAILURE_RETENTION`
+        (longer than any lockout window and lock together).
         """
         now_us = us(now)
         floor_us = self.dedup_floor // US
@@ -933,6 +971,16 @@ class SqlLedger(LedgerBase):
                 "DELETE FROM journal WHERE at < ?",
                 (now_us - self.journal_retention // US,),
             ).rowcount
-        if alerts or invalid or journal:
-            log.info("ledger_pruned", alerts=alerts, invalid=invalid, journal_lines=journal)
+            logins = conn.execute(
+                "DELETE FROM login_failures WHERE at < ?",
+                (now_us - LOGIN_FAILURE_RETENTION // US,),
+            ).rowcount
+        if alerts or invalid or journal or logins:
+            log.info(
+                "ledger_pruned",
+                alerts=alerts,
+                invalid=invalid,
+                journal_lines=journal,
+                login_failures=logins,
+            )
         return int(alerts) + int(invalid)

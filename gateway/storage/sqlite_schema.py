@@ -187,6 +187,28 @@ def identity_migration(id_type: str) -> tuple[str, ...]:
 
 _V7 = identity_migration("INTEGER")
 
+# 8: failed console logins, per account name and per remote address (``key``: "name:..." or
+# "remote:..."), so that the lockout holds across a restart and across the instances that
+# share one ledger (gateway.console.lockout). Pruned after LOGIN_FAILURE_RETENTION.
+LOGIN_FAILURES_VERSION = 8
+
+
+def login_failures_migration(id_type: str) -> tuple[str, ...]:
+    """The statements of the login-failures migration (PostgreSQL's too, ``BIGINT`` times)."""
+    return (
+        f"""
+        CREATE TABLE login_failures (
+            key TEXT NOT NULL,
+            at {id_type} NOT NULL
+        )
+        """,
+        "CREATE INDEX login_failures_key_at ON login_failures (key, at)",
+        "CREATE INDEX login_failures_at ON login_failures (at)",
+    )
+
+
+_V8 = login_failures_migration("INTEGER")
+
 # version -> statements; append new versions, never edit a released one.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: _V1,
@@ -196,6 +218,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     5: _V5,
     6: _V6,
     IDENTITY_VERSION: _V7,
+    LOGIN_FAILURES_VERSION: _V8,
 }
 LATEST = max(MIGRATIONS)
 

@@ -31,6 +31,7 @@ from gateway.metrics import INPUT_REJECTED
 from gateway.router import Router
 from gateway.translate.incident import incident_from_edxl, incident_from_json, text_to_incident
 from tests.daemon.conftest import (
+    console_login,
     daemon_toml,
     load,
     poll_until,
@@ -190,15 +191,7 @@ def _dest(sink: str) -> Any:
 
 async def _sign_in(http: aiohttp.ClientSession, base: str, name: str, password: str) -> str:
     """Sign in as a browser does; the CSRF token of the incident form's page."""
-    async with http.get(f"{base}/login") as resp:
-        page = await resp.text()
-    token = page.split('name="form_token" value="', 1)[1].split('"', 1)[0]
-    async with http.post(
-        f"{base}/login",
-        data={"name": name, "password": password, "form_token": token},
-        allow_redirects=False,
-    ) as resp:
-        assert resp.status == 302
+    assert await console_login(http, base, name, password) == 302
     async with http.get(f"{base}/") as resp:
         board = await resp.text()
     return board.split('name="csrf" value="', 1)[1].split('"', 1)[0]

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import aiomqtt
 import pytest
 from paho.mqtt.properties import Properties
@@ -184,6 +185,21 @@ async def running_daemon(config: Config, *, wait_input: bool = True) -> AsyncIte
     finally:
         daemon.request_stop()
         await asyncio.wait_for(task, 15)
+
+
+async def console_login(http: aiohttp.ClientSession, base: str, name: str, password: str) -> int:
+    """Sign in through the console's form at ``base`` as a browser does (its form token, its
+    cookies in ``http``); the answer's HTTP status (302 signed in, 401 refused, 429 locked)."""
+    async with http.get(f"{base}/login") as resp:
+        page = await resp.text()
+    token = page.split('name="form_token" value="', 1)[1].split('"', 1)[0]
+    async with http.post(
+        f"{base}/login",
+        data={"name": name, "password": password, "form_token": token},
+        allow_redirects=False,
+    ) as resp:
+        await resp.read()
+        return resp.status
 
 
 # ----------------------------------------------------------------------------- subscribers

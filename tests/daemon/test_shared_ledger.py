@@ -13,10 +13,12 @@ import pytest
 
 from cap_schemas.model import AlertKey
 from gateway import adapter
+from gateway.console.accounts import add_account
 from gateway.errors import ConfigError
 from gateway.storage.postgres import PostgresLedger
 from tests.daemon.conftest import (
     CapFactory,
+    console_login,
     daemon_toml,
     load,
     poll_until,
@@ -253,3 +255,41 @@ class TestHardwareOwnership:
         )
         with pytest.raises(ConfigError, match=r"sink #3 \"radio\"\.instance: 'gw-b': a sink bound"):
             load(path)
+
+
+class TestSharedLockout:
+    """Failed console logins are counted on the shared ledger: the lock earned through one
+    instance's login form holds on the other, and on an instance started afterwards."""
+
+    async def test_a_lock_earned_on_one_instance_holds_on_the_other(
+        self, mosquitto: Broker, postgres: Postgres, tmp_path: Path
+    ) -> None:
+        schema = "gw_" + uuid.uuid4().hex[:10]
+        users, secret = tmp_path / "users", tmp_path / "secret"
+        add_account(users, "otto", "operator", "otto-pass-4242")
+        console = (
+            f'[console]\nusers_file = "{users}"\nsecret_file = "{secret}"\n'
+            "lockout_failures = 3\nlockout_minutes = 5\n"
+        )
+        paths = [_instance(tmp_path / n, mosquitto, postgres, schema) for n in ("a", "b", "c")]
+        for path in paths:
+            path.write_text(path.read_text(encoding="utf-8") + console, encoding="utf-8")
+        first, second, third = (load(p) for p in paths)
+        async with (
+            running_daemon(first) as a,
+            running_daemon(second) as b,
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http,
+        ):
+            at_a = f"http://127.0.0.1:{a.http_port}"
+            at_b = f"http://127.0.0.1:{b.http_port}"
+            tries = [await console_login(http, at_a, "otto", f"guess-{i}") for i in range(3)]
+            assert tries == [401, 401, 401]
+            # b never saw a failure: the right password is refused there too, for a while
+            assert await console_login(http, at_b, "otto", "otto-pass-4242") == 429
+        # an instance started after the lock knows it from the ledger
+        async with (
+            running_daemon(third) as c,
+            aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http,
+        ):
+            assert await console_login(http, f"http://127.0.0.1:{c.http_port}", "otto",
+                                    "otto-pass-4242") == 429  # fmt: skip
