@@ -5,6 +5,8 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# The CAP library's hot modules compiled with mypyc, rebuilt when a CAP source changes.
+COMPILED := cap_schemas/.compiled
 CONFIG ?= config/demo.toml
 
 # What the README's commands use beside the daemon (command -> Debian package).
@@ -14,10 +16,10 @@ SYSTEM_TOOLS := $(RUN_TOOLS) mosquitto:mosquitto multimon-ng:multimon-ng \
 	minimodem:minimodem direwolf:direwolf atest:direwolf gen_packets:direwolf socat:socat \
 	sox:sox espeak-ng:espeak-ng xmlsec1:xmlsec1 chromium:chromium
 
-.PHONY: setup system-tools run-tools run test smoke lint typecheck pytest bench fuzz chaos \
-	chaos-cluster clean
+.PHONY: setup compile system-tools run-tools run test smoke lint typecheck pytest bench fuzz \
+	chaos chaos-cluster clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(COMPILED)
 
 # One line per step on a first run, nothing on the next.
 $(STAMP): pyproject.toml
@@ -30,6 +32,19 @@ $(STAMP): pyproject.toml
 	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
 	@touch $(STAMP)
+
+# The list of compiled modules is in tools/compile_cap.py. Without a C compiler or Python's
+# headers (and no way to install them) the library stays pure Python, only slower; under
+# CI=true tests/cap/test_compiled.py then fails.
+compile: $(COMPILED)
+
+$(COMPILED): $(STAMP) tools/compile_cap.py $(wildcard cap_schemas/*.py cap_schemas/rules/*.py)
+	@command -v gcc >/dev/null || $(MAKE) --no-print-directory apt PKGS=gcc || true
+	@$(PY) -c 'import os, sysconfig; raise SystemExit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+		|| $(MAKE) --no-print-directory apt PKGS=python3-dev || true
+	@echo "borderlink: compiling the CAP hot modules with mypyc (about 15 s)"
+	@$(PY) tools/compile_cap.py || { echo "borderlink: WARNING: mypyc compilation failed;" \
+		"the CAP library runs as pure Python (slower)"; $(PY) tools/compile_cap.py --clean; }
 
 # TOOLS: pairs command:package; NEED_PG=1 also wants PostgreSQL's server binaries.
 define install_missing
@@ -65,6 +80,7 @@ lint: setup
 
 typecheck: setup
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tools
 
 pytest: setup system-tools
 	PATH="$$PATH:/usr/sbin:/sbin" $(VENV)/bin/pytest $(PYTEST_ARGS)
@@ -72,6 +88,7 @@ pytest: setup system-tools
 test: setup system-tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tools
 	PATH="$$PATH:/usr/sbin:/sbin" $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # The README's quick start as written, against make run's configuration on free ports
@@ -101,4 +118,5 @@ bench: setup system-tools
 	PATH="$$PATH:/usr/sbin:/sbin" $(PY) -m bench $(BENCH_ARGS)
 
 clean:
+	-test -x $(PY) && $(PY) tools/compile_cap.py --clean
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis var

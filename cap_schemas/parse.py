@@ -313,8 +313,12 @@ def _too_deep(root: etree._Element, max_depth: int) -> etree._Element | None:
     return _first(root.getroottree(), "/*" * (max_depth + 1) + "[1]")
 
 
-def parse_xml(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> etree._Element:
+def parse_xml(data: object, *, limits: ParseLimits = DEFAULT_LIMITS) -> etree._Element:
     """Parse untrusted XML bytes into an lxml element, refusing anything dangerous.
+
+    ``data`` should be ``bytes`` (or a ``bytearray``/``memoryview``); it is typed ``object``
+    so that anything else gets the :class:`CapParseError` below from the compiled module
+    too, not a ``TypeError`` at its boundary.
 
     Raises :class:`CapHostileError` for attacks and resource bombs and
     :class:`CapParseError` for input that is simply not well-formed; both carry a line and
@@ -325,7 +329,11 @@ def parse_xml(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> etree._El
             f"expected bytes, got {type(data).__name__}",
             reason="syntax",
         )
-    data = bytes(data)
+    return _parse_bytes(bytes(data), limits)
+
+
+def _parse_bytes(data: bytes, limits: ParseLimits) -> etree._Element:
+    """:func:`parse_xml` of input known to be bytes."""
     if len(data) > limits.max_bytes:
         raise CapHostileError(
             f"input of {len(data)} bytes exceeds the limit of {limits.max_bytes} bytes",
@@ -935,7 +943,7 @@ def parse_alert_element(root: etree._Element, *, raw: bytes | None = None) -> Al
 _recent = threading.local()
 
 
-def recently_parsed(data: bytes) -> etree._Element | None:
+def recently_parsed(data: object) -> etree._Element | None:
     """The tree :func:`parse_alert` built from this very bytes object in this thread, if it
     was the last one parsed here (lets validation skip a second parse of ``Alert.raw``).
 
@@ -949,18 +957,25 @@ def recently_parsed(data: bytes) -> etree._Element | None:
 
 
 def parse_alert_with_warnings(
-    data: bytes,
+    data: object,
     *,
     limits: ParseLimits = DEFAULT_LIMITS,
 ) -> tuple[Alert, list[str]]:
-    """Parse CAP bytes and return the alert with the list of conversion warnings."""
+    """Parse CAP bytes and return the alert with the list of conversion warnings.
+
+    ``data`` is typed ``object`` for the reason given at :func:`parse_xml`.
+    """
     root = parse_xml(data, limits=limits)
+    assert isinstance(data, bytes | bytearray | memoryview)  # parse_xml refused the rest
     raw = bytes(data)
     result = _read(root, raw)
     _recent.last = (raw, root)
     return result
 
 
-def parse_alert(data: bytes, *, limits: ParseLimits = DEFAULT_LIMITS) -> Alert:
-    """Parse CAP 1.2 (or 1.1/1.0, converted) bytes into an :class:`Alert`."""
+def parse_alert(data: object, *, limits: ParseLimits = DEFAULT_LIMITS) -> Alert:
+    """Parse CAP 1.2 (or 1.1/1.0, converted) bytes into an :class:`Alert`.
+
+    ``data`` is typed ``object`` for the reason given at :func:`parse_xml`.
+    """
     return parse_alert_with_warnings(data, limits=limits)[0]

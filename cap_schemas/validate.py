@@ -51,8 +51,12 @@ def _schema() -> etree.XMLSchema:
     return schema
 
 
-def validate_xsd(data: bytes) -> list[Finding]:
-    """Check CAP 1.2 bytes against the official OASIS CAP 1.2 schema."""
+def validate_xsd(data: object) -> list[Finding]:
+    """Check CAP 1.2 bytes against the official OASIS CAP 1.2 schema.
+
+    ``data`` is typed ``object`` so that anything but bytes gets an ``xml`` finding from the
+    compiled module too (see :func:`cap_schemas.parse.parse_xml`).
+    """
     root = recently_parsed(data)
     if root is None:
         try:

@@ -224,10 +224,14 @@ def _point_problem(lat: float, lon: float) -> str | None:
     return None
 
 
-def _same(a: float, b: float) -> bool:
-    """Whether two coordinates make two points equal: ``Point`` equality compares
-    ``(lat, lon)`` tuples, which take the very same float object (a NaN too) as equal."""
-    return a is b or a == b
+def _ends_meet(values: Sequence[float]) -> bool:
+    """Whether the first and last coordinates make equal points: ``Point`` equality compares
+    ``(lat, lon)`` tuples, which take the very same float object (a NaN too) as equal.
+
+    Compared as one-item slices so that the sequence comparison sees the float objects
+    themselves (a compiled build would otherwise unbox them and lose their identity).
+    """
+    return values[:1] == values[-1:]
 
 
 def _in_range(values: Sequence[float], limit: float) -> bool:
@@ -259,7 +263,7 @@ def _area(area: Area, i: int, j: int) -> Iterator[Finding]:
                 where,
                 f"a polygon needs at least 4 points (first = last), has {len(lats)}",
             )
-        elif not (_same(lats[0], lats[-1]) and _same(lons[0], lons[-1])):
+        elif not (_ends_meet(lats) and _ends_meet(lons)):
             yield Finding(
                 ERROR,
                 "cap.polygon",
