@@ -65,7 +65,12 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"borderlink {__version__}")
-    parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        help="debug, info, warning, error (default info; warning for commands that print"
+        " their own results, such as same decode)",
+    )
     parser.add_argument("--log-json", action="store_true", help="JSON log lines even on a TTY")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     # The gateway's own commands are found without reading the installed packages' metadata.
@@ -107,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(arguments).parse_args(arguments)
     from gateway.logging import configure  # noqa: PLC0415 - not needed by --version or --help
 
-    configure(level=args.log_level, json=True if args.log_json else None)
+    level = args.log_level or getattr(args, "log_level_default", "info")
+    configure(level=level, json=True if args.log_json else None)
     handler = args.handler
     code: int = handler(args)
     return code

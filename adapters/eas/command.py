@@ -115,7 +115,8 @@ def register(subparsers: Subparsers) -> None:
     dec.add_argument("--rate", type=int, default=22050, help="sample rate of raw input in Hz")
     dec.add_argument("--raw", action="store_true", help="input is raw PCM even if it looks WAV")
     dec.add_argument("--json", action="store_true", help="one JSON object a line")
-    dec.set_defaults(handler=_decode)
+    # What it decodes is its output: the codec's own info lines would say it twice.
+    dec.set_defaults(handler=_decode, log_level_default="warning")
 
 
 def _encode(args: argparse.Namespace) -> int:

@@ -75,6 +75,17 @@ class TestSameCommand:
         )
         assert result.returncode == 0
         assert result.stdout.decode().splitlines() == [f"EAS: {HEADER}"]
+        # What it decodes is its output; its log says nothing more unless asked.
+        assert result.stderr == b""
+        asked = subprocess.run(
+            [sys.executable, "-m", "gateway", "--log-level", "info", "same", "decode", "-"],
+            input=to_pcm16(x),
+            capture_output=True,
+            timeout=60,
+            check=False,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        assert b"same_message_decoded" in asked.stderr
 
     def test_multimon_reads_the_encoded_wav(self, tmp_path: Path) -> None:
         binary = require_tool("multimon-ng")
