@@ -72,18 +72,27 @@ async def test_widen_province_is_the_routes_choice(
     ]
 
 
-@pytest.mark.parametrize("translation", ["same", "ipaws"])
-def test_a_bad_widen_is_refused_with_the_route(tmp_path: Path, translation: str) -> None:
+@pytest.mark.parametrize(
+    ("translation", "option", "says"),
+    [
+        ("same", 'widen = "state"', "widen 'state' is not one of none, province"),
+        ("ipaws", 'widen = "state"', "widen 'state' is not one of none, province"),
+        ("same", 'over_31 = "drop"', "over_31 'drop' is not one of split, first"),
+    ],
+)
+def test_a_bad_location_option_is_refused_with_the_route(
+    tmp_path: Path, translation: str, option: str, says: str
+) -> None:
     text = (
         '[mqtt]\nbroker = "mqtt://127.0.0.1:1"\n\n[[sink]]\nname = "a"\ntype = "mqtt"\n\n'
         f'[[route]]\nname = "endec"\nsinks = ["a"]\ntranslation = "{translation}"\n'
-        'translation_options = { widen = "state" }\n'
+        f"translation_options = {{ {option} }}\n"
     )
     config = parse_config(tomllib.loads(text), path=tmp_path / "r.toml")
     with pytest.raises(ConfigError) as info:
         check_names(config)
     assert 'route #1 "endec".translation_options' in str(info.value)
-    assert "widen 'state' is not one of none, province" in str(info.value)
+    assert says in str(info.value)
 
 
 async def test_ipaws_state_wide_row_only_with_widen(

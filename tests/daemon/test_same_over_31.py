@@ -1,17 +1,12 @@
 """A SAME route through the daemon with an alert naming more than 31 places: the header
 limit of 47 CFR 11.31(c). ``over_31 = "split"`` (the default) airs every place in several
-headers; ``over_31 = "first"`` keeps the first 31 as the ECIG guide says and counts the rest."""
+headers; ``over_31 = "first"`` keeps the first 31 as the ECIG guide says and counts the rest.
+A bad ``over_31`` is refused at start with the route (tests/daemon/test_locations.py)."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
-import pytest
-
-from gateway.assembly import check_names
-from gateway.config import parse_config
-from gateway.errors import ConfigError
 from gateway.translate.renderers import SAME_LOCATIONS_LEFT_OUT
 from tests.daemon.conftest import (
     CapFactory,
@@ -68,15 +63,3 @@ async def test_more_than_31_places_split_or_first(
     assert codes(first_parts[0].read_text(encoding="ascii")) == list(COUNTIES[:31])
     assert SAME_LOCATIONS_LEFT_OUT.value() == left_out + 9
 
-
-def test_a_bad_over_31_is_refused_with_the_route(tmp_path: Path) -> None:
-    text = (
-        '[mqtt]\nbroker = "mqtt://127.0.0.1:1"\n\n[[sink]]\nname = "a"\ntype = "mqtt"\n\n'
-        '[[route]]\nname = "endec"\nsinks = ["a"]\ntranslation = "same"\n'
-        'translation_options = { over_31 = "drop" }\n'
-    )
-    config = parse_config(tomllib.loads(text), path=tmp_path / "r.toml")
-    with pytest.raises(ConfigError) as info:
-        check_names(config)
-    assert 'route #1 "endec".translation_options' in str(info.value)
-    assert "over_31 'drop' is not one of split, first" in str(info.value)
