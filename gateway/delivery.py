@@ -25,7 +25,7 @@ from gateway.adapter import Clock, ClosingWatch, ConcurrentSends, SinkAdapter
 from gateway.backoff import Backoff
 from gateway.config import SinkConfig
 from gateway.errors import AdapterError, DeliveryError
-from gateway.ledger import EntryStateError, Ledger, OutboxEntry
+from gateway.ledger import EntryStateError, Ledger, LedgerError, OutboxEntry
 from gateway.metrics import REGISTRY
 
 log = structlog.get_logger(__name__)
@@ -43,6 +43,9 @@ DELIVERY_LATENCY = REGISTRY.histogram(
     ("sink",),
 )
 _LEASE_MARGIN = 30.0  # seconds a claimed entry stays taken beyond its sink's send_timeout
+#: Seconds after a recorded outcome within which the ledger makes it durable, unless an
+#: admission's synced commit did first (see :meth:`~gateway.ledger.LedgerBase.sync`).
+OUTCOME_SYNC_DELAY = 0.1
 
 
 class SinkWorkers:
@@ -66,6 +69,8 @@ class SinkWorkers:
         self._rng = rng
         self._stopping = stopping
         self._wake: dict[str, asyncio.Event] = {name: asyncio.Event() for name in sinks}
+        self._sync_wanted = False
+        self._syncer: asyncio.Task[None] | None = None
 
     @property
     def ledger(self) -> Ledger:
@@ -161,9 +166,28 @@ class SinkWorkers:
         following = await asyncio.to_thread(
             self._record_then_claim, cfg, results, 0 if failure is not None else limit
         )
+        self._sync_soon()
         if failure is not None:
             raise failure
         return following
+
+    def _sync_soon(self) -> None:
+        """Have the outcomes just recorded made durable within :data:`OUTCOME_SYNC_DELAY`
+        (one sync for all the sinks' outcomes of that time)."""
+        self._sync_wanted = True
+        if self._syncer is None or self._syncer.done():
+            self._syncer = asyncio.get_running_loop().create_task(
+                self._sync_later(), name="outcome-sync"
+            )
+
+    async def _sync_later(self) -> None:
+        while self._sync_wanted:
+            await asyncio.sleep(OUTCOME_SYNC_DELAY)
+            self._sync_wanted = False  # an outcome recorded from here on asks again
+            try:
+                await asyncio.to_thread(self.ledger.sync)
+            except LedgerError as exc:
+                log.exception("ledger_sync_failed", error=str(exc))
 
     def _claim(self, cfg: SinkConfig, limit: int) -> list[OutboxEntry]:
         """Lease the sink's next due entries, most urgent first (worker thread)."""
@@ -217,14 +241,17 @@ class SinkWorkers:
         closed: asyncio.Future[None] | None,
     ) -> None:
         entries: list[OutboxEntry] = []  # claimed with the last outcomes, not sent yet
+        fresh = False  # ``entries`` came from a claim begun after the last wake-up
         while True:
-            # Cleared before each claim: a wake-up after it is never lost (the next claim, or
-            # the one after the deliveries under way, sees what woke it).
-            wake.clear()
             if not entries:
                 if closed is not None and closed.done():
                     closed.result()
-                entries = await asyncio.to_thread(self._claim, cfg, limit)
+                if not (fresh and not wake.is_set()):
+                    # Cleared before each claim: a wake-up after it is never lost (the next
+                    # claim sees what woke it).
+                    wake.clear()
+                    entries = await asyncio.to_thread(self._claim, cfg, limit)
+            fresh = False
             # Entries in hand are sent even when the link just closed: each fails at once
             # and is recorded due again (never left claimed until its lease runs out).
             if not entries:
@@ -237,7 +264,12 @@ class SinkWorkers:
                 await asyncio.wait(watched, timeout=self._poll, return_when="FIRST_COMPLETED")
                 waiter.cancel()
                 continue
+            # The claim made with these outcomes sees every entry made due before this
+            # point; only a wake-up after it calls for another claim (an empty one costs a
+            # worker-thread hop and a write transaction).
+            wake.clear()
             entries = await self._deliver(cfg, adapter, entries, limit)
+            fresh = True
 
 def _claims(entries: Sequence[OutboxEntry]) -> dict[int, datetime]:
     """Each claimed entry's ``started_at``: the fence its outcome is recorded under."""

@@ -250,7 +250,24 @@ class Probe:
 
 
 def probe(alert: Alert) -> Probe | None:
-    """The probe of an alert; None for a receipt (never linked to an event)."""
+    """The probe of an alert; None for a receipt (never linked to an event).
+
+    An admission asks for the probe of its alert three times (the facts it reads, the
+    decision, the record); the last alert's probe is kept, so it is made once. Alerts are
+    immutable, and the one kept is held, so its identity cannot name another alert.
+    """
+    last = _LAST_PROBE[0]
+    if last is not None and last[0] is alert:
+        return last[1]
+    made = _probe(alert)
+    _LAST_PROBE[0] = (alert, made)  # one store: a thread reads a whole pair or the other
+    return made
+
+
+_LAST_PROBE: list[tuple[Alert, Probe | None] | None] = [None]
+
+
+def _probe(alert: Alert) -> Probe | None:
     if alert.msg_type in _RECEIPTS:
         return None
     keys = identity_keys(alert)

@@ -1181,6 +1181,8 @@ class Ledger(Protocol):
 
     def forget_login_failures(self, key: str) -> None: ...
 
+    def sync(self) -> bool: ...
+
     def close(self) -> None: ...
 
 
@@ -1194,6 +1196,16 @@ class LedgerBase(abc.ABC):
 
     cross_sender_references: bool = False
     max_admission_tries: int = 20
+
+    def sync(self) -> bool:
+        """Make every commit so far durable; True when there was one that was not yet.
+
+        Admissions are always synced before their source is acknowledged. A backend may
+        commit a delivery's outcome without waiting for the disk (it survives a crash of
+        the process, not of the machine); the delivery stage calls this soon after, unless
+        a later synced commit (any admission) made it durable first. This one commits
+        every change synced: nothing to do."""
+        return False
 
     # -- the storage contract (besides the queries and outbox changes of Ledger) ---------
 

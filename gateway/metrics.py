@@ -43,10 +43,18 @@ class _Metric(ABC):
         self._lock = threading.Lock()
 
     def _key(self, labels: dict[str, str]) -> LabelValues:
-        if set(labels) != set(self.label_names):
-            msg = f"{self.name} takes labels {self.label_names}, got {tuple(labels)}"
-            raise ValueError(msg)
-        return tuple(str(labels[n]) for n in self.label_names)
+        names = self.label_names
+        if len(labels) == len(names):
+            try:
+                values = tuple([labels[n] for n in names])
+            except KeyError:
+                pass
+            else:
+                if all(type(v) is str for v in values):  # the usual case, on every alert
+                    return values
+                return tuple(str(v) for v in values)
+        msg = f"{self.name} takes labels {names}, got {tuple(labels)}"
+        raise ValueError(msg)
 
     def _label_text(self, values: LabelValues, extra: Iterable[tuple[str, str]] = ()) -> str:
         pairs = [*zip(self.label_names, values, strict=True), *extra]

@@ -205,3 +205,16 @@ def run_postgres() -> Iterator[Postgres]:
             yield server
         finally:
             server.stop()
+
+
+def record_syncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the path of every file ``os.fdatasync`` syncs from now on (it still syncs)."""
+    synced: list[str] = []
+    real = os.fdatasync
+
+    def fdatasync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    return synced

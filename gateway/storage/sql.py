@@ -118,6 +118,10 @@ class SqlLedger(LedgerBase):
     # crashes loses its recent asynchronous commits, and with them the count of an attempt
     # whose bytes went out -- so there a claim is made durable before anything is sent.
     _claim_sync = False
+    # Whether a delivery's outcome waits for its commit to be durable. Unsynced (SQLite), it
+    # is made durable by the next synced commit or by :meth:`sync`, which the delivery stage
+    # calls soon after: a power cut in between may send it again, never lose it.
+    _outcome_sync = True
 
     def __init__(self) -> None:
         self._gauged_sinks: set[str] = set()
@@ -649,7 +653,8 @@ class SqlLedger(LedgerBase):
         *,
         claims: Mapping[int, datetime] | None = None,
     ) -> tuple[list[OutboxEntry], list[EntryStateError]]:
-        """:meth:`mark_delivered` for a batch in one transaction (one disk sync).
+        """:meth:`mark_delivered` for a batch in one transaction (at most one disk sync: see
+        ``_outcome_sync`` and :meth:`sync`).
 
         An entry the rule refuses (held, already delivered) is returned with its error and
         does not stop the others from being recorded. ``claims`` maps an entry taken by
@@ -658,7 +663,7 @@ class SqlLedger(LedgerBase):
         """
         done: list[tuple[OutboxEntry, OutboxEntry, Change]] = []
         refused: list[EntryStateError] = []
-        with self._write() as conn:
+        with self._write(sync=self._outcome_sync) as conn:
             for entry_id in entry_ids:
                 claimed_at = None if claims is None else claims.get(entry_id)
                 try:

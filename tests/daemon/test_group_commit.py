@@ -14,10 +14,11 @@ import pytest
 from cap_schemas.parse import parse_alert
 from gateway.adapter import Received
 from gateway.daemon import Daemon
+from gateway.delivery import SinkWorkers
 from gateway.ledger import AlertStatus, Decision, LedgerError
 from gateway.storage.sql import SqlLedger
-from tests.daemon.conftest import CapFactory, daemon_toml, load, running_daemon
-from tests.helpers import Broker
+from tests.daemon.conftest import CapFactory, daemon_toml, load, poll_until, running_daemon
+from tests.helpers import Broker, record_syncs
 
 # Alerts in force while the tests run.
 SENT = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
@@ -152,3 +153,64 @@ class TestConcurrentRequests:
         recorded = [e for e in events.log if e[0] == "recorded"]
         assert len(recorded) == len(raws)
         assert recorded[-1][2]
+
+
+class TestDeliveryOutcomes:
+    """The way out: one claim per wake-up, and outcomes made durable soon after."""
+
+    async def test_no_empty_claim_after_a_batch_and_outcomes_synced(
+        self,
+        mosquitto: Broker,
+        tmp_path: Path,
+        cap: CapFactory,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """Each alert admitted alone wakes its sink's worker once: the worker claims it,
+        sends it, and records the outcome with the next claim in one hop -- and does not
+        claim again before something else wakes it. The outcome, committed unsynced, is
+        synced by the delivery stage within OUTCOME_SYNC_DELAY once no admission follows."""
+        claims: list[str] = []
+        original_claim = SqlLedger.claim
+
+        def claim(self: SqlLedger, sink: str, *args: Any, **kwargs: Any) -> Any:
+            claims.append(sink)
+            return original_claim(self, sink, *args, **kwargs)
+
+        monkeypatch.setattr(SqlLedger, "claim", claim)
+        monkeypatch.setattr(SinkWorkers, "_poll", 60.0)  # no claim by the clock in this test
+        synced = record_syncs(monkeypatch)
+        sinks = '[[sink]]\nname = "out"\ntype = "mqtt"\ntopic = "out/{key}"\n'
+        routes = '[[route]]\nname = "all"\nsinks = ["out"]\n'
+        path = daemon_toml(tmp_path, mosquitto.url, sinks=sinks, routes=routes)
+        # No housekeeping in between: its synced heartbeats would sync the outcomes first.
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("housekeeping_interval = 0.2", "housekeeping_interval = 60"))
+        config = load(path)
+        alerts = 8
+        async with running_daemon(config) as daemon:
+            ledger = daemon.ledger
+            for n in range(alerts):
+                raw = cap(sent=SENT + timedelta(seconds=n))
+                outcome = await daemon.ingest(Received(raw=raw, source="http"))
+                assert outcome.admission is not None
+                key = parse_alert(raw).key
+
+                async def delivered(key: Any = key) -> bool:
+                    entries = await asyncio.to_thread(ledger.deliveries, key)
+                    return [e.state.value for e in entries] == ["delivered"]
+
+                await poll_until(delivered)
+                # the claim that came with the outcome is made in the same hop as it
+                await poll_until(lambda n=n: _at_least(claims, 2 * (n + 1)))
+                wal = f"{config.ledger.path}-wal"
+                await poll_until(
+                    lambda n=n, wal=wal: _at_least([s for s in synced if s == wal], n + 1)
+                )
+            # Two claims per alert: the one its wake-up asked for and the one made with its
+            # outcome (before, a third, empty, followed every batch); and the worker's first.
+            assert 2 * alerts <= len(claims) <= 2 * alerts + 1
+            assert synced.count(f"{config.ledger.path}-wal") == alerts
+
+
+async def _at_least(items: Sequence[object], count: int) -> bool:
+    return len(items) >= count

@@ -18,6 +18,7 @@ from gateway.ledger import (
     priority_of,
 )
 from gateway.storage.sqlite import SqliteLedger
+from tests.helpers import record_syncs
 from tests.ledger.conftest import T0, FakeClock, OpenLedger, Planner, admit, make_alert
 
 
@@ -155,6 +156,28 @@ class TestRetries:
         assert "is delivered" in str(refused[0])
         assert ledger.due("mqtt", T0, limit=10) == []
         assert ledger.outbox_counts()[("mqtt", EntryState.DELIVERED)] == 3
+
+    def test_outcomes_are_made_durable_by_sync_or_the_next_admission(
+        self, ledger: SqliteLedger, backend: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A delivery's outcome may be committed without waiting for the disk (SQLite); a
+        later synced commit (any admission) or sync() makes it durable. sync() says whether
+        it had anything to do, and syncs the write-ahead log that holds the commits."""
+        synced = record_syncs(monkeypatch)
+        for _ in range(2):
+            admit(ledger, make_alert())
+        assert ledger.sync() is False  # admissions are synced: nothing left to sync
+        first, second = ledger.due("mqtt", T0, limit=10)
+        ledger.mark_delivered_many([first.id], T0)
+        if backend == "sqlite":
+            assert ledger.sync() is True
+            assert synced == [f"{ledger.path}-wal"]
+        assert ledger.sync() is False  # once is enough
+        ledger.mark_delivered_many([second.id], T0)
+        admit(ledger, make_alert())  # its synced commit covers the outcome before it
+        assert ledger.sync() is False
+        assert len(synced) == (1 if backend == "sqlite" else 0)
+        assert ledger.outbox_counts()[("mqtt", EntryState.DELIVERED)] == 2
 
     def test_unknown_entry(self, ledger: SqliteLedger) -> None:
         with pytest.raises(EntryNotFoundError, match="no outbox entry 999"):
