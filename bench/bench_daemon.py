@@ -25,8 +25,9 @@ not pinned) used during the step, as a share of one core: near 100 % the generat
 system measured, would be the limit.
 
 Each run measures, one after the other on the same broker: the bare relay, borderlink at an
-earlier revision (``BENCH_DAEMON_BASELINE``, default the revision before the second round of
-issue #17; run from ``git archive``, skipped outside a git checkout) and the current
+earlier revision (``BENCH_DAEMON_BASELINE``, default the revision before the third round of
+issue #17; run from ``git archive``, its CAP modules compiled when this tree's are; skipped
+outside a git checkout) and the current
 borderlink; ``BENCH_DAEMON_RUNS`` runs (default 3), then the medians.
 """
 
@@ -58,9 +59,10 @@ STEP_SECONDS = 4
 # relay look slower than it is (it kept 2,000/s on the 2-core bench machine).
 RATES = (100, 150, 200, 250, 300, 400, 500, 600, 700, 900, 1200, 1500, 2000, 2500, 3000)
 P99_LIMIT = 0.050
-# The revision before the second round of issue #17 (admission reads, collector pauses,
-# delivery hops); the one before the intake's group commit was 8e8bfa0e42e0.
-BASELINE = os.environ.get("BENCH_DAEMON_BASELINE", "165a570")
+# The revision before the third round of issue #17 (outcome syncs, empty claims, WAL
+# checkpoints); before the second round (admission reads, collector pauses, delivery hops)
+# it was 165a570, before the intake's group commit 8e8bfa0e42e0.
+BASELINE = os.environ.get("BENCH_DAEMON_BASELINE", "aa35bc5")
 RUNS = int(os.environ.get("BENCH_DAEMON_RUNS", "3"))
 
 RELAY = """
@@ -244,7 +246,22 @@ def _baseline_tree(tmp: Path, revision: str = BASELINE, name: str = "baseline") 
     tree = tmp / name
     tree.mkdir()
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    _compiled_like_this_tree(tree)
     return tree
+
+
+def _compiled_like_this_tree(tree: Path) -> None:
+    """Build a revision's CAP extensions when this tree runs compiled ones (``make
+    compile``): a compiled revision measured against a pure-Python one would credit the
+    compiler to the change."""
+    builder = tree / "tools" / "compile_cap.py"
+    if not (ROOT / "cap_schemas" / ".compiled").exists() or not builder.exists():
+        return
+    built = subprocess.run(
+        [sys.executable, str(builder)], cwd=tree, capture_output=True, check=False
+    )
+    state = "compiled with mypyc" if built.returncode == 0 else "NOT compiled (build failed)"
+    print(f"(the revision in {tree.name} is {state}, as this tree is)", flush=True)
 
 
 def _relay(port: int, env: dict[str, str], host: str) -> tuple[Result, Result | None, float]:
