@@ -20,11 +20,17 @@ what borderlink's checks and durability cost on top of MQTT itself. The rates go
 what the relay keeps, so that its ceiling is measured, not cut off by the last step. Alerts
 are ~1.3 KB unsigned CAP 1.2 documents with unique identifiers.
 
+A second baseline, the **durable relay** (``durable rel``), keeps the promise borderlink
+keeps and does nothing else: each message is in a synced SQLite log (WAL,
+``synchronous=FULL``, whatever arrived during a commit shares the next one) before its PUBACK,
+then republished. The gap between the two relays is what durability costs; the gap between
+the durable relay and borderlink is what its checks, decisions, outbox and audit trail cost.
+
 The ``load %`` column is the CPU the load generator (publisher and subscriber, one process,
 not pinned) used during the step, as a share of one core: near 100 % the generator, not the
 system measured, would be the limit.
 
-Each run measures, one after the other on the same broker: the bare relay, borderlink at an
+Each run measures, one after the other on the same broker: the two relays, borderlink at an
 earlier revision (``BENCH_DAEMON_BASELINE``, default the revision before the third round of
 issue #17; run from ``git archive``, its CAP modules compiled when this tree's are; skipped
 outside a git checkout) and the current
@@ -68,15 +74,56 @@ RUNS = int(os.environ.get("BENCH_DAEMON_RUNS", "3"))
 RELAY = """
 import asyncio, sys, aiomqtt
 async def main():
-    host, port = sys.argv[1], int(sys.argv[2])
-    async with aiomqtt.Client(host, port, identifier="relay-in", clean_session=False) as sub, \\
-               aiomqtt.Client(host, port, identifier="relay-out") as pub:
+    host, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    async with aiomqtt.Client(host, port, identifier=name + "-in", clean_session=False) as sub, \\
+               aiomqtt.Client(host, port, identifier=name + "-out") as pub:
         await sub.subscribe("borderlink/in/cap", qos=1)
         print("ready", flush=True)
         async for m in sub.messages:
             body = m.payload
             key = body.split(b"<identifier>", 1)[1].split(b"</identifier>", 1)[0].decode()
             await pub.publish("out/" + key, body, qos=1)
+asyncio.run(main())
+"""
+
+
+# The least a relay that keeps borderlink's promise does: each message is in a synced SQLite
+# log (WAL, synchronous=FULL; whatever arrived during a commit shares the next one) before
+# its PUBACK, then republished; no parsing, no decisions, no outbox.
+DURABLE_RELAY = """
+import asyncio, sqlite3, sys, aiomqtt
+async def main():
+    host, port, name, path = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE m (id INTEGER PRIMARY KEY, k TEXT UNIQUE, body BLOB)")
+    pending, arrived = [], asyncio.Event()
+    async with aiomqtt.Client(host, port, identifier=name + "-in", clean_session=False) as sub, \\
+               aiomqtt.Client(host, port, identifier=name + "-out") as pub:
+        sub._client.manual_ack_set(True)
+        await sub.subscribe("borderlink/in/cap", qos=1)
+        async def read():
+            async for m in sub.messages:
+                pending.append(m)
+                arrived.set()
+        reader = asyncio.create_task(read())
+        print("ready", flush=True)
+        while True:
+            await arrived.wait()
+            arrived.clear()
+            batch = pending[:]
+            pending.clear()
+            rows = [(m.payload.split(b"<identifier>", 1)[1].split(b"</identifier>", 1)[0]
+                     .decode(), m.payload) for m in batch]
+            def store():
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("INSERT OR IGNORE INTO m (k, body) VALUES (?, ?)", rows)
+                db.execute("COMMIT")
+            await asyncio.to_thread(store)
+            for m, (key, body) in zip(batch, rows):
+                sub._client.ack(m.mid, m.qos)
+                await pub.publish("out/" + key, body, qos=1)
 asyncio.run(main())
 """
 
@@ -264,15 +311,26 @@ def _compiled_like_this_tree(tree: Path) -> None:
     print(f"(the revision in {tree.name} is {state}, as this tree is)", flush=True)
 
 
-def _relay(port: int, env: dict[str, str], host: str) -> tuple[Result, Result | None, float]:
-    relay = subprocess.Popen(
-        [sys.executable, "-c", RELAY, host, str(port)], stdout=subprocess.PIPE, env=env
-    )
+def _relay(
+    port: int, env: dict[str, str], host: str, *, durable_in: Path | None = None
+) -> tuple[Result, Result | None, float]:
+    """The bare relay, or (``durable_in``: a folder for its log) the durable one."""
+    # A client id per process: a relay must not inherit the session (and the messages left
+    # in it) of the one before it on this broker.
+    name = f"relay-{uuid.uuid4().hex[:8]}"
+    command = [sys.executable, "-c", RELAY, host, str(port), name]
+    label = "bare relay"
+    if durable_in is not None:
+        durable_in.mkdir()
+        command = [sys.executable, "-c", DURABLE_RELAY, host, str(port), name,
+                   str(durable_in / "log.sqlite3")]
+        label = "durable rel"
+    relay = subprocess.Popen(command, stdout=subprocess.PIPE, env=env)
     assert relay.stdout is not None
     relay.stdout.readline()
     _pin(relay.pid)
     try:
-        return asyncio.run(_measure(port, key_of_topic=True, label="bare relay", pid=relay.pid))
+        return asyncio.run(_measure(port, key_of_topic=True, label=label, pid=relay.pid))
     finally:
         relay.terminate()
         relay.wait()
@@ -320,7 +378,7 @@ def main() -> None:
         f"{'system':<12} {'rate/s':>6} {'sent':>6} {'recv':>6} {'p50 ms':>8} {'p99 ms':>8}"
         f" {'max ms':>8} {'p99<50':>6} {'load %':>7}"
     )
-    systems = ("bare relay", "before", "borderlink")
+    systems = ("bare relay", "durable rel", "before", "borderlink")
     best: dict[str, list[int]] = {name: [] for name in systems}
     steady: dict[str, list[Result]] = {name: [] for name in systems}
     rss: dict[str, list[float]] = {name: [] for name in systems}
@@ -338,6 +396,10 @@ def main() -> None:
             steady["bare relay"].append(s)
             cpu["bare relay"].append(c)
             best["bare relay"].append(_rate(b))
+            s, b, c = _relay(broker.port, env, broker.host, durable_in=Path(tmp) / f"log-{run}")
+            steady["durable rel"].append(s)
+            cpu["durable rel"].append(c)
+            best["durable rel"].append(_rate(b))
             trees = [("before", baseline), ("borderlink", ROOT)] if baseline else [
                 ("borderlink", ROOT)
             ]
