@@ -170,6 +170,7 @@ class Daemon:
             router=lambda: self.router,
             clock=self.clock,
             max_concurrent_parses=config.gateway.max_concurrent_parses,
+            commit_delay=config.gateway.commit_delay,
             on_admitted=self._admitted,
         )
         self.delivery = SinkWorkers(

@@ -11,7 +11,9 @@ once.
 Admission is a group commit: documents admitted together (up to :data:`MAX_BATCH`) are
 admitted one after the other in one worker thread, each in its own transaction, and only the
 last commit of the batch waits for the disk (the earlier ones are durable with it: the log is
-written in order). No document is acknowledged before that synced commit. A source's own
+written in order). No document is acknowledged before that synced commit. Under load (others
+already waiting when a batch is formed) the batch waits ``[gateway] commit_delay`` for more
+to join it; a document that arrives alone never waits. A source's own
 documents (MQTT, a NAAD stream) go through :meth:`Intake.run_ordered`: while one batch is
 screened and admitted (one parse slot), the next documents are read and gather; they are
 admitted and acknowledged in the order they arrived. Concurrent single documents (HTTP
@@ -81,6 +83,10 @@ COMPONENT = "daemon"
 SYNCED_BATCHES = REGISTRY.counter(
     "borderlink_admission_batches_total",
     "Batches of screened alerts admitted behind one synced commit (group commit)",
+)
+DELAYED = REGISTRY.counter(
+    "borderlink_admission_delays_total",
+    "Batches that waited [gateway] commit_delay for more documents to share their commit",
 )
 #: Most documents admitted behind one synced commit.
 MAX_BATCH = 64
@@ -173,12 +179,14 @@ class Intake:
         clock: Clock,
         max_concurrent_parses: int,
         on_admitted: Callable[[Outcome], None],
+        commit_delay: float = 0.0,
     ) -> None:
         self.policies = policies
         self._ledger = ledger
         self._router = router
         self.clock = clock
         self._slots = asyncio.Semaphore(max_concurrent_parses)
+        self.commit_delay = commit_delay
         self._on_admitted = on_admitted
         self._waiting: deque[tuple[Screened, asyncio.Future[Outcome]]] = deque()
         self._admitter: asyncio.Task[None] | None = None
@@ -226,9 +234,19 @@ class Intake:
             self._admitter = loop.create_task(self._admit_waiting(), name="admission")
         return done
 
+    async def _gather(self, waiting: int) -> None:
+        """Under load -- others waiting already, as a batch was being admitted -- give more
+        documents ``commit_delay`` seconds to join the next batch and share its synced
+        commit, its worker-thread hops and its delivery claim (PostgreSQL's
+        ``commit_delay``). A document that arrives alone never waits."""
+        if self.commit_delay > 0 and 1 < waiting < MAX_BATCH:
+            DELAYED.inc()
+            await asyncio.sleep(self.commit_delay)
+
     async def _admit_waiting(self) -> None:
         """Admit what waits, a batch at a time, until nothing does."""
         while self._waiting:
+            await self._gather(len(self._waiting))
             batch = [self._waiting.popleft() for _ in range(min(MAX_BATCH, len(self._waiting)))]
             try:
                 results = await asyncio.to_thread(self.admit_batch, [s for s, _ in batch])
@@ -324,6 +342,7 @@ class Intake:
                     room.set()
                     await other(head)
                     continue
+                await self._gather(len(queued))
                 batch: list[Received] = []
                 while queued and queued[0].kind == "cap" and len(batch) < MAX_BATCH:
                     batch.append(queued.popleft())

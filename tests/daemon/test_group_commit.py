@@ -13,8 +13,10 @@ import pytest
 
 from cap_schemas.parse import parse_alert
 from gateway.adapter import Received
+from gateway.config import ConfigError
 from gateway.daemon import Daemon
 from gateway.delivery import SinkWorkers
+from gateway.intake import DELAYED
 from gateway.ledger import AlertStatus, Decision, LedgerError
 from gateway.storage.sql import SqlLedger
 from tests.daemon.conftest import CapFactory, daemon_toml, load, poll_until, running_daemon
@@ -214,3 +216,49 @@ class TestDeliveryOutcomes:
 
 async def _at_least(items: Sequence[object], count: int) -> bool:
     return len(items) >= count
+
+
+class TestCommitDelay:
+    """``[gateway] commit_delay``: under load a batch waits for more documents to share its
+    synced commit; a document that arrives alone never waits."""
+
+    @pytest.mark.parametrize("delay", [0.05, 0.0])
+    async def test_commit_delay_from_the_config(
+        self,
+        mosquitto: Broker,
+        tmp_path: Path,
+        cap: CapFactory,
+        monkeypatch: pytest.MonkeyPatch,
+        delay: float,
+    ) -> None:
+        path = daemon_toml(tmp_path, mosquitto.url)
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("[gateway]\n", f"[gateway]\ncommit_delay = {delay}\n"))
+        config = load(path)
+        assert config.gateway.commit_delay == delay
+        delays = DELAYED.value()
+        events = _Events(monkeypatch)
+        async with running_daemon(config) as daemon:
+            alone = cap(sent=SENT - timedelta(seconds=1))
+            assert (await daemon.ingest(Received(raw=alone, source="http"))).accepted
+            assert DELAYED.value() == delays  # alone: admitted at once
+            raws = [cap(sent=SENT + timedelta(seconds=n)) for n in range(20)]
+            await _run(daemon, raws, events)  # a burst: 20 waiting at once
+            assert DELAYED.value() - delays == (1 if delay else 0)
+            for raw in [alone, *raws]:
+                key = parse_alert(raw).key
+
+                async def delivered(key: Any = key) -> bool:
+                    entries = await asyncio.to_thread(daemon.ledger.deliveries, key)
+                    return bool(entries) and all(e.state.value == "delivered" for e in entries)
+
+                await poll_until(delivered)
+        acks = [e[1] for e in events.log if e[0] == "ack"]
+        assert acks == [parse_alert(r).identifier for r in raws]  # in order, each once
+
+    def test_commit_delay_bounds(self, mosquitto: Broker, tmp_path: Path) -> None:
+        path = daemon_toml(tmp_path, mosquitto.url)
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace("[gateway]\n", "[gateway]\ncommit_delay = 1\n"))
+        with pytest.raises(ConfigError, match="commit_delay"):
+            load(path)
