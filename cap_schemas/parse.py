@@ -672,22 +672,30 @@ class _Reader:
         parts = text.split()
         lats: list[float] = []
         lons: list[float] = []
-        add_lat = lats.append
-        add_lon = lons.append
-        try:  # the common case in one pass: every token "lat,lon"
-            for part in parts:
-                lat_s, lon_s = part.split(",")
-                add_lat(float(lat_s))
-                add_lon(float(lon_s))
-        except ValueError:  # say which point is wrong, and how
-            return Polygon(tuple(self.point(el, p, "polygon") for p in parts))
-        polygon = Polygon.from_coordinates(tuple(lats), tuple(lons))
-        # Shared with the other blocks of the document that repeat it (the French block of a
-        # bilingual alert), unless it may hold a NaN: two NaN points are equal only when they
-        # are the same object, so sharing would change how such polygons compare.
-        if "n" not in text and "N" not in text:
-            self.polygons[text] = polygon
-        return polygon
+        # The common case in one pass: every token "lat,lon", two numbers (a second comma
+        # is in the longitude's text, which float() refuses).
+        for part in parts:
+            comma = part.find(",")
+            if comma < 0:
+                break
+            try:
+                lat = float(part[:comma])
+                lon = float(part[comma + 1 :])
+            except ValueError:
+                break
+            lats.append(lat)
+            lons.append(lon)
+        else:  # every token read
+            polygon = Polygon.from_coordinates(tuple(lats), tuple(lons))
+            # Shared with the other blocks of the document that repeat it (the French block
+            # of a bilingual alert), unless it may hold a NaN: two NaN points are equal only
+            # when they are the same object, so sharing would change how such polygons
+            # compare.
+            if "n" not in text and "N" not in text:
+                self.polygons[text] = polygon
+            return polygon
+        # Say which point is wrong, and how.
+        return Polygon(tuple(self.point(el, p, "polygon") for p in parts))
 
     def circle(self, el: etree._Element) -> Circle:
         parts = self.token(el).split()
