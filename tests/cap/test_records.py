@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import pickle
+import sys
 from typing import Any
 
 import pytest
@@ -128,7 +129,13 @@ def _same(one: Any, other: Any) -> bool:
 
 
 def test_every_record_class_is_checked() -> None:
-    assert set(FrozenRecord.__subclasses__()) == set(CLASSES)
+    # Pure Python, dataclass(slots=True) leaves the class it replaced among the subclasses.
+    named = {
+        cls
+        for cls in FrozenRecord.__subclasses__()
+        if getattr(sys.modules[cls.__module__], cls.__name__, None) is cls
+    }
+    assert named == set(CLASSES)
 
 
 def test_the_document_sets_every_field() -> None:
