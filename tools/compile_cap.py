@@ -18,11 +18,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# The hot path of parse + XSD + profile checks. cap_schemas/model.py is left out: mypyc
-# stops on its object.__setattr__ of a slot that dataclass(slots=True) creates.
+# The hot path of parse + XSD + profile checks: the model and the findings (their records
+# built natively), the reader, the validator and the CAP 1.2 and CAP-CP rules. The model's
+# Point and Polygon stay ordinary classes inside the compiled module (mypyc_attr): a polygon
+# builds its points on first read through __getattr__ and a slot set after construction.
 MODULES = (
+    "cap_schemas/model.py",
     "cap_schemas/parse.py",
     "cap_schemas/validate.py",
+    "cap_schemas/rules/__init__.py",
     "cap_schemas/rules/core.py",
     "cap_schemas/rules/capcp.py",
 )

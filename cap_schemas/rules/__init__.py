@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cap_schemas.model import Alert
+from cap_schemas.model import Alert, FrozenRecord
 
 ERROR = "error"
 WARNING = "warning"
@@ -17,14 +17,20 @@ INFO = "info"
 SEVERITIES = (ERROR, WARNING, INFO)
 
 
-@dataclass(frozen=True, slots=True)
-class Finding:
+@dataclass(frozen=True, init=False, slots=True)
+class Finding(FrozenRecord):
     """One validation result: how bad, which rule, where (XPath, 1-based) and what."""
 
     severity: str
     rule: str
     xpath: str
     message: str
+
+    def __init__(self, severity: str, rule: str, xpath: str, message: str) -> None:
+        object.__setattr__(self, "severity", severity)
+        object.__setattr__(self, "rule", rule)
+        object.__setattr__(self, "xpath", xpath)
+        object.__setattr__(self, "message", message)
 
     def __str__(self) -> str:
         return f"{self.severity}: {self.rule} at {self.xpath}: {self.message}"

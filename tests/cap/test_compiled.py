@@ -21,7 +21,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 import compile_cap  # noqa: E402
 
-MODULES = [m.removesuffix(".py").replace("/", ".") for m in compile_cap.MODULES]
+# Module name -> source path ("cap_schemas/rules/__init__.py" is the package cap_schemas.rules:
+# imported under any other name it would be a second copy of the package's module).
+SOURCES = {
+    m.removesuffix(".py").removesuffix("/__init__").replace("/", "."): m
+    for m in compile_cap.MODULES
+}
+MODULES = list(SOURCES)
 
 
 def _compiled(name: str) -> bool:
@@ -43,7 +49,7 @@ def test_compiled_module_matches_its_source(name: str) -> None:
         pytest.skip("not compiled")
     assert compile_cap.STAMP.exists(), "compiled modules without a stamp: run make compile"
     recorded = json.loads(compile_cap.STAMP.read_text())
-    source = name.replace(".", "/") + ".py"
+    source = SOURCES[name]
     assert recorded.get(source) == compile_cap.source_digests()[source], (
         f"{name} was compiled from another version of {source}: run make compile"
     )

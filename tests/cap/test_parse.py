@@ -442,6 +442,44 @@ class TestPolygonsReadLazily:
         assert en is not fr
         assert en != fr
 
+    @pytest.mark.parametrize(
+        ("text", "token"),
+        [
+            ("1,2 3,4,5 6,7 1,2", "3,4,5"),
+            ("1,2 3 4,5 1,2", "3"),
+            ("1,2 ,3 4,5 1,2", ",3"),
+            ("1,2 3, 4,5 1,2", "3,"),
+            ("1,2 3,,4 1,2", "3,,4"),
+            ("1,2 a,b 4,5 1,2", "a,b"),
+            ("1,2 3,4 5;6 1,2", "5;6"),
+        ],
+    )
+    def test_bad_point_named(self, text: str, token: str) -> None:
+        """The first token that is not ``lat,lon`` with two numbers is named, with its line."""
+        with pytest.raises(CapParseError) as caught:
+            self.polygons(text, "1,1 2,2 3,3 1,1")
+        assert str(caught.value) == f"<polygon>: point {token!r} is not lat,lon (line 1)"
+        assert caught.value.reason == "bad_value"
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "1,2\t3,4\n5,6 1,2",
+            " 1,2 3,4 5,6 1,2 ",
+            "1,2 3,4 5,6 1_0,2",
+            "+1,2 3e0,4 5.,.6 1,2",
+            "1,2\u20033,4\u00a05,6 1,2",
+        ],
+    )
+    def test_any_blank_between_points(self, text: str) -> None:
+        """Points are split on any white space (as ``str.split``) and read as ``float``."""
+        polygon, _ = self.polygons(text, "1,1 2,2 3,3 1,1")
+        tokens = [t.split(",") for t in text.split()]
+        assert polygon.coordinates() == (
+            tuple(float(lat) for lat, _ in tokens),
+            tuple(float(lon) for _, lon in tokens),
+        )
+
 
 class TestSerialize:
     """to_xml writes CAP 1.2 in XSD order with canonical times and numbers."""
