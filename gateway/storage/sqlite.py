@@ -21,23 +21,12 @@ import structlog
 
 from gateway.adapter import SystemClock
 from gateway.ledger import LedgerError, LedgerSchemaError
-from gateway.metrics import REGISTRY
 from gateway.storage import sqlite_schema
 from gateway.storage.sql import SqlLedger
 
 __all__ = ["SqliteLedger"]
 
 log = structlog.get_logger(__name__)
-
-CHECKPOINTS = REGISTRY.counter(
-    "borderlink_ledger_checkpoints_total",
-    "Copies of the SQLite write-ahead log into the database, made off the commit path",
-)
-#: Commits between two copies of the write-ahead log into the database, made by a thread of
-#: their own (PASSIVE: writers go on meanwhile). SQLite's own copy, which the commit that
-#: finds the log past ``wal_autocheckpoint`` pages makes before it returns (holding the
-#: acknowledgements behind it), stays as a safety net only.
-CHECKPOINT_EVERY = 100
 
 
 class _Now(Protocol):
@@ -93,7 +82,6 @@ class SqliteLedger(SqlLedger):
         # Commits made, and how many of them are known durable (see sync()).
         self._commits = 0
         self._synced = 0
-        self._checkpointer = _Checkpointer(self.path, busy_timeout)
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -112,9 +100,10 @@ class SqliteLedger(SqlLedger):
             conn.execute("PRAGMA foreign_keys=ON")
             # keep the WAL file from staying at its high-water mark after a burst
             conn.execute("PRAGMA journal_size_limit=67108864")
-            # The log is copied into the database by a thread of its own (_Checkpointer);
-            # a commit copies it itself only past 10,000 pages (40 MB), should that thread
-            # fall behind.
+            # Copy the log into the database every 10,000 pages (40 MB), not every 1,000: a
+            # page written by many commits in between is copied once, and the commit that
+            # runs the checkpoint (and the acknowledgements behind it) waits ten times less
+            # often (p99 at 300 alerts/s: 53 -> 17 ms).
             conn.execute("PRAGMA wal_autocheckpoint=10000")
             conn.execute(f"PRAGMA busy_timeout={int(busy_timeout.total_seconds() * 1000)}")
             found = sqlite_schema.migrate(conn, now=self._clock.now())
@@ -185,7 +174,6 @@ class SqliteLedger(SqlLedger):
 
     def close(self) -> None:
         self.sync()
-        self._checkpointer.stop()
         with self._lock, self._read_lock:
             if not self._closed:
                 self._closed = True
@@ -267,8 +255,6 @@ class SqliteLedger(SqlLedger):
                 self._commits += 1
                 if sync:  # the log is written in order: this sync covers every commit before
                     self._synced = self._commits
-                if self._commits % CHECKPOINT_EVERY == 0 and self._rconn is not conn:
-                    self._checkpointer.request()
             finally:
                 self._writer = None
                 if not sync:
@@ -297,60 +283,3 @@ class SqliteLedger(SqlLedger):
                 self._conn.execute("ROLLBACK")
             except sqlite3.Error as exc:  # the connection is beyond use; report, keep raising
                 log.exception("ledger_rollback_failed", path=self.path, error=str(exc))
-
-
-class _Checkpointer:
-    """Copies a ledger's write-ahead log into its database from a thread of its own, when
-    asked (every :data:`CHECKPOINT_EVERY` commits), on a connection of its own: a PASSIVE
-    checkpoint, which waits for no reader or writer, so no commit (and no acknowledgement)
-    waits for the copy. With ``synchronous=FULL`` it syncs the log before and the database
-    after. The thread starts at the first request and ends with the ledger."""
-
-    def __init__(self, path: str, busy_timeout: timedelta) -> None:
-        self._path = path
-        self._timeout = busy_timeout.total_seconds()
-        self._wanted = threading.Event()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
-        self._guard = threading.Lock()
-
-    def request(self) -> None:
-        with self._guard:
-            if self._stopping:
-                return
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="ledger-checkpoint", daemon=True
-                )
-                self._thread.start()
-        self._wanted.set()
-
-    def stop(self) -> None:
-        with self._guard:
-            self._stopping = True
-            thread = self._thread
-        self._wanted.set()
-        if thread is not None:
-            thread.join(timeout=30)
-
-    def _run(self) -> None:
-        try:
-            conn = sqlite3.connect(self._path, isolation_level=None, timeout=self._timeout)
-            conn.execute("PRAGMA synchronous=FULL")
-        except sqlite3.Error as exc:
-            log.warning("ledger_checkpoint_failed", path=self._path, error=str(exc))
-            return
-        try:
-            while True:
-                self._wanted.wait()
-                self._wanted.clear()
-                if self._stopping:
-                    return
-                try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error as exc:  # the next commit's request tries again
-                    log.warning("ledger_checkpoint_failed", path=self._path, error=str(exc))
-                else:
-                    CHECKPOINTS.inc()
-        finally:
-            conn.close()

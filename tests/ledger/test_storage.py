@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,9 +20,8 @@ from gateway.ledger import (
     LedgerError,
     LedgerSchemaError,
 )
-from gateway.storage import sqlite as sqlite_module
 from gateway.storage import sqlite_schema
-from gateway.storage.sqlite import CHECKPOINTS, SqliteLedger
+from gateway.storage.sqlite import SqliteLedger
 from tests.ledger.conftest import T0, FakeClock, Planner, admit, make_alert, planned
 
 
@@ -42,34 +40,6 @@ class TestStorageSettings:
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert ledger.schema_version == sqlite_schema.LATEST
-
-    def test_the_log_is_copied_off_the_commit_path(
-        self, db_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """Every CHECKPOINT_EVERY commits a thread of the ledger's own copies the write-ahead
-        log into the database (no commit waits for it); the copies keep every alert."""
-        monkeypatch.setattr(sqlite_module, "CHECKPOINT_EVERY", 10)
-        before = CHECKPOINTS.value()
-        with SqliteLedger(db_path, clock=clock) as led:
-            assert led._conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
-            alerts = [make_alert() for _ in range(25)]
-            for alert in alerts:
-                admit(led, alert)
-            deadline = time.monotonic() + 20
-            while CHECKPOINTS.value() - before < 1 and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert CHECKPOINTS.value() - before >= 1
-            threads = [t.name for t in threading.enumerate()]
-            assert "ledger-checkpoint" in threads
-        assert "ledger-checkpoint" not in [t.name for t in threading.enumerate()]
-        # What the copies wrote reads back from the database file alone (no log left).
-        conn = sqlite3.connect(db_path)
-        try:
-            count = conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0]
-        finally:
-            conn.close()
-        assert count == len(alerts)
-        assert not Path(f"{db_path}-wal").exists()
 
     def test_is_a_ledger(self, ledger: SqliteLedger) -> None:
         assert isinstance(ledger, Ledger)
