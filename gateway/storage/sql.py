@@ -137,6 +137,9 @@ class SqlLedger(LedgerBase):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def _outcome_recorded(self) -> None:
+        """Called after the commit of delivery outcomes (see ``_outcome_sync``)."""
+
     def _serialise(self, conn: Connection, keys: Sequence[AlertKey]) -> None:
         """Inside a record's transaction, before its facts are re-read: make admissions that
         touch the same keys wait for each other. A store with one writer at a time (SQLite's
@@ -675,6 +678,7 @@ class SqlLedger(LedgerBase):
                     refused.append(exc)
                 except EntryStateError as exc:
                     refused.append(exc)
+        self._outcome_recorded()
         for _after, before, change in done:
             _changed(before, change)
         return [after for after, _before, _change in done], refused

@@ -79,9 +79,11 @@ class SqliteLedger(SqlLedger):
         self._read_lock = threading.Lock()
         self._writer: int | None = None  # thread inside a write transaction
         self._closed = False
-        # Commits made, and how many of them are known durable (see sync()).
+        # Commits made, how many of them are known durable, and the last one that recorded
+        # delivery outcomes (see sync()).
         self._commits = 0
         self._synced = 0
+        self._outcomes = 0
         try:
             conn = sqlite3.connect(
                 self.path,
@@ -149,7 +151,7 @@ class SqliteLedger(SqlLedger):
         order, so the commits made without a sync are all on the disk once it is. False
         when a synced commit (an admission) covered them already."""
         with self._lock:
-            target = self._commits
+            target = self._outcomes  # a claim needs no sync of its own (SqlLedger.claim)
             if self._closed or self._synced >= target or self.path == ":memory:":
                 return False
         try:
@@ -166,6 +168,10 @@ class SqliteLedger(SqlLedger):
         with self._lock:
             self._synced = max(self._synced, target)
         return True
+
+    def _outcome_recorded(self) -> None:
+        with self._lock:
+            self._outcomes = self._commits
 
     def close(self) -> None:
         self.sync()
