@@ -37,6 +37,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from bench.revisions import compile_like_this_checkout
 from bench.timing import per_op
 from cap_schemas.parse import parse_alert, parse_xml
 from cap_schemas.validate import is_valid, validate
@@ -132,23 +133,6 @@ def _archive(revision: str) -> bytes | None:
     return None
 
 
-def _compile_like_this_checkout(tree: Path) -> None:
-    """Compile the baseline's copy with its own script when this checkout's modules are
-    compiled, and say what the baseline runs."""
-    script = tree / "tools" / "compile_cap.py"
-    if not (ROOT / "cap_schemas" / ".compiled").exists():
-        print("(this checkout and the baseline run as pure Python)", flush=True)
-        return
-    if not script.exists():
-        print("(the baseline revision has no compiled build: it runs as pure Python)", flush=True)
-        return
-    built = subprocess.run(
-        [sys.executable, str(script)], cwd=tree, capture_output=True, check=False
-    )
-    state = "compiled with mypyc" if built.returncode == 0 else "NOT compiled (its build failed)"
-    print(f"(this checkout is compiled; the baseline revision is {state})", flush=True)
-
-
 @contextlib.contextmanager
 def _baseline_worker() -> Iterator[subprocess.Popen[str] | None]:
     """The worker process running the baseline revision's ``cap_schemas``, or None when this
@@ -160,7 +144,7 @@ def _baseline_worker() -> Iterator[subprocess.Popen[str] | None]:
             yield None
             return
         subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
-        _compile_like_this_checkout(tmp)
+        compile_like_this_checkout(tmp)
         env = dict(os.environ, PYTHONPATH=f"{tmp}{os.pathsep}{ROOT}")
         # The worker inherits this process's single-core affinity.
         proc = subprocess.Popen(

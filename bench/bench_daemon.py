@@ -54,6 +54,7 @@ from pathlib import Path
 
 import aiomqtt
 
+from bench.revisions import compile_like_this_checkout
 from tests.daemon.conftest import CapFactory
 from tests.helpers import free_port, run_mosquitto, wait_for_port
 
@@ -293,22 +294,8 @@ def _baseline_tree(tmp: Path, revision: str = BASELINE, name: str = "baseline") 
     tree = tmp / name
     tree.mkdir()
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
-    _compiled_like_this_tree(tree)
+    compile_like_this_checkout(tree)
     return tree
-
-
-def _compiled_like_this_tree(tree: Path) -> None:
-    """Build a revision's CAP extensions when this tree runs compiled ones (``make
-    compile``): a compiled revision measured against a pure-Python one would credit the
-    compiler to the change."""
-    builder = tree / "tools" / "compile_cap.py"
-    if not (ROOT / "cap_schemas" / ".compiled").exists() or not builder.exists():
-        return
-    built = subprocess.run(
-        [sys.executable, str(builder)], cwd=tree, capture_output=True, check=False
-    )
-    state = "compiled with mypyc" if built.returncode == 0 else "NOT compiled (build failed)"
-    print(f"(the revision in {tree.name} is {state}, as this tree is)", flush=True)
 
 
 def _relay(
