@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import Any, Self
 import aiomqtt
 import paho.mqtt.client as paho
 import structlog
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -143,6 +145,34 @@ async def _wait_lost(name: str, client: aiomqtt.Client) -> None:
     raise AdapterConnectionError(f"mqtt {name}: connection closed")
 
 
+#: Linux's "acknowledge at once" socket option (None elsewhere).
+_QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+
+
+def _acknowledge_at_once(client: paho.Client) -> None:
+    """Have the kernel acknowledge what the broker sends at once, not after its delayed-ACK
+    timer (up to 40 ms on Linux).
+
+    A broker that holds small writes until its last one is acknowledged (Nagle's algorithm:
+    Mosquitto does unless ``set_tcp_nodelay`` is on) sends the PUBACKs of a batch of
+    publishes one per delayed ACK: a batch of 12 took 26 ms instead of 2. The kernel leaves
+    quick-ACK mode on its own, so it is asked again after every read.
+    """
+    if _QUICKACK is None:
+        return
+    read = client.loop_read
+
+    def loop_read(max_packets: int = 1) -> MQTTErrorCode:
+        code = read(max_packets)
+        sock = client.socket()
+        if isinstance(sock, socket.socket):  # an SSL socket is one too
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
+        return code
+
+    client.loop_read = loop_read  # type: ignore[method-assign]
+
+
 def _client(options: MqttOptions, *, will: aiomqtt.Will | None = None) -> aiomqtt.Client:
     properties: Properties | None = None
     kwargs: dict[str, Any] = {}
@@ -173,6 +203,7 @@ def _client(options: MqttOptions, *, will: aiomqtt.Will | None = None) -> aiomqt
     # aiomqtt 2.x has no manual acknowledgement of its own; its paho client does (since
     # paho-mqtt 2.0). The PUBACK of an input message is sent by ``Received.ack``.
     client._client.manual_ack_set(True)
+    _acknowledge_at_once(client._client)
     return client
 
 
