@@ -39,7 +39,13 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from adapters.mqtt.codec import STATUS_OFFLINE, STATUS_ONLINE, MqttOptions, message_expiry
+from adapters.mqtt.codec import (
+    STATUS_OFFLINE,
+    STATUS_ONLINE,
+    MqttOptions,
+    message_expiry,
+    publish_properties,
+)
 from adapters.mqtt.codec import user_properties as make_user_properties
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SystemClock
 from gateway.errors import AdapterConnectionError, AdapterTimeoutError, DeliveryError
@@ -207,6 +213,23 @@ def _client(options: MqttOptions, *, will: aiomqtt.Will | None = None) -> aiomqt
     return client
 
 
+class _Packed:
+    """PUBLISH properties packed by :func:`~adapters.mqtt.codec.publish_properties`, in the
+    place of paho's ``Properties`` (paho asks them only for ``pack()``, when it sends and
+    when it sends again after a reconnect)."""
+
+    __slots__ = ("packed",)
+
+    def __init__(self, packed: bytes) -> None:
+        self.packed = packed
+
+    def pack(self) -> bytes:
+        return self.packed
+
+    def __repr__(self) -> str:
+        return f"_Packed({self.packed!r})"
+
+
 class MqttAdapter:
     """One MQTT connection, used as a source (``messages``) or a sink (``send``)."""
 
@@ -335,13 +358,19 @@ class MqttAdapter:
         topic = self.options.topic.render(values)
         total = len(item.parts)
         for index, part in enumerate(item.parts):
-            properties: Properties | None = None
+            properties: _Packed | None = None
             if self.options.v5:
-                properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-                if expiry is not None:
-                    properties.MessageExpiryInterval = expiry
-                properties.ContentType = item.content_type
-                properties.UserProperty = make_user_properties(item.attributes, index, total)
+                try:
+                    packed = publish_properties(
+                        expiry=expiry,
+                        content_type=item.content_type,
+                        user=make_user_properties(item.attributes, index, total),
+                    )
+                except ValueError as exc:
+                    raise DeliveryError(
+                        f"mqtt {self.name}: cannot publish {topic}: {exc}", retryable=False
+                    ) from exc
+                properties = _Packed(packed)
             try:
                 await self._publish(client, topic, part, properties)
             except aiomqtt.MqttCodeError as exc:
@@ -359,7 +388,7 @@ class MqttAdapter:
                 log.debug("mqtt_published", adapter=self.name, topic=topic, size=len(part))
 
     async def _publish(
-        self, client: aiomqtt.Client, topic: str, part: bytes, properties: Properties | None
+        self, client: aiomqtt.Client, topic: str, part: bytes, properties: _Packed | None
     ) -> None:
         """Publish and wait for the broker's answer; fail at once when the connection drops,
         and when the broker refuses the publish (an MQTT 5 reason code of 0x80 or more).
@@ -372,7 +401,11 @@ class MqttAdapter:
         if confirmations is None or confirmations.client is not client:
             confirmations = self._confirmations = _BoundConfirmations(client)
         info = client._client.publish(
-            topic, part, self.options.qos, self.options.retain, properties
+            topic,
+            part,
+            self.options.qos,
+            self.options.retain,
+            properties,  # type: ignore[arg-type]
         )
         if info.rc != paho.MQTT_ERR_SUCCESS:
             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +43,7 @@ __all__ = [
     "MqttOptions",
     "TopicTemplate",
     "message_expiry",
+    "publish_properties",
     "safe_level",
     "user_properties",
 ]
@@ -232,6 +233,41 @@ def message_expiry(expires: datetime | None, now: datetime) -> int | None:
         return None
     seconds = int((expires - now).total_seconds())
     return max(seconds, 0)
+
+
+def _utf8(text: str) -> bytes:
+    """An MQTT UTF-8 string: its length in two bytes, then its bytes."""
+    data = text.encode("utf-8")
+    if len(data) > 0xFFFF:
+        msg = f"an MQTT string holds at most 65,535 bytes, not {len(data)}"
+        raise ValueError(msg)
+    return len(data).to_bytes(2, "big") + data
+
+
+def _variable_int(value: int) -> bytes:
+    """An MQTT variable byte integer (7 bits a byte, the high bit set on all but the last)."""
+    out = bytearray()
+    while True:
+        byte, value = value % 128, value // 128
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def publish_properties(
+    *, expiry: int | None, content_type: str, user: Sequence[tuple[str, str]]
+) -> bytes:
+    """The properties of an MQTT 5 PUBLISH as they go on the wire (MQTT 5.0 §3.3.2.3): their
+    length, then the message expiry interval (0x02, four bytes), the content type (0x03) and
+    each user property (0x26, a name and a value) -- what paho's ``Properties.pack`` makes,
+    at a fraction of its cost."""
+    body = bytearray()
+    if expiry is not None:
+        body += b"\x02" + expiry.to_bytes(4, "big")
+    body += b"\x03" + _utf8(content_type)
+    for name, value in user:
+        body += b"\x26" + _utf8(name) + _utf8(value)
+    return _variable_int(len(body)) + bytes(body)
 
 
 def user_properties(attributes: Mapping[str, str], part: int, parts: int) -> list[tuple[str, str]]:

@@ -185,6 +185,23 @@ class TestBrokerAnswers:
         assert not e.value.retryable
         assert "denied/k-denied" in str(e.value)
 
+    async def test_a_property_past_the_mqtt_limit_is_a_final_failure(
+        self, mosquitto: Broker
+    ) -> None:
+        item = _item("long")
+        item = Outbound(
+            key=item.key,
+            sink=item.sink,
+            parts=item.parts,
+            content_type=item.content_type,
+            attributes={**item.attributes, "alert_key": "k" * 70_000},
+        )
+        async with _sink(mosquitto) as sink:
+            with pytest.raises(DeliveryError, match="at most 65,535 bytes") as e:
+                await sink.send(item)
+            await sink.send(_item("after"))  # the connection is unharmed
+        assert not e.value.retryable
+
     async def test_nobody_listening_is_counted(self, refusing_mosquitto: Broker) -> None:
         before = UNHEARD.value(adapter="sink")
         async with _sink(refusing_mosquitto, topic="allowed/{key}") as sink:

@@ -6,12 +6,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from adapters.mqtt.codec import (
     DELIVERY_ID_PROPERTY,
     MqttOptions,
     TopicTemplate,
     message_expiry,
+    publish_properties,
     safe_level,
     user_properties,
 )
@@ -92,3 +95,33 @@ class TestProperties:
         assert "borderlink-part" not in one
         two = dict(user_properties({"delivery_id": "d1"}, 1, 3))
         assert two["borderlink-part"] == "2/3"
+
+    @pytest.mark.parametrize(
+        ("expiry", "content_type", "user"),
+        [
+            (None, "application/cap+xml", []),
+            (0, "text/plain; charset=utf-8", [("borderlink-delivery-id", "d-1")]),
+            (2**32 - 1, "application/cap+xml", [("a", ""), ("é", "ÉTÉ ✓"), ("a", "twice")]),
+            (90, "x" * 200, [("k" * 130, "v" * 300)]),  # lengths past one byte each
+        ],
+    )
+    def test_packed_as_paho_packs_them(
+        self, expiry: int | None, content_type: str, user: list[tuple[str, str]]
+    ) -> None:
+        """Byte for byte what paho's own Properties make (the referee)."""
+        paho = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        if expiry is not None:
+            paho.MessageExpiryInterval = expiry
+        paho.ContentType = content_type
+        if user:
+            paho.UserProperty = user
+        ours = publish_properties(expiry=expiry, content_type=content_type, user=user)
+        assert ours == paho.pack()  # type: ignore[no-untyped-call]
+        decoded = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        decoded.unpack(ours)  # type: ignore[no-untyped-call]
+        assert decoded.ContentType == content_type
+        assert getattr(decoded, "UserProperty", []) == user
+
+    def test_a_string_past_the_mqtt_limit_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="at most 65,535 bytes, not 65536"):
+            publish_properties(expiry=None, content_type="x" * 65536, user=[])
