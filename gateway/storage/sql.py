@@ -61,7 +61,7 @@ from gateway.storage.sql_admission import (
     record_message,
     require_facts,
 )
-from gateway.storage.sql_outbox import apply, claim, expire_due, release_claims
+from gateway.storage.sql_outbox import apply, claim, expire_due, load_entries, release_claims
 from gateway.storage.sql_rows import (
     ALERT_COLUMNS,
     ENTRY_COLUMNS,
@@ -667,11 +667,20 @@ class SqlLedger(LedgerBase):
         done: list[tuple[OutboxEntry, OutboxEntry, Change]] = []
         refused: list[EntryStateError] = []
         with self._write(sync=self._outcome_sync) as conn:
+            # Read together (an entry named twice is read again for its second outcome).
+            stored = load_entries(conn, entry_ids) if len(set(entry_ids)) == len(entry_ids) else {}
             for entry_id in entry_ids:
                 claimed_at = None if claims is None else claims.get(entry_id)
                 try:
                     done.append(
-                        apply(conn, entry_id, at=at, decide=delivered, claimed_at=claimed_at)
+                        apply(
+                            conn,
+                            entry_id,
+                            at=at,
+                            decide=delivered,
+                            claimed_at=claimed_at,
+                            stored=stored.get(entry_id),
+                        )
                     )
                 except LateResultError as exc:
                     LATE_OUTCOMES.inc()

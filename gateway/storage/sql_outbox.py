@@ -7,7 +7,7 @@ Every function here runs inside a transaction the caller opened.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -26,11 +26,13 @@ from gateway.storage.sql_rows import (
     Row,
     dt,
     journal,
+    journal_line,
+    journal_lines,
     row_to_entry,
     us,
 )
 
-__all__ = ["apply", "claim", "expire_due", "load_entry", "release_claims"]
+__all__ = ["apply", "claim", "expire_due", "load_entries", "load_entry", "release_claims"]
 
 _FROM = "FROM outbox o JOIN alerts a ON a.id = o.alert_id"
 _OPEN = tuple(s.value for s in OPEN_STATES)
@@ -45,6 +47,18 @@ def load_entry(conn: Connection, entry_id: int) -> OutboxEntry:
         msg = f"no outbox entry {entry_id}"
         raise EntryNotFoundError(msg)
     return row_to_entry(row)
+
+
+def load_entries(conn: Connection, entry_ids: Sequence[int]) -> dict[int, OutboxEntry]:
+    """The stored entries of ``entry_ids`` (one statement; those not found are missing)."""
+    if not entry_ids:
+        return {}
+    marks = ", ".join("?" for _ in entry_ids)
+    rows: list[Row] = conn.execute(
+        f"SELECT {ENTRY_COLUMNS} {_FROM} WHERE o.id IN ({marks})",
+        tuple(entry_ids),
+    ).fetchall()
+    return {row["id"]: row_to_entry(row) for row in rows}
 
 
 def claim(
@@ -73,30 +87,37 @@ def claim(
         f" ORDER BY o.priority, o.enqueued_at, o.id LIMIT ?{lock}",
         (sink, us(now), int(limit)),
     ).fetchall()
+    if not rows:
+        return []
+    # The attempt is counted (and journalled) before the bytes leave: an attempt cut short
+    # by a crash still counts. One statement for the batch, and one for its journal lines.
+    marks = ", ".join("?" for _ in rows)
+    conn.execute(
+        "UPDATE outbox SET next_attempt_at = ?, updated_at = ?, started_at = ?,"  # noqa: S608 - placeholders only
+        f" claimed_by = ?, attempts = attempts + 1 WHERE id IN ({marks})",
+        (us(until), us(now), us(now), by, *(row["id"] for row in rows)),
+    )
     taken: list[OutboxEntry] = []
+    lines: list[tuple[object, ...]] = []
+    holder = f" by {by}" if by else ""
+    lease_end = until.isoformat()
     for row in rows:
-        # The attempt is counted (and journalled) before the bytes leave: an attempt cut
-        # short by a crash still counts.
-        conn.execute(
-            "UPDATE outbox SET next_attempt_at = ?, updated_at = ?, started_at = ?,"
-            " claimed_by = ?, attempts = attempts + 1 WHERE id = ?",
-            (us(until), us(now), us(now), by, row["id"]),
-        )
         entry = row_to_entry(row)
         attempt = entry.attempts + 1
-        holder = f" by {by}" if by else ""
-        journal(
-            conn,
-            now,
-            entry.key,
-            "attempt_started",
-            f"attempt {attempt}{holder}, lease until {until.isoformat()}",
-            entry_id=entry.id,
-            sink=sink,
+        lines.append(
+            journal_line(
+                now,
+                entry.key,
+                "attempt_started",
+                f"attempt {attempt}{holder}, lease until {lease_end}",
+                entry_id=entry.id,
+                sink=sink,
+            )
         )
         taken.append(
             replace(entry, next_attempt_at=until, started_at=now, attempts=attempt, claimed_by=by)
         )
+    journal_lines(conn, lines)
     return taken
 
 
@@ -189,6 +210,7 @@ def apply(
     at: datetime,
     decide: Callable[[OutboxEntry], Change],
     claimed_at: datetime | None = None,
+    stored: OutboxEntry | None = None,
 ) -> tuple[OutboxEntry, OutboxEntry, Change]:
     """One entry's change: ``decide`` sees the entry as stored and names the change (or
     raises :class:`~gateway.ledger.EntryStateError`). Returns (after, before, change).
@@ -197,8 +219,9 @@ def apply(
     ``started_at``): when the entry's claim is no longer that one, the outcome is late. A
     late delivery of an entry nobody holds now is recorded (the doubt is settled: it went
     out; a copy held in doubt is not sent again); any other late outcome is journalled and
-    refused with :class:`LateResultError`."""
-    before = load_entry(conn, entry_id)
+    refused with :class:`LateResultError`. ``stored``: the entry as read in this
+    transaction already (:func:`load_entries`)."""
+    before = load_entry(conn, entry_id) if stored is None else stored
     if claimed_at is not None and (
         before.started_at is None or us(before.started_at) != us(claimed_at)
     ):
@@ -225,7 +248,19 @@ def apply(
     if before.state is not change.state:
         detail = f"{before.state.value} -> {change.state.value}: {change.reason}"
     journal(conn, at, before.key, change.event, detail, entry_id=entry_id, sink=before.sink)
-    return load_entry(conn, entry_id), before, change
+    # The row as the UPDATE left it (times through the store's microseconds, as a read gives
+    # them back), without reading it again.
+    after = replace(
+        before,
+        state=change.state,
+        reason=change.reason,
+        attempts=before.attempts + int(counted),
+        next_attempt_at=dt(us(next_attempt)),
+        updated_at=dt(us(at)),
+        started_at=None,
+        claimed_by="",
+    )
+    return after, before, change
 
 
 def _late(

@@ -234,6 +234,32 @@ def row_to_known(row: Row, reached: Sequence[tuple[str, str]] = ()) -> Known:
     )
 
 
+_JOURNAL_INSERT = (
+    "INSERT INTO journal (at, sender, identifier, sent, event, detail, entry_id, sink)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def journal_line(
+    at: datetime,
+    key: AlertKey,
+    event: str,
+    detail: str = "",
+    *,
+    entry_id: int | None = None,
+    sink: str | None = None,
+) -> tuple[object, ...]:
+    """The values of one line of the audit trail (for :func:`journal_lines`)."""
+    return (us(at), key.sender, key.identifier, key.sent, event, detail, entry_id, sink)
+
+
+def journal_lines(conn: Connection, lines: Sequence[tuple[object, ...]]) -> None:
+    """Append lines made by :func:`journal_line` in one statement, inside the caller's
+    transaction."""
+    if lines:
+        conn.executemany(_JOURNAL_INSERT, lines)
+
+
 def journal(
     conn: Connection,
     at: datetime,
@@ -246,7 +272,5 @@ def journal(
 ) -> None:
     """Append one line to the audit trail, inside the caller's transaction."""
     conn.execute(
-        "INSERT INTO journal (at, sender, identifier, sent, event, detail, entry_id, sink)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (us(at), key.sender, key.identifier, key.sent, event, detail, entry_id, sink),
+        _JOURNAL_INSERT, journal_line(at, key, event, detail, entry_id=entry_id, sink=sink)
     )

@@ -420,6 +420,29 @@ class TestClaim:
         events = [j.event for j in ledger.journal(alert.key)]
         assert events == ["enqueued", "admitted", "attempt_started", "delivered"]
 
+    def test_outcomes_return_the_entries_as_stored(self, ledger: SqliteLedger) -> None:
+        """A claim and an outcome answer with each entry exactly as a fresh read gives it
+        back (they are not read again after their change)."""
+        for _ in range(3):
+            admit(ledger, make_alert())
+        taken = ledger.claim("mqtt", T0, limit=10, lease=timedelta(seconds=30), by="gw-1")
+        assert len(taken) == 3
+        assert taken == [ledger.entry(e.id) for e in taken]
+        later = T0 + timedelta(seconds=1, microseconds=7)
+        done, refused = ledger.mark_delivered_many(
+            [e.id for e in taken[:2]], later, claims={e.id: e.started_at for e in taken}
+        )
+        assert refused == []
+        assert done == [ledger.entry(e.id) for e in taken[:2]]
+        assert [e.state for e in done] == [EntryState.DELIVERED] * 2
+        failed = ledger.mark_failed(
+            taken[2].id, "no answer", retry_at=later, at=later, claimed_at=taken[2].started_at
+        )
+        assert failed == ledger.entry(taken[2].id)
+        assert (failed.state, failed.attempts, failed.started_at) == (EntryState.PENDING, 1, None)
+        journal = [j.event for j in ledger.journal(taken[0].key)]
+        assert journal == ["enqueued", "admitted", "attempt_started", "delivered"]
+
     def test_lease_runs_out_after_a_dead_worker(self, ledger: SqliteLedger) -> None:
         """A claim whose lease ran out is in doubt: no worker takes it again by chance; the
         routine sweep settles it by the sink's policy first."""
