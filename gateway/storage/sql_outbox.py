@@ -26,7 +26,6 @@ from gateway.storage.sql_rows import (
     Row,
     dt,
     journal,
-    journal_line,
     journal_lines,
     row_to_entry,
     us,
@@ -104,15 +103,15 @@ def claim(
     for row in rows:
         entry = row_to_entry(row)
         attempt = entry.attempts + 1
-        lines.append(
-            journal_line(
-                now,
-                entry.key,
-                "attempt_started",
-                f"attempt {attempt}{holder}, lease until {lease_end}",
-                entry_id=entry.id,
-                sink=sink,
-            )
+        journal(
+            conn,
+            now,
+            entry.key,
+            "attempt_started",
+            f"attempt {attempt}{holder}, lease until {lease_end}",
+            entry_id=entry.id,
+            sink=sink,
+            into=lines,
         )
         taken.append(
             replace(entry, next_attempt_at=until, started_at=now, attempts=attempt, claimed_by=by)

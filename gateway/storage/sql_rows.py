@@ -240,22 +240,9 @@ _JOURNAL_INSERT = (
 )
 
 
-def journal_line(
-    at: datetime,
-    key: AlertKey,
-    event: str,
-    detail: str = "",
-    *,
-    entry_id: int | None = None,
-    sink: str | None = None,
-) -> tuple[object, ...]:
-    """The values of one line of the audit trail (for :func:`journal_lines`)."""
-    return (us(at), key.sender, key.identifier, key.sent, event, detail, entry_id, sink)
-
-
 def journal_lines(conn: Connection, lines: Sequence[tuple[object, ...]]) -> None:
-    """Append lines made by :func:`journal_line` in one statement, inside the caller's
-    transaction."""
+    """Append the lines :func:`journal` kept back (``into``) in one statement, inside the
+    caller's transaction."""
     if lines:
         conn.executemany(_JOURNAL_INSERT, lines)
 
@@ -269,8 +256,12 @@ def journal(
     *,
     entry_id: int | None = None,
     sink: str | None = None,
+    into: list[tuple[object, ...]] | None = None,
 ) -> None:
-    """Append one line to the audit trail, inside the caller's transaction."""
-    conn.execute(
-        _JOURNAL_INSERT, journal_line(at, key, event, detail, entry_id=entry_id, sink=sink)
-    )
+    """Append one line to the audit trail, inside the caller's transaction; with ``into``,
+    keep it there for :func:`journal_lines` to append with others."""
+    line = (us(at), key.sender, key.identifier, key.sent, event, detail, entry_id, sink)
+    if into is None:
+        conn.execute(_JOURNAL_INSERT, line)
+    else:
+        into.append(line)
