@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -183,6 +183,21 @@ class ConcurrentSends(Protocol):
     flows in flight) when ``concurrent_sends`` is true; others get one at a time."""
 
     concurrent_sends: bool
+
+
+@runtime_checkable
+class BatchSends(Protocol):
+    """A sink that sends a batch of deliveries together and waits once for all their
+    confirmations (an MQTT client: every publish goes out, then one wait for the PUBACKs),
+    rather than one ``send`` each. ``send_batch`` returns each item's outcome in order: None
+    when confirmed, else the error ``send`` would have raised; it raises only what
+    ``send`` would raise for the whole link. It must not take longer than ``timeout``."""
+
+    async def send_batch(
+        self,
+        items: Sequence[Outbound],
+        timeout: float,  # noqa: ASYNC109 - a bound for the whole batch, not a cancellation
+    ) -> list[BaseException | None]: ...
 
 
 @runtime_checkable

@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from gateway.adapter import Clock, ClosingWatch, ConcurrentSends, SinkAdapter
+from gateway.adapter import BatchSends, Clock, ClosingWatch, ConcurrentSends, SinkAdapter
 from gateway.backoff import Backoff
 from gateway.config import SinkConfig
 from gateway.errors import AdapterError, DeliveryError
@@ -158,7 +158,13 @@ class SinkWorkers:
         """Send a batch in priority order (in flight together when the sink allows it),
         record every outcome and claim the next batch in the same worker-thread hop (none
         after a link failure), then raise the first link failure so the link restarts."""
-        errors = await asyncio.gather(*(self._attempt(cfg, adapter, e) for e in entries))
+        errors: Sequence[BaseException | None]
+        if isinstance(adapter, BatchSends) and len(entries) > 1:
+            errors = await adapter.send_batch(
+                [e.to_outbound() for e in entries], timeout=cfg.send_timeout
+            )
+        else:
+            errors = await asyncio.gather(*(self._attempt(cfg, adapter, e) for e in entries))
         results = list(zip(entries, errors, strict=True))
         failure = next(
             (e for e in errors if e is not None and not isinstance(e, DeliveryError)), None

@@ -17,6 +17,7 @@ from adapters.naad.adapter import NaadSource
 from adapters.pager.adapter import TapAdapter
 from adapters.textmodem.adapter import TextModemAdapter
 from gateway.adapter import (
+    BatchSends,
     ClosingWatch,
     ConcurrentSends,
     DoorTrust,
@@ -38,7 +39,10 @@ ABILITIES: list[tuple[type, tuple[type, ...]]] = [
     (AfskAdapter, (SinkAdapter, Hearing, LineRate, TextProfiled, HealthReporting)),
     (TextModemAdapter, (SinkAdapter, Hearing, ClosingWatch, LineRate, TextProfiled)),
     (TapAdapter, (SinkAdapter, TextProfiled)),
-    (MqttAdapter, (SinkAdapter, SourceAdapter, ConcurrentSends, ClosingWatch, DoorTrust)),
+    (
+        MqttAdapter,
+        (SinkAdapter, SourceAdapter, ConcurrentSends, BatchSends, ClosingWatch, DoorTrust),
+    ),
     (FileSink, (SinkAdapter, ConcurrentSends)),
     (EndecAdapter, (SinkAdapter, SourceAdapter, HealthReporting)),
     (NaadSource, (SourceAdapter, HealthReporting, DoorTrust, MultipleSignatures)),
@@ -66,7 +70,7 @@ class TestAbilities:
             async def send(self, item: object) -> None: ...
 
         plain = Plain()
-        for ability in (Hearing, ClosingWatch, ConcurrentSends, LineRate, TextProfiled):
+        for ability in (Hearing, ClosingWatch, ConcurrentSends, BatchSends, LineRate, TextProfiled):
             assert not isinstance(plain, ability)
 
     def test_the_gateway_does_not_look_for_abilities_by_name(self) -> None:

@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -346,10 +346,10 @@ class MqttAdapter:
 
     # -- sink -------------------------------------------------------------------------------
 
-    async def send(self, item: Outbound) -> None:
-        client = self._require()
-        now = self.clock.now()
-        expiry = message_expiry(item.expires, now)
+    def _packets(self, item: Outbound) -> list[tuple[str, bytes, _Packed | None]]:
+        """(topic, payload, properties) of each part of a delivery; DeliveryError (final)
+        for one that cannot be published: expired, or a property past MQTT's limits."""
+        expiry = message_expiry(item.expires, self.clock.now())
         if expiry == 0:
             raise DeliveryError(
                 f"mqtt {self.name}: the alert expired before it was published", retryable=False
@@ -357,6 +357,7 @@ class MqttAdapter:
         values = {"prefix": self.options.prefix, "sink": self.name, **item.attributes}
         topic = self.options.topic.render(values)
         total = len(item.parts)
+        packets: list[tuple[str, bytes, _Packed | None]] = []
         for index, part in enumerate(item.parts):
             properties: _Packed | None = None
             if self.options.v5:
@@ -371,32 +372,13 @@ class MqttAdapter:
                         f"mqtt {self.name}: cannot publish {topic}: {exc}", retryable=False
                     ) from exc
                 properties = _Packed(packed)
-            try:
-                await self._publish(client, topic, part, properties)
-            except aiomqtt.MqttCodeError as exc:
-                if exc.rc in (paho.MQTT_ERR_NO_CONN, paho.MQTT_ERR_CONN_LOST):
-                    raise AdapterConnectionError(
-                        f"mqtt {self.name}: not connected ({exc})"
-                    ) from exc
-                raise DeliveryError(f"mqtt {self.name}: publish refused: {exc}") from exc
-            except aiomqtt.MqttError as exc:
-                raise AdapterTimeoutError(
-                    f"mqtt {self.name}: no PUBACK for {topic}: {exc}"
-                ) from exc
-            PUBLISHED.inc(adapter=self.name)
-            if self.options.log_wire:
-                log.debug("mqtt_published", adapter=self.name, topic=topic, size=len(part))
+            packets.append((topic, part, properties))
+        return packets
 
-    async def _publish(
+    def _start(
         self, client: aiomqtt.Client, topic: str, part: bytes, properties: _Packed | None
-    ) -> None:
-        """Publish and wait for the broker's answer; fail at once when the connection drops,
-        and when the broker refuses the publish (an MQTT 5 reason code of 0x80 or more).
-
-        aiomqtt leaves a publish waiting for its PUBACK until the timeout even when the
-        connection is gone, and drops the PUBACK's reason code; the daemon must learn of a
-        lost link at once to reconnect, and a refusal is not a delivery.
-        """
+    ) -> asyncio.Future[int]:
+        """Hand one publish to paho; the future of the broker's answer (its reason code)."""
         confirmations = self._confirmations
         if confirmations is None or confirmations.client is not client:
             confirmations = self._confirmations = _BoundConfirmations(client)
@@ -407,22 +389,107 @@ class MqttAdapter:
             self.options.retain,
             properties,  # type: ignore[arg-type]
         )
+        if info.rc in (paho.MQTT_ERR_NO_CONN, paho.MQTT_ERR_CONN_LOST):
+            raise AdapterConnectionError(f"mqtt {self.name}: not connected (code {info.rc})")
         if info.rc != paho.MQTT_ERR_SUCCESS:
-            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
-        answer = confirmations.expect(info.mid)
-        lost: asyncio.Future[None] = client._disconnected
-        watched: set[asyncio.Future[Any]] = {answer, lost}
-        done, _ = await asyncio.wait(
-            watched, timeout=self.options.timeout, return_when=asyncio.FIRST_COMPLETED
-        )
-        if answer in done:
-            self._judge(topic, answer.result())
+            raise DeliveryError(f"mqtt {self.name}: publish refused: code {info.rc}")
+        return confirmations.expect(info.mid)
+
+    def _confirmed(self, topic: str, part: bytes, answer: asyncio.Future[int]) -> None:
+        """Judge a publish's answer (DeliveryError for a refusal); count it when taken."""
+        self._judge(topic, answer.result())
+        PUBLISHED.inc(adapter=self.name)
+        if self.options.log_wire:
+            log.debug("mqtt_published", adapter=self.name, topic=topic, size=len(part))
+
+    async def send(self, item: Outbound) -> None:
+        """Publish each part in turn, each once the broker took the one before."""
+        client = self._require()
+        for topic, part, properties in self._packets(item):
+            answer = self._start(client, topic, part, properties)
+            await self._answered(client, [answer], self.options.timeout)
+            if not answer.done():
+                answer.cancel()
+                raise self._unanswered(client, topic, self.options.timeout)
+            self._confirmed(topic, part, answer)
+
+    async def send_batch(
+        self,
+        items: Sequence[Outbound],
+        timeout: float,  # noqa: ASYNC109 - a bound for the whole batch, not a cancellation
+    ) -> list[BaseException | None]:
+        """Publish every part of every delivery, then wait once for all the answers (QoS
+        keeps their order on the connection). A delivery is confirmed when all its parts
+        are; a part refused fails its delivery (sent again whole, the parts that were taken
+        too: a consumer drops them by delivery id and part). A lost connection fails what
+        was not confirmed before it; no answer within ``timeout`` (at most the adapter's
+        own) fails what is still unanswered."""
+        client = self._require()
+        outcomes: list[BaseException | None] = [None] * len(items)
+        started: list[tuple[int, str, bytes, asyncio.Future[int]]] = []
+        for number, item in enumerate(items):
+            try:
+                for topic, part, properties in self._packets(item):
+                    answer = self._start(client, topic, part, properties)
+                    started.append((number, topic, part, answer))
+            except DeliveryError as exc:
+                outcomes[number] = exc
+            except AdapterConnectionError as exc:
+                for later in range(number, len(items)):
+                    outcomes[later] = exc
+                break
+        within = min(timeout, self.options.timeout)
+        await self._answered(client, [a for *_, a in started], within)
+        for number, topic, part, answer in started:
+            if outcomes[number] is not None:
+                answer.cancel()
+            elif answer.done():
+                try:
+                    self._confirmed(topic, part, answer)
+                except DeliveryError as exc:
+                    outcomes[number] = exc
+            else:
+                answer.cancel()
+                outcomes[number] = self._unanswered(client, topic, within)
+        return outcomes
+
+    async def _answered(
+        self, client: aiomqtt.Client, answers: Sequence[asyncio.Future[int]], within: float
+    ) -> None:
+        """Wait until every answer came, the connection dropped or ``within`` seconds ran
+        out, whichever is first.
+
+        aiomqtt leaves a publish waiting for its PUBACK until the timeout even when the
+        connection is gone, and drops the PUBACK's reason code; the daemon must learn of a
+        lost link at once to reconnect, and a refusal is not a delivery.
+        """
+        open_answers = [a for a in answers if not a.done()]
+        if not open_answers:
             return
-        answer.cancel()
-        if lost not in done:
-            raise aiomqtt.MqttError(f"no answer within {self.options.timeout} s")
-        reason = lost.exception() if not lost.cancelled() else None  # marks it retrieved
-        raise AdapterConnectionError(f"mqtt {self.name}: connection lost before PUBACK ({reason})")
+        everything: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        left = len(open_answers)
+
+        def one_more(_: asyncio.Future[int]) -> None:
+            nonlocal left
+            left -= 1
+            if left == 0 and not everything.done():
+                everything.set_result(None)
+
+        for answer in open_answers:
+            answer.add_done_callback(one_more)
+        lost: asyncio.Future[None] = client._disconnected
+        await asyncio.wait({everything, lost}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+        everything.cancel()
+
+    def _unanswered(self, client: aiomqtt.Client, topic: str, within: float) -> BaseException:
+        """The error of a publish left without an answer."""
+        lost: asyncio.Future[None] = client._disconnected
+        if lost.done():
+            reason = lost.exception() if not lost.cancelled() else None  # marks it retrieved
+            return AdapterConnectionError(
+                f"mqtt {self.name}: connection lost before PUBACK ({reason})"
+            )
+        return AdapterTimeoutError(f"mqtt {self.name}: no PUBACK for {topic} within {within} s")
 
     def _judge(self, topic: str, code: int) -> None:
         if code == _NO_SUBSCRIBERS:

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import pytest
 
-from adapters.mqtt.adapter import UNHEARD, MqttAdapter
+from adapters.mqtt.adapter import PUBLISHED, UNHEARD, MqttAdapter
 from adapters.mqtt.codec import MqttOptions
 from cap_schemas.model import AlertKey
 from gateway.adapter import Outbound
-from gateway.errors import ConfigError, DeliveryError
+from gateway.errors import (
+    AdapterConnectionError,
+    AdapterTimeoutError,
+    ConfigError,
+    DeliveryError,
+)
 from gateway.ledger import EntryState
 from gateway.metrics import INPUT_REJECTED
 from tests.daemon.conftest import (
@@ -233,6 +240,35 @@ class TestBrokerAnswers:
         assert entry.reason.endswith("not authorized (reason code 0x87)"), entry.reason
         assert entry.attempts == 1
 
+    async def test_a_refusal_in_a_batch_fails_that_delivery_alone(
+        self, refusing_mosquitto: Broker, tmp_path: Path
+    ) -> None:
+        """Through the daemon, deliveries sent as a batch: the refused one fails, the
+        others are delivered once each."""
+        sinks = '[[sink]]\nname = "out"\ntype = "mqtt"\ntopic = "{event}/{key}"\nbatch = 32\n'
+        routes = '[[route]]\nname = "all"\nsinks = ["out"]\n'
+        config = load(daemon_toml(tmp_path, refusing_mosquitto.url, sinks=sinks, routes=routes))
+        factory = CapFactory()
+        bodies = [factory(event=e) for e in ("allowed", "denied", "allowed", "allowed")]
+        keys = [AlertKey(*CapFactory.key_of(b).split(",")) for b in bodies]
+        async with running_daemon(config) as daemon:
+            await publish_all(refusing_mosquitto, bodies)
+
+            async def settled() -> bool:
+                found = [daemon.ledger.deliveries(k) for k in keys]
+                return all(f and f[0].terminal for f in found)
+
+            await poll_until(settled, within=15)
+            entries = [daemon.ledger.deliveries(k)[0] for k in keys]
+        states = [e.state for e in entries]
+        assert states == [
+            EntryState.DELIVERED,
+            EntryState.FAILED,
+            EntryState.DELIVERED,
+            EntryState.DELIVERED,
+        ]
+        assert [e.attempts for e in entries] == [1, 1, 1, 1]
+
 
 class TestQuickAck:
     """What the broker sends is acknowledged at once. Mosquitto by default holds a small
@@ -267,3 +303,120 @@ class TestQuickAck:
             await asyncio.gather(*(sink.send(_item(f"quick-{n}")) for n in range(20)))
         assert reads >= 1
         assert asked == [1] * reads
+
+
+async def _packet(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One MQTT control packet: its packet type and its body."""
+    kind = (await reader.readexactly(1))[0] >> 4
+    length, shift = 0, 0
+    while True:
+        byte = (await reader.readexactly(1))[0]
+        length |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return kind, await reader.readexactly(length)
+
+
+@contextlib.asynccontextmanager
+async def _terse_broker(answers: int, *, hang_up: bool) -> AsyncIterator[str]:
+    """An MQTT 5 server that accepts the connection, answers the first ``answers`` QoS 1
+    publishes with a PUBACK, and then ignores the others or (``hang_up``) closes the
+    connection at the next one."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answered = 0
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await _packet(reader)  # CONNECT
+            writer.write(b"\x20\x03\x00\x00\x00")  # CONNACK: accepted, no properties
+            while True:
+                kind, body = await _packet(reader)
+                if kind == 3:  # PUBLISH: topic, then the packet identifier
+                    start = 2 + int.from_bytes(body[:2], "big")
+                    if answered < answers:
+                        writer.write(b"\x40\x02" + body[start : start + 2])
+                        answered += 1
+                    elif hang_up:
+                        break
+                elif kind == 12:  # PINGREQ
+                    writer.write(b"\xd0\x00")
+                elif kind == 14:  # DISCONNECT
+                    break
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    async with server:
+        yield f"mqtt://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+class TestBatchSends:
+    """A sink sends a batch of deliveries at once and waits once for all the answers; each
+    delivery gets its own outcome."""
+
+    async def test_every_delivery_of_a_batch_is_published_and_confirmed(
+        self, mosquitto: Broker
+    ) -> None:
+        before = PUBLISHED.value(adapter="sink")
+        async with aiomqtt.Client(
+            mosquitto.host, mosquitto.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as sub:
+            await sub.subscribe("out/#", qos=1)
+            async with _sink(mosquitto) as sink:
+                outcomes = await sink.send_batch([_item(f"b{n}") for n in range(20)], 10)
+            ids = []
+            async with asyncio.timeout(10):
+                async for message in sub.messages:
+                    ids.append(dict(message.properties.UserProperty)["borderlink-delivery-id"])  # type: ignore[union-attr]
+                    if len(ids) == 20:
+                        break
+        assert outcomes == [None] * 20
+        assert ids == [f"d-b{n}" for n in range(20)]  # in order
+        assert PUBLISHED.value(adapter="sink") == before + 20
+
+    async def test_a_refused_or_expired_delivery_fails_alone(
+        self, refusing_mosquitto: Broker
+    ) -> None:
+        def item(n: str, place: str, expires: datetime | None = None) -> Outbound:
+            base = _item(n)
+            return Outbound(
+                key=base.key,
+                sink="sink",
+                parts=base.parts,
+                content_type=base.content_type,
+                attributes={**base.attributes, "event": place},
+                expires=expires,
+            )
+
+        gone = datetime.now(UTC) - timedelta(minutes=1)
+        items = [item("1", "allowed"), item("2", "denied"), item("3", "allowed", gone)]
+        items.append(item("4", "allowed"))
+        async with _sink(refusing_mosquitto, topic="{event}/{key}") as sink:
+            first, refused, expired, last = await sink.send_batch(items, 10)
+        assert (first, last) == (None, None)
+        assert isinstance(refused, DeliveryError)
+        assert "not authorized (reason code 0x87)" in str(refused)
+        assert not refused.retryable
+        assert isinstance(expired, DeliveryError)
+        assert "expired before it was published" in str(expired)
+
+    async def test_a_connection_lost_fails_only_what_was_not_answered(self) -> None:
+        async with _terse_broker(2, hang_up=True) as url:
+            sink = MqttAdapter(
+                "sink", MqttOptions.from_mapping({"url": url, "topic": "o/{key}"}, name="sink")
+            )
+            async with sink:
+                outcomes = await sink.send_batch([_item(f"l{n}") for n in range(5)], 10)
+        assert outcomes[:2] == [None, None]
+        assert all(isinstance(o, AdapterConnectionError) for o in outcomes[2:]), outcomes
+        assert "connection lost before PUBACK" in str(outcomes[2])
+
+    async def test_no_answer_in_time_fails_what_is_unanswered(self) -> None:
+        async with _terse_broker(1, hang_up=False) as url:
+            sink = MqttAdapter(
+                "sink", MqttOptions.from_mapping({"url": url, "topic": "o/{key}"}, name="sink")
+            )
+            async with sink:
+                outcomes = await sink.send_batch([_item(f"t{n}") for n in range(3)], 0.5)
+        assert outcomes[0] is None
+        assert all(isinstance(o, AdapterTimeoutError) for o in outcomes[1:]), outcomes
+        assert "no PUBACK for o/k-t1 within 0.5 s" in str(outcomes[1])
