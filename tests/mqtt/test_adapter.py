@@ -399,24 +399,23 @@ class TestBatchSends:
         assert isinstance(expired, DeliveryError)
         assert "expired before it was published" in str(expired)
 
-    async def test_a_connection_lost_fails_only_what_was_not_answered(self) -> None:
-        async with _terse_broker(2, hang_up=True) as url:
-            sink = MqttAdapter(
-                "sink", MqttOptions.from_mapping({"url": url, "topic": "o/{key}"}, name="sink")
-            )
-            async with sink:
-                outcomes = await sink.send_batch([_item(f"l{n}") for n in range(5)], 10)
-        assert outcomes[:2] == [None, None]
-        assert all(isinstance(o, AdapterConnectionError) for o in outcomes[2:]), outcomes
-        assert "connection lost before PUBACK" in str(outcomes[2])
-
-    async def test_no_answer_in_time_fails_what_is_unanswered(self) -> None:
-        async with _terse_broker(1, hang_up=False) as url:
-            sink = MqttAdapter(
-                "sink", MqttOptions.from_mapping({"url": url, "topic": "o/{key}"}, name="sink")
-            )
-            async with sink:
-                outcomes = await sink.send_batch([_item(f"t{n}") for n in range(3)], 0.5)
-        assert outcomes[0] is None
-        assert all(isinstance(o, AdapterTimeoutError) for o in outcomes[1:]), outcomes
-        assert "no PUBACK for o/k-t1 within 0.5 s" in str(outcomes[1])
+    @pytest.mark.parametrize(
+        ("answers", "hang_up", "within", "error", "message"),
+        [
+            (2, True, 10, AdapterConnectionError, "connection lost before PUBACK"),
+            (1, False, 0.5, AdapterTimeoutError, "no PUBACK for o/k-n{first} within 0.5 s"),
+        ],
+        ids=["connection-lost", "no-answer-in-time"],
+    )
+    async def test_what_was_not_answered_fails_alone(
+        self, answers: int, hang_up: bool, within: float, error: type, message: str
+    ) -> None:
+        """A connection lost, or no answer in time: the deliveries answered before it are
+        confirmed, the others fail with the link's error."""
+        async with _terse_broker(answers, hang_up=hang_up) as url:
+            options = MqttOptions.from_mapping({"url": url, "topic": "o/{key}"}, name="sink")
+            async with MqttAdapter("sink", options) as sink:
+                outcomes = await sink.send_batch([_item(f"n{n}") for n in range(5)], within)
+        assert outcomes[:answers] == [None] * answers
+        assert all(isinstance(o, error) for o in outcomes[answers:]), outcomes
+        assert message.format(first=answers) in str(outcomes[answers])
