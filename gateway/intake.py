@@ -9,9 +9,11 @@ routes). Screening runs in worker threads, at most ``[gateway] max_concurrent_pa
 once.
 
 Admission is a group commit: documents admitted together (up to :data:`MAX_BATCH`) are
-admitted one after the other in one worker thread, each in its own transaction, and only the
-last commit of the batch waits for the disk (the earlier ones are durable with it: the log is
-written in order). No document is acknowledged before that synced commit. Under load (others
+admitted one after the other in one worker thread, inside the ledger's
+:meth:`~gateway.ledger.LedgerBase.admission_batch` -- on SQLite one transaction with one
+synced commit, each admission in a savepoint of its own; elsewhere each in its own
+transaction, only the last one waiting for the disk (the earlier ones are durable with it).
+No document is acknowledged before the synced commit that covers it. Under load (others
 already waiting when a batch is formed) the batch waits ``[gateway] commit_delay`` for more
 to join it; a document that arrives alone never waits. A source's own
 documents (MQTT, a NAAD stream) go through :meth:`Intake.run_ordered`: while one batch is
@@ -268,26 +270,33 @@ class Intake:
                     done.set_result(result)
 
     def admit_batch(self, batch: Sequence[Screened]) -> list[Outcome | Exception]:
-        """Admit screened documents in order (worker thread): each in its own transaction,
-        only the last one waiting for the disk. Should an admission fail, those before it
-        that were not synced yet fail with it (never acknowledged, their sources send them
-        again and the ledger knows them as duplicates if they did reach the disk)."""
+        """Admit screened documents in order (worker thread), in one admission batch of the
+        ledger. Where the batch shares one commit, an admission that fails fails alone, and
+        a commit that fails fails them all. Elsewhere each has its own transaction, only the
+        last one waiting for the disk: should an admission fail, those before it that were
+        not synced yet fail with it (never acknowledged, their sources send them again and
+        the ledger knows them as duplicates if they did reach the disk)."""
         results: list[Outcome | Exception] = []
         unsynced: list[int] = []
-        for index, screened in enumerate(batch):
-            last = index == len(batch) - 1
-            try:
-                results.append(self._admit(screened, sync=last))
-            except Exception as exc:  # noqa: BLE001 - handed to the one waiting for it
-                results.append(exc)
-                if last:
-                    for earlier in unsynced:
-                        results[earlier] = exc
-                continue
-            if last:
-                unsynced.clear()
-            else:
-                unsynced.append(index)
+        ledger = self.ledger
+        try:
+            with ledger.admission_batch() as shared:  # one commit for all, where it can
+                for index, screened in enumerate(batch):
+                    last = index == len(batch) - 1
+                    try:
+                        results.append(self._admit(screened, sync=last, ledger=ledger))
+                    except Exception as exc:  # noqa: BLE001 - handed to the one waiting for it
+                        results.append(exc)
+                        if last and not shared:
+                            for earlier in unsynced:
+                                results[earlier] = exc
+                        continue
+                    if last:
+                        unsynced.clear()
+                    else:
+                        unsynced.append(index)
+        except Exception as exc:  # noqa: BLE001 - the batch's commit failed: none was made
+            results = [exc] * len(batch)
         SYNCED_BATCHES.inc()
         return results
 
@@ -435,7 +444,7 @@ class Intake:
             return self._reject(raw, source, received_at, problem)
         return Screened(source, received_at, alert, provenance, tuple(findings), hold_reason)
 
-    def _admit(self, screened: Screened, *, sync: bool) -> Outcome:
+    def _admit(self, screened: Screened, *, sync: bool, ledger: Ledger | None = None) -> Outcome:
         """Route and admit a screened document (worker thread)."""
         alert = screened.alert
         provenance = screened.provenance
@@ -448,7 +457,7 @@ class Intake:
             issued_by=screened.issued_by,
         )
         router = self.router
-        admission = self.ledger.admit(
+        admission = (ledger or self.ledger).admit(
             alert,
             source=screened.source,
             received_at=screened.received_at,

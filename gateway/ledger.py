@@ -61,10 +61,12 @@ Errors (all derive from :class:`gateway.errors.GatewayError`)::
 from __future__ import annotations
 
 import abc
+import contextlib
 import enum
 import hashlib
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -1041,6 +1043,8 @@ class Ledger(Protocol):
         sync: bool = True,
     ) -> Admission: ...
 
+    def admission_batch(self) -> AbstractContextManager[bool]: ...
+
     def admit_message(
         self,
         record: MessageRecord,
@@ -1192,7 +1196,8 @@ Plan = Callable[[Admission], Sequence[PlannedDelivery]]
 class LedgerBase(abc.ABC):
     """Admission over a backend's storage contract: ``facts`` and ``record`` (and their
     message twins) are what a backend implements; deciding and planning happen here, the
-    same for every backend, with no write transaction open."""
+    same for every backend, with no write transaction open -- except inside an
+    :meth:`admission_batch` of a backend that shares one commit among a batch (SQLite)."""
 
     cross_sender_references: bool = False
     max_admission_tries: int = 20
@@ -1206,6 +1211,14 @@ class LedgerBase(abc.ABC):
         a later synced commit (any admission) made it durable first. This one commits
         every change synced: nothing to do."""
         return False
+
+    def admission_batch(self) -> AbstractContextManager[bool]:
+        """Admissions of one thread made inside this ``with`` may share one durable commit,
+        made when it ends (the context's value is then True): an admission that fails inside
+        changes nothing and the others stand; should that commit fail, the ``with`` raises
+        and none of them was made. A backend that commits each admission on its own (the
+        default) gives False and does nothing."""
+        return contextlib.nullcontext(False)
 
     # -- the storage contract (besides the queries and outbox changes of Ledger) ---------
 

@@ -1,7 +1,8 @@
 """The embedded ledger: one SQLite file in WAL mode, ``synchronous=FULL``.
 
 :class:`SqliteLedger` holds the connections and their locks and runs each read and change
-in its own transaction; the queries and transactions are :class:`~gateway.storage.sql.
+in its own transaction (an admission batch: one transaction, each admission in a savepoint);
+the queries and transactions are :class:`~gateway.storage.sql.
 SqlLedger`'s (shared with PostgreSQL), the schema is in :mod:`~gateway.storage.sqlite_schema`.
 Admission itself (decide, plan, record) is :class:`gateway.ledger.LedgerBase`'s.
 """
@@ -12,7 +13,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -78,6 +79,7 @@ class SqliteLedger(SqlLedger):
         self._lock = threading.RLock()
         self._read_lock = threading.Lock()
         self._writer: int | None = None  # thread inside a write transaction
+        self._batching = False  # that write is an admission batch (admission_batch)
         self._closed = False
         # Commits made, how many of them are known durable, and the last one that recorded
         # delivery outcomes (see sync()).
@@ -260,6 +262,48 @@ class SqliteLedger(SqlLedger):
                 self._writer = None
                 if not sync:
                     conn.execute("PRAGMA synchronous=FULL")
+
+    @contextmanager
+    def admission_batch(self) -> Iterator[bool]:
+        """Admissions of this thread made inside share one write transaction and its one
+        synced commit; each records in a savepoint of its own, so one that fails is rolled
+        back alone. Their facts are read and their deliveries planned with the transaction
+        open, on its connection: each sees the batch's earlier admissions, and the other
+        writers of this ledger (delivery outcomes, the console) wait for the batch. One
+        commit for the batch writes each page it changed once, not once per admission."""
+        if self._writer == threading.get_ident():  # inside a write already: its commit
+            yield self._batching
+            return
+        with self._write(sync=True):
+            self._batching = True
+            try:
+                yield True
+            finally:
+                self._batching = False
+
+    def _admission_write(self, *, sync: bool) -> AbstractContextManager[sqlite3.Connection]:
+        if self._batching and self._writer == threading.get_ident():
+            return self._savepoint()
+        return self._write(sync=sync)
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[sqlite3.Connection]:
+        """One admission inside a batch's transaction: undone alone when it fails."""
+        conn = self._conn
+        if not conn.in_transaction:  # SQLite rolled the whole batch back (an I/O error)
+            msg = f"ledger {self.path}: the batch's transaction was rolled back"
+            raise LedgerError(msg)
+        conn.execute("SAVEPOINT admission")
+        try:
+            yield conn
+        except BaseException as exc:
+            conn.execute("ROLLBACK TO admission")
+            conn.execute("RELEASE admission")
+            if isinstance(exc, sqlite3.Error):
+                msg = f"ledger {self.path}: write failed, rolled back: {exc}"
+                raise LedgerError(msg) from exc
+            raise
+        conn.execute("RELEASE admission")
 
     def _version(self) -> int | None:
         """``PRAGMA data_version`` of the read connection: it changes with every commit made

@@ -4,7 +4,8 @@ one synced commit, and none is acknowledged before a synced commit that covers i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -126,16 +127,41 @@ class TestGroupCommit:
         assert updated.status is AlertStatus.CANCELLED
         assert cancelled.decision is Decision.CANCEL
 
-    async def test_a_failed_admission_leaves_its_batch_unacknowledged(
+    async def test_a_failed_admission_is_not_acknowledged_and_ends_the_run(
+        self, daemon: Daemon, cap: CapFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The batch's other admissions share its one commit (SQLite): made and
+        acknowledged; the one that failed is neither, and the source's run ends with it."""
+        raws = [cap(sent=SENT + timedelta(seconds=n)) for n in range(5)]
+        keys = [parse_alert(r).key for r in raws]
+        events = _Events(monkeypatch, fail=keys[-1].identifier)
+        with pytest.raises(LedgerError, match="disk full"):
+            await _run(daemon, raws, events)
+        acks = [e[1] for e in events.log if e[0] == "ack"]
+        assert acks == [k.identifier for k in keys[:-1]]
+        assert all(daemon.ledger.seen(k) for k in keys[:-1])
+        assert not daemon.ledger.seen(keys[-1])
+
+    async def test_a_failed_commit_acknowledges_none_of_its_batch(
         self, daemon: Daemon, cap: CapFactory, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         raws = [cap(sent=SENT + timedelta(seconds=n)) for n in range(5)]
-        events = _Events(monkeypatch, fail=parse_alert(raws[-1]).identifier)
-        with pytest.raises(LedgerError, match="disk full"):
+        events = _Events(monkeypatch)
+        ledger = daemon.ledger
+        real = type(ledger).admission_batch
+
+        @contextlib.contextmanager
+        def failing(self: Any) -> Iterator[bool]:
+            with real(self) as shared:
+                yield shared
+                msg = "disk full at commit"
+                raise LedgerError(msg)
+
+        monkeypatch.setattr(type(ledger), "admission_batch", failing)
+        with pytest.raises(LedgerError, match="disk full at commit"):
             await _run(daemon, raws, events)
-        # The earlier ones were committed without waiting for the disk: never acknowledged.
         assert [e for e in events.log if e[0] == "ack"] == []
-        assert all(not e[2] for e in events.log if e[0] == "recorded")
+        assert not any(ledger.seen(parse_alert(r).key) for r in raws)
 
 
 class TestConcurrentRequests:

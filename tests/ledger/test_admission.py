@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -547,3 +549,67 @@ class TestSummary:
             with pytest.raises(LedgerError, match="NUL"):
                 admit(ledger, alert)
             assert ledger.alerts() == []
+
+
+class TestAdmissionBatch:
+    """Admissions inside ``admission_batch`` share one durable commit where the backend can
+    (SQLite): each sees the batch's earlier ones, one that fails is undone alone, and a
+    batch whose commit fails made none of them."""
+
+    def test_one_commit_and_each_sees_the_earlier_ones(
+        self, ledger: SqliteLedger, backend: str
+    ) -> None:
+        commits = getattr(ledger, "_commits", 0)
+        first = make_alert("batch-1")
+        update = make_alert(
+            "batch-2", msg_type=MsgType.UPDATE, references=[first.key], sent=T0 + timedelta(1)
+        )
+        with ledger.admission_batch() as shared:
+            decisions = [admit(ledger, a).decision for a in (first, first, update)]
+        assert shared is (backend == "sqlite")
+        assert decisions == [Decision.NEW, Decision.DUPLICATE, Decision.UPDATE]
+        stored = ledger.get(first.key)
+        assert stored is not None
+        assert stored.status is AlertStatus.SUPERSEDED
+        if backend == "sqlite":
+            assert ledger._commits == commits + 1  # one synced commit for the three
+
+    def test_a_failed_admission_is_undone_alone(self, ledger: SqliteLedger) -> None:
+        def refuse(_admission: Admission) -> list[Any]:
+            raise PlanError("no route today")
+
+        ok, failing, after = (make_alert(f"alone-{n}") for n in range(3))
+        with ledger.admission_batch():
+            admit(ledger, ok)
+            with pytest.raises(PlanError, match="no route today"):
+                admit(ledger, failing, refuse)
+            admit(ledger, after)
+        assert ledger.seen(ok.key)
+        assert ledger.seen(after.key)
+        assert not ledger.seen(failing.key)
+        assert ledger.journal(failing.key) == []
+        assert len(ledger.deliveries(ok.key)) == len(ledger.deliveries(after.key)) == 1
+
+    def test_a_batch_rolled_back_under_it_makes_none(self, db_path: Path) -> None:
+        """Should SQLite roll the whole transaction back (an I/O error does), the next
+        admission and the batch fail: none of its admissions was made, none is taken for
+        made."""
+        led = SqliteLedger(db_path)
+        try:
+            first, second = make_alert("gone-1"), make_alert("gone-2")
+
+            def batch() -> None:
+                with led.admission_batch():
+                    admit(led, first)
+                    led._conn.execute("ROLLBACK")  # what SQLite does on SQLITE_FULL
+                    with pytest.raises(LedgerError, match="the batch's transaction was rolled"):
+                        admit(led, second)
+
+            with pytest.raises(LedgerError, match="commit failed"):
+                batch()
+            assert not led.seen(first.key)
+            assert not led.seen(second.key)
+            admit(led, second)  # the ledger goes on
+            assert led.seen(second.key)
+        finally:
+            led.close()
