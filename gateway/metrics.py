@@ -44,11 +44,16 @@ class _Metric(ABC):
 
     def _key(self, labels: dict[str, str]) -> LabelValues:
         names = self.label_names
-        if len(labels) == len(names) and all(n in labels for n in names):
-            values = tuple([labels[n] for n in names])
-            if all(type(v) is str for v in values):  # the usual case, on every alert
+        if len(labels) == len(names):
+            try:
+                values = tuple(map(labels.__getitem__, names))
+            except KeyError:
+                pass
+            else:
+                for value in values:
+                    if type(value) is not str:  # strings are the usual case, on every alert
+                        return tuple(map(str, values))
                 return values
-            return tuple(str(v) for v in values)
         msg = f"{self.name} takes labels {names}, got {tuple(labels)}"
         raise ValueError(msg)
 

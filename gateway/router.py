@@ -336,6 +336,9 @@ class Router:
             if route.translation not in MESSAGE_RENDERERS:
                 msg = f"route {route.name!r}: unknown incident translation {route.translation!r}"
                 raise TranslationError(msg)
+        # Each route's rendering key, made once (by identity: the routes live as long as the
+        # router, and their options are not hashable).
+        self._renderings = {id(r): _rendering_key(r) for r in self.routes}
 
     def matching(self, ctx: PlanContext) -> list[RouteConfig]:
         return [
@@ -394,7 +397,7 @@ class Router:
                 continue
             # Each route renders with its own options (two text routes for a pager and a DMR
             # talkgroup differ); routes with the same translation and options share one.
-            rendering = _rendering_key(route)
+            rendering = self._renderings.get(id(route)) or _rendering_key(route)
             if rendering not in rendered:
                 rendered[rendering] = self._render(route, alert)
             result = rendered[rendering]

@@ -63,6 +63,17 @@ class TestMetrics:
         assert 'lat_seconds_bucket{le="+Inf"} 2' in text
         assert "lat_seconds_count 2" in text
 
+    def test_labels_must_be_the_metrics_own(self) -> None:
+        reg = Registry()
+        c = reg.counter("z_total", "z", ("sink", "outcome"))
+        c.inc(sink="out", outcome="ok")
+        c.inc(outcome="ok", sink=7)  # type: ignore[arg-type] # a value is shown as text
+        assert c.value(sink="out", outcome="ok") == 1
+        assert c.value(sink="7", outcome="ok") == 1
+        for wrong in ({"sink": "out"}, {"sink": "out", "state": "ok"}, {}):
+            with pytest.raises(ValueError, match=r"z_total takes labels \('sink', 'outcome'\)"):
+                c.inc(**wrong)
+
     def test_same_name_other_labels_is_an_error(self) -> None:
         reg = Registry()
         reg.counter("y_total", "y", ("a",))

@@ -69,6 +69,8 @@ __all__ = [
 _KEY = "sender = ? AND identifier = ? AND sent = ?"
 FactsReader = Callable[[Connection, AlertKey, Sequence[AlertKey], "Probe | None"], Facts]
 WINDOW_CANDIDATES = 8
+# json.dumps(..., sort_keys=True) makes an encoder on every call.
+_SORTED_JSON = json.JSONEncoder(sort_keys=True)
 _OPEN = tuple(s.value for s in OPEN_STATES)
 _KNOWN_A = ", ".join(f"a.{c.strip()}" for c in KNOWN_COLUMNS.split(","))
 
@@ -483,7 +485,7 @@ def _enqueue(
                 item.sink,
                 item.route,
                 item.content_type,
-                json.dumps(dict(item.attributes), sort_keys=True),
+                _SORTED_JSON.encode(dict(item.attributes)),
                 pack_parts(item.parts),
                 item.priority,
                 received_us,
