@@ -426,7 +426,9 @@ class Intake:
     def process(self, raw: bytes, source: str, received_at: datetime) -> Outcome:
         """Screen and admit one document on its own, synced (worker thread)."""
         screened = self.screen(raw, source, received_at)
-        return screened if isinstance(screened, Outcome) else self._admit(screened, sync=True)
+        if isinstance(screened, Outcome):
+            return screened
+        return self._admit(screened, sync=True, ledger=self.ledger)
 
     def screen(self, raw: bytes, source: str, received_at: datetime) -> Outcome | Screened:
         """Parse, verify and validate (worker thread): the refusal's outcome (recorded), or
@@ -444,8 +446,8 @@ class Intake:
             return self._reject(raw, source, received_at, problem)
         return Screened(source, received_at, alert, provenance, tuple(findings), hold_reason)
 
-    def _admit(self, screened: Screened, *, sync: bool, ledger: Ledger | None = None) -> Outcome:
-        """Route and admit a screened document (worker thread)."""
+    def _admit(self, screened: Screened, *, sync: bool, ledger: Ledger) -> Outcome:
+        """Route and admit a screened document with ``ledger`` (worker thread)."""
         alert = screened.alert
         provenance = screened.provenance
         ctx = PlanContext(
@@ -457,7 +459,7 @@ class Intake:
             issued_by=screened.issued_by,
         )
         router = self.router
-        admission = (ledger or self.ledger).admit(
+        admission = ledger.admit(
             alert,
             source=screened.source,
             received_at=screened.received_at,
