@@ -29,7 +29,6 @@ from adapters.atom.codec import FeedEntry, parse_feed
 from adapters.feeds.base import (
     PASSTHROUGH_OPTIONS,
     FeedError,
-    RecentKeys,
     SeenCheck,
 )
 from adapters.feeds.polling import (
@@ -97,7 +96,7 @@ class AtomSource(PollingSource[ConditionalState]):
         )
         self.options = options
         # Entries handled: by Atom id and updated, so a changed entry is read again.
-        self._handled = RecentKeys(self.clock, ttl=7 * 86400, limit=20000)
+        self._handled = self._memory(ttl=7 * 86400, limit=20000)
 
     def door_trust(self) -> str:
         """Authenticated over HTTPS (the partner's certificate verified), else anonymous."""
@@ -132,7 +131,9 @@ class AtomSource(PollingSource[ConditionalState]):
             INPUT_REJECTED.inc(float(skipped), component=self.component, reason="no_cap")
         self._succeeded(part, started)
         done = [await self._take(entry) for entry in entries]
-        if all(done):
+        # The validators only once every entry is handled and admitted: a failed fetch, or an
+        # admission never made, must not be hidden behind a 304 on the next poll.
+        if all(done) and not self._handled.has_pending():
             state.remember(result.headers)
         log.info("atom_polled", source=self.name, entries=len(entries), new=done.count(True))
         self._handled.prune()
@@ -160,8 +161,7 @@ class AtomSource(PollingSource[ConditionalState]):
             body = result.body
         if body is None:
             return True
-        self._handled.add(mark)
-        await self._emit(body, f"entry:{entry.id}")
+        await self._emit(body, f"entry:{entry.id}", ack=self._handled.hold(mark))
         return True
 
 

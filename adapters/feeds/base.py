@@ -132,6 +132,13 @@ class RecentKeys:
     Two questions: ``key in keys`` (noted and not yet forgotten) and :meth:`fresh` (noted less
     than ``ttl`` seconds ago). Memory stays bounded: :meth:`prune`, once more than ``limit`` keys
     are held, forgets those older than ``ttl``.
+
+    A key handed on to the gateway is only **pending** (:meth:`hold`) until the gateway
+    acknowledges it, that is until its admission is durable: it counts as handled meanwhile (a
+    repeat is not handed on twice), and the acknowledgement notes it. A source that stops
+    before then forgets what is pending (:meth:`drop_pending`), so the next poll, heartbeat or
+    archive fetch hands it on again: a run that ended on a ledger failure, a lost leadership
+    or a stop must not leave an alert marked handled that no ledger holds.
     """
 
     def __init__(self, clock: Clock, *, ttl: float, limit: int) -> None:
@@ -139,17 +146,43 @@ class RecentKeys:
         self.ttl = ttl
         self.limit = limit
         self._at: dict[Hashable, float] = {}
+        self._pending: set[Hashable] = set()
 
     def add(self, key: Hashable) -> None:
+        """Note ``key`` as handled for good (acknowledged, or found in the ledger)."""
         self._at[key] = self._clock.monotonic()
 
+    def hold(self, key: Hashable) -> Callable[[], Awaitable[None]]:
+        """Note ``key`` as pending; the returned acknowledgement notes it for good."""
+        self._pending.add(key)
+
+        async def acknowledged() -> None:
+            self._pending.discard(key)
+            self.add(key)
+
+        return acknowledged
+
+    def has_pending(self) -> bool:
+        """Whether any key handed on waits for its acknowledgement."""
+        return bool(self._pending)
+
+    def drop_pending(self) -> None:
+        """Forget every pending key: nothing will acknowledge them any more."""
+        self._pending.clear()
+
     def __contains__(self, key: object) -> bool:
-        return key in self._at
+        return key in self._at or key in self._pending
 
     def __len__(self) -> int:
-        return len(self._at)
+        return len(self._at) + len(self._pending - self._at.keys())
+
+    def done(self, key: Hashable) -> bool:
+        """Noted for good: acknowledged (not merely pending) and not yet forgotten."""
+        return key in self._at
 
     def fresh(self, key: Hashable) -> bool:
+        if key in self._pending:
+            return True
         at = self._at.get(key)
         return at is not None and self._clock.monotonic() - at < self.ttl
 
@@ -157,6 +190,20 @@ class RecentKeys:
         if len(self._at) > self.limit:
             cutoff = self._clock.monotonic() - self.ttl
             self._at = {k: t for k, t in self._at.items() if t > cutoff}
+
+
+def both(
+    first: Callable[[], Awaitable[None]] | None, second: Callable[[], Awaitable[None]] | None
+) -> Callable[[], Awaitable[None]] | None:
+    """One acknowledgement that runs ``first`` then ``second`` (either may be None)."""
+    if first is None or second is None:
+        return first or second
+
+    async def ack() -> None:
+        await first()
+        await second()
+
+    return ack
 
 
 class FeedSource(ABC):
@@ -186,6 +233,13 @@ class FeedSource(ABC):
         self._queue: asyncio.Queue[Received] = asyncio.Queue(maxsize=queue_size)
         self._tasks: set[asyncio.Task[None]] = set()
         self._session: aiohttp.ClientSession | None = None
+        self._memories: list[RecentKeys] = []
+
+    def _memory(self, *, ttl: float, limit: int) -> RecentKeys:
+        """A :class:`RecentKeys` whose pending keys are forgotten when the source stops."""
+        memory = RecentKeys(self.clock, ttl=ttl, limit=limit)
+        self._memories.append(memory)
+        return memory
 
     async def __aexit__(
         self,
@@ -239,11 +293,14 @@ class FeedSource(ABC):
             )
 
     async def _stop(self) -> None:
-        """Cancel every task, wait for them, close the session."""
+        """Cancel every task, wait for them, close the session, forget what no acknowledgement
+        will now confirm (see :class:`RecentKeys`)."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for memory in self._memories:
+            memory.drop_pending()
         if self._session is not None:
             await self._session.close()
             self._session = None

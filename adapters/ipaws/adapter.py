@@ -34,8 +34,8 @@ from adapters.feeds.base import (
     DEFAULT_USER_AGENT,
     PASSTHROUGH_OPTIONS,
     FeedError,
-    RecentKeys,
     SeenCheck,
+    both,
 )
 from adapters.feeds.polling import (
     PollFailed,
@@ -145,7 +145,7 @@ class IpawsSource(PollingSource[PollState]):
         self._since: dict[str, datetime] = {}
         self._durable: dict[str, datetime] = {}
         self._batches: dict[str, deque[_Batch]] = {f: deque() for f in options.feeds}
-        self._recent = RecentKeys(self.clock, ttl=86400, limit=20000)
+        self._recent = self._memory(ttl=86400, limit=20000)
 
     def door_trust(self) -> str:
         """Authenticated over HTTPS (the server's certificate is verified), else anonymous."""
@@ -213,9 +213,8 @@ class IpawsSource(PollingSource[PollState]):
             since=since.isoformat(),
         )
         for raw, key in fresh:
-            if key is not None:
-                self._recent.add(key)
-            await self._emit(raw, feed, ack=self._acker(batch))
+            held = self._recent.hold(key) if key is not None else None
+            await self._emit(raw, feed, ack=both(self._acker(batch), held))
         if not fresh:
             self._settle(feed)
         self._recent.prune()

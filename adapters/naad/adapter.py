@@ -38,7 +38,6 @@ from adapters.feeds.base import (
     PASSTHROUGH_OPTIONS,
     FeedError,
     FeedSource,
-    RecentKeys,
     SeenCheck,
     fetch,
 )
@@ -241,7 +240,9 @@ class NaadSource(FeedSource):
         self._inflight: set[AlertKey] = set()
         # Keys this adapter yielded lately (from a stream or the archive): a heartbeat right
         # behind its alert must not send us to the archive before the ledger has caught up.
-        self._recent = RecentKeys(self.clock, ttl=900.0, limit=4096)
+        # Pending until the gateway acknowledges the admission: a run that ends first (a
+        # ledger failure, a lost leadership) forgets them, and the next heartbeat fetches them.
+        self._recent = self._memory(ttl=900.0, limit=4096)
         self._fetch_slots = asyncio.Semaphore(options.archive_concurrency)
         self._ssl: ssl.SSLContext | None = None
         self._entered = False
@@ -451,8 +452,6 @@ class NaadSource(FeedSource):
             return
         DOCUMENTS.inc(source=self.name, stream=stream, kind="alert")
         key = peek_key(raw)
-        if key is not None:
-            self._remember(key)
         log.info(
             "naad_alert_received",
             source=self.name,
@@ -462,7 +461,7 @@ class NaadSource(FeedSource):
         )
         state.busy = True
         try:
-            await self._emit(raw, stream)
+            await self._emit(raw, stream, ack=self._recent.hold(key) if key else None)
         finally:
             state.busy = False
             state.last_document_mono = max(state.last_document_mono, self.clock.monotonic())
@@ -525,10 +524,9 @@ class NaadSource(FeedSource):
                 BACKFILL.inc(source=self.name, result="failed")
                 log.error("naad_backfill_failed", source=self.name, alert=str(ref.key))
                 return
-            self._remember(ref.key)
             BACKFILL.inc(source=self.name, result="fetched")
             log.info("naad_backfill_fetched", source=self.name, alert=str(ref.key), size=len(raw))
-            await self._emit(raw, "archive")
+            await self._emit(raw, "archive", ack=self._recent.hold(ref.key))
         finally:
             self._inflight.discard(ref.key)
 

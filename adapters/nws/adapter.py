@@ -26,7 +26,6 @@ from adapters.feeds.base import (
     DEFAULT_USER_AGENT,
     PASSTHROUGH_OPTIONS,
     FeedError,
-    RecentKeys,
     SeenCheck,
 )
 from adapters.feeds.polling import (
@@ -124,7 +123,7 @@ class NwsSource(PollingSource[ConditionalState]):
         )
         self.options = options
         # Alerts fetched (or found in the ledger): remembered until trimmed, a week at least.
-        self._fetched = RecentKeys(self.clock, ttl=7 * 86400, limit=20000)
+        self._fetched = self._memory(ttl=7 * 86400, limit=20000)
 
     def door_trust(self) -> str:
         """Authenticated over HTTPS (the server's certificate is verified), else anonymous."""
@@ -163,9 +162,10 @@ class NwsSource(PollingSource[ConditionalState]):
         for entry in entries:
             if await self._fetch_alert(area, entry):
                 new += 1
-        # Remember the validators only once every listed alert was handled: a failed fetch
-        # must not be hidden behind a 304 on the next poll.
-        if all(e.key in self._fetched for e in entries):
+        # Remember the validators only once every listed alert was handled and its admission
+        # acknowledged: a failed fetch, or an admission never made, must not be hidden behind
+        # a 304 on the next poll.
+        if all(self._fetched.done(e.key) for e in entries):
             state.remember(result.headers)
         log.info("nws_polled", source=self.name, area=area, alerts=len(entries), new=new)
         self._fetched.prune()
@@ -209,8 +209,7 @@ class NwsSource(PollingSource[ConditionalState]):
                 got=str(key) if key else None,
             )
             return False
-        self._fetched.add(entry.key)
-        await self._emit(result.body, f"area:{area}")
+        await self._emit(result.body, f"area:{area}", ack=self._fetched.hold(entry.key))
         return True
 
 

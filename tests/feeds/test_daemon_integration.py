@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import aiohttp
 
 from cap_schemas.parse import parse_alert
 from gateway.daemon import Daemon
+from gateway.ledger import LedgerError
 from hardware.feed_alerts import load_alerts, make_live
 from hardware.sim_feeds import IpawsSimulator
 from hardware.sim_naad import NaadSimulator
@@ -119,3 +120,45 @@ class TestFeedsThroughTheDaemon:
                 assert len(delivered.get(key, [])) <= 1, key
             for message in out.on("out/cap/"):
                 parse_alert(message.payload)  # delivered as CAP, byte for byte
+
+
+class TestLedgerFailureUnderTheFeed:
+    """An admission that fails (the ledger down for a moment) is not acknowledged, and the
+    NAAD source must not count its alert as handled: the source is run again and the next
+    heartbeat fetches it from the archive."""
+
+    async def test_the_alert_comes_back_by_the_heartbeat(
+        self, mosquitto: Broker, tmp_path: Path
+    ) -> None:
+        naad_alerts = load_alerts("naad")
+        async with (
+            NaadSimulator(ports=[0], heartbeat_interval=0.3) as naad,
+            IpawsSimulator([]) as ipaws,
+            subscriber(mosquitto, ["out/cap/#"]) as out,
+            feeds_daemon(mosquitto, tmp_path, naad, ipaws) as daemon,
+        ):
+            await wait_for(lambda: naad.connections() == 1)
+            ledger = daemon.ledger
+            real = ledger.admission_batch
+            failures: list[int] = []
+
+            @contextlib.contextmanager
+            def failing_once() -> Iterator[bool]:
+                if not failures:
+                    failures.append(1)
+                    msg = "the ledger's storage is unreachable (test)"
+                    raise LedgerError(msg)
+                with real() as batching:
+                    yield batching
+
+            ledger.admission_batch = failing_once  # type: ignore[method-assign]
+            live = make_live(naad_alerts[0], now=datetime.now(UTC), identifier_suffix="-down")
+            key = ",".join(await naad.publish(live.raw, live=False))
+            await wait_for(lambda: failures == [1])
+            # The source is run again; a heartbeat lists the alert; the archive has it.
+            await out.wait_for(lambda: delivered_once(out, [key]))
+            assert any("0007_down" in path for path in naad.archive_requests), naad.archive_requests
+            marker = make_live(naad_alerts[1], now=datetime.now(UTC), identifier_suffix="-end")
+            marker_key = ",".join(await naad.publish(marker.raw, live=False))
+            await out.wait_for(lambda: delivered_once(out, [marker_key]))
+            assert len(out.keys("out/cap/")[key]) == 1

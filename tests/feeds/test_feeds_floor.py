@@ -21,6 +21,7 @@ from adapters.feeds.base import (
     FeedError,
     FeedSource,
     RecentKeys,
+    both,
     fetch,
 )
 from adapters.feeds.polling import (
@@ -107,6 +108,44 @@ class TestRecentKeys:
         assert _key(1) not in keys
         assert _key(2) in keys
         assert _key(3) in keys
+
+
+    async def test_pending_until_acknowledged(self, fake_clock: FakeClock) -> None:
+        keys = RecentKeys(fake_clock, ttl=100, limit=10)
+        first = keys.hold(_key(1))
+        keys.hold(_key(2))
+        # Pending: handled for the source's own questions, not yet for good.
+        assert _key(1) in keys
+        assert keys.fresh(_key(1))
+        assert not keys.done(_key(1))
+        assert keys.has_pending()
+        await first()
+        assert keys.done(_key(1))
+        # The run ends: what nothing acknowledged is forgotten, what was acknowledged stays.
+        keys.drop_pending()
+        assert not keys.has_pending()
+        assert _key(2) not in keys
+        assert not keys.fresh(_key(2))
+        assert _key(1) in keys
+        await fake_clock.advance(150)
+        assert not keys.fresh(_key(1))
+
+    async def test_both_acknowledgements_run(self) -> None:
+        calls: list[str] = []
+
+        async def one() -> None:
+            calls.append("one")
+
+        async def two() -> None:
+            calls.append("two")
+
+        joined = both(one, two)
+        assert joined is not None
+        await joined()
+        assert calls == ["one", "two"]
+        assert both(None, two) is two
+        assert both(one, None) is one
+        assert both(None, None) is None
 
 
 BOMB = gzip.compress(b"\x00" * (200 << 20), compresslevel=9)

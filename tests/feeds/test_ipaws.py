@@ -324,6 +324,33 @@ class TestDurableTimestamp:
                 assert len(sim.requests) == 2
 
 
+class TestAcknowledgement:
+    """An alert is handled once the gateway acknowledged its admission: one a run left
+    unacknowledged is yielded again when the source is entered again (after a ledger failure
+    or a lost leadership), one acknowledged is not."""
+
+    async def test_unacknowledged_alerts_are_yielded_again(
+        self, fake_clock: FakeClock, tmp_path: Path
+    ) -> None:
+        sim = IpawsSimulator(load_alerts("ipaws"), clock=fake_clock)
+        async with sim:
+            source = ipaws_source(sim, fake_clock, tmp_path)
+            async with collecting(source) as got:
+                await got.wait_count(3)
+                await fake_clock.wait_for_sleepers(1)
+                keys = [parse_alert(i.raw).key for i in got.items]
+                assert got.items[0].ack is not None
+                await got.items[0].ack()
+                # Polled again while the others are pending: not yielded twice.
+                await fake_clock.advance(MIN_INTERVAL)
+                await fake_clock.wait_for_sleepers(1)
+                assert len(got.items) == 3
+            async with collecting(source) as got2:
+                await got2.wait_count(2)
+                await fake_clock.wait_for_sleepers(1)
+                assert [parse_alert(i.raw).key for i in got2.items] == keys[1:]
+
+
 def test_factory_rejects_unknown_option() -> None:
     with pytest.raises(ConfigError, match="unknown key"):
         from_context(AdapterContext(name="x", options={"intervall": 120}))

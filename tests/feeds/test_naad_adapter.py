@@ -164,6 +164,60 @@ class TestBackfill:
             assert got.items[0].channel == "archive"
 
 
+class TestAcknowledgement:
+    """An alert counts as handled once the gateway acknowledged its admission. One a run left
+    unacknowledged (the ledger failed, the leadership moved, the daemon stopped) is fetched
+    from the archive when a later heartbeat lists it; one acknowledged is never fetched."""
+
+    async def test_an_alert_never_acknowledged_comes_back_by_the_heartbeat(
+        self, alert_factory: Callable[..., bytes]
+    ) -> None:
+        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
+            source = naad_source(sim)
+            raw = alert_factory("never-acknowledged")
+            async with collecting(source) as got:
+                await wait_for(lambda: sim.connections() == 1)
+                await sim.publish(raw)
+                await got.wait_count(1)
+                # A heartbeat right behind it: pending, so not fetched while the run goes on.
+                sim.send_heartbeat()
+                await sim.publish(alert_factory("behind"))
+                await got.wait_count(2)
+                assert not source._inflight
+                assert sim.archive_requests == []
+            # The run ended without acknowledging it; the source is entered again.
+            await wait_for(lambda: sim.connections() == 0)
+            async with collecting(source) as got:
+                await wait_for(lambda: sim.connections() == 1)
+                sim.send_heartbeat()
+                await got.wait_until(lambda items: len(items) >= 2)
+                assert sorted(i.raw for i in got.items) == sorted([raw, alert_factory("behind")])
+                assert {i.channel for i in got.items} == {"archive"}
+
+    async def test_an_acknowledged_alert_is_not_fetched_again(
+        self, alert_factory: Callable[..., bytes]
+    ) -> None:
+        async with NaadSimulator(ports=[0], heartbeat_interval=None, live=False) as sim:
+            source = naad_source(sim)
+            async with collecting(source) as got:
+                await wait_for(lambda: sim.connections() == 1)
+                await sim.publish(alert_factory("acknowledged"))
+                await got.wait_count(1)
+                assert got.items[0].ack is not None
+                await got.items[0].ack()
+            await wait_for(lambda: sim.connections() == 0)
+            async with collecting(source) as got:
+                await wait_for(lambda: sim.connections() == 1)
+                sim.send_heartbeat()
+                later = alert_factory("later")
+                await sim.publish(later)
+                await got.wait_count(1)
+                # The heartbeat was read before the later alert: nothing was sent for.
+                assert [i.raw for i in got.items] == [later]
+                assert not source._inflight
+                assert sim.archive_requests == []
+
+
 class TestLiveness:
     """A silent stream is dropped after the liveness timeout and reconnected; health follows."""
 

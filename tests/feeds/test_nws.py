@@ -67,11 +67,13 @@ class TestPolling:
             async with collecting(source) as got:
                 await got.wait_count(1)
                 await fake_clock.wait_for_sleepers(1)
+                assert got.items[0].ack is not None
+                await got.items[0].ack()  # admitted: only now are the validators kept
                 for _ in range(3):
                     await fake_clock.advance(60)
                     await fake_clock.wait_for_sleepers(1)
-                assert index_requests(sim) == [200, 304, 304, 304]
-                second = sim.requests_to("/alerts/active")[1].headers
+                assert index_requests(sim) == [200, 200, 304, 304]
+                second = sim.requests_to("/alerts/active")[2].headers
                 assert second["If-None-Match"].startswith('"')
                 assert "If-Modified-Since" in second
                 # A new alert changes the index: 200 again, only the new one is fetched.
@@ -84,6 +86,34 @@ class TestPolling:
                 assert index_requests(sim)[-1] == 200
                 assert len(sim.requests_to("/alerts/urn")) == 2
                 assert len(got.items) == 2
+
+    async def test_unacknowledged_alert_is_fetched_again(self, fake_clock: FakeClock) -> None:
+        """Validators are kept only once every listed alert is acknowledged: an alert a run
+        left unacknowledged (a ledger failure, a lost leadership) must not hide behind a 304
+        when the source is entered again."""
+        async with NwsSimulator(load_alerts("nws"), clock=fake_clock) as sim:
+            source = nws_source(sim, fake_clock, areas=["VT"])
+            async with collecting(source) as got:
+                await got.wait_count(1)
+                await fake_clock.wait_for_sleepers(1)
+                # Pending: the next poll asks without validators and fetches nothing.
+                await fake_clock.advance(60)
+                await fake_clock.wait_for_sleepers(1)
+                assert index_requests(sim) == [200, 200]
+                assert len(sim.requests_to("/alerts/urn")) == 1
+            async with collecting(source) as got:
+                await got.wait_count(1)
+                await fake_clock.wait_for_sleepers(1)
+                assert len(sim.requests_to("/alerts/urn")) == 2
+                assert got.items[0].ack is not None
+                await got.items[0].ack()
+                # Acknowledged: now the validators are kept and the index answers 304.
+                await fake_clock.advance(60)
+                await fake_clock.wait_for_sleepers(1)
+                await fake_clock.advance(60)
+                await fake_clock.wait_for_sleepers(1)
+                assert index_requests(sim)[-2:] == [200, 304]
+                assert len(got.items) == 1
 
     async def test_seen_alerts_are_not_fetched(self, fake_clock: FakeClock) -> None:
         async with NwsSimulator(load_alerts("nws"), clock=fake_clock) as sim:
