@@ -40,6 +40,7 @@ share one. Receipts (Ack, Error) have no identity keys.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -276,6 +277,7 @@ def _probe(alert: Alert) -> Probe | None:
     return Probe(keys, lookup, alert.msg_type.value, alert.sent)
 
 
+@functools.lru_cache(maxsize=4096)  # the same stored keys come back admission after admission
 def sent_of(key_sent: str) -> datetime | None:
     """A stored key's ``sent`` as a time (None when it does not read as one)."""
     try:

@@ -654,8 +654,11 @@ class Facts:
     existing: Known | None = None  # the same key, admitted before
     later: tuple[Known, ...] = ()  # updates and cancels admitted before that name this key
     referenced: tuple[Known, ...] = ()  # what this alert references, as stored
-    # (identity key, stored alert) for every stored alert sharing an identity key with it
+    # (identity key, stored alert) for every stored alert sharing a linking identity key
     matches: tuple[tuple[str, Known], ...] = ()
+    # the newest stored alerts sharing a window key with it (a possible copy, only noted),
+    # each as (sender, identifier, sent, event_key): all a note of it needs
+    window: tuple[tuple[str, str, str, str], ...] = ()
     # every stored copy of the events of ``matches`` and of ``referenced``, with its reach
     copies: tuple[Known, ...] = ()
     version: int | None = field(default=None, compare=False)
@@ -734,17 +737,22 @@ def _identify(
         copies = tuple(c for c in facts.copies if c.event_id == event)
         return EventLink(event, rule.value, match.key, keys), copies or (match,)
     # what it references (and their events) is its own history, not a possible copy
-    referenced = {k.key for k in facts.referenced}
+    referenced = {(k.key.sender, k.key.identifier, k.key.sent) for k in facts.referenced}
     events = {k.event_id for k in facts.referenced}
-    near: list[tuple[timedelta, int, Known]] = []
-    for n, (_rule, k) in enumerate(found):
-        when = sent_of(k.key.sent)
-        if when is None or k.key in referenced or k.event_id in events:
+    mine = (key.sender, key.identifier, key.sent)
+    near: list[tuple[timedelta, int, tuple[str, str, str]]] = []
+    for n, (sender, identifier, sent, event_key) in enumerate(facts.window):
+        triple = (sender, identifier, sent)
+        if triple == mine or triple in referenced:
             continue
-        if abs(when - alert.sent) <= WINDOW:
-            near.append((abs(when - alert.sent), -n, k))
+        if (event_key or f"{sender},{identifier},{sent}") in events:
+            continue
+        when = sent_of(sent)
+        if when is not None and abs(when - alert.sent) <= WINDOW:
+            near.append((abs(when - alert.sent), -n, triple))
     if near:  # the closest in time (the latest of equals) is the one to look at
-        return EventLink(own, Rule.WINDOW.value, min(near, key=lambda t: t[:2])[2].key, keys), ()
+        closest = AlertKey(*min(near, key=lambda t: t[:2])[2])
+        return EventLink(own, Rule.WINDOW.value, closest, keys), ()
     return EventLink(own, "", None, keys), ()
 
 

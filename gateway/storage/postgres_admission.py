@@ -33,6 +33,7 @@ from gateway.storage.sql_admission import (
     WINDOW_CANDIDATES,
     later_parameters,
     relay_parameters,
+    window_candidate,
     with_copies,
 )
 from gateway.storage.sql_rows import KNOWN_COLUMNS, Connection, Cursor, Row, row_to_known
@@ -148,5 +149,5 @@ def read_facts(
         return facts
     pairs = found[3] if linked is None else linked.fetchall()
     matches = [(r["ikey"], row_to_known(r)) for r in pairs]
-    matches += [("window:", row_to_known(r)) for r in found[4]]
-    return with_copies(conn, facts, key, matches, found[2])
+    window = [window_candidate(r) for r in found[4]]
+    return with_copies(conn, facts, key, matches, found[2], window=window)

@@ -150,10 +150,20 @@ class SqlLedger(LedgerBase):
     def facts(
         self, key: AlertKey, references: Sequence[AlertKey] = (), probe: Probe | None = None
     ) -> Facts:
-        version = self._version()
+        version = self._facts_version()
         with self._admission_read() as conn:
             facts = self._read_facts(conn, key, references, probe)
-        return facts if version is None else replace(facts, version=version)
+        if version is None:
+            return facts
+        return Facts(
+            existing=facts.existing,
+            later=facts.later,
+            referenced=facts.referenced,
+            matches=facts.matches,
+            window=facts.window,
+            copies=facts.copies,
+            version=version,
+        )
 
     # Where a backend may take fewer round trips (PostgreSQL: the reads of the facts issued
     # together, the admission's transactions pipelined): the same SQL, the same facts.
@@ -171,6 +181,10 @@ class SqlLedger(LedgerBase):
         """The store's change counter (outside any transaction): it changes with every
         commit made since, by any connection or process; None for a store without one."""
         return None
+
+    def _facts_version(self) -> int | None:
+        """The version an admission's facts are read at (see :meth:`_unchanged`)."""
+        return self._version()
 
     def _unchanged(self, facts: Facts) -> bool:
         """Inside a record's transaction: whether nothing was committed since ``facts`` were

@@ -11,11 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import datetime
 
 from cap_schemas.model import Alert, AlertKey, MsgType
-from gateway.identity import Probe, Rule, relay_key, rule_of
+from gateway.identity import Probe, relay_key
 from gateway.ledger import (
     MESSAGE_PRIORITY,
     OPEN_STATES,
@@ -62,6 +61,7 @@ __all__ = [
     "record_message",
     "relay_parameters",
     "require_facts",
+    "window_candidate",
     "with_copies",
     "withdraw",
 ]
@@ -108,41 +108,53 @@ def _reached(conn: Connection, alert_id: int) -> list[tuple[str, str]]:
 
 
 def _matches(conn: Connection, keys: Sequence[str]) -> list[tuple[str, Known]]:
-    """(identity key, stored alert) for every stored alert sharing one of ``keys`` -- of the
-    window keys (a possible copy, only noted), the latest :data:`WINDOW_CANDIDATES` alerts:
-    a place with many alerts in one half hour must not make every admission read them all."""
+    """(identity key, stored alert) for every stored alert sharing one of the linking
+    ``keys`` (window keys are read by :func:`_window`)."""
     linking = [k for k in keys if not k.startswith("window:")]
+    if not linking:
+        return []
+    marks = ", ".join("?" for _ in linking)
+    rows = conn.execute(
+        f"SELECT ik.key AS ikey, {_KNOWN_A} FROM identity_keys ik"  # noqa: S608 - constant fragments
+        f" JOIN alerts a ON a.id = ik.alert_id WHERE ik.key IN ({marks}) AND a.kind = 'cap'"
+        " ORDER BY a.id, ik.key",
+        tuple(linking),
+    ).fetchall()
+    return [(r["ikey"], row_to_known(r)) for r in rows]
+
+
+def window_candidate(row: Row) -> tuple[str, str, str, str]:
+    """A possible copy as :attr:`~gateway.ledger.Facts.window` holds it."""
+    return (row["sender"], row["identifier"], row["sent"], row["event_key"] or "")
+
+
+def _window(conn: Connection, keys: Sequence[str]) -> list[tuple[str, str, str, str]]:
+    """The latest :data:`WINDOW_CANDIDATES` stored alerts sharing one of the window ``keys``
+    (a possible copy, only noted): a place with many alerts in one half hour must not make
+    every admission read them all.
+
+    The newest candidates of each key, read backwards along the (key, alert_id) index, then
+    the newest of those: the same as the newest of them all, but without reading every alert
+    of a busy place and half hour first (that made each admission slower as a storm went
+    on). The candidates come first and their alerts are read by id (CROSS JOIN keeps that
+    order in SQLite, whose planner would otherwise walk every CAP alert along the kind index
+    and test each id against the list). Only what a note needs is read."""
     window = [k for k in keys if k.startswith("window:")]
-    found: list[tuple[str, Known]] = []
-    if linking:
-        marks = ", ".join("?" for _ in linking)
-        rows = conn.execute(
-            f"SELECT ik.key AS ikey, {_KNOWN_A} FROM identity_keys ik"  # noqa: S608 - constant fragments
-            f" JOIN alerts a ON a.id = ik.alert_id WHERE ik.key IN ({marks}) AND a.kind = 'cap'"
-            " ORDER BY a.id, ik.key",
-            tuple(linking),
-        ).fetchall()
-        found += [(r["ikey"], row_to_known(r)) for r in rows]
-    if window:
-        # The newest candidates of each key, read backwards along the (key, alert_id) index,
-        # then the newest of those: the same as the newest of them all, but without reading
-        # every alert of a busy place and half hour first (that made each admission slower
-        # as a storm went on). The candidates come first and their alerts are read by id
-        # (CROSS JOIN keeps that order in SQLite, whose planner would otherwise walk every
-        # CAP alert along the kind index and test each id against the list).
-        newest = " UNION ".join(
-            "SELECT alert_id FROM (SELECT alert_id FROM identity_keys WHERE key = ?"  # noqa: S608 - constant fragments
-            f" ORDER BY alert_id DESC LIMIT {WINDOW_CANDIDATES}) AS w{i}"
-            for i in range(len(window))
-        )
-        rows = conn.execute(
-            f"SELECT {_KNOWN_A} FROM (SELECT alert_id FROM ({newest}) AS u"  # noqa: S608 - constant fragments
-            f" ORDER BY alert_id DESC LIMIT {WINDOW_CANDIDATES}) AS c"
-            " CROSS JOIN alerts a WHERE a.id = c.alert_id AND a.kind = 'cap' ORDER BY a.id",
-            tuple(window),
-        ).fetchall()
-        found += [("window:", row_to_known(r)) for r in rows]
-    return found
+    if not window:
+        return []
+    newest = " UNION ".join(
+        "SELECT alert_id FROM (SELECT alert_id FROM identity_keys WHERE key = ?"  # noqa: S608 - constant fragments
+        f" ORDER BY alert_id DESC LIMIT {WINDOW_CANDIDATES}) AS w{i}"
+        for i in range(len(window))
+    )
+    rows = conn.execute(
+        "SELECT a.sender, a.identifier, a.sent, a.event_key"  # noqa: S608 - constant fragments
+        f" FROM (SELECT alert_id FROM ({newest}) AS u"
+        f" ORDER BY alert_id DESC LIMIT {WINDOW_CANDIDATES}) AS c"
+        " CROSS JOIN alerts a WHERE a.id = c.alert_id AND a.kind = 'cap' ORDER BY a.id",
+        tuple(window),
+    ).fetchall()
+    return [window_candidate(r) for r in rows]
 
 
 def _copies(conn: Connection, events: Sequence[str], also: Sequence[Known]) -> list[Known]:
@@ -194,7 +206,7 @@ def read_facts(
     chain = probe.chain(k.event_id for k in referenced)
     matches = _matches(conn, [*probe.lookup, *((chain,) if chain else ())])
     relays = conn.execute(RELAYS_SQL, relay_parameters(key, probe)).fetchall()
-    return with_copies(conn, facts, key, matches, relays)
+    return with_copies(conn, facts, key, matches, relays, window=_window(conn, probe.lookup))
 
 
 def later_parameters(key: AlertKey) -> tuple[str, ...]:
@@ -211,15 +223,25 @@ def with_copies(
     key: AlertKey,
     matches: list[tuple[str, Known]],
     relays: Sequence[Row],
+    *,
+    window: Sequence[tuple[str, str, str, str]] = (),
 ) -> Facts:
     """``facts`` with the identity matches of ``key`` (``matches``, and the ``relays`` that
-    name it: a relay admitted first is the relay of this original) and the copies of the
-    events it may join (a possible copy by window joins none)."""
+    name it: a relay admitted first is the relay of this original), its possible copies by
+    ``window`` (only noted: they join no event) and the copies of the events it may join."""
     matches = matches + [(relay_key(key), row_to_known(r)) for r in relays]
-    known = [k for ikey, k in matches if rule_of(ikey) is not Rule.WINDOW] + list(facts.referenced)
+    known = [k for _ikey, k in matches] + list(facts.referenced)
     events = list(dict.fromkeys(k.event_key for k in known if k.event_key))
     copies = _copies(conn, events, [k for k in known if not k.event_key])
-    return replace(facts, matches=tuple(matches), copies=tuple(copies))
+    return Facts(
+        existing=facts.existing,
+        later=facts.later,
+        referenced=facts.referenced,
+        matches=tuple(matches),
+        window=tuple(window),
+        copies=tuple(copies),
+        version=facts.version,
+    )
 
 
 def require_facts(

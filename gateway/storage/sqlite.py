@@ -21,11 +21,14 @@ from typing import Protocol
 import structlog
 
 from gateway.adapter import SystemClock
-from gateway.ledger import LedgerError, LedgerSchemaError
+from gateway.ledger import Facts, LedgerError, LedgerSchemaError
 from gateway.storage import sqlite_schema
 from gateway.storage.sql import SqlLedger
 
 __all__ = ["SqliteLedger"]
+
+# The version of facts read inside an admission batch (``PRAGMA data_version`` is positive).
+_IN_BATCH = -1
 
 log = structlog.get_logger(__name__)
 
@@ -282,9 +285,22 @@ class SqliteLedger(SqlLedger):
                 self._batching = False
 
     def _admission_write(self, *, sync: bool) -> AbstractContextManager[sqlite3.Connection]:
-        if self._batching and self._writer == threading.get_ident():
+        if self._in_batch():
             return self._savepoint()
         return self._write(sync=sync)
+
+    def _in_batch(self) -> bool:
+        return self._batching and self._writer == threading.get_ident()
+
+    def _facts_version(self) -> int | None:
+        # Facts read inside this thread's admission batch are read in its write transaction,
+        # which no other writer can change before the admission records in it.
+        return _IN_BATCH if self._in_batch() else self._version()
+
+    def _unchanged(self, facts: Facts) -> bool:
+        if facts.version == _IN_BATCH:
+            return self._in_batch()
+        return super()._unchanged(facts)
 
     @contextmanager
     def _savepoint(self) -> Iterator[sqlite3.Connection]:

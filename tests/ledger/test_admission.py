@@ -590,6 +590,23 @@ class TestAdmissionBatch:
         assert ledger.journal(failing.key) == []
         assert len(ledger.deliveries(ok.key)) == len(ledger.deliveries(after.key)) == 1
 
+    def test_facts_read_in_a_batch_hold_only_inside_it(self, db_path: Path) -> None:
+        """Inside the batch's write transaction nothing else can change what an admission
+        read, so its facts are not read again; outside it they are checked again."""
+        led = SqliteLedger(db_path)
+        try:
+            alert = make_alert("in-batch")
+            with led.admission_batch():
+                facts = led.facts(alert.key)
+                assert led._unchanged(facts)
+            assert not led._unchanged(facts)  # the batch is over: read again before a record
+            outside = led.facts(alert.key)
+            assert outside.version is not None
+            assert outside.version > 0
+            assert led._unchanged(outside)
+        finally:
+            led.close()
+
     def test_a_batch_rolled_back_under_it_makes_none(self, db_path: Path) -> None:
         """Should SQLite roll the whole transaction back (an I/O error does), the next
         admission and the batch fail: none of its admissions was made, none is taken for
