@@ -38,6 +38,7 @@ from gateway.storage.sql_rows import (
     Connection,
     Row,
     journal,
+    journal_lines,
     key_json,
     opt_us,
     pack_parts,
@@ -330,7 +331,8 @@ def record_alert(
         },
     )
     alert_id = int(cursor.fetchone()["id"])
-    _identify(conn, alert_id, key, verdict, source=source, now=now)
+    lines: list[tuple[object, ...]] = []  # the audit trail's lines, appended together
+    _identify(conn, alert_id, key, verdict, source=source, now=now, into=lines)
     refs = list(dict.fromkeys(alert.references))
     if refs:
         conn.executemany(
@@ -338,10 +340,13 @@ def record_alert(
             " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [(alert_id, r.sender, r.identifier, r.sent) for r in refs],
         )
-    withdraw(conn, key, verdict.withdraw, verdict.withdrawn_as, at_us=received_us, now=now)
-    held = _enqueue(conn, alert_id, key, planned, received_us=received_us, now=now)
+    withdraw(
+        conn, key, verdict.withdraw, verdict.withdrawn_as, at_us=received_us, now=now, into=lines
+    )
+    held = _enqueue(conn, alert_id, key, planned, received_us=received_us, now=now, into=lines)
     detail = f"{admission.decision.value} from {source}"
-    _admitted(conn, now, admission, detail, planned=planned, held=held)
+    _admitted(conn, now, admission, detail, planned=planned, held=held, into=lines)
+    journal_lines(conn, lines)
     return admission
 
 
@@ -353,6 +358,7 @@ def _identify(
     *,
     source: str,
     now: datetime,
+    into: list[tuple[object, ...]] | None = None,
 ) -> None:
     """Store the alert's identity keys; a copy is noted in the audit trail of the copy it
     matched too (where the operator looks first)."""
@@ -365,7 +371,7 @@ def _identify(
     if link.matched is not None:
         word = "copy" if link.linked else "possible_copy"
         detail = f"{key} from {source} (rule {link.rule}): {verdict.admission.decision.value}"
-        journal(conn, now, link.matched, word, detail)
+        journal(conn, now, link.matched, word, detail, into=into)
 
 
 def _duplicate(
@@ -383,12 +389,13 @@ def _admitted(
     *,
     planned: Sequence[PlannedDelivery],
     held: int,
+    into: list[tuple[object, ...]] | None = None,
 ) -> None:
     if admission.reason:
         detail += f": {admission.reason}"
     if planned:
         detail += f"; {len(planned)} deliveries ({held} held)"
-    journal(conn, now, admission.key, "admitted", detail)
+    journal(conn, now, admission.key, "admitted", detail, into=into)
 
 
 def withdraw(
@@ -400,6 +407,7 @@ def withdraw(
     at_us: int,
     now: datetime,
     note: str = "",
+    into: list[tuple[object, ...]] | None = None,
 ) -> None:
     """Take the alerts an update or cancel (``key``) replaces out of force, and supersede
     their deliveries that have not ended (a transmission under way is noted as such)."""
@@ -418,7 +426,7 @@ def withdraw(
                 " deactivated_at = ? WHERE id = ?",
                 (status.value, by, received_us, received_us, row["id"]),
             )
-            journal(conn, now, ref, verb, f"by {key}{note}")
+            journal(conn, now, ref, verb, f"by {key}{note}", into=into)
         entries = conn.execute(
             "SELECT id, sink, started_at FROM outbox WHERE alert_id = ? AND state IN (?, ?)",
             (row["id"], *_OPEN),
@@ -431,7 +439,10 @@ def withdraw(
                 "UPDATE outbox SET state = ?, reason = ?, updated_at = ? WHERE id = ?",
                 (EntryState.SUPERSEDED.value, reason, received_us, entry["id"]),
             )
-            journal(conn, now, ref, "superseded", reason, entry_id=entry["id"], sink=entry["sink"])
+            journal(
+                conn, now, ref, "superseded", reason,
+                entry_id=entry["id"], sink=entry["sink"], into=into,
+            )  # fmt: skip
             OUTBOX_TRANSITIONS.inc(sink=entry["sink"], state=EntryState.SUPERSEDED.value)
 
 
@@ -491,6 +502,7 @@ def _enqueue(
     *,
     received_us: int,
     now: datetime,
+    into: list[tuple[object, ...]] | None = None,
 ) -> int:
     """Put the planned deliveries in the outbox; returns how many are held."""
     held = 0
@@ -526,6 +538,7 @@ def _enqueue(
             f"route {item.route}, priority {item.priority}" + (f"; {reason}" if reason else ""),
             entry_id=int(cursor.fetchone()["id"]),
             sink=item.sink,
+            into=into,
         )
         OUTBOX_TRANSITIONS.inc(sink=item.sink, state=state.value)
     return held

@@ -99,6 +99,8 @@ def unpack_parts(blob: bytes) -> tuple[bytes, ...]:
 
 
 def key_json(keys: Sequence[AlertKey]) -> str:
+    if not keys:
+        return "[]"
     return json.dumps([[k.sender, k.identifier, k.sent] for k in keys])
 
 
