@@ -1191,6 +1191,18 @@ class Ledger(Protocol):
 
     def record_login_failure(self, keys: Sequence[str], at: datetime) -> None: ...
 
+    def reserve_login_try(
+        self,
+        keys: Sequence[str],
+        at: datetime,
+        since: datetime,
+        allow: Callable[[dict[str, list[datetime]]], bool],
+        *,
+        limit: int = 1000,
+    ) -> tuple[dict[str, list[datetime]], bool]: ...
+
+    def end_login_try(self, keys: Sequence[str], at: datetime) -> None: ...
+
     def forget_login_failures(self, key: str) -> None: ...
 
     def sync(self) -> bool: ...

@@ -13,11 +13,13 @@ The lockout keeps its records in memory, per instance, with a bounded number of 
 given a ``store`` (the ledger: :class:`FailureStore`) it also records every failure there
 and, before each try, reads the failures the name and the address earned on every instance
 sharing that ledger (one indexed query), so that a lock holds across the cluster and across
-a restart. A store that cannot be reached leaves the in-memory lockout in charge: nobody is
-locked out for it, and the guesses made here are still counted here. Everything here is
-synchronous; :func:`login` spends the time of one scrypt check (about 50 ms), so the console
-runs it in a thread (``asyncio.to_thread``), and the lockout is safe to use from several
-threads.
+a restart. Each try is reserved in the store before its password is checked (counted as a
+failure from its start, in a transaction the tries of every instance take in turn), so a
+burst spread over the instances gets the tries of one. A store that cannot be reached
+leaves the in-memory lockout in charge: nobody is locked out for it, and the guesses made
+here are still counted here. Everything here is synchronous; :func:`login` spends the time
+of one scrypt check (about 50 ms), so the console runs it in a thread
+(``asyncio.to_thread``), and the lockout is safe to use from several threads.
 """
 
 from __future__ import annotations
@@ -60,6 +62,18 @@ class FailureStore(Protocol):
     ) -> dict[str, list[datetime]]: ...
 
     def record_login_failure(self, keys: Sequence[str], at: datetime) -> None: ...
+
+    def reserve_login_try(
+        self,
+        keys: Sequence[str],
+        at: datetime,
+        since: datetime,
+        allow: Callable[[dict[str, list[datetime]]], bool],
+        *,
+        limit: int = 1000,
+    ) -> tuple[dict[str, list[datetime]], bool]: ...
+
+    def end_login_try(self, keys: Sequence[str], at: datetime) -> None: ...
 
     def forget_login_failures(self, key: str) -> None: ...
 
@@ -163,11 +177,12 @@ class Lockout:
             return {}
         return {key: self._replay(found.get(_store_key(key), ()), now) for key in keys}
 
-    def failed(self, name: str, remote: str, now: datetime) -> None:
+    def failed(self, name: str, remote: str, now: datetime, *, recorded: bool = False) -> None:
         """Count a failed login against the name and the address; the one that makes
-        ``failures`` within ``window`` locks."""
+        ``failures`` within ``window`` locks. ``recorded``: the store holds it already (its
+        try was reserved there, :meth:`_reserve`)."""
         self._failed_here(name, remote, now)
-        store = self._reach()
+        store = None if recorded else self._reach()
         if store is not None:
             try:
                 store.record_login_failure([_store_key(k) for k in _keys(name, remote)], now)
@@ -190,17 +205,28 @@ class Lockout:
                     record.locked_until = now + self.lock_for
                     record.failures.clear()
 
-    def succeeded(self, name: str, remote: str, shared: _Seen | None = None) -> None:
+    def succeeded(
+        self,
+        name: str,
+        remote: str,
+        shared: _Seen | None = None,
+        *,
+        recorded_at: datetime | None = None,
+    ) -> None:
         """A login succeeded: the name starts afresh. The address does not: otherwise anyone
         with one account could clear the count of their guesses at others by logging in
         between them (its failures still run out after ``window``). ``shared`` (what
         :meth:`shared` read before the try) tells whether the store holds failures of the
-        name to forget."""
-        name_key = _keys(name, remote)[0]
+        name to forget; ``recorded_at``, when the try was reserved in the store
+        (:meth:`_reserve`): the address's record of it goes too (it was no failure)."""
+        name_key, remote_key = _keys(name, remote)
         earlier = (shared or {}).get(name_key)
-        store = self._reach() if earlier is not None and earlier.failures else None
+        wanted = recorded_at is not None or (earlier is not None and earlier.failures)
+        store = self._reach() if wanted else None
         if store is not None:
             try:
+                if recorded_at is not None:
+                    store.end_login_try([_store_key(remote_key)], recorded_at)
                 store.forget_login_failures(_store_key(name_key))
             except Exception as exc:  # noqa: BLE001 - they run out after the window anyway
                 _unavailable("forget", exc)
@@ -244,6 +270,46 @@ class Lockout:
             for record in records:
                 record.pending += 1
             return None
+
+    def _reserve(self, name: str, remote: str, now: datetime) -> tuple[float | None, bool]:
+        """For :func:`login`, after :meth:`_begin`: reserve the try in the store, where the
+        tries of every instance sharing it take turns and count as failures from their
+        start. Returns the seconds to wait (refused: a lock, or the tries under way on any
+        instance, hold) and whether the try is recorded there. Without a store, or one out
+        of reach, this instance's own count decides (None, False)."""
+        store = self._reach()
+        if store is None:
+            return None, False
+        keys = _keys(name, remote)
+        wait: list[float] = []
+
+        def allow(found: dict[str, list[datetime]]) -> bool:
+            for key in keys:
+                until = self._replay(found.get(_store_key(key), ()), now).locked_until
+                if until is not None and now < until:
+                    wait.append((until - now).total_seconds())
+            return not wait
+
+        try:
+            _found, recorded = store.reserve_login_try(
+                [_store_key(k) for k in keys],
+                now,
+                now - self.window - self.lock_for,
+                allow,
+                limit=_SHARED_ROWS,
+            )
+        except Exception as exc:  # noqa: BLE001 - any failure of the store: the memory decides
+            _unavailable("reserve", exc)
+            return None, False
+        return (max(wait) if wait else None), recorded
+
+    def _abandon(self, name: str, remote: str) -> None:
+        """A try reserved by :meth:`_begin` ends unchecked (refused by the store)."""
+        with self._lock:
+            for key in _keys(name, remote):
+                record = self._records.get(key)
+                if record is not None:
+                    record.pending = max(0, record.pending - 1)
 
     def _wait(self, name: str, remote: str, now: datetime, shared: _Seen) -> float | None:
         until = [
@@ -348,15 +414,19 @@ def login(  # noqa: PLR0917 - the console calls it with these six, in this order
     wait = lockout._begin(name, remote, now, shared)
     if wait is not None:
         raise _refused("locked", name, remote, retry_after=wait)
+    wait, recorded = lockout._reserve(name, remote, now)
+    if wait is not None:
+        lockout._abandon(name, remote)
+        raise _refused("locked", name, remote, retry_after=wait)
     account = accounts.get(name)
     ok = False
     try:
         ok = verify_password(password, account.password_hash if account else _dummy_hash())
     finally:  # whatever happens, the reserved try ends
         if ok and account is not None:
-            lockout.succeeded(name, remote, shared)
+            lockout.succeeded(name, remote, shared, recorded_at=now if recorded else None)
         else:
-            lockout.failed(name, remote, now)
+            lockout.failed(name, remote, now, recorded=recorded)
     if account is None or not ok:
         raise _refused("unknown" if account is None else "wrong_password", name, remote)
     log.info("console_logged_in", name=name, role=account.role, remote=remote)

@@ -84,9 +84,9 @@ class _Connection:
         return cursor
 
 
-def _lock_id(key: AlertKey) -> int:
-    """A 64-bit advisory lock id for an alert key."""
-    digest = hashlib.sha256(str(key).encode("utf-8")).digest()
+def _lock_id(name: str) -> int:
+    """A 64-bit advisory lock id for an alert key (as text) or another name."""
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
@@ -100,6 +100,7 @@ class PostgresLedger(SqlLedger):
     _claim_lock = " FOR UPDATE OF o SKIP LOCKED"
     _claim_sync = True  # a server crash must not lose the count of an attempt under way
     _shared = True
+    _ROW_ID = "ctid"
 
     def __init__(
         self,
@@ -304,7 +305,10 @@ class PostgresLedger(SqlLedger):
         """Transaction-level advisory locks on every key an admission touches, in a fixed
         order (one statement: ``unnest`` yields the sorted ids in order): instances admitting
         the same alert, or an alert and its cancel, take turns."""
-        locks = sorted({_lock_id(k) for k in keys})
+        self._serialise_names(conn, [str(k) for k in keys])
+
+    def _serialise_names(self, conn: Connection, names: Sequence[str]) -> None:
+        locks = sorted({_lock_id(n) for n in names})
         conn.execute("SELECT pg_advisory_xact_lock(l) FROM unnest(?::bigint[]) AS l", (locks,))
 
     # the facts of an admission in one round trip for a new alert (when pipelined, as the

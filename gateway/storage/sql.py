@@ -122,6 +122,7 @@ class SqlLedger(LedgerBase):
     # is made durable by the next synced commit or by :meth:`sync`, which the delivery stage
     # calls soon after: a power cut in between may send it again, never lose it.
     _outcome_sync = True
+    _ROW_ID = "rowid"  # how a statement names one row of a table (PostgreSQL: ctid)
 
     def __init__(self) -> None:
         self._gauged_sinks: set[str] = set()
@@ -954,18 +955,48 @@ class SqlLedger(LedgerBase):
         (key, at) index -- however many failures other names and addresses have."""
         if not keys:
             return {}
-        one = (
-            "SELECT * FROM (SELECT key, at FROM login_failures WHERE key = ? AND at > ?"
-            " ORDER BY at DESC LIMIT ?) AS k{}"
-        )
-        query = " UNION ALL ".join(one.format(i) for i in range(len(keys)))
-        params = [p for key in keys for p in (key, us(since), limit)]
         with self._read() as conn:
-            rows = conn.execute(query, params).fetchall()
-        found: dict[str, list[datetime]] = {}
-        for row in rows:
-            found.setdefault(row["key"], []).append(dt(row["at"]))
-        return {key: sorted(times) for key, times in found.items()}
+            return _login_failures(conn, keys, since, limit)
+
+    def reserve_login_try(
+        self,
+        keys: Sequence[str],
+        at: datetime,
+        since: datetime,
+        allow: Callable[[dict[str, list[datetime]]], bool],
+        *,
+        limit: int = 1000,
+    ) -> tuple[dict[str, list[datetime]], bool]:
+        """A login try about to be checked, counted as a failure of each of ``keys`` from
+        its start: in one transaction that the tries of every instance on this ledger take
+        in turn, the failures since ``since`` are read and, when ``allow`` says so of them,
+        the try is recorded at ``at``. A burst of tries spread over the instances gets no
+        more than one instance gives. Returns the failures read and whether it was recorded
+        (:meth:`end_login_try` takes it back when the password was right)."""
+        with self._write(sync=False) as conn:
+            self._serialise_names(conn, keys)
+            found = _login_failures(conn, keys, since, limit)
+            if not allow(found):
+                return found, False
+            for key in keys:
+                conn.execute("INSERT INTO login_failures (key, at) VALUES (?, ?)", (key, us(at)))
+        return found, True
+
+    def end_login_try(self, keys: Sequence[str], at: datetime) -> None:
+        """A try recorded by :meth:`reserve_login_try` at ``at`` succeeded: it was no failure
+        (one record of each key at ``at`` goes)."""
+        row = self._ROW_ID
+        with self._write(sync=False) as conn:
+            for key in keys:
+                conn.execute(
+                    f"DELETE FROM login_failures WHERE {row} = (SELECT {row}"  # noqa: S608 - a constant column name
+                    " FROM login_failures WHERE key = ? AND at = ? LIMIT 1)",
+                    (key, us(at)),
+                )
+
+    def _serialise_names(self, conn: Connection, names: Sequence[str]) -> None:
+        """Inside a write: make the writes that touch the same ``names`` wait for each other.
+        A store with one writer at a time (SQLite's ``BEGIN IMMEDIATE``) needs nothing more."""
 
     def record_login_failure(self, keys: Sequence[str], at: datetime) -> None:
         """A failed login, counted against each of ``keys``."""
@@ -1016,3 +1047,19 @@ class SqlLedger(LedgerBase):
                 login_failures=logins,
             )
         return int(alerts) + int(invalid)
+
+
+def _login_failures(
+    conn: Connection, keys: Sequence[str], since: datetime, limit: int
+) -> dict[str, list[datetime]]:
+    """See :meth:`SqlLedger.login_failures` (inside the caller's transaction)."""
+    one = (
+        "SELECT * FROM (SELECT key, at FROM login_failures WHERE key = ? AND at > ?"
+        " ORDER BY at DESC LIMIT ?) AS k{}"
+    )
+    query = " UNION ALL ".join(one.format(i) for i in range(len(keys)))
+    params = [p for key in keys for p in (key, us(since), limit)]
+    found: dict[str, list[datetime]] = {}
+    for row in conn.execute(query, params).fetchall():
+        found.setdefault(row["key"], []).append(dt(row["at"]))
+    return {key: sorted(times) for key, times in found.items()}

@@ -5,7 +5,9 @@ instance's own lockout in charge; old failures are pruned."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -76,6 +78,39 @@ class TestShared:
         ]
         assert reasons == ["wrong_password"] * 5 + ["locked"]
 
+    def test_a_burst_spread_over_instances_gets_the_tries_of_one(
+        self, open_ledger: OpenLedger, accounts: dict[str, Account]
+    ) -> None:
+        """Twenty guesses sent at once to three instances: each try is reserved in the
+        ledger before its password is checked, and the reservations take turns there, so
+        no more than five are checked -- not five per instance."""
+        lockouts = [_lockout(open_ledger()) for _ in range(3)]
+        start = threading.Barrier(20)
+
+        def attempt(i: int) -> str:
+            start.wait()
+            return _guess(accounts, lockouts[i % 3], f"203.0.113.{i}", NOW)
+
+        with ThreadPoolExecutor(20) as pool:
+            reasons = list(pool.map(attempt, range(20)))
+        assert reasons.count("wrong_password") == 5
+        assert reasons.count("locked") == 15
+        for lockout in lockouts:  # the name is locked everywhere, for the full time
+            assert lockout.check("otto", THERE, NOW) == pytest.approx(15 * 60)
+
+    def test_a_reserved_try_that_succeeds_is_no_failure(
+        self, open_ledger: OpenLedger, accounts: dict[str, Account]
+    ) -> None:
+        ledger = open_ledger()
+        first, second = _lockout(ledger), _lockout(open_ledger())
+        for i in range(4):
+            _guess(accounts, first, HERE, NOW + i * MINUTE)
+        assert login(accounts, second, "otto", PASSWORD, HERE, NOW + 4 * MINUTE).name == "otto"
+        since = NOW - timedelta(hours=1)
+        found = ledger.login_failures(["name:otto", f"remote:{HERE}"], since)
+        # the name starts afresh; the address keeps its four guesses, not the login
+        assert found == {f"remote:{HERE}": [NOW + i * MINUTE for i in range(4)]}
+
     def test_a_restart_keeps_the_lock(self, open_ledger: OpenLedger) -> None:
         before = _lockout(open_ledger())
         for i in range(5):
@@ -110,7 +145,7 @@ class TestShared:
             reasons = [_guess(accounts, lockout, HERE, NOW + i * MINUTE) for i in range(6)]
         assert reasons == ["wrong_password"] * 5 + ["locked"]
         unavailable = [e for e in logs if e["event"] == "console_lockout_store_unavailable"]
-        assert {e["action"] for e in unavailable} == {"read", "record"}
+        assert {e["action"] for e in unavailable} == {"read", "reserve", "record"}
 
 
 class TestRead:
