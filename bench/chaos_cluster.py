@@ -531,8 +531,8 @@ async def _naad_published(http: aiohttp.ClientSession, archive: int) -> set[str]
 
 async def _settle(postgres: Postgres, schema: str, flow: _Flow, naad: set[str]) -> None:
     """Wait (4 minutes at most) until every alert a gateway acknowledged and every NAAD alert
-    published is admitted, none of their deliveries is pending, and the MQTT backlog is
-    drained (every MQTT alert admitted, or no admission for 20 s)."""
+    published is admitted, no delivery of an admitted alert is pending, and the MQTT backlog
+    is drained (every MQTT alert admitted, or no admission for 20 s)."""
     deadline = time.monotonic() + 240
     quiet_since, last = time.monotonic(), -1
     must = flow.acked_http | naad
@@ -541,8 +541,10 @@ async def _settle(postgres: Postgres, schema: str, flow: _Flow, naad: set[str]) 
         if len(admitted) != last:
             quiet_since, last = time.monotonic(), len(admitted)
         drained = flow.acked <= admitted or time.monotonic() - quiet_since > 20
+        # every admitted alert's deliveries, not only the acknowledged ones': an MQTT
+        # publish admitted but whose PUBACK a broker kill lost is delivered and accounted too
         if must <= admitted and drained and not await asyncio.to_thread(
-            _open_entries, postgres, schema, must | (flow.acked & admitted)
+            _open_entries, postgres, schema, must | admitted
         ):
             return
         await asyncio.sleep(0.5)
