@@ -1035,8 +1035,33 @@ def rejected(entry: OutboxEntry, reason: str, by: str = "operator") -> Change:
 # ------------------------------------------------------------------------------ contract
 
 
+class FailureStore(Protocol):
+    """Where failed console logins are shared by the instances on one ledger
+    (:mod:`gateway.console.lockout`)."""
+
+    def login_failures(
+        self, keys: Sequence[str], since: datetime, *, limit: int = 1000
+    ) -> dict[str, list[datetime]]: ...
+
+    def record_login_failure(self, keys: Sequence[str], at: datetime) -> None: ...
+
+    def reserve_login_try(
+        self,
+        keys: Sequence[str],
+        at: datetime,
+        since: datetime,
+        allow: Callable[[dict[str, list[datetime]]], bool],
+        *,
+        limit: int = 1000,
+    ) -> tuple[dict[str, list[datetime]], bool]: ...
+
+    def end_login_try(self, keys: Sequence[str], at: datetime) -> None: ...
+
+    def forget_login_failures(self, key: str) -> None: ...
+
+
 @runtime_checkable
-class Ledger(Protocol):
+class Ledger(FailureStore, Protocol):
     """What the daemon, the router and the HTTP API use of a ledger (any backend)."""
 
     def admit(
@@ -1184,26 +1209,6 @@ class Ledger(Protocol):
     def heartbeat(self, name: str, now: datetime, leads: Sequence[str] = ()) -> None: ...
 
     def peers(self) -> list[dict[str, Any]]: ...
-
-    def login_failures(
-        self, keys: Sequence[str], since: datetime, *, limit: int = 1000
-    ) -> dict[str, list[datetime]]: ...
-
-    def record_login_failure(self, keys: Sequence[str], at: datetime) -> None: ...
-
-    def reserve_login_try(
-        self,
-        keys: Sequence[str],
-        at: datetime,
-        since: datetime,
-        allow: Callable[[dict[str, list[datetime]]], bool],
-        *,
-        limit: int = 1000,
-    ) -> tuple[dict[str, list[datetime]], bool]: ...
-
-    def end_login_try(self, keys: Sequence[str], at: datetime) -> None: ...
-
-    def forget_login_failures(self, key: str) -> None: ...
 
     def sync(self) -> bool: ...
 

@@ -34,12 +34,12 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
 
 import structlog
 
 from gateway.console.accounts import Account
 from gateway.errors import GatewayError
+from gateway.ledger import FailureStore
 from gateway.metrics import INPUT_REJECTED
 from gateway.passwords import hash_password, verify_password
 
@@ -52,30 +52,6 @@ REASONS = ("locked", "unknown", "wrong_password")
 _KEY_CHARS = 128  # what a record keeps of a name or address: a flood of long names stays small
 _EVICT_SCAN = 64  # how many of the oldest records eviction looks at for one without a lock
 _SHARED_ROWS = 1000  # the most failures one try reads from the store
-
-
-class FailureStore(Protocol):
-    """Where failed logins are shared (the ledger: :class:`gateway.ledger.Ledger`)."""
-
-    def login_failures(
-        self, keys: Sequence[str], since: datetime, *, limit: int = 1000
-    ) -> dict[str, list[datetime]]: ...
-
-    def record_login_failure(self, keys: Sequence[str], at: datetime) -> None: ...
-
-    def reserve_login_try(
-        self,
-        keys: Sequence[str],
-        at: datetime,
-        since: datetime,
-        allow: Callable[[dict[str, list[datetime]]], bool],
-        *,
-        limit: int = 1000,
-    ) -> tuple[dict[str, list[datetime]], bool]: ...
-
-    def end_login_try(self, keys: Sequence[str], at: datetime) -> None: ...
-
-    def forget_login_failures(self, key: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
