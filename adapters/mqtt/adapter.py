@@ -47,11 +47,14 @@ from adapters.mqtt.codec import (
     publish_properties,
 )
 from adapters.mqtt.codec import user_properties as make_user_properties
+from adapters.mqtt.properties import install as install_quick_properties
 from gateway.adapter import AdapterContext, Clock, Outbound, Received, SystemClock
 from gateway.errors import AdapterConnectionError, AdapterTimeoutError, DeliveryError
 from gateway.metrics import INPUT_REJECTED, REGISTRY
 
 log = structlog.get_logger(__name__)
+
+install_quick_properties()
 
 __all__ = ["MqttAdapter", "StatePublisher", "from_context", "state_publisher"]
 
@@ -154,6 +157,62 @@ async def _wait_lost(name: str, client: aiomqtt.Client) -> None:
 #: Linux's "acknowledge at once" socket option (None elsewhere).
 _QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 
+#: Bytes taken from the kernel at once by :class:`_ReadBuffer`.
+_READ_SIZE = 65536
+
+
+class _ReadBuffer:
+    """What paho-mqtt reads from its socket, taken from the kernel in large reads.
+
+    paho asks for a packet a few bytes at a time (its type, each byte of its length, then
+    its body), a system call each, and for one packet per readable event of a subscriber:
+    an alert in and its copy's PUBACK took seven system calls and two turns of the event
+    loop. Here one read takes whatever the kernel holds; paho's asks are served from it, and
+    ``loop_read`` goes on while bytes are left (the event loop is not woken again for bytes
+    already out of the socket). A short answer is what a socket may give too: paho keeps a
+    part of a packet until the rest comes.
+    """
+
+    __slots__ = ("at", "client", "data", "recv", "sock")
+
+    def __init__(self, client: paho.Client) -> None:
+        self.client = client
+        self.recv = client._sock_recv
+        self.sock: object = None
+        self.data = b""
+        self.at = 0
+
+    def take(self, size: int) -> bytes:
+        data, at = self.data, self.at
+        if at >= len(data) or self.client._sock is not self.sock:
+            self.sock = self.client._sock  # a new connection starts with nothing held
+            self.data, self.at = b"", 0
+            data = self.recv(max(size, _READ_SIZE))  # BlockingIOError when nothing is there
+            if not data:
+                return data  # the connection closed
+            self.data, at = data, 0
+        end = at + size
+        self.at = end
+        return data[at:end]
+
+    def pending(self) -> bool:
+        return self.at < len(self.data)
+
+
+def _read_in_bulk(client: paho.Client) -> None:
+    """Serve paho's reads from a :class:`_ReadBuffer` and read on while it holds bytes."""
+    buffer = _ReadBuffer(client)
+    client._sock_recv = buffer.take  # type: ignore[method-assign,assignment]
+    read = client.loop_read
+
+    def loop_read(max_packets: int = 1) -> MQTTErrorCode:
+        while True:
+            code = read(max_packets)
+            if code != MQTTErrorCode.MQTT_ERR_SUCCESS or not buffer.pending():
+                return code
+
+    client.loop_read = loop_read  # type: ignore[method-assign]
+
 
 def _acknowledge_at_once(client: paho.Client) -> None:
     """Have the kernel acknowledge what the broker sends at once, not after its delayed-ACK
@@ -209,6 +268,7 @@ def _client(options: MqttOptions, *, will: aiomqtt.Will | None = None) -> aiomqt
     # aiomqtt 2.x has no manual acknowledgement of its own; its paho client does (since
     # paho-mqtt 2.0). The PUBACK of an input message is sent by ``Received.ack``.
     client._client.manual_ack_set(True)
+    _read_in_bulk(client._client)
     _acknowledge_at_once(client._client)
     return client
 

@@ -41,6 +41,21 @@ def _sink(broker: Broker, **options: object) -> MqttAdapter:
     return MqttAdapter("sink", MqttOptions.from_mapping(merged, name="sink"))
 
 
+async def _reading(source: MqttAdapter, got: list[bytes]) -> asyncio.Task[None]:
+    """A task taking the source's messages into ``got``, acknowledging each; started once
+    the source subscribed."""
+
+    async def read() -> None:
+        async for item in source.messages():
+            got.append(item.raw)
+            if item.ack is not None:
+                await item.ack()
+
+    reader = asyncio.create_task(read())
+    await asyncio.wait_for(source.subscribed.wait(), 10)
+    return reader
+
+
 class TestQos:
     """A sink publishes with QoS 1, or 2 when it asks; other values are refused."""
 
@@ -82,15 +97,7 @@ class TestBounds:
         before = INPUT_REJECTED.value(component="mqtt", reason="too_large")
         async with source:
             got: list[bytes] = []
-
-            async def read() -> None:
-                async for item in source.messages():
-                    got.append(item.raw)
-                    if item.ack is not None:
-                        await item.ack()
-
-            reader = asyncio.create_task(read())
-            await asyncio.wait_for(source.subscribed.wait(), 10)
+            reader = await _reading(source, got)
             async with aiomqtt.Client(mosquitto.host, mosquitto.port) as pub:
                 await pub.publish("in/x", b"x" * 2048, qos=1)
                 await pub.publish("in/x", b"small", qos=1)
@@ -101,6 +108,42 @@ class TestBounds:
             await poll_until(second)
             reader.cancel()
         assert INPUT_REJECTED.value(component="mqtt", reason="too_large") == before + 1
+
+
+class TestBulkReads:
+    """What the broker sent is taken from the kernel in large reads and handed to paho from
+    there: a burst arrives whole and in order, a message larger than one read included,
+    with far fewer socket reads than packets."""
+
+    async def test_burst_with_a_large_message(self, mosquitto: Broker) -> None:
+        options = {"url": mosquitto.url, "topics": ["in/#"], "max_payload": 1_000_000}
+        source = MqttAdapter("in", MqttOptions.from_mapping(options, name="in"))
+        bodies = [f"<alert>{n:04d}</alert>".encode() * 40 for n in range(200)]
+        bodies[120] = bytes(range(256)) * 1200  # 300 KiB: several reads of the kernel's
+        async with source:
+            buffer = source._client._client._sock_recv.__self__  # type: ignore[union-attr]
+            reads = 0
+            recv = buffer.recv
+
+            def counting(size: int) -> bytes:
+                nonlocal reads
+                reads += 1
+                return recv(size)  # type: ignore[no-any-return]
+
+            buffer.recv = counting
+            got: list[bytes] = []
+            reader = await _reading(source, got)
+            async with aiomqtt.Client(mosquitto.host, mosquitto.port) as pub:
+                await asyncio.gather(*(pub.publish("in/x", b, qos=1) for b in bodies))
+
+            async def everything() -> bool:
+                return len(got) >= len(bodies)
+
+            await poll_until(everything, within=20)
+            reader.cancel()
+        assert got == bodies
+        # paho alone asks the socket three to four times per packet.
+        assert reads < len(bodies)
 
 
 class TestSharedSubscription:
