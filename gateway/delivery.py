@@ -4,7 +4,7 @@ A worker claims due entries of its sink in priority order (Broadcast-Immediately
 claim counts the attempt and leases the entry), sends them (several in flight when the sink
 allows it), and records each outcome in one ledger transaction per batch: delivered, a retry
 with capped, jittered backoff, or a final failure with a reason; the next batch is claimed
-in the same worker-thread hop. An entry stays pending until its sink confirmed it. A link
+in the same call of the ledger. An entry stays pending until its sink confirmed it. A link
 failure (not a refusal of one delivery) is raised after the batch is recorded (nothing more
 claimed), so the supervisor reopens the sink. Workers wake when an admission or an
 operator's approval makes an entry due, and look at least every half second.
@@ -25,7 +25,7 @@ from gateway.adapter import BatchSends, Clock, ClosingWatch, ConcurrentSends, Si
 from gateway.backoff import Backoff
 from gateway.config import SinkConfig
 from gateway.errors import AdapterError, DeliveryError
-from gateway.ledger import EntryStateError, Ledger, LedgerError, OutboxEntry
+from gateway.ledger import EntryStateError, Ledger, LedgerError, OutboxEntry, on_ledger
 from gateway.metrics import REGISTRY
 
 log = structlog.get_logger(__name__)
@@ -106,7 +106,7 @@ class SinkWorkers:
     def _record(
         self, cfg: SinkConfig, results: Sequence[tuple[OutboxEntry, BaseException | None]]
     ) -> None:
-        """Write the outcome of a batch of attempts to the ledger (one worker-thread hop)."""
+        """Write the outcome of a batch of attempts to the ledger (one transaction)."""
         ledger = self.ledger
         delivered = [entry for entry, error in results if error is None]
         if delivered:
@@ -156,7 +156,7 @@ class SinkWorkers:
         self, cfg: SinkConfig, adapter: SinkAdapter, entries: Sequence[OutboxEntry], limit: int
     ) -> list[OutboxEntry]:
         """Send a batch in priority order (in flight together when the sink allows it),
-        record every outcome and claim the next batch in the same worker-thread hop (none
+        record every outcome and claim the next batch in the same call (none
         after a link failure), then raise the first link failure so the link restarts."""
         errors: Sequence[BaseException | None]
         if isinstance(adapter, BatchSends) and len(entries) > 1:
@@ -169,8 +169,8 @@ class SinkWorkers:
         failure = next(
             (e for e in errors if e is not None and not isinstance(e, DeliveryError)), None
         )
-        following = await asyncio.to_thread(
-            self._record_then_claim, cfg, results, 0 if failure is not None else limit
+        following = await on_ledger(
+            self.ledger, self._record_then_claim, cfg, results, 0 if failure is not None else limit
         )
         self._sync_soon()
         if failure is not None:
@@ -196,7 +196,8 @@ class SinkWorkers:
                 log.exception("ledger_sync_failed", error=str(exc))
 
     def _claim(self, cfg: SinkConfig, limit: int) -> list[OutboxEntry]:
-        """Lease the sink's next due entries, most urgent first (worker thread)."""
+        """Lease the sink's next due entries, most urgent first (see
+        :func:`~gateway.ledger.on_ledger`)."""
         return self.ledger.claim(
             cfg.name,
             self.clock.now(),
@@ -211,7 +212,9 @@ class SinkWorkers:
         results: Sequence[tuple[OutboxEntry, BaseException | None]],
         limit: int,
     ) -> list[OutboxEntry]:
-        """:meth:`_record`, then (``limit`` > 0) :meth:`_claim` (one worker-thread hop)."""
+        """:meth:`_record`, then (``limit`` > 0) :meth:`_claim`, in one call made through
+        :func:`~gateway.ledger.on_ledger` (a worker thread, or this one where the ledger
+        allows it)."""
         self._record(cfg, results)
         return self._claim(cfg, limit) if limit else []
 
@@ -256,7 +259,7 @@ class SinkWorkers:
                     # Cleared before each claim: a wake-up after it is never lost (the next
                     # claim sees what woke it).
                     wake.clear()
-                    entries = await asyncio.to_thread(self._claim, cfg, limit)
+                    entries = await on_ledger(self.ledger, self._claim, cfg, limit)
             fresh = False
             # Entries in hand are sent even when the link just closed: each fails at once
             # and is recorded due again (never left claimed until its lease runs out).
@@ -272,7 +275,7 @@ class SinkWorkers:
                 continue
             # The claim made with these outcomes sees every entry made due before this
             # point; only a wake-up after it calls for another claim (an empty one costs a
-            # worker-thread hop and a write transaction).
+            # call of the ledger and a write transaction).
             wake.clear()
             entries = await self._deliver(cfg, adapter, entries, limit)
             fresh = True

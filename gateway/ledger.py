@@ -61,6 +61,7 @@ Errors (all derive from :class:`gateway.errors.GatewayError`)::
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
 import enum
 import hashlib
@@ -69,7 +70,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import structlog
 
@@ -141,6 +142,7 @@ __all__ = [
     "invalid_key",
     "may_change",
     "message_priority",
+    "on_ledger",
     "priority_of",
     "read_references",
     "rejected",
@@ -1078,6 +1080,8 @@ class Ledger(FailureStore, Protocol):
 
     def admission_batch(self) -> AbstractContextManager[bool]: ...
 
+    def works_inline(self) -> bool: ...
+
     def admit_message(
         self,
         record: MessageRecord,
@@ -1218,6 +1222,20 @@ class Ledger(FailureStore, Protocol):
 Plan = Callable[[Admission], Sequence[PlannedDelivery]]
 
 
+_T = TypeVar("_T")
+
+
+async def on_ledger(
+    ledger: Ledger, work: Callable[..., _T], *args: Any, inline: bool = True
+) -> _T:
+    """``work(*args)`` -- something that uses the ledger -- on this thread where the ledger
+    allows it (:meth:`Ledger.works_inline`) and the caller does (``inline``: False for work
+    long enough to hold up the event loop), else in a worker thread."""
+    if inline and ledger.works_inline():
+        return work(*args)
+    return await asyncio.to_thread(work, *args)
+
+
 class LedgerBase(abc.ABC):
     """Admission over a backend's storage contract: ``facts`` and ``record`` (and their
     message twins) are what a backend implements; deciding and planning happen here, the
@@ -1244,6 +1262,15 @@ class LedgerBase(abc.ABC):
         and none of them was made. A backend that commits each admission on its own (the
         default) gives False and does nothing."""
         return contextlib.nullcontext(False)
+
+    def works_inline(self) -> bool:
+        """Whether the ledger's work -- a batch of admissions, a delivery's claim or outcome
+        -- may run on the caller's own thread (the daemon's event loop), for it waits on
+        nothing but a quick local disk: no time is then lost handing it to a worker thread
+        and back, and the loop does not take the interpreter from that thread at every
+        statement to read its sockets. A backend that waits on a network (the default) or a
+        slow disk says no."""
+        return False
 
     # -- the storage contract (besides the queries and outbox changes of Ledger) ---------
 

@@ -146,6 +146,32 @@ def _forget(client: aiomqtt.Client) -> None:
         lost.exception()
 
 
+async def _incoming(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Message]:
+    """The client's messages as aiomqtt's own iterator gives them, without what it does for
+    each one: a task to take it from the queue and a wait on that task and on the end of the
+    connection (two turns of the event loop, and its reader drained one message a turn).
+    Here the messages waiting are taken at once; only an empty queue is waited on, with the
+    end of the connection, which raises once what had arrived was taken."""
+    queue = client._queue
+    lost = client._disconnected
+    while True:
+        if not queue.empty():
+            yield queue.get_nowait()
+            continue
+        getter = asyncio.ensure_future(queue.get())
+        try:
+            await asyncio.wait((getter, lost), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            getter.cancel()
+            raise
+        if getter.done():
+            yield getter.result()
+            continue
+        getter.cancel()
+        msg = "Disconnected during message iteration"
+        raise aiomqtt.MqttError(msg) from lost.exception()
+
+
 async def _wait_lost(name: str, client: aiomqtt.Client) -> None:
     try:
         await asyncio.shield(client._disconnected)
@@ -367,7 +393,7 @@ class MqttAdapter:
                 await client.subscribe(topic, qos=1)
             self.subscribed.set()
             log.info("mqtt_subscribed", adapter=self.name, topics=list(self.options.subscriptions))
-            async for message in client.messages:
+            async for message in _incoming(client):
                 RECEIVED.inc(adapter=self.name)
                 payload = message.payload
                 raw = payload if isinstance(payload, bytes) else str(payload or "").encode()

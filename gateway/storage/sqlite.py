@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
@@ -29,6 +30,12 @@ __all__ = ["SqliteLedger"]
 
 # The version of facts read inside an admission batch (``PRAGMA data_version`` is positive).
 _IN_BATCH = -1
+# The ledger's work runs on the caller's thread (see works_inline) while a synced commit
+# takes less than this on average (the disk of a server or a workstation: well under a
+# millisecond; an SD card or a network file system: tens of milliseconds, better waited for
+# off the event loop). The average weighs each new commit by _SYNC_WEIGHT.
+INLINE_SYNC_LIMIT = 0.002
+_SYNC_WEIGHT = 0.2
 
 log = structlog.get_logger(__name__)
 
@@ -88,6 +95,7 @@ class SqliteLedger(SqlLedger):
         # delivery outcomes (see sync()).
         self._commits = 0
         self._synced = 0
+        self._sync_seconds = 0.0  # the weighted average of a synced commit's time
         self._outcomes = 0
         try:
             conn = sqlite3.connect(
@@ -252,6 +260,7 @@ class SqliteLedger(SqlLedger):
                         msg = f"ledger {self.path}: write failed, rolled back: {exc}"
                         raise LedgerError(msg) from exc
                     raise
+                started = time.perf_counter()
                 try:
                     conn.execute("COMMIT")
                 except sqlite3.Error as exc:
@@ -261,6 +270,8 @@ class SqliteLedger(SqlLedger):
                 self._commits += 1
                 if sync:  # the log is written in order: this sync covers every commit before
                     self._synced = self._commits
+                    took = time.perf_counter() - started
+                    self._sync_seconds += (took - self._sync_seconds) * _SYNC_WEIGHT
             finally:
                 self._writer = None
                 if not sync:
@@ -283,6 +294,12 @@ class SqliteLedger(SqlLedger):
                 yield True
             finally:
                 self._batching = False
+
+    def works_inline(self) -> bool:
+        """Yes while the synced commits of this ledger take less than
+        :data:`INLINE_SYNC_LIMIT` on average: a batch's work is then all CPU but for its
+        commit, which is quick."""
+        return self._sync_seconds < INLINE_SYNC_LIMIT
 
     def _admission_write(self, *, sync: bool) -> AbstractContextManager[sqlite3.Connection]:
         if self._in_batch():

@@ -8,6 +8,7 @@ from pathlib import Path
 from cap_schemas.model import AlertKey
 from gateway.ledger import EntryState
 from gateway.metrics import INPUT_REJECTED
+from gateway.summary import topic_key
 from tests.daemon.conftest import (
     CapFactory,
     daemon_toml,
@@ -103,9 +104,16 @@ class TestExactlyOncePerSink:
             assert [str(a.key) for a in active] == []
         assert set(out.keys("out/cap/")) == {key, update_key, CapFactory.key_of(cancel)}
         active_msgs = out.on("borderlink/active/")
-        # The original and the update were published retained, then cleared.
-        assert sum(1 for m in active_msgs if m.payload) == 2
-        assert sum(1 for m in active_msgs if not m.payload) >= 2
+        # The original and the update were published retained, then cleared; the cancel
+        # never was. (An admission made while the state publisher resynchronises at start
+        # is published by both: the same retained summary twice, which changes nothing.)
+        by_topic: dict[str, list[bytes]] = {}
+        for m in active_msgs:
+            by_topic.setdefault(m.topic.rsplit("/", 1)[1], []).append(m.payload)
+        assert set(by_topic) == {topic_key(key), topic_key(update_key)}
+        for payloads in by_topic.values():
+            assert payloads[0] != b""
+            assert payloads[-1] == b""
 
     async def test_update_before_delivery_withdraws_pending_entry(
         self, mosquitto: Broker, tmp_path: Path, cap: CapFactory

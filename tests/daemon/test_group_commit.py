@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from gateway.adapter import Received
 from gateway.config import ConfigError
 from gateway.daemon import Daemon
 from gateway.delivery import SinkWorkers
-from gateway.intake import DELAYED
+from gateway.intake import DELAYED, INLINE_BATCH_BYTES
 from gateway.ledger import AlertStatus, Decision, LedgerError
 from gateway.storage.sql import SqlLedger
 from tests.daemon.conftest import CapFactory, daemon_toml, load, poll_until, running_daemon
@@ -162,6 +163,63 @@ class TestGroupCommit:
             await _run(daemon, raws, events)
         assert [e for e in events.log if e[0] == "ack"] == []
         assert not any(ledger.seen(parse_alert(r).key) for r in raws)
+
+
+class TestWhereBatchesRun:
+    """A batch runs on the event loop's thread where the ledger allows it (a quick local
+    disk), in a worker thread where it does not; each is acknowledged once durable either
+    way."""
+
+    @pytest.mark.parametrize("inline", [True, False])
+    async def test_thread_of_the_batches(
+        self, daemon: Daemon, cap: CapFactory, monkeypatch: pytest.MonkeyPatch, inline: bool
+    ) -> None:
+        events = _Events(monkeypatch)
+        threads: list[int] = []
+        record = SqlLedger.record  # as _Events patched it
+
+        def recording(self: SqlLedger, *args: Any, **kwargs: Any) -> Any:
+            threads.append(threading.get_ident())
+            return record(self, *args, **kwargs)
+
+        monkeypatch.setattr(SqlLedger, "record", recording)
+        monkeypatch.setattr(type(daemon.ledger), "works_inline", lambda _self: inline)
+        raws = [cap(sent=SENT + timedelta(seconds=n)) for n in range(12)]
+        await _run(daemon, raws, events)
+        loop_thread = threading.get_ident()
+        assert len(threads) == len(raws)
+        if inline:
+            assert set(threads) == {loop_thread}
+        else:
+            assert loop_thread not in threads
+        acks = [e[1] for e in events.log if e[0] == "ack"]
+        assert acks == [parse_alert(r).identifier for r in raws]
+        assert all(daemon.ledger.seen(parse_alert(r).key) for r in raws)
+
+
+    async def test_a_large_batch_is_screened_off_the_loop(
+        self, daemon: Daemon, cap: CapFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Megabytes of CAP (a NAAD alert with its audio) are parsed in a worker thread even
+        where the ledger's work may run on the loop: the loop's other work goes on."""
+        events = _Events(monkeypatch)
+        threads: dict[str, int] = {}
+        record = SqlLedger.record
+
+        def recording(self: SqlLedger, alert: Any, *args: Any, **kwargs: Any) -> Any:
+            threads[alert.identifier] = threading.get_ident()
+            return record(self, alert, *args, **kwargs)
+
+        monkeypatch.setattr(SqlLedger, "record", recording)
+        monkeypatch.setattr(type(daemon.ledger), "works_inline", lambda _self: True)
+        large = cap(sent=SENT).replace(
+            b"</headline>",
+            b"</headline><description>" + b"x" * (INLINE_BATCH_BYTES + 1) + b"</description>",
+            1,
+        )
+        await _run(daemon, [large], events)
+        assert threads[parse_alert(large).identifier] != threading.get_ident()
+        assert daemon.ledger.seen(parse_alert(large).key)
 
 
 class TestConcurrentRequests:

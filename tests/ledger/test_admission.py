@@ -630,3 +630,11 @@ class TestAdmissionBatch:
             assert led.seen(second.key)
         finally:
             led.close()
+
+
+class TestWhereAdmissionsRun:
+    """Only a store that waits on nothing but a quick local disk lets a batch of admissions
+    run on the daemon's event loop: never one across a network."""
+
+    def test_works_inline(self, ledger: SqliteLedger, backend: str) -> None:
+        assert ledger.works_inline() is (backend == "sqlite")

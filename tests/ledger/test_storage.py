@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
@@ -325,3 +326,53 @@ class TestConcurrency:
                 Decision.DUPLICATE: 20,
             }
             assert await asyncio.to_thread(led.pending_count) == 20
+
+
+class _SlowCommits:
+    """The ledger's write connection, each COMMIT ``delay`` seconds slower (a slow disk)."""
+
+    def __init__(self, conn: sqlite3.Connection, delay: float) -> None:
+        self.conn = conn
+        self.delay = delay
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+    def execute(self, sql: str, *args: object) -> sqlite3.Cursor:
+        if sql == "COMMIT" and self.delay:
+            time.sleep(self.delay)
+        return self.conn.execute(sql, *args)
+
+
+class TestInlineAdmissions:
+    """A batch of admissions may run on the daemon's event loop while the synced commits
+    are quick (a local disk); slow ones (an SD card, a network file system) send it back to
+    a worker thread until they are quick again."""
+
+    def test_slow_synced_commits_send_admissions_off_the_loop(
+        self, ledger: SqliteLedger
+    ) -> None:
+        assert ledger.works_inline()  # nothing measured yet: a local disk is assumed
+        slow = _SlowCommits(ledger._conn, 0.012)
+        ledger._conn = slow  # type: ignore[assignment]
+        for _ in range(3):
+            admit(ledger, make_alert())
+        assert not ledger.works_inline()
+        # The disk is quick again (no sync at all: quick on any machine).
+        slow.delay = 0
+        slow.conn.execute("PRAGMA synchronous=OFF")
+        admitted = 0
+        while not ledger.works_inline():
+            admit(ledger, make_alert())
+            admitted += 1
+            assert admitted < 30, "quick commits never brought the admissions back"
+        assert admitted >= 2  # one quick commit does not outweigh the slow ones
+
+    def test_unsynced_commits_do_not_count(self, ledger: SqliteLedger) -> None:
+        """Only the commits that wait for the disk are measured (a delivery's outcome is
+        committed without waiting)."""
+        admit(ledger, make_alert(), Planner(["out"]))
+        ledger._conn = _SlowCommits(ledger._conn, 0.012)  # type: ignore[assignment]
+        entry = ledger.claim("out", T0, limit=1)[0]
+        ledger.mark_delivered_many([entry.id], T0, claims={entry.id: entry.started_at})
+        assert ledger.works_inline()
