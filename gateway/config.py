@@ -104,7 +104,7 @@ class GatewayConfig:
     max_concurrent_parses: int = 2
     # Seconds a batch of admissions waits for more documents when others are already
     # waiting (group commit under load, as PostgreSQL's commit_delay); 0 never waits.
-    commit_delay: float = 0.005
+    commit_delay: float = 0.003
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,7 +395,7 @@ def _gateway(r: OptionReader) -> GatewayConfig:
         drain_timeout=r.number("drain_timeout", 10.0, minimum=0.0, maximum=600.0),
         housekeeping_interval=r.number("housekeeping_interval", 5.0, minimum=0.05, maximum=3600.0),
         max_concurrent_parses=r.integer("max_concurrent_parses", 2, minimum=1, maximum=64),
-        commit_delay=r.number("commit_delay", 0.005, minimum=0.0, maximum=0.05),
+        commit_delay=r.number("commit_delay", 0.003, minimum=0.0, maximum=0.05),
         sender=r.string("sender", ""),
     )
     r.finish()
