@@ -28,7 +28,10 @@ the durable relay and borderlink is what its checks, decisions, outbox and audit
 
 The ``load %`` column is the CPU the load generator (publisher and subscriber, one process,
 not pinned) used during the step, as a share of one core: near 100 % the generator, not the
-system measured, would be the limit.
+system measured, would be the limit. The generator collects its garbage before each step and
+not during it: a full collection stopped it for 30-70 ms a few times a minute, and the burst
+it sent after the pause, with the late stamps of what arrived meanwhile, was charged to the
+system measured (the more, the longer that system's own latency).
 
 Each run measures, one after the other on the same broker: the two relays, borderlink at an
 earlier revision (``BENCH_DAEMON_BASELINE``, default the revision before the third round of

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -40,7 +42,29 @@ class TestStorageSettings:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert conn.execute("PRAGMA temp_store").fetchone()[0] == 2  # MEMORY
         assert ledger.schema_version == sqlite_schema.LATEST
+
+    def test_a_batch_of_admissions_writes_no_temporary_file(self, ledger: SqliteLedger) -> None:
+        """Each admission of a batch has a savepoint; what it would roll back stays in
+        memory, not in a temporary file written a page at a time."""
+        fds = Path("/proc/self/fd")
+
+        def temporary_files() -> list[str]:
+            found = []
+            for fd in fds.iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if "etilqs_" in target:  # SQLite's temporary files
+                        found.append(target)
+            return found
+
+        with ledger.admission_batch():
+            for n in range(60):  # a statement journal spills to a file past 64 KiB
+                admit(ledger, make_alert(f"batch-{n}"), Planner(["out"]))
+            during = temporary_files()
+        assert during == []
+        assert len(ledger.claim("out", T0, limit=100)) == 60
 
     def test_is_a_ledger(self, ledger: SqliteLedger) -> None:
         assert isinstance(ledger, Ledger)
