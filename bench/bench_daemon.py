@@ -235,11 +235,7 @@ async def _run_rate(
                 raw = factory(severity="Severe")
                 ident = raw.split(b"<identifier>", 1)[1].split(b"</identifier>", 1)[0].decode()
                 payloads.append((ident, raw))
-            # The generator's own collector would stop it for 30-70 ms now and then (a
-            # full collection walks every payload and task it holds): a burst after the
-            # pause and late receipt stamps, charged to the system measured. It collects
-            # before the step and not during it.
-            with _collector_paused():
+            with _collector_paused():  # its pauses would be charged to the system measured
                 start = time.perf_counter()
                 cpu = _own_cpu()
                 tasks = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sqlite3
 import threading
 import time
@@ -48,13 +47,12 @@ class TestStorageSettings:
     def test_a_batch_of_admissions_writes_no_temporary_file(self, ledger: SqliteLedger) -> None:
         """Each admission of a batch has a savepoint; what it would roll back stays in
         memory, not in a temporary file written a page at a time."""
-        fds = Path("/proc/self/fd")
 
         def temporary_files() -> list[str]:
             found = []
-            for fd in fds.iterdir():
-                with contextlib.suppress(OSError):
-                    target = os.readlink(fd)
+            for fd in Path("/proc/self/fd").iterdir():
+                with contextlib.suppress(OSError):  # a descriptor closed meanwhile
+                    target = str(fd.readlink())
                     if "etilqs_" in target:  # SQLite's temporary files
                         found.append(target)
             return found
